@@ -1,0 +1,67 @@
+"""Shared by the benchmark scripts: machine and versions, medians, and BENCHMARKS.md sections.
+
+Each benchmark owns one section of BENCHMARKS.md, between ``<!-- BEGIN name -->`` and
+``<!-- END name -->``; re-running a benchmark replaces its own section and leaves the others.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import statistics
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+HEADER = (
+    "# Benchmarks\n\n"
+    "Every figure here was written by a script in `benchmarks/`; re-run it to refresh its "
+    "section. Ratios are measured side by side in one run; times are medians over repeats. "
+    "On a shared CPU machine only the ratios mean much; absolute times mean something on a GPU.\n"
+)
+
+
+def machine() -> str:
+    """One line naming the machine, the Python and the library versions."""
+    import jax
+    import numpy
+    import optax
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            m = re.search(r"model name\s*:\s*(.*)", fh.read())
+            cpu = m.group(1).strip() if m else cpu
+    except OSError:
+        pass
+    devices = ", ".join(sorted({d.device_kind for d in jax.devices()}))
+    return (
+        f"{cpu}, {os.cpu_count()} cores, JAX devices: {devices}; Python {platform.python_version()}, "
+        f"jax {jax.__version__}, optax {optax.__version__}, torch {torch.__version__}, "
+        f"numpy {numpy.__version__}"
+    )
+
+
+def median_time(fn, repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in seconds over `repeats` calls, after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def write_section(name: str, text: str) -> None:
+    """Replace (or append) the section `name` of BENCHMARKS.md with `text`."""
+    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+    body = f"{begin}\n{text.rstrip()}\n{end}"
+    doc = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else HEADER
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    doc = pattern.sub(lambda _: body, doc) if pattern.search(doc) else doc.rstrip() + "\n\n" + body + "\n"
+    BENCHMARKS_MD.write_text(doc)

@@ -1,0 +1,5 @@
+import sys
+
+from functional_fit.cli import main
+
+sys.exit(main())

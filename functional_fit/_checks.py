@@ -1,0 +1,123 @@
+"""Input checks shared by `functional_fit` and `parity`.
+
+Every public entry point checks its arguments here, on concrete values, before anything is
+traced or turned into a tensor, so a bad input gets one clear `InputError` that names the
+argument instead of a traceback from deep inside JAX or torch.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+
+
+class InputError(ValueError):
+    """A bad argument. The message names the argument and says what was expected."""
+
+
+def positive_int(name: str, value) -> int:
+    """`value` as a Python int > 0, or InputError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, Integral | np.integer):
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+    if value <= 0:
+        raise InputError(f"{name} must be a positive integer, got {value}")
+    return int(value)
+
+
+def nonnegative_int(name: str, value) -> int:
+    """`value` as a Python int >= 0, or InputError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, Integral | np.integer):
+        raise InputError(f"{name} must be a non-negative integer, got {value!r}")
+    if value < 0:
+        raise InputError(f"{name} must be a non-negative integer, got {value}")
+    return int(value)
+
+
+def finite_float(name: str, value) -> float:
+    """`value` as a finite Python float, or InputError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, Real | np.floating | np.integer):
+        raise InputError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise InputError(f"{name} must be finite, got {value}")
+    return value
+
+
+def positive_float(name: str, value) -> float:
+    """`value` as a finite Python float > 0, or InputError naming `name`."""
+    value = finite_float(name, value)
+    if value <= 0:
+        raise InputError(f"{name} must be positive, got {value}")
+    return value
+
+
+def nonnegative_float(name: str, value) -> float:
+    """`value` as a finite Python float >= 0, or InputError naming `name`."""
+    value = finite_float(name, value)
+    if value < 0:
+        raise InputError(f"{name} must be non-negative, got {value}")
+    return value
+
+
+def vector(name: str, value, dtype=None) -> np.ndarray:
+    """`value` as a non-empty, finite, 1-D numpy array; InputError naming `name` otherwise.
+
+    Accepts numpy arrays, JAX arrays, torch tensors (detached) and sequences.
+    """
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise InputError(f"{name} must be a 1-D array of numbers: {exc}") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise InputError(f"{name} must be a 1-D array of numbers, got dtype {arr.dtype}")
+    if arr.ndim != 1:
+        raise InputError(f"{name} must be 1-D of shape (n,), got shape {arr.shape}")
+    if arr.size == 0:
+        raise InputError(f"{name} is empty: need at least one data point")
+    if dtype is not None:
+        arr = arr.astype(dtype)
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        bad = int(np.flatnonzero(~np.isfinite(arr))[0])
+        raise InputError(f"{name} contains a non-finite value ({arr[bad]}) at index {bad}")
+    return arr
+
+
+def data(x, y, dtype=None) -> tuple[np.ndarray, np.ndarray]:
+    """Check a data set: x and y 1-D, same length, non-empty, finite. Returns numpy arrays."""
+    x = vector("x", x, dtype)
+    y = vector("y", y, dtype)
+    if x.shape != y.shape:
+        raise InputError(
+            f"x and y must have the same length, got x of shape {x.shape} and y of shape {y.shape}"
+        )
+    return x, y
+
+
+def same_shape(y_hat_shape, y_shape) -> None:
+    """Refuse silent broadcasting between predictions and targets (the (n, 1) vs (n,) trap)."""
+    if tuple(y_hat_shape) != tuple(y_shape):
+        raise InputError(
+            f"y_hat and y must have the same shape, got y_hat {tuple(y_hat_shape)} and y "
+            f"{tuple(y_shape)}; reshape one of them instead of relying on broadcasting"
+        )
+
+
+def params(name: str, w, n_params: int, model_name: str) -> np.ndarray:
+    """Check a parameter vector of length `n_params` for `model_name`."""
+    w = vector(name, w)
+    if w.shape != (n_params,):
+        raise InputError(
+            f"{name} must have shape ({n_params},) for the {model_name} model, got {w.shape}"
+        )
+    return w
+
+
+def choice(name: str, value, options) -> str:
+    """`value` if it is one of `options`, InputError naming `name` otherwise."""
+    if value not in options:
+        raise InputError(f"{name} must be one of {', '.join(map(str, options))}; got {value!r}")
+    return value

@@ -1,0 +1,84 @@
+"""The lecture's models as ``nn.Module`` (cells 35 and 52), plus their plain-function forms.
+
+``SimpleLinearModel`` and ``PolynomialModel`` keep the lecture's layout: one parameter ``w`` of
+shape (p+1, 1), zeros by default, and ``numpy_parameters()`` for the path. Extended only by a
+``dtype`` (the lecture's zeros are float32; ``dtype=torch.float64`` gives float64 parity).
+
+`linear` and `polynomial` are the same computations as functions of a tensor ``w`` of shape
+(p+1,) or (p+1, 1), mirroring `functional_fit.models`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def linear(w, x):
+    """w[0] + w[1] * x; w (2,) or (2, 1), x (n,) -> (n,)."""
+    return w[0] + w[1] * x
+
+
+def polynomial(w, x):
+    """sum_i w[i] * x**i, summed as the lecture does; w (p+1,) or (p+1, 1), x (n,) -> (n,)."""
+    return torch.sum(torch.stack([w[i] * x**i for i in range(len(w))]), dim=0)  # (p+1, n) -> (n,)
+
+
+def _parameter(w, size: int, dtype) -> nn.Parameter:
+    if w is None:
+        return nn.Parameter(torch.zeros(size, 1, dtype=dtype))
+    w = torch.as_tensor(np.asarray(w), dtype=dtype).reshape(-1, 1)  # (p+1, 1)
+    return nn.Parameter(w)
+
+
+class _LectureModule(nn.Module):
+    def numpy_parameters(self) -> np.ndarray:
+        """Return a numpy version of the parameters, shape (p+1,)."""
+        return np.array([p.detach().cpu().numpy() for p in self.parameters()]).flatten()
+
+
+class SimpleLinearModel(_LectureModule):
+    """The lecture's linear model: ``w[0] + w[1] * x``.
+
+    Args:
+      w: optional initial (2,) parameters; zeros by default, as in the lecture.
+      dtype: parameter dtype; the lecture's is float32 (``torch.zeros`` default).
+    """
+
+    def __init__(self, w=None, dtype=torch.float32):
+        super().__init__()
+        # Creating a nn.Parameter object allows torch to track parameters for us
+        self.w = _parameter(w, 2, dtype)
+
+    def forward(self, x):
+        return linear(self.w, x)
+
+
+class PolynomialModel(_LectureModule):
+    """The lecture's polynomial model of degree p: ``sum_i w[i] * x**i``.
+
+    Args:
+      w: optional initial (p+1,) parameters; zeros by default.
+      p: degree, used when `w` is None.
+      dtype: parameter dtype; float32 as in the lecture by default.
+    """
+
+    def __init__(self, w=None, p=2, dtype=torch.float32):
+        super().__init__()
+        self.w = _parameter(w, p + 1, dtype)
+
+    def forward(self, x):
+        return polynomial(self.w, x)
+
+
+def make(model: str, degree: int = 2, w=None, dtype=torch.float32) -> _LectureModule:
+    """A module by name (``"linear"`` or ``"poly"``), mirroring `functional_fit.models.get`."""
+    if model == "linear":
+        return SimpleLinearModel(w, dtype=dtype)
+    if model == "poly":
+        return PolynomialModel(w, p=degree, dtype=dtype)
+    from functional_fit._checks import choice
+
+    choice("model", model, ("linear", "poly"))
+    raise AssertionError("unreachable")

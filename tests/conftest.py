@@ -1,0 +1,24 @@
+"""Strict test configuration: a silent broadcast or a silent float32 is a failure.
+
+The tests, like the command line, are an application of the library, so they (not the library)
+turn on JAX's 64-bit mode. Rank promotion raises, so (n, 1) against (n,) cannot slip through.
+"""
+
+import os
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def lecture_xy():
+    """The lecture's data, float64 numpy arrays of shape (100,)."""
+    import functional_fit as ff
+
+    return ff.lecture_data()
