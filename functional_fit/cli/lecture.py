@@ -1,0 +1,118 @@
+"""``functional-fit lecture``: every step of the lecture in JAX and in torch, side by side."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from functional_fit import lecture
+from functional_fit._io import write_text
+from functional_fit.cli._common import add_data_options, add_dtype_option, load_data
+from functional_fit.precision import policy
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "lecture",
+        help="run the whole lecture in JAX and torch and compare",
+        description="Run every step of the gradient-descent lecture in JAX (functional_fit) and "
+        "in torch (parity) and print a side-by-side table: step, JAX result, torch result, "
+        "max |Δ|, and the lecture's printed value on the lecture's own data.",
+    )
+    add_data_options(p)
+    add_dtype_option(p)
+    p.add_argument("--order-seed", type=int, default=0,
+                   help="seed of the batch order SGD and Adam share in both frameworks (0)")
+    p.add_argument("--out", metavar="DIR", help="write results.json (and the figures) into DIR")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    return p
+
+
+def _num(v) -> str:
+    return f"{v:.10g}"
+
+
+def _vec(v) -> str:
+    if len(v) <= 3:
+        return "[" + ", ".join(f"{a:.8g}" for a in v) + "]"
+    return f"[{v[0]:.6g}, {v[1]:.6g}, …, {v[-1]:.6g}] ({len(v)})"
+
+
+def _cell(side: dict | None, key: str) -> str:
+    if side is None or key not in side:
+        return ""
+    v = side[key]
+    return _vec(v) if isinstance(v, list) else _num(v)
+
+
+def table(result: lecture.LectureResult) -> str:
+    """The side-by-side table as text."""
+    rows = [("step", "", "JAX", "torch", "max |Δ|", "lecture printed")]
+    for name, s in result.steps.items():
+        keys = [k for k in ("value", "grad", "params", "loss") if k in s["jax"]]
+        printed = s["lecture"]
+        for i, key in enumerate(keys):
+            note = _cell(printed, key)
+            if note and not printed.get("reproducible", True):
+                note += " *"
+            rows.append((
+                name if i == 0 else "",
+                key,
+                _cell(s["jax"], key),
+                _cell(s["torch"], key),
+                f"{s['max_abs_diff']:.2e}" if i == 0 else "",
+                note,
+            ))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def _describe(meta: dict, dtype: str) -> str:
+    if meta["source"] == "csv":
+        src = f"{meta['path']} (n={meta['n']})"
+    else:
+        src = f"{'the lecture' if meta['lecture'] else 'synthetic'} data (n={meta['n']}, seed={meta['seed']}, noise={meta['noise']})"
+    pol = policy(dtype)
+    return f"{src}; dtype {dtype} ({pol.params} parameters, {pol.data} data)"
+
+
+def run(args) -> int:
+    start = time.perf_counter()
+    x, y, meta = load_data(args)
+    policy(args.dtype)  # an unknown --dtype fails before any work
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(lecture.STEPS), desc="lecture", unit="step", file=sys.stderr,
+               disable=None, leave=False)
+
+    def progress(name):
+        bar.set_postfix_str(name)
+        bar.update(0 if bar.n == 0 and name == lecture.STEPS[0] else 1)
+
+    try:
+        result = lecture.run(x, y, dtype=args.dtype, order_seed=args.order_seed,
+                             data_meta=meta, progress=progress)
+    finally:
+        bar.close()
+    doc = result.to_json()
+    if args.out:
+        out = Path(args.out)
+        write_text(out / "results.json", json.dumps(doc, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(doc))
+        return 0
+    print(f"functional-fit lecture: {_describe(meta, args.dtype)}")
+    print()
+    print(table(result))
+    if meta.get("lecture"):
+        print()
+        print("* the lecture shuffled with an unseeded DataLoader: its SGD and Adam numbers came "
+              "from another batch order, so they are shown, not compared.")
+    print()
+    print(f"done in {time.perf_counter() - start:.1f} s" + (f"; wrote {args.out}" if args.out else ""))
+    return 0
