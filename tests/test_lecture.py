@@ -1,0 +1,81 @@
+"""The lecture's printed numbers, by both frameworks, in lecture mode (float32 params, float64 data)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+import functional_fit as ff
+import parity
+from functional_fit import lecture, losses, models
+from functional_fit.tolerances import LECTURE_PRINTED, rel_err
+
+W_MSE = [-0.26649881, 2.64187294]  # cell 7
+DZ = 0.4580252880326174  # cell 27
+L1_AT_ZERO = 1.9383083235672  # cell 41
+GRAD_AT_ZERO = [-0.1400, -0.4201]  # cell 43, printed to 4 decimals
+GD_LINEAR = ([-0.27327734, 3.4817758], 1.2089461825984116)  # cell 49
+GD_QUAD = ([1.039725, 3.1892092, -3.9294097], 0.7172377433786304)  # cell 54
+
+
+@pytest.fixture(scope="module")
+def result(lecture_xy):
+    x, y = lecture_xy
+    steps = ("ols", "l1_at_zero", "autodiff", "gd_abs_linear", "gd_abs_quad")
+    return lecture.run(x, y, dtype="lecture", data_meta={"lecture": True}, steps=steps)
+
+
+@pytest.mark.parametrize("side", ["jax", "torch"])
+def test_ols(result, side):
+    assert rel_err(result.steps["ols"][side]["params"], W_MSE) < LECTURE_PRINTED
+
+
+@pytest.mark.parametrize("side", ["jax", "torch"])
+def test_autodiff(result, side):
+    assert rel_err(result.steps["autodiff"][side]["grad"], DZ) < LECTURE_PRINTED
+
+
+def test_autodiff_hand_formula_and_graphs():
+    assert rel_err(ff.autodiff.z_derivative(1.0), DZ) < 1e-15
+    names = parity.autodiff.graph()
+    assert names[0] == "PowBackward0" and names[-1] == "AccumulateGrad"
+    assert {"LogBackward0", "ExpBackward0"} <= set(names)
+    jaxpr = ff.autodiff.graph()
+    assert "log" in jaxpr and "exp" in jaxpr
+
+
+@pytest.mark.parametrize("side", ["jax", "torch"])
+def test_l1_at_zero(result, side):
+    s = result.steps["l1_at_zero"][side]
+    assert rel_err(s["value"], L1_AT_ZERO) < LECTURE_PRINTED
+    # Printed to 4 decimals: agreement to half a unit in the last printed place.
+    np.testing.assert_allclose(s["grad"], GRAD_AT_ZERO, atol=5e-5, rtol=0)
+
+
+@pytest.mark.parametrize("side", ["jax", "torch"])
+@pytest.mark.parametrize("name,expected", [("gd_abs_linear", GD_LINEAR), ("gd_abs_quad", GD_QUAD)])
+def test_gradient_descent_fits(result, side, name, expected):
+    params, loss = expected
+    s = result.steps[name][side]
+    assert rel_err(s["params"], params) < LECTURE_PRINTED
+    assert rel_err(s["loss"], loss) < LECTURE_PRINTED
+
+
+def test_lecture_dtypes_are_the_lectures(lecture_xy):
+    """float32 parameters meet float64 data: predictions are float64, gradients float32."""
+    x, y = lecture_xy
+    w = ff.zeros(2, "lecture")
+    assert w.dtype == jnp.float32
+    y_hat = models.linear(w, jnp.asarray(x))
+    assert y_hat.dtype == jnp.float64
+    g = jax.grad(lambda w: losses.l1(models.linear(w, jnp.asarray(x)), jnp.asarray(y)))(w)
+    assert g.dtype == jnp.float32
+    m = parity.SimpleLinearModel()
+    assert m.w.dtype == torch.float32 and m(torch.from_numpy(x)).dtype == torch.float64
+
+
+def test_printed_reference_attached_only_on_lecture_data(lecture_xy):
+    x, y = lecture_xy
+    other = lecture.run(x, y, dtype="float64", steps=("ols",))
+    assert other.steps["ols"]["lecture"] is None
