@@ -121,3 +121,76 @@ def choice(name: str, value, options) -> str:
     if value not in options:
         raise InputError(f"{name} must be one of {', '.join(map(str, options))}; got {value!r}")
     return value
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+class DivergenceError(InputError):
+    """A fit's loss (or its final parameters) became non-finite: it diverged or overflowed.
+
+    An `InputError` because the cause is a setting the caller chose (a learning rate too large
+    for the data's scale, data that overflows a high-degree polynomial), and so the command
+    line reports it in one line like any other bad input.
+
+    Attributes:
+      step: the first step (from 0) whose loss is non-finite; ``steps`` when only the
+        parameters after the last step are.
+      loss: that step's loss (nan or ±inf), or None when only the final parameters are.
+      result: what the fit computed, non-finite values included (a `FitResult` on the JAX
+        side; the (steps+1, p+1) path up to the failing step on the torch side).
+    """
+
+    def __init__(self, message: str, *, step: int, loss=None, result=None):
+        super().__init__(message)
+        self.step = step
+        self.loss = loss
+        self.result = result
+
+
+def first_nonfinite(losses) -> int | None:
+    """Index of the first non-finite value of `losses` (steps,), or None when all are finite.
+
+    Examples:
+      >>> first_nonfinite([1.0, 2.0, float("inf"), float("nan")])
+      2
+      >>> first_nonfinite([1.0]) is None
+      True
+    """
+    bad = np.flatnonzero(~np.isfinite(np.asarray(losses, dtype=np.float64)))
+    return int(bad[0]) if bad.size else None
+
+
+def divergence_error(where: str, step: int, loss, lr, result=None) -> DivergenceError:
+    """The `DivergenceError` of fit `where` whose loss at `step` is `loss` (None: final params)."""
+    if loss is None:
+        what = f"the parameters became non-finite after the last step (step {step - 1})"
+    else:
+        loss = float(loss)
+        what = f"the loss became {loss} at step {step}"
+    return DivergenceError(
+        f"{where}: the fit diverged: {what}, counting steps from 0; lr={float(lr):g} is too "
+        "large for the data's scale, or the model overflows on the data: lower lr or rescale "
+        "x and y",
+        step=step,
+        loss=loss,
+        result=result,
+    )
+
+
+def check_finite_fit(where: str, losses, params, lr, result=None) -> None:
+    """Raise `DivergenceError` when a finished fit has a non-finite loss or final parameters.
+
+    Args:
+      where: the fit's name for the message (``"gradient_descent"``).
+      losses: (steps,) each step's loss.
+      params: (p+1,) the parameters after the last step.
+      lr: the learning rate, named in the message.
+      result: attached to the error as ``result``.
+    """
+    losses = np.asarray(losses, dtype=np.float64).ravel()
+    step = first_nonfinite(losses)
+    if step is not None:
+        raise divergence_error(where, step, losses[step], lr, result)
+    if not np.all(np.isfinite(np.asarray(params, dtype=np.float64))):
+        raise divergence_error(where, losses.size, None, lr, result)

@@ -14,6 +14,12 @@ Every fit returns a `FitResult`: final parameters, the path of parameters (one r
 first step and one after each step) and the loss of every step's batch, taken before that
 step's update, as the lecture's loops compute it.
 
+Divergence: the checked wrappers raise `DivergenceError` (an `InputError`) when a loss or the
+final parameters are non-finite, naming the first step where the loss was (`first_nonfinite`);
+the error carries the whole `FitResult` as ``.result``. The ``*_scan`` and ``*_jit`` functions
+do not check: a sweep over learning rates wants the non-finite rows, not an exception.
+``parity.fit`` raises the same error at the same step.
+
 Step sizes follow the lecture: GD uses lr / (i + 1) at step i; SGD uses lr / (e + 1) for every
 batch of epoch e; Adam (optax) uses a constant lr.
 
@@ -35,6 +41,7 @@ import numpy as np
 import optax
 
 from functional_fit import _checks, data as _data, losses as _losses, models as _models
+from functional_fit._checks import DivergenceError, first_nonfinite  # noqa: F401 (re-exported)
 from functional_fit.precision import check_array_dtype
 
 
@@ -194,6 +201,12 @@ def check_inputs(w0, x, y, model, lr):
     return jnp.asarray(w0), jnp.asarray(x), jnp.asarray(y), lr
 
 
+def _finite(where: str, result: FitResult, lr: float) -> FitResult:
+    """`result`, or `DivergenceError` at the first step whose loss is non-finite."""
+    _checks.check_finite_fit(where, result.losses, result.params, lr, result=result)
+    return result
+
+
 def _check_batching(order, n, batch_size):
     batch_size = _checks.positive_int("batch_size", batch_size)
     order = _data.check_order(order, n)
@@ -216,6 +229,11 @@ def gradient_descent(
     Returns:
       `FitResult` with path (steps+1, p+1) and losses (steps,).
 
+    Raises:
+      InputError: a bad argument, named in the message.
+      DivergenceError: a loss or the final parameters are non-finite; ``.step`` is the first
+        step (from 0) with a non-finite loss, ``.result`` the whole `FitResult`.
+
     Examples:
       >>> import functional_fit as ff
       >>> with ff.float64():
@@ -226,7 +244,8 @@ def gradient_descent(
     """
     w0, x, y, lr = check_inputs(w0, x, y, model, lr)
     steps = _checks.positive_int("steps", steps)
-    return gd_jit(w0, x, y, _float(lr), model=model, loss=loss, steps=steps)
+    res = gd_jit(w0, x, y, _float(lr), model=model, loss=loss, steps=steps)
+    return _finite("gradient_descent", res, lr)
 
 
 def stochastic_gradient_descent(
@@ -243,10 +262,14 @@ def stochastic_gradient_descent(
 
     Returns:
       `FitResult` with path (steps+1, p+1), steps = epochs * ceil(n / B).
+
+    Raises:
+      InputError, DivergenceError: as in `gradient_descent`.
     """
     w0, x, y, lr = check_inputs(w0, x, y, model, lr)
     order, batch_size = _check_batching(order, x.shape[0], batch_size)
-    return sgd_jit(w0, x, y, order, _float(lr), model=model, loss=loss, batch_size=batch_size)
+    res = sgd_jit(w0, x, y, order, _float(lr), model=model, loss=loss, batch_size=batch_size)
+    return _finite("stochastic_gradient_descent", res, lr)
 
 
 def adam_sgd(
@@ -258,7 +281,8 @@ def adam_sgd(
     """
     w0, x, y, lr = check_inputs(w0, x, y, model, lr)
     order, batch_size = _check_batching(order, x.shape[0], batch_size)
-    return adam_jit(w0, x, y, order, _float(lr), model=model, loss=loss, batch_size=batch_size)
+    res = adam_jit(w0, x, y, order, _float(lr), model=model, loss=loss, batch_size=batch_size)
+    return _finite("adam_sgd", res, lr)
 
 
 def n_steps(n: int, epochs: int, batch_size: int) -> int:

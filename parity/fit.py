@@ -8,6 +8,11 @@ so the torch and JAX trajectories can be compared step by step; and the paramete
 is the model's (`parity.models`).
 
 Without ``order`` they shuffle with ``DataLoader(shuffle=True)`` exactly as the lecture does.
+
+Divergence: each loop stops at the first step whose loss is non-finite and raises
+`functional_fit._checks.DivergenceError` naming that step (from 0), as `functional_fit.fit`
+does for the same fit; ``.result`` is the path so far, (step+1, p+1). Non-finite parameters
+after the last step raise it too.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import torch
 from torch.optim import Adam
 from torch.utils.data import DataLoader
 
+from functional_fit._checks import divergence_error
 from parity.data import OrderSampler
 
 
@@ -29,6 +35,18 @@ def _loader(dataset, batch_size, nepochs, order):
     return DataLoader(dataset, batch_size=batch_size, sampler=OrderSampler(order))
 
 
+def _check_loss(loss, values, where, lr):
+    """Raise at the first non-finite loss; the step is the number of updates made so far."""
+    if not torch.isfinite(loss):
+        raise divergence_error(f"parity.fit.{where}", len(values) - 1, loss.item(), lr, np.array(values))
+
+
+def _check_params(values, where, lr):
+    """Raise when the parameters after the last step are non-finite."""
+    if not np.all(np.isfinite(values[-1])):
+        raise divergence_error(f"parity.fit.{where}", len(values) - 1, None, lr, np.array(values))
+
+
 def gradient_descent(model, loss_fn, x, y, lr=1.0, nsteps=100):
     """Full-batch gradient descent with step lr / (i + 1) (cell 48).
 
@@ -38,6 +56,7 @@ def gradient_descent(model, loss_fn, x, y, lr=1.0, nsteps=100):
     values = [model.numpy_parameters()]  # Track parameter values for later viz.
     for i in range(nsteps):
         loss = loss_fn(model(x), y)
+        _check_loss(loss, values, "gradient_descent", lr)
         loss.backward()
         # The update must not itself be recorded for differentiation.
         with torch.no_grad():
@@ -46,6 +65,7 @@ def gradient_descent(model, loss_fn, x, y, lr=1.0, nsteps=100):
             # Clear the gradient buffer, or the next backward would accumulate into it.
             model.zero_grad()
             values.append(model.numpy_parameters())
+    _check_params(values, "gradient_descent", lr)
     return np.array(values)
 
 
@@ -65,12 +85,14 @@ def stochastic_gradient_descent(
     for i in range(nepochs):
         for x, y in loader:
             loss = loss_fn(model(x), y)
+            _check_loss(loss, values, "stochastic_gradient_descent", lr)
             loss.backward()
             with torch.no_grad():
                 for p in model.parameters():
                     p -= lr / (i + 1) * p.grad
                 model.zero_grad()
                 values.append(model.numpy_parameters())
+    _check_params(values, "stochastic_gradient_descent", lr)
     return np.array(values)
 
 
@@ -86,8 +108,10 @@ def adam_sgd(model, loss_fn, dataset, lr=0.1, nepochs=100, batch_size=10, order=
     for _ in range(nepochs):
         for x, y in loader:
             loss = loss_fn(model(x), y)
+            _check_loss(loss, values, "adam_sgd", lr)
             loss.backward()
             opt.step()
             model.zero_grad()
             values.append(model.numpy_parameters())
+    _check_params(values, "adam_sgd", lr)
     return np.array(values)
