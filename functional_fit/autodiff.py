@@ -26,6 +26,11 @@ def z_derivative(theta):
     return -2 * (1 - np.log(1 + np.exp(theta))) * np.exp(theta) / (1.0 + np.exp(theta))
 
 
+def hand(theta: float = 1.0):
+    """(z(θ), dz/dθ) as Python floats from the formulas alone, in numpy float64: no autodiff."""
+    return float((1 - np.log(1 + np.exp(theta))) ** 2), float(z_derivative(theta))
+
+
 def value_and_grad(theta: float = 1.0):
     """(z(θ), dz/dθ) as Python floats, computed by JAX in its default float dtype."""
     value, grad = jax.value_and_grad(z)(jnp.asarray(theta, dtype=jnp.result_type(float)))

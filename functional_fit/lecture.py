@@ -221,6 +221,9 @@ def run(x, y, *, dtype: str = "lecture", order_seed: int = 0, data_meta: dict | 
             "max_abs_diff": _max_abs_diff(j, t),
             "lecture": PRINTED.get(name) if on_lecture_data else None,
         }
+        if name == "autodiff":  # the third way: the lecture's hand-derived formula (cell 28)
+            value, grad = autodiff.hand(1.0)
+            out[name]["hand"] = {"value": value, "grad": grad}
         if name in FITS:
             out[name]["settings"] = {k: v for k, v in FITS[name]._asdict().items() if v or k == "degree"}
     return LectureResult(data_meta, dtype, out, paths, x, y)

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from functional_fit import _checks
+
 
 def linear(w, x):
     """w[0] + w[1] * x; w (2,) or (2, 1), x (n,) -> (n,)."""
@@ -25,11 +27,14 @@ def polynomial(w, x):
     return torch.sum(torch.stack([w[i] * x**i for i in range(len(w))]), dim=0)  # (p+1, n) -> (n,)
 
 
-def _parameter(w, size: int, dtype) -> nn.Parameter:
+def _parameter(w, size: int | None, dtype, model: str) -> nn.Parameter:
+    """The (p+1, 1) parameter: zeros of `size`, or `w` checked (length `size` unless None)."""
     if w is None:
         return nn.Parameter(torch.zeros(size, 1, dtype=dtype))
-    w = torch.as_tensor(np.asarray(w), dtype=dtype).reshape(-1, 1)  # (p+1, 1)
-    return nn.Parameter(w)
+    w = _checks.vector("w", w)
+    if size is not None and w.shape != (size,):
+        raise _checks.InputError(f"w must have shape ({size},) for the {model} model, got {w.shape}")
+    return nn.Parameter(torch.as_tensor(w, dtype=dtype).reshape(-1, 1))  # (p+1, 1)
 
 
 class _LectureModule(nn.Module):
@@ -49,7 +54,7 @@ class SimpleLinearModel(_LectureModule):
     def __init__(self, w=None, dtype=torch.float32):
         super().__init__()
         # Creating a nn.Parameter object allows torch to track parameters for us
-        self.w = _parameter(w, 2, dtype)
+        self.w = _parameter(w, 2, dtype, "linear")
 
     def forward(self, x):
         return linear(self.w, x)
@@ -66,7 +71,9 @@ class PolynomialModel(_LectureModule):
 
     def __init__(self, w=None, p=2, dtype=torch.float32):
         super().__init__()
-        self.w = _parameter(w, p + 1, dtype)
+        # As in the lecture, a given w sets the degree (p is used only for zeros).
+        size = _checks.nonnegative_int("p", p) + 1 if w is None else None
+        self.w = _parameter(w, size, dtype, "polynomial")
 
     def forward(self, x):
         return polynomial(self.w, x)
@@ -78,7 +85,5 @@ def make(model: str, degree: int = 2, w=None, dtype=torch.float32) -> _LectureMo
         return SimpleLinearModel(w, dtype=dtype)
     if model == "poly":
         return PolynomialModel(w, p=degree, dtype=dtype)
-    from functional_fit._checks import choice
-
-    choice("model", model, ("linear", "poly"))
+    _checks.choice("model", model, ("linear", "poly"))
     raise AssertionError("unreachable")

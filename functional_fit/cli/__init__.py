@@ -23,8 +23,15 @@ def _modules():
             yield name, importlib.import_module(qual)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (no usage dump), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="functional-fit",
         description="Gradient-based fitting in JAX and PyTorch, side by side.",
     )

@@ -23,6 +23,7 @@ def add_dtype_option(parser: argparse.ArgumentParser, default: str = "lecture") 
     parser.add_argument(
         "--dtype",
         default=default,
+        choices=DTYPES,
         help=f"precision mode, one of {', '.join(DTYPES)} (default {default}): "
         "'lecture' keeps float32 parameters with float64 data, as the lecture does",
     )

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from functional_fit import lecture
+from functional_fit._checks import nonnegative_int
 from functional_fit._io import write_text
 from functional_fit.cli._common import add_data_options, add_dtype_option, load_data
 from functional_fit.precision import policy
@@ -25,7 +26,8 @@ def add_parser(sub):
     add_dtype_option(p)
     p.add_argument("--order-seed", type=int, default=0,
                    help="seed of the batch order SGD and Adam share in both frameworks (0)")
-    p.add_argument("--out", metavar="DIR", help="write results.json (and the figures) into DIR")
+    p.add_argument("--out", metavar="DIR",
+                   help="write results.json and every lecture figure as PNG into DIR")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     return p
 
@@ -84,6 +86,7 @@ def run(args) -> int:
     start = time.perf_counter()
     x, y, meta = load_data(args)
     policy(args.dtype)  # an unknown --dtype fails before any work
+    nonnegative_int("--order-seed", args.order_seed)
 
     from tqdm import tqdm
 
@@ -103,6 +106,9 @@ def run(args) -> int:
     if args.out:
         out = Path(args.out)
         write_text(out / "results.json", json.dumps(doc, indent=2) + "\n")
+        from functional_fit import plot  # matplotlib only when figures are asked for
+
+        figures = plot.write_lecture_figures(result, out)
     if args.json:
         print(json.dumps(doc))
         return 0
@@ -114,5 +120,6 @@ def run(args) -> int:
         print("* the lecture shuffled with an unseeded DataLoader: its SGD and Adam numbers came "
               "from another batch order, so they are shown, not compared.")
     print()
-    print(f"done in {time.perf_counter() - start:.1f} s" + (f"; wrote {args.out}" if args.out else ""))
+    wrote = f"; wrote results.json and {len(figures)} figures (PNG) to {args.out}" if args.out else ""
+    print(f"done in {time.perf_counter() - start:.1f} s{wrote}")
     return 0
