@@ -1,0 +1,679 @@
+"""The lecture's pictures: each figure a function that takes results and returns a Figure.
+
+matplotlib only, through its object API (`matplotlib.figure.Figure`): no pyplot state, so
+making a figure opens no window and leaks nothing, and a figure is collected like any other
+object. Save one with ``fig.savefig("name.png")``; in a notebook, leave it as a cell's value.
+
+Functions take plain arrays, so they draw results from JAX, from torch, or from anywhere:
+
+  `data`             the raw data (cell 4)
+  `fits`             the data with fitted curves (cells 8 and 66)
+  `residuals`        residual lines to one fit, with a residual panel below (cells 10, 51, 55)
+  `surface`          a loss surface as a contour and a 3-D surface side by side (cells 13, 16)
+  `contour_paths`    a contour with optimizer paths and marked points drawn on it (cell 50)
+  `path_3d`          a parameter path in 3-D, colored by step (cell 61)
+  `path_difference`  JAX against torch: the largest parameter difference at every step
+  `sweep`            final loss against learning rate
+  `benchmark`        time against grid size, log-log
+
+`lecture_figures` makes every one of the lecture's figures from a `functional_fit.lecture`
+result; ``functional-fit lecture --out DIR`` writes them as PNG files.
+
+Axis convention for surfaces: ``values`` has shape (len(b_values), len(a_values)), row j and
+column i holding the loss at (a_values[i], b_values[j]) -- ``np.meshgrid``'s 'xy' layout, as the
+lecture's cell 12 and `functional_fit.surface.loss_surface` make it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from functional_fit import losses as _losses
+from functional_fit import models as _models
+from functional_fit._io import atomic_path
+
+#: Size of a figure with one panel, and of one with two side by side, in inches (at the
+#: 120 dpi `save` uses: 960 x 600 and 1560 x 660 pixels).
+SIZE = (8.0, 5.0)
+WIDE = (13.0, 5.5)
+DPI = 120
+
+#: The lecture's names of its two linear-model parameters, in order.
+LINEAR_AXES = ("intercept w[0]", "slope w[1]")
+
+#: One color per optimizer, the same in every figure.
+COLORS = {
+    "analytic MSE": "tab:orange",
+    "GD abs": "tab:green",
+    "GD quad abs": "tab:red",
+    "SGD quad abs": "tab:purple",
+    "Adam quad abs": "tab:brown",
+    "Adam degree-12 abs": "tab:pink",
+}
+#: Paths longer than this are drawn as lines without a marker at every step.
+MARKED_STEPS = 200
+JAX_STYLE = dict(color="white", marker="o", markersize=3, linewidth=1.2)
+TORCH_STYLE = dict(color="black", marker="x", markersize=4, linewidth=0.8, linestyle="--")
+
+
+def _figure(size=SIZE, **kwargs) -> Figure:
+    return Figure(figsize=size, layout="constrained", **kwargs)
+
+
+def _color(label: str, i: int) -> str:
+    return COLORS.get(label, f"C{i % 10}")
+
+
+# --------------------------------------------------------------------------- data and fits
+
+
+def data(x, y, *, title: str = "The lecture's data") -> Figure:
+    """The raw data as points (cell 4).
+
+    Args:
+      x, y: (n,) data.
+      title: the figure's title.
+
+    Returns:
+      A Figure with one axes holding one scatter collection of n points.
+    """
+    fig = _figure()
+    ax = fig.subplots()
+    ax.scatter(x, y, s=16, color="tab:blue", label="raw data")
+    ax.set(xlabel="x", ylabel="y", title=title)
+    ax.legend(loc="best")
+    return fig
+
+
+def _draw_curves(ax, curves: Mapping, ylim=None):
+    for i, (label, (cx, cy)) in enumerate(curves.items()):
+        ax.plot(cx, cy, label=label, color=_color(label, i + 1), linewidth=1.8)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+
+
+def _data_ylim(y, margin: float = 0.25):
+    """y limits that hold the data with a margin, so a wild curve does not flatten the data."""
+    lo, hi = float(np.min(y)), float(np.max(y))
+    pad = margin * (hi - lo or 1.0)
+    return lo - pad, hi + pad
+
+
+def fits(x, y, curves: Mapping, *, title: str = "Fits to the lecture's data") -> Figure:
+    """The data with fitted curves (cells 8 and 66).
+
+    Args:
+      x, y: (n,) data.
+      curves: label -> (cx, cy), each of shape (m,): a fit evaluated at points cx, e.g. a
+        dense grid for a polynomial (`curve`).
+      title: the figure's title.
+
+    Returns:
+      A Figure with one axes: a scatter of the data and one line per curve, in order. The y
+      range is the data's, so a high-degree fit that leaves it does not flatten the picture.
+    """
+    fig = _figure()
+    ax = fig.subplots()
+    ax.scatter(x, y, s=16, color="tab:blue", label="raw data")
+    _draw_curves(ax, curves, ylim=_data_ylim(y))
+    ax.set(xlabel="x", ylabel="y", title=title)
+    ax.legend(loc="best")
+    return fig
+
+
+def residuals(x, y, y_hat, *, curves: Mapping | None = None,
+              title: str = "Residuals") -> Figure:
+    """Residual lines from each point to a fit, and the residuals in a panel below (cell 10).
+
+    Args:
+      x, y: (n,) data.
+      y_hat: (n,) the fit at x, to which the residual lines run.
+      curves: label -> (cx, cy) fitted curves drawn over the data, as in `fits`.
+      title: the figure's title.
+
+    Returns:
+      A Figure with two axes sharing x: above, n residual segments (one LineCollection), the
+      data and the curves; below, the n residuals y - y_hat and the zero line.
+    """
+    x, y, y_hat = (np.asarray(a, dtype=np.float64) for a in (x, y, y_hat))
+    fig = _figure((8.0, 7.0))
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+    segments = np.stack([np.stack([x, y], 1), np.stack([x, y_hat], 1)], 1)  # (n, 2, 2)
+    top.add_collection(LineCollection(segments, colors="black", linewidths=0.5,
+                                      label="residual"))
+    top.scatter(x, y, s=16, color="tab:blue", label="raw data", zorder=3)
+    _draw_curves(top, curves or {})
+    top.set_ylim(*_data_ylim(np.concatenate([y, y_hat])))
+    top.set(ylabel="y", title=title)
+    top.legend(loc="best")
+    r = y - y_hat  # (n,)
+    bottom.scatter(x, r, s=16, color="tab:red", label="residual y - ŷ")
+    bottom.axhline(0.0, color="gray", linewidth=1)
+    bottom.set(xlabel="x", ylabel="residual")
+    bottom.legend(loc="best")
+    return fig
+
+
+def curve(model, w, x, *, points: int = 1000):
+    """A fit evaluated on a dense grid over the range of x, for `fits` (cell 66).
+
+    Args:
+      model: ``model(w, x)``, e.g. `functional_fit.models.polynomial`.
+      w: (p+1,) parameters.
+      x: (n,) data, whose range the grid spans.
+      points: size m of the grid.
+
+    Returns:
+      (cx, cy), each (m,) float numpy arrays.
+    """
+    x = np.asarray(x)
+    cx = np.linspace(x.min(), x.max(), points)  # (m,)
+    w = jnp.asarray(np.asarray(w))
+    return cx, np.asarray(model(w, jnp.asarray(cx.astype(x.dtype))))  # (m,)
+
+
+# --------------------------------------------------------------------------- surfaces
+
+
+def _points_3d(ax, points):
+    for i, (label, p) in enumerate((points or {}).items()):
+        a, b, z = (float(v) for v in p)
+        # zorder is honoured because the axes is made with computed_zorder=False: the point
+        # stays visible in front of the surface it lies on.
+        ax.scatter([a], [b], [z], s=60, color=f"C{(i + 1) % 10}", edgecolors="black",
+                   depthshade=False, zorder=10, label=label)
+
+
+def _points_2d(ax, points):
+    for i, (label, p) in enumerate((points or {}).items()):
+        ax.scatter([p[0]], [p[1]], s=70, color=f"C{(i + 1) % 10}", edgecolors="black",
+                   zorder=4, label=label)
+
+
+def surface(values, a_values, b_values, *, loss_name: str = "MSE",
+            axis_labels=LINEAR_AXES, points: Mapping | None = None, levels=30,
+            title: str | None = None) -> Figure:
+    """A loss surface as a filled contour and a 3-D surface side by side (cells 13 and 16).
+
+    The lecture labels its 3-D axes 'Slope' on the intercept axis and 'MSE Loss' on the L1
+    surface; here both panels use `axis_labels` in order and the z axis names `loss_name`.
+
+    Args:
+      values: (len(b_values), len(a_values)) the loss, meshgrid 'xy' layout.
+      a_values: (A,) values of the first parameter, along x.
+      b_values: (B,) values of the second parameter, along y.
+      loss_name: "MSE" or "L1" (any name): the z label is f"{loss_name} loss".
+      axis_labels: names of the first and second parameter.
+      points: label -> (a, b, loss), marked in both panels (e.g. the optimum).
+      levels: contour levels, a count or increasing values.
+      title: the figure's title; by default f"{loss_name} loss surface".
+
+    Returns:
+      A Figure with a 2-D axes (contour, points, colorbar) and a 3-D axes (surface, points).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    a_values, b_values = np.asarray(a_values), np.asarray(b_values)
+    _check_grid(values, a_values, b_values)
+    fig = _figure(WIDE)
+    ax2 = fig.add_subplot(1, 2, 1)
+    ax3 = fig.add_subplot(1, 2, 2, projection="3d", computed_zorder=False)
+    cs = ax2.contourf(a_values, b_values, values, levels=levels, cmap="viridis")
+    fig.colorbar(cs, ax=ax2, label=f"{loss_name} loss")
+    _points_2d(ax2, {k: v[:2] for k, v in (points or {}).items()})
+    ax2.set(xlabel=axis_labels[0], ylabel=axis_labels[1], title="contour")
+    u, v = np.meshgrid(a_values, b_values)  # (B, A) each
+    ax3.plot_surface(u, v, values, cmap="viridis", alpha=0.85, linewidth=0)
+    _points_3d(ax3, points)
+    ax3.set(xlabel=axis_labels[0], ylabel=axis_labels[1], zlabel=f"{loss_name} loss",
+            title="surface")
+    _few_ticks(ax3)
+    if points:
+        ax2.legend(loc="upper right")
+    fig.suptitle(title or f"{loss_name} loss surface")
+    return fig
+
+
+def contour_paths(values, a_values, b_values, paths: Mapping, *, points: Mapping | None = None,
+                  loss_name: str = "L1", axis_labels=LINEAR_AXES, levels=30,
+                  legend_loc: str = "upper right", title: str | None = None) -> Figure:
+    """Optimizer paths drawn on a loss contour (cell 50).
+
+    Two paths of the same fit (JAX and torch) lie on top of each other when they agree:
+    the first is drawn as a white line with dots, the second as a black dashed line with
+    crosses, so both stay visible.
+
+    Args:
+      values, a_values, b_values: the surface, as in `surface`.
+      paths: label -> (k, 2) the path in the plane's coordinates, one row per step.
+      points: label -> (a, b) marked points (e.g. the MSE and L1 fits).
+      loss_name, axis_labels, levels: as in `surface`.
+      legend_loc: where the legend goes (a matplotlib ``loc``).
+      title: the figure's title.
+
+    Returns:
+      A Figure with one axes: the filled contour, one line per path with k points each (in
+      the order of `paths`), and the marked points.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    a_values, b_values = np.asarray(a_values), np.asarray(b_values)
+    _check_grid(values, a_values, b_values)
+    fig = _figure()
+    ax = fig.subplots()
+    cs = ax.contourf(a_values, b_values, values, levels=levels, cmap="viridis")
+    fig.colorbar(cs, ax=ax, label=f"{loss_name} loss", format="%.3g")
+    for i, (label, path) in enumerate(paths.items()):
+        path = np.asarray(path)
+        style = dict((JAX_STYLE, TORCH_STYLE)[i % 2] if len(paths) <= 2 else {"color": f"C{i}"})
+        if path.shape[0] > MARKED_STEPS:  # thousands of markers would hide the contour
+            style.pop("marker", None)
+        ax.plot(path[:, 0], path[:, 1], label=label, **style)
+    _points_2d(ax, points)
+    ax.set(xlabel=axis_labels[0], ylabel=axis_labels[1],
+           title=title or f"{loss_name} loss with the optimizer's path")
+    ax.set_xlim(a_values[0], a_values[-1])
+    ax.set_ylim(b_values[0], b_values[-1])
+    ax.legend(loc=legend_loc)
+    return fig
+
+
+def path_3d(path, *, other=None, labels=("JAX", "torch"),
+            axis_labels=("intercept w[0]", "slope w[1]", "quadratic w[2]"),
+            title: str = "Parameter path") -> Figure:
+    """A path of three parameters in 3-D, each step a point colored by its time (cell 61).
+
+    Args:
+      path: (k, 3) the parameters before the first step and after every step.
+      other: optional (k', 3) a second path of the same fit (torch's), drawn as a thin line.
+      labels: legend names of `path` and `other`.
+      axis_labels: names of the three parameters.
+      title: the figure's title.
+
+    Returns:
+      A Figure with a 3-D axes holding one scatter of k points whose color array is the step
+      number, and, with `other`, one line; and a colorbar.
+    """
+    path = np.asarray(path, dtype=np.float64)
+    if path.ndim != 2 or path.shape[1] != 3:
+        raise ValueError(f"path must have shape (k, 3), got {path.shape}")
+    fig = _figure((8.0, 7.0))
+    ax = fig.add_subplot(projection="3d")
+    steps = np.arange(path.shape[0])  # (k,)
+    sc = ax.scatter(path[:, 0], path[:, 1], path[:, 2], c=steps, cmap="viridis", s=8,
+                    depthshade=False, label=labels[0])
+    if other is not None:
+        other = np.asarray(other, dtype=np.float64)
+        ax.plot(other[:, 0], other[:, 1], other[:, 2], color="black", linewidth=0.6,
+                label=labels[1])
+    fig.colorbar(sc, ax=ax, label="step", shrink=0.6)
+    ax.set(xlabel=axis_labels[0], ylabel=axis_labels[1], zlabel=axis_labels[2], title=title)
+    _few_ticks(ax)
+    ax.legend(loc="upper left")
+    return fig
+
+
+def _few_ticks(ax, n: int = 5):
+    """At most `n` ticks per axis of a 3-D axes, so their labels do not run together."""
+    for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
+        axis.set_major_locator(MaxNLocator(n))
+
+
+def _check_grid(values, a_values, b_values):
+    if values.shape != (b_values.shape[0], a_values.shape[0]):
+        raise ValueError(
+            f"values must have shape (len(b_values), len(a_values)) = "
+            f"({b_values.shape[0]}, {a_values.shape[0]}), got {values.shape}"
+        )
+
+
+# --------------------------------------------------------------------------- JAX vs torch
+
+
+def path_difference(paths: Mapping, *, eps: float | None = None,
+                    title: str = "JAX against torch, step by step") -> Figure:
+    """The largest |JAX - torch| over the parameters at every step of every fit.
+
+    Args:
+      paths: name -> {"jax": (k, p+1), "torch": (k, p+1)}, as `LectureResult.paths`.
+      eps: optional machine epsilon of the parameters' dtype, drawn as a dashed line for scale.
+      title: the figure's title.
+
+    Returns:
+      A Figure with one log-log axes and one line per fit (k - 1 points: steps 1 .. k-1).
+      A difference of exactly 0 leaves a gap, since a log axis has no 0.
+    """
+    fig = _figure()
+    ax = fig.subplots()
+    for i, (name, pair) in enumerate(paths.items()):
+        j = np.asarray(pair["jax"], dtype=np.float64)
+        t = np.asarray(pair["torch"], dtype=np.float64)
+        diff = np.max(np.abs(j - t), axis=1)[1:]  # (k-1,) step 0 is the shared start
+        diff[diff == 0] = np.nan
+        ax.plot(np.arange(1, j.shape[0]), diff, label=name, color=f"C{i}", linewidth=1.2)
+    if eps is not None:
+        ax.axhline(eps, color="gray", linestyle="--", linewidth=1, label=f"machine ε = {eps:.2g}")
+    ax.set(xscale="log", yscale="log", xlabel="step", ylabel="max |JAX - torch| over parameters",
+           title=title)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="best")
+    return fig
+
+
+# --------------------------------------------------------------------------- sweeps and timings
+
+
+def sweep(lrs, losses: Mapping, *, loss_name: str = "L1",
+          title: str = "Final loss against learning rate") -> Figure:
+    """Final loss against learning rate, one line per fit or framework (log-scale lr).
+
+    Args:
+      lrs: (m,) learning rates.
+      losses: label -> (m,) final loss at each learning rate; non-finite values (a diverged
+        fit) leave a gap.
+      loss_name: the loss's name, for the y label.
+      title: the figure's title.
+
+    Returns:
+      A Figure with one axes, x on a log scale, one line of m points per entry of `losses`.
+    """
+    lrs = np.asarray(lrs, dtype=np.float64)
+    fig = _figure()
+    ax = fig.subplots()
+    for i, (label, ls) in enumerate(losses.items()):
+        ls = np.asarray(ls, dtype=np.float64)
+        if ls.shape != lrs.shape:
+            raise ValueError(f"losses[{label!r}] must have shape {lrs.shape}, got {ls.shape}")
+        ax.plot(lrs, np.where(np.isfinite(ls), ls, np.nan), marker="o", markersize=3,
+                label=label, color=f"C{i}")
+    ax.set(xscale="log", xlabel="learning rate", ylabel=f"final {loss_name} loss", title=title)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="best")
+    return fig
+
+
+def benchmark(sizes, times: Mapping, *, xlabel: str = "grid points",
+              title: str = "Time against grid size") -> Figure:
+    """Time against problem size, log-log, one line per implementation.
+
+    Args:
+      sizes: (m,) problem sizes (e.g. grid points of a surface).
+      times: label -> (m,) seconds; NaN where an implementation was not run at that size.
+      xlabel: what the sizes count.
+      title: the figure's title.
+
+    Returns:
+      A Figure with one log-log axes and one line of m points per implementation.
+    """
+    sizes = np.asarray(sizes, dtype=np.float64)
+    fig = _figure()
+    ax = fig.subplots()
+    for i, (label, ts) in enumerate(times.items()):
+        ts = np.asarray(ts, dtype=np.float64)
+        if ts.shape != sizes.shape:
+            raise ValueError(f"times[{label!r}] must have shape {sizes.shape}, got {ts.shape}")
+        ax.plot(sizes, ts, marker="o", label=label, color=f"C{i}")
+    ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel="time (s)", title=title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="best")
+    return fig
+
+
+# --------------------------------------------------------------------------- the lecture
+
+
+class Plane(NamedTuple):
+    """Grid point (a, b) is ``origin + a * u + b * v``; u, v, origin of shape (p+1,)."""
+
+    origin: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+
+
+# TODO(issue 3): use functional_fit.surface.loss_surface and pca_plane once they are committed.
+@functools.partial(jax.jit, static_argnames=("model", "loss"))
+def _plane_surface(plane, a_values, b_values, x, y, *, model, loss):
+    def at(a, b):
+        return loss(model(plane.origin + a * plane.u + b * plane.v, x), y)  # ()
+
+    return jax.vmap(jax.vmap(at, in_axes=(0, None)), in_axes=(None, 0))(a_values, b_values)
+
+
+def loss_surface(model, loss, x, y, a_values, b_values, *, plane=None):
+    """The loss over the grid, (len(b_values), len(a_values)), meshgrid 'xy' layout.
+
+    Without `plane`, a_values and b_values set w[0] and w[1] of a two-parameter model.
+    """
+    if plane is None:
+        plane = Plane(np.zeros(2), np.eye(2)[0], np.eye(2)[1])
+    as_jax = lambda v: jnp.asarray(np.asarray(v, dtype=np.float64))  # noqa: E731
+    plane = Plane(*map(as_jax, plane))
+    return np.asarray(_plane_surface(plane, *map(as_jax, (a_values, b_values, x, y)),
+                                     model=model, loss=loss))
+
+
+def pca_plane(path):
+    """The plane of the top two principal directions of a path, through its last point.
+
+    Returns:
+      (plane, coords (k, 2) the path on the plane, explained (2,) fraction of its spread).
+    """
+    path = np.asarray(path, dtype=np.float64)  # (k, p+1)
+    d = path - path[-1:]  # (k, p+1)
+    _, s, vt = np.linalg.svd(d, full_matrices=False)
+    uv = vt[:2] * np.where(d[0] @ vt[:2].T < 0, -1.0, 1.0)[:, None]  # (2, p+1), start >= 0
+    total = np.sum(s**2)
+    return Plane(path[-1], uv[0], uv[1]), d @ uv.T, s[:2] ** 2 / (total if total > 0 else 1.0)
+
+
+def _span(lo, hi, margin=0.15):
+    pad = margin * (hi - lo or 1.0)
+    return lo - pad, hi + pad
+
+
+def _quantile_levels(values, n=30):
+    levels = np.unique(np.quantile(values, np.linspace(0, 1, n)))
+    return levels if levels.size >= 2 else n
+
+
+#: The fitting steps' labels in the figures, in the lecture's order.
+LABELS = {
+    "gd_abs_linear": "GD abs",
+    "gd_abs_quad": "GD quad abs",
+    "sgd_abs_quad": "SGD quad abs",
+    "adam_abs_quad": "Adam quad abs",
+    "adam_abs_poly12": "Adam degree-12 abs",
+}
+
+#: Grid points per side of the lecture's surfaces (cells 12, 15, 50).
+GRID = 50
+
+
+def lecture_figures(result, *, grid: int = GRID) -> dict[str, Figure]:
+    """Every figure of the lecture, from a `functional_fit.lecture.run` result.
+
+    Figures whose step was not run are left out. The surfaces are computed here (`grid` x
+    `grid` points each, the lecture's 50 by default) in JAX; the degree-12 path is drawn on
+    the plane of its top two principal directions.
+
+    Args:
+      result: a `functional_fit.lecture.LectureResult`.
+      grid: points per side of each surface.
+
+    Returns:
+      name -> Figure, in the lecture's order:
+        data                   the raw data (cell 4)
+        ols_fit                the analytic MSE line (cell 8)
+        ols_residuals          its residuals (cell 10)
+        mse_surface            the MSE surface around the analytic fit (cell 13)
+        l1_surface             the L1 surface on the same grid (cell 16)
+        gd_abs_linear_path     the GD path on the L1 contour, JAX and torch (cell 50)
+        gd_abs_linear_residuals, gd_abs_quad_residuals   (cells 51 and 55)
+        sgd_abs_quad_path      the SGD path of the quadratic model in 3-D (cell 61)
+        fits                   every fit, the degree-12 one on a dense grid (cell 66)
+        adam_abs_poly12_pca    the degree-12 Adam path on the L1 surface of its PCA plane
+        parity                 JAX against torch at every step of every fit
+    """
+    x, y = np.asarray(result.x, dtype=np.float64), np.asarray(result.y, dtype=np.float64)
+    steps, paths = result.steps, result.paths
+    figs: dict[str, Figure] = {}
+    linear, poly = _models.linear, _models.polynomial
+
+    def params(name):
+        return np.asarray(steps[name]["jax"]["params"], dtype=np.float64)
+
+    figs["data"] = data(x, y, title="The lecture's data (cell 4)")
+
+    curves = {}
+    if "ols" in steps:
+        w_mse = params("ols")
+        curves["analytic MSE"] = curve(linear, w_mse, x)
+        figs["ols_fit"] = fits(x, y, dict(curves), title="Analytic MSE fit (cell 8)")
+        figs["ols_residuals"] = residuals(
+            x, y, np.asarray(linear(jnp.asarray(w_mse), jnp.asarray(x))), curves=dict(curves),
+            title="Residuals of the analytic MSE fit (cell 10)")
+        a_values = np.linspace(w_mse[0] - 1, w_mse[0] + 1, grid)
+        b_values = np.linspace(w_mse[1] - 1, w_mse[1] + 1, grid)
+        mse_values = loss_surface(linear, _losses.mse, x, y, a_values, b_values)
+        l1_values = loss_surface(linear, _losses.l1, x, y, a_values, b_values)
+        mse_at = float(_losses.mse(linear(jnp.asarray(w_mse), jnp.asarray(x)), jnp.asarray(y)))
+        l1_at = float(_losses.l1(linear(jnp.asarray(w_mse), jnp.asarray(x)), jnp.asarray(y)))
+        figs["mse_surface"] = surface(
+            mse_values, a_values, b_values, loss_name="MSE",
+            points={"analytic MSE fit": (*w_mse, mse_at)},
+            title="MSE loss of the linear model around the analytic fit (cell 13)")
+        j, i = np.unravel_index(np.argmin(l1_values), l1_values.shape)
+        figs["l1_surface"] = surface(
+            l1_values, a_values, b_values, loss_name="L1",
+            points={"analytic MSE fit": (*w_mse, l1_at),
+                    "L1 minimum on the grid": (a_values[i], b_values[j], l1_values[j, i])},
+            title="L1 loss of the linear model on the same grid (cell 16)")
+
+    for name in LABELS:
+        if name in steps:
+            step = _step(name)
+            model = _models.get(step.model)
+            curves[LABELS[name]] = curve(model, params(name), x)
+
+    if "gd_abs_linear" in steps:
+        jpath, tpath = paths["gd_abs_linear"]["jax"], paths["gd_abs_linear"]["torch"]
+        w_abs = params("gd_abs_linear")
+        both = np.concatenate([jpath, tpath, w_abs[None]])
+        if "ols" in steps:
+            both = np.concatenate([both, params("ols")[None]])
+        a_values = np.linspace(*_cover((-1.0, 1.0), both[:, 0]), grid)  # the lecture's range,
+        b_values = np.linspace(*_cover((-0.5, 5.0), both[:, 1]), grid)  # widened to the path
+        values = loss_surface(linear, _losses.l1, x, y, a_values, b_values)
+        marks = {"MSE": params("ols")} if "ols" in steps else {}
+        marks["Abs (GD)"] = w_abs
+        figs["gd_abs_linear_path"] = contour_paths(
+            values, a_values, b_values, {"GD path, JAX": jpath, "GD path, torch": tpath},
+            points=marks, loss_name="L1",
+            title=f"Gradient descent on the L1 loss, {jpath.shape[0] - 1} steps (cell 50)")
+        figs["gd_abs_linear_residuals"] = residuals(
+            x, y, np.asarray(linear(jnp.asarray(w_abs), jnp.asarray(x))),
+            curves={k: v for k, v in curves.items() if k in ("analytic MSE", "GD abs")},
+            title="Residuals of the GD abs fit (cell 51)")
+
+    if "gd_abs_quad" in steps:
+        w = params("gd_abs_quad")
+        figs["gd_abs_quad_residuals"] = residuals(
+            x, y, np.asarray(poly(jnp.asarray(w), jnp.asarray(x))),
+            curves={k: v for k, v in curves.items()
+                    if k in ("analytic MSE", "GD abs", "GD quad abs")},
+            title="Residuals of the quadratic GD abs fit (cell 55)")
+
+    if "sgd_abs_quad" in steps:
+        figs["sgd_abs_quad_path"] = path_3d(
+            paths["sgd_abs_quad"]["jax"], other=paths["sgd_abs_quad"]["torch"],
+            labels=("SGD path, JAX", "SGD path, torch"),
+            title="SGD path of the quadratic model, colored by step (cell 61)")
+
+    if len(curves) > 1 or "adam_abs_poly12" in steps:
+        figs["fits"] = fits(x, y, curves, title="Every fit; the degree-12 model on a dense grid "
+                                                "(cell 66)")
+
+    if "adam_abs_poly12" in steps:
+        jpath = np.asarray(paths["adam_abs_poly12"]["jax"], dtype=np.float64)
+        tpath = np.asarray(paths["adam_abs_poly12"]["torch"], dtype=np.float64)
+        plane, jcoords, explained = pca_plane(jpath)
+        plane = Plane(*(np.asarray(v) for v in plane))
+        jcoords, explained = np.asarray(jcoords), np.asarray(explained)
+        tcoords = (tpath - plane.origin) @ np.stack([plane.u, plane.v]).T  # (k, 2) on JAX's plane
+        both = np.concatenate([jcoords, tcoords])
+        a_values = np.linspace(*_span(both[:, 0].min(), both[:, 0].max()), grid)
+        b_values = np.linspace(*_span(both[:, 1].min(), both[:, 1].max()), grid)
+        values = loss_surface(poly, _losses.l1, x, y, a_values, b_values, plane=plane)
+        figs["adam_abs_poly12_pca"] = contour_paths(
+            values, a_values, b_values, {"Adam path, JAX": jcoords, "Adam path, torch": tcoords},
+            points={"start (w = 0)": jcoords[0], "end": jcoords[-1]}, loss_name="L1",
+            legend_loc="lower right",  # the path runs from the upper right to (0, 0)
+            axis_labels=(f"first PCA direction ({explained[0]:.0%} of the path's spread)",
+                         f"second PCA direction ({explained[1]:.0%})"),
+            levels=_quantile_levels(values),
+            title="Degree-12 Adam fit on the plane of its path's top two PCA directions")
+
+    if paths:
+        dtype = np.asarray(next(iter(paths.values()))["jax"]).dtype
+        figs["parity"] = path_difference(
+            paths, eps=float(np.finfo(dtype).eps),
+            title=f"JAX against torch at every step ({result.dtype} precision, "
+                  f"{dtype} parameters)")
+    return figs
+
+
+def _step(name):
+    from functional_fit.lecture import FITS
+
+    return FITS[name]
+
+
+def _cover(lecture_range, values, margin=0.1):
+    """The lecture's axis range, widened where needed to hold `values` with a margin."""
+    lo, hi = _span(float(np.min(values)), float(np.max(values)), margin)
+    return min(lecture_range[0], lo), max(lecture_range[1], hi)
+
+
+def save(fig: Figure, path, *, dpi: int = DPI) -> None:
+    """Write `fig` to `path` atomically (the format from the suffix, e.g. .png)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi)
+
+
+def write_lecture_figures(result, directory, *, dpi: int = DPI) -> list[Path]:
+    """Write every figure of `lecture_figures` as ``directory/NAME.png``, each atomically.
+
+    Returns:
+      The paths written, in the lecture's order.
+    """
+    written = []
+    for name, fig in lecture_figures(result).items():
+        path = Path(directory) / f"{name}.png"
+        save(fig, path, dpi=dpi)
+        written.append(path)
+    return written
+
+
+__all__ = [
+    "benchmark",
+    "contour_paths",
+    "curve",
+    "data",
+    "fits",
+    "lecture_figures",
+    "path_3d",
+    "path_difference",
+    "residuals",
+    "save",
+    "surface",
+    "sweep",
+    "write_lecture_figures",
+]
