@@ -29,9 +29,9 @@ def polynomial(w, x):
 
 def _parameter(w, size: int | None, dtype, model: str) -> nn.Parameter:
     """The (p+1, 1) parameter: zeros of `size`, or `w` checked (length `size` unless None)."""
-    if w is None:
-        return nn.Parameter(torch.zeros(size, 1, dtype=dtype))
-    w = _checks.vector("w", w)
+    if w is None:  # torch.zeros: float32 unless told otherwise
+        return nn.Parameter(torch.zeros(size, 1, dtype=dtype or torch.float32))
+    w = _checks.vector("w", w)  # torch.from_numpy keeps w's own dtype unless told otherwise
     if size is not None and w.shape != (size,):
         raise _checks.InputError(f"w must have shape ({size},) for the {model} model, got {w.shape}")
     return nn.Parameter(torch.as_tensor(w, dtype=dtype).reshape(-1, 1))  # (p+1, 1)
@@ -48,10 +48,11 @@ class SimpleLinearModel(_LectureModule):
 
     Args:
       w: optional initial (2,) parameters; zeros by default, as in the lecture.
-      dtype: parameter dtype; the lecture's is float32 (``torch.zeros`` default).
+      dtype: parameter dtype; by default float32 for the zeros (``torch.zeros``) and w's own
+        dtype for a given w (``torch.from_numpy``), as in the lecture.
     """
 
-    def __init__(self, w=None, dtype=torch.float32):
+    def __init__(self, w=None, dtype=None):
         super().__init__()
         # Creating a nn.Parameter object allows torch to track parameters for us
         self.w = _parameter(w, 2, dtype, "linear")
@@ -66,10 +67,10 @@ class PolynomialModel(_LectureModule):
     Args:
       w: optional initial (p+1,) parameters; zeros by default.
       p: degree, used when `w` is None.
-      dtype: parameter dtype; float32 as in the lecture by default.
+      dtype: parameter dtype; by default as `SimpleLinearModel`'s.
     """
 
-    def __init__(self, w=None, p=2, dtype=torch.float32):
+    def __init__(self, w=None, p=2, dtype=None):
         super().__init__()
         # As in the lecture, a given w sets the degree (p is used only for zeros).
         size = _checks.nonnegative_int("p", p) + 1 if w is None else None
@@ -79,7 +80,7 @@ class PolynomialModel(_LectureModule):
         return polynomial(self.w, x)
 
 
-def make(model: str, degree: int = 2, w=None, dtype=torch.float32) -> _LectureModule:
+def make(model: str, degree: int = 2, w=None, dtype=None) -> _LectureModule:
     """A module by name (``"linear"`` or ``"poly"``), mirroring `functional_fit.models.get`."""
     if model == "linear":
         return SimpleLinearModel(w, dtype=dtype)

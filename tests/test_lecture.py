@@ -79,3 +79,19 @@ def test_printed_reference_attached_only_on_lecture_data(lecture_xy):
     x, y = lecture_xy
     other = lecture.run(x, y, dtype="float64", steps=("ols",))
     assert other.steps["ols"]["lecture"] is None
+
+
+def test_cell_53_polynomial_with_given_weights(lecture_xy):
+    """Cell 53: PolynomialModel(np.array([1., 2., 3.]))(tx), printed to 4 decimals."""
+    x, _ = lecture_xy
+    printed = [4.7500, 1.8404, 1.8044, 1.7391, 1.6627, 1.6543]  # the first six of cell 53
+    module = parity.PolynomialModel(np.array([1.0, 2.0, 3.0]))
+    assert module.w.dtype == torch.float64  # torch.from_numpy keeps float64, as in the lecture
+    ours = models.polynomial(jnp.array([1.0, 2.0, 3.0]), jnp.asarray(x))
+    theirs = module(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(np.asarray(ours)[:6], printed, atol=5e-5, rtol=0)
+    np.testing.assert_allclose(theirs[:6], printed, atol=5e-5, rtol=0)
+    assert rel_err(ours, theirs) < 1e-15
+    # Cell 38: the zero-initialised linear model's numpy parameters are float32 zeros.
+    params = parity.SimpleLinearModel().numpy_parameters()
+    assert params.dtype == np.float32 and params.tolist() == [0.0, 0.0]
