@@ -27,6 +27,41 @@ GRAD_FLOAT32 = 1e-5
 TRAJECTORY_FLOAT64 = 1e-9
 
 
+#: Unit roundoff u of each dtype: one correctly rounded operation is within u relative.
+UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24}
+
+#: Roundings per step in which the two frameworks may legitimately differ, for a batch of
+#: B <= 500 points and degree p <= 12 (the domain of the property tests):
+#: - each prediction sums p + 1 terms and computes x**k differently (torch ``pow`` vs XLA's
+#:   repeated squaring): <= p + 2 roundings, relative to sum_k |w_k x^k|;
+#: - the mean over the batch and the gradient's sum over it may be reduced in different orders
+#:   (pairwise/blocked in both): <= ceil(log2 B) = 9 roundings, relative to the sum of |terms|.
+#: (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., sections 3.1 and 4.2.)
+ROUNDINGS_PER_STEP = 12 + 2 + 9
+
+#: Whole trajectories, float32 (and the lecture mode, whose float32 parameters round every
+#: update): per step the two frameworks may differ by ROUNDINGS_PER_STEP * u = 1.4e-6 relative.
+#: Inside the parity domain every update is stable (non-expansive: GD/SGD on MSE with
+#: lr <= 1 / sum_k max|x|^(2k); L1 and Adam move by at most lr per step and do not amplify a
+#: difference until a residual changes sign), so differences add at most linearly:
+#: after T steps, <= T * 1.4e-6. The property tests and ``functional-fit parity`` run at most
+#: `MAX_STEPS_FLOAT32` = 150 steps, hence 150 * 23 * 2^-24 = 2.1e-4. Measured: <= 5e-7.
+#: The same argument in float64 gives 5,000 * 23 * 2^-53 = 1.3e-11 for the lecture's longest
+#: fit, consistent with the 8e-12 measured and below TRAJECTORY_FLOAT64.
+MAX_STEPS_FLOAT32 = 150
+TRAJECTORY_FLOAT32 = MAX_STEPS_FLOAT32 * ROUNDINGS_PER_STEP * UNIT_ROUNDOFF["float32"]
+
+
+def trajectory_tol(dtype: str) -> float:
+    """The trajectory tolerance of a precision mode (``"float64"``, ``"float32"``, ``"lecture"``)."""
+    return TRAJECTORY_FLOAT64 if dtype == "float64" else TRAJECTORY_FLOAT32
+
+
+def grad_tol(dtype: str) -> float:
+    """The gradient tolerance of a precision mode; the lecture mode's gradients are float32."""
+    return GRAD_FLOAT64 if dtype == "float64" else GRAD_FLOAT32
+
+
 def rel_err(a, b) -> float:
     """max |a - b| / max |b| over all elements; a and b of the same shape.
 

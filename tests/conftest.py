@@ -22,3 +22,14 @@ def lecture_xy():
     import functional_fit as ff
 
     return ff.lecture_data()
+
+
+# Hypothesis profiles (tests/test_property_parity.py): "ci", the default, runs a few derandomized
+# examples per property; "thorough" runs 2,000 per property with fresh random draws:
+#     HYPOTHESIS_PROFILE=thorough pytest tests/test_property_parity.py
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("ci", max_examples=12, derandomize=True, deadline=None, database=None,
+                          print_blob=True)
+settings.register_profile("thorough", max_examples=2000, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
