@@ -1,0 +1,570 @@
+"""Loss surfaces: the loss over a 2-D grid of parameter vectors, streamed, in bounded memory.
+
+The lecture draws a surface by calling the loss once per grid point in a Python loop (cells 12,
+15 and 50). Here a grid point is ``w(a, b) = origin + a * u + b * v`` on a `Plane`; the usual
+case, two chosen coordinates with the rest held at ``base``, is `coords_plane`. Two more planes
+show models with more than two parameters: `random_plane` (Li et al. 2018) and `pca_plane` (the
+top two principal directions of an optimizer path, with the path projected onto the plane).
+
+Layout. ``jit(vmap(loss_at_point))`` over the grid makes every grid point reduce over the n
+data points, a short dependent chain per point that the CPU cannot vectorize well. The streamed
+layout turns the loops around: grid points are the vector axis (a block of `block` points in
+cache), and the data points are the stream. A `lax.scan` walks the data K points at a time;
+each step adds K per-point terms, summed as a tree so that no chain of adds is long:
+
+    acc[g] += tree_sum(term(W[:, g], x[k], y[k]) for k in chunk)   # W (p+1, G), acc (G,)
+    loss[g] = acc[g] / n
+
+``term(w, x_k, y_k) = loss(model(w, x[k:k+1]), y[k:k+1])`` is the loss on one point, so this
+needs a loss that is a mean of per-point terms (both losses of the toolkit are) and a model
+whose prediction at x[k] depends on x[k] alone. ``layout="auto"`` checks both at a few grid
+points against the full loss and falls back to the vmapped layout when they disagree, so any
+pure ``model(w, x)`` and ``loss(y_hat, y)`` get the right surface; the common ones get it fast.
+
+Memory. The grid is computed in chunks of about `CHUNK_POINTS` points, each one compiled call
+that maps over blocks; only the output array grows with the grid, so a 10^4 x 10^4 grid needs
+its 800 MB of float64 output plus a workspace of a few MB. Pass ``out=`` (a numpy array or
+``np.memmap`` of shape (len(b), len(a))) to write somewhere else.
+
+Devices. Each chunk's blocks are split across ``devices`` (all of JAX's devices by default)
+with `jax.shard_map` over a one-axis `Mesh`; every point is computed by the same block code
+wherever it runs, so the result equals the one-device result exactly. Across several hosts,
+start every process the same way and call `loss_surface` in each; it returns the whole surface
+on every process:
+
+    import jax
+    jax.distributed.initialize()            # coordinator address etc. from the environment
+    z = loss_surface(model, loss, x, y, a, b)   # jax.devices() now spans every host
+
+For MSE and a model linear (affine) in its parameters, `mse_surface_exact` gives the same
+surface from a quadratic in (a, b) whose six coefficients come from one pass over the data: its
+cost is independent of n.
+
+Every function takes JAX's dtypes as it finds them: float64 needs JAX's 64-bit mode (see
+`functional_fit.precision`); float64 inputs without it raise `PrecisionError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec
+
+from functional_fit import _checks
+from functional_fit._checks import InputError
+from functional_fit.precision import check_array_dtype
+
+#: The largest grid `loss_surface` accepts: 2**30 points, a float64 output of 8 GiB.
+MAX_POINTS = 2**30
+#: Grid points per compiled call (per device); the workspace beyond the output is a few of these.
+CHUNK_POINTS = 2**20
+#: Grid points per block: the vector axis of the streamed layout. On a CPU a block and its
+#: parameters stay in the L2 cache; a GPU wants many blocks' worth of threads at once.
+BLOCK_POINTS = {"cpu": 2048, "gpu": 2**20}
+#: Data points per scan step of the streamed layout, added as a tree (its depth is log2 K).
+DATA_CHUNK = 10
+#: Data points per pass of the streamed loop at most: one pass must outweigh the loop's own
+#: cost (about 10 us a pass on the CPU), so cheap terms (the linear model) take 100 at once.
+MAX_TERMS = 100
+#: Compile time grows with the unrolled body, and faster than its size: a term of e jaxpr
+#: equations gets TERM_BUDGET // e**2 data points per pass (linear: 100; degree 12: 3).
+TERM_BUDGET = 40_000
+LAYOUTS = ("auto", "streamed", "vmap")
+
+
+class Plane(NamedTuple):
+    """A plane in parameter space: grid point (a, b) is ``origin + a * u + b * v``."""
+
+    origin: jax.Array  # shape=(p+1,)
+    u: jax.Array  # shape=(p+1,) the direction of the a axis (columns of the surface)
+    v: jax.Array  # shape=(p+1,) the direction of the b axis (rows of the surface)
+
+
+class PCAPlane(NamedTuple):
+    """What `pca_plane` returns."""
+
+    plane: Plane  # origin at the path's last point, u and v orthonormal
+    path: jax.Array  # shape=(steps+1, 2) the path's (a, b) coordinates on the plane
+    explained: jax.Array  # shape=(2,) fraction of the path's squared spread along u and v
+
+
+# --------------------------------------------------------------------------- planes
+
+
+def coords_plane(base, coords=(0, 1)) -> Plane:
+    """The plane of two coordinates: w[coords[0]] = a, w[coords[1]] = b, the rest from `base`.
+
+    Args:
+      base: (p+1,) parameters; the entries at `coords` are ignored.
+      coords: two distinct indices into `base`.
+
+    Returns:
+      `Plane` with unit vectors u, v, so that w(a, b) holds a and b exactly.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> coords_plane(jnp.array([5.0, 6.0, 7.0]), (2, 0)).origin.tolist()
+      [0.0, 6.0, 0.0]
+    """
+    base = jnp.asarray(base)
+    i, j = _check_coords(coords, base.shape[0])
+    eye = jnp.eye(base.shape[0], dtype=base.dtype)  # (p+1, p+1)
+    return Plane(base.at[i].set(0).at[j].set(0), eye[i], eye[j])
+
+
+def random_plane(w, seed: int = 0) -> Plane:
+    """Two random directions through `w`, normalized per parameter (Li et al. 2018).
+
+    Li et al. draw Gaussian directions and rescale each filter of the direction to the norm of
+    the same filter of the parameters. Here each parameter is a scalar, so each is its own
+    filter: d_i <- d_i / |d_i| * |w_i|, which keeps the sign of the Gaussian draw and the size
+    of the parameter. A parameter that is 0 would never move; it gets the RMS size of the
+    others instead (1 if all of `w` is 0). The second direction is drawn again (deterministically
+    from `seed`) until it is not parallel to the first.
+
+    Args:
+      w: (p+1,) parameters, p+1 >= 2; the plane's origin.
+      seed: seed of `jax.random.key`.
+
+    Returns:
+      `Plane(w, u, v)`; grid coordinate 1 along u moves every parameter by its own size.
+    """
+    w = jnp.asarray(w)
+    if w.shape[0] < 2:
+        raise InputError(f"w must have at least 2 parameters for a plane, got shape {w.shape}")
+    seed = _checks.nonnegative_int("seed", seed)
+    size = jnp.abs(w)
+    rms = jnp.sqrt(jnp.mean(w**2))
+    size = jnp.where(size > 0, size, jnp.where(rms > 0, rms, 1))  # (p+1,)
+    key = jax.random.key(seed)
+
+    def draw(k):
+        return jnp.sign(jax.random.normal(k, w.shape, w.dtype)) * size  # (p+1,)
+
+    u = draw(jax.random.fold_in(key, 0))
+    for attempt in range(1, 200):
+        v = draw(jax.random.fold_in(key, attempt))
+        if not (bool(jnp.all(v == u)) or bool(jnp.all(v == -u))):
+            return Plane(w, u, v)
+    raise AssertionError("unreachable: 199 draws of random signs were all parallel")
+
+
+def pca_plane(path) -> PCAPlane:
+    """The plane of the top two principal directions of an optimizer path, through its end.
+
+    The rows of ``path - path[-1]`` (displacements from the final parameters, not centred on
+    their mean) are decomposed by SVD; u and v are the first two right singular vectors, signed
+    so that the start of the path has coordinates >= 0. The path projects onto the plane as
+    ``(path - path[-1]) @ [u, v]``; its last point is (0, 0).
+
+    Args:
+      path: (steps+1, p+1) parameters, e.g. ``FitResult.path``; p+1 >= 2.
+
+    Returns:
+      `PCAPlane(plane, path (steps+1, 2), explained (2,))`.
+    """
+    path = jnp.asarray(path)
+    if path.ndim != 2 or path.shape[1] < 2 or path.shape[0] < 1:
+        raise InputError(f"path must have shape (steps+1, p+1) with p+1 >= 2, got {path.shape}")
+    d = path - path[-1]  # (T, p+1)
+    _, s, vt = jnp.linalg.svd(d, full_matrices=True)  # vt (p+1, p+1)
+    uv = vt[:2]  # (2, p+1)
+    sign = jnp.where(d[0] @ uv.T < 0, -1, 1).astype(uv.dtype)  # (2,)
+    uv = uv * sign[:, None]  # (2, p+1)
+    total = jnp.sum(s**2)
+    s2 = jnp.zeros(2, s.dtype).at[: min(2, s.shape[0])].set(s[:2] ** 2)  # (2,)
+    explained = jnp.where(total > 0, s2 / jnp.where(total > 0, total, 1), 0)
+    return PCAPlane(Plane(path[-1], uv[0], uv[1]), d @ uv.T, explained)  # path (T, 2)
+
+
+# --------------------------------------------------------------------------- kernels
+# A kernel maps the (a, b) coordinates of one block of G grid points to their G losses. It is
+# a frozen dataclass, so that jit can hash it and compile once per model and loss.
+
+
+def _tree_sum(terms):
+    while len(terms) > 1:  # pairwise: the chain of dependent adds is log2(len) long
+        terms = [sum(terms[i : i + 2]) for i in range(0, len(terms), 2)]
+    return terms[0]
+
+
+def _points(plane: Plane, a, b):
+    """The block's parameter vectors as columns, (p+1, G), from a (G,) and b (G,)."""
+    origin, u, v = plane
+    return origin[:, None] + u[:, None] * a[None, :] + v[:, None] * b[None, :]  # (p+1, G)
+
+
+@dataclasses.dataclass(frozen=True)
+class Streamed:
+    """Stream over the data points, vectorize across the G grid points of a block."""
+
+    model: object
+    loss: object
+    terms: int | None = None  # data points per pass of the loop; None: from the term's size
+
+    def term(self, w, xk, yk):
+        """The loss on one data point; (p+1,), (), () -> ()."""
+        return self.loss(self.model(w, xk[None]), yk[None])  # a mean over one point
+
+    def __call__(self, args, a, b):
+        (x, y), plane = args
+        w = _points(plane, a, b)  # (p+1, G)
+        terms = jax.vmap(self.term, in_axes=(1, None, None))  # over the grid points
+
+        def chunk_sum(xs, ys):
+            return _tree_sum([terms(w, xs[i], ys[i]) for i in range(xs.shape[0])])  # (G,)
+
+        n = x.shape[0]
+        per_pass = self.terms
+        if per_pass is None:
+            size = len(jax.make_jaxpr(terms)(w, x[0], y[0]).eqns)
+            per_pass = max(1, min(MAX_TERMS, TERM_BUDGET // size**2))
+        chunk = min(DATA_CHUNK, per_pass)
+        steps, rest = divmod(n, chunk)
+        k = chunk if steps else rest
+        acc = chunk_sum(x[:k], y[:k])  # (G,) the first chunk starts the sum
+        if steps > 1:
+            xc = x[k : steps * k].reshape(steps - 1, k)  # (steps-1, K)
+            yc = y[k : steps * k].reshape(steps - 1, k)
+
+            def body(acc, xy):
+                return acc + chunk_sum(*xy), None
+
+            acc, _ = jax.lax.scan(body, acc, (xc, yc), unroll=max(1, min(steps - 1, per_pass // chunk)))
+        if steps and rest:
+            acc = acc + chunk_sum(x[steps * k :], y[steps * k :])
+        return acc / n  # (G,)
+
+
+@dataclasses.dataclass(frozen=True)
+class Vmapped:
+    """The full loss at each grid point, vmapped over the block: any model and loss."""
+
+    model: object
+    loss: object
+
+    def __call__(self, args, a, b):
+        (x, y), plane = args
+        at = lambda w: self.loss(self.model(w, x), y)  # noqa: E731  (p+1,) -> ()
+        return jax.vmap(at, in_axes=1)(_points(plane, a, b))  # (G,)
+
+
+@dataclasses.dataclass(frozen=True)
+class Quadratic:
+    """An exact quadratic in (a, b) about the grid centre (a0, b0); see `mse_surface_exact`."""
+
+    def __call__(self, args, a, b):
+        a0, b0, q0, qa, qb, qaa, qab, qbb = args
+        da, db = a - a0, b - b0  # (G,)
+        return q0 + da * (qa + qaa * da + qab * db) + db * (qb + qbb * db)  # (G,)
+
+
+# --------------------------------------------------------------------------- the chunk driver
+
+
+def _chunk_fn(kernel, block: int, n_blocks: int, mesh: Mesh):
+    """One compiled call: losses of ``n_blocks * block`` consecutive grid points, (n_blocks, block).
+
+    Grid points are numbered row by row (point q is a_values[q % na], b_values[q // na]); the
+    blocks are split across the mesh's devices; points past the grid repeat the last point.
+    """
+
+    def local(ids, args, a_values, b_values, start):  # ids: this device's block numbers
+        na, total = a_values.shape[0], a_values.shape[0] * b_values.shape[0]
+
+        def one_block(i):
+            q = start + i * block + jnp.arange(block, dtype=jnp.int32)  # (G,) point numbers
+            q = jnp.minimum(q, total - 1)
+            return kernel(args, a_values[q % na], b_values[q // na])  # (G,)
+
+        return jax.lax.map(one_block, ids)  # (local blocks, G)
+
+    spec, rep = PartitionSpec("grid"), PartitionSpec()
+    mapped = jax.shard_map(local, mesh=mesh, in_specs=(spec, rep, rep, rep, rep), out_specs=spec)
+    return lambda args, a, b, start: mapped(jnp.arange(n_blocks, dtype=jnp.int32), args, a, b, start)
+
+
+_compiled = {}
+
+
+def _compiled_chunk(kernel, block, n_blocks, mesh):
+    key = (kernel, block, n_blocks, mesh)
+    if key not in _compiled:
+        _compiled[key] = jax.jit(_chunk_fn(kernel, block, n_blocks, mesh))
+    return _compiled[key]
+
+
+def _to_host(values) -> np.ndarray:
+    if values.is_fully_addressable:
+        return np.asarray(values)
+    from jax.experimental import multihost_utils  # several hosts: every process gets it all
+
+    return np.asarray(multihost_utils.process_allgather(values, tiled=True))
+
+
+def _grid(kernel, args, a_values, b_values, *, devices, block, out, progress, check=None):
+    """Run `kernel` over the grid in chunks, writing (len(b), len(a)) losses into `out`."""
+    na, nb = a_values.shape[0], b_values.shape[0]
+    total = na * nb
+    devices = list(jax.devices() if devices is None else devices)
+    mesh = Mesh(np.array(devices, dtype=object), ("grid",))
+    if block is None:
+        block = BLOCK_POINTS.get(devices[0].platform, BLOCK_POINTS["gpu"])
+    block = min(_checks.positive_int("block", block), -(-total // len(devices)))
+    per_call = min(max(CHUNK_POINTS, block) * len(devices), total)
+    n_blocks = -(-per_call // (block * len(devices))) * len(devices)
+    step = n_blocks * block
+    fn = _compiled_chunk(kernel, block, n_blocks, mesh)
+    flat = None if out is None else out.reshape(-1)  # a view: out is C-contiguous (checked)
+
+    def store(start, values):
+        nonlocal out, flat
+        values = _to_host(values).reshape(-1)[: min(step, total - start)]  # (points,)
+        if out is None:
+            out = np.empty((nb, na), values.dtype)
+            flat = out.reshape(-1)
+        flat[start : start + values.shape[0]] = values
+        if progress is not None:
+            progress(values.shape[0])
+
+    pending = None
+    for start in range(0, total, step):
+        values = fn(args, a_values, b_values, jnp.int32(start))  # dispatched asynchronously
+        if pending is None and check is not None and not check(values):
+            return None  # the caller picks another kernel
+        if pending is not None:
+            store(*pending)  # copy the previous chunk while this one computes
+        pending = (start, values)
+    store(*pending)
+    return out
+
+
+# --------------------------------------------------------------------------- public surfaces
+
+
+def _check_coords(coords, size: int):
+    try:
+        i, j = (_checks.nonnegative_int("coords", c) for c in coords)
+    except (TypeError, ValueError):
+        raise InputError(f"coords must be two parameter indices, got {coords!r}") from None
+    if i == j or max(i, j) >= size:
+        raise InputError(
+            f"coords must be two distinct indices below {size} (the number of parameters), "
+            f"got {tuple(coords)}"
+        )
+    return i, j
+
+
+def _check_grid(x, y, a_values, b_values, base, coords, plane, out):
+    """Checked inputs as JAX arrays: ((x, y), plane, a_values, b_values), and `out`."""
+    x, y = _checks.data(x, y)
+    a_values = _checks.vector("a_values", a_values)
+    b_values = _checks.vector("b_values", b_values)
+    total = a_values.shape[0] * b_values.shape[0]
+    if total > MAX_POINTS:
+        raise InputError(
+            f"grid of {b_values.shape[0]} x {a_values.shape[0]} = {total} points is larger than "
+            f"MAX_POINTS = {MAX_POINTS}; compute it in pieces"
+        )
+    if plane is not None:
+        if base is not None:
+            raise InputError("base cannot be combined with plane (the plane has an origin)")
+        origin = _checks.vector("plane.origin", plane[0])
+        u = _checks.vector("plane.u", plane[1])
+        v = _checks.vector("plane.v", plane[2])
+        if not origin.shape == u.shape == v.shape:
+            raise InputError(
+                f"plane: origin, u and v must have the same shape (p+1,), got "
+                f"{origin.shape}, {u.shape} and {v.shape}"
+            )
+        arrays = {"plane.origin": origin, "plane.u": u, "plane.v": v}
+    else:
+        if base is None:
+            i, j = _check_coords(coords, 2**31)
+            base = np.zeros(max(i, j) + 1, dtype=np.result_type(a_values, b_values, float))
+        arrays = {"base": _checks.vector("base", base)}
+    arrays.update(x=x, y=y, a_values=a_values, b_values=b_values)
+    for name, arr in arrays.items():
+        check_array_dtype(name, arr)
+    if plane is None:  # coords_plane, in numpy: no small eager JAX ops on the way
+        base = arrays["base"]
+        i, j = _check_coords(coords, base.shape[0])
+        eye = np.eye(base.shape[0], dtype=base.dtype)  # (p+1, p+1)
+        origin = base.copy()
+        origin[[i, j]] = 0
+        plane = Plane(jnp.asarray(origin), jnp.asarray(eye[i]), jnp.asarray(eye[j]))
+    else:
+        plane = Plane(*(jnp.asarray(arrays[f"plane.{k}"]) for k in ("origin", "u", "v")))
+    if out is not None:
+        want = (b_values.shape[0], a_values.shape[0])
+        if not isinstance(out, np.ndarray) or out.shape != want or not out.flags.c_contiguous:
+            raise InputError(f"out must be a C-contiguous numpy array of shape {want}")
+    data = (jnp.asarray(x), jnp.asarray(y))
+    return data, plane, jnp.asarray(a_values), jnp.asarray(b_values)
+
+
+def loss_surface(
+    model,
+    loss,
+    x,
+    y,
+    a_values,
+    b_values,
+    *,
+    base=None,
+    coords=(0, 1),
+    plane: Plane | None = None,
+    layout: str = "auto",
+    devices=None,
+    block: int | None = None,
+    out: np.ndarray | None = None,
+    progress=None,
+) -> np.ndarray:
+    """The loss at every point of a grid, as the lecture's loop computes it, streamed.
+
+    Row j, column i is the loss at ``w[coords[0]] = a_values[i]``, ``w[coords[1]] =
+    b_values[j]``, every other parameter from `base`: the meshgrid 'xy' convention of the
+    lecture's ``np.meshgrid(w0values, w1values)``. With `plane`, the point is
+    ``plane.origin + a_values[i] * plane.u + b_values[j] * plane.v`` instead.
+
+    Args:
+      model: pure ``model(w, x) -> (n,)`` with w (p+1,) and x (n,), e.g. `models.linear`.
+      loss: pure ``loss(y_hat, y) -> ()``, e.g. `losses.l1`.
+      x, y: (n,) data.
+      a_values: (na,) values along the first axis (the columns of the result).
+      b_values: (nb,) values along the second axis (the rows).
+      base: (p+1,) parameters held fixed; default zeros of length max(coords) + 1.
+      coords: the two indices of w that a_values and b_values set.
+      plane: a `Plane` to use instead of `base` and `coords`.
+      layout: ``"streamed"`` (needs a per-point loss, see the module docstring), ``"vmap"``
+        (any loss), or ``"auto"`` (streamed when a check at a few points allows it).
+      devices: the devices to split the grid across; default all of ``jax.devices()``.
+      block: grid points per block (default `BLOCK_POINTS` of the platform).
+      out: optional C-contiguous (nb, na) numpy array (or ``np.memmap``) to write into.
+      progress: optional callable, called with the number of points done after each chunk.
+
+    Returns:
+      (nb, na) numpy array of losses, in the dtype JAX computes the loss in; `out` if given.
+
+    Examples:
+      >>> import functional_fit as ff, numpy as np
+      >>> with ff.float64():
+      ...     x, y = ff.lecture_data()
+      ...     z = loss_surface(ff.models.linear, ff.losses.l1, x, y,
+      ...                      np.linspace(-1, 1, 50), np.linspace(-0.5, 5, 50))
+      >>> z.shape, round(float(z.min()), 4)
+      ((50, 50), 1.2095)
+    """
+    layout = _checks.choice("layout", layout, LAYOUTS)
+    data, plane, a_values, b_values = _check_grid(x, y, a_values, b_values, base, coords, plane, out)
+    args = (data, plane)
+    grid = dict(devices=devices, block=block, out=out, progress=progress)
+    if layout == "vmap":
+        return _grid(Vmapped(model, loss), args, a_values, b_values, **grid)
+    check = None
+    if layout == "auto":
+        check = _per_point_check(model, loss, args, a_values, b_values)
+    result = _grid(Streamed(model, loss), args, a_values, b_values, check=check, **grid)
+    if result is None:  # the loss is not a mean of per-point terms: take the general layout
+        result = _grid(Vmapped(model, loss), args, a_values, b_values, **grid)
+    return result
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _at_points(kernel, args, a, b):
+    """`kernel` at m points (a (m,), b (m,)), one compiled call; -> (m,)."""
+    return kernel(args, a, b)
+
+
+def _per_point_check(model, loss, args, a_values, b_values):
+    """A check of the first chunk's streamed losses against the full loss at a few points.
+
+    The streamed layout is right when the loss is a mean of per-point terms and the model is
+    pointwise; a loss or model that is not differs from the full loss far beyond rounding.
+    """
+    na, nb = a_values.shape[0], b_values.shape[0]
+    first = min(CHUNK_POINTS, na * nb)
+    q = np.unique(np.array([0, first - 1, first // 2, first // 3, (2 * first) // 3]))  # (m,)
+    a, b = np.asarray(a_values)[q % na], np.asarray(b_values)[q // na]  # (m,)
+    full = _at_points(Vmapped(model, loss), args, jnp.asarray(a), jnp.asarray(b))  # (m,)
+    rtol = float(np.sqrt(np.finfo(full.dtype).eps))
+
+    def check(values):
+        got = np.asarray(_to_host(values)).reshape(-1)[q]
+        want = np.asarray(full)
+        return bool(np.all(np.abs(got - want) <= rtol * np.abs(want) + np.finfo(full.dtype).tiny))
+
+    return check
+
+
+def mse_surface_exact(
+    model, x, y, a_values, b_values, *, base=None, coords=(0, 1), plane=None, devices=None, out=None, progress=None
+) -> np.ndarray:
+    """The MSE surface of a model linear in its parameters, from moments of the data.
+
+    For ``model(w, x) = V w + m`` (linear and polynomial models), the residual on the plane is
+    ``r(a, b) = r0 + da * Vu + db * Vv`` about the grid centre (a0, b0), with da = a - a0,
+    db = b - b0, r0 the residual there and Vu, Vv the model's derivatives along u and v. So
+
+        MSE(a, b) = q0 + qa da + qb db + qaa da^2 + qab da db + qbb db^2,
+
+    q0 = mean(r0^2), qa = 2 mean(r0 Vu), qb = 2 mean(r0 Vv), qaa = mean(Vu^2),
+    qab = 2 mean(Vu Vv), qbb = mean(Vv^2): one pass over the data, then O(1) per grid point.
+    Expanding about the grid centre keeps the terms as small as the grid allows (no cancellation
+    of large moments). A model that is not linear in w is refused: the quadratic is checked
+    against the brute-force MSE at the grid's corners.
+
+    Args and Returns: as `loss_surface` (the loss is `functional_fit.losses.mse`).
+
+    Raises:
+      InputError: the model is not linear in its parameters.
+    """
+    from functional_fit import losses
+
+    data, plane, a_values, b_values = _check_grid(x, y, a_values, b_values, base, coords, plane, out)
+    coef = _mse_coefficients(model, data, plane, a_values, b_values)
+    a4 = jnp.asarray(np.asarray(a_values)[[0, -1, 0, -1]])  # (4,) the grid's corners
+    b4 = jnp.asarray(np.asarray(b_values)[[0, 0, -1, -1]])
+    want = _at_points(Vmapped(model, losses.mse), (data, plane), a4, b4)
+    got = _at_points(Quadratic(), coef, a4, b4)
+    rtol = float(np.sqrt(np.finfo(want.dtype).eps))
+    if not bool(jnp.all(jnp.abs(got - want) <= rtol * jnp.abs(want) + 100 * np.finfo(want.dtype).tiny)):
+        raise InputError(
+            "model: the exact MSE surface needs a model linear in its parameters; "
+            "use loss_surface(model, losses.mse, ...) instead"
+        )
+    return _grid(Quadratic(), coef, a_values, b_values, devices=devices, block=None, out=out, progress=progress)
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _mse_coefficients(model, data, plane, a_values, b_values):
+    """(a0, b0, q0, qa, qb, qaa, qab, qbb), all (), of `mse_surface_exact`."""
+    x, y = data
+    a0 = (a_values[0] + a_values[-1]) / 2
+    b0 = (b_values[0] + b_values[-1]) / 2
+    w0 = plane.origin + a0 * plane.u + b0 * plane.v  # (p+1,)
+    f = lambda w: model(w, x)  # noqa: E731
+    y0, vu = jax.jvp(f, (w0,), (plane.u,))  # (n,), (n,)
+    vv = jax.jvp(f, (w0,), (plane.v,))[1]  # (n,)
+    r0 = y0 - y  # (n,)
+    return (a0, b0, jnp.mean(r0**2), 2 * jnp.mean(r0 * vu), 2 * jnp.mean(r0 * vv),
+            jnp.mean(vu**2), 2 * jnp.mean(vu * vv), jnp.mean(vv**2))
+
+
+__all__ = [
+    "BLOCK_POINTS",
+    "CHUNK_POINTS",
+    "MAX_POINTS",
+    "PCAPlane",
+    "Plane",
+    "coords_plane",
+    "loss_surface",
+    "mse_surface_exact",
+    "pca_plane",
+    "random_plane",
+]
