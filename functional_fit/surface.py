@@ -171,7 +171,7 @@ def pca_plane(path) -> PCAPlane:
     path = jnp.asarray(path)
     if path.ndim != 2 or path.shape[1] < 2 or path.shape[0] < 1:
         raise InputError(f"path must have shape (steps+1, p+1) with p+1 >= 2, got {path.shape}")
-    d = path - path[-1]  # (T, p+1)
+    d = path - path[-1:]  # (T, p+1)
     _, s, vt = jnp.linalg.svd(d, full_matrices=True)  # vt (p+1, p+1)
     uv = vt[:2]  # (2, p+1)
     sign = jnp.where(d[0] @ uv.T < 0, -1, 1).astype(uv.dtype)  # (2,)
@@ -386,9 +386,9 @@ def _check_grid(x, y, a_values, b_values, base, coords, plane, out):
     else:
         if base is None:
             i, j = _check_coords(coords, 2**31)
-            base = np.zeros(max(i, j) + 1, dtype=np.result_type(a_values, b_values, float))
+            base = np.zeros(max(i, j) + 1, dtype=np.result_type(a_values, b_values, np.float32))
         arrays = {"base": _checks.vector("base", base)}
-    arrays.update(x=x, y=y, a_values=a_values, b_values=b_values)
+    arrays = dict(x=x, y=y, a_values=a_values, b_values=b_values, **arrays)
     for name, arr in arrays.items():
         check_array_dtype(name, arr)
     if plane is None:  # coords_plane, in numpy: no small eager JAX ops on the way

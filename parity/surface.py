@@ -40,9 +40,9 @@ _UNREDUCED = {
 def _plane(base, coords, plane, dtype):
     """(origin, u, v) as (p+1,) tensors of `dtype`."""
     if plane is not None:
-        return tuple(torch.as_tensor(np.asarray(t), dtype=dtype) for t in plane)
+        return tuple(torch.as_tensor(np.array(t), dtype=dtype) for t in plane)  # copies: writable
     i, j = coords
-    base = np.zeros(max(i, j) + 1) if base is None else np.asarray(base)
+    base = np.zeros(max(i, j) + 1) if base is None else np.array(base)
     origin = torch.as_tensor(base, dtype=dtype).clone()
     origin[[i, j]] = 0
     eye = torch.eye(origin.shape[0], dtype=dtype)  # (p+1, p+1)
@@ -54,7 +54,7 @@ def _inputs(x, y, a_values, b_values, dtype):
     a = _checks.vector("a_values", a_values)
     b = _checks.vector("b_values", b_values)
     dt = torch_dtype(dtype)
-    return (*(torch.as_tensor(v, dtype=dt) for v in (x, y, a, b)), dt)
+    return (*(torch.as_tensor(np.array(v), dtype=dt) for v in (x, y, a, b)), dt)
 
 
 def loss_surface_loop(model, loss, x, y, a_values, b_values, *, base=None, coords=(0, 1), plane=None,
