@@ -1,0 +1,150 @@
+"""``functional-fit sweep``: many fits in one compiled call, over log-spaced learning rates.
+
+Parsing and printing only; the sweep is `functional_fit.sweep.sweep`, the figure
+`functional_fit.plot_sweep.write_sweep_plot`. Every run starts from zeros, as the lecture's.
+
+``--json`` prints ``{"runs": [{"lr", "seed", "loss", "diverged"}, ...], "settings": {...}}``.
+JSON has no NaN or infinity, so a run whose final loss is not finite has ``"loss": null``
+(and ``"diverged": true``); GD runs, which use no batch order, have ``"seed": null``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+
+from functional_fit import losses as _losses, models as _models, sweep as _sweep
+from functional_fit._checks import InputError, nonnegative_int, positive_int
+from functional_fit.cli._common import add_data_options, add_dtype_option, load_data
+from functional_fit.precision import require, zeros
+
+#: Runs per compiled call when a progress bar is shown: a few updates for 256 runs.
+CHUNK = 64
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "sweep",
+        help="fit many learning rates (and seeds) in one compiled, vmapped call",
+        description="Fit the same model with many learning rates at once (jax.vmap of a whole "
+        "compiled fit) and print each run's final loss on the whole data, or JSON. Learning "
+        "rates are log-spaced: --lr 1e-4:1:256. SGD and Adam can also sweep batch-order seeds.",
+    )
+    p.add_argument("--optimizer", choices=_sweep.OPTIMIZERS, default="gd",
+                   help="gd (full batch, lr/(i+1)), sgd (lr/(epoch+1)) or adam (default gd)")
+    p.add_argument("--model", choices=_models.MODELS, default="linear", help="default linear")
+    p.add_argument("--degree", type=int, default=2, help="degree of the poly model (2)")
+    p.add_argument("--loss", choices=_losses.LOSSES, default="l1", help="default l1")
+    p.add_argument("--lr", default="1e-3:10:64", metavar="START:STOP:COUNT",
+                   help="COUNT learning rates log-spaced from START to STOP, or one value "
+                   "(default 1e-3:10:64)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, help="GD's steps (default 100)")
+    length.add_argument("--epochs", type=int, help="SGD's and Adam's epochs (default 100)")
+    p.add_argument("--batch-size", type=int, default=10, help="SGD's and Adam's batch (10)")
+    p.add_argument("--seeds", type=int, default=None, metavar="K",
+                   help="SGD and Adam: batch orders of seeds 0..K-1, one line each (1)")
+    add_data_options(p)
+    add_dtype_option(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("--plot", metavar="PNG", help="write final loss vs learning rate to this file")
+    return p
+
+
+def parse_lrs(text: str):
+    """``"START:STOP:COUNT"`` -> COUNT log-spaced rates; ``"VALUE"`` -> one. InputError names --lr."""
+    parts = text.split(":")
+    try:
+        if len(parts) == 1:
+            return _sweep.log_lrs(float(parts[0]), float(parts[0]), 1)
+        if len(parts) == 3:
+            return _sweep.log_lrs(float(parts[0]), float(parts[1]), int(parts[2]))
+    except (ValueError, InputError) as exc:
+        raise InputError(f"--lr {text!r}: {exc}") from None
+    raise InputError(f"--lr must be START:STOP:COUNT (log-spaced) or one value, got {text!r}")
+
+
+def _settings(args) -> dict:
+    """The sweep's keyword arguments from the options; InputError naming a misplaced option."""
+    gd = args.optimizer == "gd"
+    if gd and (args.epochs is not None or args.seeds is not None):
+        raise InputError("gd uses the whole data every step: give --steps, not --epochs or --seeds")
+    if not gd and args.steps is not None:
+        raise InputError(f"{args.optimizer} counts passes over the data: give --epochs, not --steps")
+    if gd:
+        return {"steps": positive_int("--steps", 100 if args.steps is None else args.steps)}
+    seeds = 1 if args.seeds is None else positive_int("--seeds", args.seeds)
+    return {
+        "epochs": positive_int("--epochs", 100 if args.epochs is None else args.epochs),
+        "batch_size": positive_int("--batch-size", args.batch_size),
+        "seeds": list(range(seeds)),
+    }
+
+
+def _runs(result) -> list[dict]:
+    rows = []
+    for lr, seed, loss, bad in zip(result.lr, result.seed, result.loss, result.diverged):
+        loss = float(loss)
+        rows.append({
+            "lr": float(lr),
+            "seed": None if seed == _sweep.NO_SEED else int(seed),
+            "loss": loss if math.isfinite(loss) else None,  # JSON has no NaN or inf
+            "diverged": bool(bad),
+        })
+    return rows
+
+
+def _table(runs: list[dict]) -> str:
+    lines = [f"{'lr':>12}  {'seed':>4}  {'final loss':>14}  diverged"]
+    for r in runs:
+        loss = "-" if r["loss"] is None else f"{r['loss']:.8g}"
+        seed = "-" if r["seed"] is None else str(r["seed"])
+        lines.append(f"{r['lr']:>12.6g}  {seed:>4}  {loss:>14}  {'yes' if r['diverged'] else ''}")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    start = time.perf_counter()
+    x, y, meta = load_data(args)
+    pol = require(args.dtype)
+    lrs = parse_lrs(args.lr)
+    kwargs = _settings(args)
+    degree = nonnegative_int("--degree", args.degree)
+    w0 = zeros(_models.n_params(args.model, degree), args.dtype)  # (p+1,), as the lecture starts
+
+    from tqdm import tqdm
+
+    n_runs = lrs.shape[0] * len(kwargs.get("seeds", [None]))
+    # Shown only when the sweep takes more than a second; updated once per chunk of runs.
+    bar = tqdm(total=n_runs, desc="sweep", unit="fit", file=sys.stderr, delay=1.0, leave=False)
+    try:
+        result = _sweep.sweep(
+            args.optimizer, w0, x.astype(pol.data), y.astype(pol.data), lrs,
+            model=_models.get(args.model), loss=_losses.get(args.loss),
+            chunk_size=CHUNK, progress=bar.update, **kwargs,
+        )
+    finally:
+        bar.close()
+    result = _sweep.as_numpy(result)
+    runs = _runs(result)
+    if args.plot:
+        from functional_fit.plot_sweep import write_sweep_plot
+
+        what = f"{args.optimizer}, {args.model}" + (f" degree {degree}" if args.model == "poly" else "")
+        write_sweep_plot({args.optimizer: result}, args.plot, title=f"{what}, {args.loss} loss")
+    if args.json:
+        settings = {"optimizer": args.optimizer, "model": args.model, "degree": degree,
+                    "loss": args.loss, "dtype": args.dtype, "data": meta, **kwargs}
+        print(json.dumps({"runs": runs, "settings": settings}))
+        return 0
+    print(_table(runs))
+    i = _sweep.best(result)
+    n_bad = int(result.diverged.sum())
+    print()
+    if i is not None:
+        print(f"best: lr={result.lr[i]:.6g} final loss={float(result.loss[i]):.8g}")
+    print(f"{len(runs)} fits, {n_bad} diverged, in {time.perf_counter() - start:.1f} s"
+          + (f"; wrote {args.plot}" if args.plot else ""))
+    return 0
