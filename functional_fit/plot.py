@@ -26,12 +26,9 @@ lecture's cell 12 and `functional_fit.surface.loss_surface` make it.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from matplotlib.collections import LineCollection
@@ -41,6 +38,7 @@ from matplotlib.ticker import MaxNLocator
 from functional_fit import losses as _losses
 from functional_fit import models as _models
 from functional_fit._io import atomic_path
+from functional_fit.surface import loss_surface, pca_plane
 
 #: Size of a figure with one panel, and of one with two side by side, in inches (at the
 #: 120 dpi `save` uses: 960 x 600 and 1560 x 660 pixels).
@@ -60,6 +58,8 @@ COLORS = {
     "Adam quad abs": "tab:brown",
     "Adam degree-12 abs": "tab:pink",
 }
+#: Grid points per side drawn at most; a bigger surface is thinned (see `surface`).
+MAX_SIDE = 1000
 #: Paths longer than this are drawn as lines without a marker at every step.
 MARKED_STEPS = 200
 JAX_STYLE = dict(color="white", marker="o", markersize=3, linewidth=1.2)
@@ -202,7 +202,7 @@ def _points_2d(ax, points):
 
 def surface(values, a_values, b_values, *, loss_name: str = "MSE",
             axis_labels=LINEAR_AXES, points: Mapping | None = None, levels=30,
-            title: str | None = None) -> Figure:
+            max_side: int = MAX_SIDE, title: str | None = None) -> Figure:
     """A loss surface as a filled contour and a 3-D surface side by side (cells 13 and 16).
 
     The lecture labels its 3-D axes 'Slope' on the intercept axis and 'MSE Loss' on the L1
@@ -216,14 +216,18 @@ def surface(values, a_values, b_values, *, loss_name: str = "MSE",
       axis_labels: names of the first and second parameter.
       points: label -> (a, b, loss), marked in both panels (e.g. the optimum).
       levels: contour levels, a count or increasing values.
+      max_side: a bigger grid is drawn thinned to every k-th row and column, at most this
+        many per side (the 3-D panel draws at most 50 per side in any case).
       title: the figure's title; by default f"{loss_name} loss surface".
 
     Returns:
       A Figure with a 2-D axes (contour, points, colorbar) and a 3-D axes (surface, points).
     """
-    values = np.asarray(values, dtype=np.float64)
+    values = np.asarray(values)
     a_values, b_values = np.asarray(a_values), np.asarray(b_values)
     _check_grid(values, a_values, b_values)
+    values, a_values, b_values = _thin(values, a_values, b_values, max_side)
+    values = values.astype(np.float64)
     fig = _figure(WIDE)
     ax2 = fig.add_subplot(1, 2, 1)
     ax3 = fig.add_subplot(1, 2, 2, projection="3d", computed_zorder=False)
@@ -245,7 +249,8 @@ def surface(values, a_values, b_values, *, loss_name: str = "MSE",
 
 def contour_paths(values, a_values, b_values, paths: Mapping, *, points: Mapping | None = None,
                   loss_name: str = "L1", axis_labels=LINEAR_AXES, levels=30,
-                  legend_loc: str = "upper right", title: str | None = None) -> Figure:
+                  legend_loc: str = "upper right", max_side: int = MAX_SIDE,
+                  title: str | None = None) -> Figure:
     """Optimizer paths drawn on a loss contour (cell 50).
 
     Two paths of the same fit (JAX and torch) lie on top of each other when they agree:
@@ -256,7 +261,7 @@ def contour_paths(values, a_values, b_values, paths: Mapping, *, points: Mapping
       values, a_values, b_values: the surface, as in `surface`.
       paths: label -> (k, 2) the path in the plane's coordinates, one row per step.
       points: label -> (a, b) marked points (e.g. the MSE and L1 fits).
-      loss_name, axis_labels, levels: as in `surface`.
+      loss_name, axis_labels, levels, max_side: as in `surface`.
       legend_loc: where the legend goes (a matplotlib ``loc``).
       title: the figure's title.
 
@@ -264,9 +269,11 @@ def contour_paths(values, a_values, b_values, paths: Mapping, *, points: Mapping
       A Figure with one axes: the filled contour, one line per path with k points each (in
       the order of `paths`), and the marked points.
     """
-    values = np.asarray(values, dtype=np.float64)
+    values = np.asarray(values)
     a_values, b_values = np.asarray(a_values), np.asarray(b_values)
     _check_grid(values, a_values, b_values)
+    values, a_values, b_values = _thin(values, a_values, b_values, max_side)
+    values = values.astype(np.float64)
     fig = _figure()
     ax = fig.subplots()
     cs = ax.contourf(a_values, b_values, values, levels=levels, cmap="viridis")
@@ -327,6 +334,19 @@ def _few_ticks(ax, n: int = 5):
         axis.set_major_locator(MaxNLocator(n))
 
 
+def _thin(values, a_values, b_values, max_side: int):
+    """At most `max_side` evenly spaced rows and columns, the first and last among them.
+
+    A contour of a 10^4 x 10^4 surface would take minutes and gigabytes to draw and shows no
+    more than one of 1000 x 1000 at any printable size.
+    """
+    def keep(n):
+        return np.unique(np.linspace(0, n - 1, min(n, max_side)).round().astype(int))
+
+    ia, ib = keep(a_values.shape[0]), keep(b_values.shape[0])
+    return values[np.ix_(ib, ia)], a_values[ia], b_values[ib]
+
+
 def _check_grid(values, a_values, b_values):
     if values.shape != (b_values.shape[0], a_values.shape[0]):
         raise ValueError(
@@ -371,6 +391,12 @@ def path_difference(paths: Mapping, *, eps: float | None = None,
 # --------------------------------------------------------------------------- sweeps and timings
 
 
+def _series_style(i: int) -> dict:
+    """Color, line and marker of series i: series that coincide (JAX and torch) stay visible."""
+    return dict(color=f"C{i % 10}", linestyle=("-", "--", ":", "-.")[i % 4],
+                marker="oxs^v"[i % 5], markersize=4 + (i % 2))
+
+
 def sweep(lrs, losses: Mapping, *, loss_name: str = "L1",
           title: str = "Final loss against learning rate") -> Figure:
     """Final loss against learning rate, one line per fit or framework (log-scale lr).
@@ -392,8 +418,7 @@ def sweep(lrs, losses: Mapping, *, loss_name: str = "L1",
         ls = np.asarray(ls, dtype=np.float64)
         if ls.shape != lrs.shape:
             raise ValueError(f"losses[{label!r}] must have shape {lrs.shape}, got {ls.shape}")
-        ax.plot(lrs, np.where(np.isfinite(ls), ls, np.nan), marker="o", markersize=3,
-                label=label, color=f"C{i}")
+        ax.plot(lrs, np.where(np.isfinite(ls), ls, np.nan), label=label, **_series_style(i))
     ax.set(xscale="log", xlabel="learning rate", ylabel=f"final {loss_name} loss", title=title)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="best")
@@ -420,7 +445,7 @@ def benchmark(sizes, times: Mapping, *, xlabel: str = "grid points",
         ts = np.asarray(ts, dtype=np.float64)
         if ts.shape != sizes.shape:
             raise ValueError(f"times[{label!r}] must have shape {sizes.shape}, got {ts.shape}")
-        ax.plot(sizes, ts, marker="o", label=label, color=f"C{i}")
+        ax.plot(sizes, ts, label=label, **_series_style(i))
     ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel="time (s)", title=title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="best")
@@ -430,48 +455,13 @@ def benchmark(sizes, times: Mapping, *, xlabel: str = "grid points",
 # --------------------------------------------------------------------------- the lecture
 
 
-class Plane(NamedTuple):
-    """Grid point (a, b) is ``origin + a * u + b * v``; u, v, origin of shape (p+1,)."""
+def _surface(model, loss, x, y, a_values, b_values, *, plane=None):
+    """`functional_fit.surface.loss_surface` for the lecture's small grids.
 
-    origin: np.ndarray
-    u: np.ndarray
-    v: np.ndarray
-
-
-# TODO(issue 3): use functional_fit.surface.loss_surface and pca_plane once they are committed.
-@functools.partial(jax.jit, static_argnames=("model", "loss"))
-def _plane_surface(plane, a_values, b_values, x, y, *, model, loss):
-    def at(a, b):
-        return loss(model(plane.origin + a * plane.u + b * plane.v, x), y)  # ()
-
-    return jax.vmap(jax.vmap(at, in_axes=(0, None)), in_axes=(None, 0))(a_values, b_values)
-
-
-def loss_surface(model, loss, x, y, a_values, b_values, *, plane=None):
-    """The loss over the grid, (len(b_values), len(a_values)), meshgrid 'xy' layout.
-
-    Without `plane`, a_values and b_values set w[0] and w[1] of a two-parameter model.
+    ``layout="vmap"``: on a 50 x 50 grid the plain layout compiles in about a second, where the
+    streamed one, built for big grids, takes far longer to compile for the degree-12 model.
     """
-    if plane is None:
-        plane = Plane(np.zeros(2), np.eye(2)[0], np.eye(2)[1])
-    as_jax = lambda v: jnp.asarray(np.asarray(v, dtype=np.float64))  # noqa: E731
-    plane = Plane(*map(as_jax, plane))
-    return np.asarray(_plane_surface(plane, *map(as_jax, (a_values, b_values, x, y)),
-                                     model=model, loss=loss))
-
-
-def pca_plane(path):
-    """The plane of the top two principal directions of a path, through its last point.
-
-    Returns:
-      (plane, coords (k, 2) the path on the plane, explained (2,) fraction of its spread).
-    """
-    path = np.asarray(path, dtype=np.float64)  # (k, p+1)
-    d = path - path[-1:]  # (k, p+1)
-    _, s, vt = np.linalg.svd(d, full_matrices=False)
-    uv = vt[:2] * np.where(d[0] @ vt[:2].T < 0, -1.0, 1.0)[:, None]  # (2, p+1), start >= 0
-    total = np.sum(s**2)
-    return Plane(path[-1], uv[0], uv[1]), d @ uv.T, s[:2] ** 2 / (total if total > 0 else 1.0)
+    return loss_surface(model, loss, x, y, a_values, b_values, plane=plane, layout="vmap")
 
 
 def _span(lo, hi, margin=0.15):
@@ -501,8 +491,8 @@ def lecture_figures(result, *, grid: int = GRID) -> dict[str, Figure]:
     """Every figure of the lecture, from a `functional_fit.lecture.run` result.
 
     Figures whose step was not run are left out. The surfaces are computed here (`grid` x
-    `grid` points each, the lecture's 50 by default) in JAX; the degree-12 path is drawn on
-    the plane of its top two principal directions.
+    `grid` points each, the lecture's 50 by default) by `functional_fit.surface.loss_surface`;
+    the degree-12 path is drawn on the plane of `functional_fit.surface.pca_plane`.
 
     Args:
       result: a `functional_fit.lecture.LectureResult`.
@@ -542,8 +532,8 @@ def lecture_figures(result, *, grid: int = GRID) -> dict[str, Figure]:
             title="Residuals of the analytic MSE fit (cell 10)")
         a_values = np.linspace(w_mse[0] - 1, w_mse[0] + 1, grid)
         b_values = np.linspace(w_mse[1] - 1, w_mse[1] + 1, grid)
-        mse_values = loss_surface(linear, _losses.mse, x, y, a_values, b_values)
-        l1_values = loss_surface(linear, _losses.l1, x, y, a_values, b_values)
+        mse_values = _surface(linear, _losses.mse, x, y, a_values, b_values)
+        l1_values = _surface(linear, _losses.l1, x, y, a_values, b_values)
         mse_at = float(_losses.mse(linear(jnp.asarray(w_mse), jnp.asarray(x)), jnp.asarray(y)))
         l1_at = float(_losses.l1(linear(jnp.asarray(w_mse), jnp.asarray(x)), jnp.asarray(y)))
         figs["mse_surface"] = surface(
@@ -571,7 +561,7 @@ def lecture_figures(result, *, grid: int = GRID) -> dict[str, Figure]:
             both = np.concatenate([both, params("ols")[None]])
         a_values = np.linspace(*_cover((-1.0, 1.0), both[:, 0]), grid)  # the lecture's range,
         b_values = np.linspace(*_cover((-0.5, 5.0), both[:, 1]), grid)  # widened to the path
-        values = loss_surface(linear, _losses.l1, x, y, a_values, b_values)
+        values = _surface(linear, _losses.l1, x, y, a_values, b_values)
         marks = {"MSE": params("ols")} if "ols" in steps else {}
         marks["Abs (GD)"] = w_abs
         figs["gd_abs_linear_path"] = contour_paths(
@@ -605,13 +595,13 @@ def lecture_figures(result, *, grid: int = GRID) -> dict[str, Figure]:
         jpath = np.asarray(paths["adam_abs_poly12"]["jax"], dtype=np.float64)
         tpath = np.asarray(paths["adam_abs_poly12"]["torch"], dtype=np.float64)
         plane, jcoords, explained = pca_plane(jpath)
-        plane = Plane(*(np.asarray(v) for v in plane))
-        jcoords, explained = np.asarray(jcoords), np.asarray(explained)
-        tcoords = (tpath - plane.origin) @ np.stack([plane.u, plane.v]).T  # (k, 2) on JAX's plane
+        jcoords, explained = np.asarray(jcoords), np.asarray(explained)  # (k, 2), (2,)
+        uv = np.stack([np.asarray(plane.u), np.asarray(plane.v)])  # (2, p+1)
+        tcoords = (tpath - np.asarray(plane.origin)) @ uv.T  # (k, 2) torch's path, JAX's plane
         both = np.concatenate([jcoords, tcoords])
         a_values = np.linspace(*_span(both[:, 0].min(), both[:, 0].max()), grid)
         b_values = np.linspace(*_span(both[:, 1].min(), both[:, 1].max()), grid)
-        values = loss_surface(poly, _losses.l1, x, y, a_values, b_values, plane=plane)
+        values = _surface(poly, _losses.l1, x, y, a_values, b_values, plane=plane)
         figs["adam_abs_poly12_pca"] = contour_paths(
             values, a_values, b_values, {"Adam path, JAX": jcoords, "Adam path, torch": tcoords},
             points={"start (w = 0)": jcoords[0], "end": jcoords[-1]}, loss_name="L1",

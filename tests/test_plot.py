@@ -190,3 +190,16 @@ def test_cli_writes_results_and_every_figure_as_png(tmp_path, result, capsys, mo
             w, h = im.size
         assert MIN_PX <= w <= MAX_PX and MIN_PX // 2 <= h <= MAX_PX, (name, w, h)
     assert sorted(p.name for p in out.iterdir()) == sorted([*pngs, "results.json"])  # no temp files
+
+
+def test_a_big_surface_is_drawn_thinned():
+    a, b = np.linspace(0, 1, 3001), np.linspace(0, 2, 2501)
+    values = a[None, :] + b[:, None]  # (2501, 3001)
+    fig = plot.surface(values, a, b, loss_name="L1", max_side=1000)
+    contour = fig.axes[0]
+    assert contour.get_xlim() == (0.0, 1.0) and contour.get_ylim() == (0.0, 2.0)  # whole range
+    (surf,) = [ax for ax in fig.axes if ax.name == "3d"]
+    assert surf.get_zlabel() == "L1 loss"
+    v, ta, tb = plot._thin(values, a, b, 1000)
+    assert v.shape == (1000, 1000) and (ta[-1], tb[-1]) == (1.0, 2.0)
+    np.testing.assert_array_equal(v, ta[None, :] + tb[:, None])
