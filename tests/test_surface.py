@@ -233,10 +233,9 @@ def test_exact_mse_surface_equals_brute_force(lecture_xy, model, size, coords):
 
 def test_exact_mse_on_a_pca_plane_and_refusing_a_nonlinear_model(lecture_xy):
     x, y = lecture_xy
-    res = ff.fit.gradient_descent(
-        ff.zeros(4, "float64"), x, y, model=ff.models.polynomial, loss=ff.losses.mse, lr=0.5, steps=30
-    )
-    pca = surface.pca_plane(res.path)
+    steps = np.arange(31)[:, None]  # a made-up path of 4 parameters, curving towards its end
+    path = np.array([1.0, 2.0, -1.0, 0.5]) * np.exp(-steps / 8) + 0.1 * np.sin(steps / 3)
+    pca = surface.pca_plane(path)
     a, b = np.linspace(-1, 2.5, 15), np.linspace(-1, 1, 9)
     exact = surface.mse_surface_exact(ff.models.polynomial, x, y, a, b, plane=pca.plane)
     streamed = surface.loss_surface(ff.models.polynomial, ff.losses.mse, x, y, a, b, plane=pca.plane)
@@ -314,3 +313,61 @@ def test_float64_without_x64_is_refused(lecture_xy):
         f32 = [np.asarray(v, np.float32) for v in (x, y, [0.0, 1.0], [0.0])]
         z = surface.loss_surface(ff.models.linear, ff.losses.l1, *f32)
         assert z.dtype == np.float32 and z.shape == (1, 2)
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def test_cli_writes_the_surface_and_the_figure(lecture_xy, tmp_path, capsys):
+    from functional_fit.cli import main
+
+    out, png = tmp_path / "s.npz", tmp_path / "s.png"
+    rc = main(["surface", "--grid", "13x7", "--range=-1:1,-0.5:5", "--out", str(out),
+               "--plot", str(png)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "grid 13 x 7 = 91 points" in printed and "done in" in printed
+    saved = np.load(out)
+    x, y = lecture_xy
+    a, b = np.linspace(-1, 1, 13), np.linspace(-0.5, 5, 7)
+    np.testing.assert_array_equal(saved["a_values"], a)
+    np.testing.assert_allclose(
+        saved["losses"], lecture_surface(lambda yh, yy: np.mean(np.abs(yh - yy)), x, y, a, b),
+        rtol=F64_RTOL,
+    )
+    assert saved["path"].shape == (51, 2) and png.stat().st_size > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.npz", "s.png"]  # no temporary left
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--grid", "0x5"], "--grid needs at least one point"),
+        (["--grid", "abc"], "--grid must look like"),
+        (["--grid", "100000x100000"], "--grid 100000x100000 asks for 74.5 GiB"),
+        (["--range", "1:0,2:3"], "--range needs finite A0 < A1"),
+        (["--range", "a:b"], "--range must look like"),
+        (["--coords", "0,7", "--model", "poly", "--degree", "3"], "--coords must be two distinct"),
+        (["--directions", "up"], "--directions must be one of"),
+        (["--exact"], "--exact needs --loss mse"),
+        (["--model", "poly", "--degree", "12", "--loss", "mse", "--steps", "200"], "the fit diverged"),
+    ],
+)
+def test_cli_bad_options_fail_in_one_line(argv, match, capsys):
+    from functional_fit.cli import main
+
+    assert main(["surface", "--grid", "3x2", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("functional-fit surface: error: ")
+    assert match in err
+
+
+def test_cli_interrupted_write_leaves_no_file(tmp_path, monkeypatch, capsys):
+    from functional_fit.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", interrupted)
+    assert main(["surface", "--grid", "13x7", "--out", str(tmp_path / "s.npz")]) == 130
+    assert list(tmp_path.iterdir()) == []

@@ -39,8 +39,9 @@ def add_parser(sub):
                    help="grid points along a (columns) and b (rows), e.g. 1000x1000; at most "
                    f"{MAX_OUTPUT_BYTES // 2**30} GiB of output")
     p.add_argument("--range", metavar="A0:A1,B0:B1",
-                   help="the grid's extent; default: the fit's path with a margin (coords, "
-                   "pca), or -1:1,-1:1 (random)")
+                   help="the grid's extent, written with '=' when it starts with a minus "
+                   "(--range=-1:1,-0.5:5); default: the fit's path with a margin (coords, pca), "
+                   "or -1:1,-1:1 (random)")
     p.add_argument("--directions", default="coords", help="coords, random or pca (coords)")
     p.add_argument("--coords", default="0,1", metavar="I,J",
                    help="the two parameters of --directions coords (0,1); the rest stay at the fit")
