@@ -20,7 +20,8 @@ How it is batched, and why it is fast:
   (both of the toolkit's) J does not depend on w, so it is computed once per step and shared by
   all runs, and XLA turns the product into one matrix multiply over the runs. Autodiff's own
   transpose of ``w[i] * x**i`` is p+1 slices, and XLA's CPU fusion recomputes the whole forward
-  pass inside each of them: about 5x slower for the degree-12 model. The product sums the
+  pass inside each of them: 3-4x slower for the degree-12 model (`benchmarks/bench_sweep.py`).
+  For a model that is not linear in w, J is computed per run (p+1 forward passes a step). The product sums the
   same terms in the same order as the single fit, so the results agree to rounding (measured:
   bit-identical in the lecture's mode, 9e-15 relative in float64 after the 5,000 Adam steps
   of the degree-12 fit). ``model_grad="autodiff"`` keeps autodiff's own derivative.
@@ -295,7 +296,7 @@ def sweep(
       progress: called with the number of runs finished after each chunk (a progress bar).
       devices: the devices to split the runs across (default all of `jax.devices()`).
       model_grad: ``"jacobian"`` differentiates the model through `jacobian_vjp` (the same
-        values, about 5x faster on the CPU for the degree-12 model); ``"autodiff"`` vmaps the
+        values, 3-4x faster on the CPU for the degree-12 model); ``"autodiff"`` vmaps the
         single fit's own graph unchanged.
 
     Returns:
