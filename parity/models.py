@@ -34,7 +34,9 @@ def _parameter(w, size: int | None, dtype, model: str) -> nn.Parameter:
     w = _checks.vector("w", w)  # torch.from_numpy keeps w's own dtype unless told otherwise
     if size is not None and w.shape != (size,):
         raise _checks.InputError(f"w must have shape ({size},) for the {model} model, got {w.shape}")
-    return nn.Parameter(torch.as_tensor(w, dtype=dtype).reshape(-1, 1))  # (p+1, 1)
+    # A copy: torch.from_numpy would share memory, and the in-place updates of a fit would
+    # then rewrite the caller's array.
+    return nn.Parameter(torch.tensor(w, dtype=dtype).reshape(-1, 1))  # (p+1, 1)
 
 
 class _LectureModule(nn.Module):
