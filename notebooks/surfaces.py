@@ -1,0 +1,269 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Loss surfaces: big grids, directions for many parameters, paths, and what they cost
+#
+# The lecture draws a loss surface by calling the loss once per parameter pair in a Python
+# loop over a 50 × 50 grid (cells 12, 15 and 50). `functional_fit.surface.loss_surface`
+# computes the same numbers as one compiled JAX call that streams over the data points and
+# vectorizes across grid points, in bounded memory. This notebook
+#
+# 1. checks it against the lecture's loop and draws a big surface;
+# 2. draws surfaces of the degree-12 model, which has 13 parameters, on three kinds of plane:
+#    two coordinates, two random directions, and the top two PCA directions of its Adam path;
+# 3. draws optimizer paths, JAX's and torch's, on the surfaces;
+# 4. times the lecture's loop, numpy broadcasting, torch broadcasting, `torch.func.vmap` and
+#    `functional_fit` side by side.
+#
+# Set `FUNCTIONAL_FIT_SMALL=1` for small grids and short fits (the tests do).
+
+# %%
+# %matplotlib inline
+import os
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)  # float64 surfaces: this notebook is an application
+
+import numpy as np
+import torch
+from IPython.display import display
+
+import functional_fit as ff
+import parity
+import parity.surface
+from functional_fit import plot
+from functional_fit.surface import coords_plane, loss_surface, mse_surface_exact, pca_plane, random_plane
+from functional_fit.tolerances import rel_err
+
+SMALL = os.environ.get("FUNCTIONAL_FIT_SMALL") == "1"
+#: Points per side of the big surface, and the sides timed in the comparison.
+BIG = 100 if SMALL else 1000
+SIDES = [20, 50] if SMALL else [50, 100, 200, 500, 1000]
+#: The slow implementations stop at this many points per side (the torch loop at half).
+LOOP_MAX, TORCH_VMAP_MAX = (50, 50) if SMALL else (200, 500)
+#: Epochs of the degree-12 Adam fit (the lecture's 500).
+POLY12_EPOCHS = 20 if SMALL else 500
+
+x, y = ff.lecture_data()  # (100,), (100,) float64
+tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+linear, poly, l1 = ff.models.linear, ff.models.polynomial, ff.losses.l1
+
+# %% [markdown]
+# ## The lecture's grid, the lecture's loop
+#
+# Row j, column i of a surface is the loss at (a_values[i], b_values[j]): the layout of the
+# lecture's `np.meshgrid(w0values, w1values)`.
+
+# %%
+w0values = np.linspace(-1.0, 1.0, 50)
+w1values = np.linspace(-0.5, 5.0, 50)
+
+start = time.perf_counter()
+u, v = np.meshgrid(w0values, w1values)
+ws = np.vstack((u.flatten(), v.flatten())).transpose()
+loop_values = np.array([np.abs(y - (w[0] + w[1] * x)).mean() for w in ws]).reshape(u.shape)
+print(f"the lecture's loop: {time.perf_counter() - start:.3f} s")
+
+surface = loss_surface(linear, l1, x, y, w0values, w1values)  # (50, 50)
+print("max relative difference:", rel_err(surface, loop_values))
+assert rel_err(surface, loop_values) < 1e-13
+
+# %% [markdown]
+# ## A big surface
+#
+# A wider range at a finer grid. Only the output array grows with the grid: the data is
+# streamed through the computation in chunks. (The 3-D panel draws every few rows and
+# columns; the contour uses them all.)
+
+# %%
+a_big = np.linspace(-3.0, 3.0, BIG)
+b_big = np.linspace(-2.0, 8.0, BIG)
+loss_surface(linear, l1, x, y, a_big[:50], b_big[:50])  # compile outside the timing
+start = time.perf_counter()
+big = loss_surface(linear, l1, x, y, a_big, b_big)  # (BIG, BIG)
+print(f"{big.size:,} points in {time.perf_counter() - start:.3f} s")
+j, i = np.unravel_index(np.argmin(big), big.shape)
+plot.surface(big, a_big, b_big, loss_name="L1",
+             points={"minimum on the grid": (a_big[i], b_big[j], big[j, i])},
+             title=f"L1 loss of the linear model, {BIG} × {BIG} grid")
+
+# %% [markdown]
+# For the MSE and a model linear in its parameters, the surface is a quadratic in (a, b)
+# whose six coefficients come from one pass over the data: `mse_surface_exact` costs the
+# same whatever n is. It agrees with the brute-force surface.
+
+# %%
+mse_big = loss_surface(linear, ff.losses.mse, x, y, a_big, b_big)
+mse_exact = mse_surface_exact(linear, x, y, a_big, b_big)
+print("exact against brute force, max relative difference:", rel_err(mse_exact, mse_big))
+assert rel_err(mse_exact, mse_big) < 1e-12
+
+# %% [markdown]
+# ## Thirteen parameters: which plane?
+#
+# The degree-12 model has 13 parameters; a surface shows the loss on a plane through
+# parameter space. Fit it first, in both frameworks, from the same batch order.
+
+# %%
+order = ff.batch_order(len(x), epochs=POLY12_EPOCHS, seed=0)
+fit12 = ff.fit.adam_sgd(ff.zeros(13, "float64"), x, y, order, model=poly, loss=l1, lr=0.01,
+                        batch_size=10)
+torch_model = parity.PolynomialModel(p=12, dtype=torch.float64)
+torch_path = parity.fit.adam_sgd(torch_model, parity.losses.l1,
+                                 torch.utils.data.TensorDataset(tx, ty), lr=0.01,
+                                 nepochs=POLY12_EPOCHS, batch_size=10, order=order)
+w12 = np.asarray(fit12.params)  # (13,)
+print("JAX against torch over the whole path:", rel_err(np.asarray(fit12.path), torch_path))
+assert rel_err(np.asarray(fit12.path), torch_path) < ff.tolerances.TRAJECTORY_FLOAT64
+
+# %% [markdown]
+# Three planes through the fitted parameters:
+#
+# - **coordinates**: vary w[0] (constant term) and w[1] (linear term), hold the other 11;
+# - **random**: two Gaussian directions, each entry scaled to the size of its parameter
+#   (Li et al. 2018, "Visualizing the Loss Landscape of Neural Nets");
+# - **PCA**: the top two principal directions of the Adam path; the path projects onto it.
+#
+# These grids are small, so the surfaces use `layout="vmap"`: for a model this size the
+# streamed layout's longer compilation only pays off on big grids.
+
+# %%
+grid = np.linspace(-1.0, 1.0, 60)
+planes = {
+    "coordinates w[0], w[1]": coords_plane(w12, (0, 1)),
+    "two random directions": random_plane(w12, seed=0),
+}
+for name, plane in planes.items():
+    a_values = grid + (w12[0] if name.startswith("coord") else 0.0)
+    b_values = grid + (w12[1] if name.startswith("coord") else 0.0)
+    values = loss_surface(poly, l1, x, y, a_values, b_values, plane=plane, layout="vmap")
+    centre = (w12[0], w12[1]) if name.startswith("coord") else (0.0, 0.0)
+    display(plot.contour_paths(  # two figures from one cell
+        values, a_values, b_values, {}, points={"fitted parameters": centre},
+        axis_labels=("a", "b"), title=f"Degree-12 model, L1 loss: {name}"))
+
+# %%
+plane, coords, explained = pca_plane(fit12.path)
+coords, explained = np.asarray(coords), np.asarray(explained)  # (k, 2), (2,)
+uv = np.stack([np.asarray(plane.u), np.asarray(plane.v)])  # (2, 13)
+torch_coords = (torch_path - np.asarray(plane.origin)) @ uv.T  # (k, 2)
+pad = 0.15 * np.ptp(coords, axis=0)
+a_values = np.linspace(coords[:, 0].min() - pad[0], coords[:, 0].max() + pad[0], len(grid))
+b_values = np.linspace(coords[:, 1].min() - pad[1], coords[:, 1].max() + pad[1], len(grid))
+values = loss_surface(poly, l1, x, y, a_values, b_values, plane=plane, layout="vmap")
+print(f"the plane holds {explained.sum():.1%} of the path's squared spread")
+plot.contour_paths(values, a_values, b_values,
+                   {"Adam path, JAX": coords, "Adam path, torch": torch_coords},
+                   points={"start (w = 0)": coords[0], "end": coords[-1]},
+                   axis_labels=(f"first PCA direction ({explained[0]:.0%})",
+                                f"second PCA direction ({explained[1]:.0%})"),
+                   levels=np.unique(np.quantile(values, np.linspace(0, 1, 30))),
+                   legend_loc="lower right", title="The degree-12 Adam path on its PCA plane")
+
+# %% [markdown]
+# ## A path on a fine surface
+#
+# The lecture's gradient descent on the linear model (cell 49) on a fine grid of its L1
+# loss, with JAX's path and torch's drawn on top of each other.
+
+# %%
+gd = ff.fit.gradient_descent(ff.zeros(2, "float64"), x, y, lr=6.0, steps=50)
+torch_lin = parity.SimpleLinearModel(dtype=torch.float64)
+gd_torch = parity.fit.gradient_descent(torch_lin, parity.losses.l1, tx, ty, lr=6.0, nsteps=50)
+a_fine = np.linspace(-1.0, 1.0, BIG // 2)
+b_fine = np.linspace(-0.5, 5.0, BIG // 2)
+plot.contour_paths(loss_surface(linear, l1, x, y, a_fine, b_fine), a_fine, b_fine,
+                   {"GD path, JAX": np.asarray(gd.path), "GD path, torch": gd_torch},
+                   points={"end": np.asarray(gd.params)}, levels=40,
+                   title=f"Gradient descent on a {BIG // 2} × {BIG // 2} L1 surface")
+
+# %% [markdown]
+# ## What it costs
+#
+# The L1 surface of the linear model on the lecture's data, timed side by side in this run
+# (best of three; the loops once). Every way computes the same numbers.
+#
+# - the lecture's loops: one numpy call per grid point (cell 15), or one torch model call and
+#   `.item()` per grid point (cell 50, `parity.surface.loss_surface_loop`);
+# - numpy broadcasting: the (rows, A, n) array of residuals, a block of rows at a time;
+# - torch broadcasting and `torch.func.vmap`, in blocks (`parity.surface.loss_surface`);
+# - `functional_fit.surface.loss_surface`: compiled, streamed over the data.
+#
+# `benchmarks/` measures the same at up to 10⁸ points and records it in `BENCHMARKS.md`.
+
+# %%
+def lecture_loop(a, b):  # cell 15
+    u, v = np.meshgrid(a, b)
+    ws = np.vstack((u.flatten(), v.flatten())).transpose()
+    return np.array([np.abs(y - (w[0] + w[1] * x)).mean() for w in ws]).reshape(u.shape)
+
+
+def numpy_broadcast(a, b, rows=64):
+    out = np.empty((len(b), len(a)))
+    for r in range(0, len(b), rows):  # a block of rows keeps the temporary array small
+        pred = a[None, :, None] + b[r:r + rows, None, None] * x  # (rows, A, n)
+        out[r:r + rows] = np.abs(pred - y).mean(axis=-1)  # (rows, A)
+    return out
+
+
+WAYS = {  # name -> (function of (a_values, b_values), largest side it is timed at)
+    "lecture's loop (numpy)": (lecture_loop, LOOP_MAX),
+    "lecture's loop (torch)": (
+        lambda a, b: parity.surface.loss_surface_loop(parity.models.linear, parity.losses.l1,
+                                                      x, y, a, b), LOOP_MAX // 2),
+    "numpy broadcasting": (numpy_broadcast, max(SIDES)),
+    "torch broadcasting": (
+        lambda a, b: parity.surface.loss_surface(parity.models.linear, parity.losses.l1, x, y,
+                                                 a, b, method="broadcast"), max(SIDES)),
+    "torch.func.vmap": (
+        lambda a, b: parity.surface.loss_surface(parity.models.linear, parity.losses.l1, x, y,
+                                                 a, b, method="vmap"), TORCH_VMAP_MAX),
+    "functional_fit": (lambda a, b: loss_surface(linear, l1, x, y, a, b), max(SIDES)),
+}
+
+
+def best_time(fn, a, b, repeats):
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(a, b)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+times = {name: np.full(len(SIDES), np.nan) for name in WAYS}
+for k, side in enumerate(SIDES):
+    a, b = np.linspace(-1.0, 1.0, side), np.linspace(-0.5, 5.0, side)
+    reference = loss_surface(linear, l1, x, y, a, b)  # also compiles for this grid
+    for name, (fn, max_side) in WAYS.items():
+        if side <= max_side:
+            assert rel_err(fn(a, b), reference) < 1e-12, name
+            times[name][k] = best_time(fn, a, b, 1 if "loop" in name else 3)
+
+for name, t in times.items():
+    print(f"{name:24s}", "  ".join(f"{s}²: {v * 1e3:9.2f} ms" for s, v in zip(SIDES, t)
+                                   if np.isfinite(v)))
+plot.benchmark(np.square(SIDES), times, title="L1 surface of the linear model: time against grid size")
+
+# %% [markdown]
+# Each way against `functional_fit`, at the largest grid it was timed on:
+
+# %%
+for name, t in times.items():
+    k = np.flatnonzero(np.isfinite(t))[-1]
+    print(f"{name:24s} at {SIDES[k]:4d}²: {t[k] / times['functional_fit'][k]:8.1f}x the time")
