@@ -27,9 +27,12 @@ def lecture_xy():
 # Hypothesis profiles (tests/test_property_parity.py): "ci", the default, runs a few derandomized
 # examples per property; "thorough" runs 2,000 per property with fresh random draws:
 #     HYPOTHESIS_PROFILE=thorough pytest tests/test_property_parity.py
-from hypothesis import settings  # noqa: E402
+from hypothesis import Phase, settings  # noqa: E402
 
+_PHASES = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink]  # no "explain":
+# it reruns a failing example a hundred times, minutes of compiling here
 settings.register_profile("ci", max_examples=12, derandomize=True, deadline=None, database=None,
-                          print_blob=True)
-settings.register_profile("thorough", max_examples=2000, deadline=None, print_blob=True)
+                          print_blob=True, phases=_PHASES)
+settings.register_profile("thorough", max_examples=2000, deadline=None, print_blob=True,
+                          phases=_PHASES)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

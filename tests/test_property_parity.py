@@ -13,6 +13,10 @@ The parity domain (where agreement is guaranteed, and what these tests draw):
   the Hessian's largest eigenvalue is at most 2 * S2); GD/SGD on L1 lr = c * s / S2;
   Adam lr = c * s / S1; where S1 = sum_k a**k, S2 = sum_k a**(2k).
 - at most `MAX_STEPS_FLOAT32` steps.
+- Adam trajectories are compared up to the first step where a gradient component is 0 up to
+  rounding (an L1 batch whose signs balance) while Adam's second moment is still tiny: Adam
+  divides by sqrt(v_hat) + 1e-8, so each framework's rounding residue (of opposite signs, say)
+  becomes a step of up to lr. In float32 this happens on the lecture's own first batch.
 - L1 trajectories are compared up to the first step where some residual of the step's batch
   lies within rounding of 0 without being exactly 0: there torch's and JAX's |r| subgradients
   may legitimately take different signs, and the paths part by O(lr). Exactly-zero residuals
@@ -187,6 +191,39 @@ def term_scale(pb: Problem, w) -> np.ndarray:
     return np.mean(dr * np.abs(pw), axis=0)  # (p+1,)
 
 
+ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam's and optax.adam's defaults
+
+
+def first_amplified_adam_step(pb: Problem, tpath: np.ndarray, tol: float) -> int | None:
+    """The first Adam step that may turn rounding into a difference larger than tol, or None.
+
+    A gradient component that is 0 up to rounding (an L1 batch whose signs balance: the sum of
+    +-1/B is 0 in exact arithmetic, +-u in float) is divided by sqrt(v_hat) + eps; while
+    v_hat is itself tiny, eps = 1e-8 is the only thing between a rounding residue and a full
+    step of size lr, and the frameworks' residues differ in sign. This replays Adam's second
+    moment along torch's path (float64 numpy) and flags the step where lr * residue /
+    (sqrt(v_hat) + eps) can exceed a tenth of tol * max|w|.
+    """
+    if pb.optimizer != "adam":
+        return None
+    u = UNIT_ROUNDOFF[policy(pb.dtype).data]
+    w_scale = max(float(np.max(np.abs(tpath))), np.finfo(np.float64).tiny)
+    v = np.zeros(tpath.shape[1])
+    for t, idx in enumerate(step_batches(pb)):
+        pw = powers(pb, idx)  # (b, p+1)
+        r = pw @ tpath[t].astype(np.float64) - pb.y[idx].astype(np.float64)  # (b,)
+        dr = np.sign(r)[:, None] if pb.loss == "l1" else 2.0 * r[:, None]  # (b, 1)
+        g = np.mean(dr * pw, axis=0)  # (p+1,)
+        residue = (len(idx) + pb.degree + 4) * u * np.mean(np.abs(dr * pw), axis=0)  # (p+1,)
+        v = ADAM_B2 * v + (1.0 - ADAM_B2) * g**2
+        v_hat = v / (1.0 - ADAM_B2 ** (t + 1))
+        cancelled = np.abs(g) <= 10.0 * residue
+        amplified = pb.lr * 10.0 * residue / (np.sqrt(v_hat) + ADAM_EPS)
+        if np.any(cancelled & (amplified > 0.1 * tol * w_scale)):
+            return t
+    return None
+
+
 def first_ambiguous_step(pb: Problem, jpath: np.ndarray, tpath: np.ndarray) -> int | None:
     """The first step at which an L1 residual of the batch is within rounding of 0, or None.
 
@@ -245,8 +282,11 @@ def test_trajectory_parity(pb):
     assert res.path.dtype == tpath.dtype
     tol = trajectory_tol(pb.dtype)
     amb = first_ambiguous_step(pb, res.path, tpath)
-    last = pb.steps if amb is None else amb  # compare w_0 .. w_last; w_last+1 may part
+    amp = first_amplified_adam_step(pb, tpath, tol)
     event(f"sign-ambiguous L1 step: {amb is not None}")
+    event(f"Adam amplifies a cancelled gradient: {amp is not None}")
+    # Compare w_0 .. w_last; w_last+1 may part legitimately.
+    last = min([pb.steps] + [t for t in (amb, amp) if t is not None])
     assert rel_err(res.path[: last + 1], tpath[: last + 1]) <= tol
     # Each step's batch loss, taken before its update, at torch's own parameters.
     batches = step_batches(pb)
@@ -297,3 +337,24 @@ def test_sign_flip_is_why_l1_paths_may_part():
                                          x=x, y=y), w_up)
     np.testing.assert_array_equal(g0, [0.0, 0.0])
     np.testing.assert_allclose(g1, [1.0, 2.0])  # 1 ulp in w, O(1) in the gradient
+
+
+def test_regression_adam_amplifies_a_balanced_l1_batch_in_float32(lecture_xy):
+    """Found by `functional-fit parity`: the lecture's first batch of 10 has 5 positive and 5
+    negative residuals at w = 0, so d/dw0 of the L1 loss is 0 in exact arithmetic and +-1.5e-8
+    in float32 (the sum of +-0.1 rounds), with a different sign in each framework. Adam's
+    first update is lr * g / (|g| + 1e-8): one framework steps +0.12, the other -0.12. Not a
+    porting error; the guard `first_amplified_adam_step` flags exactly this step."""
+    x, y = (a.astype("float32") for a in lecture_xy)
+    order = data.batch_order(100, 1, seed=0)
+    pb = Problem(n=100, model="linear", degree=1, loss="l1", dtype="float32", optimizer="adam",
+                 x=x, y=y, w0=np.zeros(2, "float32"), lr=0.2, steps=10, epochs=1, batch_size=10,
+                 order=order)
+    first = np.sign(-y[order[0, :10]])
+    assert first.sum() == 0  # the balanced batch
+    res, tpath = jax_fit(pb), torch_fit(pb)
+    assert abs(res.path[1, 0] - tpath[1, 0]) > 0.1  # they part by O(lr) at once
+    assert first_amplified_adam_step(pb, tpath, trajectory_tol("float32")) == 0
+    # In float64 the residue is 1e-17, amplified to ~1e-10: still within TRAJECTORY_FLOAT64.
+    pb64 = Problem(pb, x=lecture_xy[0], y=lecture_xy[1], w0=np.zeros(2), dtype="float64")
+    assert rel_err(jax_fit(pb64).path, torch_fit(pb64)) <= trajectory_tol("float64")
