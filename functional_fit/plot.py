@@ -201,8 +201,8 @@ def _points_2d(ax, points):
 
 
 def surface(values, a_values, b_values, *, loss_name: str = "MSE",
-            axis_labels=LINEAR_AXES, points: Mapping | None = None, levels=30,
-            max_side: int = MAX_SIDE, title: str | None = None) -> Figure:
+            axis_labels=LINEAR_AXES, points: Mapping | None = None, paths: Mapping | None = None,
+            levels=30, max_side: int = MAX_SIDE, title: str | None = None) -> Figure:
     """A loss surface as a filled contour and a 3-D surface side by side (cells 13 and 16).
 
     The lecture labels its 3-D axes 'Slope' on the intercept axis and 'MSE Loss' on the L1
@@ -215,6 +215,8 @@ def surface(values, a_values, b_values, *, loss_name: str = "MSE",
       loss_name: "MSE" or "L1" (any name): the z label is f"{loss_name} loss".
       axis_labels: names of the first and second parameter.
       points: label -> (a, b, loss), marked in both panels (e.g. the optimum).
+      paths: label -> (k, 2) optimizer paths in (a, b), drawn on the contour as in
+        `contour_paths`.
       levels: contour levels, a count or increasing values.
       max_side: a bigger grid is drawn thinned to every k-th row and column, at most this
         many per side (the 3-D panel draws at most 50 per side in any case).
@@ -233,18 +235,31 @@ def surface(values, a_values, b_values, *, loss_name: str = "MSE",
     ax3 = fig.add_subplot(1, 2, 2, projection="3d", computed_zorder=False)
     cs = ax2.contourf(a_values, b_values, values, levels=levels, cmap="viridis")
     fig.colorbar(cs, ax=ax2, label=f"{loss_name} loss")
+    _draw_paths(ax2, paths or {})
     _points_2d(ax2, {k: v[:2] for k, v in (points or {}).items()})
-    ax2.set(xlabel=axis_labels[0], ylabel=axis_labels[1], title="contour")
+    ax2.set(xlabel=axis_labels[0], ylabel=axis_labels[1], title="contour",
+            xlim=(a_values[0], a_values[-1]), ylim=(b_values[0], b_values[-1]))
     u, v = np.meshgrid(a_values, b_values)  # (B, A) each
     ax3.plot_surface(u, v, values, cmap="viridis", alpha=0.85, linewidth=0)
     _points_3d(ax3, points)
     ax3.set(xlabel=axis_labels[0], ylabel=axis_labels[1], zlabel=f"{loss_name} loss",
             title="surface")
     _few_ticks(ax3)
-    if points:
+    if points or paths:
         ax2.legend(loc="upper right")
     fig.suptitle(title or f"{loss_name} loss surface")
     return fig
+
+
+def _draw_paths(ax, paths: Mapping):
+    """Each path (k, 2) as one line of k points; a first and second path (JAX and torch) in
+    styles that stay visible when they coincide."""
+    for i, (label, path) in enumerate(paths.items()):
+        path = np.asarray(path)
+        style = dict((JAX_STYLE, TORCH_STYLE)[i % 2] if len(paths) <= 2 else {"color": f"C{i}"})
+        if path.shape[0] > MARKED_STEPS:  # thousands of markers would hide the contour
+            style.pop("marker", None)
+        ax.plot(path[:, 0], path[:, 1], label=label, **style)
 
 
 def contour_paths(values, a_values, b_values, paths: Mapping, *, points: Mapping | None = None,
@@ -278,12 +293,7 @@ def contour_paths(values, a_values, b_values, paths: Mapping, *, points: Mapping
     ax = fig.subplots()
     cs = ax.contourf(a_values, b_values, values, levels=levels, cmap="viridis")
     fig.colorbar(cs, ax=ax, label=f"{loss_name} loss", format="%.3g")
-    for i, (label, path) in enumerate(paths.items()):
-        path = np.asarray(path)
-        style = dict((JAX_STYLE, TORCH_STYLE)[i % 2] if len(paths) <= 2 else {"color": f"C{i}"})
-        if path.shape[0] > MARKED_STEPS:  # thousands of markers would hide the contour
-            style.pop("marker", None)
-        ax.plot(path[:, 0], path[:, 1], label=label, **style)
+    _draw_paths(ax, paths)
     _points_2d(ax, points)
     ax.set(xlabel=axis_labels[0], ylabel=axis_labels[1],
            title=title or f"{loss_name} loss with the optimizer's path")

@@ -203,3 +203,13 @@ def test_a_big_surface_is_drawn_thinned():
     v, ta, tb = plot._thin(values, a, b, 1000)
     assert v.shape == (1000, 1000) and (ta[-1], tb[-1]) == (1.0, 2.0)
     np.testing.assert_array_equal(v, ta[None, :] + tb[:, None])
+
+
+def test_surface_draws_a_path_on_its_contour_within_the_grid():
+    a, b = np.linspace(-1, 1, 20), np.linspace(0, 4, 30)
+    values = a[None, :] ** 2 + (b[:, None] - 2) ** 2  # (30, 20)
+    path = np.stack([np.linspace(-3, 0, 11), np.linspace(0, 2, 11)], 1)  # starts off the grid
+    fig = plot.surface(values, a, b, paths={"GD path": path}, points={"end": (0.0, 2.0, 0.0)})
+    contour = fig.axes[0]
+    np.testing.assert_array_equal(_line(contour, "GD path").get_xydata(), path)
+    assert contour.get_xlim() == (-1.0, 1.0) and contour.get_ylim() == (0.0, 4.0)
