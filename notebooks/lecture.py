@@ -382,6 +382,8 @@ plot.contour_paths(values, a_values, b_values,
 #
 # torch runs one fit per loop. JAX's fits are pure functions of their inputs, so `vmap` runs
 # a whole learning-rate sweep of the lecture's gradient descent as one compiled call.
+# (`functional_fit.sweep` packages this for every optimizer, start and batch order;
+# `functional-fit sweep` runs it from the command line.)
 
 # %%
 lrs = np.geomspace(0.1, 30, 16)
