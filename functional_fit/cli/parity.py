@@ -1,0 +1,45 @@
+"""``functional-fit parity``: the parity matrix, JAX against torch, as a table or as JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from functional_fit import parity_report
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "parity",
+        help="run the parity matrix (model x loss x optimizer x dtype) in JAX and torch",
+        description="Fit every model x loss x optimizer x dtype in JAX and in torch, on the "
+        "lecture's data and on random data drawn from --seed, and compare gradients and whole "
+        "trajectories. Exits with status 1 when any case is outside its tolerance.",
+    )
+    p.add_argument("--cases", type=int, default=parity_report.DEFAULT_CASES,
+                   help=f"number of cases, 36 per data set, the lecture's first "
+                   f"(default {parity_report.DEFAULT_CASES})")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random data sets (0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    return p
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    n = parity_report.cases(args.cases, args.seed)  # bad --cases/--seed fail before any work
+    bar = tqdm(total=len(n), desc="parity", unit="case", file=sys.stderr, disable=None, leave=False)
+
+    def progress(name):
+        bar.set_postfix_str(name, refresh=False)
+        bar.update(1)
+
+    try:
+        results = parity_report.run(args.cases, args.seed, progress=progress)
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps(parity_report.to_json(results)))
+    else:
+        print(parity_report.table(results))
+    return 0 if all(r.ok for r in results) else 1
