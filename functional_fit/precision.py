@@ -87,8 +87,9 @@ def check_array_dtype(name: str, arr) -> None:
     if np.asarray(arr).dtype == np.float64 and not x64_enabled():
         raise PrecisionError(
             f"{name} is float64 but JAX's 64-bit mode is off, so JAX would compute in float32. "
-            "Use `with functional_fit.float64():` (or jax.config.update('jax_enable_x64', True)), "
-            "or pass float32 data."
+            "Run inside `with functional_fit.float64():`, or call "
+            "`jax.config.update('jax_enable_x64', True)` at start-up, or set JAX_ENABLE_X64=1 "
+            "in the environment; or pass float32 data."
         )
 
 
