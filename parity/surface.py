@@ -26,8 +26,9 @@ from functional_fit._checks import InputError
 from parity import losses as _losses
 from parity.data import torch_dtype
 
-#: Grid points per block: a (G, n) float64 block of predictions is 8 * G * n bytes.
-BLOCK_POINTS = 2**14
+#: Grid points per block: a (G, n) float64 block of predictions is 8 * G * n bytes (3 MB
+#: for n = 100), small enough to stay in cache between torch's passes over it.
+BLOCK_POINTS = 2**12
 METHODS = ("broadcast", "vmap")
 
 # The broadcasting form needs each loss unreduced: the per-point terms, (G, n) -> (G, n).

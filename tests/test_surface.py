@@ -126,7 +126,7 @@ def test_layouts_agree_and_chunking_does_not_change_a_value(lecture_xy, monkeypa
     streamed = surface.loss_surface(*args, layout="streamed")
     vmapped = surface.loss_surface(*args, layout="vmap")
     np.testing.assert_allclose(streamed, vmapped, rtol=F64_RTOL, atol=0)
-    monkeypatch.setattr(surface, "CHUNK_POINTS", 64)  # calls of 10 blocks of 7 points: 13 calls
+    monkeypatch.setattr(surface, "CHUNK_POINTS", {"cpu": 64, "gpu": 64})  # calls of 10 blocks of 7 points: 13 calls
     done = []
     small = surface.loss_surface(*args, layout="streamed", block=7, progress=done.append)
     np.testing.assert_array_equal(small, streamed)
