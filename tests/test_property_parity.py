@@ -358,3 +358,29 @@ def test_regression_adam_amplifies_a_balanced_l1_batch_in_float32(lecture_xy):
     # In float64 the residue is 1e-17, amplified to ~1e-10: still within TRAJECTORY_FLOAT64.
     pb64 = Problem(pb, x=lecture_xy[0], y=lecture_xy[1], w0=np.zeros(2), dtype="float64")
     assert rel_err(jax_fit(pb64).path, torch_fit(pb64)) <= trajectory_tol("float64")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_bounds_still_catch_porting_bugs(lecture_xy, dtype):
+    """The tolerances are loose enough for rounding and tight enough for real mistakes: two
+    classic porting bugs, each run against torch, land far outside trajectory_tol(dtype)."""
+    pol = policy(dtype)
+    x, y = (a.astype(pol.data) for a in lecture_xy)
+    y = y.copy()
+    y[::4] = 0.0  # exactly-zero residuals at w0 = 0
+    w0 = jnp.zeros(3, dtype=pol.params)
+    module = parity.PolynomialModel(p=2, dtype=parity.data.torch_dtype(pol.params))
+    tpath = parity.fit.gradient_descent(module, parity.losses.l1, torch.from_numpy(x),
+                                        torch.from_numpy(y), lr=1.0, nsteps=20)
+    good = fit.gd_jit(w0, jnp.asarray(x), jnp.asarray(y), 1.0, model=models.polynomial,
+                      loss=losses.l1, steps=20)
+    assert rel_err(np.asarray(good.path), tpath) <= trajectory_tol(dtype)
+    # Bug 1: plain |r|, whose JAX derivative at 0 is 1, not torch's 0.
+    naive_l1 = lambda y_hat, y: jnp.mean(jnp.abs(y_hat - y))  # noqa: E731
+    bad = fit.gd_jit(w0, jnp.asarray(x), jnp.asarray(y), 1.0, model=models.polynomial,
+                     loss=naive_l1, steps=20)
+    assert rel_err(np.asarray(bad.path), tpath) > 100 * trajectory_tol(dtype)
+    # Bug 2: a step size off by a constant factor, lr / (2 (i + 1)).
+    shifted = fit.gd_jit(w0, jnp.asarray(x), jnp.asarray(y), 0.5, model=models.polynomial,
+                         loss=losses.l1, steps=20)
+    assert rel_err(np.asarray(shifted.path), tpath) > 100 * trajectory_tol(dtype)
