@@ -223,7 +223,7 @@ def main():
     x64, y64 = ff.lecture_data()
     c = c_loop()
     sides = SIDES[:2] if args.quick else SIDES
-    rounds = {50: 7, 1000: 5 if args.quick else 9, 10_000: 3}
+    rounds = {50: 9, 1000: 7 if args.quick else 15, 10_000: 5}
     results = {}  # (dtype, side, name) -> (seconds, measured?)
     for dtype in ("float64", "float32"):
         x, y = x64.astype(dtype), y64.astype(dtype)

@@ -35,8 +35,12 @@ start every process the same way and call `loss_surface` in each; it returns the
 on every process:
 
     import jax
-    jax.distributed.initialize()            # coordinator address etc. from the environment
-    z = loss_surface(model, loss, x, y, a, b)   # jax.devices() now spans every host
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU hosts only
+    jax.distributed.initialize(coordinator_address="host0:1234", num_processes=N,
+                               process_id=i)         # or from the cluster's environment
+    z = loss_surface(model, loss, x, y, a, b)    # jax.devices() now spans every host
+
+(`tests/test_surface_sharding.py` runs this with two processes on one machine.)
 
 For MSE and a model linear (affine) in its parameters, `mse_surface_exact` gives the same
 surface from a quadratic in (a, b) whose six coefficients come from one pass over the data: its

@@ -61,3 +61,47 @@ def test_four_devices_equal_one_device_exactly():
     assert result["n_devices"] == 4
     assert result["devices"] == {"l1": [4], "poly_random": [4], "exact": [4]}  # the work was split
     assert result["equal"] == {"l1": True, "poly_random": True, "exact": True}
+
+
+HOST_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU hosts talk over gloo
+    jax.distributed.initialize(coordinator_address=sys.argv[1], num_processes=2,
+                               process_id=int(sys.argv[2]))
+    import numpy as np
+    import functional_fit as ff
+    from functional_fit import surface
+
+    x, y = ff.lecture_data()
+    a, b = np.linspace(-1, 1, 37), np.linspace(-0.5, 5, 23)
+    both = surface.loss_surface(ff.models.linear, ff.losses.l1, x, y, a, b)  # both processes' devices
+    mine = surface.loss_surface(ff.models.linear, ff.losses.l1, x, y, a, b,
+                                devices=jax.local_devices())
+    print(json.dumps({"processes": jax.process_count(), "devices": len(jax.devices()),
+                      "equal": bool(np.array_equal(both, mine)), "shape": list(both.shape)}))
+    """
+)
+
+
+def test_two_processes_with_jax_distributed_each_get_the_whole_surface():
+    """The README's recipe for several hosts, as two processes on this machine."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        address = f"localhost:{s.getsockname()[1]}"
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", HOST_SCRIPT, address, str(i)], cwd=ROOT, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, err[-3000:]
+        result = json.loads(out.strip().splitlines()[-1])
+        assert result == {"processes": 2, "devices": 2, "equal": True, "shape": [23, 37]}
