@@ -7,7 +7,9 @@ Grids of 50^2, 1000^2 and 10^4^2 points (the lecture's range, w0 in [-1, 1], w1 
 - ``jit(vmap)``: the plain ``jax.jit(jax.vmap(loss_at_one_point))`` over the whole grid;
 - ``C loop``: a hand-vectorized C loop (data streamed, grid points in the vector lanes, one
   thread, ``gcc -O3 -march=native``), compiled here and called through ctypes; skipped
-  without gcc;
+  without gcc. It does the model's arithmetic as written, ``|(w0 + w1 x_k) - y_k|``, three
+  vector operations and an add per pair, as `functional_fit` does (hoisting ``w1 x_k - y_k``
+  out of a row would be a different, cheaper sum);
 - ``numpy``: broadcasting, in blocks of 2^14 grid points;
 - ``torch broadcast`` and ``torch.func.vmap``: `parity.surface.loss_surface`, in blocks; torch
   runs with one thread (``torch.set_num_threads(1)``), like the others: on a shared 2-core
@@ -78,8 +80,8 @@ void NAME(const REAL *a, size_t na, const REAL *b, size_t nb, const REAL *x,    
       size_t m = na - i0 < T ? na - i0 : T;                                               \
       REAL acc[T] = {0};                                                                  \
       for (size_t k = 0; k < n; k++) {                                                    \
-        REAL c = b[j] * x[k] - y[k];                                                      \
-        for (size_t i = 0; i < m; i++) acc[i] += ABS(a[i0 + i] + c);                      \
+        REAL bx = b[j] * x[k], yk = y[k];                                                 \
+        for (size_t i = 0; i < m; i++) acc[i] += ABS((a[i0 + i] + bx) - yk);              \
       }                                                                                   \
       for (size_t i = 0; i < m; i++) out[j * na + i0 + i] = acc[i] / n;                   \
     }                                                                                     \

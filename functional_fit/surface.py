@@ -70,6 +70,8 @@ MAX_POINTS = 2**30
 #: Grid points per compiled call and device: the workspace beyond the output is a few of these
 #: (8 MB each in float64 on a CPU). A GPU takes bigger calls: fewer launches and transfers.
 CHUNK_POINTS = {"cpu": 2**20, "gpu": 2**24}
+#: Numbers a block may hold per its G points (its parameter vectors, say): 64 MB of float64.
+WORKSPACE_ITEMS = 2**23
 #: Data points per scan step of the streamed layout, added as a tree (its depth is log2 K).
 DATA_CHUNK = 10
 #: Data points per pass of the streamed loop at most: one pass must outweigh the loop's own
@@ -310,8 +312,14 @@ def _to_host(values) -> np.ndarray:
     return np.asarray(multihost_utils.process_allgather(values, tiled=True))
 
 
-def _grid(kernel, args, a_values, b_values, *, devices, block, out, progress, check=None):
-    """Run `kernel` over the grid in chunks, writing (len(b), len(a)) losses into `out`."""
+def _grid(kernel, args, a_values, b_values, *, devices, block, out, progress, check=None,
+          width: int = 1):
+    """Run `kernel` over the grid in chunks, writing (len(b), len(a)) losses into `out`.
+
+    `width` is what the kernel keeps per grid point of a block (p+1 parameters, or n * (p+1)
+    intermediates for the vmapped layout); the default block is small enough that a block's
+    worth stays within `WORKSPACE_ITEMS`.
+    """
     na, nb = a_values.shape[0], b_values.shape[0]
     total = na * nb
     devices = list(jax.devices() if devices is None else devices)
@@ -320,7 +328,7 @@ def _grid(kernel, args, a_values, b_values, *, devices, block, out, progress, ch
     # Blocks smaller than a call (a `lax.map` over them) cost more than they save in cache:
     # measured on a 2-core EPYC, 2^20-point blocks took 14 ms (float64) and 6.5 ms (float32)
     # per 10^6 points, 2^11-point blocks 14 ms and 20 ms.
-    block = chunk if block is None else block
+    block = min(chunk, max(1, WORKSPACE_ITEMS // width)) if block is None else block
     block = min(_checks.positive_int("block", block), -(-total // len(devices)))
     per_call = min(max(chunk, block) * len(devices), total)
     n_blocks = -(-per_call // (block * len(devices))) * len(devices)
@@ -464,20 +472,22 @@ def loss_surface(
       ...     z = loss_surface(ff.models.linear, ff.losses.l1, x, y,
       ...                      np.linspace(-1, 1, 50), np.linspace(-0.5, 5, 50))
       >>> z.shape, round(float(z.min()), 4)
-      ((50, 50), 1.2095)
+      ((50, 50), 1.2097)
     """
     layout = _checks.choice("layout", layout, LAYOUTS)
     data, plane, a_values, b_values = _check_grid(x, y, a_values, b_values, base, coords, plane, out)
     args = (data, plane)
+    size, n = plane.origin.shape[0], data[0].shape[0]
     grid = dict(devices=devices, block=block, out=out, progress=progress)
+    vmapped = dict(grid, width=size * n)  # XLA may keep a (G, n) array per parameter
     if layout == "vmap":
-        return _grid(Vmapped(model, loss), args, a_values, b_values, **grid)
+        return _grid(Vmapped(model, loss), args, a_values, b_values, **vmapped)
     check = None
     if layout == "auto":
         check = _per_point_check(model, loss, args, a_values, b_values)
-    result = _grid(Streamed(model, loss), args, a_values, b_values, check=check, **grid)
+    result = _grid(Streamed(model, loss), args, a_values, b_values, check=check, width=size, **grid)
     if result is None:  # the loss is not a mean of per-point terms: take the general layout
-        result = _grid(Vmapped(model, loss), args, a_values, b_values, **grid)
+        result = _grid(Vmapped(model, loss), args, a_values, b_values, **vmapped)
     return result
 
 
