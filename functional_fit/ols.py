@@ -8,6 +8,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from functional_fit import _checks
+from functional_fit.precision import check_array_dtype
 
 
 def standard_units(x):
@@ -41,6 +42,7 @@ def ols(x, y):
       [-0.26649881, 2.64187294]
     """
     x, y = _checks.data(x, y)
+    check_array_dtype("x", x)
     if x.shape[0] < 2 or float(jnp.std(x)) == 0.0:
         raise _checks.InputError("x must hold at least two distinct values for a least-squares line")
     x, y = jnp.asarray(x), jnp.asarray(y)
@@ -59,6 +61,7 @@ def least_squares(x, y, degree: int = 1):
     """
     degree = _checks.nonnegative_int("degree", degree)
     x, y = _checks.data(x, y)
+    check_array_dtype("x", x)
     if degree + 1 > x.shape[0]:
         raise _checks.InputError(
             f"degree {degree} needs at least {degree + 1} data points, got {x.shape[0]}"

@@ -118,8 +118,6 @@ def test_float64_without_x64_fails_saying_how_to_enable_it(probe, name):
     assert "jax_enable_x64" in message
 
 
-@pytest.mark.xfail(strict=True, reason="ols.py does not check the data's dtype yet: float64 data "
-                   "is computed in float32 without a word (reported to the lead; ols.py is not ours)")
 @pytest.mark.parametrize("name", ["ols.ols", "ols.least_squares"])
 def test_ols_refuses_float64_without_x64(probe, name):
     assert probe["entry_points"][name]["raised"] == "PrecisionError"
