@@ -241,7 +241,8 @@ class Streamed:
             def body(acc, xy):
                 return acc + chunk_sum(*xy), None
 
-            acc, _ = jax.lax.scan(body, acc, (xc, yc), unroll=max(1, min(steps - 1, per_pass // chunk)))
+            unroll = max(1, min(steps - 1, per_pass // chunk))
+            acc, _ = jax.lax.scan(body, acc, (xc, yc), unroll=unroll)
         if steps and rest:
             acc = acc + chunk_sum(x[steps * k :], y[steps * k :])
         return acc / n  # (G,)
@@ -292,7 +293,12 @@ def _chunk_fn(kernel, block: int, n_blocks: int, mesh: Mesh):
 
     spec, rep = PartitionSpec("grid"), PartitionSpec()
     mapped = jax.shard_map(local, mesh=mesh, in_specs=(spec, rep, rep, rep, rep), out_specs=spec)
-    return lambda args, a, b, start: mapped(jnp.arange(n_blocks, dtype=jnp.int32), args, a, b, start)
+
+    def call(args, a_values, b_values, start):  # traced: the block numbers are made in the jit
+        ids = jnp.arange(n_blocks, dtype=jnp.int32)  # (n_blocks,) split across the devices
+        return mapped(ids, args, a_values, b_values, start)
+
+    return call
 
 
 @functools.lru_cache(maxsize=64)
@@ -475,7 +481,9 @@ def loss_surface(
       ((50, 50), 1.2097)
     """
     layout = _checks.choice("layout", layout, LAYOUTS)
-    data, plane, a_values, b_values = _check_grid(x, y, a_values, b_values, base, coords, plane, out)
+    data, plane, a_values, b_values = _check_grid(
+        x, y, a_values, b_values, base, coords, plane, out
+    )
     args = (data, plane)
     size, n = plane.origin.shape[0], data[0].shape[0]
     grid = dict(devices=devices, block=block, out=out, progress=progress)
@@ -519,7 +527,8 @@ def _per_point_check(model, loss, args, a_values, b_values):
 
 
 def mse_surface_exact(
-    model, x, y, a_values, b_values, *, base=None, coords=(0, 1), plane=None, devices=None, out=None, progress=None
+    model, x, y, a_values, b_values, *, base=None, coords=(0, 1), plane=None, devices=None,
+    out=None, progress=None,
 ) -> np.ndarray:
     """The MSE surface of a model linear in its parameters, from moments of the data.
 
@@ -542,19 +551,23 @@ def mse_surface_exact(
     """
     from functional_fit import losses
 
-    data, plane, a_values, b_values = _check_grid(x, y, a_values, b_values, base, coords, plane, out)
+    data, plane, a_values, b_values = _check_grid(
+        x, y, a_values, b_values, base, coords, plane, out
+    )
     coef = _mse_coefficients(model, data, plane, a_values, b_values)
     a4 = jnp.asarray(np.asarray(a_values)[[0, -1, 0, -1]])  # (4,) the grid's corners
     b4 = jnp.asarray(np.asarray(b_values)[[0, 0, -1, -1]])
     want = _at_points(Vmapped(model, losses.mse), (data, plane), a4, b4)
     got = _at_points(Quadratic(), coef, a4, b4)
     rtol = float(np.sqrt(np.finfo(want.dtype).eps))
-    if not bool(jnp.all(jnp.abs(got - want) <= rtol * jnp.abs(want) + 100 * np.finfo(want.dtype).tiny)):
+    close = jnp.abs(got - want) <= rtol * jnp.abs(want) + 100 * np.finfo(want.dtype).tiny  # (4,)
+    if not bool(jnp.all(close)):
         raise InputError(
             "model: the exact MSE surface needs a model linear in its parameters; "
             "use loss_surface(model, losses.mse, ...) instead"
         )
-    return _grid(Quadratic(), coef, a_values, b_values, devices=devices, block=None, out=out, progress=progress)
+    return _grid(Quadratic(), coef, a_values, b_values, devices=devices, block=None, out=out,
+                 progress=progress)
 
 
 @functools.partial(jax.jit, static_argnames=("model",))

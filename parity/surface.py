@@ -58,8 +58,8 @@ def _inputs(x, y, a_values, b_values, dtype):
     return (*(torch.as_tensor(np.array(v), dtype=dt) for v in (x, y, a, b)), dt)
 
 
-def loss_surface_loop(model, loss, x, y, a_values, b_values, *, base=None, coords=(0, 1), plane=None,
-                      dtype: str = "float64") -> np.ndarray:
+def loss_surface_loop(model, loss, x, y, a_values, b_values, *, base=None, coords=(0, 1),
+                      plane=None, dtype: str = "float64") -> np.ndarray:
     """The lecture's loop: ``loss(model(w, tx), ty).item()`` for every w of the meshgrid.
 
     Args:
@@ -102,7 +102,9 @@ def loss_surface(model, loss, x, y, a_values, b_values, *, base=None, coords=(0,
     method = _checks.choice("method", method, METHODS)
     block = _checks.positive_int("block", block)
     if method == "broadcast" and loss not in _UNREDUCED:
-        raise InputError("loss: method='broadcast' needs parity.losses.l1 or mse; use method='vmap'")
+        raise InputError(
+            "loss: method='broadcast' needs parity.losses.l1 or mse; use method='vmap'"
+        )
     tx, ty, ta, tb, dt = _inputs(x, y, a_values, b_values, dtype)
     origin, u, v = _plane(base, coords, plane, dt)
     na, nb = ta.shape[0], tb.shape[0]

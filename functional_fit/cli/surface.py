@@ -87,7 +87,9 @@ def parse_range(text: str) -> tuple[tuple[float, float], tuple[float, float]]:
 def parse_coords(text: str, size: int) -> tuple[int, int]:
     m = re.fullmatch(r"\s*(\d+)\s*,\s*(\d+)\s*", text or "")
     if not m or m.group(1) == m.group(2) or max(int(m.group(1)), int(m.group(2))) >= size:
-        raise InputError(f"--coords must be two distinct parameter indices below {size}, got {text!r}")
+        raise InputError(
+            f"--coords must be two distinct parameter indices below {size}, got {text!r}"
+        )
     return int(m.group(1)), int(m.group(2))
 
 
@@ -143,7 +145,9 @@ def run(args) -> int:
                                lr=args.lr, steps=args.steps)
     path = np.asarray(res.path)  # (steps+1, p+1)
     if not np.all(np.isfinite(path)):
-        raise InputError(f"--lr {args.lr}: the fit diverged (non-finite parameters); try a smaller --lr")
+        raise InputError(
+            f"--lr {args.lr}: the fit diverged (non-finite parameters); try a smaller --lr"
+        )
     centre = path[-1]
     if directions == "coords":
         plane = surface.coords_plane(jnp.asarray(centre), coords)
@@ -155,7 +159,9 @@ def run(args) -> int:
     else:
         pca = surface.pca_plane(jnp.asarray(path))
         plane, path2d = pca.plane, np.asarray(pca.path)
-        labels = tuple(f"PC{i + 1} ({100 * float(e):.1f}% of the path)" for i, e in enumerate(pca.explained))
+        labels = tuple(
+            f"PC{i + 1} ({100 * float(e):.1f}% of the path)" for i, e in enumerate(pca.explained)
+        )
     plane = surface.Plane(*(np.asarray(v, dtype=pol.params) for v in plane))
     if grid_range is None:
         if path2d is None:
@@ -181,9 +187,10 @@ def run(args) -> int:
     at_centre = float(fit.full_loss(centre, x, y, model=model, loss=loss))
     if args.out:
         with atomic_path(args.out) as tmp, open(tmp, "wb") as fh:  # a file: savez adds no suffix
+            on_plane = np.zeros((0, 2)) if path2d is None else path2d  # (steps+1, 2) or none
             np.savez(fh, losses=z, a_values=a_values, b_values=b_values, origin=plane.origin,
-                     u=plane.u, v=plane.v, path=path, path_on_plane=np.zeros((0, 2)) if path2d is None
-                     else path2d, directions=directions, model=model_name, loss=loss_name)
+                     u=plane.u, v=plane.v, path=path, path_on_plane=on_plane,
+                     directions=directions, model=model_name, loss=loss_name)
     if args.plot:
         ca, cb = (centre[coords[0]], centre[coords[1]]) if directions == "coords" else (0.0, 0.0)
         _plot(args.plot, z, a_values, b_values, path2d, (ca, cb, at_centre), labels,
