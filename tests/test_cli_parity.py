@@ -37,11 +37,11 @@ def test_default_matrix_has_at_least_50_cases_over_every_axis():
 
 
 def test_json_is_exact_schema_and_byte_identical_across_runs():
-    first, second = cli("--cases", "8", "--seed", "3", "--json"), cli("--cases", "8", "--seed", "3", "--json")
+    first, second = cli("--cases", "4", "--seed", "3", "--json"), cli("--cases", "4", "--seed", "3", "--json")
     assert first.returncode == 0, first.stderr
     assert first.stdout == second.stdout  # byte for byte
     doc = json.loads(first.stdout)
-    assert list(doc) == ["cases"] and len(doc["cases"]) == 8
+    assert list(doc) == ["cases"] and len(doc["cases"]) == 4
     for case in doc["cases"]:
         assert list(case) == KEYS
         assert case["dtype"] in ("float64", "float32")
@@ -49,7 +49,7 @@ def test_json_is_exact_schema_and_byte_identical_across_runs():
         assert case["ok"] is True
         assert 0 <= case["max_grad_diff"] <= case["tol"] and 0 <= case["max_traj_diff"] <= case["tol"]
     names = [c.name for c, _ in parity_report.cases(40, seed=3)]
-    assert names[:8] == [c["name"] for c in doc["cases"]]
+    assert names[:4] == [c["name"] for c in doc["cases"]]
     assert names[36].startswith("random1/")  # the lecture's 36, then random data
 
 
@@ -77,7 +77,10 @@ def test_table_and_nonzero_exit_when_a_case_fails(monkeypatch, capsys):
         r = real(case, ds)
         return r._replace(max_traj_diff=1.0, ok=False) if case.optimizer == "adam" else r
 
-    monkeypatch.setattr(parity_report, "run_case", broken)
+    def broken_with_cache(case, ds, grad_cache=None):
+        return broken(case, ds)
+
+    monkeypatch.setattr(parity_report, "run_case", broken_with_cache)
     assert main(["parity", "--cases", "6"]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["case", "dtype", "max", "grad", "diff", "max", "traj", "diff", "tol"]
