@@ -409,30 +409,72 @@ def _series_style(i: int) -> dict:
 
 def sweep(lrs, losses: Mapping, *, loss_name: str = "L1",
           title: str = "Final loss against learning rate") -> Figure:
-    """Final loss against learning rate, one line per fit or framework (log-scale lr).
+    """Final loss against learning rate, one line per fit, framework or seed (log-scale lr).
 
     Args:
-      lrs: (m,) learning rates.
-      losses: label -> (m,) final loss at each learning rate; non-finite values (a diverged
-        fit) leave a gap.
+      lrs: (m,) learning rates shared by every line, or label -> (m_label,) per line.
+      losses: label -> final loss at each learning rate. A non-finite value (a diverged fit)
+        leaves a gap in its line and is marked with a red x at the top of the axes.
       loss_name: the loss's name, for the y label.
       title: the figure's title.
 
     Returns:
-      A Figure with one axes, x on a log scale, one line of m points per entry of `losses`.
+      A Figure with one axes, x on a log scale, one line per entry of `losses` (plus one
+      "diverged" series of markers when any fit diverged).
     """
-    lrs = np.asarray(lrs, dtype=np.float64)
     fig = _figure()
     ax = fig.subplots()
+    diverged = []
     for i, (label, ls) in enumerate(losses.items()):
+        x = np.asarray(lrs[label] if isinstance(lrs, Mapping) else lrs, dtype=np.float64)
         ls = np.asarray(ls, dtype=np.float64)
-        if ls.shape != lrs.shape:
-            raise ValueError(f"losses[{label!r}] must have shape {lrs.shape}, got {ls.shape}")
-        ax.plot(lrs, np.where(np.isfinite(ls), ls, np.nan), label=label, **_series_style(i))
+        if ls.shape != x.shape:
+            raise ValueError(f"losses[{label!r}] must have shape {x.shape}, got {ls.shape}")
+        ok = np.isfinite(ls)
+        diverged.extend(x[~ok].tolist())
+        ax.plot(x, np.where(ok, ls, np.nan), label=label, **_series_style(i))
+    if diverged:  # no finite loss to draw: mark the learning rate along the top edge
+        ax.plot(diverged, np.full(len(diverged), 0.97), "x", color="red", label="diverged",
+                transform=ax.get_xaxis_transform(), clip_on=False)
     ax.set(xscale="log", xlabel="learning rate", ylabel=f"final {loss_name} loss", title=title)
+    finite = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in losses.values()])
+    finite = finite[np.isfinite(finite)]
+    if finite.size and finite.min() > 0 and finite.max() / finite.min() > 100:
+        ax.set_yscale("log")  # near-divergent runs would flatten the rest
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="best")
     return fig
+
+
+def sweep_result(results, *, loss_name: str = "L1",
+                 title: str = "Final loss against learning rate") -> Figure:
+    """`sweep` of a `functional_fit.sweep.SweepResult`: one line per (seed, start) of the runs.
+
+    Args:
+      results: a `SweepResult`, or label -> `SweepResult` (one per optimizer, say); the labels
+        prefix the lines' names. Diverged runs (``diverged``) are drawn as diverged.
+      loss_name, title: as in `sweep`.
+    """
+    from functional_fit.sweep import NO_SEED, SweepResult
+
+    if isinstance(results, SweepResult):
+        results = {"": results}
+    lrs, losses = {}, {}
+    for label, res in results.items():
+        lr, seed, init = (np.asarray(a) for a in (res.lr, res.seed, res.init))
+        loss = np.where(np.asarray(res.diverged), np.inf, np.asarray(res.loss, dtype=np.float64))
+        keys = sorted(set(zip(seed.tolist(), init.tolist())))
+        for s, i in keys:
+            rows = (seed == s) & (init == i)
+            order = np.argsort(lr[rows])
+            name = [label] if label else []
+            if s != NO_SEED and len({k[0] for k in keys}) > 1:
+                name.append(f"seed {s}")
+            if len({k[1] for k in keys}) > 1:
+                name.append(f"start {i}")
+            name = ", ".join(name) or "final loss"
+            lrs[name], losses[name] = lr[rows][order], loss[rows][order]
+    return sweep(lrs, losses, loss_name=loss_name, title=title)
 
 
 def benchmark(sizes, times: Mapping, *, xlabel: str = "grid points",

@@ -154,7 +154,11 @@ def test_sweep_and_benchmark_figures():
     fig = plot.sweep(lrs, {"JAX": np.linspace(2, 1, 7), "torch": np.r_[np.linspace(2, 1, 6), np.inf]})
     (ax,) = fig.axes
     assert ax.get_xscale() == "log" and ax.get_xlabel() == "learning rate"
-    assert [ln.get_xydata().shape for ln in ax.get_lines()] == [(7, 2), (7, 2)]
+    jax_line, torch_line, diverged = ax.get_lines()
+    assert jax_line.get_xydata().shape == torch_line.get_xydata().shape == (7, 2)
+    assert np.isnan(torch_line.get_ydata()[-1])  # the diverged fit leaves a gap ...
+    assert diverged.get_xdata().tolist() == [lrs[-1]]  # ... and is marked at its lr
+    assert ax.get_legend_handles_labels()[1] == ["JAX", "torch", "diverged"]
     fig = plot.benchmark([2500, 10**6], {"functional_fit": [1e-3, 1e-2], "loop": [1.0, np.nan]})
     (ax,) = fig.axes
     assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")

@@ -257,13 +257,16 @@ def test_cli_errors_are_one_line(capsys, argv, needle):
 
 
 def test_plot_marks_diverged_runs(tmp_path):
-    from functional_fit.plot_sweep import plot_sweep, write_sweep_plot
+    from functional_fit import plot
 
     x, y = ff.lecture_data(n=40)
     res = sw.sweep("gd", np.zeros(2), x, y, [0.3, 1.0, 1e6], loss=losses.mse, steps=50)
     assert np.asarray(res.diverged).tolist() == [False, False, True]
-    ax = plot_sweep({"gd": res})
+    fig = plot.sweep_result({"gd": res})
+    ax = fig.axes[0]
     labels = ax.get_legend_handles_labels()[1]
-    assert "diverged" in labels and ax.get_xscale() == "log"
-    write_sweep_plot(res, tmp_path / "a.png")
+    assert labels == ["gd", "diverged"] and ax.get_xscale() == "log"
+    line, marks = ax.get_lines()
+    assert np.isnan(line.get_ydata()[-1]) and marks.get_xdata().tolist() == [1e6]
+    plot.save(plot.sweep_result(res), tmp_path / "a.png")
     assert (tmp_path / "a.png").stat().st_size > 0

@@ -1,7 +1,7 @@
 """``functional-fit sweep``: many fits in one compiled call, over log-spaced learning rates.
 
 Parsing and printing only; the sweep is `functional_fit.sweep.sweep`, the figure
-`functional_fit.plot_sweep.write_sweep_plot`. Every run starts from zeros, as the lecture's.
+`functional_fit.plot.sweep_result`. Every run starts from zeros, as the lecture's.
 
 ``--json`` prints ``{"runs": [{"lr", "seed", "loss", "diverged"}, ...], "settings": {...}}``.
 JSON has no NaN or infinity, so a run whose final loss is not finite has ``"loss": null``
@@ -130,10 +130,12 @@ def run(args) -> int:
     result = _sweep.as_numpy(result)
     runs = _runs(result)
     if args.plot:
-        from functional_fit.plot_sweep import write_sweep_plot
+        from functional_fit import plot
 
         what = f"{args.optimizer}, {args.model}" + (f" degree {degree}" if args.model == "poly" else "")
-        write_sweep_plot({args.optimizer: result}, args.plot, title=f"{what}, {args.loss} loss")
+        fig = plot.sweep_result({args.optimizer: result}, loss_name=args.loss.upper(),
+                                title=f"{what}, {args.loss} loss")
+        plot.save(fig, args.plot)
     if args.json:
         settings = {"optimizer": args.optimizer, "model": args.model, "degree": degree,
                     "loss": args.loss, "dtype": args.dtype, "data": meta, **kwargs}
