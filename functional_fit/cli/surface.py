@@ -103,13 +103,8 @@ def _plot(path, z, a_values, b_values, path2d, centre, labels, loss_name):
     from functional_fit import plot  # matplotlib only when a figure is asked for
 
     fig = plot.surface(z, a_values, b_values, loss_name=loss_name, axis_labels=labels,
-                       points={"fit": centre}, title=f"{loss_name} loss surface")
-    if path2d is not None:
-        ax = fig.axes[0]
-        ax.plot(path2d[:, 0], path2d[:, 1], color="white", linewidth=1, marker=".", label="path")
-        ax.set_xlim(a_values[0], a_values[-1])
-        ax.set_ylim(b_values[0], b_values[-1])
-        ax.legend(loc="upper right")
+                       points={"fit": centre}, title=f"{loss_name} loss surface",
+                       paths=None if path2d is None else {"GD path": path2d})
     plot.save(fig, path)
 
 
@@ -152,7 +147,8 @@ def run(args) -> int:
     if directions == "coords":
         plane = surface.coords_plane(jnp.asarray(centre), coords)
         path2d = path[:, list(coords)]  # (steps+1, 2)
-        labels = (f"w[{coords[0]}]", f"w[{coords[1]}]")
+        names = {0: "intercept", 1: "slope"} if model_name == "linear" else {}
+        labels = tuple(f"{names[c]} w[{c}]" if c in names else f"w[{c}]" for c in coords)
     elif directions == "random":
         plane = surface.random_plane(jnp.asarray(centre), seed=args.direction_seed)
         path2d, labels = None, ("a (random direction u)", "b (random direction v)")
