@@ -28,6 +28,8 @@ Profiles (registered in conftest.py): ``ci`` (the default, few examples, derando
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -252,12 +254,22 @@ def first_ambiguous_step(pb: Problem, jpath: np.ndarray, tpath: np.ndarray) -> i
 # --------------------------------------------------------------------------- the properties
 
 FAST = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+_EXAMPLES = itertools.count(1)
+
+
+def _bounded_compile_cache():
+    """Drop JAX's compiled programs every 100 examples. Nearly every example compiles new
+    shapes; kept forever, thousands of executables exhaust the process's memory maps, and
+    XLA's compiler segfaults (seen after ~1,500 examples of the thorough profile)."""
+    if next(_EXAMPLES) % 100 == 0:
+        jax.clear_caches()
 
 
 @FAST
 @given(pb=problems(optimizer="gd"), at_start=st.booleans())
 def test_loss_and_gradient_parity(pb, at_start):
     """Loss and gradient on the whole data, at w0 or at a random point, within GRAD_* ."""
+    _bounded_compile_cache()
     rng = np.random.default_rng(pb.n)
     w = pb.w0 if at_start else (pb.w0 + rng.normal(size=pb.w0.shape)).astype(pb.w0.dtype)
     jv, jg = jax_value_and_grad(pb, w)
@@ -274,6 +286,7 @@ def test_loss_and_gradient_parity(pb, at_start):
 @given(pb=problems())
 def test_trajectory_parity(pb):
     """Whole trajectories and every step's loss, within trajectory_tol(dtype)."""
+    _bounded_compile_cache()
     note(f"{pb.optimizer} {pb.model}{pb.degree} {pb.loss} {pb.dtype} n={pb.n} B={pb.batch_size} "
          f"steps={pb.steps} lr={pb.lr:.3g}")
     res = jax_fit(pb)
