@@ -87,6 +87,9 @@ def make(model: str, degree: int = 2, w=None, dtype=None) -> _LectureModule:
     if model == "linear":
         return SimpleLinearModel(w, dtype=dtype)
     if model == "poly":
+        degree = _checks.nonnegative_int("degree", degree)
+        if w is not None:  # here the degree is given, so a w of another length is a mistake
+            _checks.params("w", w, degree + 1, f"degree-{degree} polynomial")
         return PolynomialModel(w, p=degree, dtype=dtype)
     _checks.choice("model", model, ("linear", "poly"))
     raise AssertionError("unreachable")

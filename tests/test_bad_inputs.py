@@ -151,10 +151,7 @@ def test_table_is_big_enough():
 
 #: Bad inputs that are accepted today, in files that are not ours: strict xfail, so that the fix
 #: turns them into failures to remove from this list.
-KNOWN_GAPS = {
-    "torch w wrong parameter count": "parity.models.make('poly', 2, w=<2 values>) builds a degree-1 "
-    "model, ignoring degree=2 (PolynomialModel infers p from w); parity/models.py should check",
-}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("row", [
