@@ -35,7 +35,8 @@ def _mean(values, mask):
     if mask is None:
         return jnp.mean(values)
     _checks.same_shape(mask.shape, values.shape)
-    return jnp.sum(values * mask) / jnp.sum(mask)
+    # where, not values * mask: a padded point whose term overflowed must add 0, not inf * 0.
+    return jnp.sum(jnp.where(mask > 0, values, 0)) / jnp.sum(mask)
 
 
 def mse(y_hat, y, mask=None):
