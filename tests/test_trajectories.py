@@ -63,20 +63,52 @@ def run_torch(case, x, y, order):
                batch_size=case.batch_size, order=order)
 
 
+@pytest.mark.parametrize("order_seed", [0, 11])
 @pytest.mark.parametrize("name", list(CASES))
-def test_trajectory_parity_float64(name):
+def test_trajectory_parity_float64(name, order_seed):
     case = CASES[name]
     x, y = ff.lecture_data(n=case.n)
-    order = None if case.optimizer == "gd" else ff.batch_order(case.n, case.length, seed=11)
+    order = None if case.optimizer == "gd" else ff.batch_order(case.n, case.length, seed=order_seed)
     ours = fit.as_numpy(run_jax(case, x, y, order))
     theirs = run_torch(case, x, y, order)
     steps = case.length if case.optimizer == "gd" else fit.n_steps(case.n, case.length, case.batch_size)
     assert ours.path.shape == theirs.shape == (steps + 1, models.n_params(case.model, case.degree))
     assert ours.losses.shape == (steps,)
-    # Every step: the worst step's error against the scale of that step's parameters.
-    worst = max(rel_err(a, b) for a, b in zip(ours.path[1:], theirs[1:]))
-    assert worst < TRAJECTORY_FLOAT64
+    # Every step of the path, against the path's scale (the issue's reference measurement:
+    # 8e-12 on the degree-12 Adam fit).
+    assert rel_err(ours.path, theirs) < TRAJECTORY_FLOAT64
     np.testing.assert_array_equal(ours.path[-1], ours.params)
+
+
+def test_adam_first_step_on_a_balanced_batch():
+    """Why a single step, against its own scale, can differ by more than the path does.
+
+    With order seed 0 the lecture's first batch of 10 has five positive and five negative
+    residuals at w = 0, so dL/dw0 = mean(sign(r)) is 0 in exact arithmetic; each framework
+    sums ±0.1 in its own order and may keep a rounding residue g. Adam's first step moves w0 by
+    lr * g / (|g| + eps), so the two frameworks' w0 after one step differ by at most
+    lr * (|g_jax| + |g_torch|) / eps, while the other parameters move by about lr: against that
+    step's own scale (lr) the difference is up to 1e-9, against the path's scale it is 1e-12.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    x, y = ff.lecture_data()
+    order = ff.batch_order(100, 1, seed=0)
+    first = order[0, :10]
+    assert (y[first] > 0).sum() == 5  # balanced: w = 0 predicts 0 everywhere
+    g_jax = jax.grad(lambda w: losses.l1(models.polynomial(w, jnp.asarray(x[first])), jnp.asarray(y[first])))(
+        ff.zeros(13))
+    module = parity.PolynomialModel(p=12, dtype=torch.float64)
+    parity.losses.l1(module(torch.from_numpy(x[first])), torch.from_numpy(y[first])).backward()
+    g_torch = module.w.grad[:, 0].numpy()
+    assert abs(float(g_jax[0])) < 1e-15 and abs(g_torch[0]) < 1e-15  # zero up to rounding
+    ours = fit.adam_sgd(ff.zeros(13), x, y, order, model=models.polynomial, lr=0.01, batch_size=10).path
+    theirs = parity.fit.adam_sgd(parity.PolynomialModel(p=12, dtype=torch.float64), parity.losses.l1,
+                                 parity.data.dataset(x, y), lr=0.01, nepochs=1, batch_size=10, order=order)
+    bound = 0.01 * (abs(float(g_jax[0])) + abs(g_torch[0])) / 1e-8
+    assert abs(float(ours[1, 0]) - theirs[1, 0]) <= bound * (1 + 1e-6)
+    np.testing.assert_allclose(np.asarray(ours[1, 1:]), theirs[1, 1:], rtol=1e-12, atol=0)
 
 
 def test_step_losses_are_the_batch_losses():
