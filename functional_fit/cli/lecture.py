@@ -93,9 +93,9 @@ def run(args) -> int:
     bar = tqdm(total=len(lecture.STEPS), desc="lecture", unit="step", file=sys.stderr,
                disable=None, leave=False)
 
-    def progress(name):
-        bar.set_postfix_str(name)
-        bar.update(0 if bar.n == 0 and name == lecture.STEPS[0] else 1)
+    def progress(name):  # called as each step starts: the bar counts the steps begun
+        bar.set_postfix_str(name, refresh=False)
+        bar.update(1)
 
     try:
         result = lecture.run(x, y, dtype=args.dtype, order_seed=args.order_seed,
