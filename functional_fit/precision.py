@@ -27,7 +27,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from functional_fit._checks import InputError, choice
+from functional_fit._checks import choice
 
 DTYPES = ("lecture", "float64", "float32")
 
@@ -96,7 +96,6 @@ def check_array_dtype(name: str, arr) -> None:
 __all__ = [
     "DTYPES",
     "POLICIES",
-    "InputError",
     "Policy",
     "PrecisionError",
     "check_array_dtype",
