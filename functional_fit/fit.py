@@ -285,6 +285,23 @@ def adam_sgd(
     return _finite("adam_sgd", res, lr)
 
 
+OPTIMIZERS = ("gd", "sgd", "adam")
+
+
+def run(optimizer: str, w0, x, y, *, model=_models.linear, loss=_losses.l1, lr: float,
+        steps: int | None = None, order=None, batch_size: int = 10) -> FitResult:
+    """The checked fit named `optimizer`, mirroring `parity.fit.run`.
+
+    ``"gd"`` is `gradient_descent` for `steps` steps; ``"sgd"`` and ``"adam"`` are
+    `stochastic_gradient_descent` and `adam_sgd` over the batch `order` (epochs, n).
+    """
+    _checks.choice("optimizer", optimizer, OPTIMIZERS)
+    if optimizer == "gd":
+        return gradient_descent(w0, x, y, model=model, loss=loss, lr=lr, steps=steps)
+    fit = stochastic_gradient_descent if optimizer == "sgd" else adam_sgd
+    return fit(w0, x, y, order, model=model, loss=loss, lr=lr, batch_size=batch_size)
+
+
 def n_steps(n: int, epochs: int, batch_size: int) -> int:
     """Steps of a minibatch fit: epochs * ceil(n / batch_size)."""
     return epochs * math.ceil(n / batch_size)

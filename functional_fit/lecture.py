@@ -91,12 +91,8 @@ def _max_abs_diff(a: dict, b: dict) -> float:
 def _jax_fit(step: Step, x, y, order, params_dtype):
     model = models.get(step.model)
     w0 = jnp.zeros(models.n_params(step.model, step.degree), dtype=params_dtype)
-    if step.optimizer == "gd":
-        res = fit.gradient_descent(w0, x, y, model=model, loss=losses.l1, lr=step.lr, steps=step.steps)
-    else:
-        run = fit.stochastic_gradient_descent if step.optimizer == "sgd" else fit.adam_sgd
-        res = run(w0, x, y, order, model=model, loss=losses.l1, lr=step.lr, batch_size=step.batch_size)
-    res = fit.as_numpy(res)
+    res = fit.as_numpy(fit.run(step.optimizer, w0, x, y, model=model, loss=losses.l1, lr=step.lr,
+                               steps=step.steps, order=order, batch_size=step.batch_size))
     loss = fit.full_loss(res.params, x, y, model=model, loss=losses.l1)
     return {"params": _floats(res.params), "loss": loss}, res.path
 
@@ -122,13 +118,8 @@ def _torch_fit(step: Step, tx, ty, order, params_dtype):
     import parity
 
     model = parity.models.make(step.model, step.degree, dtype=params_dtype)
-    if step.optimizer == "gd":
-        path = parity.fit.gradient_descent(model, parity.losses.l1, tx, ty, lr=step.lr, nsteps=step.steps)
-    else:
-        run = parity.fit.stochastic_gradient_descent if step.optimizer == "sgd" else parity.fit.adam_sgd
-        ds = parity.data.TensorDataset(tx, ty)
-        path = run(model, parity.losses.l1, ds, lr=step.lr, nepochs=step.epochs,
-                   batch_size=step.batch_size, order=order)
+    path = parity.fit.run(step.optimizer, model, parity.losses.l1, tx, ty, lr=step.lr,
+                          steps=step.steps, order=order, batch_size=step.batch_size)
     loss = parity.losses.l1(model(tx), ty).item()
     return {"params": _floats(model.numpy_parameters()), "loss": loss}, path
 

@@ -176,17 +176,11 @@ def run_case(case: Case, ds: Dataset, grad_cache: dict | None = None) -> CaseRes
     module = parity.models.make(case.model, case.degree, dtype=tdtype)
     loss_fn = parity.losses.get(case.loss)
     kw = dict(model=models.get(case.model), loss=losses.get(case.loss), lr=lr)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-    if case.optimizer == "gd":
-        res = fit.gradient_descent(w0, x, y, steps=GD_STEPS, **kw)
-        tpath = parity.fit.gradient_descent(module, loss_fn, tx, ty, lr=lr, nsteps=GD_STEPS)
-    else:
-        order = _data.batch_order(x.shape[0], EPOCHS, ds.order_seed)
-        jfit = fit.stochastic_gradient_descent if case.optimizer == "sgd" else fit.adam_sgd
-        tfit = parity.fit.stochastic_gradient_descent if case.optimizer == "sgd" else parity.fit.adam_sgd
-        res = jfit(w0, x, y, order, batch_size=ds.batch_size, **kw)
-        tpath = tfit(module, loss_fn, parity.data.TensorDataset(tx, ty), lr=lr, nepochs=EPOCHS,
-                     batch_size=ds.batch_size, order=order)
+    order = None if case.optimizer == "gd" else _data.batch_order(x.shape[0], EPOCHS, ds.order_seed)
+    length = dict(steps=GD_STEPS, order=order, batch_size=ds.batch_size)
+    res = fit.run(case.optimizer, w0, x, y, **kw, **length)
+    tpath = parity.fit.run(case.optimizer, module, loss_fn, torch.from_numpy(x), torch.from_numpy(y),
+                           lr=lr, **length)
     traj = rel_err(np.asarray(res.path), tpath)
     key = (ds.name, case.model, case.degree, case.loss, case.dtype)
     if grad_cache is None or key not in grad_cache:

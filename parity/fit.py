@@ -20,10 +20,27 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch.optim import Adam
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, TensorDataset
 
 from functional_fit._checks import divergence_error
 from parity.data import OrderSampler
+
+
+def run(optimizer, model, loss_fn, x, y, *, lr, steps=None, order=None, batch_size=10):
+    """The lecture's loop named `optimizer`, mirroring `functional_fit.fit.run`.
+
+    ``"gd"`` runs `gradient_descent` for `steps` steps on tensors x, y (n,); ``"sgd"`` and
+    ``"adam"`` run `stochastic_gradient_descent` and `adam_sgd` on ``TensorDataset(x, y)``
+    over the batch `order` (epochs, n). Returns the (steps+1, p+1) path.
+    """
+    from functional_fit._checks import choice
+
+    choice("optimizer", optimizer, ("gd", "sgd", "adam"))
+    if optimizer == "gd":
+        return gradient_descent(model, loss_fn, x, y, lr=lr, nsteps=steps)
+    fit = stochastic_gradient_descent if optimizer == "sgd" else adam_sgd
+    return fit(model, loss_fn, TensorDataset(x, y), lr=lr, nepochs=len(order),
+               batch_size=batch_size, order=order)
 
 
 def _loader(dataset, batch_size, nepochs, order):

@@ -112,16 +112,11 @@ def sweep(optimizer, w0s, x, y, lrs, *, model="linear", loss="l1", steps=None, e
         order = None if seed is None else batch_order(x.shape[0], length, seed)
         for w0 in w0s:
             for lr in lrs:
-                # A copy: like the lecture's torch.from_numpy, the module shares w's memory and
-                # its in-place updates would otherwise change w0s for the next run.
-                module = _models.make(model, w0.shape[0] - 1, w=w0.copy(), dtype=torch_dtype(pol.params))
+                # The module copies w0, so its in-place updates leave w0s as they were.
+                module = _models.make(model, w0.shape[0] - 1, w=w0, dtype=torch_dtype(pol.params))
                 try:
-                    if optimizer == "gd":
-                        path = _fit.gradient_descent(module, loss_fn, tx, ty, lr=float(lr), nsteps=length)
-                    else:
-                        run = _fit.stochastic_gradient_descent if optimizer == "sgd" else _fit.adam_sgd
-                        path = run(module, loss_fn, _dataset(x, y, pol.data), lr=float(lr),
-                                   nepochs=length, batch_size=batch_size, order=order)
+                    path = _fit.run(optimizer, module, loss_fn, tx, ty, lr=float(lr), steps=length,
+                                    order=order, batch_size=batch_size)
                 except DivergenceError as exc:
                     params.append(np.asarray(exc.result)[-1])
                     final.append(np.nan)

@@ -123,25 +123,17 @@ def problems(draw, optimizer=None):
 
 
 def jax_fit(pb: Problem) -> fit.FitResult:
-    kw = dict(model=models.get(pb.model), loss=losses.get(pb.loss), lr=pb.lr)
-    if pb.optimizer == "gd":
-        res = fit.gradient_descent(pb.w0, pb.x, pb.y, steps=pb.steps, **kw)
-    else:
-        run = fit.stochastic_gradient_descent if pb.optimizer == "sgd" else fit.adam_sgd
-        res = run(pb.w0, pb.x, pb.y, pb.order, batch_size=pb.batch_size, **kw)
-    return fit.as_numpy(res)
+    return fit.as_numpy(fit.run(pb.optimizer, pb.w0, pb.x, pb.y, model=models.get(pb.model),
+                                loss=losses.get(pb.loss), lr=pb.lr, steps=pb.steps, order=pb.order,
+                                batch_size=pb.batch_size))
 
 
 def torch_fit(pb: Problem) -> np.ndarray:
     pol = policy(pb.dtype)
     module = parity.models.make(pb.model, pb.degree, w=pb.w0, dtype=parity.data.torch_dtype(pol.params))
     loss_fn = parity.losses.get(pb.loss)
-    tx, ty = torch.from_numpy(pb.x), torch.from_numpy(pb.y)
-    if pb.optimizer == "gd":
-        return parity.fit.gradient_descent(module, loss_fn, tx, ty, lr=pb.lr, nsteps=pb.steps)
-    run = parity.fit.stochastic_gradient_descent if pb.optimizer == "sgd" else parity.fit.adam_sgd
-    ds = parity.data.TensorDataset(tx, ty)
-    return run(module, loss_fn, ds, lr=pb.lr, nepochs=pb.epochs, batch_size=pb.batch_size, order=pb.order)
+    return parity.fit.run(pb.optimizer, module, loss_fn, torch.from_numpy(pb.x), torch.from_numpy(pb.y),
+                          lr=pb.lr, steps=pb.steps, order=pb.order, batch_size=pb.batch_size)
 
 
 def step_batches(pb: Problem) -> list[np.ndarray]:

@@ -63,12 +63,9 @@ def run_sweep(case, **kw):
 
 
 def single_fit(case, x, y, w0, lr, seed):
-    model, loss = models.get(case.model), losses.get(case.loss)
-    if case.optimizer == "gd":
-        return fit.gradient_descent(w0, x, y, model=model, loss=loss, lr=lr, steps=case.length)
-    run = fit.stochastic_gradient_descent if case.optimizer == "sgd" else fit.adam_sgd
-    order = ff.batch_order(case.n, case.length, seed)
-    return run(w0, x, y, order, model=model, loss=loss, lr=lr, batch_size=case.batch_size)
+    order = None if case.optimizer == "gd" else ff.batch_order(case.n, case.length, seed)
+    return fit.run(case.optimizer, w0, x, y, model=models.get(case.model), loss=losses.get(case.loss),
+                   lr=lr, steps=case.length, order=order, batch_size=case.batch_size)
 
 
 MEMBER_CASES = [(name, "jacobian") for name in CASES] + [

@@ -44,23 +44,15 @@ CASES = {
 
 
 def run_jax(case, x, y, order):
-    model, loss = models.get(case.model), losses.get(case.loss)
     w0 = ff.zeros(models.n_params(case.model, case.degree), "float64")
-    if case.optimizer == "gd":
-        return fit.gradient_descent(w0, x, y, model=model, loss=loss, lr=case.lr, steps=case.length)
-    run = fit.stochastic_gradient_descent if case.optimizer == "sgd" else fit.adam_sgd
-    return run(w0, x, y, order, model=model, loss=loss, lr=case.lr, batch_size=case.batch_size)
+    return fit.run(case.optimizer, w0, x, y, model=models.get(case.model), loss=losses.get(case.loss),
+                   lr=case.lr, steps=case.length, order=order, batch_size=case.batch_size)
 
 
 def run_torch(case, x, y, order):
     module = parity.models.make(case.model, case.degree, dtype=torch.float64)
-    loss = parity.losses.get(case.loss)
-    tx, ty = parity.tensors(x, y)
-    if case.optimizer == "gd":
-        return parity.fit.gradient_descent(module, loss, tx, ty, lr=case.lr, nsteps=case.length)
-    run = parity.fit.stochastic_gradient_descent if case.optimizer == "sgd" else parity.fit.adam_sgd
-    return run(module, loss, parity.data.dataset(x, y), lr=case.lr, nepochs=case.length,
-               batch_size=case.batch_size, order=order)
+    return parity.fit.run(case.optimizer, module, parity.losses.get(case.loss), *parity.tensors(x, y),
+                          lr=case.lr, steps=case.length, order=order, batch_size=case.batch_size)
 
 
 @pytest.mark.parametrize("order_seed", [0, 11])
