@@ -644,23 +644,9 @@ def lecture_figures(result, *, grid: int = GRID) -> dict[str, Figure]:
                                                 "(cell 66)")
 
     if "adam_abs_poly12" in steps:
-        jpath = np.asarray(paths["adam_abs_poly12"]["jax"], dtype=np.float64)
-        tpath = np.asarray(paths["adam_abs_poly12"]["torch"], dtype=np.float64)
-        plane, jcoords, explained = pca_plane(jpath)
-        jcoords, explained = np.asarray(jcoords), np.asarray(explained)  # (k, 2), (2,)
-        uv = np.stack([np.asarray(plane.u), np.asarray(plane.v)])  # (2, p+1)
-        tcoords = (tpath - np.asarray(plane.origin)) @ uv.T  # (k, 2) torch's path, JAX's plane
-        both = np.concatenate([jcoords, tcoords])
-        a_values = np.linspace(*_span(both[:, 0].min(), both[:, 0].max()), grid)
-        b_values = np.linspace(*_span(both[:, 1].min(), both[:, 1].max()), grid)
-        values = _surface(poly, _losses.l1, x, y, a_values, b_values, plane=plane)
-        figs["adam_abs_poly12_pca"] = contour_paths(
-            values, a_values, b_values, {"Adam path, JAX": jcoords, "Adam path, torch": tcoords},
-            points={"start (w = 0)": jcoords[0], "end": jcoords[-1]}, loss_name="L1",
-            legend_loc="lower right",  # the path runs from the upper right to (0, 0)
-            axis_labels=(f"first PCA direction ({explained[0]:.0%} of the path's spread)",
-                         f"second PCA direction ({explained[1]:.0%})"),
-            levels=_quantile_levels(values),
+        figs["adam_abs_poly12_pca"] = pca_paths(
+            poly, _losses.l1, x, y, paths["adam_abs_poly12"]["jax"],
+            other=paths["adam_abs_poly12"]["torch"], grid=grid,
             title="Degree-12 Adam fit on the plane of its path's top two PCA directions")
 
     if paths:
@@ -670,6 +656,42 @@ def lecture_figures(result, *, grid: int = GRID) -> dict[str, Figure]:
             title=f"JAX against torch at every step ({result.dtype} precision, "
                   f"{dtype} parameters)")
     return figs
+
+
+def pca_paths(model, loss, x, y, path, *, other=None, labels=("Adam path, JAX", "Adam path, torch"),
+              grid: int = GRID, loss_name: str = "L1",
+              title: str = "The path on the plane of its top two PCA directions") -> Figure:
+    """An optimizer path on the loss surface of its own PCA plane (`surface.pca_plane`).
+
+    Args:
+      model, loss: the fit's model and loss functions.
+      x, y: (n,) data.
+      path: (k, p+1) the path whose PCA plane is drawn, e.g. JAX's.
+      other: optional (k', p+1) second path (torch's), projected onto the same plane.
+      labels: legend labels of `path` and `other`.
+      grid: grid points along each axis of the plane.
+
+    Returns:
+      `contour_paths` of the surface over a span covering both projected paths.
+    """
+    path = np.asarray(path, dtype=np.float64)
+    plane, coords, explained = pca_plane(path)
+    coords, explained = np.asarray(coords), np.asarray(explained)  # (k, 2), (2,)
+    drawn = {labels[0]: coords}
+    if other is not None:
+        uv = np.stack([np.asarray(plane.u), np.asarray(plane.v)])  # (2, p+1)
+        drawn[labels[1]] = (np.asarray(other, dtype=np.float64) - np.asarray(plane.origin)) @ uv.T
+    both = np.concatenate(list(drawn.values()))  # (k + k', 2)
+    a_values = np.linspace(*_span(both[:, 0].min(), both[:, 0].max()), grid)
+    b_values = np.linspace(*_span(both[:, 1].min(), both[:, 1].max()), grid)
+    values = _surface(model, loss, x, y, a_values, b_values, plane=plane)
+    return contour_paths(
+        values, a_values, b_values, drawn,
+        points={"start": coords[0], "end": coords[-1]}, loss_name=loss_name,
+        legend_loc="lower right",  # the path ends at (0, 0), its start has coordinates >= 0
+        axis_labels=(f"first PCA direction ({explained[0]:.0%} of the path's spread)",
+                     f"second PCA direction ({explained[1]:.0%})"),
+        levels=_quantile_levels(values), title=title)
 
 
 def _step(name):

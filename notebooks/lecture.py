@@ -47,7 +47,6 @@ import torch
 import functional_fit as ff
 import parity
 from functional_fit import plot
-from functional_fit.surface import loss_surface, pca_plane
 from functional_fit.tolerances import GRAD_FLOAT64, LECTURE_PRINTED, TRAJECTORY_FLOAT64, rel_err
 
 SMALL = os.environ.get("FUNCTIONAL_FIT_SMALL") == "1"
@@ -361,21 +360,10 @@ plot.fits(x, y, curves, title="Every fit; the degree-12 model on a dense grid (c
 # directions does: it holds most of where Adam went.
 
 # %%
-plane, coords, explained = pca_plane(fit12.path)  # origin at the end, u and v (13,) each
-coords, explained = np.asarray(coords), np.asarray(explained)  # (k, 2), (2,)
-uv = np.stack([np.asarray(plane.u), np.asarray(plane.v)])  # (2, 13)
-torch_coords = (poly_torch - np.asarray(plane.origin)) @ uv.T  # (k, 2) torch's path, same plane
-a_values = np.linspace(coords[:, 0].min() - 0.5, coords[:, 0].max() + 0.5, 50)
-b_values = np.linspace(coords[:, 1].min() - 0.5, coords[:, 1].max() + 0.5, 50)
-values = loss_surface(ff.models.polynomial, ff.losses.l1, x, y, a_values, b_values,
-                      plane=plane, layout="vmap")  # a small grid: the plain layout compiles fastest
-plot.contour_paths(values, a_values, b_values,
-                   {"Adam path, JAX": coords, "Adam path, torch": torch_coords},
-                   points={"start (w = 0)": coords[0], "end": coords[-1]},
-                   axis_labels=(f"first PCA direction ({explained[0]:.0%})",
-                                f"second PCA direction ({explained[1]:.0%})"),
-                   levels=np.unique(np.quantile(values, np.linspace(0, 1, 30))),
-                   legend_loc="lower right", title="The degree-12 Adam path on its PCA plane")
+# `plot.pca_paths` takes the plane from JAX's path (`surface.pca_plane`: origin at the end,
+# u and v of shape (13,)) and projects torch's path onto the same plane.
+plot.pca_paths(ff.models.polynomial, ff.losses.l1, x, y, fit12.path, other=poly_torch,
+               title="The degree-12 Adam path on its PCA plane")
 
 # %% [markdown]
 # ## `vmap`: many fits at once

@@ -158,22 +158,10 @@ for name, plane in planes.items():
         axis_labels=("a", "b"), title=f"Degree-12 model, L1 loss: {name}"))
 
 # %%
-plane, coords, explained = pca_plane(fit12.path)
-coords, explained = np.asarray(coords), np.asarray(explained)  # (k, 2), (2,)
-uv = np.stack([np.asarray(plane.u), np.asarray(plane.v)])  # (2, 13)
-torch_coords = (torch_path - np.asarray(plane.origin)) @ uv.T  # (k, 2)
-pad = 0.15 * np.ptp(coords, axis=0)
-a_values = np.linspace(coords[:, 0].min() - pad[0], coords[:, 0].max() + pad[0], len(grid))
-b_values = np.linspace(coords[:, 1].min() - pad[1], coords[:, 1].max() + pad[1], len(grid))
-values = loss_surface(poly, l1, x, y, a_values, b_values, plane=plane, layout="vmap")
+explained = np.asarray(pca_plane(fit12.path).explained)  # (2,)
 print(f"the plane holds {explained.sum():.1%} of the path's squared spread")
-plot.contour_paths(values, a_values, b_values,
-                   {"Adam path, JAX": coords, "Adam path, torch": torch_coords},
-                   points={"start (w = 0)": coords[0], "end": coords[-1]},
-                   axis_labels=(f"first PCA direction ({explained[0]:.0%})",
-                                f"second PCA direction ({explained[1]:.0%})"),
-                   levels=np.unique(np.quantile(values, np.linspace(0, 1, 30))),
-                   legend_loc="lower right", title="The degree-12 Adam path on its PCA plane")
+plot.pca_paths(poly, l1, x, y, fit12.path, other=torch_path, grid=len(grid),
+               title="The degree-12 Adam path on its PCA plane")
 
 # %% [markdown]
 # ## A path on a fine surface
