@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 
 from functional_fit import data as _data
 from functional_fit._checks import InputError
@@ -44,8 +43,6 @@ def load_data(args) -> tuple:
     seed = 42 if args.seed is None else args.seed
     n = 100 if args.n is None else args.n
     noise = 0.7 if args.noise is None else args.noise
-    if not math.isfinite(noise):
-        raise InputError(f"--noise must be finite, got {noise}")
     try:
         x, y = _data.lecture_data(n=n, seed=seed, noise=noise)
     except InputError as exc:
