@@ -2,22 +2,28 @@
 
 Modules (each mirrored in `parity`, the torch side):
   `data`      the lecture's data, CSV input, the shared batch order
-  `models`    ``linear(w, x)``, ``polynomial(w, x)``
+  `models`    ``linear(w, x)``, ``polynomial(w, x)``, ``sine(w, x)``
   `losses`    ``mse(y_hat, y)``, ``l1(y_hat, y)``
   `ols`       the analytic least-squares fit
   `autodiff`  z(θ) = (1 - log(1 + e^θ))^2 and its derivative three ways
-  `fit`       gradient descent, SGD and Adam (optax), each one compiled `lax.scan`
+  `fit`       `fit.train`: any model, loss, optax optimizer and parameter pytree, one compiled
+              `lax.scan`; the lecture's gradient descent, SGD and Adam as thin wrappers
+  `registry`  model, loss and optimizer names, resolved in one place
+  `checks`    input checks and errors, shared with `parity`
   `precision` dtype modes and the explicit float64 switch
+  `tolerances` how close JAX and torch must be, and how closeness is measured
   `surface`   loss surfaces over 2-D grids, streamed and sharded (import it explicitly)
   `sweep`     many fits in one compiled call, vmapped over lr, starts and seeds (ditto)
-  `plot`      every lecture figure as a matplotlib Figure (ditto)
-  `lecture`, `parity_report`  the lecture and the parity matrix in both frameworks (import torch)
+  `plot`      figures drawn from arrays, as matplotlib Figures (ditto)
+
+None of these imports torch or `parity`; the torch side and the comparison of the two (the
+lecture runner, the parity report, the lecture's figures) are in `parity`.
 
 Importing this package changes no global JAX configuration; see `functional_fit.precision`.
 """
 
-from functional_fit import autodiff, data, fit, losses, models, ols, precision
-from functional_fit._checks import DivergenceError, InputError
+from functional_fit import autodiff, checks, data, fit, losses, models, ols, precision, registry
+from functional_fit.checks import DivergenceError, InputError
 from functional_fit.data import batch_order, lecture_data, read_csv
 from functional_fit.fit import FitResult
 from functional_fit.precision import PrecisionError, float64, zeros
@@ -30,6 +36,7 @@ __all__ = [
     "InputError",
     "PrecisionError",
     "autodiff",
+    "checks",
     "batch_order",
     "data",
     "fit",
@@ -40,5 +47,6 @@ __all__ = [
     "ols",
     "precision",
     "read_csv",
+    "registry",
     "zeros",
 ]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from functional_fit import _checks
-from functional_fit._checks import InputError
+from functional_fit import checks as _checks
+from functional_fit.checks import InputError
 
 #: The lecture's truth: y = 1 + 3x - 4x^2 + noise (cell 3).
 W_TRUE = (1.0, 3.0, -4.0)

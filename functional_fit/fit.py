@@ -1,56 +1,348 @@
-"""Fitting: gradient descent, minibatch SGD and Adam, each whole fit one compiled call.
+"""Fitting: one training loop, any model, loss, optax optimizer and parameter pytree.
 
-Three layers, from the inside out:
+`train` is the whole fit as one compiled `jax.lax.scan`; a second call with inputs of the same
+shapes and dtypes and the same optimizer does not compile again. Three layers, from the inside
+out:
 
-- ``*_step`` functions: one update, ``step(w, state, batch) -> (w, state, loss)``.
-- ``*_scan`` functions: a whole fit as one `jax.lax.scan` over steps. Pure and traceable; no
-  input checks; `jax.vmap` them over learning rates, initial parameters or batch orders
-  (`functional_fit.sweep` does).
-- `gradient_descent`, `stochastic_gradient_descent`, `adam_sgd`: check their inputs on concrete
-  values, then call the jit-compiled scan. The names mirror `parity.fit`, the lecture's torch
-  loops. A second call with inputs of the same shapes and dtypes does not compile again.
+- `step`: one update, ``step(params, opt_state, x, y) -> (params, opt_state, loss)``.
+- `train_scan`: a whole fit as one `lax.scan` over steps. Pure and traceable, no input checks;
+  `jax.vmap` it over learning rates, starting points or batch orders (`functional_fit.sweep`).
+- `train`: checks its inputs on concrete values, then calls the jit-compiled scan and checks
+  that the fit did not diverge.
 
-Every fit returns a `FitResult`: final parameters, the path of parameters (one row before the
-first step and one after each step) and the loss of every step's batch, taken before that
-step's update, as the lecture's loops compute it.
+The lecture's three fits, `gradient_descent`, `stochastic_gradient_descent` and `adam_sgd`, are
+thin wrappers of the same scan with the registry's optax recipes (`functional_fit.registry`):
+``optax.sgd`` with the step lr / (i + 1), the same with lr / (e + 1) in epoch e, and
+``optax.adam(lr)``. The names and signatures mirror `parity.fit`, the lecture's torch loops.
 
-Divergence: the checked wrappers raise `DivergenceError` (an `InputError`) when a loss or the
-final parameters are non-finite, naming the first step where the loss was (`first_nonfinite`);
-the error carries the whole `FitResult` as ``.result``. The ``*_scan`` and ``*_jit`` functions
-do not check: a sweep over learning rates wants the non-finite rows, not an exception.
-``parity.fit`` raises the same error at the same step.
+Batches. ``steps=T`` gives T full-batch steps. ``order`` (epochs, n) with ``batch_size`` B gives
+minibatches: epoch e is cut into ceil(n / B) consecutive batches of ``order[e]``, the last one
+short when B does not divide n, exactly as ``DataLoader(drop_last=False)`` cuts it. The short
+batch is its own step in the compiled program (a scan over the epoch's full batches, then one
+step on the rest), so any loss sees exactly its real points: no padding, no mask.
 
-Step sizes follow the lecture: GD uses lr / (i + 1) at step i; SGD uses lr / (e + 1) for every
-batch of epoch e; Adam (optax) uses a constant lr.
+Every fit returns a `FitResult`: the final parameters, the path (a pytree shaped like the
+parameters whose leaves have a leading axis of steps + 1: before the first step and after
+every step) and the loss of every step's batch, taken before that step's update, as the
+lecture's loops compute it.
 
-Batch order: SGD and Adam take `order`, shape (epochs, n), one permutation of the data per
-epoch (`functional_fit.data.batch_order`). Epoch e is cut into ceil(n / B) consecutive batches;
-the last is short when B does not divide n, exactly as ``DataLoader(drop_last=False)`` makes it.
-To keep shapes static under `lax.scan`, a short batch is padded and masked: the loss is the
-mean over its real points only.
+Divergence: `train` and the wrappers raise `DivergenceError` (an `InputError`) when a loss or a
+final parameter is non-finite, naming the first step whose loss was (`first_nonfinite`); the
+error carries the whole `FitResult` as ``.result``. `train_scan` does not check: a sweep over
+learning rates wants the non-finite runs, not an exception. `parity.fit` raises the same error
+at the same step.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from functional_fit import _checks, data as _data, losses as _losses, models as _models
-from functional_fit._checks import DivergenceError, first_nonfinite  # noqa: F401 (re-exported)
+from functional_fit import checks as _checks, data as _data, losses as _losses, models as _models
+from functional_fit import registry
+from functional_fit.checks import DivergenceError, InputError, first_nonfinite  # noqa: F401
 from functional_fit.precision import check_array_dtype
 
 
 class FitResult(NamedTuple):
     """What a fit returns."""
 
-    params: jax.Array  # shape=(p+1,) the parameters after the last step
-    path: jax.Array  # shape=(steps+1, p+1) the parameters before the first and after every step
+    params: Any  # pytree, the parameters after the last step; (p+1,) for the lecture's models
+    path: Any  # the same pytree, each leaf (steps+1, *shape): before the first and after every step
     losses: jax.Array  # shape=(steps,) each step's batch loss, before its update
+
+
+# --------------------------------------------------------------------------- one step
+
+
+def step(params, opt_state, x, y, *, model, loss, optimizer):
+    """One optimizer step on one batch.
+
+    Args:
+      params: pytree of parameters.
+      opt_state: the optimizer's state for `params`.
+      x: (B,) or (B, d) inputs of the batch; y: (B, ...) its targets.
+      model: ``model(params, x) -> y_hat``; loss: ``loss(y_hat, y) -> ()``.
+      optimizer: an ``optax.GradientTransformation``.
+
+    Returns:
+      (params, opt_state, loss): the updated parameters and state, and the () loss before the
+      update.
+    """
+    value, g = jax.value_and_grad(lambda p: loss(model(p, x), y))(params)
+    updates, opt_state = optimizer.update(g, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, value
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def batches(order, batch_size: int):
+    """Cut a batch order into batches as ``DataLoader(drop_last=False)`` cuts it.
+
+    Args:
+      order: (E, n) int, one permutation of range(n) per epoch. May be traced (vmap over it).
+      batch_size: B, a Python int.
+
+    Returns:
+      full: (E, n // B, B) the indices of each epoch's full batches.
+      rest: (E, n % B) the indices of each epoch's short last batch, or None when B divides n.
+    """
+    n_epochs, n = order.shape
+    n_full, r = divmod(n, batch_size)
+    full = order[:, : n_full * batch_size].reshape(n_epochs, n_full, batch_size)  # (E, nf, B)
+    return full, (order[:, n_full * batch_size :] if r else None)  # (E, r)
+
+
+def _stack(first, rest):
+    """Prepend one pytree to a pytree of stacked leaves: (k, ...) -> (k+1, ...)."""
+    return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
+
+
+class Trace(NamedTuple):
+    """What `train_scan` returns: a `FitResult` and a first-divergence marker."""
+
+    result: FitResult  # path and losses are None when not traced
+    first_bad: jax.Array  # shape=() int32, the first step with a non-finite loss, or -1
+
+
+# --------------------------------------------------------------------------- the whole fit
+
+
+def train_scan(params, x, y, optimizer, *, model, loss, steps: int | None = None, order=None,
+               batch_size: int | None = None, trace: bool = True) -> Trace:
+    """A whole fit as one `lax.scan`: pure, traceable, no input checks.
+
+    Args:
+      params: pytree of initial parameters; their dtypes are the parameters' dtypes throughout.
+      x: (n,) or (n, d) inputs; y: (n, ...) targets.
+      optimizer: an ``optax.GradientTransformation`` (its hyperparameters may be traced).
+      model, loss: functions (static under jit).
+      steps: full-batch steps (static), or None with `order`.
+      order: (E, n) int batch order (may be traced), with `batch_size` (static).
+      trace: keep the path and the step losses; False keeps only the final parameters and the
+        first step whose loss was non-finite (memory independent of the number of steps).
+
+    Returns:
+      `Trace(FitResult(params, path or None, losses or None), first_bad)`.
+    """
+    one = functools.partial(step, model=model, loss=loss, optimizer=optimizer)
+
+    def update(carry, xb, yb):  # one step on one batch, with the step count and first bad step
+        p, s, k, bad = carry
+        p, s, value = one(p, s, xb, yb)
+        bad = jnp.where((bad < 0) & ~jnp.isfinite(value), k, bad)
+        return (p, s, k + 1, bad), ((p, value) if trace else None)
+
+    carry = (params, optimizer.init(params), jnp.int32(0), jnp.int32(-1))
+    if order is None:
+        carry, out = jax.lax.scan(lambda c, _: update(c, x, y), carry, None, length=steps)
+    else:
+        full, rest = batches(order, batch_size)
+
+        def batch(c, i):  # i (B,) or (r,) indices into the data
+            return update(c, x[i], y[i])
+
+        if rest is None:  # every batch full: one flat scan over all of them
+            carry, out = jax.lax.scan(batch, carry, full.reshape(-1, batch_size))
+        else:  # each epoch: a scan over its full batches, then its short one
+
+            def epoch(c, idx):
+                f, r = idx
+                c, outs = jax.lax.scan(batch, c, f)  # (nf, ...)
+                c, last = batch(c, r)
+                if trace:
+                    outs = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), outs, last)
+                return c, outs
+
+            carry, out = jax.lax.scan(epoch, carry, (full, rest))  # (E, nf + 1, ...)
+            if trace:
+                out = jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), out)
+    final, _, _, bad = carry
+    if not trace:
+        return Trace(FitResult(final, None, None), bad)
+    path, values = out
+    return Trace(FitResult(final, _stack(params, path), values), bad)
+
+
+train_jit = jax.jit(
+    train_scan, static_argnames=("optimizer", "model", "loss", "steps", "batch_size", "trace")
+)
+
+
+def _recipe_scan(params, x, y, lr, order=None, *, recipe, model, loss, steps=None,
+                 batch_size=None, trace=True) -> Trace:
+    """`train_scan` with ``recipe(lr, steps_per_epoch)``: the learning rate traced."""
+    per_epoch = 1 if order is None else _data.n_batches(order.shape[1], batch_size)
+    return train_scan(params, x, y, recipe(lr, per_epoch), model=model, loss=loss, steps=steps,
+                      order=order, batch_size=batch_size, trace=trace)
+
+
+recipe_jit = jax.jit(
+    _recipe_scan, static_argnames=("recipe", "model", "loss", "steps", "batch_size", "trace")
+)
+
+
+# --------------------------------------------------------------------------- checked entry points
+
+
+def _resolve(model, loss):
+    """Model and loss functions; a name is looked up in `functional_fit.registry`."""
+    if isinstance(model, str):
+        model = registry.model(model).fn
+    if isinstance(loss, str):
+        loss = registry.loss(loss)
+    for name, fn in (("model", model), ("loss", loss)):
+        if not callable(fn):
+            raise InputError(f"{name} must be a function or a registry name, got {fn!r}")
+    return model, loss
+
+
+def check_params(name: str, params):
+    """`params` as a pytree of JAX float arrays, every leaf finite; InputError naming `name`."""
+    leaves, treedef = jax.tree.flatten(params)
+    if not leaves:
+        raise InputError(f"{name} holds no arrays")
+    out = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        where = name + jax.tree_util.keystr(path)
+        if hasattr(leaf, "detach"):  # a torch tensor
+            raise InputError(f"{where} is a torch tensor; pass numpy or JAX arrays "
+                             "(parity.params.from_module converts a module's parameters)")
+        arr = np.asarray(leaf)
+        if not (np.issubdtype(arr.dtype, np.floating)):
+            raise InputError(f"{where} must hold floating-point numbers, got dtype {arr.dtype}")
+        if not np.all(np.isfinite(arr)):
+            raise InputError(f"{where} contains a non-finite value")
+        check_array_dtype(where, arr)
+        out.append(jnp.asarray(leaf))
+    return jax.tree.unflatten(treedef, out)
+
+
+def check_fit_data(x, y):
+    """Data for `train`: x (n,) or (n, d), y (n, ...), numeric and finite. Returns JAX arrays."""
+    x = _checks.array("x", x, ndims=(1, 2))
+    y = _checks.array("y", y, ndims=(1, 2))
+    if x.shape[0] != y.shape[0]:
+        raise InputError(f"x and y must have the same number of points, got x of shape "
+                         f"{x.shape} and y of shape {y.shape}")
+    for name, arr in (("x", x), ("y", y)):
+        check_array_dtype(name, arr)
+    return jnp.asarray(x), jnp.asarray(y)
+
+
+def _check_length(n, steps, order, batch_size):
+    """(steps, order, batch_size) checked: exactly one of `steps` and `order`."""
+    if (steps is None) == (order is None):
+        raise InputError("steps and order: give steps=T for T full-batch steps, or order (from "
+                         "functional_fit.data.batch_order) with batch_size for minibatches; "
+                         f"got {'both' if steps is not None else 'neither'}")
+    if steps is not None:
+        if batch_size is not None:
+            raise InputError("batch_size: full-batch steps use the whole data; give batch_size "
+                             "only with order")
+        return _checks.positive_int("steps", steps), None, None
+    batch_size = _checks.positive_int("batch_size", batch_size)
+    return None, jnp.asarray(_data.check_order(order, n)), batch_size
+
+
+def check_model(model, loss, params, x, y) -> None:
+    """Run the model and the loss abstractly; InputError when they fail or the loss is not ()."""
+    try:
+        out = jax.eval_shape(lambda p: loss(model(p, x[:1]), y[:1]), params)
+    except InputError:
+        raise
+    except Exception as exc:  # the user's function, on the user's parameters
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"params: the model or the loss fails on these parameters and data "
+                         f"({type(exc).__name__}: {first}); check the pytree's structure and "
+                         "shapes against the model") from None
+    if out.shape != ():
+        raise InputError(f"loss must return a scalar, got shape {out.shape}")
+
+
+def _finite(where: str, result: FitResult, lr) -> FitResult:
+    """`result`, or `DivergenceError` at the first step whose loss is non-finite."""
+    params = np.concatenate([np.ravel(np.asarray(a, np.float64)) for a in jax.tree.leaves(result.params)])
+    _checks.check_finite_fit(where, result.losses, params, lr, result=result)
+    return result
+
+
+def train(params, x, y, *, model, loss, optimizer, steps: int | None = None, order=None,
+          batch_size: int | None = None) -> FitResult:
+    """Fit `params` with any optax optimizer; the whole fit one compiled `lax.scan`.
+
+    Args:
+      params: any pytree of float arrays: the lecture's (p+1,) vector, a dict of weight
+        matrices (`functional_fit.models.mlp`), ... Their dtypes are kept throughout.
+      x: (n,) or (n, d) inputs; y: (n,) or (n, k) targets (integer labels for a classifier).
+      model: ``model(params, x) -> y_hat``, pure; or a name of `functional_fit.registry`.
+      loss: ``loss(y_hat, y) -> ()``, pure; or a registry name.
+      optimizer: any ``optax.GradientTransformation``, e.g. ``optax.sgd(0.1, momentum=0.9)``.
+      steps: T full-batch steps; or
+      order: (epochs, n) batch order (`functional_fit.data.batch_order`) with
+      batch_size: B, minibatches in that order, the last of each epoch short when B does not
+        divide n.
+
+    Returns:
+      `FitResult(params, path, losses)`: path leaves (steps+1, *shape), losses (steps,).
+
+    Raises:
+      InputError: a bad argument, named in the message (a pytree the model does not take, an
+        optimizer that is not optax, both or neither of steps and order, ...).
+      DivergenceError: a loss or a final parameter is non-finite; ``.step`` is the first step
+        (from 0) with a non-finite loss, ``.result`` the whole `FitResult`.
+
+    Examples:
+      >>> import optax, jax.numpy as jnp, functional_fit as ff
+      >>> with ff.float64():
+      ...     x, y = ff.lecture_data()
+      ...     res = ff.fit.train({"w": jnp.zeros(3)}, x, y, optimizer=optax.adam(0.1), steps=200,
+      ...                        model=lambda p, x: ff.models.polynomial(p["w"], x),
+      ...                        loss=ff.losses.mse)
+      >>> res.path["w"].shape, res.losses.shape
+      ((201, 3), (200,))
+    """
+    model, loss = _resolve(model, loss)
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise InputError(f"optimizer must be an optax.GradientTransformation (optax.sgd(0.1), "
+                         f"functional_fit.registry.optimizer('adam')(0.1), ...), got "
+                         f"{type(optimizer).__name__}")
+    x, y = check_fit_data(x, y)
+    params = check_params("params", params)
+    steps, order, batch_size = _check_length(x.shape[0], steps, order, batch_size)
+    check_model(model, loss, params, x, y)
+    run = train_jit(params, x, y, optimizer, model=model, loss=loss, steps=steps, order=order,
+                    batch_size=batch_size)
+    return _finite("train", run.result, None)
+
+
+# --------------------------------------------------------------------------- the lecture's fits
+
+
+def _lecture_fit(where, name, w0, x, y, lr, model, loss, *, steps=None, order=None,
+                 batch_size=None) -> FitResult:
+    """A lecture fit: the registry's optax recipe `name` with the learning rate traced."""
+    model, loss = _resolve(model, loss)
+    x, y = _checks.data(x, y)
+    w0 = _checks.vector("w0", w0)
+    size = {_models.linear: 2}.get(model)
+    if size is not None and w0.shape != (size,):
+        raise InputError(f"w0 must have shape ({size},) for the linear model, got {w0.shape}")
+    for label, arr in (("w0", w0), ("x", x), ("y", y)):
+        check_array_dtype(label, arr)
+    lr = _checks.positive_float("lr", lr)
+    steps, order, batch_size = _check_length(x.shape[0], steps, order, batch_size)
+    run = recipe_jit(jnp.asarray(w0), jnp.asarray(x), jnp.asarray(y), _float(lr), order,
+                     recipe=registry.optimizer(name), model=model, loss=loss, steps=steps,
+                     batch_size=batch_size)
+    return _finite(where, run.result, lr)
 
 
 def _float(value):
@@ -58,165 +350,12 @@ def _float(value):
     return jnp.asarray(value, dtype=jnp.result_type(float))
 
 
-# --------------------------------------------------------------------------- one step
-
-
-def gd_step(w, i, x, y, lr, *, model, loss):
-    """One step of gradient descent with the lecture's decaying step lr / (i + 1).
-
-    Args:
-      w: (p+1,) parameters.
-      i: () the step number, from 0.
-      x, y: (n,) data; the whole data set, or one batch.
-      lr: () the base learning rate.
-      model, loss: see `functional_fit.models`, `functional_fit.losses`.
-
-    Returns:
-      (w, loss): the updated (p+1,) parameters and the () loss before the update.
-    """
-    value, g = jax.value_and_grad(lambda w: loss(model(w, x), y))(w)
-    scale = (_float(lr) / (i + 1)).astype(w.dtype)  # torch: Python float, then the param dtype
-    return w - scale * g, value
-
-
-def sgd_step(w, epoch, x, y, mask, lr, *, model, loss):
-    """One minibatch step with step size lr / (epoch + 1); `mask` (B,) marks real points."""
-    value, g = jax.value_and_grad(lambda w: loss(model(w, x), y, mask))(w)
-    scale = (_float(lr) / (epoch + 1)).astype(w.dtype)
-    return w - scale * g, value
-
-
-def adam_step(w, opt_state, x, y, mask, *, optimizer, model, loss):
-    """One optax step: ``(w, opt_state, batch) -> (w, opt_state, loss)``."""
-    value, g = jax.value_and_grad(lambda w: loss(model(w, x), y, mask))(w)
-    updates, opt_state = optimizer.update(g, opt_state, w)
-    return optax.apply_updates(w, updates), opt_state, value
-
-
-# --------------------------------------------------------------------------- batches
-
-
-def batches(order, batch_size: int):
-    """Cut a batch order into padded batches, as ``DataLoader(drop_last=False)`` cuts it.
-
-    Args:
-      order: (E, n) int, one permutation of range(n) per epoch. May be traced (vmap over it).
-      batch_size: B, a Python int.
-
-    Returns:
-      idx: (E * nb, B) indices into the data, nb = ceil(n / B); padding points at index 0.
-      mask: (E * nb, B) bool, False on padding, or None when B divides n (no padding).
-      epoch: (E * nb,) int, the epoch of each batch.
-    """
-    n_epochs, n = order.shape
-    nb = _data.n_batches(n, batch_size)
-    pad = nb * batch_size - n
-    idx = jnp.pad(order, ((0, 0), (0, pad))).reshape(n_epochs * nb, batch_size)  # (E*nb, B)
-    epoch = jnp.repeat(jnp.arange(n_epochs), nb)  # (E*nb,)
-    if pad == 0:
-        return idx, None, epoch
-    real = (jnp.arange(nb * batch_size) < n).reshape(nb, batch_size)  # (nb, B)
-    return idx, jnp.tile(real, (n_epochs, 1)), epoch  # (E*nb, B)
-
-
-def _with_start(w0, ws):
-    return jnp.concatenate([w0[None], ws])  # (steps+1, p+1)
-
-
-# --------------------------------------------------------------------------- whole fits
-
-
-def gd_scan(w0, x, y, lr, *, model, loss, steps: int) -> FitResult:
-    """Full-batch gradient descent, `steps` steps of `gd_step`, as one `lax.scan`.
-
-    Args:
-      w0: (p+1,) initial parameters; their dtype is the dtype of the parameters throughout.
-      x, y: (n,) data.
-      lr: () base learning rate (traced, so it can be vmapped).
-      model, loss: functions (static).
-      steps: number of steps (static).
-    """
-
-    def body(w, i):
-        w, value = gd_step(w, i, x, y, lr, model=model, loss=loss)
-        return w, (w, value)
-
-    w, (ws, values) = jax.lax.scan(body, w0, jnp.arange(steps))
-    return FitResult(w, _with_start(w0, ws), values)
-
-
-def sgd_scan(w0, x, y, order, lr, *, model, loss, batch_size: int) -> FitResult:
-    """Minibatch SGD over `order` (E, n), lr / (e + 1) in epoch e, as one `lax.scan`."""
-    idx, mask, epoch = batches(order, batch_size)
-    mask = None if mask is None else mask.astype(y.dtype)
-
-    def body(w, batch):
-        i, m, e = batch
-        w, value = sgd_step(w, e, x[i], y[i], m, lr, model=model, loss=loss)
-        return w, (w, value)
-
-    w, (ws, values) = jax.lax.scan(body, w0, (idx, mask, epoch))
-    return FitResult(w, _with_start(w0, ws), values)
-
-
-def adam_scan(w0, x, y, order, lr, *, model, loss, batch_size: int) -> FitResult:
-    """Minibatch Adam (``optax.adam(lr)``, torch's defaults) over `order` (E, n), one `lax.scan`."""
-    idx, mask, _ = batches(order, batch_size)
-    mask = None if mask is None else mask.astype(y.dtype)
-    optimizer = optax.adam(lr)
-
-    def body(carry, batch):
-        w, opt_state = carry
-        i, m = batch
-        w, opt_state, value = adam_step(
-            w, opt_state, x[i], y[i], m, optimizer=optimizer, model=model, loss=loss
-        )
-        return (w, opt_state), (w, value)
-
-    (w, _), (ws, values) = jax.lax.scan(body, (w0, optimizer.init(w0)), (idx, mask))
-    return FitResult(w, _with_start(w0, ws), values)
-
-
-gd_jit = jax.jit(gd_scan, static_argnames=("model", "loss", "steps"))
-sgd_jit = jax.jit(sgd_scan, static_argnames=("model", "loss", "batch_size"))
-adam_jit = jax.jit(adam_scan, static_argnames=("model", "loss", "batch_size"))
-
-
-# --------------------------------------------------------------------------- checked entry points
-
-_KNOWN_SIZES = {_models.linear: 2}
-
-
-def check_inputs(w0, x, y, model, lr):
-    """Check what every fit takes; returns (w0, x, y) as JAX arrays and lr as a float."""
-    x, y = _checks.data(x, y)
-    w0 = _checks.vector("w0", w0)
-    if model in _KNOWN_SIZES and w0.shape != (_KNOWN_SIZES[model],):
-        raise _checks.InputError(
-            f"w0 must have shape ({_KNOWN_SIZES[model]},) for the linear model, got {w0.shape}"
-        )
-    for name, arr in (("w0", w0), ("x", x), ("y", y)):
-        check_array_dtype(name, arr)
-    lr = _checks.positive_float("lr", lr)
-    return jnp.asarray(w0), jnp.asarray(x), jnp.asarray(y), lr
-
-
-def _finite(where: str, result: FitResult, lr: float) -> FitResult:
-    """`result`, or `DivergenceError` at the first step whose loss is non-finite."""
-    _checks.check_finite_fit(where, result.losses, result.params, lr, result=result)
-    return result
-
-
-def _check_batching(order, n, batch_size):
-    batch_size = _checks.positive_int("batch_size", batch_size)
-    order = _data.check_order(order, n)
-    return jnp.asarray(order), batch_size
-
-
 def gradient_descent(
     w0, x, y, *, model=_models.linear, loss=_losses.l1, lr: float = 1.0, steps: int = 100
 ) -> FitResult:
     """Full-batch gradient descent with step lr / (i + 1), the lecture's ``gradient_descent``.
+
+    ``optax.sgd`` with the schedule lr / (i + 1), through `train_scan`.
 
     Args:
       w0: (p+1,) initial parameters (their dtype sets the parameters' dtype).
@@ -242,10 +381,7 @@ def gradient_descent(
       >>> [round(float(v), 4) for v in res.params]
       [-0.2733, 3.4818]
     """
-    w0, x, y, lr = check_inputs(w0, x, y, model, lr)
-    steps = _checks.positive_int("steps", steps)
-    res = gd_jit(w0, x, y, _float(lr), model=model, loss=loss, steps=steps)
-    return _finite("gradient_descent", res, lr)
+    return _lecture_fit("gradient_descent", "gd", w0, x, y, lr, model, loss, steps=steps)
 
 
 def stochastic_gradient_descent(
@@ -266,10 +402,8 @@ def stochastic_gradient_descent(
     Raises:
       InputError, DivergenceError: as in `gradient_descent`.
     """
-    w0, x, y, lr = check_inputs(w0, x, y, model, lr)
-    order, batch_size = _check_batching(order, x.shape[0], batch_size)
-    res = sgd_jit(w0, x, y, order, _float(lr), model=model, loss=loss, batch_size=batch_size)
-    return _finite("stochastic_gradient_descent", res, lr)
+    return _lecture_fit("stochastic_gradient_descent", "sgd", w0, x, y, lr, model, loss,
+                        order=order, batch_size=batch_size)
 
 
 def adam_sgd(
@@ -279,27 +413,24 @@ def adam_sgd(
 
     Arguments and result as in `stochastic_gradient_descent`; the step size is constant.
     """
-    w0, x, y, lr = check_inputs(w0, x, y, model, lr)
-    order, batch_size = _check_batching(order, x.shape[0], batch_size)
-    res = adam_jit(w0, x, y, order, _float(lr), model=model, loss=loss, batch_size=batch_size)
-    return _finite("adam_sgd", res, lr)
-
-
-OPTIMIZERS = ("gd", "sgd", "adam")
+    return _lecture_fit("adam_sgd", "adam", w0, x, y, lr, model, loss, order=order,
+                        batch_size=batch_size)
 
 
 def run(optimizer: str, w0, x, y, *, model=_models.linear, loss=_losses.l1, lr: float,
         steps: int | None = None, order=None, batch_size: int = 10) -> FitResult:
-    """The checked fit named `optimizer`, mirroring `parity.fit.run`.
+    """The lecture fit of the registry optimizer named `optimizer`, mirroring `parity.fit.run`.
 
-    ``"gd"`` is `gradient_descent` for `steps` steps; ``"sgd"`` and ``"adam"`` are
-    `stochastic_gradient_descent` and `adam_sgd` over the batch `order` (epochs, n).
+    A full-batch optimizer (``"gd"``) takes `steps`; a minibatch one (``"sgd"``, ``"adam"``)
+    takes the batch `order` (epochs, n) and `batch_size`. The other is ignored.
     """
-    _checks.choice("optimizer", optimizer, OPTIMIZERS)
-    if optimizer == "gd":
-        return gradient_descent(w0, x, y, model=model, loss=loss, lr=lr, steps=steps)
-    fit = stochastic_gradient_descent if optimizer == "sgd" else adam_sgd
-    return fit(w0, x, y, order, model=model, loss=loss, lr=lr, batch_size=batch_size)
+    opt = registry.optimizer(optimizer)
+    where = {"gd": "gradient_descent", "sgd": "stochastic_gradient_descent", "adam": "adam_sgd"}
+    if opt.batching == "full":
+        return _lecture_fit(where.get(optimizer, optimizer), optimizer, w0, x, y, lr, model, loss,
+                            steps=steps)
+    return _lecture_fit(where.get(optimizer, optimizer), optimizer, w0, x, y, lr, model, loss,
+                        order=order, batch_size=batch_size)
 
 
 def n_steps(n: int, epochs: int, batch_size: int) -> int:
@@ -308,10 +439,16 @@ def n_steps(n: int, epochs: int, batch_size: int) -> int:
 
 
 def full_loss(w, x, y, *, model=_models.linear, loss=_losses.l1):
-    """The loss of parameters `w` (p+1,) on the whole data (n,), as a Python float."""
-    return float(loss(model(jnp.asarray(w), jnp.asarray(x)), jnp.asarray(y)))
+    """The loss of parameters `w` on the whole data, as a Python float."""
+    model, loss = _resolve(model, loss)
+    return float(loss(model(jax.tree.map(jnp.asarray, w), jnp.asarray(x)), jnp.asarray(y)))
 
 
 def as_numpy(result: FitResult) -> FitResult:
     """The same result with numpy arrays (for printing, JSON and comparison)."""
-    return FitResult(*(np.asarray(a) for a in result))
+    return FitResult(*(jax.tree.map(np.asarray, a) for a in result))
+
+
+__all__ = ["FitResult", "Trace", "adam_sgd", "as_numpy", "batches", "check_params",
+           "full_loss", "gradient_descent", "n_steps", "recipe_jit", "run", "step",
+           "stochastic_gradient_descent", "train", "train_jit", "train_scan"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from functional_fit import _checks
+from functional_fit import checks as _checks
 
 
 @jax.custom_jvp
@@ -67,11 +67,3 @@ def l1(y_hat, y, mask=None):
     """
     _checks.same_shape(jnp.shape(y_hat), jnp.shape(y))
     return _mean(abs0(y_hat - y), mask)
-
-
-LOSSES = ("l1", "mse")
-
-
-def get(loss: str):
-    """The loss function named ``loss`` (``"l1"`` or ``"mse"``)."""
-    return {"l1": l1, "mse": mse}[_checks.choice("loss", loss, LOSSES)]

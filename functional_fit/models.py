@@ -5,15 +5,17 @@ Each works under `jax.grad`, `jax.jit` and `jax.vmap` (vmap over w for many para
 The torch twins, written as ``nn.Module`` the way the lecture writes them, are in
 `parity.models`.
 
+Models are named in `functional_fit.registry` (``"linear"``, ``"poly"``, ``"sine"``).
+
 Dtypes follow JAX's promotion, which here matches torch's: float32 parameters meeting float64
 data give float64 predictions (the lecture's mix).
 """
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
-from functional_fit import _checks
 
 
 def linear(w, x):
@@ -56,22 +58,65 @@ def polynomial(w, x):
     return jnp.sum(terms, axis=0)  # (n,)
 
 
-MODELS = ("linear", "poly")
+def sine(w, x):
+    """A sine wave, w[0] + w[1] * sin(w[2] * x): a model that is not linear in its parameters.
+
+    The README's worked example of adding a model: this function, `parity.models.SineModel`,
+    and one line in each registry (`functional_fit.registry`, `parity.registry`).
+
+    Args:
+      w: (3,) offset, amplitude and frequency.
+      x: (n,) inputs.
+
+    Returns:
+      (n,) predictions.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> sine(jnp.array([1.0, 2.0, 0.0]), jnp.array([0.5])).tolist()
+      [1.0]
+    """
+    return w[0] + w[1] * jnp.sin(w[2] * x)  # () + () * (n,) -> (n,)
 
 
-def n_params(model: str, degree: int = 2) -> int:
-    """Length of the parameter vector of a model named in `MODELS`."""
-    _checks.choice("model", model, MODELS)
-    if model == "linear":
-        return 2
-    return _checks.nonnegative_int("degree", degree) + 1
+#: The MLP's activations, as torch computes them (GELU in its exact, erf form).
+ACTIVATIONS = {
+    "tanh": jnp.tanh,
+    "relu": jax.nn.relu,
+    "sigmoid": jax.nn.sigmoid,
+    "gelu": lambda z: jax.nn.gelu(z, approximate=False),
+}
 
 
-def get(model: str):
-    """The model function named ``model`` (``"linear"`` or ``"poly"``)."""
-    return {"linear": linear, "poly": polynomial}[_checks.choice("model", model, MODELS)]
+def mlp(params, x, activation: str = "tanh"):
+    """A multilayer perceptron laid out as the ``state_dict`` of its torch twin.
 
+    `parity.models.MLP(sizes, activation)` is an ``nn.Sequential`` of ``Linear`` layers with
+    an activation between them, so its parameters are named ``"0.weight"`` (out, in),
+    ``"0.bias"`` (out,), ``"2.weight"``, ``"2.bias"``, ...: layer k is ``"{2k}.*"``. The same
+    dict drives this function, so `parity.params.from_module` hands torch's weights over as
+    they are.
 
-def check_params(model: str, w, degree: int = 2):
-    """Check a parameter vector for the named model; returns it as a numpy array."""
-    return _checks.params("w", w, n_params(model, degree), model)
+    Args:
+      params: dict of ``"{2k}.weight"`` (out_k, in_k) and ``"{2k}.bias"`` (out_k,) arrays.
+      x: (n, in_0) inputs; (n,) is taken as (n, 1).
+      activation: ``"tanh"``, ``"relu"``, ``"sigmoid"`` or ``"gelu"`` (exact, as torch's).
+
+    Returns:
+      (n, out) outputs of the last layer (no activation after it), as torch's.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> p = {"0.weight": jnp.ones((2, 1)), "0.bias": jnp.zeros(2),
+      ...      "2.weight": jnp.ones((1, 2)), "2.bias": jnp.zeros(1)}
+      >>> mlp(p, jnp.array([0.0, 1.0]), "relu").tolist()
+      [[0.0], [2.0]]
+    """
+    act = ACTIVATIONS[activation]
+    h = x[:, None] if x.ndim == 1 else x  # (n, in)
+    n_layers = sum(1 for k in params if k.endswith(".weight"))
+    for k in range(n_layers):
+        h = h @ params[f"{2 * k}.weight"].T + params[f"{2 * k}.bias"][None, :]  # (n, out_k)
+        if k < n_layers - 1:
+            h = act(h)
+    return h  # (n, out)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from functional_fit import _checks
+from functional_fit import checks as _checks
 from functional_fit.precision import check_array_dtype
 
 
@@ -38,7 +38,7 @@ def ols(x, y):
       >>> import functional_fit as ff
       >>> with ff.float64():
       ...     x, y = ff.lecture_data()
-      ...     print(ff.ols.ols(x, y).round(8).tolist())
+      ...     print([round(float(v), 8) for v in ff.ols.ols(x, y)])
       [-0.26649881, 2.64187294]
     """
     x, y = _checks.data(x, y)

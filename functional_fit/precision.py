@@ -27,7 +27,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from functional_fit._checks import choice
+from functional_fit.checks import choice
 
 DTYPES = ("lecture", "float64", "float32")
 
@@ -114,7 +114,7 @@ def zeros(size: int, dtype: str = "float64"):
     """
     import jax.numpy as jnp
 
-    from functional_fit._checks import positive_int
+    from functional_fit.checks import positive_int
 
     pol = require(dtype)
     return jnp.zeros(positive_int("size", size), dtype=pol.params)

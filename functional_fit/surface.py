@@ -61,8 +61,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from functional_fit import _checks
-from functional_fit._checks import InputError
+from functional_fit import checks as _checks
+from functional_fit.checks import InputError
 from functional_fit.precision import check_array_dtype
 
 #: The largest grid `loss_surface` accepts: 2**30 points, a float64 output of 8 GiB.
@@ -97,6 +97,52 @@ class PCAPlane(NamedTuple):
     plane: Plane  # origin at the path's last point, u and v orthonormal
     path: jax.Array  # shape=(steps+1, 2) the path's (a, b) coordinates on the plane
     explained: jax.Array  # shape=(2,) fraction of the path's squared spread along u and v
+
+
+# --------------------------------------------------------------------------- pytree parameters
+# A model may take any pytree of parameters (a dict of weight matrices, say). The surface works
+# on flat vectors: `jax.flatten_util.ravel_pytree` flattens the plane, and `Unraveled` gives the
+# model the pytree back. It is a frozen dataclass, hashable by value, so a compiled block is
+# reused for every call with the same model and the same structure.
+
+
+def _is_vector(tree) -> bool:
+    return not isinstance(tree, (dict, tuple)) and np.ndim(tree) == 1 or isinstance(tree, list)
+
+
+@dataclasses.dataclass(frozen=True)
+class Unraveled:
+    """``model(unravel(w), x)`` for a flat w: a model of a pytree, as a model of a vector."""
+
+    model: object
+    treedef: object
+    shapes: tuple
+
+    def unravel(self, w):
+        """The pytree of flat vector `w` (p,)."""
+        sizes = [int(np.prod(s)) for s in self.shapes]
+        parts = jnp.split(w, np.cumsum(sizes)[:-1]) if len(sizes) > 1 else [w]
+        return jax.tree.unflatten(self.treedef, [a.reshape(s) for a, s in zip(parts, self.shapes)])
+
+    def __call__(self, w, x):
+        return self.model(self.unravel(w), x)
+
+
+def flatten(tree):
+    """(flat (p,), unravel) of a parameter pytree; `jax.flatten_util.ravel_pytree`."""
+    from jax.flatten_util import ravel_pytree
+
+    return ravel_pytree(tree)
+
+
+def _unraveled(model, tree) -> Unraveled:
+    leaves, treedef = jax.tree.flatten(tree)
+    return Unraveled(model, treedef, tuple(np.shape(a) for a in leaves))
+
+
+def _tree_plane(plane: Plane, unravel) -> Plane:
+    """A flat plane's vectors as pytrees of the parameters' structure."""
+    return Plane(*(unravel(jnp.asarray(v)) for v in plane))
 
 
 # --------------------------------------------------------------------------- planes
@@ -134,12 +180,16 @@ def random_plane(w, seed: int = 0) -> Plane:
     from `seed`) until it is not parallel to the first.
 
     Args:
-      w: (p+1,) parameters, p+1 >= 2; the plane's origin.
+      w: (p+1,) parameters, p+1 >= 2, or any pytree of them; the plane's origin.
       seed: seed of `jax.random.key`.
 
     Returns:
-      `Plane(w, u, v)`; grid coordinate 1 along u moves every parameter by its own size.
+      `Plane(w, u, v)`, pytrees shaped like `w`; grid coordinate 1 along u moves every
+      parameter by its own size.
     """
+    if not _is_vector(w):  # a pytree: the same on its flattened parameters
+        flat, unravel = flatten(w)
+        return _tree_plane(random_plane(flat, seed), unravel)
     w = jnp.asarray(w)
     if w.shape[0] < 2:
         raise InputError(f"w must have at least 2 parameters for a plane, got shape {w.shape}")
@@ -169,11 +219,19 @@ def pca_plane(path) -> PCAPlane:
     ``(path - path[-1]) @ [u, v]``; its last point is (0, 0).
 
     Args:
-      path: (steps+1, p+1) parameters, e.g. ``FitResult.path``; p+1 >= 2.
+      path: (steps+1, p+1) parameters, e.g. ``FitResult.path``; p+1 >= 2. Or a pytree path,
+        leaves (steps+1, *shape), whose plane is then a pytree too.
 
     Returns:
       `PCAPlane(plane, path (steps+1, 2), explained (2,))`.
     """
+    if isinstance(path, (dict, tuple)) and not hasattr(path, "shape"):  # a pytree path
+        leaves = jax.tree.leaves(path)
+        steps = leaves[0].shape[0]
+        flat = jnp.concatenate([jnp.reshape(a, (steps, -1)) for a in leaves], axis=1)  # (T, p)
+        _, unravel = flatten(jax.tree.map(lambda a: a[0], path))
+        pca = pca_plane(flat)
+        return PCAPlane(_tree_plane(pca.plane, unravel), pca.path, pca.explained)
     path = jnp.asarray(path)
     if path.ndim != 2 or path.shape[1] < 2 or path.shape[0] < 1:
         raise InputError(f"path must have shape (steps+1, p+1) with p+1 >= 2, got {path.shape}")
@@ -391,6 +449,10 @@ def _check_grid(x, y, a_values, b_values, base, coords, plane, out):
             f"grid of {b_values.shape[0]} x {a_values.shape[0]} = {total} points is larger than "
             f"MAX_POINTS = {MAX_POINTS}; compute it in pieces"
         )
+    if plane is not None and not _is_vector(plane[0]):  # a pytree plane: flat vectors inside
+        plane = Plane(*(flatten(v)[0] for v in plane))
+    if base is not None and not _is_vector(base):
+        base = flatten(base)[0]
     if plane is not None:
         if base is not None:
             raise InputError("base cannot be combined with plane (the plane has an origin)")
@@ -453,7 +515,9 @@ def loss_surface(
     ``plane.origin + a_values[i] * plane.u + b_values[j] * plane.v`` instead.
 
     Args:
-      model: pure ``model(w, x) -> (n,)`` with w (p+1,) and x (n,), e.g. `models.linear`.
+      model: pure ``model(w, x) -> (n,)`` with w (p+1,) and x (n,), e.g. `models.linear`;
+        or a model of any parameter pytree, with `plane` (or `base`) pytrees of its structure
+        (flattened inside with `jax.flatten_util.ravel_pytree`).
       loss: pure ``loss(y_hat, y) -> ()``, e.g. `losses.l1`.
       x, y: (n,) data.
       a_values: (na,) values along the first axis (the columns of the result).
@@ -481,6 +545,9 @@ def loss_surface(
       ((50, 50), 1.2097)
     """
     layout = _checks.choice("layout", layout, LAYOUTS)
+    tree = plane[0] if plane is not None else base
+    if tree is not None and not _is_vector(tree):  # pytree parameters: the model unravels
+        model = _unraveled(model, tree)
     data, plane, a_values, b_values = _check_grid(
         x, y, a_values, b_values, base, coords, plane, out
     )
@@ -585,8 +652,105 @@ def _mse_coefficients(model, data, plane, a_values, b_values):
             jnp.mean(vu**2), 2 * jnp.mean(vu * vv), jnp.mean(vv**2))
 
 
+# --------------------------------------------------------------------------- around a fit
+
+DIRECTIONS = ("coords", "random", "pca")
+
+
+class View(NamedTuple):
+    """Where to draw a surface around a fit: what `around_path` and `around_fit` choose."""
+
+    plane: Plane  # through the path's end
+    path: np.ndarray  # shape=(steps+1, p+1) the fit's path
+    on_plane: np.ndarray | None  # shape=(steps+1, 2) the path in the plane's (a, b), or None
+    centre: tuple  # (a, b) of the path's end on the plane
+    labels: tuple  # the a and b axes' labels
+    a_range: tuple  # (a0, a1) covering the path with a margin
+    b_range: tuple  # (b0, b1)
+
+
+def _span(values, margin=0.25, least=0.5):
+    lo, hi = float(np.min(values)), float(np.max(values))
+    pad = max(margin * (hi - lo), least)
+    return lo - pad, hi + pad
+
+
+def around_path(path, *, directions: str = "coords", coords=(0, 1), seed: int = 0,
+                names=None) -> View:
+    """Choose the plane, label its axes and pick the range, for a surface around a path.
+
+    Args:
+      path: (steps+1, p+1) an optimizer's path, e.g. `FitResult.path`; the plane goes
+        through its end.
+      directions: ``"coords"`` (two parameters, the rest held at the end), ``"random"`` (two
+        directions of `random_plane`) or ``"pca"`` (`pca_plane` of the path).
+      coords: the two parameters of ``"coords"``.
+      seed: the seed of ``"random"``.
+      names: optional parameter names by index (``("intercept", "slope")``) for the labels.
+
+    Returns:
+      `View`; the range covers the path's projection with a margin (``"random"``: -1..1).
+    """
+    directions = _checks.choice("directions", directions, DIRECTIONS)
+    path = np.asarray(path)
+    if path.ndim != 2 or path.shape[0] < 1:
+        raise InputError(f"path must have shape (steps+1, p+1), got {path.shape}")
+    size = path.shape[1]
+    if directions != "coords" and size < 2:
+        raise InputError("directions random and pca need a model with at least 2 parameters")
+    end = path[-1]
+    if directions == "coords":
+        i, j = _check_coords(coords, size)
+        plane = coords_plane(jnp.asarray(end), (i, j))
+        on_plane = path[:, [i, j]]  # (steps+1, 2)
+        names = dict(enumerate(names or ()))
+        labels = tuple(f"{names[c]} w[{c}]" if c in names else f"w[{c}]" for c in (i, j))
+        centre = (float(end[i]), float(end[j]))
+    elif directions == "random":
+        plane = random_plane(jnp.asarray(end), seed=seed)
+        on_plane, labels = None, ("a (random direction u)", "b (random direction v)")
+        centre = (0.0, 0.0)
+    else:
+        pca = pca_plane(jnp.asarray(path))
+        plane, on_plane = pca.plane, np.asarray(pca.path)
+        labels = tuple(f"PC{k + 1} ({100 * float(e):.1f}% of the path)"
+                       for k, e in enumerate(pca.explained))
+        centre = (0.0, 0.0)
+    plane = Plane(*(np.asarray(v, dtype=path.dtype) for v in plane))
+    if on_plane is None:
+        a_range = b_range = (-1.0, 1.0)
+    else:
+        a_range, b_range = _span(on_plane[:, 0]), _span(on_plane[:, 1])
+    return View(plane, path, on_plane, centre, labels, a_range, b_range)
+
+
+def around_fit(model, loss, x, y, w0, *, lr: float, steps: int, directions: str = "coords",
+               coords=(0, 1), seed: int = 0, names=None) -> View:
+    """Fit the centre with the lecture's gradient descent, then `around_path` of its path.
+
+    Args:
+      model, loss: the surface's model and loss.
+      x, y: (n,) data.
+      w0: (p+1,) the fit's start (its dtype is the parameters').
+      lr, steps: `functional_fit.fit.gradient_descent`'s settings.
+      directions, coords, seed, names: as in `around_path`.
+
+    Raises:
+      DivergenceError: the fit diverged (lower `lr`).
+    """
+    from functional_fit import fit
+
+    res = fit.gradient_descent(w0, x, y, model=model, loss=loss, lr=lr, steps=steps)
+    return around_path(np.asarray(res.path), directions=directions, coords=coords, seed=seed,
+                       names=names)
+
+
 __all__ = [
     "CHUNK_POINTS",
+    "DIRECTIONS",
+    "View",
+    "around_fit",
+    "around_path",
     "MAX_POINTS",
     "PCAPlane",
     "Plane",

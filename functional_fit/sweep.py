@@ -44,6 +44,7 @@ parameters may be nan or inf.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -53,13 +54,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from functional_fit import _checks, data as _data, fit as _fit, losses as _losses, models as _models
-from functional_fit._checks import InputError
-from functional_fit.precision import check_array_dtype
+import optax
 
-OPTIMIZERS = ("gd", "sgd", "adam")
-#: How a sweep differentiates the model: `jacobian_vjp` (fast), or JAX's autodiff as is.
-MODEL_GRADS = ("jacobian", "autodiff")
+from functional_fit import checks as _checks, data as _data, fit as _fit, losses as _losses
+from functional_fit import models as _models, registry
+from functional_fit.checks import InputError
+
+#: How a sweep differentiates the model: `jacobian_vjp` (fast for a model linear in its
+#: parameters), JAX's autodiff as is, or "auto": the first for the registry's models that are
+#: linear in their parameters, the second for every other model.
+MODEL_GRADS = ("auto", "jacobian", "autodiff")
 
 #: Seed recorded for GD runs, which use no batch order.
 NO_SEED = -1
@@ -74,11 +78,12 @@ class SweepResult(NamedTuple):
 
     lr: np.ndarray  # shape=(R,) the run's learning rate
     seed: np.ndarray  # shape=(R,) int, the seed of the run's batch order; NO_SEED (-1) for GD
-    init: np.ndarray  # shape=(R,) int, the row of w0s the run started from
-    params: jax.Array  # shape=(R, p+1) the parameters after the last step
+    init: np.ndarray  # shape=(R,) int, the start (row of w0s) the run began from
+    params: jax.Array  # pytree of the starts' structure, leaves (R, *shape): final parameters
     loss: jax.Array  # shape=(R,) the loss on the whole data at the final parameters
     diverged: jax.Array  # shape=(R,) bool: a step loss, a final parameter or `loss` not finite
-    paths: jax.Array | None  # shape=(R, steps+1, p+1) with return_paths=True, else None
+    paths: jax.Array | None  # leaves (R, steps+1, *shape) with return_paths=True, else None
+    diverged_at: jax.Array | None = None  # shape=(R,) int: first step with a non-finite loss, or -1
 
 
 # --------------------------------------------------------------------------- traceable core
@@ -98,7 +103,7 @@ def jacobian_vjp(model: Callable) -> Callable:
     Cached, so the same model gives the same wrapper and a sweep compiles once.
 
     Args:
-      model: ``model(w, x) -> y_hat``, w (p+1,), x (B,), y_hat (B,).
+      model: ``model(w, x) -> y_hat``; w (p+1,) or any pytree, x (B,), y_hat (B,).
 
     Returns:
       ``model(w, x)`` with a custom VJP; x gets a zero cotangent (data is not differentiated).
@@ -113,30 +118,36 @@ def jacobian_vjp(model: Callable) -> Callable:
 
     def bwd(res, ct):
         w, x = res
-        jac = jax.jacfwd(model)(w, x)  # (B, p+1)
-        g = jnp.sum(ct[None, :] * jac.T, axis=1)  # (p+1, B) summed over B -> (p+1,)
-        return g.astype(w.dtype), jnp.zeros_like(x)
+        jac = jax.jacfwd(model)(w, x)  # like w, each leaf (B, *out, *shape)
+
+        def leaf_grad(j, leaf):
+            if ct.ndim == 1:  # (B,): the order autodiff's transpose sums in, see above
+                jt = jnp.moveaxis(j, 0, -1)  # (*shape, B)
+                return jnp.sum(ct.reshape((1,) * (jt.ndim - 1) + ct.shape) * jt, axis=-1)
+            return jnp.tensordot(ct, j, axes=ct.ndim)  # (*shape,)
+
+        g = jax.tree.map(lambda j, leaf: leaf_grad(j, leaf).astype(leaf.dtype), jac, w)
+        return g, jnp.zeros_like(x)
 
     wrapped.defvjp(fwd, bwd)
     return wrapped
 
 
-def _one_fit(w0, lr, order, x, y, *, optimizer, model, loss, length, batch_size, return_paths):
-    """One run: the fit's scan, reduced to (params, final loss, diverged, path or None)."""
-    if optimizer == "gd":
-        res = _fit.gd_scan(w0, x, y, lr, model=model, loss=loss, steps=length)
-    elif optimizer == "sgd":
-        res = _fit.sgd_scan(w0, x, y, order, lr, model=model, loss=loss, batch_size=batch_size)
-    else:
-        res = _fit.adam_scan(w0, x, y, order, lr, model=model, loss=loss, batch_size=batch_size)
-    final = loss(model(res.params, x), y)  # () on the whole data
-    finite = jnp.all(jnp.isfinite(res.losses)) & jnp.all(jnp.isfinite(res.params))
+def _one_fit(w0, lr, order, x, y, *, recipe, model, loss, steps, batch_size, return_paths):
+    """One run: the fit's scan, reduced to (params, final loss, diverged, first bad step, path)."""
+    per_epoch = 1 if order is None else _data.n_batches(order.shape[1], batch_size)
+    run = _fit.train_scan(w0, x, y, recipe(lr, per_epoch), model=model, loss=loss, steps=steps,
+                          order=order, batch_size=batch_size, trace=return_paths)
+    params = run.result.params
+    final = loss(model(params, x), y)  # () on the whole data
+    finite = (run.first_bad < 0) & jnp.all(
+        jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(params)]))
     diverged = ~(finite & jnp.isfinite(final))
-    return res.params, final, diverged, (res.path if return_paths else None)
+    return params, final, diverged, run.first_bad, (run.result.path if return_paths else None)
 
 
 def sweep_scan(
-    optimizer: str,
+    recipe,
     w0s,
     x,
     y,
@@ -155,8 +166,9 @@ def sweep_scan(
     return_paths static, as `sweep_jit` does.
 
     Args:
-      optimizer: ``"gd"``, ``"sgd"`` or ``"adam"``.
-      w0s: (P, p+1) the initial parameters of each pair.
+      recipe: ``recipe(lr, steps_per_epoch) -> optax.GradientTransformation``, e.g. an entry of
+        `functional_fit.registry.OPTIMIZERS` (static: frozen and hashable).
+      w0s: the initial parameters of each pair, leaves (P, *shape).
       x, y: (n,) data.
       lrs: (P,) the learning rate of each pair (JAX's default float).
       orders: (S, E, n) int batch orders, one per seed (SGD, Adam); None for GD (S = 1).
@@ -166,11 +178,12 @@ def sweep_scan(
       return_paths: also return every run's path.
 
     Returns:
-      (params (S, P, p+1), loss (S, P), diverged (S, P) bool, paths (S, P, steps+1, p+1) or None).
+      (params (S, P, *shape), loss (S, P), diverged (S, P) bool, first bad step (S, P) int,
+      paths (S, P, steps+1, *shape) or None).
     """
     one = functools.partial(
-        _one_fit, x=x, y=y, optimizer=optimizer, model=model, loss=loss,
-        length=steps, batch_size=batch_size, return_paths=return_paths,
+        _one_fit, x=x, y=y, recipe=recipe, model=model, loss=loss,
+        steps=steps, batch_size=batch_size, return_paths=return_paths,
     )
     # Inner: the pairs share one order, so each step's batch x[i], y[i] is gathered once.
     pairs = jax.vmap(one, in_axes=(0, 0, None))  # (P, ...) for one order
@@ -182,7 +195,7 @@ def sweep_scan(
 
 sweep_jit = jax.jit(
     sweep_scan,
-    static_argnames=("optimizer", "model", "loss", "steps", "batch_size", "return_paths"),
+    static_argnames=("recipe", "model", "loss", "steps", "batch_size", "return_paths"),
 )
 
 
@@ -197,28 +210,71 @@ def _check_lrs(lrs) -> np.ndarray:
     return lrs
 
 
-def _check_w0s(w0s, x, y, model) -> np.ndarray:
-    """w0s as a numpy array (I, p+1); a single (p+1,) vector gives I = 1."""
+def _check_w0s(w0s, x, y, model, loss):
+    """The starts as one pytree with a leading axis I, checked; and I.
+
+    One start is an array (p+1,) or any pytree; several are an (I, p+1) array or a list of
+    pytrees of one structure.
+    """
     if hasattr(w0s, "detach"):  # a torch tensor
         w0s = w0s.detach().cpu().numpy()
-    arr = np.asarray(w0s)
-    if arr.ndim == 1:
-        arr = arr[None]  # (1, p+1)
-    if arr.ndim != 2 or arr.shape[0] == 0:
-        raise InputError(f"w0s must have shape (p+1,) or (I, p+1), got {np.shape(w0s)}")
-    for i, row in enumerate(arr):  # the single fit's checks, row by row (I is small)
-        try:
-            _fit.check_inputs(row, x, y, model, 1.0)
-        except InputError as exc:
-            raise InputError(f"w0s[{i}]: {exc}") from None
-    check_array_dtype("w0s", arr)
-    return arr
+    if isinstance(w0s, (list, tuple)) and w0s and not np.isscalar(w0s[0]):
+        starts = list(w0s)  # several starts, each a pytree
+    elif isinstance(w0s, (list, tuple)) or hasattr(w0s, "shape"):
+        arr = np.asarray(w0s)
+        if arr.ndim not in (1, 2) or arr.size == 0:
+            raise InputError(f"w0s must have shape (p+1,) or (I, p+1), got {arr.shape}")
+        starts = list(arr) if arr.ndim == 2 else [arr]
+    else:
+        starts = [w0s]
+    checked = []
+    for i, start in enumerate(starts):
+        name = "w0s" if len(starts) == 1 else f"w0s[{i}]"
+        start = _fit.check_params(name, start)
+        if jax.tree.structure(start) != jax.tree.structure(_fit.check_params(name, starts[0])):
+            raise InputError(f"{name}: every start must have the structure of the first")
+        checked.append(start)
+    w = checked[0]
+    size = {_models.linear: 2}.get(model)
+    if size is not None and np.shape(w) != (size,):
+        raise InputError(f"w0s: the linear model takes 2 parameters, got shape {np.shape(w)}")
+    _fit.check_model(model, loss, w, x, y)
+    return jax.tree.map(lambda *leaves: np.stack([np.asarray(a) for a in leaves]), *checked), len(checked)
 
 
-def _check_seeds(optimizer, seeds) -> np.ndarray | None:
-    if optimizer == "gd":
+@dataclasses.dataclass(frozen=True)
+class LrRecipe:
+    """A user's ``lr -> optax.GradientTransformation`` as a sweep recipe (hashable, static)."""
+
+    make: Callable
+
+    def __call__(self, lr, steps_per_epoch: int = 1):
+        del steps_per_epoch
+        return self.make(lr)
+
+
+def _check_optimizer(optimizer, steps, epochs):
+    """(recipe, batching) of a registry name or of a function ``lr -> GradientTransformation``."""
+    if isinstance(optimizer, str):
+        opt = registry.optimizer(optimizer)
+        return opt, opt.batching
+    if isinstance(optimizer, optax.GradientTransformation) or not callable(optimizer):
+        raise InputError("optimizer must be a registry name ('gd', 'sgd', 'adam', ...) or a "
+                         "function lr -> optax.GradientTransformation, e.g. "
+                         "lambda lr: optax.sgd(lr, momentum=0.9)")
+    try:
+        made = jax.eval_shape(lambda lr: optimizer(lr).init(jnp.zeros(1)), 1.0)
+    except Exception as exc:
+        raise InputError(f"optimizer: calling it with a learning rate failed ({type(exc).__name__}: "
+                         f"{exc}); it must be a function lr -> optax.GradientTransformation") from None
+    del made
+    return LrRecipe(optimizer), ("minibatch" if epochs is not None else "full")
+
+
+def _check_seeds(batching, seeds) -> np.ndarray | None:
+    if batching == "full":
         if seeds is not None:
-            raise InputError("seeds: gradient descent uses the whole data every step, no batch "
+            raise InputError("seeds: a full-batch fit uses the whole data every step, no batch "
                              "order; pass seeds=None")
         return None
     seeds = [0] if seeds is None else list(np.atleast_1d(np.asarray(seeds)))
@@ -227,14 +283,14 @@ def _check_seeds(optimizer, seeds) -> np.ndarray | None:
     return np.array([_checks.nonnegative_int("seeds", s) for s in seeds], dtype=np.int64)
 
 
-def _check_length(optimizer, steps, epochs, batch_size):
-    """(steps or epochs, batch_size) for `optimizer`; InputError naming the misplaced one."""
-    if optimizer == "gd":
+def _check_length(batching, steps, epochs, batch_size):
+    """(steps or epochs, batch_size) for the batching; InputError naming the misplaced one."""
+    if batching == "full":
         if epochs is not None:
-            raise InputError("epochs: gradient descent counts steps; pass steps, not epochs")
+            raise InputError("epochs: a full-batch fit counts steps; pass steps, not epochs")
         return _checks.positive_int("steps", 100 if steps is None else steps), None
     if steps is not None:
-        raise InputError(f"steps: {optimizer} counts epochs (passes over the data); pass "
+        raise InputError("steps: a minibatch fit counts epochs (passes over the data); pass "
                          "epochs, not steps")
     epochs = _checks.positive_int("epochs", 100 if epochs is None else epochs)
     return epochs, _checks.positive_int("batch_size", batch_size)
@@ -256,8 +312,17 @@ def _pad(a: np.ndarray, size: int) -> np.ndarray:
     return a if pad == 0 else np.concatenate([a, np.repeat(a[-1:], pad, axis=0)])
 
 
+def _model_grad(model_grad, model):
+    """The model as the sweep differentiates it (see `MODEL_GRADS`)."""
+    if model_grad == "auto":
+        name = registry.name_of(model, registry.MODELS)
+        linear = name is not None and registry.MODELS[name].linear_in_params
+        model_grad = "jacobian" if linear else "autodiff"
+    return jacobian_vjp(model) if model_grad == "jacobian" else model
+
+
 def sweep(
-    optimizer: str,
+    optimizer,
     w0s,
     x,
     y,
@@ -273,23 +338,29 @@ def sweep(
     chunk_size: int | None = None,
     progress: Callable[[int], None] | None = None,
     devices=None,
-    model_grad: str = "jacobian",
+    model_grad: str = "auto",
 ) -> SweepResult:
     """Fit every combination of learning rate, start and batch order, vmapped and compiled.
 
     Args:
-      optimizer: ``"gd"`` (`fit.gradient_descent`), ``"sgd"`` (`fit.stochastic_gradient_descent`)
-        or ``"adam"`` (`fit.adam_sgd`); the step sizes are theirs.
-      w0s: (p+1,) one start, or (I, p+1) several; their dtype is the parameters' dtype.
-      x, y: (n,) data.
+      optimizer: a name of `functional_fit.registry` (``"gd"``, ``"sgd"``, ``"adam"``: the
+        lecture's fits, `fit.gradient_descent`, `fit.stochastic_gradient_descent`,
+        `fit.adam_sgd`), or any function ``lr -> optax.GradientTransformation`` (e.g.
+        ``lambda lr: optax.sgd(lr, momentum=0.9)``), full-batch with `steps`, minibatch with
+        `epochs`.
+      w0s: one start, an array (p+1,) or any pytree; or several, an (I, p+1) array or a list
+        of pytrees; their dtypes are the parameters' dtypes.
+      x: (n,) or (n, d) inputs; y: (n, ...) targets.
       lrs: (L,) learning rates, > 0 (a scalar is one).
-      model, loss: as in `functional_fit.fit` (any model and loss of the toolkit).
-      steps: GD's number of steps (default 100). Not for SGD and Adam.
-      epochs: SGD's and Adam's passes over the data (default 100). Not for GD.
-      batch_size: B of SGD and Adam (default 10); ignored by GD.
+      model, loss: as in `functional_fit.fit.train` (any pure functions).
+      steps: a full-batch fit's number of steps (default 100).
+      epochs: a minibatch fit's passes over the data (default 100).
+      batch_size: B of a minibatch fit (default 10).
       seeds: (S,) seeds of the batch orders, ``batch_order(n, epochs, seed)`` (default [0]).
-        Must be None for GD.
-      return_paths: also return the paths, (R, steps+1, p+1); memory grows with R * steps.
+        Must be None for a full-batch fit.
+      return_paths: also return the paths, leaves (R, steps+1, *shape); memory grows with
+        R * steps. Without it a run keeps no per-step array: its divergence (and first
+        non-finite step, ``diverged_at``) is recorded inside the scan.
       chunk_size: run at most this many (w0, lr) pairs per compiled call (rounded up to a
         multiple of the device count), all chunks of one shape so it compiles once; None runs
         all pairs in one call. For progress reports; one call is fastest.
@@ -297,7 +368,8 @@ def sweep(
       devices: the devices to split the runs across (default all of `jax.devices()`).
       model_grad: ``"jacobian"`` differentiates the model through `jacobian_vjp` (the same
         values, 3-4x faster on the CPU for the degree-12 model); ``"autodiff"`` vmaps the
-        single fit's own graph unchanged.
+        single fit's own graph unchanged; ``"auto"`` (default) takes the first for the
+        registry's models linear in their parameters and the second otherwise.
 
     Returns:
       `SweepResult` of R = S * I * L runs, seed-major, then start, then learning rate.
@@ -316,30 +388,28 @@ def sweep(
       >>> np.round(np.asarray(res.loss), 4).tolist(), np.asarray(res.diverged).tolist()
       ([4.2388, 3.919, inf], [False, False, True])
     """
-    _checks.choice("optimizer", optimizer, OPTIMIZERS)
     _checks.choice("model_grad", model_grad, MODEL_GRADS)
-    x, y = _checks.data(x, y)
-    for name, arr in (("x", x), ("y", y)):
-        check_array_dtype(name, arr)
-    w0s = _check_w0s(w0s, x, y, model)
+    model, loss = _fit._resolve(model, loss)
+    recipe, batching = _check_optimizer(optimizer, steps, epochs)
+    x, y = _fit.check_fit_data(x, y)
+    w0s, n_init = _check_w0s(w0s, x, y, model, loss)
     lrs = _check_lrs(lrs)
-    length, batch_size = _check_length(optimizer, steps, epochs, batch_size)
-    seeds = _check_seeds(optimizer, seeds)
+    length, batch_size = _check_length(batching, steps, epochs, batch_size)
+    seeds = _check_seeds(batching, seeds)
     mesh = _mesh(devices)
     n_dev = 1 if mesh is None else mesh.size
 
     # The pairs (w0, lr): start-major, learning rate fastest.
-    n_init, n_lr = w0s.shape[0], lrs.shape[0]
-    pair_w0 = np.repeat(w0s, n_lr, axis=0)  # (P, p+1), P = I * L
+    n_lr = lrs.shape[0]
+    pair_w0 = jax.tree.map(lambda a: np.repeat(a, n_lr, axis=0), w0s)  # leaves (P, *shape)
     pair_lr = np.tile(lrs, n_init)  # (P,)
     n_pairs = n_init * n_lr
     chunk = n_pairs if chunk_size is None else min(_checks.positive_int("chunk_size", chunk_size), n_pairs)
     chunk = math.ceil(chunk / n_dev) * n_dev  # every device gets the same share
     n_chunks = math.ceil(n_pairs / chunk)
-    pair_w0 = _pad(pair_w0, n_chunks * chunk)
+    pair_w0 = jax.tree.map(lambda a: _pad(a, n_chunks * chunk), pair_w0)
     pair_lr = _pad(pair_lr, n_chunks * chunk)
 
-    xj, yj = jnp.asarray(x), jnp.asarray(y)
     orders = None
     if seeds is not None:
         n = x.shape[0]
@@ -347,38 +417,41 @@ def sweep(
     lr_dtype = jnp.result_type(float)  # as fit._float: torch keeps Python floats in double
     shard = None if mesh is None else jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
     kwargs = dict(
-        optimizer=optimizer, loss=loss, return_paths=return_paths,
-        model=jacobian_vjp(model) if model_grad == "jacobian" else model,
-        steps=length if optimizer == "gd" else None,
-        batch_size=None if optimizer == "gd" else batch_size,
+        recipe=recipe, loss=loss, return_paths=return_paths, model=_model_grad(model_grad, model),
+        steps=length if batching == "full" else None,
+        batch_size=None if batching == "full" else batch_size,
     )
     n_seeds = 1 if seeds is None else seeds.shape[0]
     outs = []
     for c in range(n_chunks):
         part = slice(c * chunk, (c + 1) * chunk)
-        w0c = jnp.asarray(pair_w0[part])  # (chunk, p+1)
+        w0c = jax.tree.map(lambda a: jnp.asarray(a[part]), pair_w0)  # leaves (chunk, *shape)
         lrc = jnp.asarray(pair_lr[part], dtype=lr_dtype)  # (chunk,)
         if shard is not None:
             w0c, lrc = jax.device_put(w0c, shard), jax.device_put(lrc, shard)
-        out = sweep_jit(w0s=w0c, x=xj, y=yj, lrs=lrc, orders=orders, **kwargs)
+        out = sweep_jit(w0s=w0c, x=x, y=y, lrs=lrc, orders=orders, **kwargs)
         outs.append(jax.block_until_ready(out))
         if progress is not None:
             progress(n_seeds * min(chunk, n_pairs - c * chunk))
 
-    def gather(i):  # concatenate the chunks along the pair axis, trim, flatten to (R, ...)
-        parts = [o[i] for o in outs]
+    def gather(*parts):  # the chunks along the pair axis, trimmed, flattened to (R, ...)
         a = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=1)
         a = a[:, :n_pairs]  # (S, P, ...)
         return a.reshape((n_seeds * n_pairs,) + a.shape[2:])
 
+    params, final, diverged, first_bad, paths = (
+        None if outs[0][i] is None else jax.tree.map(gather, *[o[i] for o in outs])
+        for i in range(5)
+    )
     return SweepResult(
         lr=np.tile(lrs, n_seeds * n_init),
         seed=np.repeat(np.full(1, NO_SEED) if seeds is None else seeds, n_pairs),
         init=np.tile(np.repeat(np.arange(n_init), n_lr), n_seeds),
-        params=gather(0),
-        loss=gather(1),
-        diverged=gather(2),
-        paths=gather(3) if return_paths else None,
+        params=params,
+        loss=final,
+        diverged=diverged,
+        paths=paths,
+        diverged_at=first_bad,
     )
 
 
@@ -397,7 +470,7 @@ def log_lrs(start: float, stop: float, count: int) -> np.ndarray:
 
 def as_numpy(result: SweepResult) -> SweepResult:
     """The same result with numpy arrays (for printing, JSON and comparison)."""
-    return SweepResult(*(None if a is None else np.asarray(a) for a in result))
+    return SweepResult(*(None if a is None else jax.tree.map(np.asarray, a) for a in result))
 
 
 def best(result: SweepResult) -> int | None:

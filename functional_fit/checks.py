@@ -74,6 +74,8 @@ def vector(name: str, value, dtype=None) -> np.ndarray:
         raise InputError(f"{name} must be a 1-D array of numbers: {exc}") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise InputError(f"{name} must be a 1-D array of numbers, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise InputError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     if arr.ndim != 1:
         raise InputError(f"{name} must be 1-D of shape (n,), got shape {arr.shape}")
     if arr.size == 0:
@@ -83,6 +85,34 @@ def vector(name: str, value, dtype=None) -> np.ndarray:
     if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
         bad = int(np.flatnonzero(~np.isfinite(arr))[0])
         raise InputError(f"{name} contains a non-finite value ({arr[bad]}) at index {bad}")
+    return arr
+
+
+def array(name: str, value, ndims=(1,)) -> np.ndarray:
+    """`value` as a non-empty, finite numpy array of numbers with ndim in `ndims`.
+
+    Accepts numpy arrays, JAX arrays, torch tensors (detached) and sequences; refuses complex
+    numbers, objects and strings, naming `name`.
+    """
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise InputError(f"{name} must be an array of numbers: {exc}") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise InputError(f"{name} must be an array of real numbers, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise InputError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim not in ndims:
+        want = " or ".join(f"{d}-D" for d in ndims)
+        raise InputError(f"{name} must be {want}, got shape {arr.shape}")
+    if arr.size == 0:
+        raise InputError(f"{name} is empty: need at least one data point")
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        at = int(bad[0]) if bad.size == 1 else tuple(int(i) for i in bad)
+        raise InputError(f"{name} contains a non-finite value ({arr[tuple(bad)]}) at index {at}")
     return arr
 
 
@@ -168,9 +198,10 @@ def divergence_error(where: str, step: int, loss, lr, result=None) -> Divergence
     else:
         loss = float(loss)
         what = f"the loss became {loss} at step {step}"
+    setting = "the learning rate" if lr is None else f"lr={float(lr):g}"
     return DivergenceError(
-        f"{where}: the fit diverged: {what}, counting steps from 0; lr={float(lr):g} is too "
-        "large for the data's scale, or the model overflows on the data: lower lr or rescale "
+        f"{where}: the fit diverged: {what}, counting steps from 0; {setting} is too "
+        "large for the data's scale, or the model overflows on the data: lower it or rescale "
         "x and y",
         step=step,
         loss=loss,
