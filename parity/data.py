@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler, TensorDataset
 
-from functional_fit import _checks
+from functional_fit import checks as _checks
 from functional_fit.data import check_order
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}

@@ -1,67 +1,169 @@
-"""The lecture's torch training loops (cells 48, 59 and 63), extended only as the parity needs.
+"""Training the torch way: one ``zero_grad / backward / step`` loop for every fit.
 
-Each keeps the lecture's shape: a Python loop, ``loss.backward()``, in-place updates under
-``torch.no_grad()`` (or ``torch.optim.Adam``), ``model.zero_grad()``, a ``DataLoader`` for
-minibatches, and a list of ``model.numpy_parameters()`` returned as an array of shape
-(steps+1, p+1). Two extensions: ``order``, the shared batch order (`parity.data.OrderSampler`),
-so the torch and JAX trajectories can be compared step by step; and the parameter dtype, which
-is the model's (`parity.models`).
+`train` is the loop a torch user writes: a ``DataLoader`` (fed the shared batch order through
+`parity.data.OrderSampler`, or the whole data each step), then ``optimizer.zero_grad()``,
+``loss.backward()``, ``optimizer.step()`` and, when given, ``scheduler.step()``. It records
+every parameter of the module's ``state_dict`` after every step, as numpy.
 
-Without ``order`` they shuffle with ``DataLoader(shuffle=True)`` exactly as the lecture does.
+The lecture's fits (cells 48, 59 and 63), `gradient_descent`, `stochastic_gradient_descent` and
+`adam_sgd`, keep their names and signatures and are thin wrappers of `train`: the first two
+with the lecture's hand-written update as an optimizer (`parity.optim.LectureSGD`), the third
+with ``torch.optim.Adam``. They return the lecture's ``numpy_parameters()`` path, an array of
+shape (steps+1, p+1). Without ``order`` they shuffle with ``DataLoader(shuffle=True)`` exactly
+as the lecture does.
 
-Divergence: each loop stops at the first step whose loss is non-finite and raises
-`functional_fit._checks.DivergenceError` naming that step (from 0), as `functional_fit.fit`
-does for the same fit; ``.result`` is the path so far, (step+1, p+1). Non-finite parameters
-after the last step raise it too.
+Divergence: the loop stops at the first step whose loss is non-finite and raises
+`functional_fit.checks.DivergenceError` naming that step (from 0), as `functional_fit.fit` does
+for the same fit; ``.result`` is what was computed so far (a `TrainResult` from `train`, the
+(step+1, p+1) path from the lecture's fits). Non-finite parameters after the last step raise it
+too.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
-from torch.optim import Adam
 from torch.utils.data import DataLoader, TensorDataset
 
-from functional_fit._checks import divergence_error
+from functional_fit import checks as _checks
+from functional_fit.checks import DivergenceError, InputError, divergence_error
+from functional_fit.data import check_order
+from parity import registry
 from parity.data import OrderSampler
+from parity.optim import LectureSGD
 
 
-def run(optimizer, model, loss_fn, x, y, *, lr, steps=None, order=None, batch_size=10):
-    """The lecture's loop named `optimizer`, mirroring `functional_fit.fit.run`.
+class TrainResult(NamedTuple):
+    """What `train` returns; names are the module's ``state_dict`` keys."""
 
-    ``"gd"`` runs `gradient_descent` for `steps` steps on tensors x, y (n,); ``"sgd"`` and
-    ``"adam"`` run `stochastic_gradient_descent` and `adam_sgd` on ``TensorDataset(x, y)``
-    over the batch `order` (epochs, n). Returns the (steps+1, p+1) path.
-    """
-    from functional_fit._checks import choice
-
-    choice("optimizer", optimizer, ("gd", "sgd", "adam"))
-    if optimizer == "gd":
-        return gradient_descent(model, loss_fn, x, y, lr=lr, nsteps=steps)
-    fit = stochastic_gradient_descent if optimizer == "sgd" else adam_sgd
-    return fit(model, loss_fn, TensorDataset(x, y), lr=lr, nepochs=len(order),
-               batch_size=batch_size, order=order)
+    params: dict  # name -> array of the parameter's shape, after the last step
+    path: dict  # name -> (steps+1, *shape): before the first and after every step
+    losses: np.ndarray  # shape=(steps,) each step's batch loss, before its update
 
 
-def _loader(dataset, batch_size, nepochs, order):
-    if order is None:
+def _snapshot(module) -> dict:
+    return {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
+
+
+def _loader(dataset, batch_size, order):
+    if order is None:  # the lecture's own shuffle
         return DataLoader(dataset, batch_size=batch_size, shuffle=True)
-    order = np.asarray(order)
-    if order.shape[0] != nepochs:
-        raise ValueError(f"order has {order.shape[0]} epochs but nepochs is {nepochs}")
     return DataLoader(dataset, batch_size=batch_size, sampler=OrderSampler(order))
 
 
-def _check_loss(loss, values, where, lr):
-    """Raise at the first non-finite loss; the step is the number of updates made so far."""
-    if not torch.isfinite(loss):
-        raise divergence_error(f"parity.fit.{where}", len(values) - 1, loss.item(), lr, np.array(values))
+def _result(snaps, losses) -> TrainResult:
+    path = {k: np.stack([s[k] for s in snaps]) for k in snaps[0]}
+    return TrainResult(snaps[-1], path, np.asarray(losses, dtype=np.float64))
 
 
-def _check_params(values, where, lr):
-    """Raise when the parameters after the last step are non-finite."""
-    if not np.all(np.isfinite(values[-1])):
-        raise divergence_error(f"parity.fit.{where}", len(values) - 1, None, lr, np.array(values))
+def _train(module, loss_fn, batches, optimizer, scheduler, where, lr) -> TrainResult:
+    snaps, losses = [_snapshot(module)], []
+    for xb, yb in batches:
+        optimizer.zero_grad()
+        loss = loss_fn(module(xb), yb)
+        if not torch.isfinite(loss):
+            raise divergence_error(where, len(losses), loss.item(), lr, _result(snaps, losses))
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        losses.append(loss.item())
+        snaps.append(_snapshot(module))
+    result = _result(snaps, losses)
+    if not all(np.all(np.isfinite(v)) for v in result.params.values()):
+        raise divergence_error(where, len(losses), None, lr, result)
+    return result
+
+
+def _batches(x, y, steps, order, batch_size):
+    """The batches of a fit: `steps` times the whole data, or the DataLoader's minibatches."""
+    if steps is not None:
+        return ((x, y) for _ in range(steps))
+    loader = _loader(TensorDataset(x, y), batch_size, order)
+    return (batch for _ in range(len(order)) for batch in loader)
+
+
+def _check_tensor(name, t):
+    if not isinstance(t, torch.Tensor):
+        raise InputError(f"{name} must be a torch tensor, got {type(t).__name__} "
+                         "(parity.data.tensors converts numpy data)")
+    _checks.array(name, t, ndims=(1, 2))
+    return t
+
+
+def _check_length(n, steps, order, batch_size):
+    if (steps is None) == (order is None):
+        raise InputError("steps and order: give steps=T for T full-batch steps, or order (from "
+                         "functional_fit.data.batch_order) with batch_size for minibatches; "
+                         f"got {'both' if steps is not None else 'neither'}")
+    if steps is not None:
+        return _checks.positive_int("steps", steps), None, None
+    return None, check_order(np.asarray(order), n), _checks.positive_int("batch_size", batch_size)
+
+
+def train(module, loss_fn, x, y, *, optimizer, scheduler=None, steps: int | None = None,
+          order=None, batch_size: int | None = None) -> TrainResult:
+    """Fit `module` with a torch optimizer: the loop every torch user writes.
+
+    Args:
+      module: an ``nn.Module``.
+      loss_fn: ``loss_fn(y_hat, y) -> ()`` tensor.
+      x: (n,) or (n, d) tensor of inputs; y: (n, ...) tensor of targets.
+      optimizer: a ``torch.optim.Optimizer`` over ``module.parameters()``.
+      scheduler: optional ``torch.optim.lr_scheduler`` scheduler, stepped after every
+        optimizer step.
+      steps: T full-batch steps; or
+      order: (epochs, n) batch order (`functional_fit.data.batch_order`), handed to a
+        ``DataLoader`` through `parity.data.OrderSampler`, with
+      batch_size: B; the last batch of an epoch is short when B does not divide n.
+
+    Returns:
+      `TrainResult(params, path, losses)` of numpy arrays keyed by ``state_dict`` names; path
+      (steps+1, *shape), losses (steps,).
+
+    Raises:
+      InputError: a bad argument, named in the message.
+      DivergenceError: a loss or a final parameter became non-finite.
+    """
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise InputError(f"optimizer must be a torch.optim.Optimizer over module.parameters(), "
+                         f"got {type(optimizer).__name__}")
+    x, y = _check_tensor("x", x), _check_tensor("y", y)
+    steps, order, batch_size = _check_length(x.shape[0], steps, order, batch_size)
+    return _train(module, loss_fn, _batches(x, y, steps, order, batch_size), optimizer, scheduler,
+                  "parity.fit.train", None)
+
+
+# --------------------------------------------------------------------------- the lecture's fits
+
+
+def _lecture_path(result: TrainResult) -> np.ndarray:
+    """The lecture's ``numpy_parameters()`` path: every parameter flattened, (steps+1, p+1)."""
+    return np.concatenate([v.reshape(v.shape[0], -1) for v in result.path.values()], axis=1)
+
+
+def _lecture(where, model, loss_fn, batches, optimizer, lr):
+    try:
+        return _lecture_path(_train(model, loss_fn, batches, optimizer, None,
+                                    f"parity.fit.{where}", lr))
+    except DivergenceError as exc:
+        exc.result = _lecture_path(exc.result)
+        raise
+
+
+def _minibatch(dataset, lr, nepochs, batch_size, order):
+    lr = _checks.positive_float("lr", lr)
+    nepochs = _checks.positive_int("nepochs", nepochs)
+    batch_size = _checks.positive_int("batch_size", batch_size)
+    n = len(dataset)
+    if order is not None:
+        order = check_order(np.asarray(order), n)
+        if order.shape[0] != nepochs:
+            raise InputError(f"order has {order.shape[0]} epochs but nepochs is {nepochs}")
+    loader = _loader(dataset, batch_size, order)
+    return lr, (batch for _ in range(nepochs) for batch in loader), -(-n // batch_size)
 
 
 def gradient_descent(model, loss_fn, x, y, lr=1.0, nsteps=100):
@@ -70,20 +172,10 @@ def gradient_descent(model, loss_fn, x, y, lr=1.0, nsteps=100):
     Returns:
       (nsteps+1, p+1) array of the parameters before the first and after every step.
     """
-    values = [model.numpy_parameters()]  # Track parameter values for later viz.
-    for i in range(nsteps):
-        loss = loss_fn(model(x), y)
-        _check_loss(loss, values, "gradient_descent", lr)
-        loss.backward()
-        # The update must not itself be recorded for differentiation.
-        with torch.no_grad():
-            for p in model.parameters():
-                p -= lr / (i + 1) * p.grad
-            # Clear the gradient buffer, or the next backward would accumulate into it.
-            model.zero_grad()
-            values.append(model.numpy_parameters())
-    _check_params(values, "gradient_descent", lr)
-    return np.array(values)
+    lr = _checks.positive_float("lr", lr)
+    nsteps = _checks.positive_int("nsteps", nsteps)
+    opt = LectureSGD(model.parameters(), lr=lr)
+    return _lecture("gradient_descent", model, loss_fn, ((x, y) for _ in range(nsteps)), opt, lr)
 
 
 def stochastic_gradient_descent(
@@ -97,20 +189,9 @@ def stochastic_gradient_descent(
     Returns:
       (steps+1, p+1) array, steps = nepochs * ceil(n / batch_size).
     """
-    loader = _loader(dataset, batch_size, nepochs, order)
-    values = [model.numpy_parameters()]
-    for i in range(nepochs):
-        for x, y in loader:
-            loss = loss_fn(model(x), y)
-            _check_loss(loss, values, "stochastic_gradient_descent", lr)
-            loss.backward()
-            with torch.no_grad():
-                for p in model.parameters():
-                    p -= lr / (i + 1) * p.grad
-                model.zero_grad()
-                values.append(model.numpy_parameters())
-    _check_params(values, "stochastic_gradient_descent", lr)
-    return np.array(values)
+    lr, batches, per_epoch = _minibatch(dataset, lr, nepochs, batch_size, order)
+    opt = LectureSGD(model.parameters(), lr=lr, steps_per_epoch=per_epoch)
+    return _lecture("stochastic_gradient_descent", model, loss_fn, batches, opt, lr)
 
 
 def adam_sgd(model, loss_fn, dataset, lr=0.1, nepochs=100, batch_size=10, order=None):
@@ -119,16 +200,29 @@ def adam_sgd(model, loss_fn, dataset, lr=0.1, nepochs=100, batch_size=10, order=
     Returns:
       (steps+1, p+1) array, steps = nepochs * ceil(n / batch_size).
     """
-    loader = _loader(dataset, batch_size, nepochs, order)
-    opt = Adam(model.parameters(), lr=lr)
-    values = [model.numpy_parameters()]
-    for _ in range(nepochs):
-        for x, y in loader:
-            loss = loss_fn(model(x), y)
-            _check_loss(loss, values, "adam_sgd", lr)
-            loss.backward()
-            opt.step()
-            model.zero_grad()
-            values.append(model.numpy_parameters())
-    _check_params(values, "adam_sgd", lr)
-    return np.array(values)
+    lr, batches, _ = _minibatch(dataset, lr, nepochs, batch_size, order)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    return _lecture("adam_sgd", model, loss_fn, batches, opt, lr)
+
+
+def run(optimizer, model, loss_fn, x, y, *, lr, steps=None, order=None, batch_size=10):
+    """The lecture fit of the registry optimizer named `optimizer`, mirroring `functional_fit.fit.run`.
+
+    A full-batch optimizer (``"gd"``) runs `steps` steps on tensors x, y (n,); a minibatch one
+    (``"sgd"``, ``"adam"``) runs over the batch `order` (epochs, n) on ``TensorDataset(x, y)``.
+    Returns the (steps+1, p+1) path.
+    """
+    entry = registry.optimizer(optimizer)
+    where = {"gd": "gradient_descent", "sgd": "stochastic_gradient_descent", "adam": "adam_sgd"}
+    lr = _checks.positive_float("lr", lr)
+    if entry.batching == "full":
+        steps = _checks.positive_int("steps", steps)
+        batches, per_epoch = ((x, y) for _ in range(steps)), 1
+    else:
+        lr, batches, per_epoch = _minibatch(TensorDataset(x, y), lr, len(order), batch_size, order)
+    opt = entry(model.parameters(), lr, per_epoch)
+    return _lecture(where.get(optimizer, optimizer), model, loss_fn, batches, opt, lr)
+
+
+__all__ = ["TrainResult", "adam_sgd", "gradient_descent", "run", "stochastic_gradient_descent",
+           "train"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from functional_fit._checks import same_shape
+from functional_fit.checks import same_shape
 
 
 def mse(y_hat, y):
@@ -22,10 +22,3 @@ def l1(y_hat, y):
     """mean(|y_hat - y|); (n,), (n,) -> ()."""
     same_shape(y_hat.shape, y.shape)
     return F.l1_loss(y_hat, y)
-
-
-def get(loss: str):
-    """The loss named ``"l1"`` or ``"mse"``, mirroring `functional_fit.losses.get`."""
-    from functional_fit._checks import choice
-
-    return {"l1": l1, "mse": mse}[choice("loss", loss, ("l1", "mse"))]

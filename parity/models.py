@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from functional_fit import _checks
+from functional_fit import checks as _checks
 
 
 def linear(w, x):
@@ -25,6 +25,11 @@ def linear(w, x):
 def polynomial(w, x):
     """sum_i w[i] * x**i, summed as the lecture does; w (p+1,) or (p+1, 1), x (n,) -> (n,)."""
     return torch.sum(torch.stack([w[i] * x**i for i in range(len(w))]), dim=0)  # (p+1, n) -> (n,)
+
+
+def sine(w, x):
+    """w[0] + w[1] * sin(w[2] * x); w (3,) or (3, 1), x (n,) -> (n,)."""
+    return w[0] + w[1] * torch.sin(w[2] * x)
 
 
 def _parameter(w, size: int | None, dtype, model: str) -> nn.Parameter:
@@ -82,14 +87,48 @@ class PolynomialModel(_LectureModule):
         return polynomial(self.w, x)
 
 
-def make(model: str, degree: int = 2, w=None, dtype=None) -> _LectureModule:
-    """A module by name (``"linear"`` or ``"poly"``), mirroring `functional_fit.models.get`."""
-    if model == "linear":
-        return SimpleLinearModel(w, dtype=dtype)
-    if model == "poly":
-        degree = _checks.nonnegative_int("degree", degree)
-        if w is not None:  # here the degree is given, so a w of another length is a mistake
-            _checks.params("w", w, degree + 1, f"degree-{degree} polynomial")
-        return PolynomialModel(w, p=degree, dtype=dtype)
-    _checks.choice("model", model, ("linear", "poly"))
-    raise AssertionError("unreachable")
+class SineModel(_LectureModule):
+    """A sine wave, ``w[0] + w[1] * sin(w[2] * x)``: the README's worked example of a new model.
+
+    Args:
+      w: optional initial (3,) offset, amplitude and frequency; zeros by default.
+      dtype: parameter dtype; by default as `SimpleLinearModel`'s.
+    """
+
+    def __init__(self, w=None, dtype=None):
+        super().__init__()
+        self.w = _parameter(w, 3, dtype, "sine")
+
+    def forward(self, x):
+        return sine(self.w, x)
+
+
+#: Activations as torch modules, by the names of `functional_fit.models.ACTIVATIONS`.
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
+
+
+class MLP(nn.Sequential):
+    """``nn.Sequential(Linear, act, Linear, ..., Linear)``: the twin of `functional_fit.models.mlp`.
+
+    Its ``state_dict`` names are ``"0.weight"`` (out, in), ``"0.bias"``, ``"2.weight"``, ...
+
+    Args:
+      sizes: layer widths, input first: ``(1, 16, 1)`` is 1 -> 16 -> 1.
+      activation: ``"tanh"``, ``"relu"``, ``"sigmoid"`` or ``"gelu"``.
+      dtype: the parameters' dtype (torch's default float32 when None).
+      seed: seeds torch's initialization (``torch.manual_seed``) when given.
+    """
+
+    def __init__(self, sizes, activation: str = "tanh", dtype=None, seed: int | None = None):
+        sizes = [int(s) for s in sizes]
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise _checks.InputError(f"sizes must list at least two positive widths, got {sizes}")
+        _checks.choice("activation", activation, tuple(ACTIVATIONS))
+        if seed is not None:
+            torch.manual_seed(seed)
+        layers = []
+        for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            if k:
+                layers.append(ACTIVATIONS[activation]())
+            layers.append(nn.Linear(a, b, dtype=dtype))
+        super().__init__(*layers)

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import vmap
 
-from functional_fit import _checks
-from functional_fit._checks import InputError
+from functional_fit import checks as _checks
+from functional_fit.checks import InputError
 from parity import losses as _losses
 from parity.data import torch_dtype
 

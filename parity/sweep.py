@@ -29,21 +29,19 @@ import torch
 from torch.func import grad, vmap
 from torch.utils.data import DataLoader
 
-from functional_fit import _checks
-from functional_fit._checks import DivergenceError, InputError
+from functional_fit import checks as _checks
+from functional_fit.checks import DivergenceError, InputError
 from functional_fit.data import batch_order
 from functional_fit.precision import policy
-from functional_fit.sweep import NO_SEED, OPTIMIZERS, SweepResult
-from parity import fit as _fit, losses as _losses, models as _models
+from functional_fit.sweep import NO_SEED, SweepResult
+from parity import fit as _fit, registry
 from parity.data import OrderSampler, dataset as _dataset, torch_dtype
-
-_FUNCTIONS = {"linear": _models.linear, "poly": _models.polynomial}
 
 
 def _settings(optimizer, w0s, x, y, lrs, model, steps, epochs, seeds):
     """Checked (w0s (I, p+1), x, y, lrs (L,), length, seeds or None), as the JAX sweep checks."""
-    _checks.choice("optimizer", optimizer, OPTIMIZERS)
-    _checks.choice("model", model, tuple(_FUNCTIONS))
+    batching = registry.optimizer(optimizer).batching
+    registry.model(model)
     x, y = _checks.data(x, y)
     w0s = np.atleast_2d(np.asarray(w0s))  # (I, p+1)
     if w0s.ndim != 2:
@@ -53,9 +51,9 @@ def _settings(optimizer, w0s, x, y, lrs, model, steps, epochs, seeds):
     lrs = _checks.vector("lrs", np.atleast_1d(np.asarray(lrs, dtype=np.float64)))
     if np.any(lrs <= 0):
         raise InputError("lrs must all be positive")
-    if optimizer == "gd":
+    if batching == "full":
         if seeds is not None or epochs is not None:
-            raise InputError("gradient descent takes steps, and no seeds or epochs")
+            raise InputError(f"{optimizer} takes steps, and no seeds or epochs")
         return w0s, x, y, lrs, _checks.positive_int("steps", 100 if steps is None else steps), None
     if steps is not None:
         raise InputError(f"steps: {optimizer} counts epochs; pass epochs, not steps")
@@ -86,8 +84,8 @@ def sweep(optimizer, w0s, x, y, lrs, *, model="linear", loss="l1", steps=None, e
       w0s: (p+1,) or (I, p+1) starts; the degree of ``"poly"`` is p.
       x, y: (n,) data.
       lrs: (L,) learning rates.
-      model: ``"linear"`` or ``"poly"`` (`parity.models.make`).
-      loss: ``"l1"`` or ``"mse"`` (`parity.losses.get`).
+      model: a model name of `parity.registry` (``"linear"``, ``"poly"``, ...).
+      loss: a loss name of `parity.registry` (``"l1"``, ``"mse"``).
       steps: GD's steps (100). epochs, batch_size: SGD's and Adam's (100, 10).
       seeds: (S,) seeds of `functional_fit.data.batch_order` (default [0]); None for GD.
       dtype: precision mode of `functional_fit.precision` (parameters and data dtypes).
@@ -99,12 +97,12 @@ def sweep(optimizer, w0s, x, y, lrs, *, model="linear", loss="l1", steps=None, e
     w0s, x, y, lrs, length, seeds = _settings(optimizer, w0s, x, y, lrs, model, steps, epochs, seeds)
     batch_size = _checks.positive_int("batch_size", batch_size)
     pol = policy(dtype)
-    loss_fn = _losses.get(loss)
+    loss_fn = registry.loss(loss)
     if vmap:
         if optimizer == "adam":
             raise InputError("vmap: torch.optim.Adam updates modules in place and cannot be "
                              "vmapped; use vmap=False (a loop of fits) for Adam")
-        return _sweep_vmap(optimizer, w0s, x, y, lrs, _FUNCTIONS[model], loss_fn, length,
+        return _sweep_vmap(optimizer, w0s, x, y, lrs, registry.model(model).fn, loss_fn, length,
                            batch_size, seeds, pol)
     params, final, diverged = [], [], []
     tx, ty = (torch.as_tensor(v, dtype=torch_dtype(pol.data)) for v in (x, y))
@@ -113,7 +111,7 @@ def sweep(optimizer, w0s, x, y, lrs, *, model="linear", loss="l1", steps=None, e
         for w0 in w0s:
             for lr in lrs:
                 # The module copies w0, so its in-place updates leave w0s as they were.
-                module = _models.make(model, w0.shape[0] - 1, w=w0, dtype=torch_dtype(pol.params))
+                module = registry.module(model, w0.shape[0] - 1, w=w0, dtype=torch_dtype(pol.params))
                 try:
                     path = _fit.run(optimizer, module, loss_fn, tx, ty, lr=float(lr), steps=length,
                                     order=order, batch_size=batch_size)

@@ -26,9 +26,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import torch
 
-from functional_fit import _checks, autodiff, data, fit, losses, models, ols
+import parity
+from functional_fit import autodiff, checks as _checks, data, fit, losses, models, ols, registry
 from functional_fit.precision import require
+from parity.data import torch_dtype
 
 
 class Step(NamedTuple):
@@ -89,8 +92,9 @@ def _max_abs_diff(a: dict, b: dict) -> float:
 
 
 def _jax_fit(step: Step, x, y, order, params_dtype):
-    model = models.get(step.model)
-    w0 = jnp.zeros(models.n_params(step.model, step.degree), dtype=params_dtype)
+    entry = registry.model(step.model)
+    model = entry.fn
+    w0 = jnp.zeros(entry.n_params(step.degree), dtype=params_dtype)
     res = fit.as_numpy(fit.run(step.optimizer, w0, x, y, model=model, loss=losses.l1, lr=step.lr,
                                steps=step.steps, order=order, batch_size=step.batch_size))
     loss = fit.full_loss(res.params, x, y, model=model, loss=losses.l1)
@@ -115,9 +119,7 @@ def _jax_step(name, x, y, pol):
 
 
 def _torch_fit(step: Step, tx, ty, order, params_dtype):
-    import parity
-
-    model = parity.models.make(step.model, step.degree, dtype=params_dtype)
+    model = parity.registry.module(step.model, step.degree, dtype=params_dtype)
     path = parity.fit.run(step.optimizer, model, parity.losses.l1, tx, ty, lr=step.lr,
                           steps=step.steps, order=order, batch_size=step.batch_size)
     loss = parity.losses.l1(model(tx), ty).item()
@@ -125,8 +127,6 @@ def _torch_fit(step: Step, tx, ty, order, params_dtype):
 
 
 def _torch_step(name, tx, ty, params_dtype):
-    import parity
-
     if name == "ols":
         w = parity.ols.ols(tx, ty)
         return {"params": _floats(w), "loss": parity.losses.mse(parity.models.linear(w, tx), ty).item()}
@@ -176,10 +176,6 @@ def run(x, y, *, dtype: str = "lecture", order_seed: int = 0, data_meta: dict | 
     Returns:
       `LectureResult`.
     """
-    import torch
-
-    from parity.data import torch_dtype
-
     pol = require(dtype)
     x, y = _checks.data(x, y, dtype=pol.data)
     order_seed = _checks.nonnegative_int("order_seed", order_seed)

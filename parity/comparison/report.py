@@ -41,9 +41,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import torch
 
-from functional_fit import _checks, data as _data, fit, losses, models
-from functional_fit.precision import policy, require
+import parity
+from functional_fit import checks as _checks, data as _data, fit, registry
+from functional_fit.precision import require
 from functional_fit.tolerances import rel_err, trajectory_tol
 
 MODELS = (("linear", 1), ("poly", 2), ("poly", 5))
@@ -128,7 +130,7 @@ def learning_rate(case: Case, x, y) -> float:
     """A stable learning rate for the case, from the scale of x and y (the parity domain)."""
     a = float(np.max(np.abs(x)))
     s = float(np.max(np.abs(y)))
-    p1 = models.n_params(case.model, case.degree)
+    p1 = registry.model(case.model).n_params(case.degree)
     s1 = sum(a**k for k in range(p1))
     s2 = sum(a ** (2 * k) for k in range(p1))
     if case.optimizer == "adam":
@@ -145,15 +147,11 @@ def _jax_grad(w, x, y, *, model, loss):
 
 
 def _grad_diff(case: Case, w, x, y) -> float:
-    import torch
-
-    import parity
-
     g = _jax_grad(jnp.asarray(w), jnp.asarray(x), jnp.asarray(y),
-                  model=models.get(case.model), loss=losses.get(case.loss))
+                  model=registry.model(case.model).fn, loss=registry.loss(case.loss))
     tw = torch.tensor(w, requires_grad=True)  # w's own dtype, the case's parameter dtype
-    fn = parity.models.linear if case.model == "linear" else parity.models.polynomial
-    parity.losses.get(case.loss)(fn(tw, torch.from_numpy(x)), torch.from_numpy(y)).backward()
+    fn = parity.registry.model(case.model).fn
+    parity.registry.loss(case.loss)(fn(tw, torch.from_numpy(x)), torch.from_numpy(y)).backward()
     return rel_err(np.asarray(g), tw.grad.numpy())
 
 
@@ -163,19 +161,15 @@ def run_case(case: Case, ds: Dataset, grad_cache: dict | None = None) -> CaseRes
     `grad_cache` (optional) keeps the gradient difference of each (data, model, loss, dtype),
     which the three optimizers share, so it is computed (and compiled) once.
     """
-    import torch
-
-    import parity
-
     pol = require(case.dtype)
     x, y = ds.x.astype(pol.data), ds.y.astype(pol.data)
-    p1 = models.n_params(case.model, case.degree)
+    p1 = registry.model(case.model).n_params(case.degree)
     lr = learning_rate(case, ds.x, ds.y)
     w0 = np.zeros(p1, dtype=pol.params)
     tdtype = parity.data.torch_dtype(pol.params)
-    module = parity.models.make(case.model, case.degree, dtype=tdtype)
-    loss_fn = parity.losses.get(case.loss)
-    kw = dict(model=models.get(case.model), loss=losses.get(case.loss), lr=lr)
+    module = parity.registry.module(case.model, case.degree, dtype=tdtype)
+    loss_fn = parity.registry.loss(case.loss)
+    kw = dict(model=registry.model(case.model).fn, loss=registry.loss(case.loss), lr=lr)
     order = None if case.optimizer == "gd" else _data.batch_order(x.shape[0], EPOCHS, ds.order_seed)
     length = dict(steps=GD_STEPS, order=order, batch_size=ds.batch_size)
     res = fit.run(case.optimizer, w0, x, y, **kw, **length)

@@ -1,0 +1,11 @@
+"""The comparison layer: JAX (`functional_fit`) and torch (`parity`) side by side.
+
+It sits on top of both sides, and nothing below it imports it:
+
+- `lecture`  every step of the lecture in both frameworks (``functional-fit lecture``);
+- `report`   the parity matrix, model x loss x optimizer x dtype (``functional-fit parity``);
+- `figures`  the lecture's figure set, which runs fits and surfaces, drawn by
+  `functional_fit.plot`.
+
+The command line (`functional_fit.cli`) is a thin layer over these and the two libraries.
+"""
