@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Entry point of the ``functional-fit`` console script."""
-    from functional_fit._checks import InputError
+    from functional_fit.checks import InputError
     from functional_fit.precision import PrecisionError
 
     parser = build_parser()

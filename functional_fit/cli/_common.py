@@ -1,12 +1,68 @@
-"""Options shared by the sub-commands: where the data comes from, and the dtype."""
+"""Options shared by the sub-commands: the data, the dtype, the model and loss, and progress."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 
-from functional_fit import data as _data
-from functional_fit._checks import InputError
+from functional_fit import data as _data, registry
+from functional_fit.checks import InputError, choice, nonnegative_int
 from functional_fit.precision import DTYPES
+
+
+def add_model_options(parser: argparse.ArgumentParser, *, model: str = "linear",
+                      loss: str = "l1") -> None:
+    """``--model``, ``--degree`` and ``--loss``, named in `functional_fit.registry`."""
+    parser.add_argument("--model", default=model,
+                        help=f"{', '.join(registry.MODELS)} (default {model})")
+    parser.add_argument("--degree", type=int, default=None,
+                        help="degree of the poly model (2); refused for other models")
+    parser.add_argument("--loss", default=loss, help=f"{', '.join(registry.LOSSES)} (default {loss})")
+
+
+def resolve_model(args):
+    """(name, registry Model, degree, loss name, loss function) from the model options.
+
+    ``--degree`` with a model that has none is refused, never ignored.
+    """
+    name = choice("--model", args.model, tuple(registry.MODELS))
+    entry = registry.MODELS[name]
+    if args.degree is not None and not entry.uses_degree:
+        raise InputError(f"--degree applies to the poly model only, not to --model {name}")
+    degree = nonnegative_int("--degree", 2 if args.degree is None else args.degree)
+    loss = choice("--loss", args.loss, tuple(registry.LOSSES))
+    return name, entry, degree, loss, registry.LOSSES[loss]
+
+
+def refuse(args, names, why: str) -> None:
+    """InputError for the first option of `names` the user gave, saying `why` it does not apply."""
+    for name in names:
+        if getattr(args, name.lstrip("-").replace("-", "_")) is not None:
+            raise InputError(f"{name} {why}")
+
+
+@contextlib.contextmanager
+def progress(total: int, desc: str, unit: str, *, delay: float = 1.0):
+    """A tqdm bar on stderr, shown only when the work takes over `delay` s: yields ``update(k)``.
+
+    ``update`` takes a count, or a step's name (counted as one and shown beside the bar).
+    """
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "pt", file=sys.stderr,
+               delay=delay, leave=False, disable=None)
+
+    def update(done=1):
+        if isinstance(done, str):
+            bar.set_postfix_str(done, refresh=False)
+            done = 1
+        bar.update(done)
+
+    try:
+        yield update
+    finally:
+        bar.close()
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
-from functional_fit import lecture
-from functional_fit._checks import nonnegative_int
-from functional_fit._io import write_text
-from functional_fit.cli._common import add_data_options, add_dtype_option, load_data
+from functional_fit.checks import nonnegative_int
+from functional_fit.files import write_text
+from functional_fit.cli._common import add_data_options, add_dtype_option, load_data, progress
 from functional_fit.precision import policy
 
 
@@ -49,8 +47,8 @@ def _cell(side: dict | None, key: str) -> str:
     return _vec(v) if isinstance(v, list) else _num(v)
 
 
-def table(result: lecture.LectureResult) -> str:
-    """The side-by-side table as text."""
+def table(result) -> str:
+    """The side-by-side table of a `parity.comparison.lecture.LectureResult`, as text."""
     rows = [("step", "", "JAX", "torch", "max |Δ|", "lecture printed")]
     for name, s in result.steps.items():
         keys = [k for k in ("value", "grad", "params", "loss") if k in s["jax"]]
@@ -83,32 +81,24 @@ def _describe(meta: dict, dtype: str) -> str:
 
 
 def run(args) -> int:
+    from parity.comparison import lecture
+
     start = time.perf_counter()
     x, y, meta = load_data(args)
     policy(args.dtype)  # an unknown --dtype fails before any work
     nonnegative_int("--order-seed", args.order_seed)
 
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(lecture.STEPS), desc="lecture", unit="step", file=sys.stderr,
-               disable=None, leave=False)
-
-    def progress(name):  # called as each step starts: the bar counts the steps begun
-        bar.set_postfix_str(name, refresh=False)
-        bar.update(1)
-
-    try:
+    # called as each step starts: the bar counts the steps begun
+    with progress(len(lecture.STEPS), "lecture", "step", delay=0) as update:
         result = lecture.run(x, y, dtype=args.dtype, order_seed=args.order_seed,
-                             data_meta=meta, progress=progress)
-    finally:
-        bar.close()
+                             data_meta=meta, progress=update)
     doc = result.to_json()
     if args.out:
         out = Path(args.out)
         write_text(out / "results.json", json.dumps(doc, indent=2) + "\n")
-        from functional_fit import plot  # matplotlib only when figures are asked for
+        from parity.comparison import figures as lecture_figures  # matplotlib only when asked
 
-        figures = plot.write_lecture_figures(result, out)
+        figures = lecture_figures.write_lecture_figures(result, out)
     if args.json:
         print(json.dumps(doc))
         return 0

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 
-from functional_fit import parity_report
+from functional_fit.cli._common import progress
+
+
+
+#: The report's default number of cases (`parity.comparison.report.DEFAULT_CASES`); kept here so
+#: that building the parser does not import torch.
+DEFAULT_CASES = 60
 
 
 def add_parser(sub):
@@ -16,28 +21,20 @@ def add_parser(sub):
         "lecture's data and on random data drawn from --seed, and compare gradients and whole "
         "trajectories. Exits with status 1 when any case is outside its tolerance.",
     )
-    p.add_argument("--cases", type=int, default=parity_report.DEFAULT_CASES,
+    p.add_argument("--cases", type=int, default=DEFAULT_CASES,
                    help=f"number of cases, 36 per data set, the lecture's first "
-                   f"(default {parity_report.DEFAULT_CASES})")
+                   f"(default {DEFAULT_CASES})")
     p.add_argument("--seed", type=int, default=0, help="seed of the random data sets (0)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     return p
 
 
 def run(args) -> int:
-    from tqdm import tqdm
+    from parity.comparison import report as parity_report
 
     n = parity_report.cases(args.cases, args.seed)  # bad --cases/--seed fail before any work
-    bar = tqdm(total=len(n), desc="parity", unit="case", file=sys.stderr, disable=None, leave=False)
-
-    def progress(name):
-        bar.set_postfix_str(name, refresh=False)
-        bar.update(1)
-
-    try:
-        results = parity_report.run(args.cases, args.seed, progress=progress)
-    finally:
-        bar.close()
+    with progress(len(n), "parity", "case", delay=0) as update:
+        results = parity_report.run(args.cases, args.seed, progress=update)
     if args.json:
         print(json.dumps(parity_report.to_json(results)))
     else:

@@ -1,22 +1,21 @@
 """``functional-fit surface``: a loss surface on a grid, from the command line.
 
-Parsing and printing only; the work is `functional_fit.surface`. The plane's centre is the end
-of a gradient-descent fit (`functional_fit.fit.gradient_descent`, the lecture's decaying step),
-whose path is also projected onto the plane and drawn on the contour.
+Parsing and printing only; the work is `functional_fit.surface`: `surface.around_fit` fits the
+centre (the lecture's gradient descent), chooses the plane, labels the axes and picks the range,
+and `surface.loss_surface` computes the grid. The fit's path is drawn on the contour.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 import time
 
 import numpy as np
 
-from functional_fit._checks import InputError
-from functional_fit.cli._common import add_data_options, add_dtype_option, load_data
-
-DIRECTIONS = ("coords", "random", "pca")
+from functional_fit.checks import InputError
+from functional_fit.cli._common import (add_data_options, add_dtype_option, add_model_options,
+                                        load_data, progress, refuse, resolve_model)
+from functional_fit.surface import DIRECTIONS
 #: Output bytes `--grid` may ask for (float64: 2**30 points); see `surface.MAX_POINTS`.
 MAX_OUTPUT_BYTES = 8 * 2**30
 
@@ -30,9 +29,7 @@ def add_parser(sub):
         "per parameter (Li et al. 2018), or the top two PCA directions of a gradient-descent "
         "path. The centre is where that fit ends.",
     )
-    p.add_argument("--model", default="linear", help="linear or poly (default linear)")
-    p.add_argument("--degree", type=int, default=2, help="degree of the poly model (2)")
-    p.add_argument("--loss", default="l1", help="l1 or mse (default l1)")
+    add_model_options(p)
     add_data_options(p)
     add_dtype_option(p, default="float64")
     p.add_argument("--grid", default="1000x1000", metavar="NAxNB",
@@ -43,9 +40,10 @@ def add_parser(sub):
                    "(--range=-1:1,-0.5:5); default: the fit's path with a margin (coords, pca), "
                    "or -1:1,-1:1 (random)")
     p.add_argument("--directions", default="coords", help="coords, random or pca (coords)")
-    p.add_argument("--coords", default="0,1", metavar="I,J",
+    p.add_argument("--coords", default=None, metavar="I,J",
                    help="the two parameters of --directions coords (0,1); the rest stay at the fit")
-    p.add_argument("--direction-seed", type=int, default=0, help="seed of --directions random (0)")
+    p.add_argument("--direction-seed", type=int, default=None,
+                   help="seed of --directions random (0)")
     p.add_argument("--lr", type=float, default=6.0, help="learning rate of the fit (6.0, cell 49)")
     p.add_argument("--steps", type=int, default=50, help="steps of the fit (50)")
     p.add_argument("--exact", action="store_true",
@@ -93,12 +91,6 @@ def parse_coords(text: str, size: int) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def _span(values, margin=0.25, least=0.5):
-    lo, hi = float(np.min(values)), float(np.max(values))
-    pad = max(margin * (hi - lo), least)
-    return lo - pad, hi + pad
-
-
 def _plot(path, z, a_values, b_values, path2d, centre, labels, loss_name):
     from functional_fit import plot  # matplotlib only when a figure is asked for
 
@@ -110,73 +102,53 @@ def _plot(path, z, a_values, b_values, path2d, centre, labels, loss_name):
 
 def run(args) -> int:
     start = time.perf_counter()
-    import jax.numpy as jnp
 
-    from functional_fit import _checks, fit, losses, models, surface
-    from functional_fit._io import atomic_path
-    from functional_fit.precision import policy
+    from functional_fit import checks as _checks, fit, surface
+    from functional_fit.files import atomic_path
+    from functional_fit.precision import policy, zeros
 
     na, nb = parse_grid(args.grid)
     grid_range = None if args.range is None else parse_range(args.range)
     directions = _checks.choice("--directions", args.directions, DIRECTIONS)
-    model_name = _checks.choice("--model", args.model, models.MODELS)
-    loss_name = _checks.choice("--loss", args.loss, losses.LOSSES)
-    size = models.n_params(model_name, _checks.nonnegative_int("--degree", args.degree))
-    model, loss = models.get(model_name), losses.get(loss_name)
+    model_name, entry, degree, loss_name, loss = resolve_model(args)
+    size, model = entry.n_params(degree), entry.fn
     pol = policy(args.dtype)
     if args.exact and loss_name != "mse":
         raise InputError("--exact needs --loss mse")
-    _checks.nonnegative_int("--direction-seed", args.direction_seed)
+    if directions != "coords":
+        refuse(args, ("--coords",), f"applies to --directions coords, not {directions}")
+    if directions != "random":
+        refuse(args, ("--direction-seed",), f"applies to --directions random, not {directions}")
+    seed = _checks.nonnegative_int("--direction-seed", args.direction_seed or 0)
     _checks.positive_int("--steps", args.steps)
     _checks.positive_float("--lr", args.lr)
     if directions != "coords" and size < 2:
         raise InputError("--directions random and pca need a model with at least 2 parameters")
-    coords = parse_coords(args.coords, size) if directions == "coords" else None
+    coords = parse_coords(args.coords or "0,1", size) if directions == "coords" else (0, 1)
     x, y, meta = load_data(args)
     x, y = x.astype(pol.data), y.astype(pol.data)
 
-    # The centre: where the lecture's gradient descent ends; its path goes on the plane.
-    res = fit.gradient_descent(jnp.zeros(size, pol.params), x, y, model=model, loss=loss,
-                               lr=args.lr, steps=args.steps)
-    path = np.asarray(res.path)  # (steps+1, p+1)
-    if not np.all(np.isfinite(path)):
+    try:
+        view = surface.around_fit(model, loss, x, y, zeros(size, args.dtype), lr=args.lr,
+                                  steps=args.steps, directions=directions, coords=coords,
+                                  seed=seed, names=entry.param_names)
+    except _checks.DivergenceError:
         raise InputError(
             f"--lr {args.lr}: the fit diverged (non-finite parameters); try a smaller --lr"
-        )
+        ) from None
+    plane, path, path2d, labels = view.plane, view.path, view.on_plane, view.labels
     centre = path[-1]
-    if directions == "coords":
-        plane = surface.coords_plane(jnp.asarray(centre), coords)
-        path2d = path[:, list(coords)]  # (steps+1, 2)
-        names = {0: "intercept", 1: "slope"} if model_name == "linear" else {}
-        labels = tuple(f"{names[c]} w[{c}]" if c in names else f"w[{c}]" for c in coords)
-    elif directions == "random":
-        plane = surface.random_plane(jnp.asarray(centre), seed=args.direction_seed)
-        path2d, labels = None, ("a (random direction u)", "b (random direction v)")
-    else:
-        pca = surface.pca_plane(jnp.asarray(path))
-        plane, path2d = pca.plane, np.asarray(pca.path)
-        labels = tuple(
-            f"PC{i + 1} ({100 * float(e):.1f}% of the path)" for i, e in enumerate(pca.explained)
-        )
-    plane = surface.Plane(*(np.asarray(v, dtype=pol.params) for v in plane))
-    if grid_range is None:
-        if path2d is None:
-            grid_range = ((-1.0, 1.0), (-1.0, 1.0))
-        else:
-            grid_range = (_span(path2d[:, 0]), _span(path2d[:, 1]))
-    a_values = np.linspace(*grid_range[0], na, dtype=pol.params)  # (na,)
-    b_values = np.linspace(*grid_range[1], nb, dtype=pol.params)  # (nb,)
+    a_range, b_range = (view.a_range, view.b_range) if grid_range is None else grid_range
+    a_values = np.linspace(*a_range, na, dtype=pol.params)  # (na,)
+    b_values = np.linspace(*b_range, nb, dtype=pol.params)  # (nb,)
 
-    from tqdm import tqdm
-
-    with tqdm(total=na * nb, desc="surface", unit="pt", unit_scale=True, file=sys.stderr,
-              delay=1.0, leave=False) as bar:  # shown only when the work takes over a second
+    with progress(na * nb, "surface", "pt") as update:
         if args.exact:
             z = surface.mse_surface_exact(model, x, y, a_values, b_values, plane=plane,
-                                          progress=bar.update)
+                                          progress=update)
         else:
             z = surface.loss_surface(model, loss, x, y, a_values, b_values, plane=plane,
-                                     progress=bar.update)
+                                     progress=update)
     computed = time.perf_counter() - start
 
     j, i = np.unravel_index(np.argmin(z), z.shape)
@@ -188,8 +160,7 @@ def run(args) -> int:
                      u=plane.u, v=plane.v, path=path, path_on_plane=on_plane,
                      directions=directions, model=model_name, loss=loss_name)
     if args.plot:
-        ca, cb = (centre[coords[0]], centre[coords[1]]) if directions == "coords" else (0.0, 0.0)
-        _plot(args.plot, z, a_values, b_values, path2d, (ca, cb, at_centre), labels,
+        _plot(args.plot, z, a_values, b_values, path2d, (*view.centre, at_centre), labels,
               loss_name.upper())
     src = "the lecture's data" if meta.get("lecture") else f"{meta['source']} data"
     print(f"functional-fit surface: {loss_name} loss of the {model_name} model (p+1={size}) on "

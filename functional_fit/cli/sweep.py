@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 
-from functional_fit import losses as _losses, models as _models, sweep as _sweep
-from functional_fit._checks import InputError, nonnegative_int, positive_int
-from functional_fit.cli._common import add_data_options, add_dtype_option, load_data
+from functional_fit import registry, sweep as _sweep
+from functional_fit.checks import InputError, choice, positive_int
+from functional_fit.cli._common import (add_data_options, add_dtype_option, add_model_options,
+                                        load_data, progress, refuse, resolve_model)
 from functional_fit.precision import require, zeros
 
 #: Runs per compiled call when a progress bar is shown: a few updates for 256 runs.
@@ -32,18 +32,17 @@ def add_parser(sub):
         "compiled fit) and print each run's final loss on the whole data, or JSON. Learning "
         "rates are log-spaced: --lr 1e-4:1:256. SGD and Adam can also sweep batch-order seeds.",
     )
-    p.add_argument("--optimizer", choices=_sweep.OPTIMIZERS, default="gd",
-                   help="gd (full batch, lr/(i+1)), sgd (lr/(epoch+1)) or adam (default gd)")
-    p.add_argument("--model", choices=_models.MODELS, default="linear", help="default linear")
-    p.add_argument("--degree", type=int, default=2, help="degree of the poly model (2)")
-    p.add_argument("--loss", choices=_losses.LOSSES, default="l1", help="default l1")
+    p.add_argument("--optimizer", default="gd",
+                   help=f"{', '.join(registry.OPTIMIZERS)}: gd (full batch, lr/(i+1)), sgd "
+                   "(lr/(epoch+1)) or adam (default gd)")
+    add_model_options(p)
     p.add_argument("--lr", default="1e-3:10:64", metavar="START:STOP:COUNT",
                    help="COUNT learning rates log-spaced from START to STOP, or one value "
                    "(default 1e-3:10:64)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, help="GD's steps (default 100)")
     length.add_argument("--epochs", type=int, help="SGD's and Adam's epochs (default 100)")
-    p.add_argument("--batch-size", type=int, default=10, help="SGD's and Adam's batch (10)")
+    p.add_argument("--batch-size", type=int, default=None, help="SGD's and Adam's batch (10)")
     p.add_argument("--seeds", type=int, default=None, metavar="K",
                    help="SGD and Adam: batch orders of seeds 0..K-1, one line each (1)")
     add_data_options(p)
@@ -68,17 +67,18 @@ def parse_lrs(text: str):
 
 def _settings(args) -> dict:
     """The sweep's keyword arguments from the options; InputError naming a misplaced option."""
-    gd = args.optimizer == "gd"
-    if gd and (args.epochs is not None or args.seeds is not None):
-        raise InputError("gd uses the whole data every step: give --steps, not --epochs or --seeds")
-    if not gd and args.steps is not None:
-        raise InputError(f"{args.optimizer} counts passes over the data: give --epochs, not --steps")
-    if gd:
+    name = choice("--optimizer", args.optimizer, tuple(registry.OPTIMIZERS))
+    if registry.OPTIMIZERS[name].batching == "full":
+        refuse(args, ("--epochs", "--seeds", "--batch-size"),
+               f"does not apply to --optimizer {name}, which uses the whole data every step "
+               "(give --steps)")
         return {"steps": positive_int("--steps", 100 if args.steps is None else args.steps)}
+    refuse(args, ("--steps",), f"does not apply to --optimizer {name}, which counts passes "
+           "over the data (give --epochs)")
     seeds = 1 if args.seeds is None else positive_int("--seeds", args.seeds)
     return {
         "epochs": positive_int("--epochs", 100 if args.epochs is None else args.epochs),
-        "batch_size": positive_int("--batch-size", args.batch_size),
+        "batch_size": positive_int("--batch-size", 10 if args.batch_size is None else args.batch_size),
         "seeds": list(range(seeds)),
     }
 
@@ -111,34 +111,29 @@ def run(args) -> int:
     pol = require(args.dtype)
     lrs = parse_lrs(args.lr)
     kwargs = _settings(args)
-    degree = nonnegative_int("--degree", args.degree)
-    w0 = zeros(_models.n_params(args.model, degree), args.dtype)  # (p+1,), as the lecture starts
-
-    from tqdm import tqdm
+    model_name, model, degree, loss_name, loss = resolve_model(args)
+    w0 = zeros(model.n_params(degree), args.dtype)  # (p+1,), as the lecture starts
 
     n_runs = lrs.shape[0] * len(kwargs.get("seeds", [None]))
-    # Shown only when the sweep takes more than a second; updated once per chunk of runs.
-    bar = tqdm(total=n_runs, desc="sweep", unit="fit", file=sys.stderr, delay=1.0, leave=False)
-    try:
+    with progress(n_runs, "sweep", "fit") as update:  # updated once per chunk of runs
         result = _sweep.sweep(
             args.optimizer, w0, x.astype(pol.data), y.astype(pol.data), lrs,
-            model=_models.get(args.model), loss=_losses.get(args.loss),
-            chunk_size=CHUNK, progress=bar.update, **kwargs,
+            model=model.fn, loss=loss, chunk_size=CHUNK, progress=update, **kwargs,
         )
-    finally:
-        bar.close()
     result = _sweep.as_numpy(result)
     runs = _runs(result)
     if args.plot:
         from functional_fit import plot
 
-        what = f"{args.optimizer}, {args.model}" + (f" degree {degree}" if args.model == "poly" else "")
-        fig = plot.sweep_result({args.optimizer: result}, loss_name=args.loss.upper(),
-                                title=f"{what}, {args.loss} loss")
+        what = f"{args.optimizer}, {model_name}" + (f" degree {degree}" if model.uses_degree else "")
+        fig = plot.sweep_result({args.optimizer: result}, loss_name=loss_name.upper(),
+                                title=f"{what}, {loss_name} loss")
         plot.save(fig, args.plot)
     if args.json:
-        settings = {"optimizer": args.optimizer, "model": args.model, "degree": degree,
-                    "loss": args.loss, "dtype": args.dtype, "data": meta, **kwargs}
+        settings = {"optimizer": args.optimizer, "model": model_name, "loss": loss_name,
+                    "dtype": args.dtype, "data": meta, **kwargs}
+        if model.uses_degree:
+            settings["degree"] = degree
         print(json.dumps({"runs": runs, "settings": settings}))
         return 0
     print(_table(runs))
