@@ -42,11 +42,13 @@ jax.config.update("jax_enable_x64", True)  # the lecture's data is float64: this
 
 import jax.numpy as jnp
 import numpy as np
+import optax
 import torch
 
 import functional_fit as ff
 import parity
 from functional_fit import plot
+from parity.comparison.figures import pca_paths
 from functional_fit.tolerances import GRAD_FLOAT64, LECTURE_PRINTED, TRAJECTORY_FLOAT64, rel_err
 
 SMALL = os.environ.get("FUNCTIONAL_FIT_SMALL") == "1"
@@ -360,16 +362,18 @@ plot.fits(x, y, curves, title="Every fit; the degree-12 model on a dense grid (c
 # directions does: it holds most of where Adam went.
 
 # %%
-# `plot.pca_paths` takes the plane from JAX's path (`surface.pca_plane`: origin at the end,
+# `pca_paths` takes the plane from JAX's path (`surface.pca_plane`: origin at the end,
 # u and v of shape (13,)) and projects torch's path onto the same plane.
-plot.pca_paths(ff.models.polynomial, ff.losses.l1, x, y, fit12.path, other=poly_torch,
+pca_paths(ff.models.polynomial, ff.losses.l1, x, y, fit12.path, other=poly_torch,
                title="The degree-12 Adam path on its PCA plane")
 
 # %% [markdown]
 # ## `vmap`: many fits at once
 #
 # torch runs one fit per loop. JAX's fits are pure functions of their inputs, so `vmap` runs
-# a whole learning-rate sweep of the lecture's gradient descent as one compiled call.
+# a whole learning-rate sweep of the lecture's gradient descent as one compiled call. The
+# lecture's gradient descent is `optax.sgd` with the step lr / (i + 1), and
+# `ff.fit.train_scan` runs any optax optimizer as one `lax.scan`.
 # (`functional_fit.sweep` packages this for every optimizer, start and batch order;
 # `functional-fit sweep` runs it from the command line.)
 
@@ -378,9 +382,10 @@ lrs = np.geomspace(0.1, 30, 16)
 
 
 def final_l1(lr):
-    fit = ff.fit.gd_scan(jnp.zeros(2), x, y, lr, model=ff.models.linear, loss=ff.losses.l1,
-                         steps=50)
-    return l1_of(fit.params)
+    gd = optax.sgd(lambda i: lr / (i + 1))  # the lecture's decaying step
+    run = ff.fit.train_scan(jnp.zeros(2), x, y, gd, model=ff.models.linear, loss=ff.losses.l1,
+                            steps=50)
+    return l1_of(run.result.params)
 
 
 sweep_jax = np.asarray(jax.jit(jax.vmap(final_l1))(lrs))  # 16 fits, one call
@@ -400,7 +405,7 @@ plot.sweep(lrs, {"JAX (vmap)": sweep_jax, "torch (loop)": sweep_torch},
 # For every fit above, the largest parameter difference between the two frameworks at each
 # step. Both start from the same zeros and see the same batches; in float32 parameters they
 # differ by a rounding now and then, which the following steps carry along without growing.
-# (`functional_fit.lecture.run` runs all of this with the lecture's settings;
+# (`parity.comparison.lecture.run` runs all of this with the lecture's settings;
 # `functional-fit lecture` prints it as a table and `--out DIR` writes these figures.)
 
 # %%

@@ -49,6 +49,7 @@ import parity.surface
 from functional_fit import plot
 from functional_fit.surface import coords_plane, loss_surface, mse_surface_exact, pca_plane, random_plane
 from functional_fit.tolerances import rel_err
+from parity.comparison.figures import pca_paths
 
 SMALL = os.environ.get("FUNCTIONAL_FIT_SMALL") == "1"
 #: Points per side of the big surface, and the sides timed in the comparison.
@@ -160,7 +161,7 @@ for name, plane in planes.items():
 # %%
 explained = np.asarray(pca_plane(fit12.path).explained)  # (2,)
 print(f"the plane holds {explained.sum():.1%} of the path's squared spread")
-plot.pca_paths(poly, l1, x, y, fit12.path, other=torch_path, grid=len(grid),
+pca_paths(poly, l1, x, y, fit12.path, other=torch_path, grid=len(grid),
                title="The degree-12 Adam path on its PCA plane")
 
 # %% [markdown]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import functional_fit as ff
-from functional_fit import lecture
+from parity.comparison import lecture
 from functional_fit.cli import main
 from functional_fit.tolerances import LECTURE_PRINTED, rel_err
 
@@ -36,7 +36,7 @@ def test_json_shape(lecture_json):
     assert len(doc["steps"]["adam_abs_poly12"]["jax"]["params"]) == 13
     ad = doc["steps"]["autodiff"]
     for side in ("jax", "torch", "hand"):
-        assert rel_err(ad[side]["grad"], 0.4580252880326174) < LECTURE_PRINTED
+        assert rel_err(ad[side]["grad"], lecture.PRINTED["autodiff"]["grad"]) < LECTURE_PRINTED
         assert set(ad[side]) == {"value", "grad"}
 
 
@@ -45,7 +45,7 @@ def test_json_matches_lecture_and_losses_are_full_data_l1(lecture_json, lecture_
     x, y = lecture_xy
     gd = doc["steps"]["gd_abs_linear"]
     for side in ("jax", "torch"):
-        assert rel_err(gd[side]["loss"], 1.2089461825984116) < LECTURE_PRINTED
+        assert rel_err(gd[side]["loss"], lecture.PRINTED["gd_abs_linear"]["loss"]) < LECTURE_PRINTED
         w = np.array(gd[side]["params"])
         assert rel_err(gd[side]["loss"], np.mean(np.abs(w[0] + w[1] * x - y))) < 1e-12
     ols = doc["steps"]["ols"]

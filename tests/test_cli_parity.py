@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import parity
-from functional_fit import data, fit, losses, models, parity_report
+from functional_fit import data, fit, losses, models
+from parity.comparison import report as parity_report
 from functional_fit.cli import main
 from functional_fit.tolerances import TRAJECTORY_FLOAT32, TRAJECTORY_FLOAT64, rel_err
 

@@ -64,7 +64,7 @@ def test_read_csv_round_trip(tmp_path, lecture_xy):
 
 
 def test_batches_match_dataloader_cut():
-    """Padded batches hold exactly the points DataLoader(drop_last=False) would give."""
+    """The full batches and the short last one hold exactly what DataLoader(drop_last=False) gives."""
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -73,11 +73,13 @@ def test_batches_match_dataloader_cut():
 
     n, b, epochs = 137, 10, 2
     order = data.batch_order(n, epochs, seed=1)
-    idx, mask, epoch = (np.asarray(a) for a in batches(order, b))
+    full, rest = (np.asarray(a) for a in batches(order, b))
+    assert full.shape == (epochs, 13, 10) and rest.shape == (epochs, 7)
     loader = DataLoader(TensorDataset(torch.arange(n)), batch_size=b, sampler=OrderSampler(order))
     expected = [batch.numpy() for _ in range(epochs) for (batch,) in loader]
-    assert len(expected) == idx.shape[0] == epochs * 14
-    for k, want in enumerate(expected):
-        np.testing.assert_array_equal(idx[k][mask[k]], want)
-    assert [int(m.sum()) for m in mask[:14]] == [10] * 13 + [7]
-    np.testing.assert_array_equal(epoch, np.repeat(np.arange(epochs), 14))
+    ours = [batch for e in range(epochs) for batch in [*full[e], rest[e]]]
+    assert len(expected) == len(ours) == epochs * 14
+    for got, want in zip(ours, expected):
+        np.testing.assert_array_equal(got, want)
+    full, rest = batches(order[:, :130], 10)
+    assert rest is None and full.shape == (epochs, 13, 10)

@@ -15,8 +15,8 @@ import torch
 
 import functional_fit as ff
 import parity
-from functional_fit import fit, losses, models
-from functional_fit._checks import DivergenceError, first_nonfinite
+from functional_fit import fit, losses, models, registry
+from functional_fit.checks import DivergenceError, first_nonfinite
 
 CASES = [
     (model, degree, dtype)
@@ -26,15 +26,15 @@ CASES = [
 
 
 def jax_gd(model, degree, loss, dtype, x, y, lr, steps):
-    w0 = np.zeros(models.n_params(model, degree), dtype)
-    return fit.gradient_descent(w0, x.astype(dtype), y.astype(dtype), model=models.get(model),
-                                loss=losses.get(loss), lr=lr, steps=steps)
+    w0 = np.zeros(registry.model(model).n_params(degree), dtype)
+    return fit.gradient_descent(w0, x.astype(dtype), y.astype(dtype), model=registry.model(model).fn,
+                                loss=registry.loss(loss), lr=lr, steps=steps)
 
 
 def torch_gd(model, degree, loss, dtype, x, y, lr, steps):
-    m = parity.models.make(model, degree, dtype=parity.data.torch_dtype(dtype))
+    m = parity.registry.module(model, degree, dtype=parity.data.torch_dtype(dtype))
     tx, ty = (torch.from_numpy(a.astype(dtype)) for a in (x, y))
-    return parity.fit.gradient_descent(m, parity.losses.get(loss), tx, ty, lr=lr, nsteps=steps)
+    return parity.fit.gradient_descent(m, parity.registry.loss(loss), tx, ty, lr=lr, nsteps=steps)
 
 
 def test_first_nonfinite():
@@ -63,7 +63,7 @@ def test_gd_lr_1e6_reports_the_same_first_step_in_both_frameworks(lecture_xy, mo
     assert isinstance(res, ff.FitResult) and res.losses.shape == (100,)
     assert first_nonfinite(res.losses) == j.value.step
     # torch stops there: its path holds the parameters before and after each step made.
-    assert t.value.result.shape == (t.value.step + 1, models.n_params(model, degree))
+    assert t.value.result.shape == (t.value.step + 1, registry.model(model).n_params(degree))
     assert np.all(np.isfinite(t.value.result))
 
 
@@ -125,9 +125,10 @@ def test_scans_do_not_check(lecture_xy):
     x, y = lecture_xy
     import jax.numpy as jnp
 
-    res = fit.gd_jit(jnp.zeros(2), jnp.asarray(x), jnp.asarray(y), jnp.asarray(1e6),
-                     model=models.linear, loss=losses.mse, steps=100)
-    assert first_nonfinite(res.losses) == 30
+    run = fit.recipe_jit(jnp.zeros(2), jnp.asarray(x), jnp.asarray(y), jnp.asarray(1e6),
+                         recipe=registry.optimizer("gd"), model=models.linear, loss=losses.mse,
+                         steps=100)
+    assert first_nonfinite(run.result.losses) == 30 == int(run.first_bad)
 
 
 def test_cli_says_so_in_one_line(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import parity
-from functional_fit import losses, models
+from functional_fit import losses, registry
 from functional_fit.tolerances import GRAD_FLOAT32, GRAD_FLOAT64, rel_err
 
 MODELS = [("linear", 1)] + [("poly", d) for d in (0, 1, 2, 3, 5, 8, 12)]
@@ -20,7 +20,7 @@ CASES = [
 
 
 def jax_value_and_grad(model, loss, w, x, y):
-    f = lambda w: losses.get(loss)(models.get(model)(w, x), y)  # noqa: E731
+    f = lambda w: registry.loss(loss)(registry.model(model).fn(w, x), y)  # noqa: E731
     value, g = jax.value_and_grad(f)(jnp.asarray(w))
     return float(value), np.asarray(g)
 
@@ -28,7 +28,7 @@ def jax_value_and_grad(model, loss, w, x, y):
 def torch_value_and_grad(model, loss, w, x, y):
     w = torch.tensor(np.asarray(w), requires_grad=True)
     fn = parity.models.linear if model == "linear" else parity.models.polynomial
-    value = parity.losses.get(loss)(fn(w, torch.from_numpy(np.asarray(x))), torch.from_numpy(np.asarray(y)))
+    value = parity.registry.loss(loss)(fn(w, torch.from_numpy(np.asarray(x))), torch.from_numpy(np.asarray(y)))
     value.backward()
     return value.item(), w.grad.numpy()
 
@@ -37,7 +37,7 @@ def torch_value_and_grad(model, loss, w, x, y):
 def test_gradient_parity(lecture_xy, model, degree, loss, dtype, tol):
     x, y = (a.astype(dtype) for a in lecture_xy)
     rng = np.random.default_rng(degree)
-    for w in (np.zeros(models.n_params(model, degree)), rng.normal(size=models.n_params(model, degree))):
+    for w in (np.zeros(registry.model(model).n_params(degree)), rng.normal(size=registry.model(model).n_params(degree))):
         w = w.astype(dtype)
         jv, jg = jax_value_and_grad(model, loss, w, x, y)
         tv, tg = torch_value_and_grad(model, loss, w, x, y)
@@ -72,8 +72,8 @@ def test_abs0_zero_subgradient_under_vmap_and_jit():
 @pytest.mark.parametrize("model", ["linear", "poly"])
 def test_models_under_jit_vmap_grad(model, lecture_xy):
     x, _ = lecture_xy
-    fn = models.get(model)
-    ws = jnp.asarray(np.random.default_rng(0).normal(size=(4, models.n_params(model, 3))))
+    fn = registry.model(model).fn
+    ws = jnp.asarray(np.random.default_rng(0).normal(size=(4, registry.model(model).n_params(3))))
     batched = jax.jit(jax.vmap(fn, in_axes=(0, None)))(ws, jnp.asarray(x))
     assert batched.shape == (4, 100)
     for k in range(4):

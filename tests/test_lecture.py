@@ -8,15 +8,18 @@ import torch
 
 import functional_fit as ff
 import parity
-from functional_fit import lecture, losses, models
+from functional_fit import losses, models
+from parity.comparison import lecture
 from functional_fit.tolerances import LECTURE_PRINTED, rel_err
 
-W_MSE = [-0.26649881, 2.64187294]  # cell 7
-DZ = 0.4580252880326174  # cell 27
-L1_AT_ZERO = 1.9383083235672  # cell 41
-GRAD_AT_ZERO = [-0.1400, -0.4201]  # cell 43, printed to 4 decimals
-GD_LINEAR = ([-0.27327734, 3.4817758], 1.2089461825984116)  # cell 49
-GD_QUAD = ([1.039725, 3.1892092, -3.9294097], 0.7172377433786304)  # cell 54
+# The lecture's printed numbers: one copy, `parity.comparison.lecture.PRINTED`.
+P = lecture.PRINTED
+W_MSE = P["ols"]["params"]  # cell 7
+DZ = P["autodiff"]["grad"]  # cell 27
+L1_AT_ZERO = P["l1_at_zero"]["value"]  # cell 41
+GRAD_AT_ZERO = P["l1_at_zero"]["grad"]  # cell 43, printed to 4 decimals
+GD_LINEAR = (P["gd_abs_linear"]["params"], P["gd_abs_linear"]["loss"])  # cell 49
+GD_QUAD = (P["gd_abs_quad"]["params"], P["gd_abs_quad"]["loss"])  # cell 54
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.figure import Figure
 
 import functional_fit as ff
-from functional_fit import lecture, plot
+from functional_fit import plot
+from parity.comparison import figures as lecture_figures, lecture
 
 #: A smaller data set than the lecture's keeps the torch loops short; every step still runs.
 N = 40
@@ -34,7 +35,7 @@ def result():
 
 @pytest.fixture(scope="module")
 def figures(result):
-    return plot.lecture_figures(result)
+    return lecture_figures.lecture_figures(result)
 
 
 def _line(ax, label):
@@ -145,7 +146,7 @@ def test_parity_figure_has_one_line_per_fit(figures, result):
 
 def test_figures_of_a_partial_lecture(lecture_xy):
     res = lecture.run(*lecture_xy, dtype="float64", steps=("ols",))
-    assert list(plot.lecture_figures(res, grid=8)) == [
+    assert list(lecture_figures.lecture_figures(res, grid=8)) == [
         "data", "ols_fit", "ols_residuals", "mse_surface", "l1_surface"]
 
 

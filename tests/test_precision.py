@@ -12,6 +12,8 @@ import textwrap
 
 import pytest
 
+from parity.comparison.lecture import PRINTED
+
 PROBE = textwrap.dedent(
     """
     import json
@@ -22,7 +24,7 @@ PROBE = textwrap.dedent(
     torch_dtype = torch.get_default_dtype()
     import functional_fit as ff
     import parity
-    import functional_fit.cli, functional_fit.lecture, functional_fit.parity_report
+    import functional_fit.cli, parity.comparison.lecture, parity.comparison.report
     import functional_fit.cli.lecture, functional_fit.cli.parity
     after = dict(jax.config.values)
     out = {
@@ -32,7 +34,8 @@ PROBE = textwrap.dedent(
     }
 
     import numpy as np
-    from functional_fit import fit, lecture, losses, models, ols, parity_report, precision
+    from functional_fit import fit, losses, models, ols, precision
+    from parity.comparison import lecture, report as parity_report
 
     x, y = ff.lecture_data()  # numpy float64
     order = ff.batch_order(100, 2)
@@ -130,5 +133,5 @@ def test_float32_needs_no_x64(probe):
 def test_float64_context_computes_in_float64_and_restores(probe):
     assert probe["inside_dtype"] == "float64"
     # The lecture's GD on its linear model, in float64 (its printed values are float32).
-    assert probe["inside_params"] == pytest.approx([-0.27327734, 3.4817758], rel=1e-6)
+    assert probe["inside_params"] == pytest.approx(PRINTED["gd_abs_linear"]["params"], rel=1e-6)
     assert probe["x64_after_block"] is False

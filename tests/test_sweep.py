@@ -12,7 +12,7 @@ import pytest
 
 import functional_fit as ff
 import parity.sweep
-from functional_fit import fit, losses, models
+from functional_fit import fit, losses, registry
 from functional_fit import sweep as sw
 from functional_fit.cli import main
 from functional_fit.tolerances import TRAJECTORY_FLOAT64, rel_err
@@ -49,7 +49,7 @@ CASES = {
 
 def starts(case):
     """Two starts, (2, p+1): zeros as in the lecture, and a fixed non-zero vector."""
-    p1 = models.n_params(case.model, case.degree)
+    p1 = registry.model(case.model).n_params(case.degree)
     return np.stack([np.zeros(p1), np.linspace(0.5, -0.5, p1)])
 
 
@@ -57,14 +57,14 @@ def run_sweep(case, **kw):
     x, y = ff.lecture_data(n=case.n)
     length = {"steps": case.length} if case.optimizer == "gd" else {
         "epochs": case.length, "batch_size": case.batch_size, "seeds": case.seeds}
-    res = sw.sweep(case.optimizer, starts(case), x, y, case.lrs, model=models.get(case.model),
-                   loss=losses.get(case.loss), **length, **kw)
+    res = sw.sweep(case.optimizer, starts(case), x, y, case.lrs, model=registry.model(case.model).fn,
+                   loss=registry.loss(case.loss), **length, **kw)
     return sw.as_numpy(res), x, y
 
 
 def single_fit(case, x, y, w0, lr, seed):
     order = None if case.optimizer == "gd" else ff.batch_order(case.n, case.length, seed)
-    return fit.run(case.optimizer, w0, x, y, model=models.get(case.model), loss=losses.get(case.loss),
+    return fit.run(case.optimizer, w0, x, y, model=registry.model(case.model).fn, loss=registry.loss(case.loss),
                    lr=lr, steps=case.length, order=order, batch_size=case.batch_size)
 
 
@@ -78,7 +78,7 @@ def test_every_member_is_the_single_fit(name, model_grad):
     res, x, y = run_sweep(case, return_paths=True, model_grad=model_grad)
     n_seeds = 1 if case.seeds is None else len(case.seeds)
     n_runs = n_seeds * 2 * len(case.lrs)
-    p1 = models.n_params(case.model, case.degree)
+    p1 = registry.model(case.model).n_params(case.degree)
     assert res.params.shape == (n_runs, p1) and res.loss.shape == res.diverged.shape == (n_runs,)
     assert res.paths.shape[0] == n_runs and res.paths.shape[2] == p1
     # The grid: seed-major, then start, then learning rate fastest.
@@ -91,8 +91,8 @@ def test_every_member_is_the_single_fit(name, model_grad):
         ref = fit.as_numpy(single_fit(case, x, y, w0s[res.init[r]], float(res.lr[r]), seed))
         assert rel_err(res.params[r], ref.params) < MEMBER_FLOAT64, r
         assert rel_err(res.paths[r], ref.path) < MEMBER_FLOAT64, r
-        assert rel_err(res.loss[r], fit.full_loss(ref.params, x, y, model=models.get(case.model),
-                                                  loss=losses.get(case.loss))) < MEMBER_FLOAT64
+        assert rel_err(res.loss[r], fit.full_loss(ref.params, x, y, model=registry.model(case.model).fn,
+                                                  loss=registry.loss(case.loss))) < MEMBER_FLOAT64
 
 
 @pytest.mark.parametrize("name", ["gd_mse_quad", "sgd_abs_quad_ragged", "adam_abs_cubic_ragged"])
@@ -177,7 +177,7 @@ BAD = [
     (dict(lrs=[0.1, -1.0]), "lrs"),
     (dict(lrs=[0.1, float("nan")]), "lrs"),
     (dict(lrs=[]), "lrs"),
-    (dict(w0s=np.zeros(3)), r"w0s\[0\]"),
+    (dict(w0s=np.zeros(3)), r"w0s: the linear model takes 2 parameters"),
     (dict(w0s=np.zeros((2, 2, 2))), "w0s"),
     (dict(w0s=[[0.0, float("inf")]]), "w0s"),
     (dict(seeds=[0]), "seeds"),

@@ -13,7 +13,7 @@ import torch
 
 import functional_fit as ff
 import parity
-from functional_fit import fit, losses, models
+from functional_fit import fit, losses, models, registry
 from functional_fit.tolerances import TRAJECTORY_FLOAT64, rel_err
 
 
@@ -44,14 +44,14 @@ CASES = {
 
 
 def run_jax(case, x, y, order):
-    w0 = ff.zeros(models.n_params(case.model, case.degree), "float64")
-    return fit.run(case.optimizer, w0, x, y, model=models.get(case.model), loss=losses.get(case.loss),
+    w0 = ff.zeros(registry.model(case.model).n_params(case.degree), "float64")
+    return fit.run(case.optimizer, w0, x, y, model=registry.model(case.model).fn, loss=registry.loss(case.loss),
                    lr=case.lr, steps=case.length, order=order, batch_size=case.batch_size)
 
 
 def run_torch(case, x, y, order):
-    module = parity.models.make(case.model, case.degree, dtype=torch.float64)
-    return parity.fit.run(case.optimizer, module, parity.losses.get(case.loss), *parity.tensors(x, y),
+    module = parity.registry.module(case.model, case.degree, dtype=torch.float64)
+    return parity.fit.run(case.optimizer, module, parity.registry.loss(case.loss), *parity.tensors(x, y),
                           lr=case.lr, steps=case.length, order=order, batch_size=case.batch_size)
 
 
@@ -64,7 +64,7 @@ def test_trajectory_parity_float64(name, order_seed):
     ours = fit.as_numpy(run_jax(case, x, y, order))
     theirs = run_torch(case, x, y, order)
     steps = case.length if case.optimizer == "gd" else fit.n_steps(case.n, case.length, case.batch_size)
-    assert ours.path.shape == theirs.shape == (steps + 1, models.n_params(case.model, case.degree))
+    assert ours.path.shape == theirs.shape == (steps + 1, registry.model(case.model).n_params(case.degree))
     assert ours.losses.shape == (steps,)
     # Every step of the path, against the path's scale (the reference measurement:
     # 8e-12 on the degree-12 Adam fit).
