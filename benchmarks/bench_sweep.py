@@ -6,7 +6,7 @@ log-spaced learning rates:
 
 - the vmapped sweep, `functional_fit.sweep.sweep` (one compiled call), with its default
   Jacobian-product model derivative and with ``model_grad="autodiff"`` (the plain vmap);
-- 256 sequential compiled single fits, `functional_fit.fit.adam_jit`: a few are timed and
+- 256 sequential compiled single fits, `functional_fit.fit.recipe_jit` with the registry's Adam: a few are timed and
   the median is multiplied by 256 (extrapolated, and the report says so);
 - the torch loop, `parity.fit.adam_sgd`: one fit is timed and multiplied by 256
   (extrapolated);
@@ -37,7 +37,7 @@ jax.config.update("jax_enable_x64", True)
 import functional_fit as ff  # noqa: E402
 import parity  # noqa: E402
 from _report import ROOT, machine, write_section  # noqa: E402
-from functional_fit import fit, losses, models, sweep as sw  # noqa: E402
+from functional_fit import fit, losses, models, registry, sweep as sw  # noqa: E402
 
 N_LRS, EPOCHS, BATCH, DEGREE = 256, 500, 10, 12
 CLI = [str(Path(sys.executable).with_name("functional-fit")), "sweep", "--optimizer", "adam",
@@ -49,6 +49,9 @@ def timed(fn) -> float:
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
+
+
+ADAM = registry.optimizer("adam")
 
 
 def main():
@@ -73,8 +76,9 @@ def main():
 
     def singles():  # `args.singles` sequential compiled fits, at spread-out learning rates
         for lr in lrs[:: N_LRS // args.singles][: args.singles]:
-            jax.block_until_ready(fit.adam_jit(w0, xj, yj, oj, fit._float(lr), model=models.polynomial,
-                                               loss=losses.l1, batch_size=BATCH))
+            jax.block_until_ready(fit.recipe_jit(w0, xj, yj, lr, oj, recipe=ADAM,
+                                                 model=models.polynomial, loss=losses.l1,
+                                                 batch_size=BATCH))
 
     def torch_fit():
         m = parity.PolynomialModel(p=DEGREE)  # float32 parameters, float64 data: the lecture's
@@ -116,7 +120,7 @@ def main():
         f"{per_fit['jacobian'] * 1e3:.2f} ms | **{single / per_fit['jacobian']:.1f}x** |",
         f"| vmapped sweep, `model_grad=\"autodiff\"` (plain vmap) | {med['autodiff']:.3f} s | "
         f"{per_fit['autodiff'] * 1e3:.2f} ms | {single / per_fit['autodiff']:.1f}x |",
-        f"| sequential compiled fits (`fit.adam_jit`) | {single * N_LRS:.2f} s (extrapolated) | "
+        f"| sequential compiled fits (`fit.recipe_jit`) | {single * N_LRS:.2f} s (extrapolated) | "
         f"{single * 1e3:.2f} ms | 1x |",
         f"| torch loop (`parity.fit.adam_sgd`) | {torch_one * N_LRS:.0f} s (extrapolated) | "
         f"{torch_one * 1e3:.0f} ms | {single / torch_one:.3f}x |",

@@ -1,11 +1,12 @@
 """Sweeps: many fits in one compiled call, `jax.vmap` over a whole fit.
 
-The lecture tunes one learning rate at a time by hand. Here a fit of `functional_fit.fit`
-(``gd_scan``, ``sgd_scan``, ``adam_scan``) is vmapped over a grid of runs:
+The lecture tunes one learning rate at a time by hand. Here a fit (`functional_fit.fit.train_scan`
+with an optax optimizer built from the run's learning rate: a registry name such as ``"adam"``,
+or any ``lr -> optax.GradientTransformation``) is vmapped over a grid of runs:
 
 - learning rates ``lrs`` (L,),
-- initial parameters ``w0s`` (I, p+1),
-- batch-order seeds ``seeds`` (S,) (SGD and Adam; `functional_fit.data.batch_order`).
+- starts ``w0s`` (I of them; each any pytree, the lecture's (p+1,) vector or a dict of weights),
+- batch-order seeds ``seeds`` (S,) (minibatch fits; `functional_fit.data.batch_order`).
 
 The grid has R = S * I * L runs. Results are flat, seed-major, then start, then learning rate
 (the learning rate varies fastest), so ``result.loss.reshape(S, I, L)`` is the grid.
@@ -17,17 +18,20 @@ How it is batched, and why it is fast:
   each step's batch is done once per order and shared by all I * L runs, not once per run.
 - The model's reverse-mode derivative is taken as one Jacobian product (`jacobian_vjp`):
   ``g = J^T ct`` with J = d model / d w, shape (B, p+1). For a model linear in its parameters
-  (both of the toolkit's) J does not depend on w, so it is computed once per step and shared by
-  all runs, and XLA turns the product into one matrix multiply over the runs. Autodiff's own
+  (``linear`` and ``poly``) J does not depend on w, so it is computed once per step and shared
+  by all runs, and XLA turns the product into one matrix multiply over the runs. Autodiff's own
   transpose of ``w[i] * x**i`` is p+1 slices, and XLA's CPU fusion recomputes the whole forward
   pass inside each of them: 3-4x slower for the degree-12 model (`benchmarks/bench_sweep.py`).
-  For a model that is not linear in w, J is computed per run (p+1 forward passes a step). The product sums the
-  same terms in the same order as the single fit, so the results agree to rounding (measured:
-  bit-identical in the lecture's mode, 9e-15 relative in float64 after the 5,000 Adam steps
-  of the degree-12 fit). ``model_grad="autodiff"`` keeps autodiff's own derivative.
-- Paths (R, steps+1, p+1) are returned only with ``return_paths=True``; otherwise the step
-  losses are reduced to one divergence flag per run inside the compiled call and the paths
-  are never materialized.
+  For a model that is not linear in w, J would be computed per run (p+1 forward passes a
+  step), so ``model_grad="auto"`` keeps autodiff's own derivative for every model the
+  registry does not mark linear in its parameters. The product sums the same terms in the
+  same order as the single fit, so the results agree to rounding (measured: bit-identical in
+  the lecture's mode, 9e-15 relative in float64 after the 5,000 Adam steps of the degree-12
+  fit).
+- Paths (R, steps+1, ...) are returned only with ``return_paths=True``; otherwise a run keeps
+  no per-step array at all: whether its loss became non-finite, and at which step
+  (``diverged_at``), is carried through the scan, so memory per run does not grow with the
+  number of steps.
 - With several devices (``jax.devices()``), the pairs are split across them with
   `jax.sharding`: a 1-D `Mesh` named ``"runs"`` and a `NamedSharding` of the pair axis. The
   pairs are padded to a multiple of the device count (with copies of the last pair) and the
@@ -35,7 +39,7 @@ How it is batched, and why it is fast:
 
 Each member of a sweep is the single fit of `functional_fit.fit` with the same settings (the
 same scan, vmapped): the tests check every member against `fit.gradient_descent`,
-`fit.stochastic_gradient_descent` and `fit.adam_sgd`, float64, to 1e-12 relative.
+`fit.stochastic_gradient_descent`, `fit.adam_sgd` and `fit.train`, float64, to 1e-12 relative.
 
 Unlike those checked fits, a sweep does not raise on divergence: a diverged run is a data
 point (the learning rate where GD blows up). It is flagged in ``diverged`` and its loss and
