@@ -134,13 +134,19 @@ def train_scan(params, x, y, optimizer, *, model, loss, steps: int | None = None
     """
     one = functools.partial(step, model=model, loss=loss, optimizer=optimizer)
 
-    def update(carry, xb, yb):  # one step on one batch, with the step count and first bad step
-        p, s, k, bad = carry
+    def update(carry, xb, yb):  # one step on one batch
+        if trace:  # the losses are kept: nothing else to carry
+            p, s = carry
+            p, s, value = one(p, s, xb, yb)
+            return (p, s), (p, value)
+        p, s, k, bad = carry  # the step count, and the first step whose loss was not finite
         p, s, value = one(p, s, xb, yb)
         bad = jnp.where((bad < 0) & ~jnp.isfinite(value), k, bad)
-        return (p, s, k + 1, bad), ((p, value) if trace else None)
+        return (p, s, k + 1, bad), None
 
-    carry = (params, optimizer.init(params), jnp.int32(0), jnp.int32(-1))
+    carry = (params, optimizer.init(params))
+    if not trace:
+        carry += (jnp.int32(0), jnp.int32(-1))
     if order is None:
         carry, out = jax.lax.scan(lambda c, _: update(c, x, y), carry, None, length=steps)
     else:
@@ -164,11 +170,13 @@ def train_scan(params, x, y, optimizer, *, model, loss, steps: int | None = None
             carry, out = jax.lax.scan(epoch, carry, (full, rest))  # (E, nf + 1, ...)
             if trace:
                 out = jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), out)
-    final, _, _, bad = carry
     if not trace:
+        final, _, _, bad = carry
         return Trace(FitResult(final, None, None), bad)
     path, values = out
-    return Trace(FitResult(final, _stack(params, path), values), bad)
+    finite = jnp.isfinite(values)
+    bad = jnp.where(jnp.all(finite), -1, jnp.argmin(finite)).astype(jnp.int32)
+    return Trace(FitResult(carry[0], _stack(params, path), values), bad)
 
 
 train_jit = jax.jit(

@@ -377,12 +377,16 @@ def _to_host(values) -> np.ndarray:
 
 
 def _grid(kernel, args, a_values, b_values, *, devices, block, out, progress, check=None,
-          width: int = 1):
+          width: int = 1, on_device=None):
     """Run `kernel` over the grid in chunks, writing (len(b), len(a)) losses into `out`.
 
     `width` is what the kernel keeps per grid point of a block (p+1 parameters, or n * (p+1)
     intermediates for the vmapped layout); the default block is small enough that a block's
     worth stays within `WORKSPACE_ITEMS`.
+
+    `on_device`: keep the chunks where they were computed and return one `jax.Array` (no copy
+    to the host); None chooses it on accelerators when `out` is None. Otherwise each chunk is
+    copied to the host (into `out`, or a new numpy array) while the next one computes.
     """
     na, nb = a_values.shape[0], b_values.shape[0]
     total = na * nb
@@ -398,6 +402,10 @@ def _grid(kernel, args, a_values, b_values, *, devices, block, out, progress, ch
     n_blocks = -(-per_call // (block * len(devices))) * len(devices)
     step = n_blocks * block
     fn = _compiled_chunk(kernel, block, n_blocks, mesh)
+    if on_device is None:
+        on_device = out is None and devices[0].platform != "cpu"
+    if on_device:
+        return _grid_on_device(fn, args, a_values, b_values, step, progress, check)
     flat = None if out is None else out.reshape(-1)  # a view: out is C-contiguous (checked)
 
     def store(start, values):
@@ -420,6 +428,22 @@ def _grid(kernel, args, a_values, b_values, *, devices, block, out, progress, ch
         pending = (start, values)
     store(*pending)
     return out
+
+
+def _grid_on_device(fn, args, a_values, b_values, step, progress, check):
+    """`_grid`'s chunks kept on their devices: one (nb, na) `jax.Array`, no host transfer."""
+    na, nb = a_values.shape[0], b_values.shape[0]
+    total = na * nb
+    chunks = []
+    for start in range(0, total, step):
+        values = fn(args, a_values, b_values, jnp.int32(start))  # dispatched asynchronously
+        if not chunks and check is not None and not check(values):
+            return None  # the caller picks another kernel
+        chunks.append(values.reshape(-1))  # (step,)
+        if progress is not None:
+            progress(min(step, total - start))
+    flat = chunks[0] if len(chunks) == 1 else jnp.concatenate(chunks)  # (chunks * step,)
+    return flat[:total].reshape(nb, na)
 
 
 # --------------------------------------------------------------------------- public surfaces
@@ -506,7 +530,8 @@ def loss_surface(
     block: int | None = None,
     out: np.ndarray | None = None,
     progress=None,
-) -> np.ndarray:
+    keep_on_device: bool | None = None,
+):
     """The loss at every point of a grid, as the lecture's loop computes it, streamed.
 
     Row j, column i is the loss at ``w[coords[0]] = a_values[i]``, ``w[coords[1]] =
@@ -531,9 +556,14 @@ def loss_surface(
       block: grid points per block (default: a whole call, `CHUNK_POINTS`).
       out: optional C-contiguous (nb, na) numpy array (or ``np.memmap``) to write into.
       progress: optional callable, called with the number of points done after each chunk.
+      keep_on_device: return a `jax.Array` left where it was computed, with no copy to the
+        host (``np.asarray`` of it is then the one transfer). None (default): on accelerators
+        when `out` is None; on the CPU a numpy array, which costs nothing there. With `out`
+        (a numpy array or memmap) each chunk is copied to the host while the next computes.
 
     Returns:
-      (nb, na) numpy array of losses, in the dtype JAX computes the loss in; `out` if given.
+      (nb, na) losses, in the dtype JAX computes the loss in: a numpy array (on the CPU), a
+      `jax.Array` (on an accelerator, or with ``keep_on_device=True``), or `out` if given.
 
     Examples:
       >>> import functional_fit as ff, numpy as np
@@ -553,7 +583,11 @@ def loss_surface(
     )
     args = (data, plane)
     size, n = plane.origin.shape[0], data[0].shape[0]
-    grid = dict(devices=devices, block=block, out=out, progress=progress)
+    if keep_on_device and out is not None:
+        raise InputError("keep_on_device: the surface is written into out, on the host; pass "
+                         "one of out and keep_on_device=True")
+    grid = dict(devices=devices, block=block, out=out, progress=progress,
+                on_device=keep_on_device)
     vmapped = dict(grid, width=size * n)  # XLA may keep a (G, n) array per parameter
     if layout == "vmap":
         return _grid(Vmapped(model, loss), args, a_values, b_values, **vmapped)
@@ -585,8 +619,10 @@ def _per_point_check(model, loss, args, a_values, b_values):
     full = _at_points(Vmapped(model, loss), args, jnp.asarray(a), jnp.asarray(b))  # (m,)
     rtol = float(np.sqrt(np.finfo(full.dtype).eps))
 
-    def check(values):
-        got = np.asarray(_to_host(values)).reshape(-1)[q]
+    def check(values):  # a few points of the first chunk, gathered where they are
+        flat = values.reshape(-1)
+        got = np.asarray(flat[jnp.asarray(q)] if values.is_fully_addressable
+                         else _to_host(values).reshape(-1)[q])
         want = np.asarray(full)
         return bool(np.all(np.abs(got - want) <= rtol * np.abs(want) + np.finfo(full.dtype).tiny))
 

@@ -149,6 +149,7 @@ def run(args) -> int:
         else:
             z = surface.loss_surface(model, loss, x, y, a_values, b_values, plane=plane,
                                      progress=update)
+    z = np.asarray(z)  # on an accelerator the surface stayed there until now: one transfer
     computed = time.perf_counter() - start
 
     j, i = np.unravel_index(np.argmin(z), z.shape)
