@@ -64,35 +64,16 @@ def nonnegative_float(name: str, value) -> float:
 def vector(name: str, value, dtype=None) -> np.ndarray:
     """`value` as a non-empty, finite, 1-D numpy array; InputError naming `name` otherwise.
 
-    Accepts numpy arrays, JAX arrays, torch tensors (detached) and sequences.
+    Accepts numpy arrays, JAX arrays, torch tensors (detached) and sequences; `dtype` casts.
     """
-    if hasattr(value, "detach"):  # a torch tensor
-        value = value.detach().cpu().numpy()
-    try:
-        arr = np.asarray(value)
-    except Exception as exc:  # ragged lists and the like
-        raise InputError(f"{name} must be a 1-D array of numbers: {exc}") from None
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise InputError(f"{name} must be a 1-D array of numbers, got dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.complexfloating):
-        raise InputError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    if arr.ndim != 1:
-        raise InputError(f"{name} must be 1-D of shape (n,), got shape {arr.shape}")
-    if arr.size == 0:
-        raise InputError(f"{name} is empty: need at least one data point")
-    if dtype is not None:
-        arr = arr.astype(dtype)
-    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
-        bad = int(np.flatnonzero(~np.isfinite(arr))[0])
-        raise InputError(f"{name} contains a non-finite value ({arr[bad]}) at index {bad}")
-    return arr
+    return array(name, value, ndims=(1,), dtype=dtype)
 
 
-def array(name: str, value, ndims=(1,)) -> np.ndarray:
+def array(name: str, value, ndims=(1,), dtype=None) -> np.ndarray:
     """`value` as a non-empty, finite numpy array of numbers with ndim in `ndims`.
 
     Accepts numpy arrays, JAX arrays, torch tensors (detached) and sequences; refuses complex
-    numbers, objects and strings, naming `name`.
+    numbers, objects and strings, naming `name`. `dtype` casts the result.
     """
     if hasattr(value, "detach"):  # a torch tensor
         value = value.detach().cpu().numpy()
@@ -105,10 +86,12 @@ def array(name: str, value, ndims=(1,)) -> np.ndarray:
     if np.issubdtype(arr.dtype, np.complexfloating):
         raise InputError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     if arr.ndim not in ndims:
-        want = " or ".join(f"{d}-D" for d in ndims)
+        want = "1-D of shape (n,)" if ndims == (1,) else " or ".join(f"{d}-D" for d in ndims)
         raise InputError(f"{name} must be {want}, got shape {arr.shape}")
     if arr.size == 0:
         raise InputError(f"{name} is empty: need at least one data point")
+    if dtype is not None:
+        arr = arr.astype(dtype)
     if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(arr))[0]
         at = int(bad[0]) if bad.size == 1 else tuple(int(i) for i in bad)

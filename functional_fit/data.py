@@ -132,3 +132,24 @@ def check_order(order, n: int) -> np.ndarray:
     if not np.array_equal(np.sort(order, axis=1), np.broadcast_to(np.arange(n), order.shape)):
         raise InputError(f"order: every row must be a permutation of range({n})")
     return order
+
+
+def check_length(n: int, steps, order, batch_size):
+    """A fit's length, checked: `steps` full-batch steps, or minibatches over `order`.
+
+    Exactly one of `steps` and `order` (with `batch_size`) must be given; `fit.train` and
+    `parity.fit.train` both take them this way.
+
+    Returns:
+      (steps, None, None), or (None, order (E, n) checked, batch_size).
+    """
+    if (steps is None) == (order is None):
+        raise InputError("steps and order: give steps=T for T full-batch steps, or order (from "
+                         "functional_fit.data.batch_order) with batch_size for minibatches; "
+                         f"got {'both' if steps is not None else 'neither'}")
+    if steps is not None:
+        if batch_size is not None:
+            raise InputError("batch_size: full-batch steps use the whole data; give batch_size "
+                             "only with order")
+        return _checks.positive_int("steps", steps), None, None
+    return None, check_order(order, n), _checks.positive_int("batch_size", batch_size)

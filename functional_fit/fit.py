@@ -246,18 +246,8 @@ def check_fit_data(x, y):
 
 
 def _check_length(n, steps, order, batch_size):
-    """(steps, order, batch_size) checked: exactly one of `steps` and `order`."""
-    if (steps is None) == (order is None):
-        raise InputError("steps and order: give steps=T for T full-batch steps, or order (from "
-                         "functional_fit.data.batch_order) with batch_size for minibatches; "
-                         f"got {'both' if steps is not None else 'neither'}")
-    if steps is not None:
-        if batch_size is not None:
-            raise InputError("batch_size: full-batch steps use the whole data; give batch_size "
-                             "only with order")
-        return _checks.positive_int("steps", steps), None, None
-    batch_size = _checks.positive_int("batch_size", batch_size)
-    return None, jnp.asarray(_data.check_order(order, n)), batch_size
+    steps, order, batch_size = _data.check_length(n, steps, order, batch_size)
+    return steps, (None if order is None else jnp.asarray(order)), batch_size
 
 
 def check_model(model, loss, params, x, y) -> None:

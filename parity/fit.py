@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from functional_fit import checks as _checks
 from functional_fit.checks import DivergenceError, InputError, divergence_error
-from functional_fit.data import check_order
+from functional_fit.data import check_length, check_order
 from parity import registry
 from parity.data import OrderSampler
 from parity.optim import LectureSGD
@@ -93,16 +93,6 @@ def _check_tensor(name, t):
     return t
 
 
-def _check_length(n, steps, order, batch_size):
-    if (steps is None) == (order is None):
-        raise InputError("steps and order: give steps=T for T full-batch steps, or order (from "
-                         "functional_fit.data.batch_order) with batch_size for minibatches; "
-                         f"got {'both' if steps is not None else 'neither'}")
-    if steps is not None:
-        return _checks.positive_int("steps", steps), None, None
-    return None, check_order(np.asarray(order), n), _checks.positive_int("batch_size", batch_size)
-
-
 def train(module, loss_fn, x, y, *, optimizer, scheduler=None, steps: int | None = None,
           order=None, batch_size: int | None = None) -> TrainResult:
     """Fit `module` with a torch optimizer: the loop every torch user writes.
@@ -131,7 +121,7 @@ def train(module, loss_fn, x, y, *, optimizer, scheduler=None, steps: int | None
         raise InputError(f"optimizer must be a torch.optim.Optimizer over module.parameters(), "
                          f"got {type(optimizer).__name__}")
     x, y = _check_tensor("x", x), _check_tensor("y", y)
-    steps, order, batch_size = _check_length(x.shape[0], steps, order, batch_size)
+    steps, order, batch_size = check_length(x.shape[0], steps, order, batch_size)
     return _train(module, loss_fn, _batches(x, y, steps, order, batch_size), optimizer, scheduler,
                   "parity.fit.train", None)
 
