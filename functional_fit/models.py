@@ -120,3 +120,27 @@ def mlp(params, x, activation: str = "tanh"):
         if k < n_layers - 1:
             h = act(h)
     return h  # (n, out)
+
+
+def logistic(params, x):
+    """Logistic regression's logits, ``x @ weight.T + bias``: the twin of an ``nn.Linear(d, k)``.
+
+    Train it with `functional_fit.losses.bce_with_logits` (k = 1) or
+    `functional_fit.losses.cross_entropy` (k classes).
+
+    Args:
+      params: dict ``"weight"`` (k, d) and ``"bias"`` (k,), an ``nn.Linear``'s ``state_dict``.
+      x: (n, d) inputs; (n,) is taken as (n, 1).
+
+    Returns:
+      (n, k) logits; (n,) when k = 1.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> logistic({"weight": jnp.array([[2.0]]), "bias": jnp.array([-1.0])},
+      ...          jnp.array([0.0, 1.0])).tolist()
+      [-1.0, 1.0]
+    """
+    h = x[:, None] if x.ndim == 1 else x  # (n, d)
+    z = h @ params["weight"].T + params["bias"][None, :]  # (n, k)
+    return z[:, 0] if z.shape[1] == 1 else z

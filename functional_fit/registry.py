@@ -99,7 +99,10 @@ MODELS = {
     "sine": Model(models.sine, lambda degree: 3, uses_degree=False, linear_in_params=False,
                   param_names=("offset", "amplitude", "frequency")),
 }
-LOSSES = {"l1": losses.l1, "mse": losses.mse}
+LOSSES = {"l1": losses.l1, "mse": losses.mse, "bce_with_logits": losses.bce_with_logits,
+          "cross_entropy": losses.cross_entropy}
+#: The losses of a real-valued target, which the command line's data (x, y) has.
+REGRESSION_LOSSES = ("l1", "mse")
 OPTIMIZERS = {
     "gd": Optimizer("gd", "full", _gd),
     "sgd": Optimizer("sgd", "minibatch", _sgd),
@@ -134,5 +137,5 @@ def name_of(fn: Callable, table: dict) -> str | None:
     return None
 
 
-__all__ = ["LOSSES", "MODELS", "OPTIMIZERS", "Model", "Optimizer", "loss", "model", "name_of",
+__all__ = ["LOSSES", "MODELS", "OPTIMIZERS", "REGRESSION_LOSSES", "Model", "Optimizer", "loss", "model", "name_of",
            "optimizer"]

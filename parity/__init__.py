@@ -18,7 +18,7 @@ Two layers live here:
 Importing this package changes no global configuration (neither torch's nor JAX's).
 """
 
-from parity import autodiff, data, fit, losses, models, ols, optim, registry
+from parity import autodiff, data, fit, losses, models, ols, optim, params, registry
 from parity.data import OrderSampler, tensors
 from parity.models import PolynomialModel, SimpleLinearModel, SineModel
 
@@ -34,6 +34,7 @@ __all__ = [
     "models",
     "ols",
     "optim",
+    "params",
     "registry",
     "tensors",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from functional_fit.checks import same_shape
+from functional_fit.checks import InputError, same_shape
 
 
 def mse(y_hat, y):
@@ -22,3 +22,20 @@ def l1(y_hat, y):
     """mean(|y_hat - y|); (n,), (n,) -> ()."""
     same_shape(y_hat.shape, y.shape)
     return F.l1_loss(y_hat, y)
+
+
+def bce_with_logits(logits, y):
+    """``F.binary_cross_entropy_with_logits`` (mean); logits and y of one shape."""
+    same_shape(logits.shape, y.shape)
+    return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))
+
+
+def cross_entropy(logits, labels):
+    """``F.cross_entropy`` (mean); logits (n, k), labels (n,) integers in [0, k)."""
+    if logits.ndim != 2 or labels.shape != logits.shape[:1]:
+        raise InputError(f"cross_entropy needs logits (n, classes) and labels (n,), got "
+                         f"{tuple(logits.shape)} and {tuple(labels.shape)}")
+    k = logits.shape[1]
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= k):
+        raise InputError(f"labels must lie in [0, {k}) for {k} classes")
+    return F.cross_entropy(logits, labels)

@@ -132,3 +132,20 @@ class MLP(nn.Sequential):
                 layers.append(ACTIVATIONS[activation]())
             layers.append(nn.Linear(a, b, dtype=dtype))
         super().__init__(*layers)
+
+
+class Logistic(nn.Linear):
+    """Logistic regression, an ``nn.Linear(d, k)``: the twin of `functional_fit.models.logistic`.
+
+    Its ``state_dict`` is ``"weight"`` (k, d) and ``"bias"`` (k,). It takes (n, d) inputs, or
+    (n,) as (n, 1), and returns (n, k) logits, or (n,) when k = 1, as its JAX twin.
+    """
+
+    def __init__(self, d: int = 1, k: int = 1, dtype=None, seed: int | None = None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        super().__init__(d, k, dtype=dtype)
+
+    def forward(self, x):
+        z = super().forward(x[:, None] if x.ndim == 1 else x)  # (n, k)
+        return z[:, 0] if z.shape[1] == 1 else z

@@ -57,7 +57,8 @@ MODELS = {
     "sine": Model(lambda w=None, degree=0, dtype=None: models.SineModel(w, dtype=dtype),
                   models.sine),
 }
-LOSSES = {"l1": losses.l1, "mse": losses.mse}
+LOSSES = {"l1": losses.l1, "mse": losses.mse, "bce_with_logits": losses.bce_with_logits,
+          "cross_entropy": losses.cross_entropy}
 OPTIMIZERS = {
     "gd": Optimizer("gd", "full", lambda params, lr, spe: LectureSGD(params, lr)),
     "sgd": Optimizer("sgd", "minibatch", lambda params, lr, spe: LectureSGD(params, lr, spe)),

@@ -18,7 +18,7 @@ def add_model_options(parser: argparse.ArgumentParser, *, model: str = "linear",
                         help=f"{', '.join(registry.MODELS)} (default {model})")
     parser.add_argument("--degree", type=int, default=None,
                         help="degree of the poly model (2); refused for other models")
-    parser.add_argument("--loss", default=loss, help=f"{', '.join(registry.LOSSES)} (default {loss})")
+    parser.add_argument("--loss", default=loss, help=f"{', '.join(registry.REGRESSION_LOSSES)} (default {loss})")
 
 
 def resolve_model(args):
@@ -31,7 +31,7 @@ def resolve_model(args):
     if args.degree is not None and not entry.uses_degree:
         raise InputError(f"--degree applies to the poly model only, not to --model {name}")
     degree = nonnegative_int("--degree", 2 if args.degree is None else args.degree)
-    loss = choice("--loss", args.loss, tuple(registry.LOSSES))
+    loss = choice("--loss", args.loss, registry.REGRESSION_LOSSES)
     return name, entry, degree, loss, registry.LOSSES[loss]
 
 
