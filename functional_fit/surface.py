@@ -169,31 +169,38 @@ def coords_plane(base, coords=(0, 1)) -> Plane:
     return Plane(base.at[i].set(0).at[j].set(0), eye[i], eye[j])
 
 
-def random_plane(w, seed: int = 0) -> Plane:
-    """Two random directions through `w`, normalized per parameter (Li et al. 2018).
+def random_plane(w, seed: int = 0, *, include_biases: bool = False) -> Plane:
+    """Two random directions through `w`, filter-normalized (Li et al. 2018).
 
     Li et al. draw Gaussian directions and rescale each filter of the direction to the norm of
-    the same filter of the parameters. Here each parameter is a scalar, so each is its own
-    filter: d_i <- d_i / |d_i| * |w_i|, which keeps the sign of the Gaussian draw and the size
-    of the parameter. A parameter that is 0 would never move; it gets the RMS size of the
-    others instead (1 if all of `w` is 0). The second direction is drawn again (deterministically
+    the same filter of the parameters, so that the plane's scale follows the network's and
+    not the parametrization's. For a pytree of parameters (a dict of weight matrices, say) a
+    filter is one output unit: row i of a weight of shape (out, in, ...), d[i] <- d[i] /
+    ||d[i]|| * ||w[i]||. Biases (leaves of one dimension or none) get a zero direction, as in
+    Li et al.'s code; ``include_biases=True`` moves them along the bias itself (their
+    ``d.copy_(w)``).
+
+    For a flat (p+1,) vector, the lecture's models, each parameter is its own filter:
+    d_i <- d_i / |d_i| * |w_i|, which keeps the sign of the Gaussian draw and the size of the
+    parameter. A parameter that is 0 would never move; it gets the RMS size of the others
+    instead (1 if all of `w` is 0). The second direction is drawn again (deterministically
     from `seed`) until it is not parallel to the first.
 
     Args:
       w: (p+1,) parameters, p+1 >= 2, or any pytree of them; the plane's origin.
       seed: seed of `jax.random.key`.
+      include_biases: pytrees only: move the biases too (along themselves).
 
     Returns:
-      `Plane(w, u, v)`, pytrees shaped like `w`; grid coordinate 1 along u moves every
-      parameter by its own size.
+      `Plane(w, u, v)`, pytrees shaped like `w`; for a vector, grid coordinate 1 along u moves
+      every parameter by its own size; for a network, every filter by its own norm.
     """
-    if not _is_vector(w):  # a pytree: the same on its flattened parameters
-        flat, unravel = flatten(w)
-        return _tree_plane(random_plane(flat, seed), unravel)
+    seed = _checks.nonnegative_int("seed", seed)
+    if not _is_vector(w):
+        return _filter_plane(w, seed, include_biases)
     w = jnp.asarray(w)
     if w.shape[0] < 2:
         raise InputError(f"w must have at least 2 parameters for a plane, got shape {w.shape}")
-    seed = _checks.nonnegative_int("seed", seed)
     size = jnp.abs(w)
     rms = jnp.sqrt(jnp.mean(w**2))
     size = jnp.where(size > 0, size, jnp.where(rms > 0, rms, 1))  # (p+1,)
@@ -208,6 +215,30 @@ def random_plane(w, seed: int = 0) -> Plane:
         if not (bool(jnp.all(v == u)) or bool(jnp.all(v == -u))):
             return Plane(w, u, v)
     raise AssertionError("unreachable: 199 draws of random signs were all parallel")
+
+
+def _filter_plane(w, seed: int, include_biases: bool) -> Plane:
+    """`random_plane` of a parameter pytree: per-filter normalized Gaussian directions."""
+    leaves, treedef = jax.tree.flatten(jax.tree.map(jnp.asarray, w))
+    if not any(leaf.ndim >= 2 for leaf in leaves) and not include_biases:
+        raise InputError("w has no weight matrix (no leaf of two dimensions or more), so every "
+                         "direction would be zero; pass include_biases=True, or a flat vector")
+    key = jax.random.key(seed)
+
+    def direction(which):
+        out = []
+        for i, leaf in enumerate(leaves):
+            if leaf.ndim <= 1:  # a bias: zero, or along itself
+                out.append(leaf if include_biases else jnp.zeros_like(leaf))
+                continue
+            d = jax.random.normal(jax.random.fold_in(key, 2 * i + which), leaf.shape, leaf.dtype)
+            axes = tuple(range(1, leaf.ndim))  # a filter: one output unit, row i
+            dn = jnp.sqrt(jnp.sum(d**2, axis=axes, keepdims=True))  # (out, 1, ...)
+            wn = jnp.sqrt(jnp.sum(leaf**2, axis=axes, keepdims=True))
+            out.append(d / (dn + 1e-10) * wn)  # Li et al.'s epsilon
+        return jax.tree.unflatten(treedef, out)
+
+    return Plane(jax.tree.unflatten(treedef, leaves), direction(0), direction(1))
 
 
 def pca_plane(path) -> PCAPlane:
@@ -582,14 +613,17 @@ def loss_surface(
         x, y, a_values, b_values, base, coords, plane, out
     )
     args = (data, plane)
-    size, n = plane.origin.shape[0], data[0].shape[0]
+    size = plane.origin.shape[0]
     if keep_on_device and out is not None:
         raise InputError("keep_on_device: the surface is written into out, on the host; pass "
                          "one of out and keep_on_device=True")
     grid = dict(devices=devices, block=block, out=out, progress=progress,
                 on_device=keep_on_device)
-    vmapped = dict(grid, width=size * n)  # XLA may keep a (G, n) array per parameter
-    if layout == "vmap":
+    vmapped = dict(grid, width=_vmap_width(model, loss, args))
+    # A network's weight matrices: the vmapped layout turns a block's grid points into batched
+    # matrix products; streaming over the data would make them matrix-vector products.
+    matrices = tree is not None and any(np.ndim(leaf) >= 2 for leaf in jax.tree.leaves(tree))
+    if layout == "vmap" or (layout == "auto" and matrices):
         return _grid(Vmapped(model, loss), args, a_values, b_values, **vmapped)
     check = None
     if layout == "auto":
@@ -598,6 +632,19 @@ def loss_surface(
     if result is None:  # the loss is not a mean of per-point terms: take the general layout
         result = _grid(Vmapped(model, loss), args, a_values, b_values, **vmapped)
     return result
+
+
+def _vmap_width(model, loss, args) -> int:
+    """Numbers the vmapped layout may keep per grid point: its largest intermediate array.
+
+    The loss at one point is traced (not run); a network's (n, hidden) activations dominate,
+    the lecture's models keep a few (n,) arrays.
+    """
+    (x, y), plane = args
+    jaxpr = jax.make_jaxpr(lambda w: loss(model(w, x), y))(plane.origin).jaxpr
+    sizes = [int(np.prod(v.aval.shape)) for eqn in jaxpr.eqns for v in eqn.outvars
+             if hasattr(v.aval, "shape")]
+    return max([plane.origin.shape[0], *sizes])
 
 
 @functools.partial(jax.jit, static_argnums=0)
