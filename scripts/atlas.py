@@ -25,7 +25,6 @@ may change from machine to machine) by that alone.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -165,7 +164,8 @@ def fmt(value: float) -> str:
     return "0" if value == 0 else f"{value:.1e}"
 
 
-HEADER = ("| torch setting | `functional_fit.optim` call | optax one-liner (where optax alone does it) "
+HEADER = ("| torch setting | `functional_fit.optim` call "
+          "| optax one-liner (where optax alone does it) "
           "| rel. diff., name-for-name optax | rel. diff., `functional_fit.optim` |\n"
           "|---|---|---|---|---|\n")
 

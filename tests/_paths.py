@@ -46,8 +46,7 @@ def jax_train(params, x, y, *, model, loss, optimizer, steps=None, order=None, b
     """
     x, y = jnp.asarray(x), jnp.asarray(y)
     if order is None:
-        idx = jnp.broadcast_to(jnp.arange(x.shape[0]), (steps, x.shape[0]))  # (steps, n)
-        mask = None
+        idx, mask = jnp.zeros((steps, 0), jnp.int32), None  # (steps, 0): the whole data
     else:
         idx, mask, _ = fit.batches(jnp.asarray(order), batch_size)  # (steps, B)
         mask = None if mask is None else mask.astype(y.dtype)
@@ -57,7 +56,8 @@ def jax_train(params, x, y, *, model, loss, optimizer, steps=None, order=None, b
         def body(carry, batch):
             w, state = carry
             i, m = batch
-            g = jax.grad(lambda w: loss(model(w, x[i]), y[i], m))(w)
+            xb, yb = (x, y) if order is None else (x[i], y[i])  # (B,)
+            g = jax.grad(lambda w: loss(model(w, xb), yb, m))(w)
             updates, state = optimizer.update(g, state, w)
             w = optax.apply_updates(w, updates)
             return (w, state), w

@@ -264,8 +264,10 @@ def test_lecture_gd_and_sgd_through_lambdalr(lecture_xy):
     lecture_sgd = np.asarray(fit.stochastic_gradient_descent(
         ff.zeros(3), x, y, order, model=models.polynomial, lr=1.0, batch_size=10).path)
     for exact, gd_rate, sgd_rate in (
-            (True, fls.LambdaLR(1.0, lambda i: 6.0 / (i + 1)), fls.LambdaLR(1.0, lambda e: 1.0 / (e + 1))),
-            (False, fls.LambdaLR(6.0, lambda i: 1 / (i + 1)), fls.LambdaLR(1.0, lambda e: 1 / (e + 1)))):
+            (True, fls.LambdaLR(1.0, lambda i: 6.0 / (i + 1)),
+             fls.LambdaLR(1.0, lambda e: 1.0 / (e + 1))),
+            (False, fls.LambdaLR(6.0, lambda i: 1 / (i + 1)),
+             fls.LambdaLR(1.0, lambda e: 1 / (e + 1)))):
         path = jax_train(ff.zeros(2), x, y, model=models.linear, loss=losses.l1,
                          optimizer=fo.SGD(lr=gd_rate), steps=50)
         sgd = fo.SGD(lr=fls.per_epoch(sgd_rate, math.ceil(100 / 10)))

@@ -43,7 +43,7 @@ here; every other parameter keeps torch's position.
 Checks: each function refuses what torch's constructor refuses (a negative lr, eps, weight
 decay or momentum, betas outside [0, 1), ``nesterov`` with dampening or without momentum, ...)
 with an `InputError` (a ``ValueError``) whose one-line message names the argument. Numbers must
-be finite (torch lets an infinite lr through); betas may be ints (torch wants floats).
+be finite (torch lets an infinite lr through); betas may be ints (torch's Adam wants floats).
 
 `OneCycleLR`: torch's ``OneCycleLR(cycle_momentum=True)`` (its default) overwrites the
 optimizer's momentum (SGD, RMSprop) or beta1 (the Adam family) at every step. Given such a

@@ -36,9 +36,11 @@ The lecture's decaying steps are `LambdaLR`. Gradient descent with lr / (i + 1) 
 
 and the lecture's minibatch SGD, lr / (e + 1) for every batch of epoch e, is that schedule
 stepped once per epoch: ``SGD(lr=per_epoch(LambdaLR(lr, lambda e: 1 / (e + 1)), nb))`` with
-nb = ceil(n / batch_size). LambdaLR computes lr * (1 / (i + 1)) as torch does, where the
-lecture's loops compute lr / (i + 1): the two differ in the last bit at most, far below the
-lecture's printed digits.
+nb = ceil(n / batch_size). LambdaLR computes lr * (1 / (i + 1)), as torch's does, where the
+lecture's loops compute lr / (i + 1): the rates differ in the last bit at times, which on an
+L1 path (whose gradient jumps where a residual crosses 0) moved the lecture's GD by 4e-9
+relative, far below its printed digits. ``LambdaLR(1.0, lambda i: lr / (i + 1))`` divides as
+the lecture does and gives its numbers bit for bit (tests/test_lr_scheduler.py).
 
 `OneCycleLR` and momentum: with ``cycle_momentum=True`` (torch's default) the returned schedule
 carries the momentum schedule as its ``momentum`` attribute, and the optimizers of
@@ -47,7 +49,7 @@ overwrites them. It is reproduced, not ignored; nesting such a schedule in `Sequ
 refused (torch would cycle the momentum in that phase only).
 
 Left out: torch's ``last_epoch`` (to resume, keep the optimizer state, whose count is the
-epoch), ``verbose``, and lists of rates for several parameter groups.
+epoch) and lists of rates for several parameter groups.
 """
 
 from __future__ import annotations

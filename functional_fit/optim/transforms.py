@@ -307,8 +307,9 @@ def _vector_norm(x, norm_type: float):
     return jnp.sum(x**norm_type) ** (1.0 / norm_type)
 
 
-def clip_by_torch_grad_norm(max_norm: float, norm_type: float = 2.0) -> optax.GradientTransformation:
-    """``torch.nn.utils.clip_grad_norm_`` as a transformation; see `functional_fit.optim.clip_grad_norm`.
+def clip_by_torch_grad_norm(max_norm: float,
+                            norm_type: float = 2.0) -> optax.GradientTransformation:
+    """``torch.nn.utils.clip_grad_norm_``; see `functional_fit.optim.clip_grad_norm`.
 
     Args:
       max_norm: >= 0.
