@@ -519,3 +519,43 @@ __all__ = [
     "surface",
     "sweep",
 ]
+
+
+# --------------------------------------------------------------------------- optimizer atlas
+
+
+def atlas(rows, *, tolerance: float = 1e-9, floor: float = 1e-17,
+          title: str = "torch.optim in optax: naive translation vs verified translation") -> Figure:
+    """Per torch optimizer setting, how far the name-for-name optax port and the verified
+    translation (`functional_fit.optim`) end from torch, as two log-scale bars.
+
+    Args:
+      rows: sequence of (label, naive, verified): the torch setting and the two relative
+        differences (scripts/atlas.py measures them; docs/atlas.md lists them).
+      tolerance: drawn as a dashed line (the float64 agreement bound of the tests).
+      floor: differences of exactly 0 are drawn at this value.
+
+    Returns:
+      The Figure, one horizontal pair of bars per row.
+    """
+    labels = [r[0] for r in rows]
+    naive = np.maximum([r[1] for r in rows], floor)  # (rows,)
+    verified = np.maximum([r[2] for r in rows], floor)  # (rows,)
+    y = np.arange(len(rows))  # (rows,)
+    fig = _figure((SIZE[0] + 2.0, 0.45 * len(rows) + 1.5))
+    ax = fig.add_subplot()
+    ax.barh(y - 0.2, naive, height=0.4, color="tab:red", label="name-for-name optax call")
+    ax.barh(y + 0.2, verified, height=0.4, color="tab:green", label="functional_fit.optim")
+    ax.axvline(tolerance, color="black", linestyle="--", linewidth=0.8,
+               label=f"tolerance {tolerance:g}")
+    ax.set_xscale("log")
+    ax.set_xlim(floor / 2, 2.0)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("relative difference from torch.optim, final parameters")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    return fig
+
+
+__all__.append("atlas")

@@ -76,3 +76,40 @@ def rel_err(a, b) -> float:
     if diff == 0.0:
         return 0.0
     return diff / scale if scale > 0 else float("inf")
+
+
+# --------------------------------------------------------------------------- functional_fit.optim
+
+#: Steps of the optimizer parity runs (tests/test_optim.py, scripts/atlas.py).
+OPTIM_STEPS = 1000
+
+#: float64 paths of functional_fit.optim against torch.optim (TRAJECTORY_FLOAT64 over the path)
+#: may also part by at most this much per step: a linear envelope reaching TRAJECTORY_FLOAT64 at
+#: OPTIM_STEPS. Rounding that a stable run does not amplify adds up to ~1e-16 per step
+#: (measured: <= 7e-17 per step); a run whose differences grow geometrically (a chaotic stretch)
+#: leaves the envelope within a few dozen steps of starting to grow, long before 1e-9.
+OPTIM_GROWTH_FLOAT64 = TRAJECTORY_FLOAT64 / OPTIM_STEPS
+
+#: Roundings of one optimizer update in which the two frameworks may differ, on top of the
+#: gradient's ROUNDINGS_PER_STEP: the longest update (NAdam with weight decay) rounds 17 times
+#: per element (moments 5, square root and eps 3, two quotients and their coefficients 5, decay
+#: 2, lr 1, the step 1); 20 covers every optimizer of functional_fit.optim and the clip.
+OPTIMIZER_ROUNDINGS = 20
+
+#: float32 paths of functional_fit.optim against torch.optim, MAX_STEPS_FLOAT32 steps: the
+#: argument of TRAJECTORY_FLOAT32 with ROUNDINGS_PER_STEP + OPTIMIZER_ROUNDINGS roundings per
+#: step (the update is stable, so per-step differences add at most linearly):
+#: 150 * 43 * 2^-24 = 3.8e-4. Measured (tests/test_optim.py): <= 2.2e-6.
+OPTIM_TRAJECTORY_FLOAT32 = (
+    MAX_STEPS_FLOAT32 * (ROUNDINGS_PER_STEP + OPTIMIZER_ROUNDINGS) * UNIT_ROUNDOFF["float32"]
+)
+
+#: Learning-rate schedules, float64, against torch's stepped schedulers, relative to the
+#: schedule's largest value, for K <= OPTIM_STEPS steps and T_max <= SCHEDULE_MAX_T. torch
+#: computes most rates from the previous one, each step rounding at most twice (a product, and
+#: a sum in CosineAnnealingLR): <= 2K roundings against the closed form. CosineAnnealingLR adds
+#: one more error: past T_max torch restarts its recursion from (lr - eta_min)(1 - cos(pi /
+#: T_max)) / 2, whose factor ~ pi^2 / (2 T_max^2) carries an absolute error of u, a relative
+#: error of 2 T_max^2 u / pi^2, into every later rate. Measured: 2,045 u with T_max = 100.
+SCHEDULE_MAX_T = 100
+SCHEDULE_FLOAT64 = (2 * OPTIM_STEPS + 2 * SCHEDULE_MAX_T**2 / np.pi**2) * UNIT_ROUNDOFF["float64"]

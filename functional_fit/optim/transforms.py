@@ -1,0 +1,332 @@
+"""The pieces of torch.optim that optax does not have, each a short `optax.GradientTransformation`.
+
+`functional_fit.optim` builds every torch optimizer from optax's own transformations where they
+compute what torch computes, and from these where they do not. Each one here says, in its
+docstring, which optax function comes closest and where it parts from torch. They work on any
+pytree of float32 or float64 arrays; their state is in the parameters' dtype (as torch's is),
+except NAdam's running product, which torch keeps in a float32 scalar (see `scale_by_torch_nadam`).
+
+Like optax's ``scale_by_*`` functions they do not apply the learning rate: chain
+``optax.scale_by_learning_rate(lr)`` after them.
+
+Every hyperparameter is a Python float. `functional_fit.optim` wraps a transformation in
+`optax.inject_hyperparams` when `~functional_fit.optim.lr_scheduler.OneCycleLR` cycles its
+momentum (or beta1), as torch's scheduler rewrites ``param_groups[0]["momentum"]`` every step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+#: torch keeps NAdam's ``mu_product`` in a scalar tensor of ``torch.get_default_dtype()``'s
+#: kind: float32 unless the default was set to float64. Rounding it to float32 changes the
+#: coefficients of NAdam's first steps by up to ~1e-7 relative, so the JAX side rounds it the
+#: same way: with a float64 product, tests/test_optim.py's NAdam paths part from torch's by
+#: 7e-11 instead of 3e-15.
+NADAM_MU_PRODUCT_DTYPE = jnp.float32
+
+
+def _count_plus_one(count):
+    return optax.safe_increment(count)
+
+
+# --------------------------------------------------------------------------- SGD momentum
+
+
+class TorchMomentumState(NamedTuple):
+    """State of `scale_by_torch_momentum`."""
+
+    count: jax.Array  # shape=() int32, updates so far
+    trace: optax.Updates  # the momentum buffer, shaped like the params
+
+
+def scale_by_torch_momentum(
+    momentum: float, dampening: float = 0.0, nesterov: bool = False
+) -> optax.GradientTransformation:
+    """torch.optim.SGD's momentum buffer, dampening included.
+
+    b_1 = g_1;  b_t = momentum * b_{t-1} + (1 - dampening) * g_t;  the update is b_t, or
+    g_t + momentum * b_t with `nesterov`.
+
+    `optax.trace` computes b_t = g_t + momentum * b_{t-1} from b_0 = 0: the same when dampening
+    is 0 (and `functional_fit.optim.SGD` then uses it), but it has no dampening, and torch does
+    not dampen the first step (its buffer starts as a copy of g_1).
+
+    Args:
+      momentum: the momentum factor.
+      dampening: the dampening of the gradient added to the buffer from the second step on.
+      nesterov: return g_t + momentum * b_t instead of b_t.
+
+    Returns:
+      An `optax.GradientTransformation`; updates and state shaped like the params.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> tx = scale_by_torch_momentum(0.5, dampening=0.5)
+      >>> g = jnp.array([1.0])
+      >>> u1, state = tx.update(g, tx.init(g))
+      >>> u2, state = tx.update(g, state)
+      >>> float(u1[0]), float(u2[0])  # 1, then 0.5 * 1 + 0.5 * 1
+      (1.0, 1.0)
+    """
+
+    def init_fn(params):
+        return TorchMomentumState(jnp.zeros([], jnp.int32), optax.tree.zeros_like(params))
+
+    def update_fn(updates, state, params=None):
+        del params
+        first = state.count == 0
+        trace = jax.tree.map(
+            lambda g, b: jnp.where(first, g, momentum * b + (1 - dampening) * g),
+            updates, state.trace)
+        if nesterov:
+            updates = jax.tree.map(lambda g, b: g + momentum * b, updates, trace)
+        else:
+            updates = trace
+        return updates, TorchMomentumState(_count_plus_one(state.count), trace)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+# --------------------------------------------------------------------------- Adagrad
+
+
+class TorchAdagradState(NamedTuple):
+    """State of `scale_by_torch_adagrad`."""
+
+    sum_of_squares: optax.Updates  # shaped like the params
+
+
+def scale_by_torch_adagrad(
+    initial_accumulator_value: float = 0.0, eps: float = 1e-10
+) -> optax.GradientTransformation:
+    """torch.optim.Adagrad's scaling: g / (sqrt(s) + eps), s the running sum of g**2.
+
+    `optax.scale_by_rss` computes g / sqrt(s + eps): eps inside the square root, and its
+    defaults (``initial_accumulator_value=0.1, eps=1e-7``) are not torch's (0 and 1e-10).
+    That is the 0.76 relative difference of ``optax.adagrad`` after 300 steps on the atlas'
+    problem. torch's decay of the learning rate, ``lr / (1 + (t - 1) * lr_decay)``, is a
+    schedule; `functional_fit.optim.Adagrad` applies it.
+
+    Args:
+      initial_accumulator_value: the starting value of s.
+      eps: added to sqrt(s).
+
+    Returns:
+      An `optax.GradientTransformation`.
+    """
+
+    def init_fn(params):
+        return TorchAdagradState(optax.tree.full_like(params, initial_accumulator_value))
+
+    def update_fn(updates, state, params=None):
+        del params
+        s = jax.tree.map(lambda g, s: s + g * g, updates, state.sum_of_squares)
+        updates = jax.tree.map(lambda g, s: g / (jnp.sqrt(s) + eps), updates, s)
+        return updates, TorchAdagradState(s)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+# --------------------------------------------------------------------------- Adam, amsgrad
+
+
+def scale_by_torch_amsgrad(
+    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+) -> optax.GradientTransformation:
+    """torch.optim.Adam's ``amsgrad=True``: the maximum of the *uncorrected* second moments.
+
+    torch keeps v_max = max(v_max, v_t) and divides by sqrt(v_max) / sqrt(1 - b2^t) + eps,
+    correcting the maximum with the current step's factor. `optax.scale_by_amsgrad` corrects
+    each v_t with its own step's factor first and keeps max_s v_s / (1 - b2^s); the two
+    maxima differ while the correction still changes (the first few hundred steps for
+    b2 = 0.999). Its state is `optax.ScaleByAmsgradState`, with v_max uncorrected.
+
+    Args:
+      b1, b2: the decay rates of the first and second moments.
+      eps: added to the corrected square root.
+
+    Returns:
+      An `optax.GradientTransformation`.
+    """
+
+    def init_fn(params):
+        zeros = optax.tree.zeros_like(params)
+        return optax.ScaleByAmsgradState(jnp.zeros([], jnp.int32), zeros, zeros, zeros)
+
+    def update_fn(updates, state, params=None):
+        del params
+        t = _count_plus_one(state.count)
+        mu = optax.tree.update_moment(updates, state.mu, b1, 1)
+        nu = optax.tree.update_moment_per_elem_norm(updates, state.nu, b2, 2)
+        nu_max = jax.tree.map(jnp.maximum, state.nu_max, nu)
+        bc1, bc2 = 1 - b1**t, 1 - b2**t  # () float, as torch's Python floats
+        updates = jax.tree.map(
+            lambda m, v: (m / bc1.astype(m.dtype))
+            / (jnp.sqrt(v) / jnp.sqrt(bc2).astype(v.dtype) + eps),
+            mu, nu_max)
+        return updates, optax.ScaleByAmsgradState(t, mu, nu, nu_max)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+# --------------------------------------------------------------------------- NAdam
+
+
+class TorchNAdamState(NamedTuple):
+    """State of `scale_by_torch_nadam`."""
+
+    count: jax.Array  # shape=() int32, updates so far
+    mu_product: jax.Array  # shape=() float32, prod_{s<=t} mu_s (see NADAM_MU_PRODUCT_DTYPE)
+    mu: optax.Updates  # first moment, shaped like the params
+    nu: optax.Updates  # second moment, shaped like the params
+
+
+def scale_by_torch_nadam(
+    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, momentum_decay: float = 4e-3
+) -> optax.GradientTransformation:
+    """torch.optim.NAdam's scaling, with its momentum-decay schedule (Dozat 2016).
+
+    With mu_t = b1 (1 - 0.5 * 0.96^(t * momentum_decay)) and P_t = mu_1 ... mu_t:
+
+        update = [(1 - mu_t) / (1 - P_t) * g_t + mu_{t+1} / (1 - P_t mu_{t+1}) * m_t]
+                 / (sqrt(v_t / (1 - b2^t)) + eps)
+
+    `optax.nadam` (``scale_by_adam(nesterov=True)``) uses a constant mu_t = b1 and Adam's
+    bias correction 1 - b1^t in place of the product P_t; the two differ by 0.97 relative
+    after 300 steps on the atlas' problem.
+
+    P_t is kept in float32 (`NADAM_MU_PRODUCT_DTYPE`), as torch keeps its ``mu_product``
+    unless ``torch.set_default_dtype(torch.float64)`` was called.
+
+    Args:
+      b1, b2: the decay rates of the first and second moments.
+      eps: added to the corrected square root.
+      momentum_decay: the psi of mu_t.
+
+    Returns:
+      An `optax.GradientTransformation`.
+    """
+
+    def mu_at(t):
+        return b1 * (1.0 - 0.5 * 0.96 ** (t * momentum_decay))  # () float
+
+    def init_fn(params):
+        return TorchNAdamState(
+            jnp.zeros([], jnp.int32), jnp.ones([], NADAM_MU_PRODUCT_DTYPE),
+            optax.tree.zeros_like(params), optax.tree.zeros_like(params))
+
+    def update_fn(updates, state, params=None):
+        del params
+        t = _count_plus_one(state.count)
+        mu_t, mu_next = mu_at(t), mu_at(t + 1)
+        product = state.mu_product * jnp.asarray(mu_t, NADAM_MU_PRODUCT_DTYPE)  # torch: *= mu
+        p = product.astype(jnp.result_type(float))  # torch reads it back as a Python float
+        c_grad = (1.0 - mu_t) / (1.0 - p)
+        c_mom = mu_next / (1.0 - p * mu_next)
+        mu = optax.tree.update_moment(updates, state.mu, b1, 1)
+        nu = optax.tree.update_moment_per_elem_norm(updates, state.nu, b2, 2)
+        bc2 = 1 - b2**t
+
+        def scale(g, m, v):
+            denom = jnp.sqrt(v / bc2.astype(v.dtype)) + eps
+            return c_grad.astype(g.dtype) * (g / denom) + c_mom.astype(m.dtype) * (m / denom)
+
+        updates = jax.tree.map(scale, updates, mu, nu)
+        return updates, TorchNAdamState(t, product, mu, nu)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+# --------------------------------------------------------------------------- RAdam
+
+
+def scale_by_torch_radam(
+    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+) -> optax.GradientTransformation:
+    """torch.optim.RAdam's scaling (Liu et al. 2019): rectified Adam, eps where torch puts it.
+
+    With rho_inf = 2 / (1 - b2) - 1 and rho_t = rho_inf - 2 t b2^t / (1 - b2^t):
+
+        update = m_hat * r_t * sqrt(1 - b2^t) / (sqrt(v_t) + eps)   if rho_t > 5
+        update = m_hat                                                otherwise
+
+    `optax.scale_by_radam` divides by sqrt(v_t / (1 - b2^t)) + eps: its eps is not scaled by
+    sqrt(1 - b2^t) as torch's is, and it switches at rho_t >= 5, not > 5. The first makes
+    ``optax.radam`` differ from torch by 3.7e-7 relative after 300 steps on the atlas'
+    problem. Its state is `optax.ScaleByAdamState`.
+
+    Args:
+      b1, b2: the decay rates of the first and second moments.
+      eps: added to sqrt(v_t), before the correction.
+
+    Returns:
+      An `optax.GradientTransformation`.
+    """
+    rho_inf = 2 / (1 - b2) - 1
+
+    def init_fn(params):
+        zeros = optax.tree.zeros_like(params)
+        return optax.ScaleByAdamState(jnp.zeros([], jnp.int32), zeros, zeros)
+
+    def update_fn(updates, state, params=None):
+        del params
+        t = _count_plus_one(state.count)
+        mu = optax.tree.update_moment(updates, state.mu, b1, 1)
+        nu = optax.tree.update_moment_per_elem_norm(updates, state.nu, b2, 2)
+        bc1, bc2 = 1 - b1**t, 1 - b2**t  # () float
+        rho_t = rho_inf - 2 * t * b2**t / bc2
+        rect = jnp.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf
+                        / ((rho_inf - 4) * (rho_inf - 2) * rho_t))  # nan where rho_t <= 4: unused
+
+        def scale(m, v):
+            m_hat = m / bc1.astype(m.dtype)
+            adaptive = jnp.sqrt(bc2).astype(v.dtype) / (jnp.sqrt(v) + eps)
+            return jnp.where(rho_t > 5.0, m_hat * adaptive * rect.astype(m.dtype), m_hat)
+
+        return jax.tree.map(scale, mu, nu), optax.ScaleByAdamState(t, mu, nu)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+# --------------------------------------------------------------------------- clipping
+
+
+def _vector_norm(x, norm_type: float):
+    """torch.linalg.vector_norm(x, norm_type) of an array of any shape, as a () array."""
+    x = jnp.abs(jnp.ravel(x))
+    if norm_type == math.inf:
+        return jnp.max(x)
+    if norm_type == 2.0:
+        return jnp.sqrt(jnp.sum(x * x))
+    if norm_type == 1.0:
+        return jnp.sum(x)
+    return jnp.sum(x**norm_type) ** (1.0 / norm_type)
+
+
+def clip_by_torch_grad_norm(max_norm: float,
+                            norm_type: float = 2.0) -> optax.GradientTransformation:
+    """``torch.nn.utils.clip_grad_norm_``; see `functional_fit.optim.clip_grad_norm`.
+
+    Args:
+      max_norm: >= 0.
+      norm_type: p > 0, or inf.
+
+    Returns:
+      A stateless `optax.GradientTransformation`.
+    """
+
+    def update_fn(updates, state, params=None):
+        del params
+        leaves = jax.tree.leaves(updates)
+        norms = jnp.stack([_vector_norm(g, norm_type) for g in leaves])  # (leaves,)
+        total = _vector_norm(norms, norm_type)  # () as torch: the norm of the leaves' norms
+        coef = jnp.minimum(max_norm / (total + 1e-6), 1.0)
+        return jax.tree.map(lambda g: g * coef.astype(g.dtype), updates), state
+
+    return optax.GradientTransformation(optax.init_empty_state, update_fn)

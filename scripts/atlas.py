@@ -1,0 +1,246 @@
+"""The atlas: each torch.optim setting, its name-for-name optax port, and functional_fit.optim.
+
+For every row (one torch optimizer setting) it trains the issue's problem with torch.optim
+itself, with the optax call a port would write name for name, and with functional_fit.optim,
+and writes the relative difference of the final parameters, max |a - b| / max |b| (as the
+issue measured it), into the table of ``docs/atlas.md`` between ``<!-- atlas:start -->`` and
+``<!-- atlas:end -->``.
+
+The problem: a 1 -> 16 -> 1 tanh network on the lecture's data, MSE, full batch, float64,
+1,000 steps (`functional_fit.tolerances.OPTIM_STEPS`), from a start drawn with numpy
+(tests/_problems.py). Learning rates are the issue's, except where its rate makes this run
+reach a chaotic stretch within 1,000 steps (the paths of any two correct implementations then
+part, by 1e-6 to 1e-2): RMSprop 5e-4 (the issue's 1e-3 parts at step 944), Adagrad 0.01 (0.1:
+step 123), NAdam 2e-3 (1e-2: step 478), Adadelta 0.1 (1.0: step 266).
+
+    python scripts/atlas.py                  # measure, rewrite the table in docs/atlas.md
+    python scripts/atlas.py --check          # exit 1 if the committed table is not current
+    python scripts/atlas.py --figure a.png   # also draw plot.atlas (naive vs verified)
+
+Numbers are printed to two significant digits. ``--check`` (and tests/test_atlas.py) compares
+a difference above 1e-9 to two digits, and one at or below 1e-9 (rounding, whose last digits
+may change from machine to machine) by that alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+ROOT = Path(__file__).resolve().parent.parent
+# The training loops and the problem live with the tests, until functional_fit.fit.train and
+# parity.fit.train take their place.
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import jax  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)
+
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+import torch  # noqa: E402
+
+import functional_fit.optim as fo  # noqa: E402
+from functional_fit.tolerances import OPTIM_STEPS, TRAJECTORY_FLOAT64, rel_err  # noqa: E402
+
+from _paths import jax_train, torch_train  # noqa: E402
+from _problems import make  # noqa: E402
+
+ATLAS_MD = ROOT / "docs" / "atlas.md"
+START, END = "<!-- atlas:start -->", "<!-- atlas:end -->"
+HIDDEN = 16
+#: A difference at or below this is rounding: reported, but compared only against it.
+AGREE = TRAJECTORY_FLOAT64
+
+
+class Row(NamedTuple):
+    """One torch setting: optimizer name and keywords, the naive port, the optax one-liner."""
+
+    name: str
+    kwargs: dict
+    naive: str  # the optax call a port writes name for name
+    one_liner: str | None  # an optax expression equal to torch's, where optax alone does it
+    clip: float | None = None  # clip_grad_norm_(max_norm) before each step
+
+
+def _sgd(**kw):
+    return dict(lr=0.01, **kw)
+
+
+ROWS = [
+    Row("SGD", _sgd(), "optax.sgd(0.01)", "optax.sgd(0.01)"),
+    Row("SGD", _sgd(momentum=0.9), "optax.sgd(0.01, momentum=0.9)",
+        "optax.sgd(0.01, momentum=0.9)"),
+    Row("SGD", _sgd(momentum=0.9, nesterov=True), "optax.sgd(0.01, momentum=0.9, nesterov=True)",
+        "optax.sgd(0.01, momentum=0.9, nesterov=True)"),
+    Row("SGD", _sgd(momentum=0.9, weight_decay=0.001),
+        "optax.chain(optax.add_decayed_weights(0.001), optax.sgd(0.01, momentum=0.9))",
+        "optax.chain(optax.add_decayed_weights(0.001), optax.sgd(0.01, momentum=0.9))"),
+    Row("SGD", _sgd(momentum=0.9, dampening=0.5), "optax.sgd(0.01, momentum=0.9)", None),
+    Row("Adam", dict(lr=0.01), "optax.adam(0.01)", "optax.adam(0.01)"),
+    Row("Adam", dict(lr=0.01, weight_decay=0.01), "optax.adamw(0.01, weight_decay=0.01)",
+        "optax.chain(optax.add_decayed_weights(0.01), optax.adam(0.01))"),
+    Row("Adam", dict(lr=0.01, amsgrad=True), "optax.amsgrad(0.01)", None),
+    Row("AdamW", dict(lr=0.01), "optax.adamw(0.01)", "optax.adamw(0.01, weight_decay=0.01)"),
+    Row("RMSprop", dict(lr=0.0005), "optax.rmsprop(0.0005)",
+        "optax.rmsprop(0.0005, decay=0.99, eps=1e-08, eps_in_sqrt=False)"),
+    Row("Adagrad", dict(lr=0.01), "optax.adagrad(0.01)", None),
+    Row("Adamax", dict(lr=0.002), "optax.adamax(0.002)", "optax.adamax(0.002)"),
+    Row("NAdam", dict(lr=0.002), "optax.nadam(0.002)", None),
+    Row("NAdam", dict(lr=0.002, weight_decay=0.01, decoupled_weight_decay=True),
+        "optax.nadamw(0.002, weight_decay=0.01)", None),
+    Row("RAdam", dict(lr=0.01), "optax.radam(0.01)", None),
+    Row("Adadelta", dict(lr=0.1), "optax.adadelta(0.1)", "optax.adadelta(0.1)"),
+    Row("SGD", _sgd(momentum=0.9), "optax.chain(optax.clip_by_global_norm(1.0), "
+        "optax.sgd(0.01, momentum=0.9))", None, clip=1.0),
+]
+
+
+def call(row: Row) -> str:
+    """The keywords as Python: ``SGD(lr=0.01, momentum=0.9)``."""
+    return f"{row.name}({', '.join(f'{k}={v!r}' for k, v in row.kwargs.items())})"
+
+
+def torch_setting(row: Row) -> str:
+    clip = f"clip_grad_norm_(max_norm={row.clip}), then " if row.clip else ""
+    return clip + call(row)
+
+
+def ours(row: Row) -> str:
+    return f"optax.chain(clip_grad_norm({row.clip}), {call(row)})" if row.clip else call(row)
+
+
+class Result(NamedTuple):
+    """One measured row: the table's cells, and the numbers behind them."""
+
+    torch: str
+    ours: str
+    one_liner: str  # "" where optax alone does not do it
+    naive: float  # relative difference of the naive port's final parameters
+    verified: float  # relative difference of functional_fit.optim's
+    one_liner_diff: float | None  # of the one-liner (not in the table; must agree)
+
+
+def measure(row: Row, steps: int = OPTIM_STEPS) -> Result:
+    """Train the problem with torch, the naive port, functional_fit.optim and the one-liner."""
+    clip = (row.clip, 2.0) if row.clip else None
+
+    def final_jax(tx):
+        pb = make("mlp", hidden=HIDDEN)
+        path = jax_train(pb.params, pb.x, pb.y, model=pb.model, loss=pb.loss, optimizer=tx,
+                         steps=steps)
+        return np.concatenate([path[k][-1].ravel() for k in sorted(path)])
+
+    pb = make("mlp", hidden=HIDDEN)
+    opt = getattr(torch.optim, row.name)(pb.module.parameters(), **row.kwargs)
+    tpath = torch_train(pb.module, pb.loss_fn, *map(torch.from_numpy, (pb.x, pb.y)),
+                        optimizer=opt, clip=clip, steps=steps)
+    theirs = np.concatenate([tpath[k][-1].ravel() for k in sorted(tpath)])
+    ours_tx = fo.OPTIMIZERS[row.name](**row.kwargs)
+    if row.clip:
+        ours_tx = optax.chain(fo.clip_grad_norm(row.clip), ours_tx)
+    naive = rel_err(final_jax(eval(row.naive, {"optax": optax})), theirs)  # the table's text, run
+    verified = rel_err(final_jax(ours_tx), theirs)
+    if row.one_liner is None:
+        one = None
+    elif row.one_liner == row.naive:
+        one = naive
+    else:
+        one = rel_err(final_jax(eval(row.one_liner, {"optax": optax})), theirs)
+    return Result(torch_setting(row), ours(row), row.one_liner or "", naive, verified, one)
+
+
+def measure_all(rows=ROWS, steps: int = OPTIM_STEPS) -> list[Result]:
+    return [measure(row, steps) for row in rows]
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def fmt(value: float) -> str:
+    """Two significant digits; 0 as 0."""
+    return "0" if value == 0 else f"{value:.1e}"
+
+
+HEADER = ("| torch setting | `functional_fit.optim` call "
+          "| optax one-liner (where optax alone does it) "
+          "| rel. diff., name-for-name optax | rel. diff., `functional_fit.optim` |\n"
+          "|---|---|---|---|---|\n")
+
+
+def table(results: list[Result]) -> str:
+    lines = [HEADER]
+    for r in results:
+        one = f"`{r.one_liner}`" if r.one_liner else "—"
+        lines.append(f"| `{r.torch}` | `{r.ours}` | {one} | {fmt(r.naive)} | "
+                     f"{fmt(r.verified)} |\n")
+    return "".join(lines)
+
+
+def parse(text: str) -> list[tuple[str, ...]]:
+    """The rows of the table between the markers of `text`, as tuples of cell strings."""
+    body = text[text.index(START) + len(START):text.index(END)]
+    rows = [line for line in body.strip().splitlines() if line.startswith("| `")]
+    return [tuple(cell.strip() for cell in line.strip("|\n").split(" | ")) for line in rows]
+
+
+def _same_number(a: str, b: str) -> bool:
+    x, y = float(a), float(b)
+    if x <= AGREE and y <= AGREE:
+        return True
+    return a == b
+
+
+def differences(committed: list[tuple[str, ...]], fresh: list[tuple[str, ...]]) -> list[str]:
+    """What makes the committed table stale: [] when it is current."""
+    if len(committed) != len(fresh):
+        return [f"{len(committed)} rows committed, {len(fresh)} measured"]
+    out = []
+    for c, f in zip(committed, fresh):
+        if c[:3] != f[:3]:
+            out.append(f"row {f[0]}: committed {c[:3]}")
+        elif not all(_same_number(a, b) for a, b in zip(c[3:], f[3:])):
+            out.append(f"row {f[0]}: committed {c[3:]}, measured {f[3:]}")
+    return out
+
+
+def write(results: list[Result], path: Path = ATLAS_MD) -> None:
+    text = path.read_text()
+    new = text[: text.index(START) + len(START)] + "\n" + table(results) + text[text.index(END):]
+    from functional_fit._io import atomic_path
+
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(new)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 if docs/atlas.md's table is not what this machine measures")
+    parser.add_argument("--figure", metavar="PNG", help="also write plot.atlas to PNG")
+    args = parser.parse_args(argv)
+    results = measure_all()
+    bad = [r.torch for r in results if r.verified > AGREE
+           or (r.one_liner_diff is not None and r.one_liner_diff > AGREE)]
+    if bad:
+        print(f"functional_fit.optim or a one-liner differs from torch by more than {AGREE:g}: "
+              f"{', '.join(bad)}", file=sys.stderr)
+        return 1
+    if args.figure:
+        from functional_fit import plot
+
+        plot.save(plot.atlas([(r.torch, r.naive, r.verified) for r in results]), args.figure)
+    if args.check:
+        stale = differences(parse(ATLAS_MD.read_text()), parse(START + table(results) + END))
+        for line in stale:
+            print(line, file=sys.stderr)
+        return 1 if stale else 0
+    write(results)
+    print(table(results), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
