@@ -58,7 +58,7 @@ def _result(snaps, losses) -> TrainResult:
     return TrainResult(snaps[-1], path, np.asarray(losses, dtype=np.float64))
 
 
-def _train(module, loss_fn, batches, optimizer, scheduler, where, lr) -> TrainResult:
+def _train(module, loss_fn, batches, optimizer, scheduler, where, lr, clip=None) -> TrainResult:
     snaps, losses = [_snapshot(module)], []
     for xb, yb in batches:
         optimizer.zero_grad()
@@ -66,6 +66,8 @@ def _train(module, loss_fn, batches, optimizer, scheduler, where, lr) -> TrainRe
         if not torch.isfinite(loss):
             raise divergence_error(where, len(losses), loss.item(), lr, _result(snaps, losses))
         loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(module.parameters(), *clip)
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
@@ -94,7 +96,8 @@ def _check_tensor(name, t):
 
 
 def train(module, loss_fn, x, y, *, optimizer, scheduler=None, steps: int | None = None,
-          order=None, batch_size: int | None = None) -> TrainResult:
+          order=None, batch_size: int | None = None, max_norm: float | None = None,
+          norm_type: float = 2.0) -> TrainResult:
     """Fit `module` with a torch optimizer: the loop every torch user writes.
 
     Args:
@@ -108,6 +111,9 @@ def train(module, loss_fn, x, y, *, optimizer, scheduler=None, steps: int | None
       order: (epochs, n) batch order (`functional_fit.data.batch_order`), handed to a
         ``DataLoader`` through `parity.data.OrderSampler`, with
       batch_size: B; the last batch of an epoch is short when B does not divide n.
+      max_norm, norm_type: when `max_norm` is given, ``torch.nn.utils.clip_grad_norm_`` of
+        the gradients between ``backward`` and ``step`` (`functional_fit.optim.clip_grad_norm`
+        is its twin).
 
     Returns:
       `TrainResult(params, path, losses)` of numpy arrays keyed by ``state_dict`` names; path
@@ -122,8 +128,11 @@ def train(module, loss_fn, x, y, *, optimizer, scheduler=None, steps: int | None
                          f"got {type(optimizer).__name__}")
     x, y = _check_tensor("x", x), _check_tensor("y", y)
     steps, order, batch_size = check_length(x.shape[0], steps, order, batch_size)
+    clip = None
+    if max_norm is not None:
+        clip = (_checks.positive_float("max_norm", max_norm), float(norm_type))
     return _train(module, loss_fn, _batches(x, y, steps, order, batch_size), optimizer, scheduler,
-                  "parity.fit.train", None)
+                  "parity.fit.train", None, clip)
 
 
 # --------------------------------------------------------------------------- the lecture's fits

@@ -97,7 +97,7 @@ def make(name: str, dtype: str = "float64", *, maximize: bool = False, hidden: i
         start = np.array(FAR if name == "linear_far" else np.zeros(degree + 1), dtype=dtype)
         params = jnp.asarray(start)
         model = models.linear if linear else models.polynomial
-        module = parity.models.make("linear" if linear else "poly", degree, w=start,
+        module = parity.registry.module("linear" if linear else "poly", degree, w=start,
                                     dtype=tdtype)
     loss, loss_fn = ((_negated_mse, _torch_negated_mse) if maximize
                      else (losses.mse, parity.losses.mse))

@@ -61,8 +61,8 @@ from numbers import Real
 import numpy as np
 import optax
 
-from functional_fit import _checks
-from functional_fit._checks import InputError
+from functional_fit import checks as _checks
+from functional_fit.checks import InputError
 from functional_fit.optim import lr_scheduler, transforms
 
 # --------------------------------------------------------------------------- checks

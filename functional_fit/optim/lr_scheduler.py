@@ -61,8 +61,8 @@ from numbers import Integral
 import jax.numpy as jnp
 import numpy as np
 
-from functional_fit import _checks
-from functional_fit._checks import InputError
+from functional_fit import checks as _checks
+from functional_fit.checks import InputError
 
 #: Beyond this many distinct rates `LinearLR` uses its closed form instead of a table.
 MAX_TABLE = 100_000
