@@ -324,9 +324,11 @@ def train(params, x, y, *, model, loss, optimizer, steps: int | None = None, ord
 # --------------------------------------------------------------------------- the lecture's fits
 
 
-def _lecture_fit(where, name, w0, x, y, lr, model, loss, *, steps=None, order=None,
+def _lecture_fit(where, recipe, w0, x, y, lr, model, loss, *, steps=None, order=None,
                  batch_size=None) -> FitResult:
-    """A lecture fit: the registry's optax recipe `name` with the learning rate traced."""
+    """A fit of a (p+1,) vector with a registry recipe (or its name), the learning rate traced."""
+    if isinstance(recipe, str):
+        recipe = registry.optimizer(recipe)
     model, loss = _resolve(model, loss)
     x, y = _checks.data(x, y)
     w0 = _checks.vector("w0", w0)
@@ -338,7 +340,7 @@ def _lecture_fit(where, name, w0, x, y, lr, model, loss, *, steps=None, order=No
     lr = _checks.positive_float("lr", lr)
     steps, order, batch_size = _check_length(x.shape[0], steps, order, batch_size)
     run = recipe_jit(jnp.asarray(w0), jnp.asarray(x), jnp.asarray(y), _float(lr), order,
-                     recipe=registry.optimizer(name), model=model, loss=loss, steps=steps,
+                     recipe=recipe, model=model, loss=loss, steps=steps,
                      batch_size=batch_size)
     return _finite(where, run.result, lr)
 
@@ -415,20 +417,21 @@ def adam_sgd(
                         batch_size=batch_size)
 
 
-def run(optimizer: str, w0, x, y, *, model=_models.linear, loss=_losses.l1, lr: float,
+def run(optimizer, w0, x, y, *, model=_models.linear, loss=_losses.l1, lr: float,
         steps: int | None = None, order=None, batch_size: int = 10) -> FitResult:
-    """The lecture fit of the registry optimizer named `optimizer`, mirroring `parity.fit.run`.
+    """A fit of a registry optimizer on a parameter vector, mirroring `parity.fit.run`.
 
-    A full-batch optimizer (``"gd"``) takes `steps`; a minibatch one (``"sgd"``, ``"adam"``)
-    takes the batch `order` (epochs, n) and `batch_size`. The other is ignored.
+    `optimizer` is a name of `functional_fit.registry` (``"gd"``, ``"sgd"``, ``"adam"``, the
+    lecture's; ``"SGD"``, ``"RMSprop"``, ... torch.optim's, verified) or a
+    `registry.optimizer(name, **keywords)`. A full-batch optimizer (``"gd"``) takes `steps`; a
+    minibatch one (``"sgd"``, ``"adam"``) the batch `order` (epochs, n) and `batch_size`, the
+    other being ignored; torch's names take whichever is given (`steps` first).
     """
-    opt = registry.optimizer(optimizer)
+    opt = registry.optimizer(optimizer) if isinstance(optimizer, str) else optimizer
     where = {"gd": "gradient_descent", "sgd": "stochastic_gradient_descent", "adam": "adam_sgd"}
-    if opt.batching == "full":
-        return _lecture_fit(where.get(optimizer, optimizer), optimizer, w0, x, y, lr, model, loss,
-                            steps=steps)
-    return _lecture_fit(where.get(optimizer, optimizer), optimizer, w0, x, y, lr, model, loss,
-                        order=order, batch_size=batch_size)
+    full = opt.batching == "full" or (opt.batching == "any" and steps is not None)
+    length = dict(steps=steps) if full else dict(order=order, batch_size=batch_size)
+    return _lecture_fit(where.get(opt.name, opt.name), opt, w0, x, y, lr, model, loss, **length)
 
 
 def n_steps(n: int, epochs: int, batch_size: int) -> int:

@@ -33,7 +33,7 @@ from collections.abc import Callable
 
 import optax
 
-from functional_fit import checks as _checks, losses, models
+from functional_fit import checks as _checks, losses, models, optim
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +69,7 @@ class Optimizer:
     """
 
     name: str
-    batching: str  # "full": counts steps over the whole data; "minibatch": counts epochs
+    batching: str  # "full": steps over the whole data; "minibatch": epochs; "any": either
     build: Callable  # (lr, steps_per_epoch, **kwargs) -> optax.GradientTransformation
     kwargs: tuple = ()  # sorted (key, value) pairs passed to `build`
 
@@ -103,10 +103,24 @@ LOSSES = {"l1": losses.l1, "mse": losses.mse, "bce_with_logits": losses.bce_with
           "cross_entropy": losses.cross_entropy}
 #: The losses of a real-valued target, which the command line's data (x, y) has.
 REGRESSION_LOSSES = ("l1", "mse")
+def _torch_named(name):
+    """``functional_fit.optim.<name>(lr=lr, **kwargs)``: torch's optimizer, verified."""
+
+    def build(lr, steps_per_epoch, **kwargs):
+        del steps_per_epoch  # torch's optimizers know nothing of epochs; schedules do
+        return optim.OPTIMIZERS[name](lr=lr, **kwargs)
+
+    build.__name__ = f"optim_{name}"
+    return build
+
+
 OPTIMIZERS = {
+    # the lecture's three, each with its own batching and step size
     "gd": Optimizer("gd", "full", _gd),
     "sgd": Optimizer("sgd", "minibatch", _sgd),
     "adam": Optimizer("adam", "minibatch", _adam),
+    # torch.optim's, by their class names: full batch or minibatches, as the caller says
+    **{name: Optimizer(name, "any", _torch_named(name)) for name in optim.OPTIMIZERS},
 }
 
 
@@ -123,10 +137,30 @@ def loss(name: str) -> Callable:
 def optimizer(name: str, **kwargs) -> Optimizer:
     """The `Optimizer` named `name`, with keywords for its transformation.
 
-    ``optimizer("adam")(0.1)`` is ``optax.adam(0.1)``.
+    ``optimizer("adam")(0.1)`` is ``optax.adam(0.1)``; ``optimizer("RMSprop", alpha=0.9)(0.01)``
+    is ``functional_fit.optim.RMSprop(lr=0.01, alpha=0.9)``. Keywords are checked against the
+    optimizer's signature (the lecture's three take none), and their values by building it once.
     """
     opt = OPTIMIZERS[_checks.choice("optimizer", name, tuple(OPTIMIZERS))]
-    return dataclasses.replace(opt, kwargs=tuple(sorted(kwargs.items()))) if kwargs else opt
+    if not kwargs:
+        return opt
+    if name not in optim.OPTIMIZERS:
+        raise _checks.InputError(f"optimizer {name!r} takes no keywords (the lecture's own); "
+                                 f"torch.optim's names do: {', '.join(optim.OPTIMIZERS)}")
+    check_keywords(name, kwargs)
+    return dataclasses.replace(opt, kwargs=tuple(sorted(kwargs.items())))
+
+
+def check_keywords(name: str, kwargs: dict) -> None:
+    """InputError naming a keyword that torch.optim.<name> does not take, or a bad value."""
+    import inspect
+
+    known = [p for p in inspect.signature(optim.OPTIMIZERS[name]).parameters if p != "lr"]
+    for key in kwargs:
+        if key not in known:
+            raise _checks.InputError(f"{name} has no keyword {key!r}; it takes "
+                                     f"{', '.join(known)}")
+    optim.OPTIMIZERS[name](**kwargs)  # torch's own checks, with the keyword named
 
 
 def name_of(fn: Callable, table: dict) -> str | None:

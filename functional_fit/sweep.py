@@ -259,8 +259,10 @@ class LrRecipe:
 
 def _check_optimizer(optimizer, steps, epochs):
     """(recipe, batching) of a registry name or of a function ``lr -> GradientTransformation``."""
-    if isinstance(optimizer, str):
-        opt = registry.optimizer(optimizer)
+    if isinstance(optimizer, (str, registry.Optimizer)):
+        opt = registry.optimizer(optimizer) if isinstance(optimizer, str) else optimizer
+        if opt.batching == "any":  # torch's names: as the caller counts, steps or epochs
+            return opt, ("minibatch" if epochs is not None else "full")
         return opt, opt.batching
     if isinstance(optimizer, optax.GradientTransformation) or not callable(optimizer):
         raise InputError("optimizer must be a registry name ('gd', 'sgd', 'adam', ...) or a "

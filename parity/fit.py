@@ -205,22 +205,24 @@ def adam_sgd(model, loss_fn, dataset, lr=0.1, nepochs=100, batch_size=10, order=
 
 
 def run(optimizer, model, loss_fn, x, y, *, lr, steps=None, order=None, batch_size=10):
-    """The lecture fit of the registry optimizer named `optimizer`, mirroring `functional_fit.fit.run`.
+    """A fit of a registry optimizer, mirroring `functional_fit.fit.run`.
 
-    A full-batch optimizer (``"gd"``) runs `steps` steps on tensors x, y (n,); a minibatch one
-    (``"sgd"``, ``"adam"``) runs over the batch `order` (epochs, n) on ``TensorDataset(x, y)``.
-    Returns the (steps+1, p+1) path.
+    `optimizer` is a name of `parity.registry` or a `parity.registry.optimizer(name,
+    **keywords)`. A full-batch optimizer (``"gd"``) runs `steps` steps on tensors x, y (n,); a
+    minibatch one (``"sgd"``, ``"adam"``) runs over the batch `order` (epochs, n) on
+    ``TensorDataset(x, y)``; torch's names take whichever is given (`steps` first). Returns
+    the (steps+1, p+1) path.
     """
-    entry = registry.optimizer(optimizer)
+    entry = registry.optimizer(optimizer) if isinstance(optimizer, str) else optimizer
     where = {"gd": "gradient_descent", "sgd": "stochastic_gradient_descent", "adam": "adam_sgd"}
     lr = _checks.positive_float("lr", lr)
-    if entry.batching == "full":
+    if entry.batching == "full" or (entry.batching == "any" and steps is not None):
         steps = _checks.positive_int("steps", steps)
         batches, per_epoch = ((x, y) for _ in range(steps)), 1
     else:
         lr, batches, per_epoch = _minibatch(TensorDataset(x, y), lr, len(order), batch_size, order)
     opt = entry(model.parameters(), lr, per_epoch)
-    return _lecture(where.get(optimizer, optimizer), model, loss_fn, batches, opt, lr)
+    return _lecture(where.get(entry.name, entry.name), model, loss_fn, batches, opt, lr)
 
 
 __all__ = ["TrainResult", "adam_sgd", "gradient_descent", "run", "stochastic_gradient_descent",

@@ -59,10 +59,21 @@ MODELS = {
 }
 LOSSES = {"l1": losses.l1, "mse": losses.mse, "bce_with_logits": losses.bce_with_logits,
           "cross_entropy": losses.cross_entropy}
+def _torch_named(name):
+    """``torch.optim.<name>(params, lr=lr, **kwargs)``."""
+
+    def build(params, lr, steps_per_epoch, **kwargs):
+        del steps_per_epoch
+        return getattr(torch.optim, name)(params, lr=lr, **kwargs)
+
+    return build
+
+
 OPTIMIZERS = {
     "gd": Optimizer("gd", "full", lambda params, lr, spe: LectureSGD(params, lr)),
     "sgd": Optimizer("sgd", "minibatch", lambda params, lr, spe: LectureSGD(params, lr, spe)),
     "adam": Optimizer("adam", "minibatch", lambda params, lr, spe: torch.optim.Adam(params, lr=lr)),
+    **{name: Optimizer(name, "any", _torch_named(name)) for name in _jax_registry.optim.OPTIMIZERS},
 }
 
 
@@ -93,9 +104,13 @@ def loss(name: str) -> Callable:
 
 
 def optimizer(name: str, **kwargs) -> Optimizer:
-    """The `Optimizer` named `name`, with keywords for the torch optimizer."""
+    """The `Optimizer` named `name`, with keywords for the torch optimizer (checked as
+    `functional_fit.registry.optimizer` checks them)."""
     opt = OPTIMIZERS[_checks.choice("optimizer", name, tuple(OPTIMIZERS))]
-    return dataclasses.replace(opt, kwargs=tuple(sorted(kwargs.items()))) if kwargs else opt
+    if not kwargs:
+        return opt
+    _jax_registry.optimizer(name, **kwargs)  # the same names, the same checks
+    return dataclasses.replace(opt, kwargs=tuple(sorted(kwargs.items())))
 
 
 __all__ = ["LOSSES", "MODELS", "OPTIMIZERS", "Model", "Optimizer", "loss", "model", "module",

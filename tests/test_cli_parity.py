@@ -109,3 +109,37 @@ def test_bad_arguments_one_line(args, named):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and named in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_optimizer_matrix_every_torch_optimizer_both_dtypes_byte_stable():
+    """``--optimizers all``: functional_fit.optim against torch.optim itself, every setting."""
+    proc = cli("--cases", "1", "--optimizers", "all", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout, parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
+    rows = doc["cases"][1:]
+    assert len(rows) == len(parity_report.optimizer_cases())
+    names = {r["name"].split("/")[3].split("(")[0] for r in rows}
+    assert names == {"SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam",
+                     "Adadelta"}
+    assert {r["dtype"] for r in rows} == {"float64", "float32"}
+    assert all(r["ok"] and r["max_grad_diff"] is None for r in rows)
+    # Deterministic: rows run again in this process give the same bytes.
+    todo = parity_report.optimizer_cases()
+    for k in (0, 17, len(todo) - 1):
+        again = parity_report.run_optimizer_case(*todo[k]).to_json()
+        assert json.dumps(again) == json.dumps(rows[k])
+
+
+def test_optimizer_matrix_fails_a_naive_port(monkeypatch):
+    """The matrix can fail: optax's own rmsprop (eps inside the square root) in place of ours."""
+    import optax
+
+    from functional_fit import optim, registry
+
+    naive = lambda lr, steps_per_epoch=1, **kw: optax.rmsprop(lr)  # noqa: E731
+    monkeypatch.setitem(registry.OPTIMIZERS, "RMSprop",
+                        registry.Optimizer("RMSprop", "any", naive))
+    ds = next(parity_report.datasets())
+    bad = parity_report.run_optimizer_case("RMSprop", {}, "full", "float64", ds)
+    assert not bad.ok and bad.max_traj_diff > 1e3 * bad.tol
+    assert optim.OPTIMIZERS["RMSprop"] is optim.RMSprop  # ours untouched

@@ -227,3 +227,22 @@ def test_the_sine_model_on_the_command_line(tmp_path):
          "--lr", "0.01:0.1:3", "--steps", "20", "--json"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert '"model": "sine"' in out.stdout and '"degree"' not in out.stdout
+
+
+def test_torch_names_in_fit_sweep_and_cli(lecture_xy):
+    """Every torch.optim name (functional_fit.optim) runs through fit.run, sweep and the CLI."""
+    x, y = lecture_xy
+    opt = registry.optimizer("RMSprop", alpha=0.9, momentum=0.5)
+    lrs = [1e-3, 1e-2]
+    res = sw.as_numpy(sw.sweep(opt, np.zeros(3), x, y, lrs, model="poly", loss="mse", epochs=3,
+                               batch_size=10))
+    order = ff.batch_order(100, 3, seed=0)
+    for r, lr in enumerate(lrs):
+        one = fit.run(opt, np.zeros(3), x, y, model="poly", loss="mse", lr=lr, order=order)
+        assert rel_err(res.params[r], one.params) <= 1e-12
+    out = subprocess.run(
+        [sys.executable, "-m", "functional_fit", "sweep", "--optimizer", "NAdam", "--opt",
+         "momentum_decay=0.01", "--model", "poly", "--lr", "0.001:0.01:2", "--epochs", "2",
+         "--json"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert '"opt": {"momentum_decay": 0.01}' in out.stdout

@@ -21,6 +21,41 @@ def add_model_options(parser: argparse.ArgumentParser, *, model: str = "linear",
     parser.add_argument("--loss", default=loss, help=f"{', '.join(registry.REGRESSION_LOSSES)} (default {loss})")
 
 
+def add_optimizer_options(parser: argparse.ArgumentParser, default: str = "gd") -> None:
+    """``--optimizer NAME`` and ``--opt KEY=VALUE`` (repeatable), named in the registry."""
+    lecture = ", ".join(k for k, v in registry.OPTIMIZERS.items() if v.batching != "any")
+    torch_names = ", ".join(k for k, v in registry.OPTIMIZERS.items() if v.batching == "any")
+    parser.add_argument("--optimizer", default=default,
+                        help=f"the lecture's {lecture} (gd: full batch, lr/(i+1); sgd: "
+                        f"lr/(epoch+1); adam), or torch.optim's {torch_names}, verified "
+                        f"(functional_fit.optim) (default {default})")
+    parser.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                        help="a keyword of a torch.optim optimizer, e.g. --opt momentum=0.9 "
+                        "--opt nesterov=True; repeatable, checked against its signature")
+
+
+def resolve_optimizer(args):
+    """The registry optimizer of ``--optimizer`` with the keywords of ``--opt``."""
+    import ast
+
+    name = choice("--optimizer", args.optimizer, tuple(registry.OPTIMIZERS))
+    kwargs = {}
+    for item in args.opt:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--opt must look like KEY=VALUE, got {item!r}")
+        try:
+            value = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            raise InputError(f"--opt {item}: {text!r} is not a number, True/False or a tuple"
+                             ) from None
+        kwargs[key.strip()] = value
+    try:
+        return registry.optimizer(name, **kwargs)
+    except InputError as exc:
+        raise InputError(f"--opt: {exc}") from None
+
+
 def resolve_model(args):
     """(name, registry Model, degree, loss name, loss function) from the model options.
 

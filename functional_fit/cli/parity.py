@@ -25,6 +25,9 @@ def add_parser(sub):
                    help=f"number of cases, 36 per data set, the lecture's first "
                    f"(default {DEFAULT_CASES})")
     p.add_argument("--seed", type=int, default=0, help="seed of the random data sets (0)")
+    p.add_argument("--optimizers", default="lecture", choices=("lecture", "all"),
+                   help="lecture: the lecture's gd, sgd and adam (default); all: also every "
+                   "torch.optim optimizer, functional_fit.optim against torch.optim itself")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     return p
 
@@ -32,9 +35,12 @@ def add_parser(sub):
 def run(args) -> int:
     from parity.comparison import report as parity_report
 
-    n = parity_report.cases(args.cases, args.seed)  # bad --cases/--seed fail before any work
-    with progress(len(n), "parity", "case", delay=0) as update:
-        results = parity_report.run(args.cases, args.seed, progress=update)
+    n = len(parity_report.cases(args.cases, args.seed))  # bad --cases/--seed fail first
+    if args.optimizers == "all":
+        n += len(parity_report.optimizer_cases(args.seed))
+    with progress(n, "parity", "case", delay=0) as update:
+        results = parity_report.run(args.cases, args.seed, progress=update,
+                                    optimizers=args.optimizers)
     if args.json:
         print(json.dumps(parity_report.to_json(results)))
     else:

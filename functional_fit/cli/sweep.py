@@ -17,7 +17,8 @@ import time
 from functional_fit import registry, sweep as _sweep
 from functional_fit.checks import InputError, choice, positive_int
 from functional_fit.cli._common import (add_data_options, add_dtype_option, add_model_options,
-                                        load_data, progress, refuse, resolve_model)
+                                        add_optimizer_options, load_data, progress, refuse,
+                                        resolve_model, resolve_optimizer)
 from functional_fit.precision import require, zeros
 
 #: Runs per compiled call when a progress bar is shown: a few updates for 256 runs.
@@ -32,9 +33,7 @@ def add_parser(sub):
         "compiled fit) and print each run's final loss on the whole data, or JSON. Learning "
         "rates are log-spaced: --lr 1e-4:1:256. SGD and Adam can also sweep batch-order seeds.",
     )
-    p.add_argument("--optimizer", default="gd",
-                   help=f"{', '.join(registry.OPTIMIZERS)}: gd (full batch, lr/(i+1)), sgd "
-                   "(lr/(epoch+1)) or adam (default gd)")
+    add_optimizer_options(p)
     add_model_options(p)
     p.add_argument("--lr", default="1e-3:10:64", metavar="START:STOP:COUNT",
                    help="COUNT learning rates log-spaced from START to STOP, or one value "
@@ -68,7 +67,12 @@ def parse_lrs(text: str):
 def _settings(args) -> dict:
     """The sweep's keyword arguments from the options; InputError naming a misplaced option."""
     name = choice("--optimizer", args.optimizer, tuple(registry.OPTIMIZERS))
-    if registry.OPTIMIZERS[name].batching == "full":
+    batching = registry.OPTIMIZERS[name].batching
+    if batching == "any":  # torch's names: full batch unless epochs are given
+        batching = "minibatch" if args.epochs is not None else "full"
+        if batching == "full":
+            refuse(args, ("--seeds", "--batch-size"), "applies to minibatches: give --epochs")
+    if batching == "full":
         refuse(args, ("--epochs", "--seeds", "--batch-size"),
                f"does not apply to --optimizer {name}, which uses the whole data every step "
                "(give --steps)")
@@ -111,13 +115,14 @@ def run(args) -> int:
     pol = require(args.dtype)
     lrs = parse_lrs(args.lr)
     kwargs = _settings(args)
+    optimizer = resolve_optimizer(args)
     model_name, model, degree, loss_name, loss = resolve_model(args)
     w0 = zeros(model.n_params(degree), args.dtype)  # (p+1,), as the lecture starts
 
     n_runs = lrs.shape[0] * len(kwargs.get("seeds", [None]))
     with progress(n_runs, "sweep", "fit") as update:  # updated once per chunk of runs
         result = _sweep.sweep(
-            args.optimizer, w0, x.astype(pol.data), y.astype(pol.data), lrs,
+            optimizer, w0, x.astype(pol.data), y.astype(pol.data), lrs,
             model=model.fn, loss=loss, chunk_size=CHUNK, progress=update, **kwargs,
         )
     result = _sweep.as_numpy(result)
@@ -132,6 +137,8 @@ def run(args) -> int:
     if args.json:
         settings = {"optimizer": args.optimizer, "model": model_name, "loss": loss_name,
                     "dtype": args.dtype, "data": meta, **kwargs}
+        if optimizer.kwargs:
+            settings["opt"] = dict(optimizer.kwargs)
         if model.uses_degree:
             settings["degree"] = degree
         print(json.dumps({"runs": runs, "settings": settings}))

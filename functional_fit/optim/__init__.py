@@ -58,6 +58,7 @@ import inspect
 import math
 from numbers import Real
 
+import jax
 import numpy as np
 import optax
 
@@ -69,8 +70,11 @@ from functional_fit.optim import lr_scheduler, transforms
 
 
 def _lr(lr):
-    """A schedule as it is, or lr as a float >= 0."""
-    return lr if callable(lr) else _checks.nonnegative_float("lr", lr)
+    """A schedule as it is, or lr as a float >= 0; a JAX array (a traced learning rate, as a
+    sweep over learning rates passes it) as it is, checked where it was made."""
+    if callable(lr) or isinstance(lr, jax.Array):
+        return lr
+    return _checks.nonnegative_float("lr", lr)
 
 
 def _flag(name: str, value) -> bool:

@@ -46,7 +46,8 @@ import torch
 import parity
 from functional_fit import checks as _checks, data as _data, fit, registry
 from functional_fit.precision import require
-from functional_fit.tolerances import rel_err, trajectory_tol
+from functional_fit.tolerances import (OPTIM_TRAJECTORY_FLOAT32, TRAJECTORY_FLOAT64, rel_err,
+                                       trajectory_tol)
 
 MODELS = (("linear", 1), ("poly", 2), ("poly", 5))
 LOSSES = ("l1", "mse")
@@ -56,6 +57,36 @@ CASES_PER_DATASET = len(MODELS) * len(LOSSES) * len(OPTIMIZERS) * len(DTYPES)  #
 DEFAULT_CASES = 60
 GD_STEPS = 40  # full-batch steps
 EPOCHS = 4  # minibatch epochs
+
+
+#: The optimizer matrix (``--optimizers all``): torch.optim settings, each at its defaults and
+#: with the keywords that change its update (the combinations that interact included), run by
+#: functional_fit.optim in JAX and by torch.optim itself, on the lecture's data, the quadratic
+#: model and MSE, full batch and in minibatches, float64 and float32.
+OPTIMIZER_SETTINGS = (
+    ("SGD", {}),
+    ("SGD", {"momentum": 0.9, "dampening": 0.5}),
+    ("SGD", {"momentum": 0.9, "nesterov": True, "weight_decay": 1e-3}),
+    ("Adam", {}),
+    ("Adam", {"amsgrad": True, "weight_decay": 1e-2}),
+    ("AdamW", {}),
+    ("RMSprop", {}),
+    ("RMSprop", {"momentum": 0.5, "centered": True}),
+    ("Adagrad", {"lr_decay": 1e-2}),
+    ("Adamax", {}),
+    ("NAdam", {}),
+    ("NAdam", {"weight_decay": 1e-2, "decoupled_weight_decay": True}),
+    ("RAdam", {}),
+    ("RAdam", {"weight_decay": 1e-2, "decoupled_weight_decay": True}),
+    ("Adadelta", {}),
+    ("SGD", {"momentum": 0.9, "maximize": True}),
+)
+OPTIMIZER_BATCHING = ("full", "minibatch")
+#: Adaptive optimizers step by about lr per step whatever the gradient's scale; SGD's step is
+#: lr times the gradient, so it takes the stable GD rate. Adadelta's lr multiplies a step that
+#: starts at sqrt(eps): it needs lr near 1 to move at all.
+ADAPTIVE = ("Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam")
+OPTIMIZER_CHOICES = ("lecture", "all")
 
 
 class Dataset(NamedTuple):
@@ -89,7 +120,7 @@ class CaseResult(NamedTuple):
 
     name: str  # data/model/loss/optimizer
     dtype: str  # "float64" or "float32"
-    max_grad_diff: float  # relative, the worse of two points
+    max_grad_diff: float | None  # relative, the worse of two points; None: not measured here
     max_traj_diff: float  # relative, over the whole path
     tol: float  # trajectory_tol(dtype)
     ok: bool  # both differences within tol
@@ -189,6 +220,43 @@ def run_case(case: Case, ds: Dataset, grad_cache: dict | None = None) -> CaseRes
     return CaseResult(case.name, case.dtype, float(grad), float(traj), float(tol), ok)
 
 
+def setting_name(name: str, kwargs: dict) -> str:
+    """``SGD(momentum=0.9,nesterov=True)``: a torch setting as it is written."""
+    return f"{name}({','.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+
+
+def run_optimizer_case(name: str, kwargs: dict, batching: str, dtype: str, ds: Dataset
+                       ) -> CaseResult:
+    """One torch.optim setting: functional_fit.optim (fit.run) against torch.optim itself."""
+    pol = require(dtype)
+    x, y = ds.x.astype(pol.data), ds.y.astype(pol.data)
+    case = Case(ds.name, "poly", 2, "mse", "adam" if name in ADAPTIVE else "gd", dtype)
+    lr = {"Adadelta": 1.0}.get(name, learning_rate(case, ds.x, ds.y))
+    w0 = np.zeros(3, dtype=pol.params)
+    if batching == "full":
+        length = dict(steps=GD_STEPS)
+    else:
+        length = dict(order=_data.batch_order(x.shape[0], EPOCHS, ds.order_seed),
+                      batch_size=ds.batch_size)
+    res = fit.run(registry.optimizer(name, **kwargs), w0, x, y, model=registry.model("poly").fn,
+                  loss=registry.loss("mse"), lr=lr, **length)
+    module = parity.registry.module("poly", 2, dtype=parity.data.torch_dtype(pol.params))
+    tpath = parity.fit.run(parity.registry.optimizer(name, **kwargs), module,
+                           parity.registry.loss("mse"), torch.from_numpy(x), torch.from_numpy(y),
+                           lr=lr, **length)
+    traj = rel_err(np.asarray(res.path), tpath)
+    tol = TRAJECTORY_FLOAT64 if dtype == "float64" else OPTIM_TRAJECTORY_FLOAT32
+    label = f"{ds.name}/poly2/mse/{setting_name(name, kwargs)}/{batching}"
+    return CaseResult(label, dtype, None, float(traj), float(tol), bool(traj <= tol))
+
+
+def optimizer_cases(seed: int = 0) -> list[tuple]:
+    """The optimizer matrix: (name, kwargs, batching, dtype, dataset) on the lecture's data."""
+    ds = next(datasets(seed))
+    return [(name, kw, batching, dtype, ds) for name, kw in OPTIMIZER_SETTINGS
+            for batching in OPTIMIZER_BATCHING for dtype in DTYPES]
+
+
 def cases(n_cases: int = DEFAULT_CASES, seed: int = 0) -> list[tuple[Case, Dataset]]:
     """The first `n_cases` cases of the matrix, each with its data set."""
     n_cases = _checks.positive_int("cases", n_cases)
@@ -202,8 +270,9 @@ def cases(n_cases: int = DEFAULT_CASES, seed: int = 0) -> list[tuple[Case, Datas
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def run(n_cases: int = DEFAULT_CASES, seed: int = 0, progress=None) -> list[CaseResult]:
-    """Run the first `n_cases` cases of the parity matrix.
+def run(n_cases: int = DEFAULT_CASES, seed: int = 0, progress=None,
+        optimizers: str = "lecture") -> list[CaseResult]:
+    """Run the first `n_cases` cases of the parity matrix, and the optimizer matrix if asked.
 
     Needs JAX's 64-bit mode (the float64 cases): `functional_fit.float64()`.
 
@@ -211,6 +280,10 @@ def run(n_cases: int = DEFAULT_CASES, seed: int = 0, progress=None) -> list[Case
       n_cases: how many cases, > 0; 36 per data set, the lecture's first.
       seed: seed of the random data sets and their batch orders, >= 0.
       progress: optional callable, called with each case's name before it runs.
+      optimizers: ``"lecture"``, the lecture's three optimizers (the matrix above); ``"all"``
+        adds the optimizer matrix, every setting of `OPTIMIZER_SETTINGS` in both dtypes,
+        full batch and minibatches (its ``max_grad_diff`` is None, ``null`` in JSON: the
+        gradients are the first matrix's own).
 
     Returns:
       one `CaseResult` per case, in order.
@@ -220,12 +293,18 @@ def run(n_cases: int = DEFAULT_CASES, seed: int = 0, progress=None) -> list[Case
       PrecisionError: JAX's 64-bit mode is off.
     """
     todo = cases(n_cases, seed)
+    _checks.choice("optimizers", optimizers, OPTIMIZER_CHOICES)
     require("float64")
     results, grad_cache = [], {}
     for case, ds in todo:
         if progress is not None:
             progress(case.name)
         results.append(run_case(case, ds, grad_cache))
+    if optimizers == "all":
+        for name, kw, batching, dtype, ds in optimizer_cases(seed):
+            if progress is not None:
+                progress(setting_name(name, kw))
+            results.append(run_optimizer_case(name, kw, batching, dtype, ds))
     return results
 
 
@@ -238,7 +317,8 @@ def table(results) -> str:
     """The results as a text table, one row per case."""
     rows = [("case", "dtype", "max grad diff", "max traj diff", "tol", "")]
     for r in results:
-        rows.append((r.name, r.dtype, f"{r.max_grad_diff:.2e}", f"{r.max_traj_diff:.2e}",
+        grad = "-" if r.max_grad_diff is None else f"{r.max_grad_diff:.2e}"
+        rows.append((r.name, r.dtype, grad, f"{r.max_traj_diff:.2e}",
                      f"{r.tol:.1e}", "pass" if r.ok else "FAIL"))
     widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
@@ -251,5 +331,6 @@ def table(results) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Case", "CaseResult", "Dataset", "DEFAULT_CASES", "cases", "datasets", "learning_rate",
-           "matrix", "run", "run_case", "table", "to_json"]
+__all__ = ["Case", "CaseResult", "Dataset", "DEFAULT_CASES", "OPTIMIZER_SETTINGS", "cases",
+           "datasets", "learning_rate", "matrix", "optimizer_cases", "run", "run_case",
+           "run_optimizer_case", "setting_name", "table", "to_json"]
