@@ -507,6 +507,7 @@ def save(fig: Figure, path, *, dpi: int = DPI) -> None:
 
 
 __all__ = [
+    "atlas",
     "benchmark",
     "contour_paths",
     "curve",
@@ -531,7 +532,7 @@ def atlas(rows, *, tolerance: float = 1e-9, floor: float = 1e-17,
 
     Args:
       rows: sequence of (label, naive, verified): the torch setting and the two relative
-        differences (scripts/atlas.py measures them; docs/atlas.md lists them).
+        differences (scripts/atlas.py measures them; the README's atlas lists them).
       tolerance: drawn as a dashed line (the float64 agreement bound of the tests).
       floor: differences of exactly 0 are drawn at this value.
 
@@ -556,6 +557,3 @@ def atlas(rows, *, tolerance: float = 1e-9, floor: float = 1e-17,
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)
     return fig
-
-
-__all__.append("atlas")

@@ -13,8 +13,10 @@ torch twins. Adding a model is its function in `functional_fit.models`, its modu
   ``epochs``).
 
 The lecture's three optimizers are all optax: its gradient descent is ``optax.sgd`` with the
-schedule lr / (i + 1) at step i, its SGD the same with lr / (e + 1) in epoch e, and its Adam
-``optax.adam(lr)``.
+schedule lr / (i + 1) at step i (torch's ``LambdaLR``, `functional_fit.optim.lr_scheduler`),
+its SGD the same stepped once per epoch, lr / (e + 1) in epoch e, and its Adam
+``optax.adam(lr)``. torch.optim's own optimizers, by their class names, are
+`functional_fit.optim`'s.
 
 Examples:
   >>> from functional_fit import registry
@@ -34,6 +36,7 @@ from collections.abc import Callable
 import optax
 
 from functional_fit import checks as _checks, losses, models, optim
+from functional_fit.optim import lr_scheduler
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,15 +52,6 @@ class Model:
     def n_params(self, degree: int = 2) -> int:
         """The length of its parameter vector, for `degree` where the model has one."""
         return self.params(_checks.nonnegative_int("degree", degree))
-
-
-def _lecture_gd(lr, steps_per_epoch: int = 1):
-    del steps_per_epoch  # one step is one epoch of the whole data
-    return lambda count: lr / (count + 1)
-
-
-def _lecture_sgd(lr, steps_per_epoch: int = 1):
-    return lambda count: lr / (count // steps_per_epoch + 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,11 +73,16 @@ class Optimizer:
 
 
 def _gd(lr, steps_per_epoch):
-    return optax.sgd(_lecture_gd(lr, steps_per_epoch))
+    # torch's LambdaLR multiplies its base lr by the lambda: a base of 1 and the lecture's
+    # lr / (i + 1) as the lambda round exactly as the lecture does (base lr times 1 / (i + 1)
+    # would round twice, and move the lecture's L1 paths by 4e-9).
+    del steps_per_epoch
+    return optax.sgd(lr_scheduler.LambdaLR(1.0, lambda i: lr / (i + 1)))
 
 
 def _sgd(lr, steps_per_epoch):
-    return optax.sgd(_lecture_sgd(lr, steps_per_epoch))
+    per_epoch = lr_scheduler.LambdaLR(1.0, lambda epoch: lr / (epoch + 1))
+    return optax.sgd(lr_scheduler.per_epoch(per_epoch, steps_per_epoch))
 
 
 def _adam(lr, steps_per_epoch):

@@ -421,3 +421,40 @@ for name, pair in paths.items():
           f"max |JAX - torch| = {np.max(np.abs(np.asarray(pair['jax']) - pair['torch'])):.2e}")
 plot.path_difference(paths, eps=float(np.finfo(np.float32).eps),
                      title="JAX against torch at every step (float32 parameters)")
+
+# %% [markdown]
+# ## Translating optimizers
+#
+# A port that translates `torch.optim.RMSprop` into `optax.rmsprop` name for name gets another
+# optimizer: optax puts eps inside the square root and decays with 0.9, torch adds eps outside
+# and decays with 0.99. `functional_fit.optim` has torch's optimizers under their own names,
+# keywords and defaults, each checked against torch step for step. Here is the quadratic model
+# on the lecture's data, 200 full-batch steps of RMSprop in three ways.
+
+# %%
+import functional_fit.optim as fo  # noqa: E402
+
+w0q = np.zeros(3)
+quad = lambda w, x: ff.models.polynomial(w, x)  # noqa: E731
+ported = ff.fit.train(w0q, x, y, model=quad, loss=ff.losses.mse, optimizer=optax.rmsprop(1e-2),
+                      steps=200)
+verified = ff.fit.train(w0q, x, y, model=quad, loss=ff.losses.mse,
+                        optimizer=fo.RMSprop(lr=1e-2), steps=200)
+module = parity.PolynomialModel(w0q)  # float64, as w0q
+torch_rms = parity.fit.train(module, parity.losses.mse, tx, ty,
+                             optimizer=torch.optim.RMSprop(module.parameters(), lr=1e-2),
+                             steps=200).path["w"][:, :, 0]  # (201, 3)
+print(f"optax.rmsprop, name for name:  {rel_err(ported.path, torch_rms):.1e} from torch")
+print(f"functional_fit.optim.RMSprop:  {rel_err(verified.path, torch_rms):.1e} from torch")
+assert rel_err(verified.path, torch_rms) < TRAJECTORY_FLOAT64 < rel_err(ported.path, torch_rms)
+
+# %% [markdown]
+# The atlas in the README measures every torch setting this way on a small network, 1,000
+# steps (`scripts/atlas.py`); its table, drawn:
+
+# %%
+readme = open("../README.md").read()
+table = readme.split("<!-- atlas:start -->")[1].split("<!-- atlas:end -->")[0]
+rows = [(cells[0].strip(" `"), float(cells[3]), float(cells[4]))
+        for cells in (line.strip("|").split("|") for line in table.strip().splitlines()[2:])]
+plot.atlas(rows)

@@ -3,7 +3,7 @@
 For every row (one torch optimizer setting) it trains the issue's problem with torch.optim
 itself, with the optax call a port would write name for name, and with functional_fit.optim,
 and writes the relative difference of the final parameters, max |a - b| / max |b| (as the
-issue measured it), into the table of ``docs/atlas.md`` between ``<!-- atlas:start -->`` and
+issue measured it), into the table of ``README.md`` between ``<!-- atlas:start -->`` and
 ``<!-- atlas:end -->``.
 
 The problem: a 1 -> 16 -> 1 tanh network on the lecture's data, MSE, full batch, float64,
@@ -13,7 +13,7 @@ reach a chaotic stretch within 1,000 steps (the paths of any two correct impleme
 part, by 1e-6 to 1e-2): RMSprop 5e-4 (the issue's 1e-3 parts at step 944), Adagrad 0.01 (0.1:
 step 123), NAdam 2e-3 (1e-2: step 478), Adadelta 0.1 (1.0: step 266).
 
-    python scripts/atlas.py                  # measure, rewrite the table in docs/atlas.md
+    python scripts/atlas.py                  # measure, rewrite the table in README.md
     python scripts/atlas.py --check          # exit 1 if the committed table is not current
     python scripts/atlas.py --figure a.png   # also draw plot.atlas (naive vs verified)
 
@@ -48,7 +48,7 @@ from functional_fit.tolerances import OPTIM_STEPS, TRAJECTORY_FLOAT64, rel_err  
 from _paths import jax_train, torch_train  # noqa: E402
 from _problems import make  # noqa: E402
 
-ATLAS_MD = ROOT / "docs" / "atlas.md"
+ATLAS_MD = ROOT / "README.md"
 START, END = "<!-- atlas:start -->", "<!-- atlas:end -->"
 HIDDEN = 16
 #: A difference at or below this is rounding: reported, but compared only against it.
@@ -218,7 +218,7 @@ def write(results: list[Result], path: Path = ATLAS_MD) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true",
-                        help="exit 1 if docs/atlas.md's table is not what this machine measures")
+                        help="exit 1 if README.md's table is not what this machine measures")
     parser.add_argument("--figure", metavar="PNG", help="also write plot.atlas to PNG")
     args = parser.parse_args(argv)
     results = measure_all()

@@ -1,4 +1,4 @@
-"""docs/atlas.md is current: its table, measured again here, says what this machine measures.
+"""README.md is current: its table, measured again here, says what this machine measures.
 
 Differences above 1e-9 must match the committed ones to the two digits printed; those at or
 below it (rounding, whose last digits may change between machines) need only stay there. Every

@@ -31,7 +31,7 @@ What each is built from (torch's order: maximize, then weight decay, then the re
 
 each followed by ``optax.scale_by_learning_rate(lr)``; ``maximize`` is ``optax.scale(-1.0)``
 first. Where optax's own function with the same name differs from torch, and by how much, see
-``docs/atlas.md`` (``python scripts/atlas.py``) and the docstrings in `transforms`.
+``README.md`` (``python scripts/atlas.py``) and the docstrings in `transforms`.
 
 Keywords left out: torch's ``foreach``, ``fused``, ``capturable`` and ``differentiable`` choose
 kernels, CUDA-graph capture and autograd through the step; none changes the update in exact
@@ -236,7 +236,7 @@ def AdamW(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=Fals
     """torch.optim.AdamW: ``Adam(..., decoupled_weight_decay=True)``, weight_decay 1e-2.
 
     ``optax.adamw`` has the same update but a default weight_decay of 1e-4; that alone is the
-    1.2e-2 relative difference of a name-for-name port after 300 steps (docs/atlas.md).
+    1.2e-2 relative difference of a name-for-name port after 300 steps (README.md).
 
     Args:
       lr, betas, eps, amsgrad, maximize: as in `Adam`.
