@@ -22,7 +22,20 @@ from parity import autodiff, data, fit, losses, models, ols, optim, params, regi
 from parity.data import OrderSampler, tensors
 from parity.models import PolynomialModel, SimpleLinearModel, SineModel
 
+def __getattr__(name):
+    """``parity.compare``: the comparison layer's entry point, loaded when first asked for.
+
+    A re-export, not a use: importing `parity` loads nothing of `parity.comparison`.
+    """
+    if name == "compare":
+        from parity.comparison.compare import compare
+
+        return compare
+    raise AttributeError(f"module 'parity' has no attribute {name!r}")
+
+
 __all__ = [
+    "compare",
     "OrderSampler",
     "PolynomialModel",
     "SimpleLinearModel",

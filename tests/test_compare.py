@@ -1,0 +1,157 @@
+"""parity.compare on your own pair: a correct port passes, four classic porting bugs are caught,
+each at its step and parameter, and bad input is refused before anything runs."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import torch
+import torch.nn.functional as F
+
+import functional_fit as ff
+import parity
+from functional_fit import InputError, losses, models
+from parity.comparison.compare import Comparison
+
+SIZES = (1, 16, 16, 1)  # the middle layer is square: an untransposed weight still runs
+
+
+@pytest.fixture(scope="module")
+def data():
+    x, y = ff.lecture_data()
+    return x[:, None], y[:, None]  # (n, 1), (n, 1): what an nn.Sequential of Linear takes
+
+
+@pytest.fixture()
+def module():
+    return parity.models.MLP(SIZES, "tanh", seed=0)
+
+
+def untransposed(p, x):
+    """The port with the middle layer's weight used as stored, (out, in), not transposed."""
+    h = jnp.tanh(x @ p["0.weight"].T + p["0.bias"][None, :])
+    h = jnp.tanh(h @ p["2.weight"] + p["2.bias"][None, :])  # the bug: torch computes h @ W.T
+    return h @ p["4.weight"].T + p["4.bias"][None, :]
+
+
+ADAM = ("Adam", {"lr": 0.01})
+
+
+def run(module, data, **kw):
+    x, y = data
+    args = dict(jax_loss=losses.mse, torch_loss=parity.losses.mse, optimizer=ADAM, steps=60)
+    args.update(kw)
+    model = args.pop("jax_model", models.mlp)
+    return parity.compare(model, module, x, y, **args)
+
+
+def test_a_correct_port_passes(module, data):
+    c = run(module, data)
+    assert isinstance(c, Comparison) and c.ok and c.first_divergence is None
+    assert c.culprit == "none" and c.diverged is None
+    assert set(c.path_diff) == {"0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"}
+    assert all(d.shape == (61,) and d.max() <= c.tolerance.value for d in c.path_diff.values())
+    assert "float64" in c.tolerance.derivation and "60 steps" in c.tolerance.derivation
+    assert "agree: rounding only" in c.table()
+    c.assert_ok()
+    before = parity.params.from_module(module)
+    assert all(np.array_equal(before[k], v.detach().numpy())  # the module was not trained
+               for k, v in module.state_dict().items())
+
+
+def test_a_correct_port_in_minibatches_and_float32(module, data):
+    c = run(module, data, steps=None, epochs=3, batch_size=16, dtype="float32")
+    assert c.ok, c.table()
+    assert c.steps == 3 * 7 and c.jax_path["0.weight"].dtype == np.float32
+
+
+BUGS = {
+    # name: (compare's keywords, the culprit it must name)
+    "weight used untransposed": (dict(jax_model=untransposed), "model"),
+    "y_hat (n, 1) against y (n,)": (dict(
+        jax_loss=lambda y_hat, y: jnp.mean((y_hat - y) ** 2),  # (n, 1) - (n,): (n, n)
+        torch_loss=lambda y_hat, y: F.mse_loss(y_hat[:, 0], y), flat_y=True), "loss"),
+    "RMSprop eps inside the square root": (dict(optimizer=(
+        optax.rmsprop(1e-3, decay=0.99, eps=1e-8),  # optax's default: eps_in_sqrt=True
+        lambda ps: torch.optim.RMSprop(ps, lr=1e-3))), "optimizer"),
+    "L2 in the loss against AdamW's decoupled decay": (dict(optimizer=(
+        # adding wd/2 ||w||^2 to the loss adds wd * w to the gradient, before Adam's moments
+        optax.chain(optax.add_decayed_weights(0.01), optax.adam(0.01)),
+        lambda ps: torch.optim.AdamW(ps, lr=0.01, weight_decay=0.01))), "optimizer"),
+}
+
+
+@pytest.mark.parametrize("bug", sorted(BUGS))
+def test_a_planted_bug_is_caught_at_its_step_and_parameter(module, data, bug):
+    kw, culprit = BUGS[bug]
+    kw = dict(kw)
+    if kw.pop("flat_y", False):
+        data = (data[0], data[1][:, 0])
+    with jax.numpy_rank_promotion("allow"):  # the broadcast is the bug; let it happen
+        c = run(module, data, **kw)
+    assert not c.ok
+    assert c.culprit == culprit
+    d = c.first_divergence
+    assert d.step == 1  # every one of these parts with the first update
+    assert d.parameter in c.path_diff and d.difference > 1e6 * c.tolerance.value
+    assert d.jax != d.torch
+    assert f"step 1, {d.parameter}" in c.table() and culprit in c.table()
+    with pytest.raises(AssertionError):
+        c.assert_ok()
+
+
+def test_the_plot_draws_every_parameter_against_the_bound(module, data):
+    c = run(module, data, jax_model=untransposed, steps=10)
+    fig = c.plot()
+    (ax,) = fig.axes
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert set(c.path_diff) <= set(labels)
+    assert any(label.startswith("tolerance") for label in labels)
+    assert any(label.startswith("first divergence, step 1") for label in labels)
+
+
+BAD = {
+    "params that do not match the module": (
+        dict(params={"0.weight": np.zeros((16, 1))}), "params do not match"),
+    "a parameter of the wrong shape": (
+        dict(params_change=("2.weight", np.zeros((16, 15)))), "params['2.weight'] has shape"),
+    "a jax_model that fails on the data's shape": (
+        dict(jax_model=lambda p, x: models.mlp(p, x[:, :, None])), "jax_model fails"),
+    "forwards of different shapes": (
+        dict(jax_model=lambda p, x: models.mlp(p, x)[:, 0]), "differ in shape"),
+    "a loss that is not a scalar": (
+        dict(jax_loss=lambda a, b: (a - b) ** 2), "jax_loss must return a scalar"),
+    "an unknown optimizer": (dict(optimizer=("LBFGS", {"lr": 1.0})), "optimizer must be one of"),
+    "an unknown keyword": (dict(optimizer=("SGD", {"lr": 0.1, "momentun": 0.9})),
+                           "SGD has no keyword 'momentun'"),
+    "non-finite data": (dict(nan_x=True), "x contains a non-finite value"),
+    "labels out of range": (dict(labels=True), "labels must lie in [0, 3)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_is_refused_before_anything_runs(module, data, case):
+    kw, says = BAD[case]
+    kw = dict(kw)
+    x, y = data
+    if kw.pop("nan_x", False):
+        x = x.copy()
+        x[5, 0] = np.nan
+    if "params_change" in kw:
+        name, value = kw.pop("params_change")
+        p = parity.params.from_module(module)
+        p[name] = value
+        kw["params"] = p
+    if kw.pop("labels", False):  # a 3-class classifier given a label 3
+        module = parity.models.MLP((1, 4, 3), seed=0)
+        y = np.where(np.arange(x.shape[0]) == 7, 3, 0)
+        kw.update(jax_loss=losses.cross_entropy, torch_loss=parity.losses.cross_entropy)
+    args = dict(jax_loss=losses.mse, torch_loss=parity.losses.mse, optimizer=ADAM, steps=5)
+    args.update(kw)
+    model = args.pop("jax_model", models.mlp)
+    with pytest.raises(InputError) as info:
+        parity.compare(model, module, x, y, **args)
+    assert says in str(info.value) and "\n" not in str(info.value)
