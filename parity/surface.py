@@ -121,3 +121,56 @@ def loss_surface(model, loss, x, y, a_values, b_values, *, base=None, coords=(0,
                 y_hat = model(w[:, :, None], tx)  # (p+1, G, 1) with (n,) -> (G, n)
                 out[q] = _UNREDUCED[loss](y_hat, ty.expand_as(y_hat)).mean(dim=1)  # (G,)
     return out.reshape(nb, na).numpy()
+
+
+def module_surface(module, loss_fn, x, y, a_values, b_values, *, plane,
+                   block: int = BLOCK_POINTS) -> np.ndarray:
+    """The loss of an ``nn.Module`` over a plane of its parameters: `torch.func.vmap`.
+
+    The twin of `functional_fit.surface.loss_surface` for a network: each block of grid
+    points becomes a batch of parameter dicts, ``origin + a u + b v`` per ``state_dict``
+    name, and ``torch.func.functional_call`` of the module is vmapped over them, so torch
+    runs batched matrix products.
+
+    Args:
+      module: the ``nn.Module``; its own weights are not used, nor changed.
+      loss_fn: ``loss_fn(y_hat, y) -> ()``.
+      x, y: tensors or arrays the module and the loss take as they are (x (n, d), say).
+      a_values: (na,) and b_values: (nb,) the grid, columns and rows.
+      plane: a `functional_fit.surface.Plane` of dicts of ``state_dict`` names -> arrays,
+        e.g. ``random_plane(parity.params.from_module(module))``.
+      block: grid points per vmapped call; memory grows with it.
+
+    Returns:
+      (nb, na) numpy array, in the module's dtype.
+    """
+    from torch.func import functional_call
+
+    block = _checks.positive_int("block", block)
+    names = [k for k, _ in module.named_parameters()]
+    dtype = next(module.parameters()).dtype
+    origin, u, v = ({k: torch.as_tensor(np.array(d[k]), dtype=dtype) for k in names}
+                    for d in plane)  # np.array: a writable copy of each (JAX's are read-only)
+    tx, ty = (torch.as_tensor(np.array(t)) if not isinstance(t, torch.Tensor) else t
+              for t in (x, y))
+    ta = torch.as_tensor(np.array(a_values), dtype=dtype)
+    tb = torch.as_tensor(np.array(b_values), dtype=dtype)
+    na, nb = ta.shape[0], tb.shape[0]
+    out = torch.empty(nb * na, dtype=dtype)
+
+    def at(p):  # one grid point's parameters -> ()
+        return loss_fn(functional_call(module, p, (tx,)), ty)
+
+    with torch.no_grad():
+        for start in range(0, nb * na, block):
+            q = torch.arange(start, min(start + block, nb * na))  # (G,) row-major
+            a, b = ta[q % na], tb[q // na]  # (G,)
+            params = {k: origin[k] + _lead(a, origin[k]) * u[k] + _lead(b, origin[k]) * v[k]
+                      for k in names}  # each (G, *shape)
+            out[q] = vmap(at)(params)  # (G,)
+    return out.reshape(nb, na).numpy()
+
+
+def _lead(c, like):
+    """(G,) coefficients shaped (G, 1, ..., 1) to scale a parameter of `like`'s shape."""
+    return c.reshape((-1,) + (1,) * like.ndim)

@@ -1,0 +1,81 @@
+"""Loss surfaces of neural nets: filter-normalized planes, batched surfaces, the torch way."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+import torch
+
+import parity
+import parity.surface
+from functional_fit import InputError, losses, models, surface
+from functional_fit.tolerances import rel_err
+
+
+@pytest.fixture(scope="module")
+def net():
+    module = parity.models.MLP((2, 6, 5, 1), "tanh", dtype=torch.float64, seed=2)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (40, 2))  # (n, 2)
+    y = np.sin(x[:, :1] * 3) + x[:, 1:]  # (n, 1)
+    return module, parity.params.from_module(module), x, y
+
+
+def test_random_plane_normalizes_each_filter(net):
+    _, p, _, _ = net
+    plane = surface.random_plane(p, seed=5)
+    assert jax.tree.structure(plane.u) == jax.tree.structure(p)
+    for d in (plane.u, plane.v):
+        for k, w in p.items():
+            d_k = np.asarray(d[k])
+            if w.ndim == 1:  # a bias: no direction unless asked
+                np.testing.assert_array_equal(d_k, 0)
+            else:  # each output unit's row has the norm of the parameters' row
+                np.testing.assert_allclose(np.linalg.norm(d_k, axis=1),
+                                           np.linalg.norm(w, axis=1), rtol=1e-9)
+    assert not np.allclose(plane.u["0.weight"], plane.v["0.weight"])
+    with_biases = surface.random_plane(p, seed=5, include_biases=True)
+    np.testing.assert_array_equal(with_biases.u["0.bias"], p["0.bias"])  # Li et al.: d = w
+    np.testing.assert_array_equal(with_biases.u["0.weight"], plane.u["0.weight"])
+
+
+def test_random_plane_refuses_a_pytree_without_weights():
+    with pytest.raises(InputError, match="include_biases"):
+        surface.random_plane({"b": np.zeros(3)})
+
+
+def test_net_surface_against_the_loss_at_each_point_and_torch(net):
+    module, p, x, y = net
+    plane = surface.random_plane(p, seed=1)
+    a, b = np.linspace(-1, 1, 9), np.linspace(-0.5, 0.5, 7)
+    z = surface.loss_surface(models.mlp, losses.mse, x, y, a, b, plane=plane, block=5)
+    assert z.shape == (7, 9)
+    for j, i in ((0, 0), (3, 4), (6, 8)):
+        w = jax.tree.map(lambda o, u, v: o + a[i] * u + b[j] * v, *plane)
+        assert rel_err(z[j, i], losses.mse(models.mlp(w, x), y)) < 1e-13
+    theirs = parity.surface.module_surface(module, torch.nn.functional.mse_loss,
+                                           torch.from_numpy(x), torch.from_numpy(y), a, b,
+                                           plane=plane, block=11)
+    assert rel_err(z, theirs) < 1e-13
+    np.testing.assert_array_equal(  # the module's own weights untouched
+        module.state_dict()["0.weight"].numpy(), p["0.weight"])
+
+
+def test_a_network_takes_batched_products_in_bounded_blocks(net, monkeypatch):
+    """layout='auto' picks the vmapped layout for weight matrices; its block follows the
+    largest intermediate (n x hidden), so memory stays bounded whatever the grid."""
+    _, p, x, y = net
+    seen = {}
+    real = surface._grid
+
+    def spy(kernel, *args, **kw):
+        seen.update(kind=type(kernel).__name__, width=kw.get("width"), items=kw.get("items"))
+        return real(kernel, *args, **kw)
+
+    monkeypatch.setattr(surface, "_grid", spy)
+    plane = surface.random_plane(p)
+    surface.loss_surface(models.mlp, losses.mse, x, y, np.zeros(3), np.zeros(2), plane=plane)
+    assert seen["kind"] == "Vmapped"
+    assert seen["width"] == 40 * 6  # the (n, 6) activations of the first layer
+    assert seen["items"] == surface.VMAP_ITEMS
