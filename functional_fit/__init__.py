@@ -8,6 +8,7 @@ Modules (each mirrored in `parity`, the torch side):
   `autodiff`  z(θ) = (1 - log(1 + e^θ))^2 and its derivative three ways
   `fit`       `fit.train`: any model, loss, optax optimizer and parameter pytree, one compiled
               `lax.scan`; the lecture's gradient descent, SGD and Adam as thin wrappers
+  `optim`     torch.optim's optimizers and schedulers as optax transformations, verified
   `registry`  model, loss and optimizer names, resolved in one place
   `checks`    input checks and errors, shared with `parity`
   `precision` dtype modes and the explicit float64 switch
@@ -22,7 +23,8 @@ lecture runner, the parity report, the lecture's figures) are in `parity`.
 Importing this package changes no global JAX configuration; see `functional_fit.precision`.
 """
 
-from functional_fit import autodiff, checks, data, fit, losses, models, ols, precision, registry
+from functional_fit import (autodiff, checks, data, fit, losses, models, ols, optim, precision,
+                            registry)
 from functional_fit.checks import DivergenceError, InputError
 from functional_fit.data import batch_order, lecture_data, read_csv
 from functional_fit.fit import FitResult
@@ -45,6 +47,7 @@ __all__ = [
     "losses",
     "models",
     "ols",
+    "optim",
     "precision",
     "read_csv",
     "registry",

@@ -303,11 +303,11 @@ def trajectory_case(pb) -> int:
     return last
 
 
-#: At most this share of the examples may have their comparison cut short by a guard, and
-#: those that are must still compare this share of their steps on average: a guard that fired
-#: at step 0 everywhere would otherwise let the property pass having compared nothing.
+#: At most this share of the examples may have their comparison cut short by a guard, and on
+#: average an example must compare this share of its steps: a guard that fired at step 0
+#: everywhere would otherwise let the property pass having compared nothing.
 MAX_CUT_SHORT = 0.25
-MIN_COMPARED_SHARE = 0.8
+MIN_COMPARED_SHARE = 0.75
 
 
 def test_trajectory_parity():
@@ -323,7 +323,7 @@ def test_trajectory_parity():
     assert compared
     cut = [c / s for c, s in compared if c < s]
     assert len(cut) <= MAX_CUT_SHORT * len(compared), compared
-    assert sum(c for c, _ in compared) >= MIN_COMPARED_SHARE * sum(s for _, s in compared), compared
+    assert np.mean([c / s for c, s in compared]) >= MIN_COMPARED_SHARE, compared
 
 
 # --------------------------------------------------------------------------- regressions
