@@ -23,12 +23,16 @@ lecture runner, the parity report, the lecture's figures) are in `parity`.
 Importing this package changes no global JAX configuration; see `functional_fit.precision`.
 """
 
-from functional_fit import (autodiff, checks, data, fit, losses, models, ols, optim, precision,
-                            registry)
-from functional_fit.checks import DivergenceError, InputError
-from functional_fit.data import batch_order, lecture_data, read_csv
-from functional_fit.fit import FitResult
-from functional_fit.precision import PrecisionError, float64, zeros
+from functional_fit import _environment
+
+_environment.import_jax()  # a bad JAX_* variable: one line naming it, not JAX's traceback
+
+from functional_fit import (autodiff, checks, data, fit, losses, models, ols, optim,  # noqa: E402
+                            precision, registry)
+from functional_fit.checks import DivergenceError, InputError  # noqa: E402
+from functional_fit.data import batch_order, lecture_data, read_csv  # noqa: E402
+from functional_fit.fit import FitResult  # noqa: E402
+from functional_fit.precision import PrecisionError, float64, zeros  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -110,6 +110,34 @@ def data(x, y, dtype=None) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def least_squares_data(x, y, degree: int = 1) -> None:
+    """Refuse data whose least-squares fit (a line, or a polynomial of `degree`) its dtype
+    cannot compute: x without two distinct values, x whose spread is too small (its squares,
+    or its powers up to 2 * degree, underflow) or x or y too large (they overflow).
+
+    Without this the fit returns NaN, or a line of slope 0, with no error. Accepts numpy
+    arrays, JAX arrays and torch tensors of shape (n,), already checked by `data`.
+    """
+    x, y = (v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v) for v in (x, y))
+    if x.shape[0] < 2 or np.all(x == x[0]):
+        raise InputError("x must hold at least two distinct values for a least-squares fit")
+    power = 2 * max(1, degree)
+    with np.errstate(all="ignore"):
+        for name, v in (("x", x), ("y", y)):
+            d = v - np.mean(v)
+            if not (np.isfinite(np.mean(d * d)) and np.isfinite(np.max(np.abs(v)) ** power)):
+                raise InputError(
+                    f"{name}: its values (up to {np.max(np.abs(v)):.3g}) are too large for a "
+                    f"least-squares fit in {v.dtype}: their {'squares' if power == 2 else 'powers'}"
+                    f" overflow; rescale {name}")
+        spread = float(np.max(x) - np.min(x))
+        d = x - np.mean(x)
+        if np.mean(d * d) < np.finfo(x.dtype).tiny or spread**power < np.finfo(x.dtype).tiny:
+            raise InputError(
+                f"x: the spread of its values ({spread:.3g}) is too small to fit in {x.dtype} "
+                f"(their {'squares' if power == 2 else 'powers'} underflow); rescale x")
+
+
 def same_shape(y_hat_shape, y_shape) -> None:
     """Refuse silent broadcasting between predictions and targets (the (n, 1) vs (n,) trap)."""
     if tuple(y_hat_shape) != tuple(y_shape):
@@ -133,6 +161,27 @@ def choice(name: str, value, options) -> str:
     """`value` if it is one of `options`, InputError naming `name` otherwise."""
     if value not in options:
         raise InputError(f"{name} must be one of {', '.join(map(str, options))}; got {value!r}")
+    return value
+
+
+def devices(name: str, value) -> list:
+    """`value` as a non-empty list of distinct JAX devices; all of ``jax.devices()`` for None."""
+    import jax
+
+    if value is None:
+        return list(jax.devices())
+    try:
+        value = list(value)
+    except TypeError:
+        raise InputError(f"{name} must be a list of JAX devices (from jax.devices()), got "
+                         f"{type(value).__name__}") from None
+    if not value:
+        raise InputError(f"{name} must name at least one device, got an empty list")
+    for i, d in enumerate(value):
+        if not isinstance(d, jax.Device):
+            raise InputError(f"{name}[{i}] must be a JAX device (from jax.devices()), got {d!r}")
+    if len(set(value)) != len(value):
+        raise InputError(f"{name} names a device more than once")
     return value
 
 
@@ -175,11 +224,14 @@ def first_nonfinite(losses) -> int | None:
 
 
 def divergence_error(where: str, step: int, loss, lr, result=None) -> DivergenceError:
-    """The `DivergenceError` of fit `where` whose loss at `step` is `loss` (None: final params)."""
+    """The `DivergenceError` of fit `where` whose loss at `step` is `loss` (None: final params).
+
+    `loss` is ``"non-finite"`` for a fit that kept no losses (``trace=False``), only the step.
+    """
     if loss is None:
         what = f"the parameters became non-finite after the last step (step {step - 1})"
     else:
-        loss = float(loss)
+        loss = loss if isinstance(loss, str) else float(loss)  # "non-finite": no losses kept
         what = f"the loss became {loss} at step {step}"
     setting = "the learning rate" if lr is None else f"lr={float(lr):g}"
     return DivergenceError(

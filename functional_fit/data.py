@@ -28,7 +28,8 @@ def lecture_data(n: int = 100, seed: int = 42, noise: float = 0.7) -> tuple[np.n
     Args:
       n: number of points, > 0.
       seed: seed of numpy's legacy global generator (restored afterwards).
-      noise: standard deviation of the noise, finite and >= 0.
+      noise: standard deviation of the noise, finite and >= 0, small enough that y is
+        finite (InputError naming noise otherwise).
 
     Returns:
       (x, y), float64 arrays of shape (n,).
@@ -47,9 +48,13 @@ def lecture_data(n: int = 100, seed: int = 42, noise: float = 0.7) -> tuple[np.n
     try:
         np.random.seed(seed)
         x = np.sort(np.random.rand(n) * 2 - 1.0)
-        y = W_TRUE[0] + W_TRUE[1] * x + W_TRUE[2] * (x**2) + noise * np.random.randn(n)
+        with np.errstate(over="ignore"):  # an overflow is refused below, naming noise
+            y = W_TRUE[0] + W_TRUE[1] * x + W_TRUE[2] * (x**2) + noise * np.random.randn(n)
     finally:
         np.random.set_state(saved)
+    if not np.all(np.isfinite(y)):
+        raise InputError(f"noise={noise:g} overflows a float64: the data's y values become "
+                         f"infinite; noise must be well below {np.finfo(np.float64).max / 10:.3g}")
     x[0] = -1.5
     y[0] = 10
     return x, y

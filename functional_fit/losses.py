@@ -51,7 +51,8 @@ def mse(y_hat, y, mask=None):
     Returns:
       () the loss.
     """
-    _checks.same_shape(jnp.shape(y_hat), jnp.shape(y))
+    y_hat, y = jnp.asarray(y_hat), jnp.asarray(y)  # lists of numbers are arrays
+    _checks.same_shape(y_hat.shape, y.shape)
     return _mean((y_hat - y) ** 2, mask)
 
 
@@ -66,7 +67,8 @@ def l1(y_hat, y, mask=None):
     Returns:
       () the loss.
     """
-    _checks.same_shape(jnp.shape(y_hat), jnp.shape(y))
+    y_hat, y = jnp.asarray(y_hat), jnp.asarray(y)  # lists of numbers are arrays
+    _checks.same_shape(y_hat.shape, y.shape)
     return _mean(abs0(y_hat - y), mask)
 
 

@@ -33,6 +33,7 @@ def linear(w, x):
       >>> linear(jnp.array([1.0, 2.0]), jnp.array([0.0, 1.0])).tolist()
       [1.0, 3.0]
     """
+    w, x = jnp.asarray(w), jnp.asarray(x)  # a list of numbers is a vector
     return w[0] + w[1] * x  # () + () * (n,) -> (n,)
 
 
@@ -54,6 +55,7 @@ def polynomial(w, x):
       >>> polynomial(jnp.array([1.0, 2.0, 3.0]), jnp.array([2.0])).tolist()
       [17.0]
     """
+    w, x = jnp.asarray(w), jnp.asarray(x)  # a list of numbers is a vector
     terms = jnp.stack([w[i] * x**i for i in range(w.shape[0])])  # (p+1, n)
     return jnp.sum(terms, axis=0)  # (n,)
 
@@ -76,6 +78,7 @@ def sine(w, x):
       >>> sine(jnp.array([1.0, 2.0, 0.0]), jnp.array([0.5])).tolist()
       [1.0]
     """
+    w, x = jnp.asarray(w), jnp.asarray(x)  # a list of numbers is a vector
     return w[0] + w[1] * jnp.sin(w[2] * x)  # () + () * (n,) -> (n,)
 
 

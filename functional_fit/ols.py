@@ -22,8 +22,9 @@ def correlation(x, y):
 
 
 def slope(x, y):
-    """Least-squares slope, r * std(y) / std(x); (n,), (n,) -> ()."""
-    return correlation(x, y) * jnp.std(y) / jnp.std(x)
+    """Least-squares slope, r * std(y) / std(x); (n,), (n,) -> (). 0 for a constant y."""
+    sy = jnp.std(y)
+    return jnp.where(sy > 0, correlation(x, y) * sy / jnp.std(x), 0)  # r is 0/0 when sy is 0
 
 
 def intercept(x, y):
@@ -43,8 +44,7 @@ def ols(x, y):
     """
     x, y = _checks.data(x, y)
     check_array_dtype("x", x)
-    if x.shape[0] < 2 or float(jnp.std(x)) == 0.0:
-        raise _checks.InputError("x must hold at least two distinct values for a least-squares line")
+    _checks.least_squares_data(x, y)
     x, y = jnp.asarray(x), jnp.asarray(y)
     return jnp.stack([intercept(x, y), slope(x, y)])
 
@@ -66,6 +66,8 @@ def least_squares(x, y, degree: int = 1):
         raise _checks.InputError(
             f"degree {degree} needs at least {degree + 1} data points, got {x.shape[0]}"
         )
+    if degree:
+        _checks.least_squares_data(x, y, degree)
     x, y = jnp.asarray(x), jnp.asarray(y)
     w, *_ = jnp.linalg.lstsq(vandermonde(x, degree), y)
     return w

@@ -162,6 +162,26 @@ def check_keywords(name: str, kwargs: dict) -> None:
     optim.OPTIMIZERS[name](**kwargs)  # torch's own checks, with the keyword named
 
 
+def resolve(model, loss) -> tuple:
+    """(model, loss) as functions: a name is looked up here, a function is kept.
+
+    Every entry point that takes a model or a loss accepts either, and refuses anything else
+    with `InputError` before tracing.
+
+    Examples:
+      >>> resolve("linear", "mse") == (models.linear, losses.mse)
+      True
+    """
+    if isinstance(model, str):
+        model = globals()["model"](model).fn
+    if isinstance(loss, str):
+        loss = globals()["loss"](loss)
+    for name, fn in (("model", model), ("loss", loss)):
+        if not callable(fn):
+            raise _checks.InputError(f"{name} must be a function or a registry name, got {fn!r}")
+    return model, loss
+
+
 def name_of(fn: Callable, table: dict) -> str | None:
     """The registry name of a model or loss function, or None (a user's own function)."""
     for key, entry in table.items():
@@ -170,5 +190,5 @@ def name_of(fn: Callable, table: dict) -> str | None:
     return None
 
 
-__all__ = ["LOSSES", "MODELS", "OPTIMIZERS", "REGRESSION_LOSSES", "Model", "Optimizer", "loss", "model", "name_of",
-           "optimizer"]
+__all__ = ["LOSSES", "MODELS", "OPTIMIZERS", "REGRESSION_LOSSES", "Model", "Optimizer", "loss",
+           "model", "name_of", "optimizer", "resolve"]

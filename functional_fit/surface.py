@@ -61,7 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from functional_fit import checks as _checks
+from functional_fit import checks as _checks, registry
 from functional_fit.checks import InputError
 from functional_fit.precision import check_array_dtype
 
@@ -550,6 +550,10 @@ def _check_grid(x, y, a_values, b_values, base, coords, plane, out):
         want = (b_values.shape[0], a_values.shape[0])
         if not isinstance(out, np.ndarray) or out.shape != want or not out.flags.c_contiguous:
             raise InputError(f"out must be a C-contiguous numpy array of shape {want}")
+        if not np.issubdtype(out.dtype, np.floating) or not out.flags.writeable:
+            raise InputError(f"out must be a writable floating-point array (float32 or float64: "
+                             f"a loss is a real number), got dtype {out.dtype}"
+                             f"{'' if out.flags.writeable else ', read-only'}")
     data = (jnp.asarray(x), jnp.asarray(y))
     return data, plane, jnp.asarray(a_values), jnp.asarray(b_values)
 
@@ -615,6 +619,8 @@ def loss_surface(
       ((50, 50), 1.2097)
     """
     layout = _checks.choice("layout", layout, LAYOUTS)
+    model, loss = registry.resolve(model, loss)
+    _checks.devices("devices", devices)
     tree = plane[0] if plane is not None else base
     if tree is not None and not _is_vector(tree):  # pytree parameters: the model unravels
         model = _unraveled(model, tree)
@@ -717,6 +723,8 @@ def mse_surface_exact(
     """
     from functional_fit import losses
 
+    model = registry.resolve(model, losses.mse)[0]
+    _checks.devices("devices", devices)
     data, plane, a_values, b_values = _check_grid(
         x, y, a_values, b_values, base, coords, plane, out
     )
@@ -824,7 +832,8 @@ def around_path(path, *, directions: str = "coords", coords=(0, 1), seed: int = 
 
 
 def around_fit(model, loss, x, y, w0, *, lr: float, steps: int, directions: str = "coords",
-               coords=(0, 1), seed: int = 0, names=None) -> View:
+               coords=(0, 1), seed: int = 0, names=None, path: bool = True,
+               progress=None) -> View:
     """Fit the centre with the lecture's gradient descent, then `around_path` of its path.
 
     Args:
@@ -833,15 +842,23 @@ def around_fit(model, loss, x, y, w0, *, lr: float, steps: int, directions: str 
       w0: (p+1,) the fit's start (its dtype is the parameters').
       lr, steps: `functional_fit.fit.gradient_descent`'s settings.
       directions, coords, seed, names: as in `around_path`.
+      path: keep the fit's path (default). False keeps only its end, in memory independent of
+        `steps`: the `View`'s path is then (1, p+1), so give the range yourself (or take
+        ``"random"``'s); ``"pca"`` needs the path.
+      progress: optional callable, called with the fit's steps done as a long fit runs.
 
     Raises:
       DivergenceError: the fit diverged (lower `lr`).
     """
     from functional_fit import fit
 
-    res = fit.gradient_descent(w0, x, y, model=model, loss=loss, lr=lr, steps=steps)
-    return around_path(np.asarray(res.path), directions=directions, coords=coords, seed=seed,
-                       names=names)
+    model, loss = registry.resolve(model, loss)
+    if not path and directions == "pca":
+        raise InputError("path: directions 'pca' needs the fit's whole path; pass path=True")
+    res = fit.gradient_descent(w0, x, y, model=model, loss=loss, lr=lr, steps=steps,
+                               trace=bool(path), progress=progress)
+    kept = np.asarray(res.path) if path else np.asarray(res.params)[None]  # (steps+1 or 1, p+1)
+    return around_path(kept, directions=directions, coords=coords, seed=seed, names=names)
 
 
 __all__ = [

@@ -142,12 +142,17 @@ def _one_fit(w0, lr, order, x, y, *, recipe, model, loss, steps, batch_size, ret
     per_epoch = 1 if order is None else _data.n_batches(order.shape[1], batch_size)
     run = _fit.train_scan(w0, x, y, recipe(lr, per_epoch), model=model, loss=loss, steps=steps,
                           order=order, batch_size=batch_size, trace=return_paths)
-    params = run.result.params
+    return (*_summary(run.result.params, run.first_bad, x, y, model=model, loss=loss),
+            run.result.path if return_paths else None)
+
+
+def _summary(params, first_bad, x, y, *, model, loss):
+    """(params, final loss (), diverged (), first bad step ()) of one finished run."""
     final = loss(model(params, x), y)  # () on the whole data
-    finite = (run.first_bad < 0) & jnp.all(
+    finite = (first_bad < 0) & jnp.all(
         jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(params)]))
     diverged = ~(finite & jnp.isfinite(final))
-    return params, final, diverged, run.first_bad, (run.result.path if return_paths else None)
+    return params, final, diverged, first_bad
 
 
 def sweep_scan(
@@ -201,6 +206,72 @@ sweep_jit = jax.jit(
     sweep_scan,
     static_argnames=("recipe", "model", "loss", "steps", "batch_size", "return_paths"),
 )
+
+
+# A sweep whose runs are long runs in calls of about half a second each (`functional_fit.fit`'s
+# chunks of steps, vmapped): every run's `fit.Carry` goes from one call to the next, so Ctrl-C
+# is seen between calls. The same steps: each run equals the single fit bit for bit (tested),
+# and the one-call sweep to rounding (XLA fuses that bigger program differently).
+
+
+def _sweep_init(recipe, w0s, lrs, n_orders: int, *, per_epoch: int):
+    """Every run's `fit.Carry` before its first step, leaves (S, P, ...)."""
+    init = jax.vmap(functools.partial(_fit._recipe_init, recipe=recipe, per_epoch=per_epoch))
+    carry = init(w0s, lrs)  # (P, ...)
+    return jax.tree.map(lambda a: jnp.broadcast_to(a[None], (n_orders,) + a.shape), carry)
+
+
+def _sweep_steps(recipe, carry, x, y, lrs, orders=None, *, per_epoch: int, model, loss,
+                 steps=None, batch_size=None):
+    """Every run's carry after `steps` more steps, or the epochs of `orders` (S, E', n)."""
+    def one(c, lr, order):
+        return _fit._recipe_steps(c, x, y, lr, order, recipe=recipe, per_epoch=per_epoch,
+                                  model=model, loss=loss, steps=steps, batch_size=batch_size,
+                                  trace=False)[0]
+
+    pairs = jax.vmap(one, in_axes=(0, 0, None))  # the pairs share one order
+    if orders is None:
+        return jax.vmap(lambda c: pairs(c, lrs, None))(carry)  # (1, P, ...)
+    return jax.vmap(pairs, in_axes=(0, None, 0))(carry, lrs, orders)  # (S, P, ...)
+
+
+def _sweep_end(carry, x, y, *, model, loss):
+    """(params, loss, diverged, first bad step, None) of every run, leaves (S, P, ...)."""
+    end = functools.partial(_summary, x=x, y=y, model=model, loss=loss)
+    return (*jax.vmap(jax.vmap(end))(carry.params, carry.first_bad), None)
+
+
+_sweep_init_jit = jax.jit(_sweep_init, static_argnames=("recipe", "n_orders", "per_epoch"))
+_sweep_steps_jit = jax.jit(
+    _sweep_steps, static_argnames=("recipe", "per_epoch", "model", "loss", "steps", "batch_size"))
+_sweep_end_jit = jax.jit(_sweep_end, static_argnames=("model", "loss"))
+
+
+def _in_steps(w0c, lrc, x, y, orders, *, recipe, model, loss, steps, batch_size, per_call):
+    """One chunk of runs as `sweep_scan` returns it, in calls of `per_call` steps each."""
+    n_orders = 1 if orders is None else orders.shape[0]
+    per_epoch = 1 if orders is None else _data.n_batches(orders.shape[2], batch_size)
+    carry = _sweep_init_jit(recipe, w0c, lrc, n_orders, per_epoch=per_epoch)
+    epochs = None if orders is None else orders.shape[1]
+    for start, length in _fit._spans(steps, epochs, per_epoch, per_call):
+        part = None if orders is None else orders[:, start : start + length]  # (S, E', n)
+        carry = _sweep_steps_jit(recipe, carry, x, y, lrc, part, per_epoch=per_epoch,
+                                 model=model, loss=loss,
+                                 steps=length if orders is None else None, batch_size=batch_size)
+        carry = jax.block_until_ready(carry)  # one call at a time: Ctrl-C is seen between them
+    return _sweep_end_jit(carry, x, y, model=model, loss=loss)
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _place(buffer, part, start):
+    """`part` (S, chunk, ...) written into `buffer` (S, total, ...) at pair `start`, in place."""
+    return jax.lax.dynamic_update_slice_in_dim(buffer, part, start, axis=1)
+
+
+def _buffer(part, n_chunks: int):
+    """A zero buffer for `n_chunks` chunks shaped like `part` (S, chunk, ...), sharded like it."""
+    shape = (part.shape[0], part.shape[1] * n_chunks) + part.shape[2:]
+    return jax.jit(lambda: jnp.zeros(shape, part.dtype), out_shardings=part.sharding)()
 
 
 # --------------------------------------------------------------------------- checked entry point
@@ -304,9 +375,7 @@ def _check_length(batching, steps, epochs, batch_size):
 
 def _mesh(devices):
     """A 1-D mesh named "runs" over `devices` (all of JAX's by default), or None for one."""
-    devices = list(jax.devices() if devices is None else devices)
-    if not devices:
-        raise InputError("devices must name at least one device")
+    devices = _checks.devices("devices", devices)
     if len(devices) == 1:
         return None
     return jax.sharding.Mesh(np.array(devices), ("runs",))
@@ -369,7 +438,9 @@ def sweep(
         non-finite step, ``diverged_at``) is recorded inside the scan.
       chunk_size: run at most this many (w0, lr) pairs per compiled call (rounded up to a
         multiple of the device count), all chunks of one shape so it compiles once; None runs
-        all pairs in one call. For progress reports; one call is fastest.
+        all pairs in one call. For progress reports; one call is fastest. Whatever the chunk,
+        runs too long for one call of about half a second (`fit.chunk_steps`) go in several
+        calls of their steps (without ``return_paths``), so Ctrl-C is never held off long.
       progress: called with the number of runs finished after each chunk (a progress bar).
       devices: the devices to split the runs across (default all of `jax.devices()`).
       model_grad: ``"jacobian"`` differentiates the model through `jacobian_vjp` (the same
@@ -428,26 +499,44 @@ def sweep(
         batch_size=None if batching == "full" else batch_size,
     )
     n_seeds = 1 if seeds is None else seeds.shape[0]
-    outs = []
+    # Long runs go in calls of about a second (`_in_steps`); paths, when asked for, in one.
+    per_epoch = 1 if seeds is None else _data.n_batches(x.shape[0], batch_size)
+    total_steps = length * per_epoch
+    n_params = sum(int(np.prod(np.shape(a)[1:])) for a in jax.tree.leaves(w0s))
+    per_call = _fit.chunk_steps(x.shape[0] if seeds is None else batch_size, n_params,
+                                runs=n_seeds * chunk)
+    in_steps = not return_paths and total_steps > per_call
+    # Each chunk's results go into one buffer per result (in place, on the device), so that
+    # gathering R runs costs O(R) whatever the number of chunks.
+    buffers = None
     for c in range(n_chunks):
         part = slice(c * chunk, (c + 1) * chunk)
         w0c = jax.tree.map(lambda a: jnp.asarray(a[part]), pair_w0)  # leaves (chunk, *shape)
         lrc = jnp.asarray(pair_lr[part], dtype=lr_dtype)  # (chunk,)
         if shard is not None:
             w0c, lrc = jax.device_put(w0c, shard), jax.device_put(lrc, shard)
-        out = sweep_jit(w0s=w0c, x=x, y=y, lrs=lrc, orders=orders, **kwargs)
-        outs.append(jax.block_until_ready(out))
+        if in_steps:
+            out = _in_steps(w0c, lrc, x, y, orders, recipe=recipe, model=kwargs["model"],
+                            loss=loss, steps=kwargs["steps"], batch_size=kwargs["batch_size"],
+                            per_call=per_call)
+        else:
+            out = sweep_jit(w0s=w0c, x=x, y=y, lrs=lrc, orders=orders, **kwargs)
+        out = jax.block_until_ready(out)
+        if n_chunks == 1:
+            buffers = out
+        else:
+            if buffers is None:
+                buffers = jax.tree.map(lambda a: _buffer(a, n_chunks), out)
+            buffers = jax.tree.map(lambda b, a: _place(b, a, c * chunk), buffers, out)
         if progress is not None:
             progress(n_seeds * min(chunk, n_pairs - c * chunk))
 
-    def gather(*parts):  # the chunks along the pair axis, trimmed, flattened to (R, ...)
-        a = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=1)
+    def gather(a):  # trimmed of the padding, flattened to (R, ...)
         a = a[:, :n_pairs]  # (S, P, ...)
         return a.reshape((n_seeds * n_pairs,) + a.shape[2:])
 
     params, final, diverged, first_bad, paths = (
-        None if outs[0][i] is None else jax.tree.map(gather, *[o[i] for o in outs])
-        for i in range(5)
+        None if part is None else jax.tree.map(gather, part) for part in buffers
     )
     return SweepResult(
         lr=np.tile(lrs, n_seeds * n_init),

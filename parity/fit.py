@@ -95,6 +95,23 @@ def _check_tensor(name, t):
     return t
 
 
+def _check_data(x, y):
+    """x and y: torch tensors, finite, of the same number of points (the shared checks)."""
+    x, y = _check_tensor("x", x), _check_tensor("y", y)
+    if x.shape[0] != y.shape[0]:
+        raise InputError(f"x and y must have the same number of points, got x of shape "
+                         f"{tuple(x.shape)} and y of shape {tuple(y.shape)}")
+    return x, y
+
+
+def _check_dataset(dataset):
+    """A ``TensorDataset(x, y)``'s tensors checked as `_check_data` checks them."""
+    tensors = getattr(dataset, "tensors", None)
+    if tensors is not None and len(tensors) == 2:
+        _check_data(*tensors)
+    return dataset
+
+
 def train(module, loss_fn, x, y, *, optimizer, scheduler=None, steps: int | None = None,
           order=None, batch_size: int | None = None, max_norm: float | None = None,
           norm_type: float = 2.0) -> TrainResult:
@@ -126,7 +143,7 @@ def train(module, loss_fn, x, y, *, optimizer, scheduler=None, steps: int | None
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise InputError(f"optimizer must be a torch.optim.Optimizer over module.parameters(), "
                          f"got {type(optimizer).__name__}")
-    x, y = _check_tensor("x", x), _check_tensor("y", y)
+    x, y = _check_data(x, y)
     steps, order, batch_size = check_length(x.shape[0], steps, order, batch_size)
     clip = None
     if max_norm is not None:
@@ -156,7 +173,7 @@ def _minibatch(dataset, lr, nepochs, batch_size, order):
     lr = _checks.positive_float("lr", lr)
     nepochs = _checks.positive_int("nepochs", nepochs)
     batch_size = _checks.positive_int("batch_size", batch_size)
-    n = len(dataset)
+    n = len(_check_dataset(dataset))
     if order is not None:
         order = check_order(np.asarray(order), n)
         if order.shape[0] != nepochs:
@@ -173,6 +190,7 @@ def gradient_descent(model, loss_fn, x, y, lr=1.0, nsteps=100):
     """
     lr = _checks.positive_float("lr", lr)
     nsteps = _checks.positive_int("nsteps", nsteps)
+    x, y = _check_data(x, y)
     opt = LectureSGD(model.parameters(), lr=lr)
     return _lecture("gradient_descent", model, loss_fn, ((x, y) for _ in range(nsteps)), opt, lr)
 
@@ -216,7 +234,13 @@ def run(optimizer, model, loss_fn, x, y, *, lr, steps=None, order=None, batch_si
     entry = registry.optimizer(optimizer) if isinstance(optimizer, str) else optimizer
     where = {"gd": "gradient_descent", "sgd": "stochastic_gradient_descent", "adam": "adam_sgd"}
     lr = _checks.positive_float("lr", lr)
-    if entry.batching == "full" or (entry.batching == "any" and steps is not None):
+    x, y = _check_data(x, y)
+    full = entry.batching == "full" or (entry.batching == "any" and steps is not None)
+    if not full and order is None:
+        raise InputError(f"order: optimizer {entry.name!r} takes minibatches in a batch order "
+                         "(functional_fit.data.batch_order(n, epochs, seed)), or steps; got "
+                         "neither")
+    if full:
         steps = _checks.positive_int("steps", steps)
         batches, per_epoch = ((x, y) for _ in range(steps)), 1
     else:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from functional_fit import checks as _checks
+
 
 def standard_units(x):
     """(x - mean(x)) / std(x), population std; (n,) -> (n,)."""
@@ -16,8 +18,9 @@ def correlation(x, y):
 
 
 def slope(x, y):
-    """r * std(y) / std(x); (n,), (n,) -> ()."""
-    return correlation(x, y) * y.std(correction=0) / x.std(correction=0)
+    """r * std(y) / std(x); (n,), (n,) -> (). 0 for a constant y."""
+    sy = y.std(correction=0)
+    return torch.where(sy > 0, correlation(x, y) * sy / x.std(correction=0), 0)  # r is 0/0 if sy is 0
 
 
 def intercept(x, y):
@@ -26,7 +29,13 @@ def intercept(x, y):
 
 
 def ols(x, y):
-    """``[intercept, slope]``; (n,), (n,) tensors -> (2,)."""
+    """``[intercept, slope]``; (n,), (n,) tensors -> (2,).
+
+    Raises:
+      InputError: as `functional_fit.ols.ols` (the same checks, `functional_fit.checks`).
+    """
+    _checks.data(x, y)
+    _checks.least_squares_data(x, y)
     return torch.stack([intercept(x, y), slope(x, y)])
 
 
@@ -37,4 +46,11 @@ def vandermonde(x, degree: int):
 
 def least_squares(x, y, degree: int = 1):
     """The MSE minimizer of the degree-`degree` polynomial via ``torch.linalg.lstsq``; -> (p+1,)."""
+    degree = _checks.nonnegative_int("degree", degree)
+    _checks.data(x, y)
+    if degree + 1 > x.shape[0]:
+        raise _checks.InputError(
+            f"degree {degree} needs at least {degree + 1} data points, got {x.shape[0]}")
+    if degree:
+        _checks.least_squares_data(x, y, degree)
     return torch.linalg.lstsq(vandermonde(x, degree), y[:, None]).solution[:, 0]  # (p+1,)

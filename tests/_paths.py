@@ -15,9 +15,7 @@ loops. Paths are dicts name -> (steps+1, *shape) arrays, or one (steps+1, p) arr
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import torch
 
 import parity

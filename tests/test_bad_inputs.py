@@ -3,13 +3,28 @@
 For every row: the API raises `InputError` (or `PrecisionError`) whose message names the
 argument; the CLI exits non-zero with exactly one line on stderr, naming the option, with no
 traceback; and no output file (nor a temporary beside it) is left behind.
+
+Rows with a seventh entry run the CLI in a subprocess, as a user would: with an environment,
+a closed or full stdout, an exit status other than 2, and a time limit far below what the
+refused computation would take (so that it was refused before it started).
+
+After the table: fault injection (a full disk, a read-only folder, Ctrl-C at several moments
+of ``lecture --out``), memory refused before it is allocated, and streams (``| head -1``, an
+ASCII-only stdout, strict JSON).
 """
 
 from __future__ import annotations
 
+import builtins
+import errno
+import io
+import json
 import os
+import resource
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +33,7 @@ import torch
 
 import functional_fit as ff
 import parity
-from functional_fit import InputError, fit, losses, models, registry, surface
+from functional_fit import InputError, fit, losses, models, registry, surface, sweep
 from parity.comparison import lecture, report as parity_report
 from functional_fit.cli import main
 
@@ -33,10 +48,23 @@ def csv(tmp: Path, name: str, text: str | bytes) -> str:
 
 
 GOOD = "x,y\n" + "".join(f"{a!r},{b!r}\n" for a, b in zip(X.tolist(), Y.tolist()))
+TINY = "x,y\n" + "".join(f"{(i + 1) * 1e-300!r},{float(i)!r}\n" for i in range(10))
+#: Settings whose computation takes minutes: a refusal far below that computed nothing.
+LONG = ["--steps", "100000000"]
+#: A subprocess row refused before any work ends within this (start-up is a few seconds).
+QUICK = 60
+
+def _with_limit(limit: str, call):
+    """`call()` with `functional_fit.resources.LIMIT_ENV` set to `limit`."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FUNCTIONAL_FIT_MEMORY_LIMIT", limit)
+        return call()
+
 
 # Each row: id -> (files to create {name: text}, api(tmp) call or None, cli argv (with {tmp}),
 #                  what the API message must contain, what the CLI line must contain,
-#                  output paths under tmp the CLI was asked to write).
+#                  output paths under tmp the CLI was asked to write[,
+#                  in a subprocess: {status, env, stdout "closed"/"full", within seconds}]).
 ROWS = {
     "csv missing": (
         {}, lambda t: ff.read_csv(t / "nope.csv"),
@@ -159,18 +187,121 @@ ROWS = {
     "coords with random": ({}, None, ["surface", "--directions", "random", "--coords", "0,1", "--grid", "4x4"], None, "--coords applies to --directions coords", []),
     "direction seed with coords": ({}, None, ["surface", "--direction-seed", "3", "--grid", "4x4"], None, "--direction-seed applies to --directions random", []),
     "surface degree without poly": ({}, None, ["surface", "--degree", "3", "--grid", "4x4", "--out", "{tmp}/s.npz"], None, "--degree applies to the poly model only", ["s.npz"]),
+    # Issue 14. Output paths: checked by the parser, before the (long) computation.
+    "out names an existing file": (
+        {"f.txt": "mine"}, None, ["lecture", "--out", "{tmp}/f.txt"], None,
+        "argument --out: '{tmp}/f.txt' exists and is not a folder", [], dict(within=QUICK)),
+    "out folder holds the user's files": (
+        {"mine/notes.txt": "keep"}, None, ["lecture", "--out", "{tmp}/mine"], None,
+        "holds 'notes.txt', which a run of this command does not write", [], dict(within=QUICK)),
+    "out is the working folder": ({}, None, ["lecture", "--out", "."], None, "argument --out: '.'", [], dict(within=QUICK)),
+    "surface out names a folder": (
+        {"d/keep.txt": ""}, None, ["surface", "--grid", "3x3", *LONG, "--out", "{tmp}/d"], None,
+        "argument --out: '{tmp}/d' is a folder", [], dict(within=QUICK)),
+    "out in a missing folder": (
+        {}, None, ["surface", "--grid", "3x3", *LONG, "--out", "{tmp}/no/s.npz"], None,
+        "argument --out: '{tmp}/no/s.npz': folder '{tmp}/no' does not exist", [], dict(within=QUICK)),
+    "plot format matplotlib cannot write": (
+        {}, None, ["surface", "--grid", "3x3", *LONG, "--plot", "{tmp}/x.txt"], None,
+        "argument --plot: '{tmp}/x.txt': matplotlib cannot write format 'txt'", ["x.txt"], dict(within=QUICK)),
+    "plot without a suffix": (
+        {}, None, ["sweep", "--lr", "1e-3:1:4", *LONG, "--plot", "{tmp}/figure"], None,
+        "argument --plot: '{tmp}/figure': matplotlib cannot write a name without a suffix", ["figure"], dict(within=QUICK)),
+    "plot names a folder": (
+        {"d/keep.txt": ""}, None, ["sweep", "--lr", "1e-3:1:4", *LONG, "--plot", "{tmp}/d"], None,
+        "argument --plot: '{tmp}/d' is a folder", [], dict(within=QUICK)),
+    "plot names a device": (
+        {}, None, ["surface", "--grid", "3x3", "--plot", "/dev/null"], None,
+        "argument --plot: '/dev/null' exists and is not a regular file", [], dict(within=QUICK)),
+    "out empty path": ({}, None, ["surface", "--grid", "3x3", "--out", ""], None, "argument --out: an empty path", [], dict(within=QUICK)),
+    # No silently wrong result.
+    "noise overflows when squared": (
+        {}, lambda t: lecture.run(*ff.lecture_data(noise=1e300), steps=("ols",)),
+        ["lecture", "--noise", "1e300", "--out", "{tmp}/out"], "y values reach", "--noise 1e+300: the data's y values reach",
+        ["out"], dict(within=QUICK)),
+    "noise overflows a float": (
+        {}, lambda t: ff.lecture_data(noise=1e308),
+        ["lecture", "--noise", "1e308", "--json"], "noise=1e+308 overflows", "--noise=1e+308 overflows", [], dict(within=QUICK)),
+    "surface out of integers": (
+        {}, lambda t: surface.loss_surface(models.linear, losses.l1, X, Y, np.zeros(3), np.zeros(2), out=np.zeros((2, 3), int)),
+        None, "out must be a writable floating-point array", None, []),
+    "torch negative nsteps": ({}, lambda t: parity.fit.gradient_descent(parity.SimpleLinearModel(), parity.losses.l1, *parity.tensors(X, Y), nsteps=-1), None, "nsteps must be a positive integer", None, []),
+    "torch order for half the data": ({}, lambda t: parity.fit.adam_sgd(parity.SimpleLinearModel(), parity.losses.l1, parity.data.dataset(*ff.lecture_data()), nepochs=2, order=ff.batch_order(50, 2)), None, "order must have shape (epochs, 100)", None, []),
+    "torch NaN in x": ({}, lambda t: parity.fit.gradient_descent(parity.SimpleLinearModel(), parity.losses.l1, torch.from_numpy(np.where(np.arange(20) == 3, np.nan, X)), torch.from_numpy(Y)), None, "x contains a non-finite value (nan) at index 3", None, []),
+    "torch NaN in a dataset's x": ({}, lambda t: parity.fit.stochastic_gradient_descent(parity.SimpleLinearModel(), parity.losses.l1, torch.utils.data.TensorDataset(torch.from_numpy(np.where(np.arange(20) == 3, np.nan, X)), torch.from_numpy(Y)), nepochs=2), None, "x contains a non-finite value (nan) at index 3", None, []),
+    "torch minibatch without order": ({}, lambda t: parity.fit.run("adam", parity.SimpleLinearModel(), parity.losses.l1, *parity.tensors(X, Y), lr=0.1), None, "order: optimizer 'adam' takes minibatches", None, []),
+    "torch numpy data": ({}, lambda t: parity.fit.gradient_descent(parity.SimpleLinearModel(), parity.losses.l1, X, Y), None, "x must be a torch tensor", None, []),
+    # Every message names what the user typed.
+    "range wider than a float": (
+        {}, None, ["surface", "--range=-1e308:1e308,0:1", "--grid", "3x3", "--out", "{tmp}/s.npz"], None,
+        "--range '-1e308:1e308,0:1': a side's width overflows", ["s.npz"], dict(within=QUICK)),
+    "x spread too small": (
+        {"tiny.csv": TINY}, lambda t: ff.ols.ols(*ff.read_csv(t / "tiny.csv")),
+        ["lecture", "--data", "{tmp}/tiny.csv", "--out", "{tmp}/out"], "spread of its values (9e-300) is too small to fit",
+        "spread of its values (9e-300) is too small to fit", ["out"], dict(within=QUICK)),
+    "torch x spread too small": ({"tiny.csv": TINY}, lambda t: parity.ols.ols(*parity.tensors(*ff.read_csv(t / "tiny.csv"))), None, "is too small to fit", None, []),
+    "least squares spread too small": ({"tiny.csv": TINY}, lambda t: ff.ols.least_squares(*ff.read_csv(t / "tiny.csv"), degree=2), None, "is too small to fit", None, []),
+    "x too large to square": ({}, lambda t: ff.ols.ols(X * 1e200, Y), None, "x: its values (up to 1.5e+200) are too large", None, []),
+    "complex x in a sweep": ({}, lambda t: sweep.sweep("gd", np.zeros(2), X.astype(complex), Y, [0.1], steps=2), None, "x must hold real numbers", None, []),
+    "complex x in a surface": ({}, lambda t: surface.loss_surface("linear", "l1", X.astype(complex), Y, [0.0], [0.0]), None, "x must hold real numbers", None, []),
+    "unknown model name in a surface": ({}, lambda t: surface.loss_surface("cubic", "l1", X, Y, [0.0], [0.0]), None, "model must be one of", None, []),
+    "unknown model name in a sweep": ({}, lambda t: sweep.sweep("gd", np.zeros(2), X, Y, [0.1], steps=2, model="cubic"), None, "model must be one of", None, []),
+    "model neither name nor function": ({}, lambda t: surface.mse_surface_exact(3, X, Y, [0.0], [0.0]), None, "model must be a function or a registry name", None, []),
+    "no devices for a surface": ({}, lambda t: surface.loss_surface(models.linear, losses.l1, X, Y, [0.0], [0.0], devices=[]), None, "devices must name at least one device", None, []),
+    "no devices for a sweep": ({}, lambda t: sweep.sweep("gd", np.zeros(2), X, Y, [0.1], steps=2, devices=[]), None, "devices must name at least one device", None, []),
+    "a device by name": ({}, lambda t: sweep.sweep("gd", np.zeros(2), X, Y, [0.1], steps=2, devices=["cpu"]), None, "devices[0] must be a JAX device", None, []),
+    "steps beyond int32": ({}, lambda t: fit.gradient_descent(np.zeros(2), X, Y, steps=2**31), ["surface", "--grid", "3x3", "--steps", str(2**31)], "steps must be below 2**31", "--steps must be below 2**31", []),
+    # Resource limits: refused before any allocation, naming the option to change.
+    "surface path beyond memory": (
+        {}, None, ["surface", "--grid", "3x3", "--steps", "1000000000", "--plot", "{tmp}/s.png"], None,
+        "--steps: this run needs about 44.7 GiB", ["s.png"], dict(within=QUICK, env={"FUNCTIONAL_FIT_MEMORY_LIMIT": "4G"})),
+    "sweep data beyond memory": (
+        {}, None, ["sweep", "--n", "10000000000"], None, "--n: this run needs about 596.0 GiB", [],
+        dict(within=QUICK, env={"FUNCTIONAL_FIT_MEMORY_LIMIT": "4G"})),
+    "sweep runs beyond memory": (
+        {}, None, ["sweep", "--lr", "1e-3:1:10000000000", "--json"], None, "--lr: this run needs about", [],
+        dict(within=QUICK)),
+    "lecture data beyond memory": (
+        {}, None, ["lecture", "--n", "10000000", "--out", "{tmp}/out"], None, "--n: this run needs about", ["out"],
+        dict(within=QUICK, env={"FUNCTIONAL_FIT_MEMORY_LIMIT": "4G"})),
+    "parity cases beyond memory": (
+        {}, None, ["parity", "--cases", "1000000000"], None, "--cases: this run needs about", [], dict(within=QUICK)),
+    "fit path beyond a limit": (
+        {}, lambda t: _with_limit("1M", lambda: fit.gradient_descent(np.zeros(2), X, Y, steps=10**6)),
+        None, "steps: this run needs about 22.9 MiB", None, []),
+    # The environment.
+    "JAX_ENABLE_X64 not a truth value": (
+        {}, None, ["sweep", "--lr", "1e-3:1:4"], None, "environment variable JAX_ENABLE_X64='maybe'", [],
+        dict(within=QUICK, env={"JAX_ENABLE_X64": "maybe"})),
+    "JAX_PLATFORMS unknown": (
+        {}, None, ["sweep", "--lr", "1e-3:1:4"], None, "environment variable JAX_PLATFORMS='bogus'", [],
+        dict(within=QUICK, env={"JAX_PLATFORMS": "bogus"})),
+    "memory limit not a size": (
+        {}, None, ["sweep", "--lr", "1e-3:1:4"], None, "FUNCTIONAL_FIT_MEMORY_LIMIT='plenty' must be a number of bytes", [],
+        dict(within=QUICK, env={"FUNCTIONAL_FIT_MEMORY_LIMIT": "plenty"})),
+    # Streams: a closed or full stdout is an I/O error: exit status 1.
+    "stdout closed": ({}, None, ["sweep", "--lr", "1e-3:1:4", *LONG], None, "standard output is closed", [],
+                      dict(within=QUICK, stdout="closed", status=1)),
+    "stdout full": ({}, None, ["sweep", "--lr", "1e-3:1:4", "--steps", "3"], None,
+                    "cannot write standard output: No space left on device", [], dict(stdout="full", status=1)),
 }
 
 
 def _setup(tmp_path: Path, files: dict) -> None:
     for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         csv(tmp_path, name, text)
 
 
 def _leftovers(tmp_path: Path, files: dict, outputs: list) -> list:
     """Anything under tmp_path that the row did not create itself."""
-    allowed = set(files)
-    return sorted(p.name for p in tmp_path.iterdir() if p.name not in allowed)
+    made = {tmp_path / name for name in files} | {(tmp_path / n).parent for n in files}
+    return sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p not in made)
+
+
+def _row(row):
+    files, api, argv, api_says, cli_says, outputs, *how = ROWS[row]
+    return files, api, argv, api_says, cli_says, outputs, (how[0] if how else None)
 
 
 #: Bad inputs that are accepted today, in files that are not ours: strict xfail, so that the fix
@@ -183,7 +314,7 @@ KNOWN_GAPS: dict[str, str] = {}
     for k, v in ROWS.items() if v[1] is not None
 ])
 def test_api(row, tmp_path):
-    files, api, _, api_says, _, _ = ROWS[row]
+    files, api, _, api_says, _, _, _ = _row(row)
     _setup(tmp_path, files)
     with pytest.raises((InputError, ff.PrecisionError)) as exc:
         api(tmp_path)
@@ -191,9 +322,9 @@ def test_api(row, tmp_path):
     assert "\n" not in str(exc.value)
 
 
-@pytest.mark.parametrize("row", [k for k, v in ROWS.items() if v[2] is not None])
+@pytest.mark.parametrize("row", [k for k, v in ROWS.items() if v[2] is not None and len(v) == 6])
 def test_cli(row, tmp_path, capsys):
-    files, _, argv, _, cli_says, outputs = ROWS[row]
+    files, _, argv, _, cli_says, outputs, _ = _row(row)
     _setup(tmp_path, files)
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     try:
@@ -212,17 +343,271 @@ def test_cli(row, tmp_path, capsys):
     assert _leftovers(tmp_path, files, outputs) == []
 
 
-@pytest.mark.parametrize("row", ["csv malformed number", "grid too large", "lr negative"])
-def test_cli_subprocess_one_line_no_traceback(row, tmp_path):
-    """The same through the installed entry point, in its own process."""
-    files, _, argv, _, cli_says, outputs = ROWS[row]
+def _cli(argv, *, env=None, stdout=None, timeout=300, **kwargs):
+    """Run ``python -m functional_fit ARGV`` as a user would; stdout "closed" or "full"."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "FUNCTIONAL_FIT_"))},
+           **(env or {})}
+    cmd = [sys.executable, "-m", "functional_fit", *argv]
+    out = subprocess.PIPE
+    if stdout == "closed":  # as the shell's `>&-` (a shell, not preexec_fn: JAX has threads)
+        cmd, out = ["sh", "-c", 'exec "$0" "$@" >&-', *cmd], None
+    elif stdout == "full":
+        out = open("/dev/full", "w")
+    try:
+        return subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE, text=True,
+                              timeout=timeout, env=env, **kwargs)
+    finally:
+        if stdout == "full":
+            out.close()
+
+
+@pytest.mark.parametrize("row", [k for k, v in ROWS.items() if v[2] is not None and len(v) == 7]
+                         + ["csv malformed number", "grid too large", "lr negative"])
+def test_cli_subprocess(row, tmp_path):
+    """Through the entry point, in its own process: status, one line, no traceback, no file,
+    and (``within``) far sooner than the refused computation would have taken."""
+    files, _, argv, _, cli_says, outputs, how = _row(row)
+    how = how or {}
     _setup(tmp_path, files)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
-    proc = subprocess.run([sys.executable, "-m", "functional_fit", *argv], capture_output=True,
-                          text=True, timeout=300, env=env)
-    assert proc.returncode == 2
+    start = time.perf_counter()
+    proc = _cli(argv, env=how.get("env"), stdout=how.get("stdout"), cwd=tmp_path)
+    took = time.perf_counter() - start
+    assert proc.returncode == how.get("status", 2), proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and cli_says in lines[0], proc.stderr
-    assert proc.stdout == ""
+    assert len(lines) == 1, proc.stderr
+    assert cli_says.replace("{tmp}", str(tmp_path)) in lines[0] and "error" in lines[0], lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not proc.stdout
+    for name in outputs:
+        assert not (tmp_path / name).exists(), name
     assert _leftovers(tmp_path, files, outputs) == []
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    if "within" in how:
+        assert took < how["within"], f"{took:.1f} s: the refusal came after work was done"
+
+
+# --------------------------------------------------------------------------- fault injection
+
+
+def _refusing(monkeypatch, tmp_path, code: int, *, writes=True):
+    """Make every file write under tmp_path fail with `code`: ENOSPC at the first write (a full
+    disk), or EROFS at creation (``writes=False``: a read-only file system, which root's
+    permission bits cannot give)."""
+    real_open, real_os_open, real_mkdir = builtins.open, os.open, os.mkdir
+    under = str(tmp_path)
+
+    def fail(path):
+        raise OSError(code, os.strerror(code), str(path))
+
+    class Full:
+        def __init__(self, fh):
+            self._fh = fh
+
+        def write(self, data):
+            fail(self._fh.name)
+
+        def __getattr__(self, name):
+            return getattr(self._fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._fh.close()
+
+    def open_(file, mode="r", *args, **kwargs):
+        fh = real_open(file, mode, *args, **kwargs)
+        if isinstance(file, (str, os.PathLike)) and str(file).startswith(under) and \
+                any(m in mode for m in "wax"):
+            return Full(fh)
+        return fh
+
+    def os_open(path, flags, *args, **kwargs):
+        if str(path).startswith(under) and flags & os.O_CREAT:
+            fail(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def mkdir(path, *args, **kwargs):
+        if str(path).startswith(under):
+            fail(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    if writes:
+        monkeypatch.setattr(builtins, "open", open_)
+    else:
+        monkeypatch.setattr(os, "open", os_open)
+        monkeypatch.setattr(os, "mkdir", mkdir)
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES])
+@pytest.mark.parametrize("argv, target", [
+    (["surface", "--grid", "4x4", "--steps", "5", "--out", "{tmp}/s.npz"], "s.npz"),
+    (["sweep", "--lr", "1e-3:1:4", "--steps", "3", "--plot", "{tmp}/sw.png"], "sw.png"),
+    (["lecture", "--n", "20", "--out", "{tmp}/set"], "set"),
+])
+def test_io_error_is_one_line_exit_1_and_nothing_half_written(argv, target, code, tmp_path,
+                                                              monkeypatch, capsys):
+    old = tmp_path / "set"
+    if target == "set":  # a complete set from an earlier run: it must survive as it was
+        old.mkdir()
+        (old / "results.json").write_text('{"old": true}')
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    _refusing(monkeypatch, tmp_path, code, writes=code == errno.ENOSPC)
+    rc = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    out, err = capsys.readouterr()
+    assert rc == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert f"cannot write '{tmp_path / target}" in lines[0] and os.strerror(code) in lines[0]
+    monkeypatch.undo()
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["set"] if target == "set" else [])
+
+
+def test_read_only_folder_is_refused_by_the_parser(tmp_path, monkeypatch, capsys):
+    """A folder the user cannot write (root's permission bits do not stop root: os.access is
+    what the parser asks, so it is what is faked) is refused before any work: exit status 2."""
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p) == str(tmp_path)
+                        else real(p, mode, **kw))
+    with pytest.raises(SystemExit) as exc:
+        main(["surface", "--grid", "3x3", *LONG, "--out", f"{tmp_path}/s.npz"])
+    assert exc.value.code == 2
+    assert f"folder '{tmp_path}' is not writable" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def _lecture_set(folder: Path) -> tuple:
+    """(n of results.json, sorted file names) of a lecture output folder."""
+    n = json.loads((folder / "results.json").read_text())["data"]["n"]
+    return n, sorted(p.name for p in folder.iterdir())
+
+
+def test_ctrl_c_during_lecture_out_leaves_the_old_set_or_the_new(tmp_path):
+    """SIGINT at several moments of ``lecture --out``: exit 130, and the folder holds the
+    complete set of the earlier run (n=30), byte for byte, or the complete new one (n=20)."""
+    out = tmp_path / "set"
+    start = time.perf_counter()
+    first = _cli(["lecture", "--n", "30", "--out", str(out), "--json"])
+    whole = time.perf_counter() - start
+    assert first.returncode == 0, first.stderr
+    old = {p.name: p.read_bytes() for p in out.iterdir()}
+    n_old, names = _lecture_set(out)
+    assert n_old == 30 and len(names) >= 13 and all(os.stat(out / f).st_mode & 0o044 for f in names)
+    outcomes = []
+    for fraction in (0.5, 0.85, 0.95):
+        proc = subprocess.Popen([sys.executable, "-m", "functional_fit", "lecture", "--n", "20",
+                                 "--out", str(out), "--json"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True,
+                                env={k: v for k, v in os.environ.items() if not k.startswith("JAX_")})
+        time.sleep(fraction * whole)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        assert "Traceback" not in err, err
+        n, got = _lecture_set(out)
+        if n == 30:
+            assert {p.name: p.read_bytes() for p in out.iterdir()} == old
+        else:
+            assert n == 20 and got == names
+        # 0 or 130; or killed by the signal when it came during the interpreter's exit, after
+        # the run had finished (Python restores the default handler there)
+        assert proc.returncode in (0, 130) or (proc.returncode == -signal.SIGINT and n == 20), err
+        if proc.returncode == 130:
+            assert err.strip().splitlines() == ["functional-fit lecture: interrupted"]
+        outcomes.append((proc.returncode, n))
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]  # no temporary left
+    assert any(rc == 130 for rc, _ in outcomes), outcomes
+    assert any(n == 30 for _, n in outcomes), outcomes  # interrupted before the swap: the old set
+
+
+def test_ctrl_c_stops_a_long_fit_within_a_second_and_writes_nothing(tmp_path):
+    """A fit of 10^8 steps runs in compiled chunks of about a second: SIGINT ends it soon."""
+    proc = subprocess.Popen([sys.executable, "-m", "functional_fit", "surface", "--grid", "3x3",
+                             *LONG, "--out", f"{tmp_path}/s.npz", "--plot", f"{tmp_path}/s.png"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)
+    assert proc.poll() is None, "the fit ended before it was interrupted"
+    sent = time.perf_counter()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    latency = time.perf_counter() - sent
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "functional-fit surface: interrupted"
+    assert list(tmp_path.iterdir()) == []
+    assert latency < 10, latency  # about a second; generous for a shared machine
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def test_a_run_beyond_the_memory_limit_is_refused_before_it_allocates(tmp_path):
+    """``sweep --n 10**8`` would make 1.6 GB of data; with a 100 MB limit it is refused, and the
+    process never grows beyond its start-up size."""
+    proc = _cli(["sweep", "--n", str(10**8)], env={"FUNCTIONAL_FIT_MEMORY_LIMIT": "100M"})
+    assert proc.returncode == 2
+    assert "--n: this run needs about 6.0 GiB of memory" in proc.stderr
+    assert "more than the 100.0 MiB available (FUNCTIONAL_FIT_MEMORY_LIMIT); lower --n" in proc.stderr
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # bytes, largest child
+    assert peak < 1.2e9, peak
+
+
+# --------------------------------------------------------------------------- streams
+
+
+def test_a_reader_that_stops_early_gets_quiet():
+    """``functional-fit sweep ... | head -1`` ends as ``seq 100000 | head -1`` does: quietly."""
+    with subprocess.Popen([sys.executable, "-m", "functional_fit", "sweep", "--lr",
+                           "1e-3:1:100000", "--steps", "2"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as proc:
+        first = proc.stdout.readline()
+        proc.stdout.close()  # the reader goes away
+        err = proc.stderr.read().decode()
+        proc.wait(timeout=120)
+    assert first.split() == [b"lr", b"seed", b"final", b"loss", b"diverged"]
+    assert err == ""
+    assert proc.returncode == 128 + signal.SIGPIPE
+
+
+def test_an_ascii_stdout_still_gets_the_table(monkeypatch):
+    """``PYTHONIOENCODING=ascii`` (or a C locale without UTF-8): "Δ" and "…" get stand-ins."""
+    proc = _cli(["lecture", "--help"], env={"PYTHONIOENCODING": "ascii"})
+    assert proc.returncode == 0 and "max |d|" in proc.stdout, proc.stderr
+    raw = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(raw, encoding="ascii"))
+    assert main(["lecture", "--n", "20"]) == 0
+    sys.stdout.flush()
+    table = raw.getvalue().decode("ascii")
+    assert "max |d|" in table and "adam_abs_poly12" in table and ", ..., " in table
+
+
+def _strict(text: str):
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_every_json_output_is_strict(capsys):
+    """JSON has no NaN or inf: a non-finite number is written as null, everywhere."""
+    assert main(["sweep", "--loss", "mse", "--lr", "1:1e6:4", "--steps", "200", "--json"]) == 0
+    runs = _strict(capsys.readouterr().out)["runs"]
+    assert any(r["loss"] is None and r["diverged"] for r in runs)
+    assert main(["parity", "--cases", "2", "--json"]) == 0
+    _strict(capsys.readouterr().out)
+    from functional_fit.cli._common import json_text
+
+    assert _strict(json_text({"a": [float("nan"), float("inf"), 1.5]})) == {"a": [None, None, 1.5]}
+
+
+def test_python_lists_are_vectors():
+    """A list of numbers is one parameter vector wherever a vector is taken (documented)."""
+    x, y = ff.lecture_data(n=20)
+    want = fit.gradient_descent(np.zeros(3), x, y, model="poly", lr=0.5, steps=20).params
+    got = fit.train([0.0, 0.0, 0.0], x, y, model="poly", loss="l1", steps=20,
+                    optimizer=registry.optimizer("gd")(0.5))
+    np.testing.assert_array_equal(np.asarray(got.params), np.asarray(want))
+    assert got.path.shape == (21, 3)
+    assert float(losses.l1([1.0, 2.0], [1.0, 3.0])) == 0.5
+    np.testing.assert_array_equal(np.asarray(models.polynomial([1.0, 2.0], [3.0])), [7.0])

@@ -1,10 +1,13 @@
-"""Options shared by the sub-commands: the data, the dtype, the model and loss, and progress."""
+"""Options shared by the sub-commands: the data, the dtype, the model and loss, outputs, memory
+and progress."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
+from pathlib import Path
 
 from functional_fit import data as _data, registry
 from functional_fit.checks import InputError, choice, nonnegative_int
@@ -89,6 +92,10 @@ def progress(total: int, desc: str, unit: str, *, delay: float = 1.0):
                delay=delay, leave=False, disable=None)
 
     def update(done=1):
+        from functional_fit.files import interrupted
+
+        if interrupted.is_set():  # a Ctrl-C that Python dropped on its way: stop here
+            raise KeyboardInterrupt
         if isinstance(done, str):
             bar.set_postfix_str(done, refresh=False)
             done = 1
@@ -146,3 +153,155 @@ def load_data(args) -> tuple:
         "lecture": (n, seed, noise) == (100, 42, 0.7),
     }
     return x, y, meta
+
+
+# --------------------------------------------------------------------------- outputs
+# Output paths are checked by the parser, before anything is computed: a bad one is one line
+# naming the option and exit status 2, not a traceback after the whole computation.
+
+
+def _writable_folder(option: str, text: str, folder: Path) -> None:
+    if not folder.exists():
+        raise argparse.ArgumentTypeError(f"{text!r}: folder {str(folder)!r} does not exist")
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: {str(folder)!r} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text!r}: folder {str(folder)!r} is not writable")
+    try:
+        longest = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        longest = 255
+    if len(os.fsencode(Path(text).name)) > longest - 16:  # the temporary name adds a few
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}...: the name is longer than this "
+                                         f"file system allows ({longest} bytes)")
+
+
+def output_file(option: str, *, plot: bool = False):
+    """An argparse ``type`` for a file to write: its folder exists and is writable, the path is
+    not a folder (nor a device or a pipe), and with ``plot=True`` its suffix is a format
+    matplotlib writes."""
+
+    def check(text: str) -> str:
+        if not text:
+            raise argparse.ArgumentTypeError("an empty path; give a file name")
+        path = Path(text)
+        if path.is_dir() or text.endswith(os.sep):
+            raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a file name")
+        if path.exists() and not path.is_file():
+            raise argparse.ArgumentTypeError(f"{text!r} exists and is not a regular file")
+        _writable_folder(option, text, path.parent)
+        if plot:
+            from matplotlib.figure import Figure  # only when a figure is asked for
+
+            formats = Figure().canvas.get_supported_filetypes()
+            suffix = path.suffix.lower().lstrip(".")
+            if suffix not in formats:
+                what = f"format {suffix!r}" if suffix else "a name without a suffix"
+                raise argparse.ArgumentTypeError(
+                    f"{text!r}: matplotlib cannot write {what}; end the name in one of "
+                    f"{', '.join('.' + f for f in sorted(formats))}")
+        return text
+
+    return check
+
+
+def output_dir(option: str, suffixes=(".json", ".png", ".html")):
+    """An argparse ``type`` for a folder a command fills as a whole (`functional_fit.files.atomic_dir`).
+
+    The folder may be new, or hold only files that a run of the command writes (names ending
+    in `suffixes`): it is replaced as a whole, so anything else of the user's in it is refused.
+    """
+
+    def check(text: str) -> str:
+        if not text:
+            raise argparse.ArgumentTypeError("an empty path; give a folder name")
+        path = Path(text)
+        if path.name in ("", ".", "..") or path.resolve() in (Path.cwd(), *Path.cwd().parents):
+            raise argparse.ArgumentTypeError(f"{text!r}: give a folder of its own (it is "
+                                             "replaced as a whole), e.g. results")
+        if path.exists() and not path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text!r} exists and is not a folder")
+        if path.is_dir():
+            try:
+                entries = sorted(os.scandir(path), key=lambda e: e.name)
+            except OSError as exc:
+                raise argparse.ArgumentTypeError(f"{text!r}: cannot read it: {exc.strerror}")
+            for entry in entries:
+                if not entry.is_file(follow_symlinks=False) or not entry.name.endswith(suffixes):
+                    raise argparse.ArgumentTypeError(
+                        f"{text!r} holds {entry.name!r}, which a run of this command does not "
+                        "write; the folder is replaced as a whole, so give a new or empty one")
+        _writable_folder(option, text, path.parent)
+        return text
+
+    return check
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def require_memory(needs) -> None:
+    """Refuse a run whose memory estimate exceeds what the machine has (`functional_fit.resources`).
+
+    Args:
+      needs: (bytes, what, option) for each large thing the run holds at once; the message
+        names the option of the largest.
+    """
+    from functional_fit import resources
+
+    needs = [n for n in needs if n[0] > 0]
+    if not needs:
+        return
+    total = sum(n[0] for n in needs)
+    nbytes, what, option = max(needs, key=lambda n: n[0])
+    if len(needs) > 1:
+        what = f"the most for {what}, {resources.gib(nbytes)}"
+    resources.require(total, what=what, change=option)
+
+
+def data_points(args) -> int | None:
+    """The number of synthetic data points the options ask for; None for ``--data``."""
+    if args.data is not None:
+        return None
+    n = 100 if args.n is None else args.n
+    return n if isinstance(n, int) and n > 0 else None  # a bad --n is refused by load_data
+
+
+#: Bytes a run holds per data point beyond its own arrays: x and y as made, checked, converted
+#: to the run's dtype and handed to JAX (float64 each), and numpy's temporaries.
+DATA_BYTES = 64
+
+
+def load_data_within(args, needs) -> tuple:
+    """`load_data`, within the memory the run will need: refused before synthetic data is made
+    (or after a CSV is read) when it would not fit.
+
+    Args:
+      needs: ``needs(n) -> [(bytes, what, option), ...]``, the run's estimate for n data
+        points (`require_memory`), the data itself not included.
+    """
+    n = data_points(args)
+    if n is not None:
+        require_memory([(DATA_BYTES * n, f"{n} data points", "--n"), *needs(n)])
+    x, y, meta = load_data(args)
+    if n is None:
+        n = int(x.shape[0])
+        require_memory([(DATA_BYTES * n, f"{n} data points", "--data"), *needs(n)])
+    return x, y, meta
+
+
+def json_text(doc, **kwargs) -> str:
+    """`doc` as strict JSON: a non-finite float (NaN, inf), which JSON cannot hold, is null."""
+    import json
+    import math
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(a) for k, a in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(a) for a in v]
+        return v
+
+    return json.dumps(clean(doc), allow_nan=False, **kwargs)

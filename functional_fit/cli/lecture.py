@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
-from functional_fit.checks import nonnegative_int
-from functional_fit.files import write_text
-from functional_fit.cli._common import add_data_options, add_dtype_option, load_data, progress
+from functional_fit.checks import InputError, nonnegative_int
+from functional_fit.files import atomic_dir, write_text
+from functional_fit.cli._common import (add_data_options, add_dtype_option, json_text,
+                                        load_data_within, output_dir, progress)
 from functional_fit.precision import policy
+
+#: Bytes the lecture holds per data point at its peak: the degree-12 Adam fit's 500 epochs
+#: (its batch order, 8 kB a point; torch's per-step snapshots, 20 kB; both frameworks' paths,
+#: 5 kB) and the other fits' paths.
+BYTES_PER_POINT = 34_000
 
 
 def add_parser(sub):
@@ -24,8 +29,9 @@ def add_parser(sub):
     add_dtype_option(p)
     p.add_argument("--order-seed", type=int, default=0,
                    help="seed of the batch order SGD and Adam share in both frameworks (0)")
-    p.add_argument("--out", metavar="DIR",
-                   help="write results.json and every lecture figure as PNG into DIR")
+    p.add_argument("--out", metavar="DIR", type=output_dir("--out"),
+                   help="write results.json and every lecture figure as PNG into DIR (all or "
+                   "nothing: a folder from an earlier run is replaced as a whole)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     return p
 
@@ -84,9 +90,16 @@ def run(args) -> int:
     from parity.comparison import lecture
 
     start = time.perf_counter()
-    x, y, meta = load_data(args)
-    policy(args.dtype)  # an unknown --dtype fails before any work
+    pol = policy(args.dtype)  # an unknown --dtype fails before any work
     nonnegative_int("--order-seed", args.order_seed)
+    x, y, meta = load_data_within(
+        args, lambda n: [(BYTES_PER_POINT * n, f"the fits' paths and batch orders for {n} "
+                          "points", "--data" if args.data else "--n")])
+    try:
+        lecture.check_scale(x, y, pol.data)  # the lecture squares the data (its MSE fit)
+    except InputError as exc:
+        option = f"--data {args.data}" if args.data else f"--noise {meta['noise']}"
+        raise InputError(f"{option}: {exc}") from None
 
     # called as each step starts: the bar counts the steps begun
     with progress(len(lecture.STEPS), "lecture", "step", delay=0) as update:
@@ -94,13 +107,13 @@ def run(args) -> int:
                              data_meta=meta, progress=update)
     doc = result.to_json()
     if args.out:
-        out = Path(args.out)
-        write_text(out / "results.json", json.dumps(doc, indent=2) + "\n")
         from parity.comparison import figures as lecture_figures  # matplotlib only when asked
 
-        figures = lecture_figures.write_lecture_figures(result, out)
+        with atomic_dir(args.out) as out:  # the whole set, or nothing: replaced at the end
+            write_text(Path(out) / "results.json", json_text(doc, indent=2) + "\n")
+            figures = lecture_figures.write_lecture_figures(result, out)
     if args.json:
-        print(json.dumps(doc))
+        print(json_text(doc))
         return 0
     print(f"functional-fit lecture: {_describe(meta, args.dtype)}")
     print()

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
-from functional_fit.cli._common import progress
+from functional_fit.cli._common import json_text, progress, require_memory
 
 
 
 #: The report's default number of cases (`parity.comparison.report.DEFAULT_CASES`); kept here so
 #: that building the parser does not import torch.
 DEFAULT_CASES = 60
+#: Bytes a case holds until the report is printed: its data set's share, its settings, result.
+CASE_BYTES = 4096
 
 
 def add_parser(sub):
@@ -35,6 +35,8 @@ def add_parser(sub):
 def run(args) -> int:
     from parity.comparison import report as parity_report
 
+    if isinstance(args.cases, int) and args.cases > 0:
+        require_memory([(CASE_BYTES * args.cases, f"{args.cases} cases", "--cases")])
     n = len(parity_report.cases(args.cases, args.seed))  # bad --cases/--seed fail first
     if args.optimizers == "all":
         n += len(parity_report.optimizer_cases(args.seed))
@@ -42,7 +44,7 @@ def run(args) -> int:
         results = parity_report.run(args.cases, args.seed, progress=update,
                                     optimizers=args.optimizers)
     if args.json:
-        print(json.dumps(parity_report.to_json(results)))
+        print(json_text(parity_report.to_json(results)))
     else:
         print(parity_report.table(results))
     return 0 if all(r.ok for r in results) else 1

@@ -14,7 +14,8 @@ import numpy as np
 
 from functional_fit.checks import InputError
 from functional_fit.cli._common import (add_data_options, add_dtype_option, add_model_options,
-                                        load_data, progress, refuse, resolve_model)
+                                        load_data_within, output_file, progress, refuse,
+                                        resolve_model)
 from functional_fit.surface import DIRECTIONS
 #: Output bytes `--grid` may ask for (float64: 2**30 points); see `surface.MAX_POINTS`.
 MAX_OUTPUT_BYTES = 8 * 2**30
@@ -49,8 +50,10 @@ def add_parser(sub):
     p.add_argument("--exact", action="store_true",
                    help="with --loss mse: the exact surface from moments of the data (cost "
                    "independent of n)")
-    p.add_argument("--out", metavar="NPZ", help="write the surface, grid, plane and path (.npz)")
-    p.add_argument("--plot", metavar="PNG", help="write a contour + 3-D figure")
+    p.add_argument("--out", metavar="NPZ", type=output_file("--out"),
+                   help="write the surface, grid, plane and path (.npz)")
+    p.add_argument("--plot", metavar="PNG", type=output_file("--plot", plot=True),
+                   help="write a contour + 3-D figure (.png, .pdf, .svg, ...)")
     return p
 
 
@@ -79,7 +82,32 @@ def parse_range(text: str) -> tuple[tuple[float, float], tuple[float, float]]:
     a0, a1, b0, b1 = (float(g) for g in m.groups())
     if not all(np.isfinite([a0, a1, b0, b1])) or not (a0 < a1 and b0 < b1):
         raise InputError(f"--range needs finite A0 < A1 and B0 < B1, got {text!r}")
+    if not np.isfinite(a1 - a0) or not np.isfinite(b1 - b0):
+        raise InputError(f"--range {text!r}: a side's width overflows a float64; keep each "
+                         f"side narrower than {np.finfo(np.float64).max:.3g}")
     return (a0, a1), (b0, b1)
+
+
+def grid_values(range_, count: int, dtype, text) -> np.ndarray:
+    """`count` values spanning `range_` in `dtype`; InputError naming --range if they overflow."""
+    values = np.linspace(*range_, count, dtype=dtype)  # (count,)
+    if not np.all(np.isfinite(values)):
+        raise InputError(f"--range {text!r}: the grid's values overflow {np.dtype(dtype).name} "
+                         "(the parameters' dtype); give a narrower --range or --dtype float64")
+    return values
+
+
+#: Points of a path drawn on the figure at most: more cannot be told apart, and would only
+#: cost memory and time.
+MAX_DRAWN = 100_000
+
+
+def _drawn(path2d):
+    """The path to draw: every k-th point and the last, at most `MAX_DRAWN` of them."""
+    if path2d is None or path2d.shape[0] <= MAX_DRAWN:
+        return path2d
+    k = -(-path2d.shape[0] // MAX_DRAWN)
+    return np.concatenate([path2d[::k], path2d[-1:]])  # (<= MAX_DRAWN + 1, 2)
 
 
 def parse_coords(text: str, size: int) -> tuple[int, int]:
@@ -96,7 +124,7 @@ def _plot(path, z, a_values, b_values, path2d, centre, labels, loss_name):
 
     fig = plot.surface(z, a_values, b_values, loss_name=loss_name, axis_labels=labels,
                        points={"fit": centre}, title=f"{loss_name} loss surface",
-                       paths=None if path2d is None else {"GD path": path2d})
+                       paths=None if path2d is None else {"GD path": _drawn(path2d)})
     plot.save(fig, path)
 
 
@@ -120,18 +148,30 @@ def run(args) -> int:
     if directions != "random":
         refuse(args, ("--direction-seed",), f"applies to --directions random, not {directions}")
     seed = _checks.nonnegative_int("--direction-seed", args.direction_seed or 0)
-    _checks.positive_int("--steps", args.steps)
+    if _checks.positive_int("--steps", args.steps) >= fit.MAX_STEPS:
+        raise InputError(f"--steps must be below 2**31 (the fit counts steps in int32), got "
+                         f"{args.steps}")
     _checks.positive_float("--lr", args.lr)
     if directions != "coords" and size < 2:
         raise InputError("--directions random and pca need a model with at least 2 parameters")
     coords = parse_coords(args.coords or "0,1", size) if directions == "coords" else (0, 1)
-    x, y, meta = load_data(args)
+    # The fit's path is kept only where it is used: saved, drawn, the PCA plane, the range.
+    need_path = bool(args.out or args.plot or directions == "pca"
+                     or (grid_range is None and directions == "coords"))
+    row = size * np.dtype(pol.params).itemsize
+    x, y, meta = load_data_within(args, lambda n: [
+        (np.dtype(pol.params).itemsize * na * nb, f"the {na}x{nb} grid", "--grid"),
+        ((5 if directions == "pca" else 3) * (args.steps + 1) * row if need_path else 0,
+         f"the fit's path of {args.steps + 1} x {size} parameters", "--steps"),
+    ])
     x, y = x.astype(pol.data), y.astype(pol.data)
 
     try:
-        view = surface.around_fit(model, loss, x, y, zeros(size, args.dtype), lr=args.lr,
-                                  steps=args.steps, directions=directions, coords=coords,
-                                  seed=seed, names=entry.param_names)
+        with progress(args.steps, "fit", "step") as update:
+            view = surface.around_fit(model, loss, x, y, zeros(size, args.dtype), lr=args.lr,
+                                      steps=args.steps, directions=directions, coords=coords,
+                                      seed=seed, names=entry.param_names, path=need_path,
+                                      progress=update)
     except _checks.DivergenceError:
         raise InputError(
             f"--lr {args.lr}: the fit diverged (non-finite parameters); try a smaller --lr"
@@ -139,8 +179,8 @@ def run(args) -> int:
     plane, path, path2d, labels = view.plane, view.path, view.on_plane, view.labels
     centre = path[-1]
     a_range, b_range = (view.a_range, view.b_range) if grid_range is None else grid_range
-    a_values = np.linspace(*a_range, na, dtype=pol.params)  # (na,)
-    b_values = np.linspace(*b_range, nb, dtype=pol.params)  # (nb,)
+    a_values = grid_values(a_range, na, pol.params, args.range)  # (na,)
+    b_values = grid_values(b_range, nb, pol.params, args.range)  # (nb,)
 
     with progress(na * nb, "surface", "pt") as update:
         if args.exact:

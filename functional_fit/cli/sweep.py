@@ -10,19 +10,23 @@ JSON has no NaN or infinity, so a run whose final loss is not finite has ``"loss
 
 from __future__ import annotations
 
-import json
 import math
 import time
 
-from functional_fit import registry, sweep as _sweep
+from functional_fit import data as _data, fit as _fit, registry, sweep as _sweep
 from functional_fit.checks import InputError, choice, positive_int
 from functional_fit.cli._common import (add_data_options, add_dtype_option, add_model_options,
-                                        add_optimizer_options, load_data, progress, refuse,
-                                        resolve_model, resolve_optimizer)
+                                        add_optimizer_options, json_text, load_data_within,
+                                        output_file, progress, refuse, resolve_model,
+                                        resolve_optimizer)
 from functional_fit.precision import require, zeros
 
-#: Runs per compiled call when a progress bar is shown: a few updates for 256 runs.
+#: Runs per compiled call at least, when a progress bar is shown: a few updates for 256 runs.
+#: Short runs go more to a call, up to about half a second of work (`fit.chunk_steps`).
 CHUNK = 64
+#: Bytes a run holds beyond its parameters: its results on the device and as numpy, its row
+#: of the table or of the JSON, and the Python objects in between.
+RUN_BYTES = 1000
 
 
 def add_parser(sub):
@@ -47,21 +51,35 @@ def add_parser(sub):
     add_data_options(p)
     add_dtype_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    p.add_argument("--plot", metavar="PNG", help="write final loss vs learning rate to this file")
+    p.add_argument("--plot", metavar="PNG", type=output_file("--plot", plot=True),
+                   help="write final loss vs learning rate to this file (.png, .pdf, .svg, ...)")
     return p
+
+
+def lr_spec(text: str) -> tuple[float, float, int]:
+    """``"START:STOP:COUNT"`` -> (start, stop, count); ``"VALUE"`` -> (value, value, 1).
+
+    Checked (positive, finite, COUNT > 0) without making the rates; InputError names --lr.
+    """
+    parts = text.split(":")
+    try:
+        if len(parts) == 1:
+            spec = float(parts[0]), float(parts[0]), 1
+        elif len(parts) == 3:
+            spec = float(parts[0]), float(parts[1]), int(parts[2])
+        else:
+            spec = None
+        if spec is not None:
+            _sweep.log_lrs(spec[0], spec[1], 1)  # the same checks, one rate made
+            return spec[0], spec[1], positive_int("count", spec[2])
+    except (ValueError, InputError) as exc:
+        raise InputError(f"--lr {text!r}: {exc}") from None
+    raise InputError(f"--lr must be START:STOP:COUNT (log-spaced) or one value, got {text!r}")
 
 
 def parse_lrs(text: str):
     """``"START:STOP:COUNT"`` -> COUNT log-spaced rates; ``"VALUE"`` -> one. InputError names --lr."""
-    parts = text.split(":")
-    try:
-        if len(parts) == 1:
-            return _sweep.log_lrs(float(parts[0]), float(parts[0]), 1)
-        if len(parts) == 3:
-            return _sweep.log_lrs(float(parts[0]), float(parts[1]), int(parts[2]))
-    except (ValueError, InputError) as exc:
-        raise InputError(f"--lr {text!r}: {exc}") from None
-    raise InputError(f"--lr must be START:STOP:COUNT (log-spaced) or one value, got {text!r}")
+    return _sweep.log_lrs(*lr_spec(text))
 
 
 def _settings(args) -> dict:
@@ -76,14 +94,17 @@ def _settings(args) -> dict:
         refuse(args, ("--epochs", "--seeds", "--batch-size"),
                f"does not apply to --optimizer {name}, which uses the whole data every step "
                "(give --steps)")
-        return {"steps": positive_int("--steps", 100 if args.steps is None else args.steps)}
+        steps = positive_int("--steps", 100 if args.steps is None else args.steps)
+        if steps >= _fit.MAX_STEPS:
+            raise InputError(f"--steps must be below 2**31 (a fit counts steps in int32), got {steps}")
+        return {"steps": steps}
     refuse(args, ("--steps",), f"does not apply to --optimizer {name}, which counts passes "
            "over the data (give --epochs)")
     seeds = 1 if args.seeds is None else positive_int("--seeds", args.seeds)
     return {
         "epochs": positive_int("--epochs", 100 if args.epochs is None else args.epochs),
         "batch_size": positive_int("--batch-size", 10 if args.batch_size is None else args.batch_size),
-        "seeds": list(range(seeds)),
+        "seeds": range(seeds),  # a list once the memory the run needs is known to be there
     }
 
 
@@ -109,21 +130,42 @@ def _table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _needs(n, n_lrs, n_seeds, n_params, kwargs) -> list:
+    """The sweep's memory estimate for n data points (`_common.require_memory`)."""
+    runs = n_lrs * n_seeds
+    per_run = RUN_BYTES + 48 * n_params  # parameters on the device, as numpy, padded copies
+    needs = [(per_run * runs, f"the results of {runs} runs",
+              "--lr" if n_lrs >= n_seeds else "--seeds")]
+    if "epochs" in kwargs:  # one batch order per seed, (epochs, n) int64, and JAX's copy
+        needs.append((16 * n_seeds * kwargs["epochs"] * n,
+                      f"{n_seeds} batch orders of {kwargs['epochs']} epochs", "--epochs"))
+    return needs
+
+
 def run(args) -> int:
     start = time.perf_counter()
-    x, y, meta = load_data(args)
     pol = require(args.dtype)
-    lrs = parse_lrs(args.lr)
+    n_lrs = lr_spec(args.lr)[2]
     kwargs = _settings(args)
     optimizer = resolve_optimizer(args)
     model_name, model, degree, loss_name, loss = resolve_model(args)
-    w0 = zeros(model.n_params(degree), args.dtype)  # (p+1,), as the lecture starts
+    n_params = model.n_params(degree)
+    n_seeds = len(kwargs.get("seeds", [None]))
+    x, y, meta = load_data_within(args, lambda n: _needs(n, n_lrs, n_seeds, n_params, kwargs))
+    if "seeds" in kwargs:
+        kwargs["seeds"] = list(kwargs["seeds"])
+    lrs = parse_lrs(args.lr)
+    w0 = zeros(n_params, args.dtype)  # (p+1,), as the lecture starts
 
-    n_runs = lrs.shape[0] * len(kwargs.get("seeds", [None]))
-    with progress(n_runs, "sweep", "fit") as update:  # updated once per chunk of runs
+    # Runs per call: at least CHUNK (the bar moves), more while a call stays short.
+    n = x.shape[0]
+    steps = kwargs.get("steps") or kwargs["epochs"] * _data.n_batches(n, kwargs["batch_size"])
+    per_call = _fit.chunk_steps(n if "steps" in kwargs else kwargs["batch_size"], n_params)
+    chunk = max(CHUNK, per_call // steps)
+    with progress(n_lrs * n_seeds, "sweep", "fit") as update:  # updated once per chunk of runs
         result = _sweep.sweep(
             optimizer, w0, x.astype(pol.data), y.astype(pol.data), lrs,
-            model=model.fn, loss=loss, chunk_size=CHUNK, progress=update, **kwargs,
+            model=model.fn, loss=loss, chunk_size=chunk, progress=update, **kwargs,
         )
     result = _sweep.as_numpy(result)
     runs = _runs(result)
@@ -141,7 +183,7 @@ def run(args) -> int:
             settings["opt"] = dict(optimizer.kwargs)
         if model.uses_degree:
             settings["degree"] = degree
-        print(json.dumps({"runs": runs, "settings": settings}))
+        print(json_text({"runs": runs, "settings": settings}))
         return 0
     print(_table(runs))
     i = _sweep.best(result)

@@ -144,6 +144,27 @@ def _torch_step(name, tx, ty, params_dtype):
 # --------------------------------------------------------------------------- both
 
 
+def check_scale(x, y, dtype: str = "float64") -> None:
+    """Refuse data too large for the lecture in `dtype`: it squares residuals and deviations.
+
+    The analytic fit (its standard deviations) and every MSE sum n squares; beyond
+    sqrt(max / 4n) (6.7e152 for 100 float64 points) that sum overflows, and the lecture
+    would print NaN parameters instead of numbers.
+
+    Raises:
+      InputError: naming x or y, its largest value and the bound.
+    """
+    for name, v in (("x", x), ("y", y)):
+        v = np.asarray(v, dtype=np.float64)
+        bound = float(np.sqrt(np.finfo(dtype).max / (4 * max(1, v.shape[0]))))
+        top = float(np.max(np.abs(v))) if v.size else 0.0
+        if top > bound:
+            raise _checks.InputError(
+                f"the data's {name} values reach {top:.3g}, whose squares overflow {dtype} (the "
+                f"lecture's MSE and least-squares fit square them); keep |{name}| below "
+                f"{bound:.3g}, or rescale the data")
+
+
 class LectureResult(NamedTuple):
     """The lecture in both frameworks."""
 
@@ -178,6 +199,7 @@ def run(x, y, *, dtype: str = "lecture", order_seed: int = 0, data_meta: dict | 
     """
     pol = require(dtype)
     x, y = _checks.data(x, y, dtype=pol.data)
+    check_scale(x, y, pol.data)
     order_seed = _checks.nonnegative_int("order_seed", order_seed)
     for s in steps:
         _checks.choice("steps", s, STEPS)
@@ -216,4 +238,4 @@ def run(x, y, *, dtype: str = "lecture", order_seed: int = 0, data_meta: dict | 
     return LectureResult(data_meta, dtype, out, paths, x, y)
 
 
-__all__ = ["FITS", "PRINTED", "STEPS", "LectureResult", "Step", "run"]
+__all__ = ["FITS", "PRINTED", "STEPS", "LectureResult", "Step", "check_scale", "run"]
