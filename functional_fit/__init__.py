@@ -25,6 +25,7 @@ Importing this package changes no global JAX configuration; see `functional_fit.
 
 from functional_fit import _environment
 
+_environment.starting()  # the command: Ctrl-C during the imports is one line, not a traceback
 _environment.import_jax()  # a bad JAX_* variable: one line naming it, not JAX's traceback
 
 from functional_fit import (autodiff, checks, data, fit, losses, models, ols, optim,  # noqa: E402

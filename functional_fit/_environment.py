@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
+import threading
 
 
 def _named(exc: Exception, default: str | None = None) -> str:
@@ -30,6 +32,18 @@ def _running_command() -> bool:
         return True
     return any(a == "-m" and b in ("functional_fit", "functional_fit.cli")
                for a, b in zip(argv, argv[1:]))
+
+
+def _interrupted_while_starting(signum, frame):
+    sys.stderr.write("functional-fit: interrupted\n")
+    os._exit(130)  # nothing is written yet: end now, not in the middle of an import
+
+
+def starting() -> None:
+    """For the ``functional-fit`` command: a Ctrl-C while it imports ends it in one line and
+    exit status 130 (the command's own handler takes over once it runs)."""
+    if _running_command() and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 
 def import_jax():

@@ -22,7 +22,7 @@ batch is its own step in the compiled program (a scan over the epoch's full batc
 step on the rest), so any loss sees exactly its real points: no padding, no mask.
 
 Long fits. A compiled call cannot be interrupted, so `train` and the lecture's fits run a fit
-longer than about half a second of work as several calls of `train_steps`, each carrying the
+longer than about a second of work as several calls of `train_steps`, each carrying the
 `Carry` (parameters, optimizer state, step count, first bad step) to the next: Ctrl-C stops it
 between calls, a ``progress`` callback hears of each, and ``trace=False`` keeps no path at all.
 The steps are the same, so the result is bit-identical to one call's.
@@ -254,16 +254,18 @@ MAX_STEPS = 2**31
 # so the result is bit-identical to one call's.
 
 #: Work per compiled call, in units of one parameter on one batch point for one step (plus
-#: `STEP_OVERHEAD` per step): about 0.5 s on one CPU core (measured: 1 us a step for the linear
-#: model on 100 points, 3 us for Adam on the degree-12 model's batches of 10). A GPU step costs
-#: a few kernel launches whatever its size.
-CHUNK_WORK = {"cpu": 2**27, "gpu": 2**22}
+#: `STEP_OVERHEAD` per step): about a second on one CPU core at most (measured on a 2-core EPYC:
+#: the linear model's GD on 100 points, 1 us a step, 0.4 s a call; Adam on the degree-12
+#: model's batches of 10, 3 us a step, 1.2 s; 256 such runs vmapped, 0.23 us a run and step,
+#: one call of 0.23 s for all 5,000 steps). A GPU step costs a few kernel launches whatever its
+#: size.
+CHUNK_WORK = {"cpu": 2**28, "gpu": 2**23}
 #: The cost of one step beyond its arithmetic (the loop, the optimizer's update), in those units.
-STEP_OVERHEAD = 256
+STEP_OVERHEAD = 512
 
 
 def chunk_steps(batch_points: int, n_params: int, runs: int = 1, platform: str | None = None) -> int:
-    """Steps per compiled call for about half a second of work: `CHUNK_WORK` / (cost of a step).
+    """Steps per compiled call for about a second of work at most: `CHUNK_WORK` / (a step's cost).
 
     Args:
       batch_points: points in a step's batch (n for a full-batch fit, B for minibatches).

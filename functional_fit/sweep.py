@@ -208,7 +208,7 @@ sweep_jit = jax.jit(
 )
 
 
-# A sweep whose runs are long runs in calls of about half a second each (`functional_fit.fit`'s
+# A sweep whose runs are long runs in calls of about a second each (`functional_fit.fit`'s
 # chunks of steps, vmapped): every run's `fit.Carry` goes from one call to the next, so Ctrl-C
 # is seen between calls. The same steps: each run equals the single fit bit for bit (tested),
 # and the one-call sweep to rounding (XLA fuses that bigger program differently).
@@ -439,7 +439,7 @@ def sweep(
       chunk_size: run at most this many (w0, lr) pairs per compiled call (rounded up to a
         multiple of the device count), all chunks of one shape so it compiles once; None runs
         all pairs in one call. For progress reports; one call is fastest. Whatever the chunk,
-        runs too long for one call of about half a second (`fit.chunk_steps`) go in several
+        runs too long for one call of about a second (`fit.chunk_steps`) go in several
         calls of their steps (without ``return_paths``), so Ctrl-C is never held off long.
       progress: called with the number of runs finished after each chunk (a progress bar).
       devices: the devices to split the runs across (default all of `jax.devices()`).

@@ -486,8 +486,9 @@ def _lecture_set(folder: Path) -> tuple:
 
 
 def test_ctrl_c_during_lecture_out_leaves_the_old_set_or_the_new(tmp_path):
-    """SIGINT at several moments of ``lecture --out``: exit 130, and the folder holds the
-    complete set of the earlier run (n=30), byte for byte, or the complete new one (n=20)."""
+    """SIGINT at several moments of ``lecture --out``: exit 130 (or 0 when it came after the
+    work), one line, and the folder holds the complete set of the earlier run (n=30), byte for
+    byte, or the complete new one (n=20)."""
     out = tmp_path / "set"
     start = time.perf_counter()
     first = _cli(["lecture", "--n", "30", "--out", str(out), "--json"])
@@ -497,7 +498,7 @@ def test_ctrl_c_during_lecture_out_leaves_the_old_set_or_the_new(tmp_path):
     n_old, names = _lecture_set(out)
     assert n_old == 30 and len(names) >= 13 and all(os.stat(out / f).st_mode & 0o044 for f in names)
     outcomes = []
-    for fraction in (0.5, 0.85, 0.95):
+    for fraction in (0.02, 0.5, 0.85, 0.95):  # while importing, computing, writing, exiting
         proc = subprocess.Popen([sys.executable, "-m", "functional_fit", "lecture", "--n", "20",
                                  "--out", str(out), "--json"], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True,
@@ -511,11 +512,10 @@ def test_ctrl_c_during_lecture_out_leaves_the_old_set_or_the_new(tmp_path):
             assert {p.name: p.read_bytes() for p in out.iterdir()} == old
         else:
             assert n == 20 and got == names
-        # 0 or 130; or killed by the signal when it came during the interpreter's exit, after
-        # the run had finished (Python restores the default handler there)
-        assert proc.returncode in (0, 130) or (proc.returncode == -signal.SIGINT and n == 20), err
+        assert proc.returncode in (0, 130), err  # 0: the signal came after the work was done
         if proc.returncode == 130:
-            assert err.strip().splitlines() == ["functional-fit lecture: interrupted"]
+            assert err.strip().splitlines() in (["functional-fit lecture: interrupted"],
+                                                ["functional-fit: interrupted"]), err
         outcomes.append((proc.returncode, n))
         assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]  # no temporary left
     assert any(rc == 130 for rc, _ in outcomes), outcomes

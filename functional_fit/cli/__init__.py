@@ -149,8 +149,11 @@ def main(argv=None) -> int:
         status = _main(argv)
     finally:
         sys.unraisablehook = hook
-        if handled:
+        if handled and argv is None:  # the command, now exiting: its work is done or undone
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        elif handled:
             signal.signal(signal.SIGINT, previous)
+        files.interrupted.clear()  # the process may go on (a test, a notebook): writes work again
     return status
 
 

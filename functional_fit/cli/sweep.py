@@ -22,7 +22,7 @@ from functional_fit.cli._common import (add_data_options, add_dtype_option, add_
 from functional_fit.precision import require, zeros
 
 #: Runs per compiled call at least, when a progress bar is shown: a few updates for 256 runs.
-#: Short runs go more to a call, up to about half a second of work (`fit.chunk_steps`).
+#: Short runs go more to a call, up to about a second of work (`fit.chunk_steps`).
 CHUNK = 64
 #: Bytes a run holds beyond its parameters: its results on the device and as numpy, its row
 #: of the table or of the JSON, and the Python objects in between.
