@@ -68,7 +68,14 @@ def progress(total: int, desc: str, unit: str, *, delay: float = 1.0):
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     """``--data CSV | --seed S --n N --noise SIGMA`` (the lecture's data by default)."""
     g = parser.add_argument_group("data (the lecture's data by default)")
-    g.add_argument("--data", metavar="CSV", help="CSV file with a header and columns x and y")
+    g.add_argument("--data", metavar="CSV",
+                   help="CSV file with a header row (UTF-8, a byte-order mark allowed; "
+                   "delimiter ',', ';' or tab, sniffed)")
+    g.add_argument("--x", metavar="COLUMN", default=None, help="the x column of --data (x)")
+    g.add_argument("--y", metavar="COLUMN", default=None, help="the y column of --data (y)")
+    g.add_argument("--dropna", action="store_true", default=None,
+                   help="leave out rows of --data with a missing or non-numeric x or y, and "
+                   "say how many")
     g.add_argument("--seed", type=int, default=None, help="seed of the synthetic data (42)")
     g.add_argument("--n", type=int, default=None, help="number of synthetic points (100)")
     g.add_argument("--noise", type=float, default=None, help="noise scale of the data (0.7)")
@@ -94,8 +101,17 @@ def load_data(args) -> tuple:
     if args.data is not None:
         if any(v is not None for v in synthetic):
             raise InputError("--data cannot be combined with --seed, --n or --noise")
-        x, y = _data.read_csv(args.data)
-        return x, y, {"source": "csv", "path": str(args.data), "n": int(x.shape[0]), "lecture": False}
+        x_col = "x" if args.x is None else args.x
+        y_col = "y" if args.y is None else args.y
+        table = _data.read_table(args.data, x_col, y_col, dropna=bool(args.dropna))
+        if table.dropped:  # said once, on stderr, so that --json output stays one object
+            print(f"functional-fit {args.command}: --dropna left out {table.dropped} row(s) of "
+                  f"{args.data} with a missing or non-numeric {x_col} or {y_col}",
+                  file=sys.stderr)
+        return table.x, table.y, {
+            "source": "csv", "path": str(args.data), "n": int(table.x.shape[0]),
+            "lecture": False, "columns": [x_col, y_col], "dropped": table.dropped}
+    refuse(args, ("--x", "--y", "--dropna"), "applies to --data only")
     seed = 42 if args.seed is None else args.seed
     n = 100 if args.n is None else args.n
     noise = 0.7 if args.noise is None else args.noise

@@ -73,7 +73,8 @@ def table(result) -> str:
 
 def _describe(meta: dict, dtype: str) -> str:
     if meta["source"] == "csv":
-        src = f"{meta['path']} (n={meta['n']})"
+        dropped = f", {meta['dropped']} row(s) dropped" if meta.get("dropped") else ""
+        src = f"{meta['path']} (n={meta['n']}{dropped})"
     else:
         src = f"{'the lecture' if meta['lecture'] else 'synthetic'} data (n={meta['n']}, seed={meta['seed']}, noise={meta['noise']})"
     pol = policy(dtype)
