@@ -13,6 +13,8 @@ import importlib
 import importlib.util
 import sys
 
+from functional_fit.cli import _common
+
 COMMANDS = ("lecture", "surface", "sweep", "parity")
 
 
@@ -38,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in _modules():
         p = module.add_parser(sub)
+        _common.add_cache_option(p)
         p.set_defaults(_run=module.run)
     return parser
 
@@ -54,6 +57,7 @@ def main(argv=None) -> int:
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    _common.use_compilation_cache(args)  # --no-cache turns it off
     try:
         return int(args._run(args) or 0)
     except (InputError, PrecisionError) as exc:
