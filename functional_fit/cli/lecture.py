@@ -25,7 +25,11 @@ def add_parser(sub):
     p.add_argument("--order-seed", type=int, default=0,
                    help="seed of the batch order SGD and Adam share in both frameworks (0)")
     p.add_argument("--out", metavar="DIR",
-                   help="write results.json and every lecture figure as PNG into DIR")
+                   help="write results.json, every lecture figure as PNG and the handout page "
+                   "index.html into DIR")
+    p.add_argument("--html", metavar="FILE",
+                   help="write only the handout page: one self-contained HTML file, the code "
+                   "of both frameworks side by side, results and figures")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     return p
 
@@ -89,17 +93,24 @@ def run(args) -> int:
     policy(args.dtype)  # an unknown --dtype fails before any work
     nonnegative_int("--order-seed", args.order_seed)
 
-    # called as each step starts: the bar counts the steps begun
-    with progress(len(lecture.STEPS), "lecture", "step", delay=0) as update:
-        result = lecture.run(x, y, dtype=args.dtype, order_seed=args.order_seed,
-                             data_meta=meta, progress=update)
+    run_kwargs = dict(dtype=args.dtype, order_seed=args.order_seed, data_meta=meta)
+    if args.out or args.html:  # figures drawn while torch's loops run in a second process
+        from parity.comparison import figures as lecture_figures, handout  # matplotlib now
+
+        with progress(len(lecture.STEPS) + 3, "lecture", "step", delay=0) as update:
+            result, pngs = lecture_figures.run_with_figures(x, y, progress=update, **run_kwargs)
+    else:
+        # called as each side of each step starts: the bar counts them
+        with progress(2 * len(lecture.STEPS), "lecture", "step", delay=0) as update:
+            result = lecture.run(x, y, progress=update, **run_kwargs)
     doc = result.to_json()
     if args.out:
         out = Path(args.out)
         write_text(out / "results.json", json.dumps(doc, indent=2) + "\n")
-        from parity.comparison import figures as lecture_figures  # matplotlib only when asked
-
-        figures = lecture_figures.write_lecture_figures(result, out)
+        figures = lecture_figures.write_pngs(pngs, out)
+        handout.write(out / "index.html", result, pngs)
+    if args.html:
+        handout.write(args.html, result, pngs)
     if args.json:
         print(json.dumps(doc))
         return 0
@@ -111,6 +122,11 @@ def run(args) -> int:
         print("* the lecture shuffled with an unseeded DataLoader: its SGD and Adam numbers came "
               "from another batch order, so they are shown, not compared.")
     print()
-    wrote = f"; wrote results.json and {len(figures)} figures (PNG) to {args.out}" if args.out else ""
+    wrote = []
+    if args.out:
+        wrote.append(f"results.json, {len(figures)} figures (PNG) and index.html to {args.out}")
+    if args.html:
+        wrote.append(f"the handout page to {args.html}")
+    wrote = "; wrote " + " and ".join(wrote) if wrote else ""
     print(f"done in {time.perf_counter() - start:.1f} s{wrote}")
     return 0

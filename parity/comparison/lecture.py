@@ -21,6 +21,8 @@ batch order nobody can reproduce; they are shown for reference, not compared.
 
 from __future__ import annotations
 
+import multiprocessing
+import signal
 from typing import NamedTuple
 
 import jax
@@ -30,7 +32,8 @@ import torch
 
 import parity
 from functional_fit import autodiff, checks as _checks, data, fit, losses, models, ols, registry
-from functional_fit.precision import require
+from functional_fit.checks import InputError
+from functional_fit.precision import policy, require
 from parity.data import torch_dtype
 
 
@@ -159,53 +162,165 @@ class LectureResult(NamedTuple):
         return {"data": self.data, "dtype": self.dtype, "steps": self.steps}
 
 
-def run(x, y, *, dtype: str = "lecture", order_seed: int = 0, data_meta: dict | None = None,
-        steps=STEPS, progress=None) -> LectureResult:
-    """Run the lecture's steps on (x, y) in JAX and in torch.
+def _orders(steps, n: int, order_seed: int) -> dict:
+    """name -> the (epochs, n) batch order both frameworks consume, for SGD and Adam steps."""
+    return {name: data.batch_order(n, FITS[name].epochs, order_seed)
+            for name in steps if name in FITS and FITS[name].optimizer != "gd"}
 
-    Args:
-      x, y: (n,) data.
-      dtype: precision mode (`functional_fit.precision.DTYPES`); needs JAX's 64-bit mode for
-        ``"lecture"`` and ``"float64"``.
-      order_seed: seed of the batch order shared by SGD and Adam in both frameworks.
-      data_meta: description of the data for the result; ``{"lecture": True}`` attaches the
-        lecture's printed numbers.
-      steps: names of the steps to run, from `STEPS`.
-      progress: optional callable called with each step name before it runs.
 
-    Returns:
-      `LectureResult`.
-    """
-    pol = require(dtype)
+def _check(x, y, dtype, order_seed, steps, pol):
     x, y = _checks.data(x, y, dtype=pol.data)
     order_seed = _checks.nonnegative_int("order_seed", order_seed)
     for s in steps:
         _checks.choice("steps", s, STEPS)
-    data_meta = dict(data_meta or {"source": "arrays", "n": int(x.shape[0]), "lecture": False})
-    on_lecture_data = bool(data_meta.get("lecture"))
+    return x, y, order_seed
 
-    t_params, t_data = torch_dtype(pol.params), torch_dtype(pol.data)
-    tx, ty = torch.as_tensor(x, dtype=t_data), torch.as_tensor(y, dtype=t_data)
+
+def run_jax(x, y, *, dtype: str = "lecture", order_seed: int = 0, steps=STEPS,
+            progress=None) -> dict:
+    """The JAX side of the lecture's steps: name -> (numbers, path or None).
+
+    Needs JAX's 64-bit mode for ``"lecture"`` and ``"float64"``, as `run` does.
+    """
+    pol = require(dtype)
+    x, y, order_seed = _check(x, y, dtype, order_seed, steps, pol)
+    orders = _orders(steps, x.shape[0], order_seed)
     jx, jy = jnp.asarray(x), jnp.asarray(y)
-
-    out, paths = {}, {}
+    out = {}
     for name in steps:
         if progress is not None:
             progress(name)
         if name in FITS:
-            step = FITS[name]
-            order = None
-            if step.optimizer != "gd":
-                order = data.batch_order(x.shape[0], step.epochs, order_seed)
-            j, jpath = _jax_fit(step, jx, jy, order, pol.params)
-            t, tpath = _torch_fit(step, tx, ty, order, t_params)
-            paths[name] = {"jax": jpath, "torch": tpath}
+            out[name] = _jax_fit(FITS[name], jx, jy, orders.get(name), pol.params)
         else:
-            j, t = _jax_step(name, jx, jy, pol), _torch_step(name, tx, ty, t_params)
+            out[name] = (_jax_step(name, jx, jy, pol), None)
+    return out
+
+
+def run_torch(x, y, *, dtype: str = "lecture", order_seed: int = 0, steps=STEPS,
+              progress=None) -> dict:
+    """The torch side of the lecture's steps: name -> (numbers, path or None).
+
+    Uses no JAX (its 64-bit mode included), so it can run in a process of its own.
+    """
+    pol = policy(dtype)
+    x, y, order_seed = _check(x, y, dtype, order_seed, steps, pol)
+    orders = _orders(steps, x.shape[0], order_seed)
+    t_params, t_data = torch_dtype(pol.params), torch_dtype(pol.data)
+    tx, ty = torch.as_tensor(x, dtype=t_data), torch.as_tensor(y, dtype=t_data)
+    out = {}
+    for name in steps:
+        if progress is not None:
+            progress(name)
+        if name in FITS:
+            out[name] = _torch_fit(FITS[name], tx, ty, orders.get(name), t_params)
+        else:
+            out[name] = (_torch_step(name, tx, ty, t_params), None)
+    return out
+
+
+class TorchRun:
+    """`run_torch` running in a process of its own: `result` waits for it, `cancel` ends it."""
+
+    def __init__(self, process, receive):
+        self._process, self._receive = process, receive
+
+    def result(self) -> dict:
+        """What `run_torch` returned; its `InputError` (a divergence, say) is raised here."""
+        try:
+            ok, payload = self._receive.recv()
+        except EOFError:
+            raise RuntimeError("the torch process of the lecture ended without a result "
+                               f"(exit code {self._process.exitcode})") from None
+        except BaseException:  # KeyboardInterrupt included: do not leave the process behind
+            self.cancel()
+            raise
+        self._receive.close()
+        self._process.join()
+        if not ok:
+            raise InputError(payload)
+        return payload
+
+    def cancel(self) -> None:
+        """End the process now, if it still runs."""
+        self._process.terminate()
+        self._process.join()
+        self._receive.close()
+
+
+class _Done(TorchRun):
+    def __init__(self, side: dict):
+        self._side = side
+
+    def result(self) -> dict:
+        return self._side
+
+    def cancel(self) -> None:
+        pass
+
+
+def _torch_child(send, x, y, kwargs) -> None:
+    # Ctrl-C reaches the whole process group; the parent handles it and ends this process,
+    # which must not print a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # One thread: the lecture's tensors are far too small for torch to split an operation
+    # (so the numbers are the same), and idle OpenMP threads that spin would take the core
+    # the other process is using.
+    torch.set_num_threads(1)
+    try:
+        message = (True, run_torch(x, y, **kwargs))
+    except InputError as exc:  # sent as text: DivergenceError does not pickle
+        message = (False, str(exc))
+    send.send(message)
+    send.close()
+
+
+def torch_in_background(x, y, *, dtype: str = "lecture", order_seed: int = 0,
+                        steps=STEPS) -> TorchRun:
+    """`run_torch` started in a process of its own, to run beside the JAX side and the figures.
+
+    The torch loops are Python loops that hold the GIL, so a thread would not run them beside
+    JAX or matplotlib; a second process does, on a second core. It is started with "spawn"
+    (forking a process that has started JAX's threads can deadlock) and imports torch itself,
+    about 2 s that overlap the JAX side. Where no process can be started, `run_torch` runs
+    here, now.
+
+    Returns:
+      A `TorchRun`: ``.result()`` waits for `run_torch`'s result, ``.cancel()`` ends it.
+    """
+    kwargs = dict(dtype=dtype, order_seed=order_seed, steps=tuple(steps))
+    ctx = multiprocessing.get_context("spawn")
+    try:
+        receive, send = ctx.Pipe(duplex=False)
+        process = ctx.Process(target=_torch_child, args=(send, np.asarray(x), np.asarray(y),
+                                                         kwargs), daemon=True)
+        process.start()
+    except OSError:
+        return _Done(run_torch(x, y, **kwargs))
+    send.close()
+    return TorchRun(process, receive)
+
+
+def combine(x, y, jax_side: dict, torch_side: dict | None, *, dtype: str = "lecture",
+            data_meta: dict | None = None) -> LectureResult:
+    """A `LectureResult` from `run_jax` and `run_torch`.
+
+    With ``torch_side=None`` the torch numbers and paths are None (and so is ``max_abs_diff``):
+    a partial result, for what needs only the JAX side (the figures that draw JAX's fits).
+    """
+    pol = policy(dtype)
+    x, y = _checks.data(x, y, dtype=pol.data)
+    data_meta = dict(data_meta or {"source": "arrays", "n": int(x.shape[0]), "lecture": False})
+    on_lecture_data = bool(data_meta.get("lecture"))
+    out, paths = {}, {}
+    for name, (j, jpath) in jax_side.items():
+        t, tpath = torch_side[name] if torch_side is not None else (None, None)
+        if name in FITS:
+            paths[name] = {"jax": jpath, "torch": tpath}
         out[name] = {
             "jax": j,
             "torch": t,
-            "max_abs_diff": _max_abs_diff(j, t),
+            "max_abs_diff": None if t is None else _max_abs_diff(j, t),
             "lecture": PRINTED.get(name) if on_lecture_data else None,
         }
         if name == "autodiff":  # the third way: the lecture's hand-derived formula (cell 28)
@@ -216,4 +331,49 @@ def run(x, y, *, dtype: str = "lecture", order_seed: int = 0, data_meta: dict | 
     return LectureResult(data_meta, dtype, out, paths, x, y)
 
 
-__all__ = ["FITS", "PRINTED", "STEPS", "LectureResult", "Step", "run"]
+def run(x, y, *, dtype: str = "lecture", order_seed: int = 0, data_meta: dict | None = None,
+        steps=STEPS, progress=None, torch_process: bool = False) -> LectureResult:
+    """Run the lecture's steps on (x, y) in JAX and in torch.
+
+    Args:
+      x, y: (n,) data.
+      dtype: precision mode (`functional_fit.precision.DTYPES`); needs JAX's 64-bit mode for
+        ``"lecture"`` and ``"float64"``.
+      order_seed: seed of the batch order shared by SGD and Adam in both frameworks.
+      data_meta: description of the data for the result; ``{"lecture": True}`` attaches the
+        lecture's printed numbers.
+      steps: names of the steps to run, from `STEPS`.
+      progress: optional callable, called with "JAX: NAME" before each step's JAX side runs
+        and "torch: NAME" before its torch side runs (2 len(steps) calls); with
+        `torch_process`, the torch side is one call, before waiting for the process
+        (len(steps) + 1 calls).
+      torch_process: run the torch side in a second process (`torch_in_background`) while the
+        JAX side runs here; the numbers are the same either way.
+
+    Returns:
+      `LectureResult`.
+    """
+    pol = require(dtype)
+    x, y, order_seed = _check(x, y, dtype, order_seed, steps, pol)
+    kwargs = dict(dtype=dtype, order_seed=order_seed, steps=steps)
+    def tell(side):
+        return None if progress is None else lambda name: progress(f"{side}: {name}")
+
+    if not torch_process:
+        jax_side = run_jax(x, y, progress=tell("JAX"), **kwargs)
+        torch_side = run_torch(x, y, progress=tell("torch"), **kwargs)
+        return combine(x, y, jax_side, torch_side, dtype=dtype, data_meta=data_meta)
+    torch_run = torch_in_background(x, y, **kwargs)
+    try:
+        jax_side = run_jax(x, y, progress=tell("JAX"), **kwargs)
+    except BaseException:
+        torch_run.cancel()
+        raise
+    if progress is not None:
+        progress("torch: every step, in a second process")
+    torch_side = torch_run.result()
+    return combine(x, y, jax_side, torch_side, dtype=dtype, data_meta=data_meta)
+
+
+__all__ = ["FITS", "PRINTED", "STEPS", "LectureResult", "Step", "combine", "run", "run_jax", "run_torch",
+           "TorchRun", "torch_in_background"]
