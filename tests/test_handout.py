@@ -119,13 +119,14 @@ def test_the_lecture_printed_numbers_on_the_lecture_data(lecture_xy):
     assert "0.7305556363 *" in text  # SGD: another batch order, flagged
 
 
-def test_figures_in_parallel_are_the_figures_in_sequence():
-    """`run_with_figures` (torch in a second process) gives the numbers and PNGs of
-    `lecture.run` and `lecture_figures`, byte for byte."""
+def test_two_processes_give_the_numbers_and_figures_of_one():
+    """`lecture.run(second_process=True)` and `run_with_figures` (JAX in a second process)
+    give the numbers and PNGs of `lecture.run` and `lecture_figures` in this one, byte for byte."""
     x, y = ff.lecture_data(n=20, seed=3)
-    result, pngs = figures.run_with_figures(x, y)
-    again = lecture.run(x, y)
+    result, pngs = figures.run_with_figures(x, y, second_process=True)
+    again = lecture.run(x, y, second_process=False)
     assert json.dumps(result.to_json()) == json.dumps(again.to_json())
+    assert json.dumps(lecture.run(x, y, second_process=True).to_json()) == json.dumps(again.to_json())
     assert list(pngs) == list(figures.ORDER)
     for name, fig in figures.lecture_figures(again).items():
         assert figures.png(fig) == pngs[name], name
@@ -222,3 +223,11 @@ def test_browser_prints(browser_page):
     finally:
         page.emulate_media(media="screen")
     assert pdf.startswith(b"%PDF") and len(pdf) > 100_000
+
+
+@pytest.mark.parametrize("html", ["", "{tmp}"])
+def test_html_refuses_an_empty_name_or_a_directory(html, tmp_path, capsys):
+    assert main(["lecture", "--n", "5", "--html", html.replace("{tmp}", str(tmp_path))]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1 and "--html" in err, err
+    assert list(tmp_path.iterdir()) == []

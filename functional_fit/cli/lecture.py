@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from functional_fit.checks import nonnegative_int
+from functional_fit.checks import InputError, nonnegative_int
 from functional_fit.files import write_text
 from functional_fit.cli._common import add_data_options, add_dtype_option, load_data, progress
 from functional_fit.precision import policy
@@ -92,16 +92,20 @@ def run(args) -> int:
     x, y, meta = load_data(args)
     policy(args.dtype)  # an unknown --dtype fails before any work
     nonnegative_int("--order-seed", args.order_seed)
+    if args.html is not None and (args.html == "" or Path(args.html).is_dir()):
+        raise InputError(f"--html {args.html!r} is {'empty' if not args.html else 'a directory'}; "
+                         "expected the name of the page to write, e.g. lecture.html")
 
     run_kwargs = dict(dtype=args.dtype, order_seed=args.order_seed, data_meta=meta)
-    if args.out or args.html:  # figures drawn while torch's loops run in a second process
+    # With more than two cores, JAX (and half the figures) run in a second process meanwhile
+    # torch's loops run here (parity.comparison.background.worthwhile).
+    if args.out or args.html:
         from parity.comparison import figures as lecture_figures, handout  # matplotlib now
 
         with progress(len(lecture.STEPS) + 3, "lecture", "step", delay=0) as update:
             result, pngs = lecture_figures.run_with_figures(x, y, progress=update, **run_kwargs)
     else:
-        # called as each side of each step starts: the bar counts them
-        with progress(2 * len(lecture.STEPS), "lecture", "step", delay=0) as update:
+        with progress(len(lecture.STEPS) + 1, "lecture", "step", delay=0) as update:
             result = lecture.run(x, y, progress=update, **run_kwargs)
     doc = result.to_json()
     if args.out:

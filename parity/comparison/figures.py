@@ -20,7 +20,8 @@ from functional_fit.plot import (DPI, contour_paths, curve, data, fits, path_3d,
                                  residuals, save, surface)
 from functional_fit.surface import loss_surface, pca_plane
 from functional_fit.files import atomic_path
-from parity.comparison import lecture
+from functional_fit.precision import require
+from parity.comparison import background, lecture
 from parity.comparison.lecture import FITS
 
 
@@ -60,10 +61,13 @@ GRID = 50
 ORDER = ("data", "ols_fit", "ols_residuals", "mse_surface", "l1_surface", "gd_abs_linear_path",
          "gd_abs_linear_residuals", "gd_abs_quad_residuals", "sgd_abs_quad_path", "fits",
          "adam_abs_poly12_pca", "parity")
-#: The figures that draw only JAX's results, so they can be drawn while torch's loops run
-#: (`run_with_figures`); the others show torch's paths too.
+#: The figures that draw only JAX's results; the others show torch's paths too.
 JAX_ONLY = ("data", "ols_fit", "ols_residuals", "mse_surface", "l1_surface",
             "gd_abs_linear_residuals", "gd_abs_quad_residuals", "fits")
+#: Those of them that `run_with_figures` draws in its second process while torch's loops run
+#: (about half of the drawing, the two 3-D surfaces with it); the first draws the rest after
+#: the loops.
+SECOND_PROCESS = ("ols_residuals", "mse_surface", "l1_surface", "gd_abs_linear_residuals")
 
 
 def lecture_figures(result, *, grid: int = GRID, only=None) -> dict[str, Figure]:
@@ -244,16 +248,25 @@ def png(fig: Figure, *, dpi: int = DPI) -> bytes:
     return buf.getvalue()
 
 
+def _jax_share(x, y, dtype, order_seed, data_meta, grid, dpi):
+    """The second process's share of `run_with_figures`: yields the JAX side as soon as it is
+    done, then the PNGs of the `SECOND_PROCESS` figures."""
+    jax_side = lecture.run_jax(x, y, dtype=dtype, order_seed=order_seed)
+    yield jax_side
+    partial = lecture.combine(x, y, jax_side, None, dtype=dtype, data_meta=data_meta)
+    drawn = lecture_figures(partial, grid=grid, only=SECOND_PROCESS)
+    yield {name: png(fig, dpi=dpi) for name, fig in drawn.items()}
+
+
 def run_with_figures(x, y, *, dtype: str = "lecture", order_seed: int = 0,
                      data_meta: dict | None = None, progress=None, grid: int = GRID,
-                     dpi: int = DPI) -> tuple:
-    """Run the lecture in both frameworks and draw its figure set, the two at once.
+                     dpi: int = DPI, second_process: bool | None = None) -> tuple:
+    """Run the lecture in both frameworks and draw its figure set as PNG.
 
-    The torch side runs in a second process (`lecture.torch_in_background`: its loops hold
-    the GIL, so a thread would not help) while this one runs the JAX side and draws, and
-    encodes as PNG, the figures that show only JAX's fits (`JAX_ONLY`: 8 of 12, the two 3-D
-    surfaces among them); the figures that show torch's paths follow. The numbers and the
-    figures are those of `lecture.run` and `lecture_figures`, byte for byte.
+    With `second_process`, a second process (`parity.comparison.background`) runs the JAX
+    side, hands it over, and draws the `SECOND_PROCESS` figures (both 3-D surfaces among
+    them), while this one runs torch's loops and then draws the other figures. The numbers and
+    the figures are those of `lecture.run` and `lecture_figures` in one process, byte for byte.
 
     Args:
       x, y, dtype, order_seed, data_meta: as `parity.comparison.lecture.run`.
@@ -261,29 +274,40 @@ def run_with_figures(x, y, *, dtype: str = "lecture", order_seed: int = 0,
         calls).
       grid: points per side of each surface.
       dpi: resolution of the PNGs.
+      second_process: see above; None: when `background.worthwhile()` (more than two cores).
 
     Returns:
       (`LectureResult`, name -> PNG bytes in the lecture's order, as `lecture_figures`).
     """
     tell = progress or (lambda label: None)
-    kwargs = dict(dtype=dtype, order_seed=order_seed)
-    torch_run = lecture.torch_in_background(x, y, **kwargs)
+    require(dtype)  # here, before a second process starts
+    if second_process is None:
+        second_process = background.worthwhile()
+    if not second_process:
+        result = lecture.run(x, y, dtype=dtype, order_seed=order_seed, data_meta=data_meta,
+                             second_process=False, progress=tell)
+        tell("figures")
+        drawn = lecture_figures(result, grid=grid)
+        tell("figures, as PNG")
+        pngs = {name: png(fig, dpi=dpi) for name, fig in drawn.items()}
+        return result, pngs
+    job = background.start(_jax_share, x, y, dtype, order_seed, data_meta, grid, dpi)
     try:
-        jax_side = lecture.run_jax(x, y, progress=lambda name: tell(f"JAX: {name}"), **kwargs)
-        partial = lecture.combine(x, y, jax_side, None, dtype=dtype, data_meta=data_meta)
-        tell("figures of JAX's fits")
-        pngs = {name: png(fig, dpi=dpi)
-                for name, fig in lecture_figures(partial, grid=grid, only=JAX_ONLY).items()}
-        tell("torch: every step, in a second process")
-        torch_side = torch_run.result()
+        torch_side = lecture.run_torch(x, y, dtype=dtype, order_seed=order_seed,
+                                       progress=lambda name: tell(f"torch: {name}"))
+        tell("JAX: every step, in a second process")
+        jax_side = job.result()
+        result = lecture.combine(x, y, jax_side, torch_side, dtype=dtype, data_meta=data_meta)
+        tell("figures")
+        here = lecture_figures(result, grid=grid,
+                               only=[n for n in ORDER if n not in SECOND_PROCESS])
+        pngs = {name: png(fig, dpi=dpi) for name, fig in here.items()}
+        tell("figures of the second process")
+        pngs.update(job.result())
+        job.close()
     except BaseException:
-        torch_run.cancel()
+        job.cancel()
         raise
-    result = lecture.combine(x, y, jax_side, torch_side, dtype=dtype, data_meta=data_meta)
-    tell("figures of torch's paths")
-    rest = lecture_figures(result, grid=grid,
-                           only=[n for n in ORDER if n not in JAX_ONLY])
-    pngs.update((name, png(fig, dpi=dpi)) for name, fig in rest.items())
     return result, {name: pngs[name] for name in ORDER if name in pngs}
 
 
@@ -312,5 +336,5 @@ def write_lecture_figures(result, directory, *, dpi: int = DPI) -> list[Path]:
     return written
 
 
-__all__ = ["GRID", "JAX_ONLY", "LABELS", "ORDER", "lecture_figures", "pca_paths", "png",
-           "run_with_figures", "write_lecture_figures", "write_pngs"]
+__all__ = ["GRID", "JAX_ONLY", "LABELS", "ORDER", "SECOND_PROCESS", "lecture_figures", "pca_paths",
+           "png", "run_with_figures", "write_lecture_figures", "write_pngs"]

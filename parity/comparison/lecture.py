@@ -14,6 +14,10 @@ Steps (`STEPS`), with the lecture's settings:
   adam_abs_quad     quadratic, L1, Adam, lr 0.1, 100 epochs, batch 10 (cell 64)
   adam_abs_poly12   degree 12, L1, Adam, lr 0.01, 500 epochs, batch 10 (cell 65)
 
+The two sides are independent until they are compared: `run_jax` and `run_torch` compute
+them, `combine` puts them side by side, and `run` does all three, the JAX side in a second
+process (`parity.comparison.background`) where more than two cores make that pay.
+
 SGD and Adam use one batch order made from ``order_seed`` for both frameworks. The lecture
 shuffled with an unseeded ``DataLoader``, so its printed SGD and Adam numbers come from a
 batch order nobody can reproduce; they are shown for reference, not compared.
@@ -21,8 +25,6 @@ batch order nobody can reproduce; they are shown for reference, not compared.
 
 from __future__ import annotations
 
-import multiprocessing
-import signal
 from typing import NamedTuple
 
 import jax
@@ -32,8 +34,8 @@ import torch
 
 import parity
 from functional_fit import autodiff, checks as _checks, data, fit, losses, models, ols, registry
-from functional_fit.checks import InputError
 from functional_fit.precision import policy, require
+from parity.comparison import background
 from parity.data import torch_dtype
 
 
@@ -168,7 +170,7 @@ def _orders(steps, n: int, order_seed: int) -> dict:
             for name in steps if name in FITS and FITS[name].optimizer != "gd"}
 
 
-def _check(x, y, dtype, order_seed, steps, pol):
+def _check(x, y, order_seed, steps, pol):
     x, y = _checks.data(x, y, dtype=pol.data)
     order_seed = _checks.nonnegative_int("order_seed", order_seed)
     for s in steps:
@@ -183,7 +185,7 @@ def run_jax(x, y, *, dtype: str = "lecture", order_seed: int = 0, steps=STEPS,
     Needs JAX's 64-bit mode for ``"lecture"`` and ``"float64"``, as `run` does.
     """
     pol = require(dtype)
-    x, y, order_seed = _check(x, y, dtype, order_seed, steps, pol)
+    x, y, order_seed = _check(x, y, order_seed, steps, pol)
     orders = _orders(steps, x.shape[0], order_seed)
     jx, jy = jnp.asarray(x), jnp.asarray(y)
     out = {}
@@ -201,10 +203,10 @@ def run_torch(x, y, *, dtype: str = "lecture", order_seed: int = 0, steps=STEPS,
               progress=None) -> dict:
     """The torch side of the lecture's steps: name -> (numbers, path or None).
 
-    Uses no JAX (its 64-bit mode included), so it can run in a process of its own.
+    Uses no JAX (its 64-bit mode included).
     """
     pol = policy(dtype)
-    x, y, order_seed = _check(x, y, dtype, order_seed, steps, pol)
+    x, y, order_seed = _check(x, y, order_seed, steps, pol)
     orders = _orders(steps, x.shape[0], order_seed)
     t_params, t_data = torch_dtype(pol.params), torch_dtype(pol.data)
     tx, ty = torch.as_tensor(x, dtype=t_data), torch.as_tensor(y, dtype=t_data)
@@ -217,88 +219,6 @@ def run_torch(x, y, *, dtype: str = "lecture", order_seed: int = 0, steps=STEPS,
         else:
             out[name] = (_torch_step(name, tx, ty, t_params), None)
     return out
-
-
-class TorchRun:
-    """`run_torch` running in a process of its own: `result` waits for it, `cancel` ends it."""
-
-    def __init__(self, process, receive):
-        self._process, self._receive = process, receive
-
-    def result(self) -> dict:
-        """What `run_torch` returned; its `InputError` (a divergence, say) is raised here."""
-        try:
-            ok, payload = self._receive.recv()
-        except EOFError:
-            raise RuntimeError("the torch process of the lecture ended without a result "
-                               f"(exit code {self._process.exitcode})") from None
-        except BaseException:  # KeyboardInterrupt included: do not leave the process behind
-            self.cancel()
-            raise
-        self._receive.close()
-        self._process.join()
-        if not ok:
-            raise InputError(payload)
-        return payload
-
-    def cancel(self) -> None:
-        """End the process now, if it still runs."""
-        self._process.terminate()
-        self._process.join()
-        self._receive.close()
-
-
-class _Done(TorchRun):
-    def __init__(self, side: dict):
-        self._side = side
-
-    def result(self) -> dict:
-        return self._side
-
-    def cancel(self) -> None:
-        pass
-
-
-def _torch_child(send, x, y, kwargs) -> None:
-    # Ctrl-C reaches the whole process group; the parent handles it and ends this process,
-    # which must not print a traceback of its own.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # One thread: the lecture's tensors are far too small for torch to split an operation
-    # (so the numbers are the same), and idle OpenMP threads that spin would take the core
-    # the other process is using.
-    torch.set_num_threads(1)
-    try:
-        message = (True, run_torch(x, y, **kwargs))
-    except InputError as exc:  # sent as text: DivergenceError does not pickle
-        message = (False, str(exc))
-    send.send(message)
-    send.close()
-
-
-def torch_in_background(x, y, *, dtype: str = "lecture", order_seed: int = 0,
-                        steps=STEPS) -> TorchRun:
-    """`run_torch` started in a process of its own, to run beside the JAX side and the figures.
-
-    The torch loops are Python loops that hold the GIL, so a thread would not run them beside
-    JAX or matplotlib; a second process does, on a second core. It is started with "spawn"
-    (forking a process that has started JAX's threads can deadlock) and imports torch itself,
-    about 2 s that overlap the JAX side. Where no process can be started, `run_torch` runs
-    here, now.
-
-    Returns:
-      A `TorchRun`: ``.result()`` waits for `run_torch`'s result, ``.cancel()`` ends it.
-    """
-    kwargs = dict(dtype=dtype, order_seed=order_seed, steps=tuple(steps))
-    ctx = multiprocessing.get_context("spawn")
-    try:
-        receive, send = ctx.Pipe(duplex=False)
-        process = ctx.Process(target=_torch_child, args=(send, np.asarray(x), np.asarray(y),
-                                                         kwargs), daemon=True)
-        process.start()
-    except OSError:
-        return _Done(run_torch(x, y, **kwargs))
-    send.close()
-    return TorchRun(process, receive)
 
 
 def combine(x, y, jax_side: dict, torch_side: dict | None, *, dtype: str = "lecture",
@@ -332,7 +252,7 @@ def combine(x, y, jax_side: dict, torch_side: dict | None, *, dtype: str = "lect
 
 
 def run(x, y, *, dtype: str = "lecture", order_seed: int = 0, data_meta: dict | None = None,
-        steps=STEPS, progress=None, torch_process: bool = False) -> LectureResult:
+        steps=STEPS, progress=None, second_process: bool | None = None) -> LectureResult:
     """Run the lecture's steps on (x, y) in JAX and in torch.
 
     Args:
@@ -343,37 +263,42 @@ def run(x, y, *, dtype: str = "lecture", order_seed: int = 0, data_meta: dict | 
       data_meta: description of the data for the result; ``{"lecture": True}`` attaches the
         lecture's printed numbers.
       steps: names of the steps to run, from `STEPS`.
-      progress: optional callable, called with "JAX: NAME" before each step's JAX side runs
-        and "torch: NAME" before its torch side runs (2 len(steps) calls); with
-        `torch_process`, the torch side is one call, before waiting for the process
-        (len(steps) + 1 calls).
-      torch_process: run the torch side in a second process (`torch_in_background`) while the
-        JAX side runs here; the numbers are the same either way.
+      progress: optional callable, called with "torch: NAME" before each step's torch side
+        runs and once with "JAX: ..." for the JAX side (len(steps) + 1 calls).
+      second_process: run the JAX side in a second process (`background.start`) while the
+        torch side runs here; the numbers are the same either way. None: when
+        `background.worthwhile()`, that is with more than two cores.
 
     Returns:
       `LectureResult`.
     """
     pol = require(dtype)
-    x, y, order_seed = _check(x, y, dtype, order_seed, steps, pol)
-    kwargs = dict(dtype=dtype, order_seed=order_seed, steps=steps)
+    x, y, order_seed = _check(x, y, order_seed, steps, pol)
+    kwargs = dict(dtype=dtype, order_seed=order_seed, steps=tuple(steps))
+
     def tell(side):
         return None if progress is None else lambda name: progress(f"{side}: {name}")
 
-    if not torch_process:
-        jax_side = run_jax(x, y, progress=tell("JAX"), **kwargs)
+    if second_process is None:
+        second_process = background.worthwhile()
+    if not second_process:
+        if progress is not None:
+            progress("JAX: every step")
+        jax_side = run_jax(x, y, **kwargs)
         torch_side = run_torch(x, y, progress=tell("torch"), **kwargs)
-        return combine(x, y, jax_side, torch_side, dtype=dtype, data_meta=data_meta)
-    torch_run = torch_in_background(x, y, **kwargs)
-    try:
-        jax_side = run_jax(x, y, progress=tell("JAX"), **kwargs)
-    except BaseException:
-        torch_run.cancel()
-        raise
-    if progress is not None:
-        progress("torch: every step, in a second process")
-    torch_side = torch_run.result()
+    else:
+        job = background.start(run_jax, x, y, **kwargs)
+        try:
+            torch_side = run_torch(x, y, progress=tell("torch"), **kwargs)
+            if progress is not None:
+                progress("JAX: every step, in a second process")
+            jax_side = job.result()
+            job.close()
+        except BaseException:
+            job.cancel()
+            raise
     return combine(x, y, jax_side, torch_side, dtype=dtype, data_meta=data_meta)
 
 
-__all__ = ["FITS", "PRINTED", "STEPS", "LectureResult", "Step", "combine", "run", "run_jax", "run_torch",
-           "TorchRun", "torch_in_background"]
+__all__ = ["FITS", "PRINTED", "STEPS", "LectureResult", "Step", "combine", "run", "run_jax",
+           "run_torch"]
