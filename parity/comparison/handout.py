@@ -383,7 +383,8 @@ footer { margin-top: 3rem; padding-top: 1rem; border-top: 1px solid var(--rule);
   .overview { display: block; }
   section.step { break-before: page; margin-top: 0; border-top: none; }
   section.step h2, .column h3, .code .where { break-after: avoid; }
-  .hl pre { white-space: pre-wrap; overflow-wrap: anywhere; overflow: visible; font-size: 7.5pt; }
+  .sidebyside { grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 4mm; }
+  .hl pre { white-space: pre-wrap; overflow-wrap: anywhere; overflow: visible; font-size: 6.5pt; }
   .code, figure, table.results { break-inside: avoid; }
   .figures { display: block; }
   figure { border: none; padding: 0; margin: 0 0 4mm; }
