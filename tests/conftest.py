@@ -5,8 +5,13 @@ turn on JAX's 64-bit mode. Rank promotion raises, so (n, 1) against (n,) cannot 
 """
 
 import os
+import tempfile
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The command line keeps JAX's compiled programs in the user's cache folder; the tests (and the
+# command lines they start) keep theirs in a folder of their own.
+os.environ.setdefault("FUNCTIONAL_FIT_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), "functional-fit-tests-jax-cache"))
 
 import jax  # noqa: E402
 

@@ -86,17 +86,17 @@ ROWS = {
         ["lecture", "--data", "{tmp}/bin.csv", "--out", "{tmp}/out"], "not a text CSV", "not a text CSV", ["out"]),
     "csv is a directory": (
         {}, lambda t: ff.read_csv(t),
-        ["lecture", "--data", "{tmp}", "--out", "{tmp}/out"], "no such file", "no such file", ["out"]),
+        ["lecture", "--data", "{tmp}", "--out", "{tmp}/out"], "is a directory", "is a directory", ["out"]),
     "csv short row": (
         {"short.csv": "x,y\n1,2\n3\n"}, lambda t: ff.read_csv(t / "short.csv"),
         ["lecture", "--data", "{tmp}/short.csv", "--out", "{tmp}/out"], "line 3", "line 3", ["out"]),
     "csv NaN": (
         {"nan.csv": "x,y\n1,2\nnan,3\n"}, lambda t: ff.read_csv(t / "nan.csv"),
-        ["lecture", "--data", "{tmp}/nan.csv", "--out", "{tmp}/out"], "x contains a non-finite", "x contains a non-finite", ["out"]),
+        ["lecture", "--data", "{tmp}/nan.csv", "--out", "{tmp}/out"], "line 3, column 'x': missing value", "line 3, column 'x': missing value", ["out"]),
     "csv inf": (
         {"inf.csv": "x,y\n1,2\n2,inf\n"}, lambda t: ff.read_csv(t / "inf.csv"),
         ["surface", "--data", "{tmp}/inf.csv", "--grid", "4x4", "--out", "{tmp}/s.npz", "--plot", "{tmp}/s.png"],
-        "y contains a non-finite", "y contains a non-finite", ["s.npz", "s.png"]),
+        "line 3, column 'y': inf is not a finite", "line 3, column 'y': inf is not a finite", ["s.npz", "s.png"]),
     "n zero": (
         {}, lambda t: ff.lecture_data(n=0),
         ["lecture", "--n", "0", "--out", "{tmp}/out"], "n must be a positive integer", "--n must be a positive integer", ["out"]),

@@ -179,7 +179,8 @@ def test_cli_writes_results_and_every_figure_as_png(tmp_path, result, capsys, mo
     from functional_fit.cli import main
 
     # The lecture itself is tested elsewhere; here it is the module's result, run once.
-    monkeypatch.setattr(lecture, "run", lambda *args, **kwargs: result)
+    monkeypatch.setattr(lecture_figures, "run_with_figures", lambda *args, **kwargs: (
+        result, {n: lecture_figures.png(f) for n, f in lecture_figures.lecture_figures(result).items()}))
     out = tmp_path / "out"
     assert main(["lecture", "--n", str(N), "--dtype", "float64", "--out", str(out)]) == 0
     assert "12 figures" in capsys.readouterr().out
@@ -194,7 +195,7 @@ def test_cli_writes_results_and_every_figure_as_png(tmp_path, result, capsys, mo
         with Image.open(out / name) as im:
             w, h = im.size
         assert MIN_PX <= w <= MAX_PX and MIN_PX // 2 <= h <= MAX_PX, (name, w, h)
-    assert sorted(p.name for p in out.iterdir()) == sorted([*pngs, "results.json"])  # no temp files
+    assert sorted(p.name for p in out.iterdir()) == sorted([*pngs, "results.json", "index.html"])  # no temp files
 
 
 def test_a_big_surface_is_drawn_thinned():

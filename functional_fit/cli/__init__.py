@@ -26,6 +26,8 @@ import signal
 import sys
 import threading
 
+from functional_fit.cli import _common
+
 COMMANDS = ("lecture", "surface", "sweep", "parity")
 
 #: ASCII stand-ins for the few non-ASCII characters the tables print, for a terminal (or
@@ -65,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in _modules():
         p = module.add_parser(sub)
+        _common.add_cache_option(p)
         p.set_defaults(_run=module.run)
     return parser
 
@@ -180,6 +183,7 @@ def _main(argv) -> int:
         import jax
 
         jax.config.update("jax_enable_x64", True)
+        _common.use_compilation_cache(args)  # --no-cache turns it off
         status = int(args._run(args) or 0)
         if files.interrupted.is_set():  # a Ctrl-C that Python dropped on its way
             raise KeyboardInterrupt

@@ -8,7 +8,7 @@ from pathlib import Path
 from functional_fit.checks import InputError, nonnegative_int
 from functional_fit.files import atomic_dir, write_text
 from functional_fit.cli._common import (add_data_options, add_dtype_option, json_text,
-                                        load_data_within, output_dir, progress)
+                                        load_data_within, output_dir, output_file, progress)
 from functional_fit.precision import policy
 
 #: Bytes the lecture holds per data point at its peak: the degree-12 Adam fit's 500 epochs
@@ -30,8 +30,12 @@ def add_parser(sub):
     p.add_argument("--order-seed", type=int, default=0,
                    help="seed of the batch order SGD and Adam share in both frameworks (0)")
     p.add_argument("--out", metavar="DIR", type=output_dir("--out"),
-                   help="write results.json and every lecture figure as PNG into DIR (all or "
-                   "nothing: a folder from an earlier run is replaced as a whole)")
+                   help="write results.json, every lecture figure as PNG and the handout page "
+                   "index.html into DIR (all or nothing: a folder from an earlier run is "
+                   "replaced as a whole)")
+    p.add_argument("--html", metavar="FILE", type=output_file("--html"),
+                   help="write only the handout page: one self-contained HTML file, the code "
+                   "of both frameworks side by side, results and figures")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     return p
 
@@ -79,7 +83,8 @@ def table(result) -> str:
 
 def _describe(meta: dict, dtype: str) -> str:
     if meta["source"] == "csv":
-        src = f"{meta['path']} (n={meta['n']})"
+        dropped = f", {meta['dropped']} row(s) dropped" if meta.get("dropped") else ""
+        src = f"{meta['path']} (n={meta['n']}{dropped})"
     else:
         src = f"{'the lecture' if meta['lecture'] else 'synthetic'} data (n={meta['n']}, seed={meta['seed']}, noise={meta['noise']})"
     pol = policy(dtype)
@@ -101,17 +106,25 @@ def run(args) -> int:
         option = f"--data {args.data}" if args.data else f"--noise {meta['noise']}"
         raise InputError(f"{option}: {exc}") from None
 
-    # called as each step starts: the bar counts the steps begun
-    with progress(len(lecture.STEPS), "lecture", "step", delay=0) as update:
-        result = lecture.run(x, y, dtype=args.dtype, order_seed=args.order_seed,
-                             data_meta=meta, progress=update)
+    run_kwargs = dict(dtype=args.dtype, order_seed=args.order_seed, data_meta=meta)
+    # With more than two cores, JAX (and half the figures) run in a second process meanwhile
+    # torch's loops run here (parity.comparison.background.worthwhile).
+    if args.out or args.html:
+        from parity.comparison import figures as lecture_figures, handout  # matplotlib now
+
+        with progress(len(lecture.STEPS) + 3, "lecture", "step", delay=0) as update:
+            result, pngs = lecture_figures.run_with_figures(x, y, progress=update, **run_kwargs)
+    else:
+        with progress(len(lecture.STEPS) + 1, "lecture", "step", delay=0) as update:
+            result = lecture.run(x, y, progress=update, **run_kwargs)
     doc = result.to_json()
     if args.out:
-        from parity.comparison import figures as lecture_figures  # matplotlib only when asked
-
         with atomic_dir(args.out) as out:  # the whole set, or nothing: replaced at the end
             write_text(Path(out) / "results.json", json_text(doc, indent=2) + "\n")
-            figures = lecture_figures.write_lecture_figures(result, out)
+            figures = lecture_figures.write_pngs(pngs, out)
+            handout.write(Path(out) / "index.html", result, pngs)
+    if args.html:
+        handout.write(args.html, result, pngs)
     if args.json:
         print(json_text(doc))
         return 0
@@ -123,6 +136,11 @@ def run(args) -> int:
         print("* the lecture shuffled with an unseeded DataLoader: its SGD and Adam numbers came "
               "from another batch order, so they are shown, not compared.")
     print()
-    wrote = f"; wrote results.json and {len(figures)} figures (PNG) to {args.out}" if args.out else ""
+    wrote = []
+    if args.out:
+        wrote.append(f"results.json, {len(figures)} figures (PNG) and index.html to {args.out}")
+    if args.html:
+        wrote.append(f"the handout page to {args.html}")
+    wrote = "; wrote " + " and ".join(wrote) if wrote else ""
     print(f"done in {time.perf_counter() - start:.1f} s{wrote}")
     return 0

@@ -8,6 +8,7 @@ the arrays it is given.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -18,6 +19,9 @@ from functional_fit import losses as _losses, models as _models, registry
 from functional_fit.plot import (DPI, contour_paths, curve, data, fits, path_3d, path_difference,
                                  residuals, save, surface)
 from functional_fit.surface import loss_surface, pca_plane
+from functional_fit.files import atomic_path
+from functional_fit.precision import require
+from parity.comparison import background, lecture
 from parity.comparison.lecture import FITS
 
 
@@ -53,7 +57,20 @@ LABELS = {
 GRID = 50
 
 
-def lecture_figures(result, *, grid: int = GRID) -> dict[str, Figure]:
+#: Every figure of `lecture_figures`, in the lecture's order.
+ORDER = ("data", "ols_fit", "ols_residuals", "mse_surface", "l1_surface", "gd_abs_linear_path",
+         "gd_abs_linear_residuals", "gd_abs_quad_residuals", "sgd_abs_quad_path", "fits",
+         "adam_abs_poly12_pca", "parity")
+#: The figures that draw only JAX's results; the others show torch's paths too.
+JAX_ONLY = ("data", "ols_fit", "ols_residuals", "mse_surface", "l1_surface",
+            "gd_abs_linear_residuals", "gd_abs_quad_residuals", "fits")
+#: Those of them that `run_with_figures` draws in its second process while torch's loops run
+#: (about half of the drawing, the two 3-D surfaces with it); the first draws the rest after
+#: the loops.
+SECOND_PROCESS = ("ols_residuals", "mse_surface", "l1_surface", "gd_abs_linear_residuals")
+
+
+def lecture_figures(result, *, grid: int = GRID, only=None) -> dict[str, Figure]:
     """Every figure of the lecture, from a `parity.comparison.lecture.run` result.
 
     Figures whose step was not run are left out. The surfaces are computed here (`grid` x
@@ -61,8 +78,10 @@ def lecture_figures(result, *, grid: int = GRID) -> dict[str, Figure]:
     the degree-12 path is drawn on the plane of `functional_fit.surface.pca_plane`.
 
     Args:
-      result: a `parity.comparison.lecture.LectureResult`.
+      result: a `parity.comparison.lecture.LectureResult`; with ``only=JAX_ONLY``, one whose
+        torch side is None will do (`parity.comparison.lecture.combine`).
       grid: points per side of each surface.
+      only: names of the figures to draw (the others are not computed); all by default.
 
     Returns:
       name -> Figure, in the lecture's order:
@@ -83,19 +102,26 @@ def lecture_figures(result, *, grid: int = GRID) -> dict[str, Figure]:
     figs: dict[str, Figure] = {}
     linear, poly = _models.linear, _models.polynomial
 
+    def want(name):
+        return only is None or name in only
+
     def params(name):
         return np.asarray(steps[name]["jax"]["params"], dtype=np.float64)
 
-    figs["data"] = data(x, y, title="The lecture's data (cell 4)")
+    if want("data"):
+        figs["data"] = data(x, y, title="The lecture's data (cell 4)")
 
     curves = {}
     if "ols" in steps:
         w_mse = params("ols")
         curves["analytic MSE"] = curve(linear, w_mse, x)
+    if "ols" in steps and want("ols_fit"):
         figs["ols_fit"] = fits(x, y, dict(curves), title="Analytic MSE fit (cell 8)")
+    if "ols" in steps and want("ols_residuals"):
         figs["ols_residuals"] = residuals(
             x, y, np.asarray(linear(jnp.asarray(w_mse), jnp.asarray(x))), curves=dict(curves),
             title="Residuals of the analytic MSE fit (cell 10)")
+    if "ols" in steps and (want("mse_surface") or want("l1_surface")):
         a_values = np.linspace(w_mse[0] - 1, w_mse[0] + 1, grid)
         b_values = np.linspace(w_mse[1] - 1, w_mse[1] + 1, grid)
         mse_values = _surface(linear, _losses.mse, x, y, a_values, b_values)
@@ -118,7 +144,7 @@ def lecture_figures(result, *, grid: int = GRID) -> dict[str, Figure]:
             model = registry.model(FITS[name].model).fn
             curves[LABELS[name]] = curve(model, params(name), x)
 
-    if "gd_abs_linear" in steps:
+    if "gd_abs_linear" in steps and want("gd_abs_linear_path"):
         jpath, tpath = paths["gd_abs_linear"]["jax"], paths["gd_abs_linear"]["torch"]
         w_abs = params("gd_abs_linear")
         both = np.concatenate([jpath, tpath, w_abs[None]])
@@ -133,12 +159,14 @@ def lecture_figures(result, *, grid: int = GRID) -> dict[str, Figure]:
             values, a_values, b_values, {"GD path, JAX": jpath, "GD path, torch": tpath},
             points=marks, loss_name="L1",
             title=f"Gradient descent on the L1 loss, {jpath.shape[0] - 1} steps (cell 50)")
+    if "gd_abs_linear" in steps and want("gd_abs_linear_residuals"):
+        w_abs = params("gd_abs_linear")
         figs["gd_abs_linear_residuals"] = residuals(
             x, y, np.asarray(linear(jnp.asarray(w_abs), jnp.asarray(x))),
             curves={k: v for k, v in curves.items() if k in ("analytic MSE", "GD abs")},
             title="Residuals of the GD abs fit (cell 51)")
 
-    if "gd_abs_quad" in steps:
+    if "gd_abs_quad" in steps and want("gd_abs_quad_residuals"):
         w = params("gd_abs_quad")
         figs["gd_abs_quad_residuals"] = residuals(
             x, y, np.asarray(poly(jnp.asarray(w), jnp.asarray(x))),
@@ -146,29 +174,29 @@ def lecture_figures(result, *, grid: int = GRID) -> dict[str, Figure]:
                     if k in ("analytic MSE", "GD abs", "GD quad abs")},
             title="Residuals of the quadratic GD abs fit (cell 55)")
 
-    if "sgd_abs_quad" in steps:
+    if "sgd_abs_quad" in steps and want("sgd_abs_quad_path"):
         figs["sgd_abs_quad_path"] = path_3d(
             paths["sgd_abs_quad"]["jax"], other=paths["sgd_abs_quad"]["torch"],
             labels=("SGD path, JAX", "SGD path, torch"),
             title="SGD path of the quadratic model, colored by step (cell 61)")
 
-    if len(curves) > 1 or "adam_abs_poly12" in steps:
+    if (len(curves) > 1 or "adam_abs_poly12" in steps) and want("fits"):
         figs["fits"] = fits(x, y, curves, title="Every fit; the degree-12 model on a dense grid "
                                                 "(cell 66)")
 
-    if "adam_abs_poly12" in steps:
+    if "adam_abs_poly12" in steps and want("adam_abs_poly12_pca"):
         figs["adam_abs_poly12_pca"] = pca_paths(
             poly, _losses.l1, x, y, paths["adam_abs_poly12"]["jax"],
             other=paths["adam_abs_poly12"]["torch"], grid=grid,
             title="Degree-12 Adam fit on the plane of its path's top two PCA directions")
 
-    if paths:
+    if paths and want("parity"):
         dtype = np.asarray(next(iter(paths.values()))["jax"]).dtype
         figs["parity"] = path_difference(
             paths, eps=float(np.finfo(dtype).eps),
             title=f"JAX against torch at every step ({result.dtype} precision, "
                   f"{dtype} parameters)")
-    return figs
+    return {name: fig for name, fig in figs.items() if want(name)}
 
 
 def pca_paths(model, loss, x, y, path, *, other=None, labels=("Adam path, JAX", "Adam path, torch"),
@@ -213,6 +241,87 @@ def _cover(lecture_range, values, margin=0.1):
     return min(lecture_range[0], lo), max(lecture_range[1], hi)
 
 
+def png(fig: Figure, *, dpi: int = DPI) -> bytes:
+    """`fig` as PNG bytes, the same bytes `functional_fit.plot.save` writes to a .png file."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def _jax_share(x, y, dtype, order_seed, data_meta, grid, dpi):
+    """The second process's share of `run_with_figures`: yields the JAX side as soon as it is
+    done, then the PNGs of the `SECOND_PROCESS` figures."""
+    jax_side = lecture.run_jax(x, y, dtype=dtype, order_seed=order_seed)
+    yield jax_side
+    partial = lecture.combine(x, y, jax_side, None, dtype=dtype, data_meta=data_meta)
+    drawn = lecture_figures(partial, grid=grid, only=SECOND_PROCESS)
+    yield {name: png(fig, dpi=dpi) for name, fig in drawn.items()}
+
+
+def run_with_figures(x, y, *, dtype: str = "lecture", order_seed: int = 0,
+                     data_meta: dict | None = None, progress=None, grid: int = GRID,
+                     dpi: int = DPI, second_process: bool | None = None) -> tuple:
+    """Run the lecture in both frameworks and draw its figure set as PNG.
+
+    With `second_process`, a second process (`parity.comparison.background`) runs the JAX
+    side, hands it over, and draws the `SECOND_PROCESS` figures (both 3-D surfaces among
+    them), while this one runs torch's loops and then draws the other figures. The numbers and
+    the figures are those of `lecture.run` and `lecture_figures` in one process, byte for byte.
+
+    Args:
+      x, y, dtype, order_seed, data_meta: as `parity.comparison.lecture.run`.
+      progress: optional callable, called with a label as each part starts (len(STEPS) + 3
+        calls).
+      grid: points per side of each surface.
+      dpi: resolution of the PNGs.
+      second_process: see above; None: when `background.worthwhile()` (more than two cores).
+
+    Returns:
+      (`LectureResult`, name -> PNG bytes in the lecture's order, as `lecture_figures`).
+    """
+    tell = progress or (lambda label: None)
+    require(dtype)  # here, before a second process starts
+    if second_process is None:
+        second_process = background.worthwhile()
+    if not second_process:
+        result = lecture.run(x, y, dtype=dtype, order_seed=order_seed, data_meta=data_meta,
+                             second_process=False, progress=tell)
+        tell("figures")
+        drawn = lecture_figures(result, grid=grid)
+        tell("figures, as PNG")
+        pngs = {name: png(fig, dpi=dpi) for name, fig in drawn.items()}
+        return result, pngs
+    job = background.start(_jax_share, x, y, dtype, order_seed, data_meta, grid, dpi)
+    try:
+        torch_side = lecture.run_torch(x, y, dtype=dtype, order_seed=order_seed,
+                                       progress=lambda name: tell(f"torch: {name}"))
+        tell("JAX: every step, in a second process")
+        jax_side = job.result()
+        result = lecture.combine(x, y, jax_side, torch_side, dtype=dtype, data_meta=data_meta)
+        tell("figures")
+        here = lecture_figures(result, grid=grid,
+                               only=[n for n in ORDER if n not in SECOND_PROCESS])
+        pngs = {name: png(fig, dpi=dpi) for name, fig in here.items()}
+        tell("figures of the second process")
+        pngs.update(job.result())
+        job.close()
+    except BaseException:
+        job.cancel()
+        raise
+    return result, {name: pngs[name] for name in ORDER if name in pngs}
+
+
+def write_pngs(pngs: dict, directory) -> list[Path]:
+    """Write name -> PNG bytes as ``directory/NAME.png``, each atomically; the paths written."""
+    written = []
+    for name, data_ in pngs.items():
+        path = Path(directory) / f"{name}.png"
+        with atomic_path(path) as tmp:
+            Path(tmp).write_bytes(data_)
+        written.append(path)
+    return written
+
+
 def write_lecture_figures(result, directory, *, dpi: int = DPI) -> list[Path]:
     """Write every figure of `lecture_figures` as ``directory/NAME.png``, each atomically.
 
@@ -227,4 +336,5 @@ def write_lecture_figures(result, directory, *, dpi: int = DPI) -> list[Path]:
     return written
 
 
-__all__ = ["GRID", "LABELS", "lecture_figures", "pca_paths", "write_lecture_figures"]
+__all__ = ["GRID", "JAX_ONLY", "LABELS", "ORDER", "SECOND_PROCESS", "lecture_figures", "pca_paths",
+           "png", "run_with_figures", "write_lecture_figures", "write_pngs"]

@@ -14,6 +14,10 @@ Steps (`STEPS`), with the lecture's settings:
   adam_abs_quad     quadratic, L1, Adam, lr 0.1, 100 epochs, batch 10 (cell 64)
   adam_abs_poly12   degree 12, L1, Adam, lr 0.01, 500 epochs, batch 10 (cell 65)
 
+The two sides are independent until they are compared: `run_jax` and `run_torch` compute
+them, `combine` puts them side by side, and `run` does all three, the JAX side in a second
+process (`parity.comparison.background`) where more than two cores make that pay.
+
 SGD and Adam use one batch order made from ``order_seed`` for both frameworks. The lecture
 shuffled with an unseeded ``DataLoader``, so its printed SGD and Adam numbers come from a
 batch order nobody can reproduce; they are shown for reference, not compared.
@@ -30,7 +34,8 @@ import torch
 
 import parity
 from functional_fit import autodiff, checks as _checks, data, fit, losses, models, ols, registry
-from functional_fit.precision import require
+from functional_fit.precision import policy, require
+from parity.comparison import background
 from parity.data import torch_dtype
 
 
@@ -180,54 +185,84 @@ class LectureResult(NamedTuple):
         return {"data": self.data, "dtype": self.dtype, "steps": self.steps}
 
 
-def run(x, y, *, dtype: str = "lecture", order_seed: int = 0, data_meta: dict | None = None,
-        steps=STEPS, progress=None) -> LectureResult:
-    """Run the lecture's steps on (x, y) in JAX and in torch.
+def _orders(steps, n: int, order_seed: int) -> dict:
+    """name -> the (epochs, n) batch order both frameworks consume, for SGD and Adam steps."""
+    return {name: data.batch_order(n, FITS[name].epochs, order_seed)
+            for name in steps if name in FITS and FITS[name].optimizer != "gd"}
 
-    Args:
-      x, y: (n,) data.
-      dtype: precision mode (`functional_fit.precision.DTYPES`); needs JAX's 64-bit mode for
-        ``"lecture"`` and ``"float64"``.
-      order_seed: seed of the batch order shared by SGD and Adam in both frameworks.
-      data_meta: description of the data for the result; ``{"lecture": True}`` attaches the
-        lecture's printed numbers.
-      steps: names of the steps to run, from `STEPS`.
-      progress: optional callable called with each step name before it runs.
 
-    Returns:
-      `LectureResult`.
-    """
-    pol = require(dtype)
+def _check(x, y, order_seed, steps, pol):
     x, y = _checks.data(x, y, dtype=pol.data)
     check_scale(x, y, pol.data)
     order_seed = _checks.nonnegative_int("order_seed", order_seed)
     for s in steps:
         _checks.choice("steps", s, STEPS)
-    data_meta = dict(data_meta or {"source": "arrays", "n": int(x.shape[0]), "lecture": False})
-    on_lecture_data = bool(data_meta.get("lecture"))
+    return x, y, order_seed
 
-    t_params, t_data = torch_dtype(pol.params), torch_dtype(pol.data)
-    tx, ty = torch.as_tensor(x, dtype=t_data), torch.as_tensor(y, dtype=t_data)
+
+def run_jax(x, y, *, dtype: str = "lecture", order_seed: int = 0, steps=STEPS,
+            progress=None) -> dict:
+    """The JAX side of the lecture's steps: name -> (numbers, path or None).
+
+    Needs JAX's 64-bit mode for ``"lecture"`` and ``"float64"``, as `run` does.
+    """
+    pol = require(dtype)
+    x, y, order_seed = _check(x, y, order_seed, steps, pol)
+    orders = _orders(steps, x.shape[0], order_seed)
     jx, jy = jnp.asarray(x), jnp.asarray(y)
-
-    out, paths = {}, {}
+    out = {}
     for name in steps:
         if progress is not None:
             progress(name)
         if name in FITS:
-            step = FITS[name]
-            order = None
-            if step.optimizer != "gd":
-                order = data.batch_order(x.shape[0], step.epochs, order_seed)
-            j, jpath = _jax_fit(step, jx, jy, order, pol.params)
-            t, tpath = _torch_fit(step, tx, ty, order, t_params)
-            paths[name] = {"jax": jpath, "torch": tpath}
+            out[name] = _jax_fit(FITS[name], jx, jy, orders.get(name), pol.params)
         else:
-            j, t = _jax_step(name, jx, jy, pol), _torch_step(name, tx, ty, t_params)
+            out[name] = (_jax_step(name, jx, jy, pol), None)
+    return out
+
+
+def run_torch(x, y, *, dtype: str = "lecture", order_seed: int = 0, steps=STEPS,
+              progress=None) -> dict:
+    """The torch side of the lecture's steps: name -> (numbers, path or None).
+
+    Uses no JAX (its 64-bit mode included).
+    """
+    pol = policy(dtype)
+    x, y, order_seed = _check(x, y, order_seed, steps, pol)
+    orders = _orders(steps, x.shape[0], order_seed)
+    t_params, t_data = torch_dtype(pol.params), torch_dtype(pol.data)
+    tx, ty = torch.as_tensor(x, dtype=t_data), torch.as_tensor(y, dtype=t_data)
+    out = {}
+    for name in steps:
+        if progress is not None:
+            progress(name)
+        if name in FITS:
+            out[name] = _torch_fit(FITS[name], tx, ty, orders.get(name), t_params)
+        else:
+            out[name] = (_torch_step(name, tx, ty, t_params), None)
+    return out
+
+
+def combine(x, y, jax_side: dict, torch_side: dict | None, *, dtype: str = "lecture",
+            data_meta: dict | None = None) -> LectureResult:
+    """A `LectureResult` from `run_jax` and `run_torch`.
+
+    With ``torch_side=None`` the torch numbers and paths are None (and so is ``max_abs_diff``):
+    a partial result, for what needs only the JAX side (the figures that draw JAX's fits).
+    """
+    pol = policy(dtype)
+    x, y = _checks.data(x, y, dtype=pol.data)
+    data_meta = dict(data_meta or {"source": "arrays", "n": int(x.shape[0]), "lecture": False})
+    on_lecture_data = bool(data_meta.get("lecture"))
+    out, paths = {}, {}
+    for name, (j, jpath) in jax_side.items():
+        t, tpath = torch_side[name] if torch_side is not None else (None, None)
+        if name in FITS:
+            paths[name] = {"jax": jpath, "torch": tpath}
         out[name] = {
             "jax": j,
             "torch": t,
-            "max_abs_diff": _max_abs_diff(j, t),
+            "max_abs_diff": None if t is None else _max_abs_diff(j, t),
             "lecture": PRINTED.get(name) if on_lecture_data else None,
         }
         if name == "autodiff":  # the third way: the lecture's hand-derived formula (cell 28)
@@ -238,4 +273,54 @@ def run(x, y, *, dtype: str = "lecture", order_seed: int = 0, data_meta: dict | 
     return LectureResult(data_meta, dtype, out, paths, x, y)
 
 
-__all__ = ["FITS", "PRINTED", "STEPS", "LectureResult", "Step", "check_scale", "run"]
+def run(x, y, *, dtype: str = "lecture", order_seed: int = 0, data_meta: dict | None = None,
+        steps=STEPS, progress=None, second_process: bool | None = None) -> LectureResult:
+    """Run the lecture's steps on (x, y) in JAX and in torch.
+
+    Args:
+      x, y: (n,) data.
+      dtype: precision mode (`functional_fit.precision.DTYPES`); needs JAX's 64-bit mode for
+        ``"lecture"`` and ``"float64"``.
+      order_seed: seed of the batch order shared by SGD and Adam in both frameworks.
+      data_meta: description of the data for the result; ``{"lecture": True}`` attaches the
+        lecture's printed numbers.
+      steps: names of the steps to run, from `STEPS`.
+      progress: optional callable, called with "torch: NAME" before each step's torch side
+        runs and once with "JAX: ..." for the JAX side (len(steps) + 1 calls).
+      second_process: run the JAX side in a second process (`background.start`) while the
+        torch side runs here; the numbers are the same either way. None: when
+        `background.worthwhile()`, that is with more than two cores.
+
+    Returns:
+      `LectureResult`.
+    """
+    pol = require(dtype)
+    x, y, order_seed = _check(x, y, order_seed, steps, pol)
+    kwargs = dict(dtype=dtype, order_seed=order_seed, steps=tuple(steps))
+
+    def tell(side):
+        return None if progress is None else lambda name: progress(f"{side}: {name}")
+
+    if second_process is None:
+        second_process = background.worthwhile()
+    if not second_process:
+        if progress is not None:
+            progress("JAX: every step")
+        jax_side = run_jax(x, y, **kwargs)
+        torch_side = run_torch(x, y, progress=tell("torch"), **kwargs)
+    else:
+        job = background.start(run_jax, x, y, **kwargs)
+        try:
+            torch_side = run_torch(x, y, progress=tell("torch"), **kwargs)
+            if progress is not None:
+                progress("JAX: every step, in a second process")
+            jax_side = job.result()
+            job.close()
+        except BaseException:
+            job.cancel()
+            raise
+    return combine(x, y, jax_side, torch_side, dtype=dtype, data_meta=data_meta)
+
+
+__all__ = ["FITS", "PRINTED", "STEPS", "LectureResult", "Step", "check_scale", "combine", "run",
+           "run_jax", "run_torch"]

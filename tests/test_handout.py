@@ -1,0 +1,233 @@
+"""The handout page (`parity.comparison.handout`), built by the command line and read in Chromium.
+
+The page is built once, by ``functional-fit lecture --out DIR`` on a small data set (so the
+torch loops are short), and then:
+- read as text: self-contained (no http, no external script, style or font), every step's code
+  is its function's source as `inspect` reads it, highlighted;
+- loaded headless in a real Chromium (Debian's ``chromium``, driven by playwright): no network
+  request, no console error, every step with a torch and a JAX code block and its figures
+  drawn; a screenshot is kept in ``tests/artifacts/`` for a person to look at.
+
+Where no Chromium can be had, the browser tests are skipped with a message saying how to get
+one; on CI (``CI=true``) they fail instead.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+import functional_fit as ff
+from functional_fit.cli import main
+from parity.comparison import figures, handout, lecture
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+#: Flags for a headless Chromium on a machine like CI's: no sandbox (root), no GPU, and no
+#: background traffic of the browser's own that a network check would count.
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync"]
+HOW_TO_GET_CHROMIUM = ("no Chromium found: install Debian's package (sudo apt-get install "
+                       "chromium), or set FUNCTIONAL_FIT_CHROMIUM to a Chrome or Chromium "
+                       "binary; and pip install playwright (the test extras)")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """``lecture --out DIR --html FILE`` on 30 synthetic points: (DIR, FILE, the JSON printed)."""
+    out = tmp_path_factory.mktemp("handout")
+    page = out / "alone" / "page.html"
+    with pytest.MonkeyPatch.context() as mp:
+        import io
+        import sys
+
+        buf = io.StringIO()
+        mp.setattr(sys, "stdout", buf)
+        assert main(["lecture", "--n", "30", "--out", str(out / "dir"), "--html", str(page),
+                     "--json"]) == 0
+    return out / "dir", page, json.loads(buf.getvalue())
+
+
+def test_out_writes_the_page_and_html_writes_only_the_page(built):
+    out, page, doc = built
+    assert (out / "index.html").is_file() and (out / "results.json").is_file()
+    assert sorted(p.name for p in page.parent.iterdir()) == ["page.html"]
+    a, b = (p.read_text(encoding="utf-8") for p in (out / "index.html", page))
+    strip = re.compile(r"<dt>made</dt><dd>[^<]*</dd>")  # the time it was made
+    assert strip.sub("", a) == strip.sub("", b)
+
+
+def test_the_page_is_self_contained(built):
+    text = (built[0] / "index.html").read_text(encoding="utf-8")
+    assert "<script" not in text
+    assert not re.search(r"""(src|href)=["'](?!data:|#)""", text)  # only data: URLs and anchors
+    assert not re.search(r"https?://|@import|url\(", text.split("<body>")[0])  # the <head>, CSS
+    assert "@media print" in text
+    assert text.count('src="data:image/png;base64,') == len(figures.ORDER)
+
+
+def test_every_step_has_both_codes_from_the_source(built):
+    text = (built[0] / "index.html").read_text(encoding="utf-8")
+    sections = re.findall(r'<section class="step" id="step-(\w+)"', text)
+    assert sections == list(lecture.STEPS)
+    for name in lecture.STEPS:
+        part = handout.CODE[name]
+        assert part.torch and part.jax
+        for dotted in (*part.torch, *part.jax):
+            assert f'data-name="{dotted}"' in text
+            src = inspect.getsource(handout.resolve(dotted))
+            first = src.splitlines()[0].strip()  # "def l1(y_hat, y):" and the like
+            name_only = re.match(r"(?:def|class) (\w+)", first).group(1)
+            assert name_only in re.sub(r"<[^>]+>", "", text)  # highlighted: tags between tokens
+    assert '<div class="hl">' in text  # pygments' output
+
+
+def test_the_code_table_covers_every_step_and_figure():
+    assert set(handout.CODE) == set(lecture.STEPS)
+    shown = [f for part in handout.CODE.values() for f in part.figures] + list(handout.INTRO_FIGURES)
+    assert sorted(shown) == sorted(figures.ORDER)  # each figure once
+    assert set(handout.CAPTIONS) == set(figures.ORDER)
+    for part in handout.CODE.values():
+        for dotted in part.torch:
+            assert dotted.startswith("parity.")
+        for dotted in part.jax:
+            assert dotted.startswith("functional_fit.")
+
+
+def test_results_match_the_json(built):
+    _, _, doc = built
+    text = (built[0] / "index.html").read_text(encoding="utf-8")
+    gd = doc["steps"]["gd_abs_linear"]
+    assert f"{gd['jax']['loss']:.10g}" in text and f"{gd['torch']['loss']:.10g}" in text
+    assert f"{gd['max_abs_diff']:.2e}" in text
+    assert "n = 30, seed 42" in text and "the lecture printed" not in text  # not its data
+
+
+def test_the_lecture_printed_numbers_on_the_lecture_data(lecture_xy):
+    x, y = lecture_xy
+    steps = ("ols", "gd_abs_linear", "sgd_abs_quad")
+    result = lecture.run(x, y, data_meta={"source": "synthetic", "n": 100, "seed": 42,
+                                          "noise": 0.7, "lecture": True}, steps=steps)
+    text = handout.html(result, {})
+    assert "the lecture printed" in text and "1.208946183" in text  # cell 49's loss
+    assert "0.7305556363 *" in text  # SGD: another batch order, flagged
+
+
+def test_two_processes_give_the_numbers_and_figures_of_one():
+    """`lecture.run(second_process=True)` and `run_with_figures` (JAX in a second process)
+    give the numbers and PNGs of `lecture.run` and `lecture_figures` in this one, byte for byte."""
+    x, y = ff.lecture_data(n=20, seed=3)
+    result, pngs = figures.run_with_figures(x, y, second_process=True)
+    again = lecture.run(x, y, second_process=False)
+    assert json.dumps(result.to_json()) == json.dumps(again.to_json())
+    assert json.dumps(lecture.run(x, y, second_process=True).to_json()) == json.dumps(again.to_json())
+    assert list(pngs) == list(figures.ORDER)
+    for name, fig in figures.lecture_figures(again).items():
+        assert figures.png(fig) == pngs[name], name
+
+
+# --------------------------------------------------------------------------- in a browser
+
+
+def _chromium() -> str | None:
+    return (os.environ.get("FUNCTIONAL_FIT_CHROMIUM") or shutil.which("chromium")
+            or shutil.which("chromium-browser") or shutil.which("google-chrome"))
+
+
+@pytest.fixture(scope="module")
+def browser_page(built, tmp_path_factory):
+    """The page loaded in headless Chromium: (page, requests made, console errors)."""
+    exe = _chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        exe = None
+    if exe is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the browser tests: {HOW_TO_GET_CHROMIUM}")
+        pytest.skip(HOW_TO_GET_CHROMIUM)
+    url = (built[0] / "index.html").resolve().as_uri()
+    requests, errors = [], []
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")),  # a fresh --user-data-dir
+            executable_path=exe, headless=True, args=CHROMIUM_FLAGS,
+            viewport={"width": 1440, "height": 900})  # a laptop screen
+        try:
+            context.on("request", lambda r: requests.append(r.url))
+            page = context.new_page()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url, wait_until="load")
+            yield page, url, requests, errors
+        finally:
+            context.close()
+
+
+def test_browser_makes_no_network_request(browser_page):
+    page, url, requests, _ = browser_page
+    page.wait_for_load_state("networkidle")
+    assert [r for r in requests if r != url and not r.startswith("data:")] == []
+
+
+def test_browser_every_step_has_two_code_blocks_and_its_figures(browser_page):
+    page = browser_page[0]
+    ids = page.eval_on_selector_all("section.step", "els => els.map(e => e.id)")
+    assert ids == [f"step-{n}" for n in lecture.STEPS]
+    for name in lecture.STEPS:
+        section = page.locator(f"section#step-{name}")
+        for side in ("torch", "jax"):
+            blocks = section.locator(f'.code[data-side="{side}"] pre')
+            assert blocks.count() == len(getattr(handout.CODE[name], side))
+            assert all(blocks.nth(i).inner_text().lstrip().startswith(("def ", "class ", "@"))
+                       for i in range(blocks.count()))
+            assert blocks.first.is_visible()
+        for fig in handout.CODE[name].figures:
+            img = section.locator(f'figure[data-figure="{fig}"] img')
+            assert img.count() == 1, (name, fig)
+            width = img.evaluate("el => el.complete ? el.naturalWidth : 0")
+            assert width >= 900, (name, fig, width)  # decoded: the PNG is 960 px or wider
+
+
+def test_browser_console_has_no_errors_and_a_screenshot_is_kept(browser_page):
+    page, _, _, errors = browser_page
+    assert errors == []
+    ARTIFACTS.mkdir(exist_ok=True)
+    top, full = ARTIFACTS / "handout-laptop.png", ARTIFACTS / "handout-full.png"
+    page.set_viewport_size({"width": 1366, "height": 768})
+    page.screenshot(path=str(top))
+    page.screenshot(path=str(full), full_page=True)
+    print(f"\nhandout screenshots: {top} and {full}")
+    assert top.stat().st_size > 10_000 and full.stat().st_size > top.stat().st_size
+    # The code columns sit side by side on a laptop screen.
+    torch_box = page.locator("section#step-ols .column.torch").bounding_box()
+    jax_box = page.locator("section#step-ols .column.jax").bounding_box()
+    assert torch_box["x"] + torch_box["width"] <= jax_box["x"] and torch_box["y"] == jax_box["y"]
+
+
+def test_browser_prints(browser_page):
+    page = browser_page[0]
+    page.emulate_media(media="print")
+    try:
+        # the print style sheet applies: code wraps instead of scrolling, a step per page
+        style = page.eval_on_selector(".hl pre", "el => getComputedStyle(el).whiteSpace")
+        assert style == "pre-wrap"
+        assert page.eval_on_selector("section.step", "el => getComputedStyle(el).breakBefore") == "page"
+        pdf = page.pdf(format="A4")
+    finally:
+        page.emulate_media(media="screen")
+    assert pdf.startswith(b"%PDF") and len(pdf) > 100_000
+
+
+@pytest.mark.parametrize("html", ["", "{tmp}"])
+def test_html_refuses_an_empty_name_or_a_directory(html, tmp_path, capsys):
+    assert main(["lecture", "--n", "5", "--html", html.replace("{tmp}", str(tmp_path))]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1 and "--html" in err, err
+    assert list(tmp_path.iterdir()) == []
