@@ -20,7 +20,6 @@ import errno
 import io
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -343,11 +342,13 @@ def test_cli(row, tmp_path, capsys):
     assert _leftovers(tmp_path, files, outputs) == []
 
 
-def _cli(argv, *, env=None, stdout=None, timeout=300, **kwargs):
-    """Run ``python -m functional_fit ARGV`` as a user would; stdout "closed" or "full"."""
+def _cli(argv, *, env=None, stdout=None, timeout=300, prefix=None, **kwargs):
+    """Run ``python -m functional_fit ARGV`` as a user would; stdout "closed" or "full".
+
+    `prefix`, when given, is the whole command instead (a wrapper around the command)."""
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "FUNCTIONAL_FIT_"))},
            **(env or {})}
-    cmd = [sys.executable, "-m", "functional_fit", *argv]
+    cmd = prefix or [sys.executable, "-m", "functional_fit", *argv]
     out = subprocess.PIPE
     if stdout == "closed":  # as the shell's `>&-` (a shell, not preexec_fn: JAX has threads)
         cmd, out = ["sh", "-c", 'exec "$0" "$@" >&-', *cmd], None
@@ -545,11 +546,20 @@ def test_ctrl_c_stops_a_long_fit_within_a_second_and_writes_nothing(tmp_path):
 def test_a_run_beyond_the_memory_limit_is_refused_before_it_allocates(tmp_path):
     """``sweep --n 10**8`` would make 1.6 GB of data; with a 100 MB limit it is refused, and the
     process never grows beyond its start-up size."""
-    proc = _cli(["sweep", "--n", str(10**8)], env={"FUNCTIONAL_FIT_MEMORY_LIMIT": "100M"})
+    # Through a small wrapper process whose only child is the command, so that the peak is the
+    # command's own, not that of another child of this test process (a notebook's kernel, say).
+    wrapper = ("import resource, subprocess, sys; "
+               "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+               "sys.stderr.write(p.stderr); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024); "
+               "sys.exit(p.returncode)")
+    proc = _cli([], env={"FUNCTIONAL_FIT_MEMORY_LIMIT": "100M"}, prefix=[
+        sys.executable, "-c", wrapper, sys.executable, "-m", "functional_fit", "sweep", "--n",
+        str(10**8)])
     assert proc.returncode == 2
     assert "--n: this run needs about 6.0 GiB of memory" in proc.stderr
     assert "more than the 100.0 MiB available (FUNCTIONAL_FIT_MEMORY_LIMIT); lower --n" in proc.stderr
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # bytes, largest child
+    peak = int(proc.stdout.strip())  # bytes, the command's own peak
     assert peak < 1.2e9, peak
 
 

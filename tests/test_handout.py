@@ -43,6 +43,7 @@ def built(tmp_path_factory):
     """``lecture --out DIR --html FILE`` on 30 synthetic points: (DIR, FILE, the JSON printed)."""
     out = tmp_path_factory.mktemp("handout")
     page = out / "alone" / "page.html"
+    page.parent.mkdir()  # an output's folder must exist (checked by the parser, before any work)
     with pytest.MonkeyPatch.context() as mp:
         import io
         import sys
@@ -227,7 +228,11 @@ def test_browser_prints(browser_page):
 
 @pytest.mark.parametrize("html", ["", "{tmp}"])
 def test_html_refuses_an_empty_name_or_a_directory(html, tmp_path, capsys):
-    assert main(["lecture", "--n", "5", "--html", html.replace("{tmp}", str(tmp_path))]) == 2
+    try:  # the parser refuses it: argparse's exit status 2, before any work
+        status = main(["lecture", "--n", "5", "--html", html.replace("{tmp}", str(tmp_path))])
+    except SystemExit as exc:
+        status = exc.code
+    assert status == 2
     out, err = capsys.readouterr()
     assert out == "" and len(err.strip().splitlines()) == 1 and "--html" in err, err
     assert list(tmp_path.iterdir()) == []
