@@ -246,3 +246,32 @@ def test_torch_names_in_fit_sweep_and_cli(lecture_xy):
          "--json"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert '"opt": {"momentum_decay": 0.01}' in out.stdout
+
+
+@pytest.mark.parametrize("what", ["gd", "sgd", "adam", "train"])
+def test_a_fit_run_in_chunks_is_the_fit_run_whole(lecture_xy, monkeypatch, what):
+    """Long fits run as several compiled calls carrying their state (Ctrl-C, progress): the
+    result, path and losses are bit for bit those of one call, and divergence is found at the
+    same step."""
+    x, y = lecture_xy
+    order = ff.batch_order(100, 6, seed=3)
+
+    def go():
+        if what == "train":
+            return fit.train({"w": np.zeros(3)}, x, y, model=lambda p, x: models.polynomial(p["w"], x),
+                             loss=losses.mse, optimizer=optax.adam(0.05), order=order, batch_size=7)
+        return fit.run(what, np.zeros(3), x, y, model=models.polynomial, loss=losses.l1, lr=0.5,
+                       steps=90, order=order, batch_size=7)
+
+    whole = go()
+    monkeypatch.setitem(fit.CHUNK_WORK, "cpu", 40 * (fit.STEP_OVERHEAD + 7 * 3))  # ~40 steps
+    chunked = go()
+    for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(chunked)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    if what == "gd":  # divergence: the same first non-finite step, chunked or not
+        with pytest.raises(ff.DivergenceError) as chunked_error:
+            fit.run("gd", np.zeros(2), x, y, loss=losses.mse, lr=1e6, steps=100)
+        monkeypatch.undo()
+        with pytest.raises(ff.DivergenceError) as whole_error:
+            fit.run("gd", np.zeros(2), x, y, loss=losses.mse, lr=1e6, steps=100)
+        assert chunked_error.value.step == whole_error.value.step == 30
