@@ -42,7 +42,7 @@ import torch  # noqa: E402
 
 import parity  # noqa: E402
 import parity.surface  # noqa: E402
-from _report import ROOT, machine, write_section  # noqa: E402
+from _report import ROOT, machine, median_time, write_section  # noqa: E402
 from functional_fit import losses, models, surface  # noqa: E402
 from functional_fit.tolerances import rel_err  # noqa: E402
 
@@ -125,13 +125,7 @@ print(json.dumps([status("VmHWM") - before, z.nbytes / 2**20]))
 
 
 def median_s(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return median_time(fn, repeats=repeats, warmup=1)
 
 
 def main():
