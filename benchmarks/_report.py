@@ -6,8 +6,6 @@ Each benchmark owns one section of BENCHMARKS.md, between ``<!-- BEGIN name -->`
 
 from __future__ import annotations
 
-import os
-import platform
 import re
 import statistics
 import time
@@ -24,24 +22,17 @@ HEADER = (
 
 
 def machine() -> str:
-    """One line naming the machine, the Python and the library versions."""
+    """One line naming the machine, the Python and the library versions (the handout page's
+    `parity.comparison.handout.environment`, plus JAX's devices)."""
     import jax
-    import numpy
-    import optax
-    import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            m = re.search(r"model name\s*:\s*(.*)", fh.read())
-            cpu = m.group(1).strip() if m else cpu
-    except OSError:
-        pass
+    from parity.comparison.handout import environment
+
+    env = environment()
     devices = ", ".join(sorted({d.device_kind for d in jax.devices()}))
     return (
-        f"{cpu}, {os.cpu_count()} cores, JAX devices: {devices}; Python {platform.python_version()}, "
-        f"jax {jax.__version__}, optax {optax.__version__}, torch {torch.__version__}, "
-        f"numpy {numpy.__version__}"
+        f"{env['machine']}, JAX devices: {devices}; Python {env['python']}, jax {env['jax']}, "
+        f"optax {env['optax']}, torch {env['torch']}, numpy {env['numpy']}"
     )
 
 

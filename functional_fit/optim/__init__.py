@@ -107,6 +107,17 @@ def _cycled(lr, name: str, has_momentum: bool = True):
     return momentum
 
 
+def _adam_args(name: str, lr, betas, eps, weight_decay, maximize):
+    """The Adam family's shared arguments, checked as torch checks them; beta1 replaced by a
+    cycling OneCycleLR's momentum. Returns (lr, b1, b2, eps, weight_decay, maximize)."""
+    lr = _lr(lr)
+    b1, b2 = _betas(betas)
+    eps = _checks.nonnegative_float("eps", eps)
+    weight_decay = _checks.nonnegative_float("weight_decay", weight_decay)
+    maximize = _flag("maximize", maximize)
+    return lr, _cycled(lr, name) or b1, b2, eps, weight_decay, maximize
+
+
 # --------------------------------------------------------------------------- building blocks
 
 
@@ -219,13 +230,10 @@ def Adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *
       >>> [round(float(u), 6) for u in updates]  # the first Adam step is -lr * sign(g)
       [-0.1, 0.1]
     """
-    lr = _lr(lr)
-    b1, b2 = _betas(betas)
-    eps = _checks.nonnegative_float("eps", eps)
-    weight_decay = _checks.nonnegative_float("weight_decay", weight_decay)
-    amsgrad, maximize = _flag("amsgrad", amsgrad), _flag("maximize", maximize)
+    lr, b1, b2, eps, weight_decay, maximize = _adam_args("Adam", lr, betas, eps, weight_decay,
+                                                         maximize)
+    amsgrad = _flag("amsgrad", amsgrad)
     decoupled = _flag("decoupled_weight_decay", decoupled_weight_decay)
-    b1 = _cycled(lr, "Adam") or b1
     factory = transforms.scale_by_torch_amsgrad if amsgrad else optax.scale_by_adam
     scale = _scheduled(factory, b1=b1, b2=b2, eps=eps)
     return _adam_like(scale, lr, maximize, weight_decay, decoupled)
@@ -337,12 +345,8 @@ def Adamax(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, *, maximize=Fa
     Returns:
       An `optax.GradientTransformation`.
     """
-    lr = _lr(lr)
-    b1, b2 = _betas(betas)
-    eps = _checks.nonnegative_float("eps", eps)
-    weight_decay = _checks.nonnegative_float("weight_decay", weight_decay)
-    maximize = _flag("maximize", maximize)
-    b1 = _cycled(lr, "Adamax") or b1
+    lr, b1, b2, eps, weight_decay, maximize = _adam_args("Adamax", lr, betas, eps,
+                                                         weight_decay, maximize)
     scale = _scheduled(optax.scale_by_adamax, b1=b1, b2=b2, eps=eps)
     return _adam_like(scale, lr, maximize, weight_decay, False)
 
@@ -363,14 +367,10 @@ def NAdam(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, momentum_decay=
     Returns:
       An `optax.GradientTransformation`.
     """
-    lr = _lr(lr)
-    b1, b2 = _betas(betas)
-    eps = _checks.nonnegative_float("eps", eps)
-    weight_decay = _checks.nonnegative_float("weight_decay", weight_decay)
+    lr, b1, b2, eps, weight_decay, maximize = _adam_args("NAdam", lr, betas, eps, weight_decay,
+                                                         maximize)
     momentum_decay = _checks.nonnegative_float("momentum_decay", momentum_decay)
     decoupled = _flag("decoupled_weight_decay", decoupled_weight_decay)
-    maximize = _flag("maximize", maximize)
-    b1 = _cycled(lr, "NAdam") or b1
     scale = _scheduled(transforms.scale_by_torch_nadam, b1=b1, b2=b2, eps=eps,
                        momentum_decay=momentum_decay)
     return _adam_like(scale, lr, maximize, weight_decay, decoupled)
@@ -391,13 +391,9 @@ def RAdam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, decoupled_weigh
     Returns:
       An `optax.GradientTransformation`.
     """
-    lr = _lr(lr)
-    b1, b2 = _betas(betas)
-    eps = _checks.nonnegative_float("eps", eps)
-    weight_decay = _checks.nonnegative_float("weight_decay", weight_decay)
+    lr, b1, b2, eps, weight_decay, maximize = _adam_args("RAdam", lr, betas, eps, weight_decay,
+                                                         maximize)
     decoupled = _flag("decoupled_weight_decay", decoupled_weight_decay)
-    maximize = _flag("maximize", maximize)
-    b1 = _cycled(lr, "RAdam") or b1
     scale = _scheduled(transforms.scale_by_torch_radam, b1=b1, b2=b2, eps=eps)
     return _adam_like(scale, lr, maximize, weight_decay, decoupled)
 
