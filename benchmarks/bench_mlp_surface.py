@@ -123,8 +123,16 @@ print(json.dumps([status("VmHWM") - before, z.nbytes / 2**20]))
     return tuple(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def median_s(fn, repeats):
-    return median_time(fn, repeats=repeats, warmup=1)
+def median_s(fn, repeats, budget_s=2.0, most=50):
+    """Median seconds of `fn` over at least `repeats` calls, and more (up to `most`) where
+    they fit in `budget_s`: a call of a few milliseconds is noisy, and is given more repeats,
+    whichever tool it is."""
+    fn()  # warm up (compile, caches)
+    t = time.perf_counter()
+    fn()
+    once = time.perf_counter() - t
+    return median_time(fn, repeats=max(repeats, min(most, int(budget_s / max(once, 1e-6)))),
+                       warmup=0)
 
 
 def main():

@@ -79,3 +79,101 @@ def test_a_network_takes_batched_products_in_bounded_blocks(net, monkeypatch):
     assert seen["kind"] == "Vmapped"
     assert seen["width"] == 40 * 6  # the (n, 6) activations of the first layer
     assert seen["items"] == surface.VMAP_ITEMS
+
+
+def _options_seen(monkeypatch):
+    """A spy on `surface._grid`: the XLA options of each call, in order."""
+    seen = []
+    real = surface._grid
+
+    def spy(kernel, *args, **kw):
+        seen.append(tuple(kw.get("options", ())))
+        return real(kernel, *args, **kw)
+
+    monkeypatch.setattr(surface, "_grid", spy)
+    return seen
+
+
+def _default_compilation(net_surface, monkeypatch):
+    """`net_surface()` compiled by XLA's defaults (no `CPU_DOT_OPTIONS`)."""
+    with monkeypatch.context() as m:
+        m.setattr(surface, "CPU_DOT_OPTIONS", ())
+        return net_surface()
+
+
+@pytest.mark.parametrize("dtype, bound", [("float32", 2e-6), ("float64", 1e-13)])
+def test_network_surfaces_take_the_cpu_dot_options_and_agree_with_the_default(
+        net, monkeypatch, dtype, bound):
+    """On the CPU a network's layers are compiled with `CPU_DOT_OPTIONS` (YNNPACK's kernels):
+    the surface is XLA's default compilation's, to rounding, point by point."""
+    _, p, x, y = net
+    cast = lambda t: jax.tree.map(lambda v: np.asarray(v, dtype), t)  # noqa: E731
+    plane, x, y = cast(surface.random_plane(p, seed=3)), cast(x), cast(y)
+    a, b = np.linspace(-1, 1, 23, dtype=dtype), np.linspace(-0.5, 0.5, 17, dtype=dtype)
+
+    def net_surface():
+        return surface.loss_surface(models.mlp, losses.mse, x, y, a, b, plane=plane)
+
+    want = _default_compilation(net_surface, monkeypatch)
+    seen = _options_seen(monkeypatch)
+    got = net_surface()
+    assert seen == [surface.CPU_DOT_OPTIONS]  # one call, with the options, check passed
+    assert got.dtype == want.dtype == np.dtype(dtype)
+    assert rel_err(got, want) < bound
+
+
+def test_an_xla_that_refuses_the_options_gets_the_default_compilation(net, monkeypatch):
+    """An option this XLA does not know (an older or newer jaxlib): XLA's own refusal is
+    caught, the surface is computed without it, and it is not asked for again."""
+    _, p, x, y = net
+    plane = surface.random_plane(p, seed=4)
+    a, b = np.linspace(-1, 1, 6), np.linspace(-1, 1, 5)
+
+    def net_surface():
+        return surface.loss_surface(models.mlp, losses.mse, x, y, a, b, plane=plane)
+
+    want = _default_compilation(net_surface, monkeypatch)
+    bogus = (("xla_cpu_no_such_option_for_this_test", "1"),)
+    monkeypatch.setattr(surface, "CPU_DOT_OPTIONS", bogus)
+    monkeypatch.setattr(surface, "_refused_options", set())
+    seen = _options_seen(monkeypatch)
+    np.testing.assert_array_equal(net_surface(), want)
+    assert seen == [bogus, ()]
+    assert surface._refused_options == {bogus[0][0]}
+    np.testing.assert_array_equal(net_surface(), want)
+    assert seen == [bogus, (), ()]  # not asked again
+
+
+def test_options_whose_losses_disagree_at_the_checked_points_are_dropped(net, monkeypatch):
+    """The first call's losses at a few points are checked against the default compilation;
+    when they disagree (a miscompiled kernel), the default compilation computes the surface."""
+    _, p, x, y = net
+    plane = surface.random_plane(p, seed=4)
+    a, b = np.linspace(-1, 1, 6), np.linspace(-1, 1, 5)
+
+    def net_surface():
+        return surface.loss_surface(models.mlp, losses.mse, x, y, a, b, plane=plane)
+
+    want = _default_compilation(net_surface, monkeypatch)
+    monkeypatch.setattr(surface, "_per_point_check", lambda *args: lambda values: False)
+    seen = _options_seen(monkeypatch)
+    np.testing.assert_array_equal(net_surface(), want)
+    assert seen == [surface.CPU_DOT_OPTIONS, ()]
+
+
+def test_losses_without_matrix_products_are_compiled_as_before(monkeypatch):
+    """The lecture's models have no dot: their surfaces never take the options (so they stay
+    bit for bit what they were); a dot inside a jitted model is found."""
+    x, y = np.linspace(-1, 1, 30), np.linspace(0, 2, 30)
+    seen = _options_seen(monkeypatch)
+    for model, size in ((models.linear, 2), (models.polynomial, 5)):
+        surface.loss_surface(model, losses.l1, x, y, np.zeros(3), np.zeros(2),
+                             base=np.zeros(size), layout="vmap")
+    assert seen == [(), ()]
+    spec = surface._spec(((x, y), surface.Plane(np.zeros(13), np.zeros(13), np.zeros(13))))
+
+    def dotted(w, x):
+        return jax.jit(lambda w, x: x[:, None] ** np.arange(13)[None, :] @ w)(w, x)
+
+    assert surface._traced(dotted, losses.mse, spec)[1]
+    assert not surface._traced(models.polynomial, losses.mse, spec)[1]
