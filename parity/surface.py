@@ -120,7 +120,7 @@ def loss_surface(model, loss, x, y, a_values, b_values, *, base=None, coords=(0,
             else:
                 y_hat = model(w[:, :, None], tx)  # (p+1, G, 1) with (n,) -> (G, n)
                 out[q] = _UNREDUCED[loss](y_hat, ty.expand_as(y_hat)).mean(dim=1)  # (G,)
-    return out.reshape(nb, na).numpy()
+    return out.reshape(nb, na).cpu().numpy()
 
 
 def module_surface(module, loss_fn, x, y, a_values, b_values, *, plane,
@@ -142,33 +142,35 @@ def module_surface(module, loss_fn, x, y, a_values, b_values, *, plane,
       block: grid points per vmapped call; memory grows with it.
 
     Returns:
-      (nb, na) numpy array, in the module's dtype.
+      (nb, na) numpy array, in the module's dtype. The work runs on the module's device (a
+      module moved to a GPU computes there; x and y are moved to it).
     """
     from torch.func import functional_call
 
     block = _checks.positive_int("block", block)
     names = [k for k, _ in module.named_parameters()]
-    dtype = next(module.parameters()).dtype
-    origin, u, v = ({k: torch.as_tensor(np.array(d[k]), dtype=dtype) for k in names}
+    dtype, device = next(module.parameters()).dtype, next(module.parameters()).device
+    origin, u, v = ({k: torch.as_tensor(np.array(d[k]), dtype=dtype, device=device)
+                     for k in names}
                     for d in plane)  # np.array: a writable copy of each (JAX's are read-only)
-    tx, ty = (torch.as_tensor(np.array(t)) if not isinstance(t, torch.Tensor) else t
-              for t in (x, y))
-    ta = torch.as_tensor(np.array(a_values), dtype=dtype)
-    tb = torch.as_tensor(np.array(b_values), dtype=dtype)
+    tx, ty = ((torch.as_tensor(np.array(t)) if not isinstance(t, torch.Tensor) else t)
+              .to(device) for t in (x, y))
+    ta = torch.as_tensor(np.array(a_values), dtype=dtype, device=device)
+    tb = torch.as_tensor(np.array(b_values), dtype=dtype, device=device)
     na, nb = ta.shape[0], tb.shape[0]
-    out = torch.empty(nb * na, dtype=dtype)
+    out = torch.empty(nb * na, dtype=dtype, device=device)
 
     def at(p):  # one grid point's parameters -> ()
         return loss_fn(functional_call(module, p, (tx,)), ty)
 
     with torch.no_grad():
         for start in range(0, nb * na, block):
-            q = torch.arange(start, min(start + block, nb * na))  # (G,) row-major
+            q = torch.arange(start, min(start + block, nb * na), device=device)  # (G,)
             a, b = ta[q % na], tb[q // na]  # (G,)
             params = {k: origin[k] + _lead(a, origin[k]) * u[k] + _lead(b, origin[k]) * v[k]
                       for k in names}  # each (G, *shape)
             out[q] = vmap(at)(params)  # (G,)
-    return out.reshape(nb, na).numpy()
+    return out.reshape(nb, na).cpu().numpy()
 
 
 def _lead(c, like):
