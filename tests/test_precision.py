@@ -135,3 +135,17 @@ def test_float64_context_computes_in_float64_and_restores(probe):
     # The lecture's GD on its linear model, in float64 (its printed values are float32).
     assert probe["inside_params"] == pytest.approx(PRINTED["gd_abs_linear"]["params"], rel=1e-6)
     assert probe["x64_after_block"] is False
+
+
+def test_torch_matmul_precision_is_highest_unless_the_program_chose_one():
+    """float32 products as torch's (no TF32 on a GPU); a precision the program set is kept."""
+    import jax
+
+    from functional_fit.precision import torch_matmul_precision
+
+    assert jax.config.jax_default_matmul_precision is None
+    with torch_matmul_precision():
+        assert jax.config.jax_default_matmul_precision == "highest"
+    with jax.default_matmul_precision("tensorfloat32"), torch_matmul_precision():
+        assert jax.config.jax_default_matmul_precision == "tensorfloat32"
+    assert jax.config.jax_default_matmul_precision is None

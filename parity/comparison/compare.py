@@ -45,7 +45,7 @@ import torch
 
 from functional_fit import checks as _checks, data as _data, fit, optim, registry
 from functional_fit.checks import DivergenceError, InputError
-from functional_fit.precision import require
+from functional_fit.precision import require, torch_matmul_precision
 from functional_fit.tolerances import OPTIMIZER_ROUNDINGS, UNIT_ROUNDOFF, rel_err
 from parity import fit as tfit, params as tparams
 from parity.data import torch_dtype
@@ -366,16 +366,18 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
         n_steps, batch = steps, n
     module, p0 = _start(torch_module, params, dtype)
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-    out, tout, value, tvalue = _diagnose(jax_model, module, jax_loss, torch_loss, p0, x, y, tx, ty)
-    jax_opt, torch_opt = _optimizers(optimizer, module.parameters())
-    grads = _gradients(jax_model, module, jax_loss, torch_loss, p0, x, y, tx, ty)
-
-    diverged = []
-    try:
-        jpath = fit.train(p0, x, y, model=jax_model, loss=jax_loss, optimizer=jax_opt,
-                          **length).path
-    except DivergenceError as exc:
-        jpath, diverged = exc.result.path, diverged + ["jax"]
+    # JAX's float32 matrix products as torch's (no TF32 on a GPU): like is compared with like
+    with torch_matmul_precision():
+        out, tout, value, tvalue = _diagnose(jax_model, module, jax_loss, torch_loss, p0, x, y,
+                                             tx, ty)
+        jax_opt, torch_opt = _optimizers(optimizer, module.parameters())
+        grads = _gradients(jax_model, module, jax_loss, torch_loss, p0, x, y, tx, ty)
+        diverged = []
+        try:
+            jpath = fit.train(p0, x, y, model=jax_model, loss=jax_loss, optimizer=jax_opt,
+                              **length).path
+        except DivergenceError as exc:
+            jpath, diverged = exc.result.path, diverged + ["jax"]
     jpath = {k: np.asarray(v) for k, v in jpath.items()}
     try:
         tpath = tfit.train(module, torch_loss, tx, ty, optimizer=torch_opt, **length).path
