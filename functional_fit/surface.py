@@ -65,7 +65,7 @@ from jax.sharding import Mesh, PartitionSpec
 
 from functional_fit import checks as _checks, registry
 from functional_fit.checks import InputError
-from functional_fit.precision import check_array_dtype
+from functional_fit.precision import check_array_dtype, torch_matmul_precision
 
 #: The largest grid `loss_surface` accepts: 2**30 points, a float64 output of 8 GiB.
 MAX_POINTS = 2**30
@@ -74,11 +74,14 @@ MAX_POINTS = 2**30
 CHUNK_POINTS = {"cpu": 2**20, "gpu": 2**24}
 #: Numbers a block may hold per its G points (its parameter vectors, say): 64 MB of float64.
 WORKSPACE_ITEMS = 2**23
-#: The vmapped layout's block: this many numbers of its largest intermediate (8 MB of float32),
-#: so that a block's batched matrix products stay in cache. Measured on the 2-core EPYC,
-#: 1 -> 32 -> 32 -> 1 tanh on n = 100: blocks of 512 points took 4.7 us a point, 2,621 (the
-#: general workspace) 11 us; 1 -> 64 -> 64 -> 1 on n = 1,000: 32 to 64 points were fastest.
-VMAP_ITEMS = 2**21
+#: The vmapped layout's block: this many numbers of its largest intermediate, per platform. On
+#: the CPU 8 MB of float32, so that a block's batched matrix products stay in cache: measured on
+#: the 2-core EPYC, 1 -> 32 -> 32 -> 1 tanh on n = 100, blocks of 512 points took 4.7 us a
+#: point, 2,621 (the general workspace) 11 us; 1 -> 64 -> 64 -> 1 on n = 1,000, 32 to 64 points
+#: were fastest. On a GPU 256 MB: measured on an H200 (`benchmarks/gpu.py`), the CPU's blocks
+#: took 34.5 ns a point (small net) and 702 ns (large); blocks of 16,384 and 1,024 points
+#: (what 2**26 gives them: 20,971 and 1,048) 22.7 and 337 ns.
+VMAP_ITEMS = {"cpu": 2**21, "gpu": 2**26}
 #: Data points per scan step of the streamed layout, added as a tree (its depth is log2 K).
 DATA_CHUNK = 10
 #: Data points per pass of the streamed loop at most: one pass must outweigh the loop's own
@@ -505,10 +508,17 @@ def _grid_on_device(fn, args, a_values, b_values, step, progress, check):
         values = fn(args, a_values, b_values, jnp.int32(start))  # dispatched asynchronously
         if not chunks and check is not None and not check(values):
             return None  # the caller picks another kernel
-        chunks.append(values.reshape(-1))  # (step,)
+        chunks.append(values)
         if progress is not None:
             progress(min(step, total - start))
-    flat = chunks[0] if len(chunks) == 1 else jnp.concatenate(chunks)  # (chunks * step,)
+    return _assembled(tuple(chunks), total, nb, na)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _assembled(chunks, total: int, nb: int, na: int):
+    """The chunks' values, in order, as the (nb, na) surface: one compiled call (eager
+    reshapes, a concatenate and a slice were an operation and a launch each)."""
+    flat = jnp.concatenate([c.reshape(-1) for c in chunks])  # (chunks * step,)
     return flat[:total].reshape(nb, na)
 
 
@@ -679,24 +689,31 @@ def loss_surface(
 
 
 def _vmapped(model, loss, args, a_values, b_values, grid):
-    """`_grid` with the vmapped layout; on the CPU, with `CPU_DOT_OPTIONS` where they apply."""
+    """`_grid` with the vmapped layout; on the CPU, with `CPU_DOT_OPTIONS` where they apply.
+
+    Matrix products in float32 are computed as torch computes them (no TF32 on a GPU, unless
+    the program asked for it): `precision.torch_matmul_precision`.
+    """
     width, dots = _traced(model, loss, _spec(args))
-    kernel, grid = Vmapped(model, loss), dict(grid, width=width, items=VMAP_ITEMS)
     devices = grid["devices"] if grid["devices"] is not None else jax.devices()
+    items = VMAP_ITEMS.get(devices[0].platform, VMAP_ITEMS["gpu"])
+    kernel, grid = Vmapped(model, loss), dict(grid, width=width, items=items)
     options = tuple(o for o in CPU_DOT_OPTIONS if o[0] not in _refused_options)
-    if dots and options and all(d.platform == "cpu" for d in devices):
-        check = _per_point_check(model, loss, args, a_values, b_values)
-        try:
-            result = _grid(kernel, args, a_values, b_values, check=check, options=options, **grid)
-        except jax.errors.JaxRuntimeError as error:  # an XLA without the option refuses it
-            refused = [name for name, _ in options if name in str(error)]
-            if not refused:
-                raise
-            _refused_options.update(refused)
-            result = None
-        if result is not None:
-            return result
-    return _grid(kernel, args, a_values, b_values, **grid)
+    with torch_matmul_precision():
+        if dots and options and all(d.platform == "cpu" for d in devices):
+            check = _per_point_check(model, loss, args, a_values, b_values)
+            try:
+                result = _grid(kernel, args, a_values, b_values, check=check, options=options,
+                               **grid)
+            except jax.errors.JaxRuntimeError as error:  # an XLA without the option refuses it
+                refused = [name for name, _ in options if name in str(error)]
+                if not refused:
+                    raise
+                _refused_options.update(refused)
+                result = None
+            if result is not None:
+                return result
+        return _grid(kernel, args, a_values, b_values, **grid)
 
 
 def _spec(args):
@@ -748,20 +765,36 @@ def _per_point_check(model, loss, args, a_values, b_values):
     first = min(min(CHUNK_POINTS.values()), na * nb)  # inside the first call's points
     q = np.unique(np.array([0, first - 1, first // 2, first // 3, (2 * first) // 3]))  # (m,)
     a, b = np.asarray(a_values)[q % na], np.asarray(b_values)[q // na]  # (m,)
-    full = _at_points(Vmapped(model, loss), args, jnp.asarray(a), jnp.asarray(b))  # (m,)
-    rtol = float(np.sqrt(np.finfo(full.dtype).eps))
+    a, b, kernel = jnp.asarray(a), jnp.asarray(b), Vmapped(model, loss)
 
     def check(values):  # a few points of the first chunk
-        on_host = not values.is_fully_addressable or all(
-            d.platform == "cpu" for d in values.devices())
-        if on_host:  # numpy's view of a CPU array costs nothing; an eager gather 0.5 ms
+        if _on_host(values):  # numpy's view of a CPU array costs nothing
             got = np.asarray(_to_host(values)).reshape(-1)[q]
-        else:  # on an accelerator: gather the few points there, move only them
-            got = np.asarray(values.reshape(-1)[jnp.asarray(q)])
-        want = np.asarray(full)
-        return bool(np.all(np.abs(got - want) <= rtol * np.abs(want) + np.finfo(full.dtype).tiny))
+            want = np.asarray(_at_points(kernel, args, a, b))
+            return bool(np.all(_close(got, want, np)))
+        # On an accelerator: one compiled call, one bool moved (eager gathers and compares
+        # took 3 ms on an H200, more than the 10^8-point surface's own kernels)
+        return bool(_agrees(kernel, args, a, b, values, jnp.asarray(q)))
 
     return check
+
+
+def _on_host(values) -> bool:
+    """Whether `values` is read on the host: on CPU devices, or spread over several hosts."""
+    return not values.is_fully_addressable or all(d.platform == "cpu" for d in values.devices())
+
+
+def _close(got, want, xp):
+    """Whether the streamed losses `got` are the full ones `want`, beyond doubt of rounding."""
+    info = np.finfo(want.dtype)
+    return xp.abs(got - want) <= float(np.sqrt(info.eps)) * xp.abs(want) + float(info.tiny)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _agrees(kernel, args, a, b, values, q):
+    """`_per_point_check`'s comparison on the device: the full loss at points q, (m,), against
+    the chunk's `values` there; -> () bool."""
+    return jnp.all(_close(values.reshape(-1)[q], kernel(args, a, b), jnp))
 
 
 def mse_surface_exact(

@@ -28,7 +28,8 @@ def test_a_surface_kept_on_the_device_equals_the_host_one(lecture_xy, monkeypatc
     if chunk is not None:  # several compiled calls, the last one short
         monkeypatch.setitem(surface.CHUNK_POINTS, "cpu", chunk)
     a, b = np.linspace(-1, 1, 61), np.linspace(-0.5, 5, 47)
-    host = surface.loss_surface(models.linear, losses.l1, x, y, a, b, layout=layout)
+    host = surface.loss_surface(models.linear, losses.l1, x, y, a, b, layout=layout,
+                                keep_on_device=False)  # a GPU's default is to keep it there
     dev = surface.loss_surface(models.linear, losses.l1, x, y, a, b, layout=layout,
                                keep_on_device=True)
     assert isinstance(host, np.ndarray) and isinstance(dev, jax.Array)
@@ -36,15 +37,28 @@ def test_a_surface_kept_on_the_device_equals_the_host_one(lecture_xy, monkeypatc
     np.testing.assert_array_equal(np.asarray(dev), host)
 
 
-def test_the_per_point_check_runs_on_the_device_too(lecture_xy):
-    """A loss that is not a mean of per-point terms falls back to the vmapped layout there too."""
+@pytest.mark.parametrize("where", ["host", "device"])
+def test_the_per_point_check_runs_on_the_device_too(lecture_xy, monkeypatch, where):
+    """A loss that is not a mean of per-point terms falls back to the vmapped layout there too;
+    one that is keeps the streamed layout. "device": the accelerator's way of checking (one
+    compiled comparison where the chunk lies), taken here on the CPU."""
     x, y = lecture_xy
+    if where == "device":
+        monkeypatch.setattr(surface, "_on_host", lambda values: False)
+    kinds = []
+    real = surface._grid
+    monkeypatch.setattr(surface, "_grid", lambda kernel, *args, **kw: (
+        kinds.append(type(kernel).__name__), real(kernel, *args, **kw))[1])
     worst = lambda y_hat, y: jnp.max(jnp.abs(y_hat - y))  # noqa: E731
     a, b = np.linspace(-1, 1, 9), np.linspace(-1, 1, 7)
-    dev = surface.loss_surface(models.linear, worst, x, y, a, b, keep_on_device=True)
     w0, w1 = np.meshgrid(a, b)
-    brute = np.max(np.abs(w0[..., None] + w1[..., None] * x - y), axis=-1)
-    np.testing.assert_allclose(np.asarray(dev), brute, rtol=1e-15)
+    residuals = np.abs(w0[..., None] + w1[..., None] * x - y)  # (7, 9, n)
+    dev = surface.loss_surface(models.linear, worst, x, y, a, b, keep_on_device=True)
+    np.testing.assert_allclose(np.asarray(dev), np.max(residuals, axis=-1), rtol=1e-15)
+    assert kinds == ["Streamed", "Vmapped"]
+    dev = surface.loss_surface(models.linear, losses.l1, x, y, a, b, keep_on_device=True)
+    np.testing.assert_allclose(np.asarray(dev), np.mean(residuals, axis=-1), rtol=1e-14)
+    assert kinds == ["Streamed", "Vmapped", "Streamed"]
 
 
 def test_keep_on_device_with_out_is_refused(lecture_xy):

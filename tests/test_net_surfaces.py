@@ -13,6 +13,9 @@ from functional_fit import InputError, losses, models, surface
 from functional_fit.tolerances import rel_err
 
 
+CPU = jax.devices("cpu")  # what these tests measure is the CPU's, whatever the default device
+
+
 @pytest.fixture(scope="module")
 def net():
     module = parity.models.MLP((2, 6, 5, 1), "tanh", dtype=torch.float64, seed=2)
@@ -75,10 +78,11 @@ def test_a_network_takes_batched_products_in_bounded_blocks(net, monkeypatch):
 
     monkeypatch.setattr(surface, "_grid", spy)
     plane = surface.random_plane(p)
-    surface.loss_surface(models.mlp, losses.mse, x, y, np.zeros(3), np.zeros(2), plane=plane)
+    surface.loss_surface(models.mlp, losses.mse, x, y, np.zeros(3), np.zeros(2), plane=plane,
+                         devices=CPU)
     assert seen["kind"] == "Vmapped"
     assert seen["width"] == 40 * 6  # the (n, 6) activations of the first layer
-    assert seen["items"] == surface.VMAP_ITEMS
+    assert seen["items"] == surface.VMAP_ITEMS["cpu"]
 
 
 def _options_seen(monkeypatch):
@@ -112,7 +116,8 @@ def test_network_surfaces_take_the_cpu_dot_options_and_agree_with_the_default(
     a, b = np.linspace(-1, 1, 23, dtype=dtype), np.linspace(-0.5, 0.5, 17, dtype=dtype)
 
     def net_surface():
-        return surface.loss_surface(models.mlp, losses.mse, x, y, a, b, plane=plane)
+        return surface.loss_surface(models.mlp, losses.mse, x, y, a, b, plane=plane,
+                                    devices=CPU)
 
     want = _default_compilation(net_surface, monkeypatch)
     seen = _options_seen(monkeypatch)
@@ -130,7 +135,8 @@ def test_an_xla_that_refuses_the_options_gets_the_default_compilation(net, monke
     a, b = np.linspace(-1, 1, 6), np.linspace(-1, 1, 5)
 
     def net_surface():
-        return surface.loss_surface(models.mlp, losses.mse, x, y, a, b, plane=plane)
+        return surface.loss_surface(models.mlp, losses.mse, x, y, a, b, plane=plane,
+                                    devices=CPU)
 
     want = _default_compilation(net_surface, monkeypatch)
     bogus = (("xla_cpu_no_such_option_for_this_test", "1"),)
@@ -152,7 +158,8 @@ def test_options_whose_losses_disagree_at_the_checked_points_are_dropped(net, mo
     a, b = np.linspace(-1, 1, 6), np.linspace(-1, 1, 5)
 
     def net_surface():
-        return surface.loss_surface(models.mlp, losses.mse, x, y, a, b, plane=plane)
+        return surface.loss_surface(models.mlp, losses.mse, x, y, a, b, plane=plane,
+                                    devices=CPU)
 
     want = _default_compilation(net_surface, monkeypatch)
     monkeypatch.setattr(surface, "_per_point_check", lambda *args: lambda values: False)
@@ -168,7 +175,7 @@ def test_losses_without_matrix_products_are_compiled_as_before(monkeypatch):
     seen = _options_seen(monkeypatch)
     for model, size in ((models.linear, 2), (models.polynomial, 5)):
         surface.loss_surface(model, losses.l1, x, y, np.zeros(3), np.zeros(2),
-                             base=np.zeros(size), layout="vmap")
+                             base=np.zeros(size), layout="vmap", devices=CPU)
     assert seen == [(), ()]
     spec = surface._spec(((x, y), surface.Plane(np.zeros(13), np.zeros(13), np.zeros(13))))
 
