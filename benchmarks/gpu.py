@@ -49,10 +49,12 @@ from functional_fit import sweep as sw  # noqa: E402
 from functional_fit.files import write_text  # noqa: E402
 from functional_fit.tolerances import rel_err  # noqa: E402
 
-FULL = dict(side=10_000, lrs=16_384, epochs=500, repeats=10)
-SMOKE = dict(side=64, lrs=16, epochs=3, repeats=2)
+FULL = dict(side=10_000, lrs=16_384, epochs=500, repeats=10,
+            net_sides={"small": 1000, "large": 500}, net_blocks=(None, 2**10, 2**12, 2**14))
+SMOKE = dict(side=64, lrs=16, epochs=3, repeats=2,
+             net_sides={"small": 8, "large": 6}, net_blocks=(None, 16))
 #: What each figure is expected to take at most on one GPU, compile included, for the budget.
-COST_S = {"surface float32": 40, "surface float64": 40, "sweep": 60, "fit": 40}
+COST_S = {"surface float32": 40, "surface float64": 40, "sweep": 60, "fit": 40, "networks": 60}
 TARGETS_MS = {"surface float32": 1.5, "surface float64": 3.0, "sweep": 150.0}
 
 
@@ -142,6 +144,20 @@ def surface_rows(dtype: str, size: dict, budget: Budget) -> list[str]:
     rows.append(f"| plain `jit(vmap)` | {ms_plain:.3f} ms | {points / ms_plain / 1e6:.3g} G "
                 f"points/s |")
 
+    @jax.jit
+    def by_hand(a, b):  # what one call could do: flat point index, the n terms unrolled
+        q = jnp.arange(a.shape[0] * b.shape[0], dtype=jnp.int32)
+        w0, w1 = a[q % a.shape[0]], b[q // a.shape[0]]
+        terms = [jnp.abs(w0 + w1 * xj[k] - yj[k]) for k in range(xj.shape[0])]
+        while len(terms) > 1:
+            terms = [sum(terms[i : i + 2]) for i in range(0, len(terms), 2)]
+        return (terms[0] / xj.shape[0]).reshape(b.shape[0], a.shape[0])
+
+    ms_hand = median_ms(lambda: jax.block_until_ready(by_hand(aj, bj)), size["repeats"])
+    agree_hand = rel_err(np.asarray(by_hand(aj, bj)), z)
+    rows.append(f"| one hand-written call (the linear model's L1 only; agrees to "
+                f"{agree_hand:.1e}) | {ms_hand:.3f} ms | {points / ms_hand / 1e6:.3g} G points/s |")
+
     torch, device = _torch()
     agree_torch = float("nan")
     if torch is not None:
@@ -178,6 +194,65 @@ def surface_rows(dtype: str, size: dict, budget: Budget) -> list[str]:
             f"{agree_torch:.1e} (relative to the surface's scale).\n\n"
             "| how | median time | throughput |\n|---|---|---|")
     return [head, *rows, ""]
+
+
+# --------------------------------------------------------------------------- network surfaces
+
+
+def network_rows(size: dict, budget: Budget) -> list[str]:
+    """The MLP surfaces of `bench_mlp_surface` (float32) on this device: functional_fit's
+    block sizes (its products as torch's, "highest" precision), the same with TF32 products
+    (a program's choice), and torch.func.vmap (`parity.surface.module_surface`) with the
+    module on the same device."""
+    import parity.surface
+    from bench_mlp_surface import NETS, problem
+
+    torch, device = _torch()
+    rows = ["### Network surfaces, float32 (`bench_mlp_surface`'s nets, weights and planes)\n",
+            "| network | grid | how | median time | per point | agrees with torch |",
+            "|---|---|---|---|---|---|"]
+    for name, (sizes, n) in NETS.items():
+        module, x, y, _, plane = problem(name)
+        side = size["net_sides"][name]
+        a = np.linspace(-1, 1, side, dtype=np.float32)
+        label = f"{'-'.join(map(str, sizes))}, n = {n} | {side} x {side}"
+        tm = module.to(device)
+        tx, ty = (torch.from_numpy(v).to(device) for v in (x, y))
+        block_t = 2**14 if name == "small" else 2**12
+
+        def theirs():
+            out = parity.surface.module_surface(tm, torch.nn.functional.mse_loss, tx, ty, a, a,
+                                                plane=plane, block=block_t)
+            return out
+
+        ms_t = median_ms(theirs, max(2, size["repeats"] // 3))
+        zt = theirs()
+
+        def ours(block):
+            return lambda: jax.block_until_ready(surface.loss_surface(
+                models.mlp, losses.mse, x, y, a, a, plane=plane, block=block,
+                keep_on_device=True))
+
+        best = None
+        for block in size["net_blocks"]:
+            ms = median_ms(ours(block), size["repeats"])
+            agree = rel_err(np.asarray(ours(block)()), zt)
+            rows.append(f"| {label} | `functional_fit`, block {block or 'default'} | "
+                        f"{ms:.2f} ms | {1e6 * ms / side**2:.1f} ns | {agree:.1e} |")
+            if best is None or ms < best[1]:
+                best = (block, ms)
+        with jax.default_matmul_precision("tensorfloat32"):
+            ms = median_ms(ours(best[0]), size["repeats"])
+            agree = rel_err(np.asarray(ours(best[0])()), zt)
+        rows.append(f"| {label} | `functional_fit`, block {best[0] or 'default'}, under "
+                    f"`jax.default_matmul_precision(\"tensorfloat32\")` | {ms:.2f} ms | "
+                    f"{1e6 * ms / side**2:.1f} ns | {agree:.1e} |")
+        rows.append(f"| {label} | `torch.func.vmap` ({device}), blocks of {block_t} | "
+                    f"{ms_t:.2f} ms | {1e6 * ms_t / side**2:.1f} ns | - |")
+    return [*rows, "", "Agreement: relative difference to torch's float32 surface. torch does "
+            "not use TF32 for float32 matrix products by default; XLA's default on a GPU may, "
+            "so `loss_surface` asks for \"highest\" unless the program chose a precision "
+            "(`functional_fit.precision.torch_matmul_precision`).", ""]
 
 
 # --------------------------------------------------------------------------- the sweep and one fit
@@ -251,7 +326,13 @@ def main(argv=None) -> int:
                     help="seconds of device time to use at most (210)")
     ap.add_argument("--out", help="write the section to this file instead of BENCHMARKS.md")
     ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--only", help="comma-separated figures to run (default: all): "
+                    + ", ".join(COST_S))
     args = ap.parse_args(argv)
+    only = set(COST_S) if args.only is None else set(args.only.split(","))
+    if only - set(COST_S):
+        ap.error(f"--only: unknown figure(s) {', '.join(sorted(only - set(COST_S)))}; "
+                 f"choose from {', '.join(COST_S)}")
     size = SMOKE if args.smoke else FULL
     budget = Budget(args.budget)
     start = time.monotonic()
@@ -262,9 +343,12 @@ def main(argv=None) -> int:
     parts = []
     figures = [("surface float32", lambda: surface_rows("float32", size, budget)),
                ("surface float64", lambda: surface_rows("float64", size, budget)),
+               ("networks", lambda: network_rows(size, budget)),
                ("sweep", lambda: sweep_rows(size, budget)),
                ("fit", lambda: fit_rows(size, budget))]
     for name, make in figures:
+        if name not in only:
+            continue
         cost = 0.0 if args.smoke else COST_S[name]
         if not budget.fits(name, cost):
             continue
