@@ -92,15 +92,18 @@ MAX_TERMS = 100
 TERM_BUDGET = 40_000
 LAYOUTS = ("auto", "streamed", "vmap")
 #: XLA options for the vmapped layout's compiled calls on the CPU when the loss has matrix
-#: products (a network's layers): XLA hands each dot, fused with its elementwise neighbours (a
+#: products (a network's layers). XLA hands each dot, fused with its elementwise neighbours (a
 #: bias, a tanh), to YNNPACK, whose kernels are faster and use every core, where XLA's own run a
-#: block's batch of small products one after another on one core. Measured on the 2-core EPYC,
-#: 200 x 200 grids: 1 -> 32 -> 32 -> 1 tanh on n = 100, 3.25 -> 2.0 us a point (float32) and
-#: 8.3 -> 6.4 (float64); 1 -> 64 -> 64 -> 1 on n = 1,000, 64 -> 41 us (float32). The option is
-#: experimental in XLA, so its use is guarded: an XLA that refuses it is asked again without
-#: it (and not again in this process), and the first call's losses at a few grid points are
-#: checked against XLA's default compilation, which takes over if they disagree.
-CPU_DOT_OPTIONS = (("xla_cpu_experimental_ynn_fusion_type", "LIBRARY_FUSION_TYPE_DOT"),)
+#: block's batch of small products one after another on one core; and XLA's own loops (the
+#: first layer's tanh) use 512-bit vectors where the CPU has them (its default is 256). Measured
+#: on the 2-core EPYC (AVX-512), 200 x 200 grids, float32: 1 -> 32 -> 32 -> 1 tanh on n = 100,
+#: 3.05 us a point without them, 2.03 with YNNPACK, 1.66-1.78 with both; 1 -> 64 -> 64 -> 1 on
+#: n = 1,000, 67.8, 41.4 and 35.7 us (float64, small net: 8.3 -> 6.4 us with YNNPACK). The
+#: first option is experimental in XLA, so their use is guarded: an option XLA refuses is
+#: dropped (for this process), and the first call's losses at a few grid points are checked
+#: against XLA's default compilation, which takes over if they disagree.
+CPU_DOT_OPTIONS = (("xla_cpu_experimental_ynn_fusion_type", "LIBRARY_FUSION_TYPE_DOT"),
+                   ("xla_cpu_prefer_vector_width", 512))
 _refused_options: set = set()  # options this process's XLA refused
 
 
