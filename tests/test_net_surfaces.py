@@ -127,17 +127,19 @@ def test_network_surfaces_take_the_cpu_dot_options_and_agree_with_the_default(
     assert rel_err(got, want) < bound
 
 
-def test_an_xla_that_refuses_the_options_gets_the_default_compilation(net, monkeypatch):
-    """An option this XLA does not know (an older or newer jaxlib): XLA's own refusal is
-    caught, the surface is computed without it, and it is not asked for again."""
+def _small_net_surface(net):
+    """A call of a 6 x 5 surface of the fixture's network, on the CPU."""
     _, p, x, y = net
     plane = surface.random_plane(p, seed=4)
     a, b = np.linspace(-1, 1, 6), np.linspace(-1, 1, 5)
+    return lambda: surface.loss_surface(models.mlp, losses.mse, x, y, a, b, plane=plane,
+                                        devices=CPU)
 
-    def net_surface():
-        return surface.loss_surface(models.mlp, losses.mse, x, y, a, b, plane=plane,
-                                    devices=CPU)
 
+def test_an_xla_that_refuses_the_options_gets_the_default_compilation(net, monkeypatch):
+    """An option this XLA does not know (an older or newer jaxlib): XLA's own refusal is
+    caught, the surface is computed without it, and it is not asked for again."""
+    net_surface = _small_net_surface(net)
     want = _default_compilation(net_surface, monkeypatch)
     bogus = (("xla_cpu_no_such_option_for_this_test", "1"),)
     monkeypatch.setattr(surface, "CPU_DOT_OPTIONS", bogus)
@@ -153,14 +155,7 @@ def test_an_xla_that_refuses_the_options_gets_the_default_compilation(net, monke
 def test_options_whose_losses_disagree_at_the_checked_points_are_dropped(net, monkeypatch):
     """The first call's losses at a few points are checked against the default compilation;
     when they disagree (a miscompiled kernel), the default compilation computes the surface."""
-    _, p, x, y = net
-    plane = surface.random_plane(p, seed=4)
-    a, b = np.linspace(-1, 1, 6), np.linspace(-1, 1, 5)
-
-    def net_surface():
-        return surface.loss_surface(models.mlp, losses.mse, x, y, a, b, plane=plane,
-                                    devices=CPU)
-
+    net_surface = _small_net_surface(net)
     want = _default_compilation(net_surface, monkeypatch)
     monkeypatch.setattr(surface, "_per_point_check", lambda *args: lambda values: False)
     seen = _options_seen(monkeypatch)
