@@ -428,7 +428,8 @@ def _chunk_fn(kernel, block: int, n_blocks: int, mesh: Mesh):
 @functools.lru_cache(maxsize=64)
 def _compiled_chunk(kernel, block, n_blocks, mesh, options=()):
     """`_chunk_fn` compiled; `options`: XLA compiler options as ((name, value), ...)."""
-    return jax.jit(_chunk_fn(kernel, block, n_blocks, mesh), compiler_options=dict(options) or None)
+    fn = _chunk_fn(kernel, block, n_blocks, mesh)
+    return jax.jit(fn, compiler_options=dict(options)) if options else jax.jit(fn)
 
 
 def _chunk_points(platform: str) -> int:
