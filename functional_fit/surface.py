@@ -705,7 +705,7 @@ def _vmapped(model, loss, args, a_values, b_values, grid):
     options = tuple(o for o in CPU_DOT_OPTIONS if o[0] not in _refused_options)
     with torch_matmul_precision():
         if dots and options and all(d.platform == "cpu" for d in devices):
-            check = _per_point_check(model, loss, args, a_values, b_values)
+            check = _per_point_check(model, loss, args, a_values, b_values, same_nonfinite=True)
             try:
                 result = _grid(kernel, args, a_values, b_values, check=check, options=options,
                                **grid)
@@ -759,11 +759,14 @@ def _at_points(kernel, args, a, b):
     return kernel(args, a, b)
 
 
-def _per_point_check(model, loss, args, a_values, b_values):
-    """A check of the first chunk's streamed losses against the full loss at a few points.
+def _per_point_check(model, loss, args, a_values, b_values, same_nonfinite=False):
+    """A check of the first chunk's losses against the full loss (`Vmapped`, compiled by XLA's
+    defaults) at a few points: ``check(values) -> bool``.
 
     The streamed layout is right when the loss is a mean of per-point terms and the model is
     pointwise; a loss or model that is not differs from the full loss far beyond rounding.
+    The vmapped layout compiled with `CPU_DOT_OPTIONS` is checked the same way; there, with
+    `same_nonfinite`, an inf or nan found by both counts as agreement (a diverging network).
     """
     na, nb = a_values.shape[0], b_values.shape[0]
     first = min(min(CHUNK_POINTS.values()), na * nb)  # inside the first call's points
@@ -775,10 +778,10 @@ def _per_point_check(model, loss, args, a_values, b_values):
         if _on_host(values):  # numpy's view of a CPU array costs nothing
             got = np.asarray(_to_host(values)).reshape(-1)[q]
             want = np.asarray(_at_points(kernel, args, a, b))
-            return bool(np.all(_close(got, want, np)))
+            return bool(np.all(_close(got, want, np, same_nonfinite)))
         # On an accelerator: one compiled call, one bool moved (eager gathers and compares
         # took 3 ms on an H200, more than the 10^8-point surface's own kernels)
-        return bool(_agrees(kernel, args, a, b, values, jnp.asarray(q)))
+        return bool(_agrees(kernel, same_nonfinite, args, a, b, values, jnp.asarray(q)))
 
     return check
 
@@ -788,17 +791,21 @@ def _on_host(values) -> bool:
     return not values.is_fully_addressable or all(d.platform == "cpu" for d in values.devices())
 
 
-def _close(got, want, xp):
-    """Whether the streamed losses `got` are the full ones `want`, beyond doubt of rounding."""
+def _close(got, want, xp, same_nonfinite=False):
+    """Whether the losses `got` are the full ones `want`, beyond doubt of rounding."""
     info = np.finfo(want.dtype)
-    return xp.abs(got - want) <= float(np.sqrt(info.eps)) * xp.abs(want) + float(info.tiny)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: nan, which is not close
+        close = xp.abs(got - want) <= float(np.sqrt(info.eps)) * xp.abs(want) + float(info.tiny)
+    if same_nonfinite:
+        close = close | (got == want) | (xp.isnan(got) & xp.isnan(want))
+    return close
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _agrees(kernel, args, a, b, values, q):
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _agrees(kernel, same_nonfinite, args, a, b, values, q):
     """`_per_point_check`'s comparison on the device: the full loss at points q, (m,), against
     the chunk's `values` there; -> () bool."""
-    return jnp.all(_close(values.reshape(-1)[q], kernel(args, a, b), jnp))
+    return jnp.all(_close(values.reshape(-1)[q], kernel(args, a, b), jnp, same_nonfinite))
 
 
 def mse_surface_exact(

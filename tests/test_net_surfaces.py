@@ -157,7 +157,7 @@ def test_options_whose_losses_disagree_at_the_checked_points_are_dropped(net, mo
     when they disagree (a miscompiled kernel), the default compilation computes the surface."""
     net_surface = _small_net_surface(net)
     want = _default_compilation(net_surface, monkeypatch)
-    monkeypatch.setattr(surface, "_per_point_check", lambda *args: lambda values: False)
+    monkeypatch.setattr(surface, "_per_point_check", lambda *a, **kw: lambda values: False)
     seen = _options_seen(monkeypatch)
     np.testing.assert_array_equal(net_surface(), want)
     assert seen == [surface.CPU_DOT_OPTIONS, ()]
@@ -179,3 +179,19 @@ def test_losses_without_matrix_products_are_compiled_as_before(monkeypatch):
 
     assert surface._traced(dotted, losses.mse, spec)[1]
     assert not surface._traced(models.polynomial, losses.mse, spec)[1]
+
+
+def test_a_loss_that_is_not_finite_at_the_checked_points_keeps_the_options(net, monkeypatch):
+    """An inf or nan that both compilations find is agreement: a diverging network's surface
+    is not computed twice."""
+    _, p, x, y = net
+    plane = surface.random_plane(p, seed=4)
+    a, b = np.linspace(-1, 1, 6), np.linspace(-1, 1, 5)
+
+    def overflowing(y_hat, y):  # -inf everywhere: log of an exact zero
+        return jax.numpy.log(0.0 * losses.mse(y_hat, y))
+
+    seen = _options_seen(monkeypatch)
+    z = surface.loss_surface(models.mlp, overflowing, x, y, a, b, plane=plane, devices=CPU)
+    assert seen == [surface.CPU_DOT_OPTIONS]
+    assert np.all(z == -np.inf)
