@@ -88,19 +88,21 @@ def test_imports_flow_one_way(module):
     assert not bad, f"{module} imports " + "; ".join(bad)
 
 
+def _fresh_interpreter(code: str) -> str:
+    """What `code` prints in a new Python process (nothing imported before it)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=ROOT).stdout
+
+
 def test_the_jax_library_loads_without_torch():
     code = ("import sys; import functional_fit, functional_fit.fit, functional_fit.surface, "
             "functional_fit.sweep, functional_fit.plot, functional_fit.registry; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'parity')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=ROOT)
-    assert out.stdout.strip() == "[]"
+    assert _fresh_interpreter(code).strip() == "[]"
 
 
 def test_the_torch_side_loads_without_the_comparison():
     code = ("import sys; import parity, parity.fit, parity.surface, parity.sweep; "
             "print(sorted(m for m in sys.modules if m.startswith('parity.comparison') or "
             "m.startswith('functional_fit.cli'))); print(parity.compare.__module__)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=ROOT)
-    assert out.stdout.split("\n")[:2] == ["[]", "parity.comparison.compare"]
+    assert _fresh_interpreter(code).split("\n")[:2] == ["[]", "parity.comparison.compare"]

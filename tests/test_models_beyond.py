@@ -58,16 +58,21 @@ def test_logistic_is_a_linear_layer():
     np.testing.assert_allclose(ours, module(torch.from_numpy(x)).detach().numpy(), rtol=1e-15)
 
 
+def _assert_loss_matches_torch(jax_loss, torch_loss, z, target):
+    """The loss of logits z and its gradient: finite, torch's value, torch's gradient to the ulp."""
+    v, g = jax.value_and_grad(jax_loss)(jnp.asarray(z), jnp.asarray(target))
+    tz = torch.tensor(z, requires_grad=True)
+    tv = torch_loss(tz, torch.from_numpy(target))
+    tv.backward()
+    assert np.isfinite(float(v)) and rel_err(float(v), tv.item()) < 1e-14
+    np.testing.assert_allclose(g, tz.grad.numpy(), rtol=1e-15, atol=1e-17)
+
+
 @pytest.mark.parametrize("scale", [1.0, 1e3])
 def test_bce_with_logits_matches_torch(scale):
     z = RNG.normal(size=20) * scale
     y = np.concatenate([RNG.uniform(size=10), np.round(RNG.uniform(size=10))])
-    v, g = jax.value_and_grad(losses.bce_with_logits)(jnp.asarray(z), jnp.asarray(y))
-    tz = torch.tensor(z, requires_grad=True)
-    tv = F.binary_cross_entropy_with_logits(tz, torch.from_numpy(y))
-    tv.backward()
-    assert np.isfinite(float(v)) and rel_err(float(v), tv.item()) < 1e-14
-    np.testing.assert_allclose(g, tz.grad.numpy(), rtol=1e-15, atol=1e-17)  # to the ulp
+    _assert_loss_matches_torch(losses.bce_with_logits, F.binary_cross_entropy_with_logits, z, y)
 
 
 @pytest.mark.parametrize("scale", [1.0, 1e3])
@@ -75,12 +80,7 @@ def test_cross_entropy_matches_torch(scale):
     z = RNG.normal(size=(12, 5)) * scale
     z[0] = 0.0  # a tie: every class equally likely
     labels = RNG.integers(0, 5, 12)
-    v, g = jax.value_and_grad(losses.cross_entropy)(jnp.asarray(z), jnp.asarray(labels))
-    tz = torch.tensor(z, requires_grad=True)
-    tv = F.cross_entropy(tz, torch.from_numpy(labels))
-    tv.backward()
-    assert np.isfinite(float(v)) and rel_err(float(v), tv.item()) < 1e-14
-    np.testing.assert_allclose(g, tz.grad.numpy(), rtol=1e-15, atol=1e-17)  # to the ulp
+    _assert_loss_matches_torch(losses.cross_entropy, F.cross_entropy, z, labels)
 
 
 def test_losses_refuse_what_torch_would_broadcast_or_misread():
