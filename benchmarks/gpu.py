@@ -221,9 +221,8 @@ def network_rows(size: dict, budget: Budget) -> list[str]:
         block_t = 2**14 if name == "small" else 2**12
 
         def theirs():
-            out = parity.surface.module_surface(tm, torch.nn.functional.mse_loss, tx, ty, a, a,
-                                                plane=plane, block=block_t)
-            return out
+            return parity.surface.module_surface(tm, torch.nn.functional.mse_loss, tx, ty, a, a,
+                                                 plane=plane, block=block_t)
 
         ms_t = median_ms(theirs, max(2, size["repeats"] // 3))
         zt = theirs()
