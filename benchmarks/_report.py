@@ -22,16 +22,13 @@ HEADER = (
 
 
 def machine() -> str:
-    """One line naming the machine, the Python and the library versions (the handout page's
-    `parity.comparison.handout.environment`, plus JAX's devices)."""
-    import jax
-
-    from parity.comparison.handout import environment
+    """One line naming the machine, JAX's devices, the Python and the library versions
+    (`functional_fit.runtime.environment`, as the handout page shows them)."""
+    from functional_fit.runtime import environment
 
     env = environment()
-    devices = ", ".join(sorted({d.device_kind for d in jax.devices()}))
     return (
-        f"{env['machine']}, JAX devices: {devices}; Python {env['python']}, jax {env['jax']}, "
+        f"{env['machine']}, JAX devices: {env['jax devices']}; Python {env['python']}, jax {env['jax']}, "
         f"optax {env['optax']}, torch {env['torch']}, numpy {env['numpy']}"
     )
 

@@ -43,8 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 #: ``functional-fit`` with a second process forced on (`background.worthwhile` says no here).
-TWO_PROCESSES = ("import sys; from parity.comparison import background; "
-                 "background.worthwhile = lambda: True; from functional_fit.cli import main; "
+TWO_PROCESSES = ("import sys; from comparison import background; "
+                 "background.worthwhile = lambda: True; from functional_fit_cli import main; "
                  "sys.exit(main(sys.argv[1:]))")
 
 
@@ -116,7 +116,7 @@ figures'). Targets: `--out` at most 10 s: **{new_out:.2f} s** ({'met' if new_out
 What changed: JAX's persistent compilation cache (on by default for the command line,
 `--no-cache` to turn it off) loads the ~80 small programs the lecture and its figures compile
 instead of compiling them. The numbers (`--json`) and the figures (PNG bytes) are the same as
-before. Two processes (`parity.comparison.background`: the JAX side and four figures, the two
+before. Two processes (`comparison.background`: the JAX side and four figures, the two
 3-D surfaces among them, in a second process while torch's loops run in the first) cost about
 3 s more CPU, the second process's own imports of torch, JAX and matplotlib: on this 2-core
 machine, shared with other work, that is slower than one process (the last row), so the

@@ -46,6 +46,7 @@ import functional_fit as ff  # noqa: E402
 import parity  # noqa: E402
 from _report import ROOT, machine, write_section  # noqa: E402
 from functional_fit import fit, losses, models, registry, sweep as sw  # noqa: E402
+from functional_fit.precision import default_float  # noqa: E402
 
 N_LRS, EPOCHS, BATCH, DEGREE = 256, 500, 10, 12
 ADAM = registry.optimizer("adam")
@@ -58,9 +59,6 @@ def timed(fn) -> float:
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
-
-
-ADAM = registry.optimizer("adam")
 
 
 def main():
@@ -96,7 +94,7 @@ def main():
 
     def singles():  # `args.singles` sequential compiled fits, at spread-out learning rates
         for lr in lrs[:: N_LRS // args.singles][: args.singles]:
-            jax.block_until_ready(fit.recipe_jit(w0, xj, yj, fit._float(lr), oj, recipe=ADAM,
+            jax.block_until_ready(fit.recipe_jit(w0, xj, yj, default_float(lr), oj, recipe=ADAM,
                                                  model=models.polynomial, loss=losses.l1,
                                                  batch_size=BATCH))
 
@@ -176,7 +174,7 @@ def _scaling_child(n_runs: int) -> None:
     import io
     import json
 
-    from functional_fit.cli import main as cli
+    from functional_fit_cli import main as cli
 
     times = []
     for _ in range(4):  # the first compiles; the median of the other three

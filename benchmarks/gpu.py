@@ -46,7 +46,7 @@ import functional_fit as ff  # noqa: E402
 from _report import machine, write_section  # noqa: E402
 from functional_fit import losses, models, surface  # noqa: E402
 from functional_fit import sweep as sw  # noqa: E402
-from functional_fit.files import write_text  # noqa: E402
+from functional_fit_cli.files import write_text  # noqa: E402
 from functional_fit.tolerances import rel_err  # noqa: E402
 
 FULL = dict(side=10_000, lrs=16_384, epochs=500, repeats=10,

@@ -1,9 +1,9 @@
 """functional-fit: the gradient-descent lecture as pure JAX functions, beside its torch mirror.
 
 Modules (each mirrored in `parity`, the torch side):
-  `data`      the lecture's data, CSV input, the shared batch order
-  `models`    ``linear(w, x)``, ``polynomial(w, x)``, ``sine(w, x)``
-  `losses`    ``mse(y_hat, y)``, ``l1(y_hat, y)``
+  `data`      the lecture's data, CSV input, the shared batch order, a fit's length
+  `models`    ``linear(w, x)``, ``polynomial(w, x)``, ``sine(w, x)``, ``mlp``, ``logistic``
+  `losses`    ``mse(y_hat, y)``, ``l1(y_hat, y)``, ``bce_with_logits``, ``cross_entropy``
   `ols`       the analytic least-squares fit
   `autodiff`  z(θ) = (1 - log(1 + e^θ))^2 and its derivative three ways
   `fit`       `fit.train`: any model, loss, optax optimizer and parameter pytree, one compiled
@@ -13,48 +13,53 @@ Modules (each mirrored in `parity`, the torch side):
   `checks`    input checks and errors, shared with `parity`
   `precision` dtype modes and the explicit float64 switch
   `tolerances` how close JAX and torch must be, and how closeness is measured
-  `surface`   loss surfaces over 2-D grids, streamed and sharded (import it explicitly)
-  `sweep`     many fits in one compiled call, vmapped over lr, starts and seeds (ditto)
-  `plot`      figures drawn from arrays, as matplotlib Figures (ditto)
+  `runtime`   chunk sizes, compiler options and the memory limit, per platform
+  `surface`   loss surfaces over 2-D grids, streamed and sharded
+  `sweep`     many fits in one compiled call, vmapped over lr, starts and seeds
+  `plot`      figures drawn from arrays, as matplotlib Figures
 
-None of these imports torch or `parity`; the torch side and the comparison of the two (the
-lecture runner, the parity report, the lecture's figures) are in `parity`.
+None of these imports torch, `parity`, the comparison layer (`comparison`) or the command
+line (`functional_fit_cli`).
 
-Importing this package changes no global JAX configuration; see `functional_fit.precision`.
+Importing this package changes no global state (no JAX configuration, no signal handler, no
+environment variable) and imports nothing heavy: each module, and the few names below, load
+when first used, so ``import functional_fit`` costs nothing and ``python -m functional_fit``
+starts the command line at once.
 """
 
-from functional_fit import _environment
-
-_environment.starting()  # the command: Ctrl-C during the imports is one line, not a traceback
-_environment.import_jax()  # a bad JAX_* variable: one line naming it, not JAX's traceback
-
-from functional_fit import (autodiff, checks, data, fit, losses, models, ols, optim,  # noqa: E402
-                            precision, registry)
-from functional_fit.checks import DivergenceError, InputError  # noqa: E402
-from functional_fit.data import batch_order, lecture_data, read_csv  # noqa: E402
-from functional_fit.fit import FitResult  # noqa: E402
-from functional_fit.precision import PrecisionError, float64, zeros  # noqa: E402
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DivergenceError",
-    "FitResult",
-    "InputError",
-    "PrecisionError",
-    "autodiff",
-    "checks",
-    "batch_order",
-    "data",
-    "fit",
-    "float64",
-    "lecture_data",
-    "losses",
-    "models",
-    "ols",
-    "optim",
-    "precision",
-    "read_csv",
-    "registry",
-    "zeros",
-]
+#: The package's modules, loaded on first use (``functional_fit.fit``).
+_MODULES = ("autodiff", "checks", "data", "fit", "losses", "models", "ols", "optim", "plot",
+            "precision", "registry", "runtime", "surface", "sweep", "tolerances")
+#: Names re-exported from a module, loaded on first use (``functional_fit.lecture_data``).
+_NAMES = {
+    "DivergenceError": "checks",
+    "InputError": "checks",
+    "FitResult": "fit",
+    "PrecisionError": "precision",
+    "batch_order": "data",
+    "float64": "precision",
+    "lecture_data": "data",
+    "read_csv": "data",
+    "zeros": "precision",
+}
+
+
+def __getattr__(name):
+    if name in _MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_MODULES, *_NAMES])
+
+
+__all__ = sorted(["autodiff", "batch_order", "checks", "data", "DivergenceError", "fit",
+                  "FitResult", "float64", "InputError", "lecture_data", "losses", "models", "ols",
+                  "optim", "precision", "PrecisionError", "read_csv", "registry", "zeros"])

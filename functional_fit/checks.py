@@ -101,13 +101,31 @@ def array(name: str, value, ndims=(1,), dtype=None) -> np.ndarray:
 
 def data(x, y, dtype=None) -> tuple[np.ndarray, np.ndarray]:
     """Check a data set: x and y 1-D, same length, non-empty, finite. Returns numpy arrays."""
-    x = vector("x", x, dtype)
-    y = vector("y", y, dtype)
-    if x.shape != y.shape:
-        raise InputError(
-            f"x and y must have the same length, got x of shape {x.shape} and y of shape {y.shape}"
-        )
+    return points(x, y, ndims=(1,), dtype=dtype)
+
+
+def points(x, y, ndims=(1, 2), dtype=None, *, names=("x", "y")) -> tuple[np.ndarray, np.ndarray]:
+    """Check inputs and targets: numeric, finite, non-empty arrays with ndim in `ndims` and the
+    same number of points (their first axis). Returns numpy arrays.
+
+    Args:
+      x: (n,) or (n, d) inputs; y: (n,) or (n, k) targets (integer labels allowed).
+      ndims: the numbers of dimensions allowed, for both.
+      dtype: cast both to it (None: keep their dtypes).
+      names: the two arguments' names in messages.
+    """
+    x = array(names[0], x, ndims=ndims, dtype=dtype)
+    y = array(names[1], y, ndims=ndims, dtype=dtype)
+    same_points(x.shape, y.shape, names)
     return x, y
+
+
+def same_points(x_shape, y_shape, names=("x", "y")) -> None:
+    """Refuse inputs and targets of different numbers of points (their first axis)."""
+    if tuple(x_shape)[:1] != tuple(y_shape)[:1]:
+        raise InputError(f"{names[0]} and {names[1]} must have the same number of points, got "
+                         f"{names[0]} of shape {tuple(x_shape)} and {names[1]} of shape "
+                         f"{tuple(y_shape)}")
 
 
 def least_squares_data(x, y, degree: int = 1) -> None:

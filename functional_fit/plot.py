@@ -17,7 +17,7 @@ Functions take plain arrays, so they draw results from JAX, from torch, or from 
   `benchmark`        time against grid size, log-log
 
 The lecture's figure set, which runs fits and surfaces before it draws, is
-`parity.comparison.figures.lecture_figures`; ``functional-fit lecture --out DIR`` writes it.
+`comparison.figures.lecture_figures`; ``functional-fit lecture --out DIR`` writes it.
 
 Axis convention for surfaces: ``values`` has shape (len(b_values), len(a_values)), row j and
 column i holding the loss at (a_values[i], b_values[j]) -- ``np.meshgrid``'s 'xy' layout, as the
@@ -33,8 +33,6 @@ import numpy as np
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-
-from functional_fit.files import atomic_path
 
 #: Size of a figure with one panel, and of one with two side by side, in inches (at the
 #: 120 dpi `save` uses: 960 x 600 and 1560 x 660 pixels).
@@ -224,7 +222,7 @@ def surface(values, a_values, b_values, *, loss_name: str = "MSE",
     values = np.asarray(values)
     a_values, b_values = np.asarray(a_values), np.asarray(b_values)
     _check_grid(values, a_values, b_values)
-    values, a_values, b_values = _thin(values, a_values, b_values, max_side)
+    values, a_values, b_values = thin(values, a_values, b_values, max_side)
     values = values.astype(np.float64)
     fig = _figure(WIDE)
     ax2 = fig.add_subplot(1, 2, 1)
@@ -283,7 +281,7 @@ def contour_paths(values, a_values, b_values, paths: Mapping, *, points: Mapping
     values = np.asarray(values)
     a_values, b_values = np.asarray(a_values), np.asarray(b_values)
     _check_grid(values, a_values, b_values)
-    values, a_values, b_values = _thin(values, a_values, b_values, max_side)
+    values, a_values, b_values = thin(values, a_values, b_values, max_side)
     values = values.astype(np.float64)
     fig = _figure()
     ax = fig.subplots()
@@ -340,12 +338,20 @@ def _few_ticks(ax, n: int = 5):
         axis.set_major_locator(MaxNLocator(n))
 
 
-def _thin(values, a_values, b_values, max_side: int):
+def thin(values, a_values, b_values, max_side: int = MAX_SIDE):
     """At most `max_side` evenly spaced rows and columns, the first and last among them.
 
     A contour of a 10^4 x 10^4 surface would take minutes and gigabytes to draw and shows no
     more than one of 1000 x 1000 at any printable size.
+
+    Args:
+      values: (nb, na) a surface; a_values (na,) and b_values (nb,) its axes.
+      max_side: rows and columns kept at most.
+
+    Returns:
+      (values (nb', na'), a_values (na',), b_values (nb',)), nb' and na' at most `max_side`.
     """
+
     def keep(n):
         return np.unique(np.linspace(0, n - 1, min(n, max_side)).round().astype(int))
 
@@ -501,9 +507,12 @@ def benchmark(sizes, times: Mapping, *, xlabel: str = "grid points",
 
 
 def save(fig: Figure, path, *, dpi: int = DPI) -> None:
-    """Write `fig` to `path` atomically (the format from the suffix, e.g. .png)."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi)
+    """Write `fig` to `path` at `dpi` (the format from the suffix, e.g. .png).
+
+    A plain ``fig.savefig``; the command line writes into a temporary file and renames it
+    (`functional_fit_cli.files.atomic_path`), so that no half-written figure is left.
+    """
+    fig.savefig(path, dpi=dpi)
 
 
 __all__ = [
@@ -519,6 +528,7 @@ __all__ = [
     "save",
     "surface",
     "sweep",
+    "thin",
 ]
 
 

@@ -65,6 +65,14 @@ def float64():
     return jax.enable_x64(True)
 
 
+def default_float(value):
+    """`value` as a JAX scalar of JAX's default float (float64 in 64-bit mode), the dtype of a
+    Python float: torch keeps its learning rates as Python floats, in double."""
+    import jax.numpy as jnp
+
+    return jnp.asarray(value, dtype=jnp.result_type(float))
+
+
 def torch_matmul_precision():
     """A context in which float32 matrix products are computed as torch computes them.
 
@@ -112,6 +120,7 @@ __all__ = [
     "Policy",
     "PrecisionError",
     "check_array_dtype",
+    "default_float",
     "float64",
     "policy",
     "require",

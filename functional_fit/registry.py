@@ -33,9 +33,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+import numpy as np
 import optax
 
 from functional_fit import checks as _checks, losses, models, optim
+from functional_fit.engine import Recipe
 from functional_fit.optim import lr_scheduler
 
 
@@ -48,18 +50,37 @@ class Model:
     uses_degree: bool  # whether --degree applies to it
     linear_in_params: bool  # model(w, x) = V(x) w: its Jacobian does not depend on w
     param_names: tuple = ()  # names of the parameters by index, for axis labels
+    name: str = ""  # its name in `MODELS`
 
     def n_params(self, degree: int = 2) -> int:
         """The length of its parameter vector, for `degree` where the model has one."""
         return self.params(_checks.nonnegative_int("degree", degree))
 
+    def label(self, degree: int = 2) -> str:
+        """A short label: ``"linear"``, ``"poly12"``, ``"sine"``."""
+        return f"{self.name}{degree}" if self.uses_degree else self.name
+
+    def title(self, degree: int = 2) -> str:
+        """In words: ``"linear"``, ``"degree-12 polynomial"``, ``"sine"``."""
+        return f"degree-{degree} polynomial" if self.uses_degree else self.name
+
+    def check_vector(self, name: str, w) -> None:
+        """InputError naming `name` when a parameter vector has the wrong length for this model
+        (any length of at least 1 is a polynomial's, of degree len - 1)."""
+        shape = np.shape(w)
+        size = None if self.uses_degree else self.n_params()
+        if len(shape) != 1 or shape[0] < 1 or (size is not None and shape != (size,)):
+            want = f"({size},)" if size is not None else "(p+1,)"
+            raise _checks.InputError(f"{name} must have shape {want} for the {self.name} model, "
+                                     f"got {shape}")
+
 
 @dataclasses.dataclass(frozen=True)
-class Optimizer:
+class Optimizer(Recipe):
     """An optimizer of the registry: a learning rate (and keywords) -> an optax transformation.
 
-    Frozen and hashable, so that a jitted fit built from one compiles once per recipe, with the
-    learning rate traced (a sweep vmaps over it).
+    A `functional_fit.engine.Recipe`: frozen and hashable, so that a jitted fit built from one
+    compiles once per recipe, with the learning rate traced (a sweep vmaps over it).
     """
 
     name: str
@@ -92,11 +113,11 @@ def _adam(lr, steps_per_epoch):
 
 MODELS = {
     "linear": Model(models.linear, lambda degree: 2, uses_degree=False, linear_in_params=True,
-                    param_names=("intercept", "slope")),
+                    param_names=("intercept", "slope"), name="linear"),
     "poly": Model(models.polynomial, lambda degree: degree + 1, uses_degree=True,
-                  linear_in_params=True),
+                  linear_in_params=True, name="poly"),
     "sine": Model(models.sine, lambda degree: 3, uses_degree=False, linear_in_params=False,
-                  param_names=("offset", "amplitude", "frequency")),
+                  param_names=("offset", "amplitude", "frequency"), name="sine"),
 }
 LOSSES = {"l1": losses.l1, "mse": losses.mse, "bce_with_logits": losses.bce_with_logits,
           "cross_entropy": losses.cross_entropy}
@@ -190,5 +211,26 @@ def name_of(fn: Callable, table: dict) -> str | None:
     return None
 
 
-__all__ = ["LOSSES", "MODELS", "OPTIMIZERS", "REGRESSION_LOSSES", "Model", "Optimizer", "loss",
-           "model", "name_of", "optimizer", "resolve"]
+def model_of(fn: Callable) -> Model | None:
+    """The registry's `Model` whose function is `fn`, or None (a user's own model)."""
+    name = name_of(fn, MODELS)
+    return None if name is None else MODELS[name]
+
+
+def check_params(model: Callable, name: str, params) -> None:
+    """InputError naming `name` when a flat parameter vector has the wrong length for a model
+    of the registry (the linear model takes 2, the sine model 3). A pytree, or a user's own
+    model, is checked by tracing the model instead (`functional_fit.fit.check_model`)."""
+    entry = model_of(model)
+    if entry is None or isinstance(params, (dict, tuple)):
+        return
+    try:
+        ndim = np.ndim(params)
+    except ValueError:  # a ragged list: a pytree of several leaves
+        return
+    if ndim >= 1:
+        entry.check_vector(name, params)
+
+
+__all__ = ["LOSSES", "MODELS", "OPTIMIZERS", "REGRESSION_LOSSES", "Model", "Optimizer",
+           "check_params", "loss", "model", "model_of", "name_of", "optimizer", "resolve"]

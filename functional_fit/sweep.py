@@ -37,9 +37,10 @@ How it is batched, and why it is fast:
   pairs are padded to a multiple of the device count (with copies of the last pair) and the
   padding is trimmed from the results. The order, x and y are replicated.
 
-Each member of a sweep is the single fit of `functional_fit.fit` with the same settings (the
-same scan, vmapped): the tests check every member against `fit.gradient_descent`,
-`fit.stochastic_gradient_descent`, `fit.adam_sgd` and `fit.train`, float64, to 1e-12 relative.
+Each member of a sweep is the single fit of `functional_fit.fit` with the same settings: the
+same engine (`functional_fit.engine`: its scan, vmapped; its chunk driver for long runs). The
+tests check every member against `fit.gradient_descent`, `fit.stochastic_gradient_descent`,
+`fit.adam_sgd` and `fit.train`, float64, to 1e-12 relative.
 
 Unlike those checked fits, a sweep does not raise on divergence: a diverged run is a data
 point (the learning rate where GD blows up). It is flagged in ``diverged`` and its loss and
@@ -48,21 +49,21 @@ parameters may be nan or inf.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 import optax
 
-from functional_fit import checks as _checks, data as _data, fit as _fit, losses as _losses
-from functional_fit import models as _models, registry
+from functional_fit import checks as _checks, data as _data, engine, fit as _fit
+from functional_fit import losses as _losses, models as _models, registry, runtime as _runtime
 from functional_fit.checks import InputError
+from functional_fit.engine import LrRecipe  # noqa: F401  (a user's lr -> optimizer, as a recipe)
+from functional_fit.precision import default_float
 
 #: How a sweep differentiates the model: `jacobian_vjp` (fast for a model linear in its
 #: parameters), JAX's autodiff as is, or "auto": the first for the registry's models that are
@@ -138,10 +139,10 @@ def jacobian_vjp(model: Callable) -> Callable:
 
 
 def _one_fit(w0, lr, order, x, y, *, recipe, model, loss, steps, batch_size, return_paths):
-    """One run: the fit's scan, reduced to (params, final loss, diverged, first bad step, path)."""
-    per_epoch = 1 if order is None else _data.n_batches(order.shape[1], batch_size)
-    run = _fit.train_scan(w0, x, y, recipe(lr, per_epoch), model=model, loss=loss, steps=steps,
-                          order=order, batch_size=batch_size, trace=return_paths)
+    """One run: the engine's scan, reduced to (params, final loss, diverged, first bad step,
+    path)."""
+    run = engine.recipe_scan(w0, x, y, lr, order, recipe=recipe, model=model, loss=loss,
+                             steps=steps, batch_size=batch_size, trace=return_paths)
     return (*_summary(run.result.params, run.first_bad, x, y, model=model, loss=loss),
             run.result.path if return_paths else None)
 
@@ -208,15 +209,16 @@ sweep_jit = jax.jit(
 )
 
 
-# A sweep whose runs are long runs in calls of about a second each (`functional_fit.fit`'s
-# chunks of steps, vmapped): every run's `fit.Carry` goes from one call to the next, so Ctrl-C
-# is seen between calls. The same steps: each run equals the single fit bit for bit (tested),
-# and the one-call sweep to rounding (XLA fuses that bigger program differently).
+# A sweep whose runs are long runs in calls of about a second each: the engine's chunk driver
+# (`functional_fit.engine.run_chunks`) over the vmapped runs, every run's `engine.Carry` going
+# from one call to the next, so Ctrl-C is seen between calls. The same steps: each run equals
+# the single fit bit for bit (tested), and the one-call sweep to rounding (XLA fuses that bigger
+# program differently).
 
 
 def _sweep_init(recipe, w0s, lrs, n_orders: int, *, per_epoch: int):
-    """Every run's `fit.Carry` before its first step, leaves (S, P, ...)."""
-    init = jax.vmap(functools.partial(_fit._recipe_init, recipe=recipe, per_epoch=per_epoch))
+    """Every run's `engine.Carry` before its first step, leaves (S, P, ...)."""
+    init = jax.vmap(functools.partial(engine.recipe_init, recipe=recipe, per_epoch=per_epoch))
     carry = init(w0s, lrs)  # (P, ...)
     return jax.tree.map(lambda a: jnp.broadcast_to(a[None], (n_orders,) + a.shape), carry)
 
@@ -225,9 +227,9 @@ def _sweep_steps(recipe, carry, x, y, lrs, orders=None, *, per_epoch: int, model
                  steps=None, batch_size=None):
     """Every run's carry after `steps` more steps, or the epochs of `orders` (S, E', n)."""
     def one(c, lr, order):
-        return _fit._recipe_steps(c, x, y, lr, order, recipe=recipe, per_epoch=per_epoch,
-                                  model=model, loss=loss, steps=steps, batch_size=batch_size,
-                                  trace=False)[0]
+        return engine.recipe_steps(c, x, y, lr, order, recipe=recipe, per_epoch=per_epoch,
+                                   model=model, loss=loss, steps=steps, batch_size=batch_size,
+                                   trace=False)[0]
 
     pairs = jax.vmap(one, in_axes=(0, 0, None))  # the pairs share one order
     if orders is None:
@@ -247,18 +249,19 @@ _sweep_steps_jit = jax.jit(
 _sweep_end_jit = jax.jit(_sweep_end, static_argnames=("model", "loss"))
 
 
-def _in_steps(w0c, lrc, x, y, orders, *, recipe, model, loss, steps, batch_size, per_call):
+def _in_steps(w0c, lrc, x, y, orders, *, recipe, model, loss, length, per_call):
     """One chunk of runs as `sweep_scan` returns it, in calls of `per_call` steps each."""
     n_orders = 1 if orders is None else orders.shape[0]
-    per_epoch = 1 if orders is None else _data.n_batches(orders.shape[2], batch_size)
+    per_epoch = length.per_epoch(x.shape[0])
+    kw = dict(per_epoch=per_epoch, model=model, loss=loss, batch_size=length.batch_size)
+
+    def advance(carry, start, count):
+        part = None if orders is None else orders[:, start : start + count]  # (S, E', n)
+        steps = count if length.full else None
+        return _sweep_steps_jit(recipe, carry, x, y, lrc, part, steps=steps, **kw), None
+
     carry = _sweep_init_jit(recipe, w0c, lrc, n_orders, per_epoch=per_epoch)
-    epochs = None if orders is None else orders.shape[1]
-    for start, length in _fit._spans(steps, epochs, per_epoch, per_call):
-        part = None if orders is None else orders[:, start : start + length]  # (S, E', n)
-        carry = _sweep_steps_jit(recipe, carry, x, y, lrc, part, per_epoch=per_epoch,
-                                 model=model, loss=loss,
-                                 steps=length if orders is None else None, batch_size=batch_size)
-        carry = jax.block_until_ready(carry)  # one call at a time: Ctrl-C is seen between them
+    carry = engine.run_chunks(carry, advance, engine.spans(length, per_epoch, per_call))
     return _sweep_end_jit(carry, x, y, model=model, loss=loss)
 
 
@@ -274,10 +277,11 @@ def _buffer(part, n_chunks: int):
     return jax.jit(lambda: jnp.zeros(shape, part.dtype), out_shardings=part.sharding)()
 
 
-# --------------------------------------------------------------------------- checked entry point
+# --------------------------------------------------------------------------- checks
 
 
-def _check_lrs(lrs) -> np.ndarray:
+def check_lrs(lrs) -> np.ndarray:
+    """The learning rates as a (L,) float64 vector, all positive."""
     lrs = _checks.vector("lrs", np.atleast_1d(np.asarray(lrs, dtype=np.float64)))
     if np.any(lrs <= 0):
         bad = int(np.flatnonzero(lrs <= 0)[0])
@@ -309,46 +313,31 @@ def _check_w0s(w0s, x, y, model, loss):
         if jax.tree.structure(start) != jax.tree.structure(_fit.check_params(name, starts[0])):
             raise InputError(f"{name}: every start must have the structure of the first")
         checked.append(start)
-    w = checked[0]
-    size = {_models.linear: 2}.get(model)
-    if size is not None and np.shape(w) != (size,):
-        raise InputError(f"w0s: the linear model takes 2 parameters, got shape {np.shape(w)}")
-    _fit.check_model(model, loss, w, x, y)
+    registry.check_params(model, "w0s", checked[0])
+    _fit.check_model(model, loss, checked[0], x, y)
     return jax.tree.map(lambda *leaves: np.stack([np.asarray(a) for a in leaves]), *checked), len(checked)
 
 
-@dataclasses.dataclass(frozen=True)
-class LrRecipe:
-    """A user's ``lr -> optax.GradientTransformation`` as a sweep recipe (hashable, static)."""
-
-    make: Callable
-
-    def __call__(self, lr, steps_per_epoch: int = 1):
-        del steps_per_epoch
-        return self.make(lr)
-
-
 def _check_optimizer(optimizer, steps, epochs):
-    """(recipe, batching) of a registry name or of a function ``lr -> GradientTransformation``."""
+    """(recipe, batching) of a registry name, a registry optimizer or a function
+    ``lr -> GradientTransformation``."""
     if isinstance(optimizer, (str, registry.Optimizer)):
         opt = registry.optimizer(optimizer) if isinstance(optimizer, str) else optimizer
-        if opt.batching == "any":  # torch's names: as the caller counts, steps or epochs
-            return opt, ("minibatch" if epochs is not None else "full")
-        return opt, opt.batching
+        return opt, _data.batching_for(opt.batching, steps=steps, epochs=epochs)
     if isinstance(optimizer, optax.GradientTransformation) or not callable(optimizer):
         raise InputError("optimizer must be a registry name ('gd', 'sgd', 'adam', ...) or a "
                          "function lr -> optax.GradientTransformation, e.g. "
                          "lambda lr: optax.sgd(lr, momentum=0.9)")
     try:
-        made = jax.eval_shape(lambda lr: optimizer(lr).init(jnp.zeros(1)), 1.0)
+        jax.eval_shape(lambda lr: optimizer(lr).init(jnp.zeros(1)), 1.0)
     except Exception as exc:
         raise InputError(f"optimizer: calling it with a learning rate failed ({type(exc).__name__}: "
                          f"{exc}); it must be a function lr -> optax.GradientTransformation") from None
-    del made
-    return LrRecipe(optimizer), ("minibatch" if epochs is not None else "full")
+    return engine.as_recipe(optimizer), _data.batching_for("any", steps=steps, epochs=epochs)
 
 
-def _check_seeds(batching, seeds) -> np.ndarray | None:
+def check_seeds(batching, seeds) -> np.ndarray | None:
+    """(S,) int seeds of the batch orders, or None for a full-batch fit."""
     if batching == "full":
         if seeds is not None:
             raise InputError("seeds: a full-batch fit uses the whole data every step, no batch "
@@ -358,19 +347,6 @@ def _check_seeds(batching, seeds) -> np.ndarray | None:
     if not seeds:
         raise InputError("seeds must hold at least one seed")
     return np.array([_checks.nonnegative_int("seeds", s) for s in seeds], dtype=np.int64)
-
-
-def _check_length(batching, steps, epochs, batch_size):
-    """(steps or epochs, batch_size) for the batching; InputError naming the misplaced one."""
-    if batching == "full":
-        if epochs is not None:
-            raise InputError("epochs: a full-batch fit counts steps; pass steps, not epochs")
-        return _checks.positive_int("steps", 100 if steps is None else steps), None
-    if steps is not None:
-        raise InputError("steps: a minibatch fit counts epochs (passes over the data); pass "
-                         "epochs, not steps")
-    epochs = _checks.positive_int("epochs", 100 if epochs is None else epochs)
-    return epochs, _checks.positive_int("batch_size", batch_size)
 
 
 def _mesh(devices):
@@ -396,6 +372,100 @@ def _model_grad(model_grad, model):
     return jacobian_vjp(model) if model_grad == "jacobian" else model
 
 
+class _Plan(NamedTuple):
+    """A checked sweep, ready to run: the runs and how they are cut into compiled calls."""
+
+    recipe: Any  # `engine.Recipe` of the optimizer
+    model: Callable  # as differentiated (`_model_grad`)
+    loss: Callable
+    x: jax.Array
+    y: jax.Array
+    w0s: Any  # the starts, leaves (I, *shape)
+    lrs: np.ndarray  # (L,)
+    seeds: np.ndarray | None  # (S,), None for full batch
+    length: _data.Length
+    mesh: Any  # a 1-D mesh "runs", or None for one device
+    chunk: int  # (w0, lr) pairs per compiled call, a multiple of the device count
+
+
+def _checked(optimizer, w0s, x, y, lrs, *, model, loss, steps, epochs, batch_size, seeds,
+             chunk_size, devices, model_grad) -> _Plan:  # sweep's own arguments, checked in turn
+    """Every argument of `sweep` checked, in the order a user reads them."""
+    _checks.choice("model_grad", model_grad, MODEL_GRADS)
+    model, loss = registry.resolve(model, loss)
+    recipe, batching = _check_optimizer(optimizer, steps, epochs)
+    x, y = _fit.check_fit_data(x, y)
+    w0s, n_init = _check_w0s(w0s, x, y, model, loss)
+    lrs = check_lrs(lrs)
+    length = _data.fit_length(x.shape[0], batching, steps=steps, epochs=epochs,
+                              batch_size=batch_size if batching == "minibatch" else None,
+                              defaults=True)
+    seeds = check_seeds(batching, seeds)
+    mesh = _mesh(devices)
+    n_dev = 1 if mesh is None else mesh.size
+    n_pairs = n_init * lrs.shape[0]
+    chunk = n_pairs if chunk_size is None else min(_checks.positive_int("chunk_size", chunk_size),
+                                                   n_pairs)
+    chunk = math.ceil(chunk / n_dev) * n_dev  # every device gets the same share
+    return _Plan(recipe, _model_grad(model_grad, model), loss, x, y, w0s, lrs, seeds, length,
+                 mesh, chunk)
+
+
+def _pairs(plan: _Plan):
+    """The (w0, lr) pairs, start-major, learning rate fastest, padded to whole chunks:
+    (leaves (P', *shape), (P',)), P' a multiple of the chunk."""
+    n_lr, n_init = plan.lrs.shape[0], jax.tree.leaves(plan.w0s)[0].shape[0]
+    padded = math.ceil(n_init * n_lr / plan.chunk) * plan.chunk
+    pair_w0 = jax.tree.map(lambda a: _pad(np.repeat(a, n_lr, axis=0), padded), plan.w0s)
+    return pair_w0, _pad(np.tile(plan.lrs, n_init), padded)
+
+
+def _run(plan: _Plan, *, return_paths, progress, runtime):
+    """Every chunk of pairs, one compiled call each (or calls of about a second, for long runs
+    without paths): the results as (S, P', ...) buffers, in place on the devices."""
+    n = plan.x.shape[0]
+    pair_w0, pair_lr = _pairs(plan)
+    n_pairs = jax.tree.leaves(plan.w0s)[0].shape[0] * plan.lrs.shape[0]
+    n_chunks = pair_lr.shape[0] // plan.chunk
+    orders = None if plan.seeds is None else jnp.asarray(np.stack(
+        [_data.batch_order(n, plan.length.epochs, int(s)) for s in plan.seeds]))
+    n_seeds = 1 if plan.seeds is None else plan.seeds.shape[0]
+    n_params = sum(int(np.prod(np.shape(a)[1:])) for a in jax.tree.leaves(plan.w0s))
+    per_call = engine.chunk_steps(n if plan.length.full else plan.length.batch_size, n_params,
+                                  runs=n_seeds * plan.chunk, runtime=runtime)
+    in_steps = not return_paths and plan.length.total(n) > per_call
+    shard = None if plan.mesh is None else jax.sharding.NamedSharding(
+        plan.mesh, jax.sharding.PartitionSpec("runs"))
+    kw = dict(recipe=plan.recipe, model=plan.model, loss=plan.loss)
+    buffers = None
+    for c in range(n_chunks):
+        part = slice(c * plan.chunk, (c + 1) * plan.chunk)
+        w0c = jax.tree.map(lambda a: jnp.asarray(a[part]), pair_w0)  # leaves (chunk, *shape)
+        lrc = default_float(pair_lr[part])  # (chunk,), as `functional_fit.fit` passes lr
+        if shard is not None:
+            w0c, lrc = jax.device_put(w0c, shard), jax.device_put(lrc, shard)
+        if in_steps:
+            out = _in_steps(w0c, lrc, plan.x, plan.y, orders, length=plan.length,
+                            per_call=per_call, **kw)
+        else:
+            out = sweep_jit(w0s=w0c, x=plan.x, y=plan.y, lrs=lrc, orders=orders,
+                            return_paths=return_paths, steps=plan.length.steps,
+                            batch_size=plan.length.batch_size, **kw)
+        out = jax.block_until_ready(out)
+        buffers = out if n_chunks == 1 else _gathered(buffers, out, c * plan.chunk, n_chunks)
+        if progress is not None:
+            progress(n_seeds * min(plan.chunk, n_pairs - c * plan.chunk))
+    return buffers
+
+
+def _gathered(buffers, out, start: int, n_chunks: int):
+    """`out` (S, chunk, ...) written into the results' buffers at pair `start`, in place: R runs
+    cost O(R) to gather whatever the number of chunks."""
+    if buffers is None:
+        buffers = jax.tree.map(lambda a: _buffer(a, n_chunks), out)
+    return jax.tree.map(lambda b, a: _place(b, a, start), buffers, out)
+
+
 def sweep(
     optimizer,
     w0s,
@@ -407,14 +477,15 @@ def sweep(
     loss: Callable = _losses.l1,
     steps: int | None = None,
     epochs: int | None = None,
-    batch_size: int = 10,
+    batch_size: int = _data.DEFAULT_BATCH_SIZE,
     seeds: Sequence[int] | None = None,
     return_paths: bool = False,
     chunk_size: int | None = None,
     progress: Callable[[int], None] | None = None,
     devices=None,
     model_grad: str = "auto",
-) -> SweepResult:
+    runtime=None,
+) -> SweepResult:  # 17 arguments: the public settings of a sweep, each checked by `_checked`
     """Fit every combination of learning rate, start and batch order, vmapped and compiled.
 
     Args:
@@ -428,9 +499,9 @@ def sweep(
       x: (n,) or (n, d) inputs; y: (n, ...) targets.
       lrs: (L,) learning rates, > 0 (a scalar is one).
       model, loss: as in `functional_fit.fit.train` (any pure functions).
-      steps: a full-batch fit's number of steps (default 100).
-      epochs: a minibatch fit's passes over the data (default 100).
-      batch_size: B of a minibatch fit (default 10).
+      steps: a full-batch fit's number of steps (default 100, `data.DEFAULT_STEPS`).
+      epochs: a minibatch fit's passes over the data (default 100, `data.DEFAULT_EPOCHS`).
+      batch_size: B of a minibatch fit (default 10); a full-batch fit ignores it.
       seeds: (S,) seeds of the batch orders, ``batch_order(n, epochs, seed)`` (default [0]).
         Must be None for a full-batch fit.
       return_paths: also return the paths, leaves (R, steps+1, *shape); memory grows with
@@ -447,6 +518,7 @@ def sweep(
         values, 3-4x faster on the CPU for the degree-12 model); ``"autodiff"`` vmaps the
         single fit's own graph unchanged; ``"auto"`` (default) takes the first for the
         registry's models linear in their parameters and the second otherwise.
+      runtime: sizes of the compiled calls (`functional_fit.runtime`); None: the platform's.
 
     Returns:
       `SweepResult` of R = S * I * L runs, seed-major, then start, then learning rate.
@@ -465,89 +537,25 @@ def sweep(
       >>> np.round(np.asarray(res.loss), 4).tolist(), np.asarray(res.diverged).tolist()
       ([4.2388, 3.919, inf], [False, False, True])
     """
-    _checks.choice("model_grad", model_grad, MODEL_GRADS)
-    model, loss = _fit._resolve(model, loss)
-    recipe, batching = _check_optimizer(optimizer, steps, epochs)
-    x, y = _fit.check_fit_data(x, y)
-    w0s, n_init = _check_w0s(w0s, x, y, model, loss)
-    lrs = _check_lrs(lrs)
-    length, batch_size = _check_length(batching, steps, epochs, batch_size)
-    seeds = _check_seeds(batching, seeds)
-    mesh = _mesh(devices)
-    n_dev = 1 if mesh is None else mesh.size
-
-    # The pairs (w0, lr): start-major, learning rate fastest.
-    n_lr = lrs.shape[0]
-    pair_w0 = jax.tree.map(lambda a: np.repeat(a, n_lr, axis=0), w0s)  # leaves (P, *shape)
-    pair_lr = np.tile(lrs, n_init)  # (P,)
-    n_pairs = n_init * n_lr
-    chunk = n_pairs if chunk_size is None else min(_checks.positive_int("chunk_size", chunk_size), n_pairs)
-    chunk = math.ceil(chunk / n_dev) * n_dev  # every device gets the same share
-    n_chunks = math.ceil(n_pairs / chunk)
-    pair_w0 = jax.tree.map(lambda a: _pad(a, n_chunks * chunk), pair_w0)
-    pair_lr = _pad(pair_lr, n_chunks * chunk)
-
-    orders = None
-    if seeds is not None:
-        n = x.shape[0]
-        orders = jnp.asarray(np.stack([_data.batch_order(n, length, int(s)) for s in seeds]))
-    lr_dtype = jnp.result_type(float)  # as fit._float: torch keeps Python floats in double
-    shard = None if mesh is None else jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
-    kwargs = dict(
-        recipe=recipe, loss=loss, return_paths=return_paths, model=_model_grad(model_grad, model),
-        steps=length if batching == "full" else None,
-        batch_size=None if batching == "full" else batch_size,
-    )
-    n_seeds = 1 if seeds is None else seeds.shape[0]
-    # Long runs go in calls of about a second (`_in_steps`); paths, when asked for, in one.
-    per_epoch = 1 if seeds is None else _data.n_batches(x.shape[0], batch_size)
-    total_steps = length * per_epoch
-    n_params = sum(int(np.prod(np.shape(a)[1:])) for a in jax.tree.leaves(w0s))
-    per_call = _fit.chunk_steps(x.shape[0] if seeds is None else batch_size, n_params,
-                                runs=n_seeds * chunk)
-    in_steps = not return_paths and total_steps > per_call
-    # Each chunk's results go into one buffer per result (in place, on the device), so that
-    # gathering R runs costs O(R) whatever the number of chunks.
-    buffers = None
-    for c in range(n_chunks):
-        part = slice(c * chunk, (c + 1) * chunk)
-        w0c = jax.tree.map(lambda a: jnp.asarray(a[part]), pair_w0)  # leaves (chunk, *shape)
-        lrc = jnp.asarray(pair_lr[part], dtype=lr_dtype)  # (chunk,)
-        if shard is not None:
-            w0c, lrc = jax.device_put(w0c, shard), jax.device_put(lrc, shard)
-        if in_steps:
-            out = _in_steps(w0c, lrc, x, y, orders, recipe=recipe, model=kwargs["model"],
-                            loss=loss, steps=kwargs["steps"], batch_size=kwargs["batch_size"],
-                            per_call=per_call)
-        else:
-            out = sweep_jit(w0s=w0c, x=x, y=y, lrs=lrc, orders=orders, **kwargs)
-        out = jax.block_until_ready(out)
-        if n_chunks == 1:
-            buffers = out
-        else:
-            if buffers is None:
-                buffers = jax.tree.map(lambda a: _buffer(a, n_chunks), out)
-            buffers = jax.tree.map(lambda b, a: _place(b, a, c * chunk), buffers, out)
-        if progress is not None:
-            progress(n_seeds * min(chunk, n_pairs - c * chunk))
+    plan = _checked(optimizer, w0s, x, y, lrs, model=model, loss=loss, steps=steps,
+                    epochs=epochs, batch_size=batch_size, seeds=seeds, chunk_size=chunk_size,
+                    devices=devices, model_grad=model_grad)
+    buffers = _run(plan, return_paths=return_paths, progress=progress,
+                   runtime=_runtime.resolve(runtime))
+    n_init, n_lr = jax.tree.leaves(plan.w0s)[0].shape[0], plan.lrs.shape[0]
+    n_seeds, n_pairs = (1 if plan.seeds is None else plan.seeds.shape[0]), n_init * n_lr
 
     def gather(a):  # trimmed of the padding, flattened to (R, ...)
         a = a[:, :n_pairs]  # (S, P, ...)
         return a.reshape((n_seeds * n_pairs,) + a.shape[2:])
 
     params, final, diverged, first_bad, paths = (
-        None if part is None else jax.tree.map(gather, part) for part in buffers
-    )
+        None if part is None else jax.tree.map(gather, part) for part in buffers)
     return SweepResult(
-        lr=np.tile(lrs, n_seeds * n_init),
-        seed=np.repeat(np.full(1, NO_SEED) if seeds is None else seeds, n_pairs),
+        lr=np.tile(plan.lrs, n_seeds * n_init),
+        seed=np.repeat(np.full(1, NO_SEED) if plan.seeds is None else plan.seeds, n_pairs),
         init=np.tile(np.repeat(np.arange(n_init), n_lr), n_seeds),
-        params=params,
-        loss=final,
-        diverged=diverged,
-        paths=paths,
-        diverged_at=first_bad,
-    )
+        params=params, loss=final, diverged=diverged, paths=paths, diverged_at=first_bad)
 
 
 def log_lrs(start: float, stop: float, count: int) -> np.ndarray:

@@ -9,6 +9,8 @@ Each tolerance is a named constant with where it comes from. The tests, the pari
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 #: The lecture's printed numbers, reproduced in lecture mode (float32 parameters). The printed
@@ -30,14 +32,50 @@ TRAJECTORY_FLOAT64 = 1e-9
 #: Unit roundoff u of each dtype: one correctly rounded operation is within u relative.
 UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24}
 
+# --------------------------------------------------------------------------- the rounding model
+# Two correct implementations of one step differ by the roundings in which their operations may
+# differ (`step_roundings`), each at most u relative (`UNIT_ROUNDOFF`). Along a stable path
+# (every update non-expansive) those differences add up at most linearly, so after T steps two
+# paths are within T times a step's roundings times u (`accumulated`). (Higham, *Accuracy and
+# Stability of Numerical Algorithms*, 2nd ed., sections 3.1 and 4.2.) Every bound below that is
+# not a measurement comes from these two functions.
+
+#: Roundings of one optimizer update in which the two frameworks may differ, on top of the
+#: gradient's: the longest update (NAdam with weight decay) rounds 17 times per element
+#: (moments 5, square root and eps 3, two quotients and their coefficients 5, decay 2, lr 1,
+#: the step 1); 20 covers every optimizer of functional_fit.optim and the clip.
+OPTIMIZER_ROUNDINGS = 20
+#: Roundings of one layer of a network, forward and backward, beyond its sums: the elementwise
+#: operations of a layer and its activation's derivative, and their transposes.
+ROUNDINGS_PER_LAYER = 6
+
+
+def step_roundings(batch: int, *, terms: int = 0, layers: int = 0, widest: int = 1,
+                   optimizer: bool = False) -> int:
+    """Roundings of one step in which two correct implementations may differ.
+
+    Args:
+      batch: B, the points of the step's batch: the mean over it and the gradient's sum may be
+        reduced in different (pairwise or blocked) orders, ceil(log2 B) roundings.
+      terms: roundings of each prediction beyond its sums: a degree-p polynomial sums p + 1
+        terms and computes x**k differently (torch's ``pow``, XLA's repeated squaring): p + 2.
+      layers: the network's layers, `ROUNDINGS_PER_LAYER` each.
+      widest: the longest sum of a matrix product (the widest fan-in), ceil(log2) roundings.
+      optimizer: add the update's `OPTIMIZER_ROUNDINGS`.
+    """
+    return (terms + layers * ROUNDINGS_PER_LAYER + math.ceil(math.log2(max(batch, 1)))
+            + math.ceil(math.log2(max(widest, 1))) + (OPTIMIZER_ROUNDINGS if optimizer else 0))
+
+
+def accumulated(dtype: str, steps: int, roundings: int, safety: float = 1.0) -> float:
+    """How far two correct paths may part after `steps` stable steps of `roundings` each:
+    ``safety * steps * roundings * u`` (u the unit roundoff of `dtype`), relative."""
+    return safety * max(steps, 1) * roundings * UNIT_ROUNDOFF[dtype]
+
+
 #: Roundings per step in which the two frameworks may legitimately differ, for a batch of
-#: B <= 500 points and degree p <= 12 (the domain of the property tests):
-#: - each prediction sums p + 1 terms and computes x**k differently (torch ``pow`` vs XLA's
-#:   repeated squaring): <= p + 2 roundings, relative to sum_k |w_k x^k|;
-#: - the mean over the batch and the gradient's sum over it may be reduced in different orders
-#:   (pairwise/blocked in both): <= ceil(log2 B) = 9 roundings, relative to the sum of |terms|.
-#: (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., sections 3.1 and 4.2.)
-ROUNDINGS_PER_STEP = 12 + 2 + 9
+#: B <= 500 points and degree p <= 12 (the domain of the property tests): 14 + 9.
+ROUNDINGS_PER_STEP = step_roundings(500, terms=12 + 2)
 
 #: Whole trajectories, float32 (and the lecture mode, whose float32 parameters round every
 #: update): per step the two frameworks may differ by ROUNDINGS_PER_STEP * u = 1.4e-6 relative.
@@ -49,7 +87,7 @@ ROUNDINGS_PER_STEP = 12 + 2 + 9
 #: The same argument in float64 gives 5,000 * 23 * 2^-53 = 1.3e-11 for the lecture's longest
 #: fit, consistent with the 8e-12 measured and below TRAJECTORY_FLOAT64.
 MAX_STEPS_FLOAT32 = 150
-TRAJECTORY_FLOAT32 = MAX_STEPS_FLOAT32 * ROUNDINGS_PER_STEP * UNIT_ROUNDOFF["float32"]
+TRAJECTORY_FLOAT32 = accumulated("float32", MAX_STEPS_FLOAT32, ROUNDINGS_PER_STEP)
 
 
 def trajectory_tol(dtype: str) -> float:
@@ -78,6 +116,32 @@ def rel_err(a, b) -> float:
     return diff / scale if scale > 0 else float("inf")
 
 
+# --------------------------------------------------------------------------- one loss, two ways
+
+
+def same_loss(got, want, xp=np, *, same_nonfinite: bool = False):
+    """Whether losses `got` are the losses `want` computed another way, beyond doubt of
+    rounding, elementwise: ``|got - want| <= sqrt(eps) |want| + 100 tiny``.
+
+    Two correct ways of computing one loss (a streamed sum against a vmapped mean, a quadratic
+    from moments against the brute-force MSE) agree to a few eps; a wrong way (a streamed
+    "mean" of a loss that is not a mean of per-point terms, a quadratic of a model that is
+    not linear) differs by far more than sqrt(eps). `surface` decides by this which layout
+    computes a surface.
+
+    Args:
+      got, want: arrays of the same shape; `want`'s dtype sets eps and tiny.
+      xp: ``numpy`` or ``jax.numpy`` (inside a compiled function).
+      same_nonfinite: count an inf or nan found by both as agreement.
+    """
+    info = np.finfo(want.dtype)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: nan, which is not close
+        close = xp.abs(got - want) <= float(np.sqrt(info.eps)) * xp.abs(want) + 100 * float(info.tiny)
+    if same_nonfinite:
+        close = close | (got == want) | (xp.isnan(got) & xp.isnan(want))
+    return close
+
+
 # --------------------------------------------------------------------------- functional_fit.optim
 
 #: Steps of the optimizer parity runs (tests/test_optim.py, scripts/atlas.py).
@@ -90,19 +154,12 @@ OPTIM_STEPS = 1000
 #: leaves the envelope within a few dozen steps of starting to grow, long before 1e-9.
 OPTIM_GROWTH_FLOAT64 = TRAJECTORY_FLOAT64 / OPTIM_STEPS
 
-#: Roundings of one optimizer update in which the two frameworks may differ, on top of the
-#: gradient's ROUNDINGS_PER_STEP: the longest update (NAdam with weight decay) rounds 17 times
-#: per element (moments 5, square root and eps 3, two quotients and their coefficients 5, decay
-#: 2, lr 1, the step 1); 20 covers every optimizer of functional_fit.optim and the clip.
-OPTIMIZER_ROUNDINGS = 20
-
 #: float32 paths of functional_fit.optim against torch.optim, MAX_STEPS_FLOAT32 steps: the
 #: argument of TRAJECTORY_FLOAT32 with ROUNDINGS_PER_STEP + OPTIMIZER_ROUNDINGS roundings per
 #: step (the update is stable, so per-step differences add at most linearly):
 #: 150 * 43 * 2^-24 = 3.8e-4. Measured (tests/test_optim.py): <= 2.2e-6.
-OPTIM_TRAJECTORY_FLOAT32 = (
-    MAX_STEPS_FLOAT32 * (ROUNDINGS_PER_STEP + OPTIMIZER_ROUNDINGS) * UNIT_ROUNDOFF["float32"]
-)
+OPTIM_TRAJECTORY_FLOAT32 = accumulated("float32", MAX_STEPS_FLOAT32,
+                                       step_roundings(500, terms=12 + 2, optimizer=True))
 
 #: Learning-rate schedules, float64, against torch's stepped schedulers, relative to the
 #: schedule's largest value, for K <= OPTIM_STEPS steps and T_max <= SCHEDULE_MAX_T. torch

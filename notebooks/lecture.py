@@ -48,7 +48,7 @@ import torch
 import functional_fit as ff
 import parity
 from functional_fit import plot
-from parity.comparison.figures import pca_paths
+from comparison.figures import pca_paths
 from functional_fit.tolerances import GRAD_FLOAT64, LECTURE_PRINTED, TRAJECTORY_FLOAT64, rel_err
 
 SMALL = os.environ.get("FUNCTIONAL_FIT_SMALL") == "1"
@@ -405,7 +405,7 @@ plot.sweep(lrs, {"JAX (vmap)": sweep_jax, "torch (loop)": sweep_torch},
 # For every fit above, the largest parameter difference between the two frameworks at each
 # step. Both start from the same zeros and see the same batches; in float32 parameters they
 # differ by a rounding now and then, which the following steps carry along without growing.
-# (`parity.comparison.lecture.run` runs all of this with the lecture's settings;
+# (`comparison.lecture.run` runs all of this with the lecture's settings;
 # `functional-fit lecture` prints it as a table and `--out DIR` writes these figures.)
 
 # %%

@@ -49,7 +49,7 @@ import parity.surface
 from functional_fit import plot
 from functional_fit.surface import coords_plane, loss_surface, mse_surface_exact, pca_plane, random_plane
 from functional_fit.tolerances import rel_err
-from parity.comparison.figures import pca_paths
+from comparison.figures import pca_paths
 
 SMALL = os.environ.get("FUNCTIONAL_FIT_SMALL") == "1"
 #: Points per side of the big surface, and the sides timed in the comparison.

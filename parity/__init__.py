@@ -5,15 +5,11 @@ place under ``torch.no_grad()`` or through ``torch.optim``, and minibatches come
 ``DataLoader``. File and function names mirror `functional_fit`: `parity.models` beside
 `functional_fit.models`, `parity.fit.adam_sgd` beside `functional_fit.fit.adam_sgd`, and so on.
 
-Two layers live here:
-
-- the torch side, mirroring `functional_fit` module for module: `data`, `models`, `losses`,
-  `ols`, `autodiff`, `optim`, `fit`, `registry`, `surface`, `sweep`. These import only torch and
-  the public modules of `functional_fit` that both sides share (`checks`, `data`, `precision`,
-  `tolerances`, `registry`);
-- the comparison layer, `parity.comparison`, on top of both sides: the lecture runner, the
-  parity report and the lecture's figure set. The command line sits on it. Nothing below it
-  imports it.
+The torch mirror, the second of the project's four layers: it mirrors `functional_fit` module
+for module (`data`, `models`, `losses`, `ols`, `autodiff`, `optim`, `fit`, `registry`,
+`params`, `surface`, `sweep`) and imports only torch and the public names of `functional_fit`.
+The layer that runs the two side by side is `comparison`; ``parity.compare`` is its entry
+point under the name users know, loaded when first asked for.
 
 Importing this package changes no global configuration (neither torch's nor JAX's).
 """
@@ -22,13 +18,12 @@ from parity import autodiff, data, fit, losses, models, ols, optim, params, regi
 from parity.data import OrderSampler, tensors
 from parity.models import PolynomialModel, SimpleLinearModel, SineModel
 
-def __getattr__(name):
-    """``parity.compare``: the comparison layer's entry point, loaded when first asked for.
 
-    A re-export, not a use: importing `parity` loads nothing of `parity.comparison`.
-    """
+def __getattr__(name):
+    """``parity.compare`` is `comparison.compare.compare`, loaded when first asked for: a
+    re-export, not a use, so importing `parity` loads nothing of `comparison`."""
     if name == "compare":
-        from parity.comparison.compare import compare
+        from comparison.compare import compare
 
         return compare
     raise AttributeError(f"module 'parity' has no attribute {name!r}")

@@ -27,9 +27,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from functional_fit import checks as _checks
+from functional_fit import checks as _checks, data as _data
 from functional_fit.checks import DivergenceError, InputError, divergence_error
-from functional_fit.data import check_length, check_order
 from parity import registry
 from parity.data import OrderSampler
 from parity.optim import LectureSGD
@@ -87,20 +86,13 @@ def _batches(x, y, steps, order, batch_size):
     return (batch for _ in range(len(order)) for batch in loader)
 
 
-def _check_tensor(name, t):
-    if not isinstance(t, torch.Tensor):
-        raise InputError(f"{name} must be a torch tensor, got {type(t).__name__} "
-                         "(parity.data.tensors converts numpy data)")
-    _checks.array(name, t, ndims=(1, 2))
-    return t
-
-
 def _check_data(x, y):
     """x and y: torch tensors, finite, of the same number of points (the shared checks)."""
-    x, y = _check_tensor("x", x), _check_tensor("y", y)
-    if x.shape[0] != y.shape[0]:
-        raise InputError(f"x and y must have the same number of points, got x of shape "
-                         f"{tuple(x.shape)} and y of shape {tuple(y.shape)}")
+    for name, t in (("x", x), ("y", y)):
+        if not isinstance(t, torch.Tensor):
+            raise InputError(f"{name} must be a torch tensor, got {type(t).__name__} "
+                             "(parity.data.tensors converts numpy data)")
+    _checks.points(x, y)
     return x, y
 
 
@@ -144,7 +136,7 @@ def train(module, loss_fn, x, y, *, optimizer, scheduler=None, steps: int | None
         raise InputError(f"optimizer must be a torch.optim.Optimizer over module.parameters(), "
                          f"got {type(optimizer).__name__}")
     x, y = _check_data(x, y)
-    steps, order, batch_size = check_length(x.shape[0], steps, order, batch_size)
+    steps, order, batch_size = _data.check_length(x.shape[0], steps, order, batch_size)
     clip = None
     if max_norm is not None:
         clip = (_checks.positive_float("max_norm", max_norm), float(norm_type))
@@ -169,35 +161,41 @@ def _lecture(where, model, loss_fn, batches, optimizer, lr):
         raise
 
 
-def _minibatch(dataset, lr, nepochs, batch_size, order):
-    lr = _checks.positive_float("lr", lr)
-    nepochs = _checks.positive_int("nepochs", nepochs)
-    batch_size = _checks.positive_int("batch_size", batch_size)
+def _minibatch(dataset, nepochs, batch_size, order):
+    """(the batches of every epoch, steps per epoch) of a minibatch fit over `dataset`: the
+    lecture's ``DataLoader(shuffle=True)``, or the given `order` (nepochs, n)."""
     n = len(_check_dataset(dataset))
+    length = _data.fit_length(n, "minibatch", epochs=nepochs, batch_size=batch_size,
+                              names={"epochs": "nepochs"})
     if order is not None:
-        order = check_order(np.asarray(order), n)
-        if order.shape[0] != nepochs:
-            raise InputError(f"order has {order.shape[0]} epochs but nepochs is {nepochs}")
-    loader = _loader(dataset, batch_size, order)
-    return lr, (batch for _ in range(nepochs) for batch in loader), -(-n // batch_size)
+        order = _data.check_order(np.asarray(order), n)
+        if order.shape[0] != length.epochs:
+            raise InputError(f"order has {order.shape[0]} epochs but nepochs is {length.epochs}")
+    loader = _loader(dataset, length.batch_size, order)
+    return (batch for _ in range(length.epochs) for batch in loader), length.per_epoch(n)
 
 
-def gradient_descent(model, loss_fn, x, y, lr=1.0, nsteps=100):
+def _full(x, y, nsteps, name="nsteps"):
+    """The batches of `nsteps` full-batch steps on checked tensors x, y."""
+    length = _data.fit_length(x.shape[0], "full", steps=nsteps, names={"steps": name})
+    return ((x, y) for _ in range(length.steps))
+
+
+def gradient_descent(model, loss_fn, x, y, lr=1.0, nsteps=_data.DEFAULT_STEPS):
     """Full-batch gradient descent with step lr / (i + 1) (cell 48).
 
     Returns:
       (nsteps+1, p+1) array of the parameters before the first and after every step.
     """
     lr = _checks.positive_float("lr", lr)
-    nsteps = _checks.positive_int("nsteps", nsteps)
     x, y = _check_data(x, y)
+    batches = _full(x, y, nsteps)
     opt = LectureSGD(model.parameters(), lr=lr)
-    return _lecture("gradient_descent", model, loss_fn, ((x, y) for _ in range(nsteps)), opt, lr)
+    return _lecture("gradient_descent", model, loss_fn, batches, opt, lr)
 
 
-def stochastic_gradient_descent(
-    model, loss_fn, dataset, lr=1.0, nepochs=100, batch_size=10, order=None
-):
+def stochastic_gradient_descent(model, loss_fn, dataset, lr=1.0, nepochs=_data.DEFAULT_EPOCHS,
+                                batch_size=_data.DEFAULT_BATCH_SIZE, order=None):
     """Minibatch SGD with step lr / (e + 1) in epoch e (cell 59).
 
     Args:
@@ -206,23 +204,27 @@ def stochastic_gradient_descent(
     Returns:
       (steps+1, p+1) array, steps = nepochs * ceil(n / batch_size).
     """
-    lr, batches, per_epoch = _minibatch(dataset, lr, nepochs, batch_size, order)
+    lr = _checks.positive_float("lr", lr)
+    batches, per_epoch = _minibatch(dataset, nepochs, batch_size, order)
     opt = LectureSGD(model.parameters(), lr=lr, steps_per_epoch=per_epoch)
     return _lecture("stochastic_gradient_descent", model, loss_fn, batches, opt, lr)
 
 
-def adam_sgd(model, loss_fn, dataset, lr=0.1, nepochs=100, batch_size=10, order=None):
+def adam_sgd(model, loss_fn, dataset, lr=0.1, nepochs=_data.DEFAULT_EPOCHS,
+             batch_size=_data.DEFAULT_BATCH_SIZE, order=None):
     """Minibatch Adam through ``torch.optim.Adam`` (cell 63).
 
     Returns:
       (steps+1, p+1) array, steps = nepochs * ceil(n / batch_size).
     """
-    lr, batches, _ = _minibatch(dataset, lr, nepochs, batch_size, order)
+    lr = _checks.positive_float("lr", lr)
+    batches, _ = _minibatch(dataset, nepochs, batch_size, order)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     return _lecture("adam_sgd", model, loss_fn, batches, opt, lr)
 
 
-def run(optimizer, model, loss_fn, x, y, *, lr, steps=None, order=None, batch_size=10):
+def run(optimizer, model, loss_fn, x, y, *, lr, steps=None, order=None,
+        batch_size=_data.DEFAULT_BATCH_SIZE):
     """A fit of a registry optimizer, mirroring `functional_fit.fit.run`.
 
     `optimizer` is a name of `parity.registry` or a `parity.registry.optimizer(name,
@@ -235,16 +237,14 @@ def run(optimizer, model, loss_fn, x, y, *, lr, steps=None, order=None, batch_si
     where = {"gd": "gradient_descent", "sgd": "stochastic_gradient_descent", "adam": "adam_sgd"}
     lr = _checks.positive_float("lr", lr)
     x, y = _check_data(x, y)
-    full = entry.batching == "full" or (entry.batching == "any" and steps is not None)
-    if not full and order is None:
+    if steps is None and order is None and entry.batching != "full":
         raise InputError(f"order: optimizer {entry.name!r} takes minibatches in a batch order "
                          "(functional_fit.data.batch_order(n, epochs, seed)), or steps; got "
                          "neither")
-    if full:
-        steps = _checks.positive_int("steps", steps)
-        batches, per_epoch = ((x, y) for _ in range(steps)), 1
+    if _data.batching_for(entry.batching, steps=steps, epochs=order) == "full":
+        batches, per_epoch = _full(x, y, steps, "steps"), 1
     else:
-        lr, batches, per_epoch = _minibatch(TensorDataset(x, y), lr, len(order), batch_size, order)
+        batches, per_epoch = _minibatch(TensorDataset(x, y), len(order), batch_size, order)
     opt = entry(model.parameters(), lr, per_epoch)
     return _lecture(where.get(entry.name, entry.name), model, loss_fn, batches, opt, lr)
 

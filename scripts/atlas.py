@@ -209,7 +209,7 @@ def differences(committed: list[tuple[str, ...]], fresh: list[tuple[str, ...]]) 
 def write(results: list[Result], path: Path = ATLAS_MD) -> None:
     text = path.read_text()
     new = text[: text.index(START) + len(START)] + "\n" + table(results) + text[text.index(END):]
-    from functional_fit.files import atomic_path
+    from functional_fit_cli.files import atomic_path
 
     with atomic_path(path) as tmp:
         Path(tmp).write_text(new)

@@ -4,9 +4,9 @@ For every row: the API raises `InputError` (or `PrecisionError`) whose message n
 argument; the CLI exits non-zero with exactly one line on stderr, naming the option, with no
 traceback; and no output file (nor a temporary beside it) is left behind.
 
-Rows with a seventh entry run the CLI in a subprocess, as a user would: with an environment,
-a closed or full stdout, an exit status other than 2, and a time limit far below what the
-refused computation would take (so that it was refused before it started).
+Rows with ``subprocess`` settings run the CLI in a subprocess, as a user would: with an
+environment, a closed or full stdout, an exit status other than 2, and a time limit far below
+what the refused computation would take (so that it was refused before it started).
 
 After the table: fault injection (a full disk, a read-only folder, Ctrl-C at several moments
 of ``lecture --out``), memory refused before it is allocated, and streams (``| head -1``, an
@@ -24,7 +24,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -32,9 +34,9 @@ import torch
 
 import functional_fit as ff
 import parity
-from functional_fit import InputError, fit, losses, models, registry, surface, sweep
-from parity.comparison import lecture, report as parity_report
-from functional_fit.cli import main
+from functional_fit import InputError, fit, losses, models, registry, runtime, surface, sweep
+from comparison import lecture, report as parity_report
+from functional_fit_cli import main
 
 X, Y = ff.lecture_data(n=20)
 ORDER = ff.batch_order(20, 2, seed=0)
@@ -53,236 +55,337 @@ LONG = ["--steps", "100000000"]
 #: A subprocess row refused before any work ends within this (start-up is a few seconds).
 QUICK = 60
 
-def _with_limit(limit: str, call):
-    """`call()` with `functional_fit.resources.LIMIT_ENV` set to `limit`."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FUNCTIONAL_FIT_MEMORY_LIMIT", limit)
-        return call()
+
+class Row(NamedTuple):
+    """One bad input, through the Python API and through the command line."""
+
+    files: dict  # files to create under the test's folder: {name: text or bytes}
+    api: Callable | None  # api(tmp) must raise InputError (or PrecisionError); None: CLI only
+    argv: list | None  # the command's arguments, "{tmp}" the test's folder; None: API only
+    api_says: str | None  # what the API's message must contain
+    cli_says: str | None  # what the command's one line on stderr must contain
+    outputs: list  # paths under the folder the command was asked to write: none may be left
+    #: run the command in its own process, as a user would: {"status": exit status (2),
+    #: "env": environment, "stdout": "closed" or "full", "within": seconds}
+    subprocess: dict | None = None
 
 
-# Each row: id -> (files to create {name: text}, api(tmp) call or None, cli argv (with {tmp}),
-#                  what the API message must contain, what the CLI line must contain,
-#                  output paths under tmp the CLI was asked to write[,
-#                  in a subprocess: {status, env, stdout "closed"/"full", within seconds}]).
 ROWS = {
-    "csv missing": (
-        {}, lambda t: ff.read_csv(t / "nope.csv"),
-        ["lecture", "--data", "{tmp}/nope.csv", "--out", "{tmp}/out"], "no such file", "no such file", ["out"]),
-    "csv malformed number": (
-        {"bad.csv": "x,y\n1,2\n3,abc\n"}, lambda t: ff.read_csv(t / "bad.csv"),
-        ["lecture", "--data", "{tmp}/bad.csv", "--out", "{tmp}/out"], "line 3", "line 3", ["out"]),
-    "csv lacks y": (
-        {"noy.csv": "x,z\n1,2\n"}, lambda t: ff.read_csv(t / "noy.csv"),
-        ["lecture", "--data", "{tmp}/noy.csv", "--out", "{tmp}/out"], "lacks column(s) y", "lacks column(s) y", ["out"]),
-    "csv empty file": (
-        {"empty.csv": ""}, lambda t: ff.read_csv(t / "empty.csv"),
-        ["lecture", "--data", "{tmp}/empty.csv", "--out", "{tmp}/out"], "is empty", "is empty", ["out"]),
-    "csv header only": (
-        {"head.csv": "x,y\n"}, lambda t: ff.read_csv(t / "head.csv"),
-        ["lecture", "--data", "{tmp}/head.csv", "--out", "{tmp}/out"], "x is empty", "x is empty", ["out"]),
-    "csv binary": (
-        {"bin.csv": b"\xff\xfe\x00\x81garbage"}, lambda t: ff.read_csv(t / "bin.csv"),
-        ["lecture", "--data", "{tmp}/bin.csv", "--out", "{tmp}/out"], "not a text CSV", "not a text CSV", ["out"]),
-    "csv is a directory": (
-        {}, lambda t: ff.read_csv(t),
-        ["lecture", "--data", "{tmp}", "--out", "{tmp}/out"], "is a directory", "is a directory", ["out"]),
-    "csv short row": (
-        {"short.csv": "x,y\n1,2\n3\n"}, lambda t: ff.read_csv(t / "short.csv"),
-        ["lecture", "--data", "{tmp}/short.csv", "--out", "{tmp}/out"], "line 3", "line 3", ["out"]),
-    "csv NaN": (
-        {"nan.csv": "x,y\n1,2\nnan,3\n"}, lambda t: ff.read_csv(t / "nan.csv"),
-        ["lecture", "--data", "{tmp}/nan.csv", "--out", "{tmp}/out"], "line 3, column 'x': missing value", "line 3, column 'x': missing value", ["out"]),
-    "csv inf": (
-        {"inf.csv": "x,y\n1,2\n2,inf\n"}, lambda t: ff.read_csv(t / "inf.csv"),
-        ["surface", "--data", "{tmp}/inf.csv", "--grid", "4x4", "--out", "{tmp}/s.npz", "--plot", "{tmp}/s.png"],
-        "line 3, column 'y': inf is not a finite", "line 3, column 'y': inf is not a finite", ["s.npz", "s.png"]),
-    "n zero": (
-        {}, lambda t: ff.lecture_data(n=0),
-        ["lecture", "--n", "0", "--out", "{tmp}/out"], "n must be a positive integer", "--n must be a positive integer", ["out"]),
-    "noise NaN": (
-        {}, lambda t: ff.lecture_data(noise=float("nan")),
-        ["lecture", "--noise", "nan", "--out", "{tmp}/out"], "noise must be finite", "--noise must be finite", ["out"]),
-    "noise inf": (
-        {}, lambda t: ff.lecture_data(noise=float("inf")),
-        ["sweep", "--noise", "inf", "--plot", "{tmp}/sw.png"], "noise must be finite", "--noise must be finite", ["sw.png"]),
-    "seed negative": (
-        {}, lambda t: ff.lecture_data(seed=-1),
-        ["lecture", "--seed", "-1", "--out", "{tmp}/out"], "seed must be a non-negative integer", "seed", ["out"]),
-    "unknown dtype": (
-        {}, lambda t: lecture.run(X, Y, dtype="float16"),
-        ["lecture", "--dtype", "float16", "--out", "{tmp}/out"], "dtype must be one of", "--dtype", ["out"]),
-    "unknown model": (
-        {}, lambda t: registry.model("cubic").fn,
-        ["surface", "--model", "cubic", "--grid", "4x4", "--out", "{tmp}/s.npz"], "model must be one of", "model", ["s.npz"]),
-    "unknown loss": (
-        {}, lambda t: registry.loss("huber"),
-        ["sweep", "--loss", "huber", "--plot", "{tmp}/sw.png"], "loss must be one of", "--loss", ["sw.png"]),
-    "lr zero": (
-        {}, lambda t: fit.gradient_descent(np.zeros(2), X, Y, lr=0.0),
-        ["surface", "--lr", "0", "--grid", "4x4", "--out", "{tmp}/s.npz"], "lr must be positive", "lr", ["s.npz"]),
-    "lr negative": (
-        {}, lambda t: fit.adam_sgd(np.zeros(2), X, Y, ORDER, lr=-0.1),
-        ["sweep", "--lr", "-1", "--plot", "{tmp}/sw.png"], "lr must be positive", "--lr", ["sw.png"]),
-    "steps zero": (
-        {}, lambda t: fit.gradient_descent(np.zeros(2), X, Y, steps=0),
-        ["surface", "--steps", "0", "--grid", "4x4", "--out", "{tmp}/s.npz"], "steps must be a positive integer", "steps", ["s.npz"]),
-    "batch size zero": (
-        {}, lambda t: fit.stochastic_gradient_descent(np.zeros(2), X, Y, ORDER, batch_size=0),
-        ["sweep", "--optimizer", "sgd", "--epochs", "2", "--batch-size", "0", "--plot", "{tmp}/sw.png"],
-        "batch_size must be a positive integer", "batch", ["sw.png"]),
-    "cases zero": (
-        {}, lambda t: parity_report.run(0),
-        ["parity", "--cases", "0"], "cases must be a positive integer", "cases must be a positive integer", []),
-    "grid too large": (
-        {}, lambda t: surface.loss_surface(models.linear, losses.l1, X, Y, np.zeros(2**16), np.zeros(2**15)),
-        ["surface", "--grid", "100000x100000", "--out", "{tmp}/s.npz", "--plot", "{tmp}/s.png"],
-        "larger than MAX_POINTS", "--grid 100000x100000 asks for", ["s.npz", "s.png"]),
-    "grid empty side": (
-        {}, lambda t: surface.loss_surface(models.linear, losses.l1, X, Y, np.array([]), np.zeros(3)),
-        ["surface", "--grid", "0x10", "--out", "{tmp}/s.npz"], "a_values is empty", "--grid needs at least one point", ["s.npz"]),
-    "grid malformed": (
-        {}, None,
-        ["surface", "--grid", "ten-by-ten", "--out", "{tmp}/s.npz"], None, "--grid must look like", ["s.npz"]),
-    "data and seed together": (
-        {"good.csv": GOOD}, None,
-        ["lecture", "--data", "{tmp}/good.csv", "--seed", "3", "--out", "{tmp}/out"], None, "--data cannot be combined", ["out"]),
+    "csv missing": Row(files={}, api=lambda t: ff.read_csv(t / "nope.csv"),
+        argv=["lecture", "--data", "{tmp}/nope.csv", "--out", "{tmp}/out"],
+        api_says="no such file", cli_says="no such file", outputs=["out"]),
+    "csv malformed number": Row(files={"bad.csv": "x,y\n1,2\n3,abc\n"}, api=lambda t: ff.read_csv(t / "bad.csv"),
+        argv=["lecture", "--data", "{tmp}/bad.csv", "--out", "{tmp}/out"], api_says="line 3",
+        cli_says="line 3", outputs=["out"]),
+    "csv lacks y": Row(files={"noy.csv": "x,z\n1,2\n"}, api=lambda t: ff.read_csv(t / "noy.csv"),
+        argv=["lecture", "--data", "{tmp}/noy.csv", "--out", "{tmp}/out"],
+        api_says="lacks column(s) y", cli_says="lacks column(s) y", outputs=["out"]),
+    "csv empty file": Row(files={"empty.csv": ""}, api=lambda t: ff.read_csv(t / "empty.csv"),
+        argv=["lecture", "--data", "{tmp}/empty.csv", "--out", "{tmp}/out"], api_says="is empty",
+        cli_says="is empty", outputs=["out"]),
+    "csv header only": Row(files={"head.csv": "x,y\n"}, api=lambda t: ff.read_csv(t / "head.csv"),
+        argv=["lecture", "--data", "{tmp}/head.csv", "--out", "{tmp}/out"], api_says="x is empty",
+        cli_says="x is empty", outputs=["out"]),
+    "csv binary": Row(files={"bin.csv": b"\xff\xfe\x00\x81garbage"}, api=lambda t: ff.read_csv(t / "bin.csv"),
+        argv=["lecture", "--data", "{tmp}/bin.csv", "--out", "{tmp}/out"],
+        api_says="not a text CSV", cli_says="not a text CSV", outputs=["out"]),
+    "csv is a directory": Row(files={}, api=lambda t: ff.read_csv(t),
+        argv=["lecture", "--data", "{tmp}", "--out", "{tmp}/out"], api_says="is a directory",
+        cli_says="is a directory", outputs=["out"]),
+    "csv short row": Row(files={"short.csv": "x,y\n1,2\n3\n"}, api=lambda t: ff.read_csv(t / "short.csv"),
+        argv=["lecture", "--data", "{tmp}/short.csv", "--out", "{tmp}/out"], api_says="line 3",
+        cli_says="line 3", outputs=["out"]),
+    "csv NaN": Row(files={"nan.csv": "x,y\n1,2\nnan,3\n"}, api=lambda t: ff.read_csv(t / "nan.csv"),
+        argv=["lecture", "--data", "{tmp}/nan.csv", "--out", "{tmp}/out"],
+        api_says="line 3, column 'x': missing value", cli_says="line 3, column 'x': missing value",
+        outputs=["out"]),
+    "csv inf": Row(files={"inf.csv": "x,y\n1,2\n2,inf\n"}, api=lambda t: ff.read_csv(t / "inf.csv"),
+        argv=["surface", "--data", "{tmp}/inf.csv", "--grid", "4x4", "--out", "{tmp}/s.npz", "--plot", "{tmp}/s.png"],
+        api_says="line 3, column 'y': inf is not a finite",
+        cli_says="line 3, column 'y': inf is not a finite", outputs=["s.npz", "s.png"]),
+    "n zero": Row(files={}, api=lambda t: ff.lecture_data(n=0),
+        argv=["lecture", "--n", "0", "--out", "{tmp}/out"],
+        api_says="n must be a positive integer", cli_says="--n must be a positive integer",
+        outputs=["out"]),
+    "noise NaN": Row(files={}, api=lambda t: ff.lecture_data(noise=float("nan")),
+        argv=["lecture", "--noise", "nan", "--out", "{tmp}/out"], api_says="noise must be finite",
+        cli_says="--noise must be finite", outputs=["out"]),
+    "noise inf": Row(files={}, api=lambda t: ff.lecture_data(noise=float("inf")),
+        argv=["sweep", "--noise", "inf", "--plot", "{tmp}/sw.png"],
+        api_says="noise must be finite", cli_says="--noise must be finite", outputs=["sw.png"]),
+    "seed negative": Row(files={}, api=lambda t: ff.lecture_data(seed=-1),
+        argv=["lecture", "--seed", "-1", "--out", "{tmp}/out"],
+        api_says="seed must be a non-negative integer", cli_says="seed", outputs=["out"]),
+    "unknown dtype": Row(files={}, api=lambda t: lecture.run(X, Y, dtype="float16"),
+        argv=["lecture", "--dtype", "float16", "--out", "{tmp}/out"],
+        api_says="dtype must be one of", cli_says="--dtype", outputs=["out"]),
+    "unknown model": Row(files={}, api=lambda t: registry.model("cubic").fn,
+        argv=["surface", "--model", "cubic", "--grid", "4x4", "--out", "{tmp}/s.npz"],
+        api_says="model must be one of", cli_says="model", outputs=["s.npz"]),
+    "unknown loss": Row(files={}, api=lambda t: registry.loss("huber"),
+        argv=["sweep", "--loss", "huber", "--plot", "{tmp}/sw.png"],
+        api_says="loss must be one of", cli_says="--loss", outputs=["sw.png"]),
+    "lr zero": Row(files={}, api=lambda t: fit.gradient_descent(np.zeros(2), X, Y, lr=0.0),
+        argv=["surface", "--lr", "0", "--grid", "4x4", "--out", "{tmp}/s.npz"],
+        api_says="lr must be positive", cli_says="lr", outputs=["s.npz"]),
+    "lr negative": Row(files={}, api=lambda t: fit.adam_sgd(np.zeros(2), X, Y, ORDER, lr=-0.1),
+        argv=["sweep", "--lr", "-1", "--plot", "{tmp}/sw.png"], api_says="lr must be positive",
+        cli_says="--lr", outputs=["sw.png"]),
+    "steps zero": Row(files={}, api=lambda t: fit.gradient_descent(np.zeros(2), X, Y, steps=0),
+        argv=["surface", "--steps", "0", "--grid", "4x4", "--out", "{tmp}/s.npz"],
+        api_says="steps must be a positive integer", cli_says="steps", outputs=["s.npz"]),
+    "batch size zero": Row(files={},
+        api=lambda t: fit.stochastic_gradient_descent(np.zeros(2), X, Y, ORDER, batch_size=0),
+        argv=["sweep", "--optimizer", "sgd", "--epochs", "2", "--batch-size", "0", "--plot", "{tmp}/sw.png"],
+        api_says="batch_size must be a positive integer", cli_says="batch", outputs=["sw.png"]),
+    "cases zero": Row(files={}, api=lambda t: parity_report.run(0), argv=["parity", "--cases", "0"],
+        api_says="cases must be a positive integer", cli_says="cases must be a positive integer",
+        outputs=[]),
+    "grid too large": Row(files={},
+        api=lambda t: surface.loss_surface(models.linear, losses.l1, X, Y, np.zeros(2**16), np.zeros(2**15)),
+        argv=["surface", "--grid", "100000x100000", "--out", "{tmp}/s.npz", "--plot", "{tmp}/s.png"],
+        api_says="larger than MAX_POINTS", cli_says="--grid 100000x100000 asks for",
+        outputs=["s.npz", "s.png"]),
+    "grid empty side": Row(files={},
+        api=lambda t: surface.loss_surface(models.linear, losses.l1, X, Y, np.array([]), np.zeros(3)),
+        argv=["surface", "--grid", "0x10", "--out", "{tmp}/s.npz"], api_says="a_values is empty",
+        cli_says="--grid needs at least one point", outputs=["s.npz"]),
+    "grid malformed": Row(files={}, api=None, argv=["surface", "--grid", "ten-by-ten", "--out", "{tmp}/s.npz"],
+        api_says=None, cli_says="--grid must look like", outputs=["s.npz"]),
+    "data and seed together": Row(files={"good.csv": GOOD}, api=None,
+        argv=["lecture", "--data", "{tmp}/good.csv", "--seed", "3", "--out", "{tmp}/out"],
+        api_says=None, cli_says="--data cannot be combined", outputs=["out"]),
     # API-only shapes: the CLI cannot express them.
-    "x and y lengths": ({}, lambda t: fit.gradient_descent(np.zeros(2), X, Y[:-1]), None, "x and y must have the same length", None, []),
-    "y_hat (n,1) vs y (n,)": ({}, lambda t: losses.l1(np.zeros((20, 1)), np.zeros(20)), None, "y_hat and y must have the same shape", None, []),
-    "w0 wrong parameter count": ({}, lambda t: fit.gradient_descent(np.zeros(3), X, Y), None, "w0 must have shape (2,)", None, []),
-    "torch w wrong parameter count": ({}, lambda t: parity.registry.module("poly", 2, w=np.zeros(2)), None, "w must have shape (3,)", None, []),
-    "torch data lengths": ({}, lambda t: parity.data.tensors(X, Y[:3]), None, "x and y must have the same length", None, []),
-    "2-D x": ({}, lambda t: fit.gradient_descent(np.zeros(2), X.reshape(4, 5), Y.reshape(4, 5)), None, "x must be 1-D", None, []),
-    "w0 NaN": ({}, lambda t: fit.gradient_descent(np.array([np.nan, 0.0]), X, Y), None, "w0 contains a non-finite", None, []),
-    "order of floats": ({}, lambda t: fit.stochastic_gradient_descent(np.zeros(2), X, Y, ORDER.astype(float)), None, "order must hold integer", None, []),
-    "lr a boolean": ({}, lambda t: fit.gradient_descent(np.zeros(2), X, Y, lr=True), None, "lr must be a real number", None, []),
-    "parity seed negative": ({}, lambda t: parity_report.cases(5, seed=-1), ["parity", "--seed", "-1"], "seed must be a non-negative integer", "seed must be a non-negative integer", []),
-    "order not a permutation": ({}, lambda t: fit.adam_sgd(np.zeros(2), X, Y, np.zeros((2, 20), int)), None, "order", None, []),
-    "order wrong shape": ({}, lambda t: fit.stochastic_gradient_descent(np.zeros(2), X, Y, ORDER[:, :10]), None, "order must have shape", None, []),
-    "torch y_hat (n,1) vs y (n,)": ({}, lambda t: parity.losses.l1(torch.zeros(20, 1), torch.zeros(20)), None, "y_hat and y must have the same shape", None, []),
-    "mse y_hat (n,1) vs y (n,)": ({}, lambda t: losses.mse(np.zeros((20, 1)), np.zeros(20)), None, "y_hat and y must have the same shape", None, []),
-    "NaN in x": ({}, lambda t: fit.gradient_descent(np.zeros(2), np.where(np.arange(20) == 3, np.nan, X), Y), None, "x contains a non-finite value (nan) at index 3", None, []),
-    "empty data": ({}, lambda t: fit.gradient_descent(np.zeros(2), np.array([]), np.array([])), None, "x is empty", None, []),
-    "lr NaN": ({}, lambda t: fit.gradient_descent(np.zeros(2), X, Y, lr=float("nan")), None, "lr must be finite", None, []),
-    "steps float": ({}, lambda t: fit.gradient_descent(np.zeros(2), X, Y, steps=2.5), None, "steps must be a positive integer", None, []),
-    "epochs zero": ({}, lambda t: ff.batch_order(10, 0), None, "epochs must be a positive integer", None, []),
-    "complex x": ({}, lambda t: fit.gradient_descent(np.zeros(2), X.astype(complex), Y), None, "x must hold real numbers", None, []),
-    "model as an unknown name": ({}, lambda t: fit.gradient_descent(np.zeros(2), X, Y, model="cubic"), None, "model must be one of", None, []),
-    "torch lr negative": ({}, lambda t: parity.fit.gradient_descent(parity.SimpleLinearModel(), parity.losses.l1, *parity.tensors(X, Y), lr=-1.0), None, "lr must be positive", None, []),
-    "torch order for other data": ({}, lambda t: parity.fit.adam_sgd(parity.SimpleLinearModel(), parity.losses.l1, parity.data.dataset(X, Y), nepochs=2, order=ff.batch_order(10, 2)), None, "order must have shape (epochs, 20)", None, []),
+    "x and y lengths": Row(files={}, api=lambda t: fit.gradient_descent(np.zeros(2), X, Y[:-1]), argv=None,
+        api_says="x and y must have the same number of points", cli_says=None, outputs=[]),
+    "y_hat (n,1) vs y (n,)": Row(files={}, api=lambda t: losses.l1(np.zeros((20, 1)), np.zeros(20)), argv=None,
+        api_says="y_hat and y must have the same shape", cli_says=None, outputs=[]),
+    "w0 wrong parameter count": Row(files={}, api=lambda t: fit.gradient_descent(np.zeros(3), X, Y), argv=None,
+        api_says="w0 must have shape (2,)", cli_says=None, outputs=[]),
+    "torch w wrong parameter count": Row(files={}, api=lambda t: parity.registry.module("poly", 2, w=np.zeros(2)), argv=None,
+        api_says="w must have shape (3,)", cli_says=None, outputs=[]),
+    "torch data lengths": Row(files={}, api=lambda t: parity.data.tensors(X, Y[:3]), argv=None,
+        api_says="x and y must have the same number of points", cli_says=None, outputs=[]),
+    "2-D x": Row(files={}, api=lambda t: fit.gradient_descent(np.zeros(2), X.reshape(4, 5), Y.reshape(4, 5)),
+        argv=None, api_says="x must be 1-D", cli_says=None, outputs=[]),
+    "w0 NaN": Row(files={}, api=lambda t: fit.gradient_descent(np.array([np.nan, 0.0]), X, Y), argv=None,
+        api_says="w0 contains a non-finite", cli_says=None, outputs=[]),
+    "order of floats": Row(files={},
+        api=lambda t: fit.stochastic_gradient_descent(np.zeros(2), X, Y, ORDER.astype(float)),
+        argv=None, api_says="order must hold integer", cli_says=None, outputs=[]),
+    "lr a boolean": Row(files={}, api=lambda t: fit.gradient_descent(np.zeros(2), X, Y, lr=True), argv=None,
+        api_says="lr must be a real number", cli_says=None, outputs=[]),
+    "parity seed negative": Row(files={}, api=lambda t: parity_report.cases(5, seed=-1), argv=["parity", "--seed", "-1"],
+        api_says="seed must be a non-negative integer",
+        cli_says="seed must be a non-negative integer", outputs=[]),
+    "order not a permutation": Row(files={}, api=lambda t: fit.adam_sgd(np.zeros(2), X, Y, np.zeros((2, 20), int)), argv=None,
+        api_says="order", cli_says=None, outputs=[]),
+    "order wrong shape": Row(files={}, api=lambda t: fit.stochastic_gradient_descent(np.zeros(2), X, Y, ORDER[:, :10]),
+        argv=None, api_says="order must have shape", cli_says=None, outputs=[]),
+    "torch y_hat (n,1) vs y (n,)": Row(files={}, api=lambda t: parity.losses.l1(torch.zeros(20, 1), torch.zeros(20)), argv=None,
+        api_says="y_hat and y must have the same shape", cli_says=None, outputs=[]),
+    "mse y_hat (n,1) vs y (n,)": Row(files={}, api=lambda t: losses.mse(np.zeros((20, 1)), np.zeros(20)), argv=None,
+        api_says="y_hat and y must have the same shape", cli_says=None, outputs=[]),
+    "NaN in x": Row(files={},
+        api=lambda t: fit.gradient_descent(np.zeros(2), np.where(np.arange(20) == 3, np.nan, X), Y),
+        argv=None, api_says="x contains a non-finite value (nan) at index 3", cli_says=None,
+        outputs=[]),
+    "empty data": Row(files={}, api=lambda t: fit.gradient_descent(np.zeros(2), np.array([]), np.array([])),
+        argv=None, api_says="x is empty", cli_says=None, outputs=[]),
+    "lr NaN": Row(files={}, api=lambda t: fit.gradient_descent(np.zeros(2), X, Y, lr=float("nan")), argv=None,
+        api_says="lr must be finite", cli_says=None, outputs=[]),
+    "steps float": Row(files={}, api=lambda t: fit.gradient_descent(np.zeros(2), X, Y, steps=2.5), argv=None,
+        api_says="steps must be a positive integer", cli_says=None, outputs=[]),
+    "epochs zero": Row(files={}, api=lambda t: ff.batch_order(10, 0), argv=None,
+        api_says="epochs must be a positive integer", cli_says=None, outputs=[]),
+    "complex x": Row(files={}, api=lambda t: fit.gradient_descent(np.zeros(2), X.astype(complex), Y), argv=None,
+        api_says="x must hold real numbers", cli_says=None, outputs=[]),
+    "model as an unknown name": Row(files={}, api=lambda t: fit.gradient_descent(np.zeros(2), X, Y, model="cubic"), argv=None,
+        api_says="model must be one of", cli_says=None, outputs=[]),
+    "torch lr negative": Row(files={},
+        api=lambda t: parity.fit.gradient_descent(parity.SimpleLinearModel(), parity.losses.l1, *parity.tensors(X, Y), lr=-1.0),
+        argv=None, api_says="lr must be positive", cli_says=None, outputs=[]),
+    "torch order for other data": Row(files={},
+        api=lambda t: parity.fit.adam_sgd(parity.SimpleLinearModel(), parity.losses.l1, parity.data.dataset(X, Y), nepochs=2, order=ff.batch_order(10, 2)),
+        argv=None, api_says="order must have shape (epochs, 20)", cli_says=None, outputs=[]),
     # CLI-only: options that do not apply are refused, never ignored.
-    "order seed negative": ({}, None, ["lecture", "--order-seed", "-1", "--out", "{tmp}/out"], None, "--order-seed", ["out"]),
-    "degree without poly": ({}, None, ["sweep", "--degree", "12", "--plot", "{tmp}/sw.png"], None, "--degree applies to the poly model only", ["sw.png"]),
-    "epochs with gd": ({}, None, ["sweep", "--optimizer", "gd", "--epochs", "3"], None, "--epochs does not apply to --optimizer gd", []),
-    "batch size with gd": ({}, None, ["sweep", "--batch-size", "3"], None, "--batch-size does not apply to --optimizer gd", []),
-    "steps with adam": ({}, None, ["sweep", "--optimizer", "adam", "--steps", "3"], None, "--steps does not apply to --optimizer adam", []),
-    "unknown optimizer": ({}, None, ["sweep", "--optimizer", "lbfgs"], None, "--optimizer must be one of", []),
-    "opt unknown keyword": ({}, lambda t: ff.registry.optimizer("RMSprop", alpah=0.9), ["sweep", "--optimizer", "RMSprop", "--opt", "alpah=0.9"], "RMSprop has no keyword 'alpah'", "--opt: RMSprop has no keyword 'alpah'", []),
-    "opt bad value": ({}, lambda t: ff.registry.optimizer("SGD", nesterov=True), ["sweep", "--optimizer", "SGD", "--opt", "nesterov=True"], "nesterov=True needs momentum > 0", "nesterov=True needs momentum > 0", []),
-    "opt for a lecture optimizer": ({}, lambda t: ff.registry.optimizer("adam", b1=0.5), ["sweep", "--optimizer", "adam", "--opt", "b1=0.5"], "takes no keywords", "--opt: optimizer 'adam' takes no keywords", []),
-    "opt malformed": ({}, None, ["sweep", "--optimizer", "SGD", "--opt", "momentum"], None, "--opt must look like KEY=VALUE", []),
-    "opt not a literal": ({}, None, ["sweep", "--optimizer", "SGD", "--opt", "momentum=fast"], None, "is not a number", []),
-    "seeds with a full-batch torch optimizer": ({}, None, ["sweep", "--optimizer", "Adam", "--seeds", "2"], None, "--seeds applies to minibatches", []),
-    "coords with random": ({}, None, ["surface", "--directions", "random", "--coords", "0,1", "--grid", "4x4"], None, "--coords applies to --directions coords", []),
-    "direction seed with coords": ({}, None, ["surface", "--direction-seed", "3", "--grid", "4x4"], None, "--direction-seed applies to --directions random", []),
-    "surface degree without poly": ({}, None, ["surface", "--degree", "3", "--grid", "4x4", "--out", "{tmp}/s.npz"], None, "--degree applies to the poly model only", ["s.npz"]),
+    "order seed negative": Row(files={}, api=None, argv=["lecture", "--order-seed", "-1", "--out", "{tmp}/out"],
+        api_says=None, cli_says="--order-seed", outputs=["out"]),
+    "degree without poly": Row(files={}, api=None, argv=["sweep", "--degree", "12", "--plot", "{tmp}/sw.png"], api_says=None,
+        cli_says="--degree applies to the poly model only", outputs=["sw.png"]),
+    "epochs with gd": Row(files={}, api=None, argv=["sweep", "--optimizer", "gd", "--epochs", "3"], api_says=None,
+        cli_says="--epochs does not apply to --optimizer gd", outputs=[]),
+    "batch size with gd": Row(files={}, api=None, argv=["sweep", "--batch-size", "3"], api_says=None,
+        cli_says="--batch-size does not apply to --optimizer gd", outputs=[]),
+    "steps with adam": Row(files={}, api=None, argv=["sweep", "--optimizer", "adam", "--steps", "3"], api_says=None,
+        cli_says="--steps does not apply to --optimizer adam", outputs=[]),
+    "unknown optimizer": Row(files={}, api=None, argv=["sweep", "--optimizer", "lbfgs"], api_says=None,
+        cli_says="--optimizer must be one of", outputs=[]),
+    "opt unknown keyword": Row(files={}, api=lambda t: ff.registry.optimizer("RMSprop", alpah=0.9),
+        argv=["sweep", "--optimizer", "RMSprop", "--opt", "alpah=0.9"],
+        api_says="RMSprop has no keyword 'alpah'",
+        cli_says="--opt: RMSprop has no keyword 'alpah'", outputs=[]),
+    "opt bad value": Row(files={}, api=lambda t: ff.registry.optimizer("SGD", nesterov=True),
+        argv=["sweep", "--optimizer", "SGD", "--opt", "nesterov=True"],
+        api_says="nesterov=True needs momentum > 0", cli_says="nesterov=True needs momentum > 0",
+        outputs=[]),
+    "opt for a lecture optimizer": Row(files={}, api=lambda t: ff.registry.optimizer("adam", b1=0.5),
+        argv=["sweep", "--optimizer", "adam", "--opt", "b1=0.5"], api_says="takes no keywords",
+        cli_says="--opt: optimizer 'adam' takes no keywords", outputs=[]),
+    "opt malformed": Row(files={}, api=None, argv=["sweep", "--optimizer", "SGD", "--opt", "momentum"], api_says=None,
+        cli_says="--opt must look like KEY=VALUE", outputs=[]),
+    "opt not a literal": Row(files={}, api=None, argv=["sweep", "--optimizer", "SGD", "--opt", "momentum=fast"],
+        api_says=None, cli_says="is not a number", outputs=[]),
+    "seeds with a full-batch torch optimizer": Row(files={}, api=None, argv=["sweep", "--optimizer", "Adam", "--seeds", "2"], api_says=None,
+        cli_says="--seeds applies to minibatches", outputs=[]),
+    "coords with random": Row(files={}, api=None,
+        argv=["surface", "--directions", "random", "--coords", "0,1", "--grid", "4x4"],
+        api_says=None, cli_says="--coords applies to --directions coords", outputs=[]),
+    "direction seed with coords": Row(files={}, api=None, argv=["surface", "--direction-seed", "3", "--grid", "4x4"], api_says=None,
+        cli_says="--direction-seed applies to --directions random", outputs=[]),
+    "surface degree without poly": Row(files={}, api=None, argv=["surface", "--degree", "3", "--grid", "4x4", "--out", "{tmp}/s.npz"],
+        api_says=None, cli_says="--degree applies to the poly model only", outputs=["s.npz"]),
     # Issue 14. Output paths: checked by the parser, before the (long) computation.
-    "out names an existing file": (
-        {"f.txt": "mine"}, None, ["lecture", "--out", "{tmp}/f.txt"], None,
-        "argument --out: '{tmp}/f.txt' exists and is not a folder", [], dict(within=QUICK)),
-    "out folder holds the user's files": (
-        {"mine/notes.txt": "keep"}, None, ["lecture", "--out", "{tmp}/mine"], None,
-        "holds 'notes.txt', which a run of this command does not write", [], dict(within=QUICK)),
-    "out is the working folder": ({}, None, ["lecture", "--out", "."], None, "argument --out: '.'", [], dict(within=QUICK)),
-    "surface out names a folder": (
-        {"d/keep.txt": ""}, None, ["surface", "--grid", "3x3", *LONG, "--out", "{tmp}/d"], None,
-        "argument --out: '{tmp}/d' is a folder", [], dict(within=QUICK)),
-    "out in a missing folder": (
-        {}, None, ["surface", "--grid", "3x3", *LONG, "--out", "{tmp}/no/s.npz"], None,
-        "argument --out: '{tmp}/no/s.npz': folder '{tmp}/no' does not exist", [], dict(within=QUICK)),
-    "plot format matplotlib cannot write": (
-        {}, None, ["surface", "--grid", "3x3", *LONG, "--plot", "{tmp}/x.txt"], None,
-        "argument --plot: '{tmp}/x.txt': matplotlib cannot write format 'txt'", ["x.txt"], dict(within=QUICK)),
-    "plot without a suffix": (
-        {}, None, ["sweep", "--lr", "1e-3:1:4", *LONG, "--plot", "{tmp}/figure"], None,
-        "argument --plot: '{tmp}/figure': matplotlib cannot write a name without a suffix", ["figure"], dict(within=QUICK)),
-    "plot names a folder": (
-        {"d/keep.txt": ""}, None, ["sweep", "--lr", "1e-3:1:4", *LONG, "--plot", "{tmp}/d"], None,
-        "argument --plot: '{tmp}/d' is a folder", [], dict(within=QUICK)),
-    "plot names a device": (
-        {}, None, ["surface", "--grid", "3x3", "--plot", "/dev/null"], None,
-        "argument --plot: '/dev/null' exists and is not a regular file", [], dict(within=QUICK)),
-    "out empty path": ({}, None, ["surface", "--grid", "3x3", "--out", ""], None, "argument --out: an empty path", [], dict(within=QUICK)),
+    "out names an existing file": Row(files={"f.txt": "mine"}, api=None, argv=["lecture", "--out", "{tmp}/f.txt"], api_says=None,
+        cli_says="argument --out: '{tmp}/f.txt' exists and is not a folder", outputs=[],
+        subprocess=dict(within=QUICK)),
+    "out folder holds the user's files": Row(files={"mine/notes.txt": "keep"}, api=None, argv=["lecture", "--out", "{tmp}/mine"],
+        api_says=None, cli_says="holds 'notes.txt', which a run of this command does not write",
+        outputs=[], subprocess=dict(within=QUICK)),
+    "out is the working folder": Row(files={}, api=None, argv=["lecture", "--out", "."], api_says=None,
+        cli_says="argument --out: '.'", outputs=[], subprocess=dict(within=QUICK)),
+    "surface out names a folder": Row(files={"d/keep.txt": ""}, api=None,
+        argv=["surface", "--grid", "3x3", *LONG, "--out", "{tmp}/d"], api_says=None,
+        cli_says="argument --out: '{tmp}/d' is a folder", outputs=[],
+        subprocess=dict(within=QUICK)),
+    "out in a missing folder": Row(files={}, api=None, argv=["surface", "--grid", "3x3", *LONG, "--out", "{tmp}/no/s.npz"],
+        api_says=None,
+        cli_says="argument --out: '{tmp}/no/s.npz': folder '{tmp}/no' does not exist", outputs=[],
+        subprocess=dict(within=QUICK)),
+    "plot format matplotlib cannot write": Row(files={}, api=None, argv=["surface", "--grid", "3x3", *LONG, "--plot", "{tmp}/x.txt"],
+        api_says=None,
+        cli_says="argument --plot: '{tmp}/x.txt': matplotlib cannot write format 'txt'",
+        outputs=["x.txt"], subprocess=dict(within=QUICK)),
+    "plot without a suffix": Row(files={}, api=None, argv=["sweep", "--lr", "1e-3:1:4", *LONG, "--plot", "{tmp}/figure"],
+        api_says=None,
+        cli_says="argument --plot: '{tmp}/figure': matplotlib cannot write a name without a suffix",
+        outputs=["figure"], subprocess=dict(within=QUICK)),
+    "plot names a folder": Row(files={"d/keep.txt": ""}, api=None,
+        argv=["sweep", "--lr", "1e-3:1:4", *LONG, "--plot", "{tmp}/d"], api_says=None,
+        cli_says="argument --plot: '{tmp}/d' is a folder", outputs=[],
+        subprocess=dict(within=QUICK)),
+    "plot names a device": Row(files={}, api=None, argv=["surface", "--grid", "3x3", "--plot", "/dev/null"], api_says=None,
+        cli_says="argument --plot: '/dev/null' exists and is not a regular file", outputs=[],
+        subprocess=dict(within=QUICK)),
+    "out empty path": Row(files={}, api=None, argv=["surface", "--grid", "3x3", "--out", ""], api_says=None,
+        cli_says="argument --out: an empty path", outputs=[], subprocess=dict(within=QUICK)),
     # No silently wrong result.
-    "noise overflows when squared": (
-        {}, lambda t: lecture.run(*ff.lecture_data(noise=1e300), steps=("ols",)),
-        ["lecture", "--noise", "1e300", "--out", "{tmp}/out"], "y values reach", "--noise 1e+300: the data's y values reach",
-        ["out"], dict(within=QUICK)),
-    "noise overflows a float": (
-        {}, lambda t: ff.lecture_data(noise=1e308),
-        ["lecture", "--noise", "1e308", "--json"], "noise=1e+308 overflows", "--noise=1e+308 overflows", [], dict(within=QUICK)),
-    "surface out of integers": (
-        {}, lambda t: surface.loss_surface(models.linear, losses.l1, X, Y, np.zeros(3), np.zeros(2), out=np.zeros((2, 3), int)),
-        None, "out must be a writable floating-point array", None, []),
-    "torch negative nsteps": ({}, lambda t: parity.fit.gradient_descent(parity.SimpleLinearModel(), parity.losses.l1, *parity.tensors(X, Y), nsteps=-1), None, "nsteps must be a positive integer", None, []),
-    "torch order for half the data": ({}, lambda t: parity.fit.adam_sgd(parity.SimpleLinearModel(), parity.losses.l1, parity.data.dataset(*ff.lecture_data()), nepochs=2, order=ff.batch_order(50, 2)), None, "order must have shape (epochs, 100)", None, []),
-    "torch NaN in x": ({}, lambda t: parity.fit.gradient_descent(parity.SimpleLinearModel(), parity.losses.l1, torch.from_numpy(np.where(np.arange(20) == 3, np.nan, X)), torch.from_numpy(Y)), None, "x contains a non-finite value (nan) at index 3", None, []),
-    "torch NaN in a dataset's x": ({}, lambda t: parity.fit.stochastic_gradient_descent(parity.SimpleLinearModel(), parity.losses.l1, torch.utils.data.TensorDataset(torch.from_numpy(np.where(np.arange(20) == 3, np.nan, X)), torch.from_numpy(Y)), nepochs=2), None, "x contains a non-finite value (nan) at index 3", None, []),
-    "torch minibatch without order": ({}, lambda t: parity.fit.run("adam", parity.SimpleLinearModel(), parity.losses.l1, *parity.tensors(X, Y), lr=0.1), None, "order: optimizer 'adam' takes minibatches", None, []),
-    "torch numpy data": ({}, lambda t: parity.fit.gradient_descent(parity.SimpleLinearModel(), parity.losses.l1, X, Y), None, "x must be a torch tensor", None, []),
+    "noise overflows when squared": Row(files={}, api=lambda t: lecture.run(*ff.lecture_data(noise=1e300), steps=("ols",)),
+        argv=["lecture", "--noise", "1e300", "--out", "{tmp}/out"], api_says="y values reach",
+        cli_says="--noise 1e+300: the data's y values reach", outputs=["out"],
+        subprocess=dict(within=QUICK)),
+    "noise overflows a float": Row(files={}, api=lambda t: ff.lecture_data(noise=1e308),
+        argv=["lecture", "--noise", "1e308", "--json"], api_says="noise=1e+308 overflows",
+        cli_says="--noise=1e+308 overflows", outputs=[], subprocess=dict(within=QUICK)),
+    "surface out of integers": Row(files={},
+        api=lambda t: surface.loss_surface(models.linear, losses.l1, X, Y, np.zeros(3), np.zeros(2), out=np.zeros((2, 3), int)),
+        argv=None, api_says="out must be a writable floating-point array", cli_says=None,
+        outputs=[]),
+    "torch negative nsteps": Row(files={},
+        api=lambda t: parity.fit.gradient_descent(parity.SimpleLinearModel(), parity.losses.l1, *parity.tensors(X, Y), nsteps=-1),
+        argv=None, api_says="nsteps must be a positive integer", cli_says=None, outputs=[]),
+    "torch order for half the data": Row(files={},
+        api=lambda t: parity.fit.adam_sgd(parity.SimpleLinearModel(), parity.losses.l1, parity.data.dataset(*ff.lecture_data()), nepochs=2, order=ff.batch_order(50, 2)),
+        argv=None, api_says="order must have shape (epochs, 100)", cli_says=None, outputs=[]),
+    "torch NaN in x": Row(files={},
+        api=lambda t: parity.fit.gradient_descent(parity.SimpleLinearModel(), parity.losses.l1, torch.from_numpy(np.where(np.arange(20) == 3, np.nan, X)), torch.from_numpy(Y)),
+        argv=None, api_says="x contains a non-finite value (nan) at index 3", cli_says=None,
+        outputs=[]),
+    "torch NaN in a dataset's x": Row(files={},
+        api=lambda t: parity.fit.stochastic_gradient_descent(parity.SimpleLinearModel(), parity.losses.l1, torch.utils.data.TensorDataset(torch.from_numpy(np.where(np.arange(20) == 3, np.nan, X)), torch.from_numpy(Y)), nepochs=2),
+        argv=None, api_says="x contains a non-finite value (nan) at index 3", cli_says=None,
+        outputs=[]),
+    "torch minibatch without order": Row(files={},
+        api=lambda t: parity.fit.run("adam", parity.SimpleLinearModel(), parity.losses.l1, *parity.tensors(X, Y), lr=0.1),
+        argv=None, api_says="order: optimizer 'adam' takes minibatches", cli_says=None, outputs=[]),
+    "torch numpy data": Row(files={},
+        api=lambda t: parity.fit.gradient_descent(parity.SimpleLinearModel(), parity.losses.l1, X, Y),
+        argv=None, api_says="x must be a torch tensor", cli_says=None, outputs=[]),
     # Every message names what the user typed.
-    "range wider than a float": (
-        {}, None, ["surface", "--range=-1e308:1e308,0:1", "--grid", "3x3", "--out", "{tmp}/s.npz"], None,
-        "--range '-1e308:1e308,0:1': a side's width overflows", ["s.npz"], dict(within=QUICK)),
-    "x spread too small": (
-        {"tiny.csv": TINY}, lambda t: ff.ols.ols(*ff.read_csv(t / "tiny.csv")),
-        ["lecture", "--data", "{tmp}/tiny.csv", "--out", "{tmp}/out"], "spread of its values (9e-300) is too small to fit",
-        "spread of its values (9e-300) is too small to fit", ["out"], dict(within=QUICK)),
-    "torch x spread too small": ({"tiny.csv": TINY}, lambda t: parity.ols.ols(*parity.tensors(*ff.read_csv(t / "tiny.csv"))), None, "is too small to fit", None, []),
-    "least squares spread too small": ({"tiny.csv": TINY}, lambda t: ff.ols.least_squares(*ff.read_csv(t / "tiny.csv"), degree=2), None, "is too small to fit", None, []),
-    "x too large to square": ({}, lambda t: ff.ols.ols(X * 1e200, Y), None, "x: its values (up to 1.5e+200) are too large", None, []),
-    "complex x in a sweep": ({}, lambda t: sweep.sweep("gd", np.zeros(2), X.astype(complex), Y, [0.1], steps=2), None, "x must hold real numbers", None, []),
-    "complex x in a surface": ({}, lambda t: surface.loss_surface("linear", "l1", X.astype(complex), Y, [0.0], [0.0]), None, "x must hold real numbers", None, []),
-    "unknown model name in a surface": ({}, lambda t: surface.loss_surface("cubic", "l1", X, Y, [0.0], [0.0]), None, "model must be one of", None, []),
-    "unknown model name in a sweep": ({}, lambda t: sweep.sweep("gd", np.zeros(2), X, Y, [0.1], steps=2, model="cubic"), None, "model must be one of", None, []),
-    "model neither name nor function": ({}, lambda t: surface.mse_surface_exact(3, X, Y, [0.0], [0.0]), None, "model must be a function or a registry name", None, []),
-    "no devices for a surface": ({}, lambda t: surface.loss_surface(models.linear, losses.l1, X, Y, [0.0], [0.0], devices=[]), None, "devices must name at least one device", None, []),
-    "no devices for a sweep": ({}, lambda t: sweep.sweep("gd", np.zeros(2), X, Y, [0.1], steps=2, devices=[]), None, "devices must name at least one device", None, []),
-    "a device by name": ({}, lambda t: sweep.sweep("gd", np.zeros(2), X, Y, [0.1], steps=2, devices=["cpu"]), None, "devices[0] must be a JAX device", None, []),
-    "steps beyond int32": ({}, lambda t: fit.gradient_descent(np.zeros(2), X, Y, steps=2**31), ["surface", "--grid", "3x3", "--steps", str(2**31)], "steps must be below 2**31", "--steps must be below 2**31", []),
+    "range wider than a float": Row(files={}, api=None,
+        argv=["surface", "--range=-1e308:1e308,0:1", "--grid", "3x3", "--out", "{tmp}/s.npz"],
+        api_says=None, cli_says="--range '-1e308:1e308,0:1': a side's width overflows",
+        outputs=["s.npz"], subprocess=dict(within=QUICK)),
+    "x spread too small": Row(files={"tiny.csv": TINY}, api=lambda t: ff.ols.ols(*ff.read_csv(t / "tiny.csv")),
+        argv=["lecture", "--data", "{tmp}/tiny.csv", "--out", "{tmp}/out"],
+        api_says="spread of its values (9e-300) is too small to fit",
+        cli_says="spread of its values (9e-300) is too small to fit", outputs=["out"],
+        subprocess=dict(within=QUICK)),
+    "torch x spread too small": Row(files={"tiny.csv": TINY},
+        api=lambda t: parity.ols.ols(*parity.tensors(*ff.read_csv(t / "tiny.csv"))), argv=None,
+        api_says="is too small to fit", cli_says=None, outputs=[]),
+    "least squares spread too small": Row(files={"tiny.csv": TINY},
+        api=lambda t: ff.ols.least_squares(*ff.read_csv(t / "tiny.csv"), degree=2), argv=None,
+        api_says="is too small to fit", cli_says=None, outputs=[]),
+    "x too large to square": Row(files={}, api=lambda t: ff.ols.ols(X * 1e200, Y), argv=None,
+        api_says="x: its values (up to 1.5e+200) are too large", cli_says=None, outputs=[]),
+    "complex x in a sweep": Row(files={}, api=lambda t: sweep.sweep("gd", np.zeros(2), X.astype(complex), Y, [0.1], steps=2),
+        argv=None, api_says="x must hold real numbers", cli_says=None, outputs=[]),
+    "complex x in a surface": Row(files={},
+        api=lambda t: surface.loss_surface("linear", "l1", X.astype(complex), Y, [0.0], [0.0]),
+        argv=None, api_says="x must hold real numbers", cli_says=None, outputs=[]),
+    "unknown model name in a surface": Row(files={}, api=lambda t: surface.loss_surface("cubic", "l1", X, Y, [0.0], [0.0]), argv=None,
+        api_says="model must be one of", cli_says=None, outputs=[]),
+    "unknown model name in a sweep": Row(files={}, api=lambda t: sweep.sweep("gd", np.zeros(2), X, Y, [0.1], steps=2, model="cubic"),
+        argv=None, api_says="model must be one of", cli_says=None, outputs=[]),
+    "model neither name nor function": Row(files={}, api=lambda t: surface.mse_surface_exact(3, X, Y, [0.0], [0.0]), argv=None,
+        api_says="model must be a function or a registry name", cli_says=None, outputs=[]),
+    "no devices for a surface": Row(files={},
+        api=lambda t: surface.loss_surface(models.linear, losses.l1, X, Y, [0.0], [0.0], devices=[]),
+        argv=None, api_says="devices must name at least one device", cli_says=None, outputs=[]),
+    "no devices for a sweep": Row(files={}, api=lambda t: sweep.sweep("gd", np.zeros(2), X, Y, [0.1], steps=2, devices=[]),
+        argv=None, api_says="devices must name at least one device", cli_says=None, outputs=[]),
+    "a device by name": Row(files={}, api=lambda t: sweep.sweep("gd", np.zeros(2), X, Y, [0.1], steps=2, devices=["cpu"]),
+        argv=None, api_says="devices[0] must be a JAX device", cli_says=None, outputs=[]),
+    "steps beyond int32": Row(files={}, api=lambda t: fit.gradient_descent(np.zeros(2), X, Y, steps=2**31),
+        argv=["surface", "--grid", "3x3", "--steps", str(2**31)],
+        api_says="steps must be below 2**31", cli_says="--steps must be below 2**31", outputs=[]),
     # Resource limits: refused before any allocation, naming the option to change.
-    "surface path beyond memory": (
-        {}, None, ["surface", "--grid", "3x3", "--steps", "1000000000", "--plot", "{tmp}/s.png"], None,
-        "--steps: this run needs about 44.7 GiB", ["s.png"], dict(within=QUICK, env={"FUNCTIONAL_FIT_MEMORY_LIMIT": "4G"})),
-    "sweep data beyond memory": (
-        {}, None, ["sweep", "--n", "10000000000"], None, "--n: this run needs about 596.0 GiB", [],
-        dict(within=QUICK, env={"FUNCTIONAL_FIT_MEMORY_LIMIT": "4G"})),
-    "sweep runs beyond memory": (
-        {}, None, ["sweep", "--lr", "1e-3:1:10000000000", "--json"], None, "--lr: this run needs about", [],
-        dict(within=QUICK)),
-    "lecture data beyond memory": (
-        {}, None, ["lecture", "--n", "10000000", "--out", "{tmp}/out"], None, "--n: this run needs about", ["out"],
-        dict(within=QUICK, env={"FUNCTIONAL_FIT_MEMORY_LIMIT": "4G"})),
-    "parity cases beyond memory": (
-        {}, None, ["parity", "--cases", "1000000000"], None, "--cases: this run needs about", [], dict(within=QUICK)),
-    "fit path beyond a limit": (
-        {}, lambda t: _with_limit("1M", lambda: fit.gradient_descent(np.zeros(2), X, Y, steps=10**6)),
-        None, "steps: this run needs about 22.9 MiB", None, []),
+    "surface path beyond memory": Row(files={}, api=None,
+        argv=["surface", "--grid", "3x3", "--steps", "1000000000", "--plot", "{tmp}/s.png"],
+        api_says=None, cli_says="--steps: this run needs about 44.7 GiB", outputs=["s.png"],
+        subprocess=dict(within=QUICK, env={"FUNCTIONAL_FIT_MEMORY_LIMIT": "4G"})),
+    "sweep data beyond memory": Row(files={}, api=None, argv=["sweep", "--n", "10000000000"], api_says=None,
+        cli_says="--n: this run needs about 596.0 GiB", outputs=[],
+        subprocess=dict(within=QUICK, env={"FUNCTIONAL_FIT_MEMORY_LIMIT": "4G"})),
+    "sweep runs beyond memory": Row(files={}, api=None, argv=["sweep", "--lr", "1e-3:1:10000000000", "--json"], api_says=None,
+        cli_says="--lr: this run needs about", outputs=[], subprocess=dict(within=QUICK)),
+    "lecture data beyond memory": Row(files={}, api=None, argv=["lecture", "--n", "10000000", "--out", "{tmp}/out"], api_says=None,
+        cli_says="--n: this run needs about", outputs=["out"],
+        subprocess=dict(within=QUICK, env={"FUNCTIONAL_FIT_MEMORY_LIMIT": "4G"})),
+    "parity cases beyond memory": Row(files={}, api=None, argv=["parity", "--cases", "1000000000"], api_says=None,
+        cli_says="--cases: this run needs about", outputs=[], subprocess=dict(within=QUICK)),
+    "fit path beyond a limit": Row(files={},
+        api=lambda t: fit.gradient_descent(
+            np.zeros(2), X, Y, steps=10**6, runtime=runtime.defaults(memory_limit="1M")),
+        argv=None, api_says="steps: this run needs about 22.9 MiB", cli_says=None, outputs=[]),
     # The environment.
-    "JAX_ENABLE_X64 not a truth value": (
-        {}, None, ["sweep", "--lr", "1e-3:1:4"], None, "environment variable JAX_ENABLE_X64='maybe'", [],
-        dict(within=QUICK, env={"JAX_ENABLE_X64": "maybe"})),
-    "JAX_PLATFORMS unknown": (
-        {}, None, ["sweep", "--lr", "1e-3:1:4"], None, "environment variable JAX_PLATFORMS='bogus'", [],
-        dict(within=QUICK, env={"JAX_PLATFORMS": "bogus"})),
-    "memory limit not a size": (
-        {}, None, ["sweep", "--lr", "1e-3:1:4"], None, "FUNCTIONAL_FIT_MEMORY_LIMIT='plenty' must be a number of bytes", [],
-        dict(within=QUICK, env={"FUNCTIONAL_FIT_MEMORY_LIMIT": "plenty"})),
+    "JAX_ENABLE_X64 not a truth value": Row(files={}, api=None, argv=["sweep", "--lr", "1e-3:1:4"], api_says=None,
+        cli_says="environment variable JAX_ENABLE_X64='maybe'", outputs=[],
+        subprocess=dict(within=QUICK, env={"JAX_ENABLE_X64": "maybe"})),
+    "JAX_PLATFORMS unknown": Row(files={}, api=None, argv=["sweep", "--lr", "1e-3:1:4"], api_says=None,
+        cli_says="environment variable JAX_PLATFORMS='bogus'", outputs=[],
+        subprocess=dict(within=QUICK, env={"JAX_PLATFORMS": "bogus"})),
+    "memory limit not a size": Row(files={}, api=None, argv=["sweep", "--lr", "1e-3:1:4"], api_says=None,
+        cli_says="FUNCTIONAL_FIT_MEMORY_LIMIT='plenty' must be a number of bytes", outputs=[],
+        subprocess=dict(within=QUICK, env={"FUNCTIONAL_FIT_MEMORY_LIMIT": "plenty"})),
     # Streams: a closed or full stdout is an I/O error: exit status 1.
-    "stdout closed": ({}, None, ["sweep", "--lr", "1e-3:1:4", *LONG], None, "standard output is closed", [],
-                      dict(within=QUICK, stdout="closed", status=1)),
-    "stdout full": ({}, None, ["sweep", "--lr", "1e-3:1:4", "--steps", "3"], None,
-                    "cannot write standard output: No space left on device", [], dict(stdout="full", status=1)),
+    "stdout closed": Row(files={}, api=None, argv=["sweep", "--lr", "1e-3:1:4", *LONG], api_says=None,
+        cli_says="standard output is closed", outputs=[],
+        subprocess=dict(within=QUICK, stdout="closed", status=1)),
+    "stdout full": Row(files={}, api=None, argv=["sweep", "--lr", "1e-3:1:4", "--steps", "3"], api_says=None,
+        cli_says="cannot write standard output: No space left on device", outputs=[],
+        subprocess=dict(stdout="full", status=1)),
 }
 
 
@@ -298,11 +401,6 @@ def _leftovers(tmp_path: Path, files: dict, outputs: list) -> list:
     return sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p not in made)
 
 
-def _row(row):
-    files, api, argv, api_says, cli_says, outputs, *how = ROWS[row]
-    return files, api, argv, api_says, cli_says, outputs, (how[0] if how else None)
-
-
 #: Bad inputs that are accepted today, in files that are not ours: strict xfail, so that the fix
 #: turns them into failures to remove from this list.
 KNOWN_GAPS: dict[str, str] = {}
@@ -310,22 +408,24 @@ KNOWN_GAPS: dict[str, str] = {}
 
 @pytest.mark.parametrize("row", [
     pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[k])) if k in KNOWN_GAPS else k
-    for k, v in ROWS.items() if v[1] is not None
+    for k, v in ROWS.items() if v.api is not None
 ])
 def test_api(row, tmp_path):
-    files, api, _, api_says, _, _, _ = _row(row)
-    _setup(tmp_path, files)
+    r = ROWS[row]
+    _setup(tmp_path, r.files)
     with pytest.raises((InputError, ff.PrecisionError)) as exc:
-        api(tmp_path)
-    assert api_says in str(exc.value)
+        r.api(tmp_path)
+    assert r.api_says in str(exc.value)
     assert "\n" not in str(exc.value)
 
 
-@pytest.mark.parametrize("row", [k for k, v in ROWS.items() if v[2] is not None and len(v) == 6])
+@pytest.mark.parametrize("row", [k for k, v in ROWS.items()
+                                 if v.argv is not None and v.subprocess is None])
 def test_cli(row, tmp_path, capsys):
-    files, _, argv, _, cli_says, outputs, _ = _row(row)
+    r = ROWS[row]
+    files, cli_says, outputs = r.files, r.cli_says, r.outputs
     _setup(tmp_path, files)
-    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in r.argv]
     try:
         rc = main(argv)
     except SystemExit as exc:  # argparse's own usage errors
@@ -362,16 +462,17 @@ def _cli(argv, *, env=None, stdout=None, timeout=300, prefix=None, **kwargs):
             out.close()
 
 
-@pytest.mark.parametrize("row", [k for k, v in ROWS.items() if v[2] is not None and len(v) == 7]
+@pytest.mark.parametrize("row", [k for k, v in ROWS.items()
+                                 if v.argv is not None and v.subprocess is not None]
                          + ["csv malformed number", "grid too large", "lr negative"])
 def test_cli_subprocess(row, tmp_path):
     """Through the entry point, in its own process: status, one line, no traceback, no file,
     and (``within``) far sooner than the refused computation would have taken."""
-    files, _, argv, _, cli_says, outputs, how = _row(row)
-    how = how or {}
+    r = ROWS[row]
+    files, cli_says, outputs, how = r.files, r.cli_says, r.outputs, r.subprocess or {}
     _setup(tmp_path, files)
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
-    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in r.argv]
     start = time.perf_counter()
     proc = _cli(argv, env=how.get("env"), stdout=how.get("stdout"), cwd=tmp_path)
     took = time.perf_counter() - start
@@ -606,7 +707,7 @@ def test_every_json_output_is_strict(capsys):
     assert any(r["loss"] is None and r["diverged"] for r in runs)
     assert main(["parity", "--cases", "2", "--json"]) == 0
     _strict(capsys.readouterr().out)
-    from functional_fit.cli._common import json_text
+    from functional_fit_cli.options import json_text
 
     assert _strict(json_text({"a": [float("nan"), float("inf"), 1.5]})) == {"a": [None, None, 1.5]}
 

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from functional_fit.cli import _common
+from functional_fit_cli import options
 
 
 def _lecture_json(cache: str | None, *extra) -> str:
@@ -42,13 +42,13 @@ def test_the_cache_fills_and_changes_no_number(tmp_path):
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("FUNCTIONAL_FIT_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert _common.cache_dir() == tmp_path / "functional-fit" / "jax"
+    assert options.cache_dir() == tmp_path / "functional-fit" / "jax"
     monkeypatch.setenv("FUNCTIONAL_FIT_CACHE_DIR", str(tmp_path / "here"))
-    assert _common.cache_dir() == tmp_path / "here"
+    assert options.cache_dir() == tmp_path / "here"
 
 
 def test_no_cache_is_an_option_of_every_command():
-    from functional_fit.cli import COMMANDS, build_parser
+    from functional_fit_cli import COMMANDS, build_parser
 
     parser = build_parser()
     for command in COMMANDS:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import functional_fit as ff
-from parity.comparison import lecture
-from functional_fit.cli import main
+from comparison import lecture
+from functional_fit_cli import main
 from functional_fit.tolerances import LECTURE_PRINTED, rel_err
 
 
@@ -74,7 +74,7 @@ def test_table(capsys):
 
 
 def test_table_on_lecture_data_shows_printed_values(lecture_xy):
-    from functional_fit.cli.lecture import table
+    from functional_fit_cli.lecture import table
 
     x, y = lecture_xy
     result = lecture.run(x, y, data_meta={"lecture": True}, steps=("autodiff", "gd_abs_linear", "sgd_abs_quad"))

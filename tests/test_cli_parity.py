@@ -10,8 +10,8 @@ import torch
 
 import parity
 from functional_fit import data, fit, losses, models
-from parity.comparison import report as parity_report
-from functional_fit.cli import main
+from comparison import report as parity_report
+from functional_fit_cli import main
 from functional_fit.tolerances import TRAJECTORY_FLOAT32, TRAJECTORY_FLOAT64, rel_err
 
 KEYS = ["name", "dtype", "max_grad_diff", "max_traj_diff", "tol", "ok"]

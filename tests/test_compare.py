@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import functional_fit as ff
 import parity
 from functional_fit import InputError, losses, models
-from parity.comparison.compare import Comparison
+from comparison.compare import Comparison
 
 SIZES = (1, 16, 16, 1)  # the middle layer is square: an untransposed weight still runs
 

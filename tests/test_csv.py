@@ -1,4 +1,4 @@
-"""Reading a class's CSV: `functional_fit.data.read_table`, and ``--data --x --y --dropna``.
+"""Reading a class's CSV: `functional_fit.data.read_table` (`functional_fit.tables`), and ``--data --x --y --dropna``.
 
 One table of files and what each must give: the numbers, or one line naming the line, the
 column or the path. The sample files under notebooks/data/ are read as a class would read them.
@@ -15,7 +15,7 @@ import pytest
 
 import functional_fit as ff
 from functional_fit import InputError
-from functional_fit.cli import main
+from functional_fit_cli import main
 from functional_fit.data import read_table
 
 SAMPLES = Path(__file__).resolve().parents[1] / "notebooks" / "data"
@@ -87,13 +87,13 @@ def test_read_csv_keeps_its_signature(tmp_path):
 
 def test_a_million_rows_take_the_fast_path(tmp_path, monkeypatch):
     """10^6 rows are read by np.loadtxt, never row by row (the speed is benchmarks/bench_csv.py)."""
-    from functional_fit import data
+    from functional_fit import tables
 
     n = 10**6
     path = tmp_path / "big.csv"
     values = np.arange(n, dtype=np.float64) / 8  # exact in decimal
     path.write_text("x,y\n" + "\n".join(f"{v},{-v}" for v in values.tolist()) + "\n")
-    monkeypatch.setattr(data, "_row_by_row", lambda *a, **k: pytest.fail("read row by row"))
+    monkeypatch.setattr(tables, "row_by_row", lambda *a, **k: pytest.fail("read row by row"))
     table = read_table(path)
     np.testing.assert_array_equal(table.x, values)
     np.testing.assert_array_equal(table.y, -values)
@@ -126,7 +126,7 @@ def test_path_too_long_is_one_short_line(tmp_path):
 def test_permission_denied_is_one_line(tmp_path, monkeypatch):
     """A folder without search permission: os.stat raises PermissionError (root never sees it,
     so it is simulated, and tried for real where the tests do not run as root)."""
-    from functional_fit import data
+    from functional_fit import tables
 
     locked = tmp_path / "locked"
     locked.mkdir()
@@ -141,7 +141,7 @@ def test_permission_denied_is_one_line(tmp_path, monkeypatch):
         def stat(path, *a, **k):
             raise PermissionError(13, "Permission denied", path)
 
-        monkeypatch.setattr(data.os, "stat", stat)
+        monkeypatch.setattr(tables.os, "stat", stat)
         msg = _path_error(locked / "d.csv")
     assert msg == f"data: cannot read {str(locked / 'd.csv')!r}: permission denied (on the " \
                   "file or a folder above it)"

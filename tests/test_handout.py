@@ -1,4 +1,4 @@
-"""The handout page (`parity.comparison.handout`), built by the command line and read in Chromium.
+"""The handout page (`comparison.handout`), built by the command line and read in Chromium.
 
 The page is built once, by ``functional-fit lecture --out DIR`` on a small data set (so the
 torch loops are short), and then:
@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 import functional_fit as ff
-from functional_fit.cli import main
-from parity.comparison import figures, handout, lecture
+from functional_fit_cli import main
+from comparison import figures, handout, lecture
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 #: Flags for a headless Chromium on a machine like CI's: no sandbox (root), no GPU, and no

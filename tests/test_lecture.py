@@ -9,10 +9,10 @@ import torch
 import functional_fit as ff
 import parity
 from functional_fit import losses, models
-from parity.comparison import lecture
+from comparison import lecture
 from functional_fit.tolerances import LECTURE_PRINTED, rel_err
 
-# The lecture's printed numbers: one copy, `parity.comparison.lecture.PRINTED`.
+# The lecture's printed numbers: one copy, `comparison.lecture.PRINTED`.
 P = lecture.PRINTED
 W_MSE = P["ols"]["params"]  # cell 7
 DZ = P["autodiff"]["grad"]  # cell 27

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 import functional_fit as ff
 from functional_fit import plot
-from parity.comparison import figures as lecture_figures, lecture
+from comparison import figures as lecture_figures, lecture
 
 #: A smaller data set than the lecture's keeps the torch loops short; every step still runs.
 N = 40
@@ -176,7 +176,7 @@ def test_surface_refuses_a_transposed_grid():
 def test_cli_writes_results_and_every_figure_as_png(tmp_path, result, capsys, monkeypatch):
     from PIL import Image
 
-    from functional_fit.cli import main
+    from functional_fit_cli import main
 
     # The lecture itself is tested elsewhere; here it is the module's result, run once.
     monkeypatch.setattr(lecture_figures, "run_with_figures", lambda *args, **kwargs: (
@@ -206,7 +206,7 @@ def test_a_big_surface_is_drawn_thinned():
     assert contour.get_xlim() == (0.0, 1.0) and contour.get_ylim() == (0.0, 2.0)  # whole range
     (surf,) = [ax for ax in fig.axes if ax.name == "3d"]
     assert surf.get_zlabel() == "L1 loss"
-    v, ta, tb = plot._thin(values, a, b, 1000)
+    v, ta, tb = plot.thin(values, a, b, 1000)
     assert v.shape == (1000, 1000) and (ta[-1], tb[-1]) == (1.0, 2.0)
     np.testing.assert_array_equal(v, ta[None, :] + tb[:, None])
 

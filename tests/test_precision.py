@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from parity.comparison.lecture import PRINTED
+from comparison.lecture import PRINTED
 
 PROBE = textwrap.dedent(
     """
@@ -24,8 +24,8 @@ PROBE = textwrap.dedent(
     torch_dtype = torch.get_default_dtype()
     import functional_fit as ff
     import parity
-    import functional_fit.cli, parity.comparison.lecture, parity.comparison.report
-    import functional_fit.cli.lecture, functional_fit.cli.parity
+    import functional_fit_cli, comparison.lecture, comparison.report
+    import functional_fit_cli.lecture, functional_fit_cli.parity
     after = dict(jax.config.values)
     out = {
         "changed": sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k)),
@@ -35,7 +35,7 @@ PROBE = textwrap.dedent(
 
     import numpy as np
     from functional_fit import fit, losses, models, ols, precision
-    from parity.comparison import lecture, report as parity_report
+    from comparison import lecture, report as parity_report
 
     x, y = ff.lecture_data()  # numpy float64
     order = ff.batch_order(100, 2)

@@ -14,7 +14,7 @@ import functional_fit as ff
 import parity.sweep
 from functional_fit import fit, losses, registry
 from functional_fit import sweep as sw
-from functional_fit.cli import main
+from functional_fit_cli import main
 from functional_fit.tolerances import TRAJECTORY_FLOAT64, rel_err
 
 #: A sweep member against the single fit, float64. Both run the same scan, and the sweep's
@@ -177,7 +177,7 @@ BAD = [
     (dict(lrs=[0.1, -1.0]), "lrs"),
     (dict(lrs=[0.1, float("nan")]), "lrs"),
     (dict(lrs=[]), "lrs"),
-    (dict(w0s=np.zeros(3)), r"w0s: the linear model takes 2 parameters"),
+    (dict(w0s=np.zeros(3)), r"w0s must have shape \(2,\) for the linear model"),
     (dict(w0s=np.zeros((2, 2, 2))), "w0s"),
     (dict(w0s=[[0.0, float("inf")]]), "w0s"),
     (dict(seeds=[0]), "seeds"),

@@ -6,6 +6,7 @@ Any pytree of parameters, any model and loss, any optax optimizer on the JAX sid
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 
@@ -18,7 +19,7 @@ import torch
 
 import functional_fit as ff
 import parity
-from functional_fit import InputError, fit, losses, models, registry, surface
+from functional_fit import InputError, fit, losses, models, registry, runtime, surface
 from functional_fit import sweep as sw
 from functional_fit.tolerances import TRAJECTORY_FLOAT64, rel_err
 
@@ -136,15 +137,22 @@ def test_mlp_random_plane_surface(lecture_xy):
     assert jax.tree.structure(pca.plane.origin) == jax.tree.structure(p0)
 
 
-def test_a_second_train_does_not_compile_again(lecture_xy):
+def _fits_compiled(caplog, call) -> int:
+    """How many times `call()` compiled the fit's program (JAX's own compile log)."""
+    caplog.clear()
+    with jax.log_compiles(), caplog.at_level(logging.WARNING, logger="jax"):
+        call()
+    return sum(r.getMessage().startswith("Compiling jit(recipe_scan)") for r in caplog.records)
+
+
+def test_a_second_train_does_not_compile_again(lecture_xy, caplog):
     x, y = lecture_xy
     opt = optax.adam(0.01)
-    p0 = {"w": jnp.zeros(3)}
-    model = lambda p, x: models.polynomial(p["w"], x)  # noqa: E731
-    fit.train(p0, x, y, model=model, loss=losses.l1, optimizer=opt, steps=7)
-    size = fit.train_jit._cache_size()
-    fit.train({"w": jnp.ones(3)}, x * 2, y, model=model, loss=losses.l1, optimizer=opt, steps=7)
-    assert fit.train_jit._cache_size() == size
+    model = lambda p, x: models.polynomial(p["w"], x)  # noqa: E731  (new: compiled once here)
+    assert _fits_compiled(caplog, lambda: fit.train(
+        {"w": jnp.zeros(3)}, x, y, model=model, loss=losses.l1, optimizer=opt, steps=7)) == 1
+    assert _fits_compiled(caplog, lambda: fit.train(
+        {"w": jnp.ones(3)}, x * 2, y, model=model, loss=losses.l1, optimizer=opt, steps=7)) == 0
 
 
 def test_names_resolve_through_the_registry(lecture_xy):
@@ -249,29 +257,30 @@ def test_torch_names_in_fit_sweep_and_cli(lecture_xy):
 
 
 @pytest.mark.parametrize("what", ["gd", "sgd", "adam", "train"])
-def test_a_fit_run_in_chunks_is_the_fit_run_whole(lecture_xy, monkeypatch, what):
+def test_a_fit_run_in_chunks_is_the_fit_run_whole(lecture_xy, what):
     """Long fits run as several compiled calls carrying their state (Ctrl-C, progress): the
     result, path and losses are bit for bit those of one call, and divergence is found at the
     same step."""
     x, y = lecture_xy
     order = ff.batch_order(100, 6, seed=3)
 
-    def go():
+    def go(rt=None):
         if what == "train":
             return fit.train({"w": np.zeros(3)}, x, y, model=lambda p, x: models.polynomial(p["w"], x),
-                             loss=losses.mse, optimizer=optax.adam(0.05), order=order, batch_size=7)
+                             loss=losses.mse, optimizer=optax.adam(0.05), order=order, batch_size=7,
+                             runtime=rt)
         return fit.run(what, np.zeros(3), x, y, model=models.polynomial, loss=losses.l1, lr=0.5,
-                       steps=90, order=order, batch_size=7)
+                       steps=90, order=order, batch_size=7, runtime=rt)
 
     whole = go()
-    monkeypatch.setitem(fit.CHUNK_WORK, "cpu", 40 * (fit.STEP_OVERHEAD + 7 * 3))  # ~40 steps
-    chunked = go()
+    cpu = runtime.defaults("cpu")
+    small = runtime.defaults("cpu", chunk_work=40 * (cpu.step_overhead + 7 * 3))  # ~40 steps
+    chunked = go(small)
     for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(chunked)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     if what == "gd":  # divergence: the same first non-finite step, chunked or not
         with pytest.raises(ff.DivergenceError) as chunked_error:
-            fit.run("gd", np.zeros(2), x, y, loss=losses.mse, lr=1e6, steps=100)
-        monkeypatch.undo()
+            fit.run("gd", np.zeros(2), x, y, loss=losses.mse, lr=1e6, steps=100, runtime=small)
         with pytest.raises(ff.DivergenceError) as whole_error:
             fit.run("gd", np.zeros(2), x, y, loss=losses.mse, lr=1e6, steps=100)
         assert chunked_error.value.step == whole_error.value.step == 30

@@ -1,15 +1,6 @@
-"""The comparison layer: JAX (`functional_fit`) and torch (`parity`) side by side.
+"""Old name of `comparison`, the layer that runs JAX and torch side by side.
 
-It sits on top of both sides, and nothing below it imports it:
-
-- `lecture`  every step of the lecture in both frameworks (``functional-fit lecture``);
-- `report`   the parity matrix, model x loss x optimizer x dtype (``functional-fit parity``);
-- `figures`  the lecture's figure set, which runs fits and surfaces, drawn by
-  `functional_fit.plot`;
-- `background` one part of the comparison in a second process (the JAX side, and four of
-  the figures) while torch's loops run in the first, where more than two cores make it pay;
-- `handout`  the lecture as one self-contained HTML page: each step's torch and JAX code side
-  by side, results and figures (``functional-fit lecture --out DIR`` / ``--html FILE``).
-
-The command line (`functional_fit.cli`) is a thin layer over these and the two libraries.
+It moved out of `parity` (the torch mirror) into a package of its own. Each module here is the
+module of `comparison` with the same name (``parity.comparison.lecture is
+comparison.lecture``), so old imports keep working; new code imports `comparison`.
 """

@@ -13,16 +13,18 @@ from __future__ import annotations
 import math
 import time
 
-from functional_fit import data as _data, fit as _fit, registry, sweep as _sweep
+from functional_fit import data as _data, engine, registry, sweep as _sweep
 from functional_fit.checks import InputError, choice, positive_int
-from functional_fit.cli._common import (add_data_options, add_dtype_option, add_model_options,
-                                        add_optimizer_options, json_text, load_data_within,
-                                        output_file, progress, refuse, resolve_model,
-                                        resolve_optimizer)
 from functional_fit.precision import require, zeros
+from functional_fit_cli import resources
+from functional_fit_cli.files import atomic_path
+from functional_fit_cli.options import (LENGTH_OPTIONS, add_data_options, add_dtype_option,
+                                        add_model_options, add_optimizer_options, json_text,
+                                        load_data_within, output_file, progress, refuse,
+                                        resolve_model, resolve_optimizer)
 
 #: Runs per compiled call at least, when a progress bar is shown: a few updates for 256 runs.
-#: Short runs go more to a call, up to about a second of work (`fit.chunk_steps`).
+#: Short runs go more to a call, up to about a second of work (`engine.chunk_steps`).
 CHUNK = 64
 #: Bytes a run holds beyond its parameters: its results on the device and as numpy, its row
 #: of the table or of the JSON, and the Python objects in between.
@@ -43,9 +45,11 @@ def add_parser(sub):
                    help="COUNT learning rates log-spaced from START to STOP, or one value "
                    "(default 1e-3:10:64)")
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int, help="GD's steps (default 100)")
-    length.add_argument("--epochs", type=int, help="SGD's and Adam's epochs (default 100)")
-    p.add_argument("--batch-size", type=int, default=None, help="SGD's and Adam's batch (10)")
+    length.add_argument("--steps", type=int, help=f"GD's steps (default {_data.DEFAULT_STEPS})")
+    length.add_argument("--epochs", type=int,
+                        help=f"SGD's and Adam's epochs (default {_data.DEFAULT_EPOCHS})")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"SGD's and Adam's batch ({_data.DEFAULT_BATCH_SIZE})")
     p.add_argument("--seeds", type=int, default=None, metavar="K",
                    help="SGD and Adam: batch orders of seeds 0..K-1, one line each (1)")
     add_data_options(p)
@@ -83,27 +87,21 @@ def parse_lrs(text: str):
 
 
 def _settings(args) -> dict:
-    """The sweep's keyword arguments from the options; InputError naming a misplaced option."""
+    """The sweep's length keywords from the options (`data.fit_length`, named as typed)."""
     name = choice("--optimizer", args.optimizer, tuple(registry.OPTIMIZERS))
     batching = registry.OPTIMIZERS[name].batching
-    if batching == "any":  # torch's names: full batch unless epochs are given
-        batching = "minibatch" if args.epochs is not None else "full"
-        if batching == "full":
-            refuse(args, ("--seeds", "--batch-size"), "applies to minibatches: give --epochs")
-    if batching == "full":
-        refuse(args, ("--epochs", "--seeds", "--batch-size"),
-               f"does not apply to --optimizer {name}, which uses the whole data every step "
-               "(give --steps)")
-        steps = positive_int("--steps", 100 if args.steps is None else args.steps)
-        if steps >= _fit.MAX_STEPS:
-            raise InputError(f"--steps must be below 2**31 (a fit counts steps in int32), got {steps}")
-        return {"steps": steps}
-    refuse(args, ("--steps",), f"does not apply to --optimizer {name}, which counts passes "
-           "over the data (give --epochs)")
+    length = _data.fit_length(None, batching, steps=args.steps, epochs=args.epochs,
+                              batch_size=args.batch_size, defaults=True, names=LENGTH_OPTIONS,
+                              what=f"--optimizer {name}")
+    if length.full:
+        refuse(args, ("--seeds",), "applies to minibatches: give --epochs" if batching == "any"
+               else f"does not apply to --optimizer {name}, which uses the whole data every "
+               "step (give --steps)")
+        return {"steps": length.steps}
     seeds = 1 if args.seeds is None else positive_int("--seeds", args.seeds)
     return {
-        "epochs": positive_int("--epochs", 100 if args.epochs is None else args.epochs),
-        "batch_size": positive_int("--batch-size", 10 if args.batch_size is None else args.batch_size),
+        "epochs": length.epochs,
+        "batch_size": length.batch_size,
         "seeds": range(seeds),  # a list once the memory the run needs is known to be there
     }
 
@@ -131,7 +129,7 @@ def _table(runs: list[dict]) -> str:
 
 
 def _needs(n, n_lrs, n_seeds, n_params, kwargs) -> list:
-    """The sweep's memory estimate for n data points (`_common.require_memory`)."""
+    """The sweep's memory estimate for n data points (`options.require_memory`)."""
     runs = n_lrs * n_seeds
     per_run = RUN_BYTES + 48 * n_params  # parameters on the device, as numpy, padded copies
     needs = [(per_run * runs, f"the results of {runs} runs",
@@ -158,14 +156,14 @@ def run(args) -> int:
     w0 = zeros(n_params, args.dtype)  # (p+1,), as the lecture starts
 
     # Runs per call: at least CHUNK (the bar moves), more while a call stays short.
-    n = x.shape[0]
-    steps = kwargs.get("steps") or kwargs["epochs"] * _data.n_batches(n, kwargs["batch_size"])
-    per_call = _fit.chunk_steps(n if "steps" in kwargs else kwargs["batch_size"], n_params)
-    chunk = max(CHUNK, per_call // steps)
+    n, rt = x.shape[0], resources.runtime()
+    length = _data.Length(kwargs.get("steps"), kwargs.get("epochs"), kwargs.get("batch_size"))
+    per_call = engine.chunk_steps(length.batch_size or n, n_params, runtime=rt)
+    chunk = max(CHUNK, per_call // length.total(n))
     with progress(n_lrs * n_seeds, "sweep", "fit") as update:  # updated once per chunk of runs
         result = _sweep.sweep(
             optimizer, w0, x.astype(pol.data), y.astype(pol.data), lrs,
-            model=model.fn, loss=loss, chunk_size=chunk, progress=update, **kwargs,
+            model=model.fn, loss=loss, chunk_size=chunk, progress=update, runtime=rt, **kwargs,
         )
     result = _sweep.as_numpy(result)
     runs = _runs(result)
@@ -175,7 +173,8 @@ def run(args) -> int:
         what = f"{args.optimizer}, {model_name}" + (f" degree {degree}" if model.uses_degree else "")
         fig = plot.sweep_result({args.optimizer: result}, loss_name=loss_name.upper(),
                                 title=f"{what}, {loss_name} loss")
-        plot.save(fig, args.plot)
+        with atomic_path(args.plot) as tmp:
+            plot.save(fig, tmp)
     if args.json:
         settings = {"optimizer": args.optimizer, "model": model_name, "loss": loss_name,
                     "dtype": args.dtype, "data": meta, **kwargs}

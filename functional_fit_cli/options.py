@@ -10,8 +10,13 @@ import sys
 from pathlib import Path
 
 from functional_fit import data as _data, registry
+from functional_fit_cli import signals
 from functional_fit.checks import InputError, choice, nonnegative_int
 from functional_fit.precision import DTYPES
+
+
+#: The command line's names of a fit's length, in `functional_fit.data.fit_length`'s messages.
+LENGTH_OPTIONS = {"steps": "--steps", "epochs": "--epochs", "batch_size": "--batch-size"}
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, model: str = "linear",
@@ -92,10 +97,7 @@ def progress(total: int, desc: str, unit: str, *, delay: float = 1.0):
                delay=delay, leave=False, disable=None)
 
     def update(done=1):
-        from functional_fit.files import interrupted
-
-        if interrupted.is_set():  # a Ctrl-C that Python dropped on its way: stop here
-            raise KeyboardInterrupt
+        signals.check()  # a Ctrl-C that Python dropped on its way: stop here
         if isinstance(done, str):
             bar.set_postfix_str(done, refresh=False)
             done = 1
@@ -165,9 +167,13 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--dropna", action="store_true", default=None,
                    help="leave out rows of --data with a missing or non-numeric x or y, and "
                    "say how many")
-    g.add_argument("--seed", type=int, default=None, help="seed of the synthetic data (42)")
-    g.add_argument("--n", type=int, default=None, help="number of synthetic points (100)")
-    g.add_argument("--noise", type=float, default=None, help="noise scale of the data (0.7)")
+    lecture = _data.LECTURE
+    g.add_argument("--seed", type=int, default=None,
+                   help=f"seed of the synthetic data ({lecture.seed})")
+    g.add_argument("--n", type=int, default=None,
+                   help=f"number of synthetic points ({lecture.n})")
+    g.add_argument("--noise", type=float, default=None,
+                   help=f"noise scale of the data ({lecture.noise})")
 
 
 def add_dtype_option(parser: argparse.ArgumentParser, default: str = "lecture") -> None:
@@ -183,8 +189,8 @@ def add_dtype_option(parser: argparse.ArgumentParser, default: str = "lecture") 
 def load_data(args) -> tuple:
     """(x, y, meta) from the parsed data options; meta describes the data for JSON output.
 
-    ``meta["lecture"]`` is True when the data is exactly the lecture's (n=100, seed=42,
-    noise=0.7), so the lecture's printed numbers apply.
+    ``meta["lecture"]`` is True when the data is exactly the lecture's (`data.LECTURE`), so the
+    lecture's printed numbers apply.
     """
     synthetic = (args.seed, args.n, args.noise)
     if args.data is not None:
@@ -201,9 +207,10 @@ def load_data(args) -> tuple:
             "source": "csv", "path": str(args.data), "n": int(table.x.shape[0]),
             "lecture": False, "columns": [x_col, y_col], "dropped": table.dropped}
     refuse(args, ("--x", "--y", "--dropna"), "applies to --data only")
-    seed = 42 if args.seed is None else args.seed
-    n = 100 if args.n is None else args.n
-    noise = 0.7 if args.noise is None else args.noise
+    lecture = _data.LECTURE
+    seed = lecture.seed if args.seed is None else args.seed
+    n = lecture.n if args.n is None else args.n
+    noise = lecture.noise if args.noise is None else args.noise
     try:
         x, y = _data.lecture_data(n=n, seed=seed, noise=noise)
     except InputError as exc:
@@ -213,7 +220,7 @@ def load_data(args) -> tuple:
         "n": n,
         "seed": seed,
         "noise": noise,
-        "lecture": (n, seed, noise) == (100, 42, 0.7),
+        "lecture": (n, seed, noise) == tuple(lecture),
     }
     return x, y, meta
 
@@ -269,7 +276,7 @@ def output_file(option: str, *, plot: bool = False):
 
 
 def output_dir(option: str, suffixes=(".json", ".png", ".html")):
-    """An argparse ``type`` for a folder a command fills as a whole (`functional_fit.files.atomic_dir`).
+    """An argparse ``type`` for a folder a command fills as a whole (`functional_fit_cli.files.atomic_dir`).
 
     The folder may be new, or hold only files that a run of the command writes (names ending
     in `suffixes`): it is replaced as a whole, so anything else of the user's in it is refused.
@@ -304,13 +311,13 @@ def output_dir(option: str, suffixes=(".json", ".png", ".html")):
 
 
 def require_memory(needs) -> None:
-    """Refuse a run whose memory estimate exceeds what the machine has (`functional_fit.resources`).
+    """Refuse a run whose memory estimate exceeds what the machine has (`functional_fit_cli.resources`).
 
     Args:
       needs: (bytes, what, option) for each large thing the run holds at once; the message
         names the option of the largest.
     """
-    from functional_fit import resources
+    from functional_fit_cli import resources
 
     needs = [n for n in needs if n[0] > 0]
     if not needs:
@@ -326,7 +333,7 @@ def data_points(args) -> int | None:
     """The number of synthetic data points the options ask for; None for ``--data``."""
     if args.data is not None:
         return None
-    n = 100 if args.n is None else args.n
+    n = _data.LECTURE.n if args.n is None else args.n
     return n if isinstance(n, int) and n > 0 else None  # a bad --n is refused by load_data
 
 

@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 from functional_fit.checks import InputError, nonnegative_int
-from functional_fit.files import atomic_dir, write_text
-from functional_fit.cli._common import (add_data_options, add_dtype_option, json_text,
+from functional_fit_cli.files import atomic_dir, atomic_path, write_text
+from functional_fit_cli.options import (add_data_options, add_dtype_option, json_text,
                                         load_data_within, output_dir, output_file, progress)
 from functional_fit.precision import policy
 
@@ -58,7 +58,7 @@ def _cell(side: dict | None, key: str) -> str:
 
 
 def table(result) -> str:
-    """The side-by-side table of a `parity.comparison.lecture.LectureResult`, as text."""
+    """The side-by-side table of a `comparison.lecture.LectureResult`, as text."""
     rows = [("step", "", "JAX", "torch", "max |Δ|", "lecture printed")]
     for name, s in result.steps.items():
         keys = [k for k in ("value", "grad", "params", "loss") if k in s["jax"]]
@@ -92,7 +92,7 @@ def _describe(meta: dict, dtype: str) -> str:
 
 
 def run(args) -> int:
-    from parity.comparison import lecture
+    from comparison import lecture
 
     start = time.perf_counter()
     pol = policy(args.dtype)  # an unknown --dtype fails before any work
@@ -108,9 +108,9 @@ def run(args) -> int:
 
     run_kwargs = dict(dtype=args.dtype, order_seed=args.order_seed, data_meta=meta)
     # With more than two cores, JAX (and half the figures) run in a second process meanwhile
-    # torch's loops run here (parity.comparison.background.worthwhile).
+    # torch's loops run here (comparison.background.worthwhile).
     if args.out or args.html:
-        from parity.comparison import figures as lecture_figures, handout  # matplotlib now
+        from comparison import figures as lecture_figures, handout  # matplotlib now
 
         with progress(len(lecture.STEPS) + 3, "lecture", "step", delay=0) as update:
             result, pngs = lecture_figures.run_with_figures(x, y, progress=update, **run_kwargs)
@@ -124,7 +124,8 @@ def run(args) -> int:
             figures = lecture_figures.write_pngs(pngs, out)
             handout.write(Path(out) / "index.html", result, pngs)
     if args.html:
-        handout.write(args.html, result, pngs)
+        with atomic_path(args.html) as tmp:
+            handout.write(tmp, result, pngs)
     if args.json:
         print(json_text(doc))
         return 0

@@ -13,10 +13,12 @@ import time
 import numpy as np
 
 from functional_fit.checks import InputError
-from functional_fit.cli._common import (add_data_options, add_dtype_option, add_model_options,
-                                        load_data_within, output_file, progress, refuse,
-                                        resolve_model)
 from functional_fit.surface import DIRECTIONS
+from functional_fit_cli.files import atomic_path
+from functional_fit_cli.options import (LENGTH_OPTIONS, add_data_options, add_dtype_option,
+                                        add_model_options, load_data_within, output_file,
+                                        progress, refuse, resolve_model)
+
 #: Output bytes `--grid` may ask for (float64: 2**30 points); see `surface.MAX_POINTS`.
 MAX_OUTPUT_BYTES = 8 * 2**30
 
@@ -125,14 +127,14 @@ def _plot(path, z, a_values, b_values, path2d, centre, labels, loss_name):
     fig = plot.surface(z, a_values, b_values, loss_name=loss_name, axis_labels=labels,
                        points={"fit": centre}, title=f"{loss_name} loss surface",
                        paths=None if path2d is None else {"GD path": _drawn(path2d)})
-    plot.save(fig, path)
+    with atomic_path(path) as tmp:
+        plot.save(fig, tmp)
 
 
 def run(args) -> int:
     start = time.perf_counter()
 
-    from functional_fit import checks as _checks, fit, surface
-    from functional_fit.files import atomic_path
+    from functional_fit import checks as _checks, data as _data, fit, surface
     from functional_fit.precision import policy, zeros
 
     na, nb = parse_grid(args.grid)
@@ -148,9 +150,7 @@ def run(args) -> int:
     if directions != "random":
         refuse(args, ("--direction-seed",), f"applies to --directions random, not {directions}")
     seed = _checks.nonnegative_int("--direction-seed", args.direction_seed or 0)
-    if _checks.positive_int("--steps", args.steps) >= fit.MAX_STEPS:
-        raise InputError(f"--steps must be below 2**31 (the fit counts steps in int32), got "
-                         f"{args.steps}")
+    _data.fit_length(None, "full", steps=args.steps, names=LENGTH_OPTIONS)
     _checks.positive_float("--lr", args.lr)
     if directions != "coords" and size < 2:
         raise InputError("--directions random and pca need a model with at least 2 parameters")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from functional_fit.cli._common import json_text, progress, require_memory
+from functional_fit_cli.options import json_text, progress, require_memory
 
 
 
-#: The report's default number of cases (`parity.comparison.report.DEFAULT_CASES`); kept here so
+#: The report's default number of cases (`comparison.report.DEFAULT_CASES`); kept here so
 #: that building the parser does not import torch.
 DEFAULT_CASES = 60
 #: Bytes a case holds until the report is printed: its data set's share, its settings, result.
@@ -33,7 +33,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from parity.comparison import report as parity_report
+    from comparison import report as parity_report
 
     if isinstance(args.cases, int) and args.cases > 0:
         require_memory([(CASE_BYTES * args.cases, f"{args.cases} cases", "--cases")])

@@ -1,0 +1,433 @@
+"""The parity check for your own pair: a torch module and the JAX function written to match it.
+
+`compare` answers the three questions of a port:
+
+- **Do the two agree?** It runs the same fit in both frameworks, from the same start, on the
+  same batches, with the same optimizer: JAX through `functional_fit.fit.train` and
+  `functional_fit.optim`, torch through `parity.fit.train` and ``torch.optim``.
+- **If not, where do they part?** Per parameter (the ``state_dict`` names) and per step, the
+  difference of the two paths; `Comparison.first_divergence` is the first step, and the
+  parameter, where it breaks the tolerance.
+- **Rounding or a bug?** The tolerance is derived from the dtype, the number of steps and the
+  sizes of the reductions, as the parity suite's are (`functional_fit.tolerances`): two correct
+  ports differ by roundings that add up step by step, a few per operation; a bug differs by
+  far more, usually at once.
+
+It diagnoses before it runs, each with a one-line `InputError`: parameters whose names or
+shapes do not match the module, a `jax_model` that fails on the data or whose output shape or
+dtype differs from the module's, losses that are not scalars, an unknown optimizer or
+keyword, labels out of range, non-finite data.
+
+    >>> import parity, functional_fit as ff
+    >>> from functional_fit import losses, models
+    >>> module = parity.models.MLP((1, 8, 1), seed=0)           # nn.Sequential, (n, 1) -> (n, 1)
+    >>> with ff.float64():
+    ...     x, y = ff.lecture_data()
+    ...     c = parity.compare(models.mlp, module, x[:, None], y[:, None], jax_loss=losses.mse,
+    ...                        torch_loss=parity.losses.mse, optimizer=("Adam", {"lr": 0.01}),
+    ...                        steps=50)
+    >>> c.ok, c.first_divergence
+    (True, None)
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import torch
+
+from functional_fit import checks as _checks, data as _data, fit, optim, registry
+from functional_fit.checks import DivergenceError, InputError
+from functional_fit.precision import policy, require, torch_matmul_precision
+from functional_fit.tolerances import (OPTIMIZER_ROUNDINGS, UNIT_ROUNDOFF, accumulated, rel_err,
+                                       step_roundings)
+from parity import fit as tfit, params as tparams
+from parity.data import torch_dtype
+
+#: Rounding differences grow at most linearly along a stable path; this margin covers the
+#: constant of that growth, measured below 3 on the tests' problems.
+SAFETY = 10.0
+
+
+class Divergence(NamedTuple):
+    """Where two paths part first."""
+
+    step: int  # the step (0 = the start) whose parameters first break the tolerance
+    parameter: str  # its state_dict name
+    index: tuple  # the element of the parameter that parts most at that step
+    jax: float  # JAX's value there
+    torch: float  # torch's value there
+    difference: float  # relative difference of the parameter at that step, over its path's scale
+    tolerance: float
+
+    def __str__(self):
+        where = f"{self.parameter}{list(self.index) if self.index else ''}"
+        return (f"step {self.step}, {where}: JAX {self.jax:.10g}, torch {self.torch:.10g} "
+                f"(relative difference {self.difference:.2e} > tolerance {self.tolerance:.1e})")
+
+
+class Tolerance(NamedTuple):
+    """How far two correct ports may part, and where that figure comes from."""
+
+    value: float
+    derivation: str
+
+
+class Comparison(NamedTuple):
+    """What `compare` measured."""
+
+    forward_diff: float  # relative difference of the two models' outputs at the start
+    loss_diff: float  # relative difference of the two losses at the start
+    grad_diff: dict  # name -> relative difference of the two gradients at the start
+    path_diff: dict  # name -> (steps+1,) relative difference at each step, over the path's scale
+    steps: int
+    tolerance: Tolerance
+    first_divergence: Divergence | None
+    jax_path: dict  # name -> (steps+1, *shape), numpy
+    torch_path: dict  # name -> (steps+1, *shape), numpy
+    diverged: str | None  # "jax", "torch" or "both" when a loss became non-finite, else None
+
+    @property
+    def culprit(self) -> str:
+        """Which part of the port the first difference beyond rounding comes from.
+
+        ``"model"`` (the outputs differ at the start), ``"loss"`` (the outputs agree, the
+        losses do not), ``"gradient"`` (the losses agree, their gradients do not: a
+        derivative, a subgradient at a kink), ``"optimizer"`` (everything agrees at the start
+        and the paths still part: the update rule, its hyperparameters, weight decay),
+        ``"divergence"`` (a loss became non-finite), or ``"none"`` (rounding only).
+        """
+        tol = self.tolerance.value
+        if self.forward_diff > tol:
+            return "model"
+        if self.loss_diff > tol:
+            return "loss"
+        if any(d > tol for d in self.grad_diff.values()):
+            return "gradient"
+        if self.diverged:
+            return "divergence"
+        return "none" if self.first_divergence is None else "optimizer"
+
+    @property
+    def ok(self) -> bool:
+        """Both fits ran, and they agree within the tolerance at every step."""
+        tol = self.tolerance.value
+        return (self.first_divergence is None and self.diverged is None
+                and self.forward_diff <= tol and self.loss_diff <= tol
+                and all(d <= tol for d in self.grad_diff.values()))
+
+    def table(self) -> str:
+        """The comparison as text: the start, each parameter's path, the verdict."""
+        tol = self.tolerance.value
+        lines = [f"forward  {self.forward_diff:.2e}", f"loss     {self.loss_diff:.2e}", "",
+                 f"{'parameter':<20} {'grad at start':>14} {'max path diff':>14}  worst step"]
+        for name, d in self.path_diff.items():
+            worst = int(np.argmax(d)) if d.size else 0
+            flag = "" if (d <= tol).all() and self.grad_diff[name] <= tol else "  <-- parts"
+            lines.append(f"{name:<20} {self.grad_diff[name]:>14.2e} {float(np.max(d)):>14.2e}  "
+                         f"{worst}{flag}")
+        lines += ["", f"tolerance {tol:.1e}: {self.tolerance.derivation}"]
+        if self.diverged:
+            lines.append(f"diverged: the loss became non-finite in {self.diverged}")
+        if self.first_divergence is not None:
+            lines.append(f"first divergence: {self.first_divergence}")
+        lines.append("agree: rounding only" if self.ok else
+                     f"DIFFER beyond rounding; first in the {self.culprit}")
+        return "\n".join(lines)
+
+    def plot(self, *, title: str = "JAX against torch, per parameter"):
+        """Per step, each parameter's relative difference against the tolerance (log scale)."""
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(7.5, 4.5), layout="constrained")
+        ax = fig.add_subplot()
+        tiny = np.finfo(np.float64).tiny
+        for name, d in self.path_diff.items():
+            ax.plot(np.arange(d.size), np.maximum(d, 1e-18), label=name, linewidth=1.2)
+        ax.axhline(self.tolerance.value, color="black", linestyle="--", linewidth=0.9,
+                   label=f"tolerance {self.tolerance.value:.1e}")
+        if self.first_divergence is not None:
+            ax.axvline(self.first_divergence.step, color="tab:red", linewidth=0.8,
+                       label=f"first divergence, step {self.first_divergence.step}")
+        ax.set(yscale="log", xlabel="step", ylabel="max |JAX - torch| / max |torch path|",
+               title=title)
+        ax.set_ylim(bottom=max(tiny, 1e-18))
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+        return fig
+
+    def assert_ok(self) -> None:
+        """Raise an `AssertionError` naming where the two part (for use inside pytest)."""
+        if self.ok:
+            return
+        tol = self.tolerance.value
+        if self.diverged:
+            raise AssertionError(f"the loss became non-finite in {self.diverged}")
+        if self.forward_diff > tol:
+            raise AssertionError(f"the models' outputs differ at the start by "
+                                 f"{self.forward_diff:.2e} > {tol:.1e}")
+        if self.loss_diff > tol:
+            raise AssertionError(f"the losses differ at the start by {self.loss_diff:.2e} > "
+                                 f"{tol:.1e}")
+        bad = {k: v for k, v in self.grad_diff.items() if v > tol}
+        if bad:
+            name = max(bad, key=bad.get)
+            raise AssertionError(f"the gradients differ at the start: {name} by "
+                                 f"{bad[name]:.2e} > {tol:.1e}")
+        raise AssertionError(f"the paths part at {self.first_divergence}")
+
+
+# --------------------------------------------------------------------------- diagnose
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _optimizers(optimizer, module_params):
+    """(optax transformation, torch optimizer) from a torch name or a pair."""
+    if isinstance(optimizer, tuple) and len(optimizer) == 2 and isinstance(optimizer[0], str):
+        name, kwargs = optimizer
+        kwargs = dict(kwargs or {})
+        _checks.choice("optimizer", name, tuple(optim.OPTIMIZERS))
+        default = inspect.signature(optim.OPTIMIZERS[name]).parameters["lr"].default
+        lr = kwargs.pop("lr", default)
+        registry.optimizer(name, **kwargs)  # keywords named and checked as torch checks them
+        return (optim.OPTIMIZERS[name](lr=lr, **kwargs),
+                getattr(torch.optim, name)(module_params, lr=lr, **kwargs))
+    if isinstance(optimizer, tuple) and len(optimizer) == 2:
+        jax_opt, factory = optimizer
+        if not isinstance(jax_opt, optax.GradientTransformation):
+            raise InputError("optimizer: the pair's first item must be an optax "
+                             "GradientTransformation")
+        if not callable(factory):
+            raise InputError("optimizer: the pair's second item must be a function "
+                             "params -> torch.optim.Optimizer")
+        torch_opt = factory(module_params)
+        if not isinstance(torch_opt, torch.optim.Optimizer):
+            raise InputError("optimizer: the pair's factory must return a "
+                             f"torch.optim.Optimizer, got {type(torch_opt).__name__}")
+        return jax_opt, torch_opt
+    raise InputError("optimizer must be (torch name, keywords), e.g. ('SGD', {'lr': 0.01}), or "
+                     "(optax transformation, params -> torch.optim.Optimizer)")
+
+
+def _arrays(x, y, pol):
+    """x as the policy's data float (numpy), y too unless it holds integer labels."""
+    x, y = _checks.points(x, y)
+    x = x.astype(pol.data)
+    if not np.issubdtype(y.dtype, np.integer):
+        y = y.astype(pol.data)
+    return x, y
+
+
+def _start(module, params, pol):
+    """A copy of the module in the policy's dtype, loaded with `params` (or its own weights)."""
+    module = copy.deepcopy(module).to(torch_dtype(pol.params))
+    if params is not None:
+        tparams.load(module, params)
+    return module, tparams.from_module(module)
+
+
+def _diagnose(jax_model, module, jax_loss, torch_loss, p0, x, y, tx, ty):
+    """Run both forwards and losses once, on the start; InputError on any mismatch."""
+    try:
+        out = jax_model(jax.tree.map(jnp.asarray, p0), jnp.asarray(x))
+    except Exception as exc:
+        raise InputError(f"jax_model fails on the parameters and the data's shape x "
+                         f"{x.shape} ({_first_line(exc)})") from None
+    try:
+        with torch.no_grad():
+            tout = module(tx)
+    except Exception as exc:
+        raise InputError(f"torch_module fails on the data's shape x {tuple(tx.shape)} "
+                         f"({_first_line(exc)})") from None
+    if tuple(np.shape(out)) != tuple(tout.shape):
+        raise InputError(f"the two forwards differ in shape: jax_model gives "
+                         f"{tuple(np.shape(out))}, torch_module {tuple(tout.shape)}")
+    if np.dtype(out.dtype) != np.dtype(str(tout.dtype).removeprefix("torch.")):
+        raise InputError(f"the two forwards differ in dtype: jax_model gives {out.dtype}, "
+                         f"torch_module {tout.dtype}")
+    try:
+        value = jax_loss(out, jnp.asarray(y))
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"jax_loss fails on the model's output and y ({_first_line(exc)})"
+                         ) from None
+    try:
+        with torch.no_grad():
+            tvalue = torch_loss(tout, ty)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"torch_loss fails on the module's output and y ({_first_line(exc)})"
+                         ) from None
+    for name, v in (("jax_loss", np.shape(value)), ("torch_loss", tuple(tvalue.shape))):
+        if tuple(v) != ():
+            raise InputError(f"{name} must return a scalar, got shape {tuple(v)}")
+    return np.asarray(out), tout.numpy(), float(value), float(tvalue)
+
+
+def _gradients(jax_model, module, jax_loss, torch_loss, p0, x, y, tx, ty):
+    g = jax.grad(lambda p: jax_loss(jax_model(p, jnp.asarray(x)), jnp.asarray(y)))(
+        jax.tree.map(jnp.asarray, p0))
+    module.zero_grad()
+    torch_loss(module(tx), ty).backward()
+    tg = {k: v.grad.detach().numpy() for k, v in module.named_parameters() if v.grad is not None}
+    module.zero_grad()
+    return {k: rel_err(np.asarray(g[k]), tg[k]) if k in tg else math.inf for k in p0}
+
+
+# --------------------------------------------------------------------------- the tolerance
+
+
+def tolerance(dtype: str, steps: int, batch: int, widest: int, layers: int) -> Tolerance:
+    """The bound two correct ports stay within, relative to each parameter's path's scale.
+
+    One step may differ by ``r = (L * ROUNDINGS_PER_LAYER + OPTIMIZER_ROUNDINGS + ceil(log2 B)
+    + ceil(log2 W)) u``: the layers' elementwise work, the optimizer's update, the sum over the
+    batch and the widest matrix product's sum, in pairwise order (u the unit roundoff;
+    `functional_fit.tolerances.step_roundings`). On a stable path these add up linearly:
+    ``tol = SAFETY * max(T, 1) * r`` (`functional_fit.tolerances.accumulated`).
+    """
+    return _tolerance(policy(dtype), steps, batch, widest, layers)
+
+
+def _tolerance(pol, steps: int, batch: int, widest: int, layers: int) -> Tolerance:
+    per_step = step_roundings(batch, layers=layers, widest=widest, optimizer=True)
+    value = accumulated(pol.params, steps, per_step, safety=SAFETY)
+    u = UNIT_ROUNDOFF[pol.params]
+    return Tolerance(value, f"{pol.params} (u = {u:.1e}), {steps} steps x {per_step} roundings a "
+                            f"step ({layers} layers, batch {batch}, widest sum {widest}, the "
+                            f"optimizer's {OPTIMIZER_ROUNDINGS}) x safety {SAFETY:g}")
+
+
+# --------------------------------------------------------------------------- compare
+
+
+class _Length(NamedTuple):
+    """A comparison's fit length: the keywords of both `train` functions, and its sizes."""
+
+    run: dict  # steps=T, or order=(epochs, n) and batch_size=B
+    steps: int  # the number of steps
+    batch: int  # the points of a step's batch
+
+
+def _length(n, steps, epochs, batch_size, order_seed) -> _Length:
+    """`functional_fit.data.fit_length` of the comparison (100 full-batch steps by default);
+    minibatches take the order ``batch_order(n, epochs, order_seed)``."""
+    length = _data.fit_length(n, steps=steps, epochs=epochs, batch_size=batch_size,
+                              defaults=steps is None and epochs is None)
+    if length.full:
+        return _Length(dict(steps=length.steps), length.steps, n)
+    order = _data.batch_order(n, length.epochs, _checks.nonnegative_int("order_seed", order_seed))
+    return _Length(dict(order=order, batch_size=length.batch_size), length.total(n),
+                   length.batch_size)
+
+
+def _jax_path(p0, x, y, jax_model, jax_loss, jax_opt, length: _Length):
+    """JAX's path (name -> (steps+1, *shape) numpy) and whether its loss became non-finite."""
+    try:
+        path = fit.train(p0, x, y, model=jax_model, loss=jax_loss, optimizer=jax_opt,
+                         **length.run).path
+        diverged = False
+    except DivergenceError as exc:
+        path, diverged = exc.result.path, True
+    return {k: np.asarray(v) for k, v in path.items()}, diverged
+
+
+def _torch_path(module, torch_loss, tx, ty, torch_opt, length: _Length):
+    """torch's path (name -> (steps+1, *shape)) and whether its loss became non-finite."""
+    try:
+        return tfit.train(module, torch_loss, tx, ty, optimizer=torch_opt, **length.run).path, False
+    except DivergenceError as exc:
+        return exc.result.path, True
+
+
+def _paths_apart(p0, jpath, tpath, tol: Tolerance):
+    """(name -> (steps+1,) relative difference over the path's scale, the first `Divergence`
+    beyond `tol` or None), over the steps both paths reached."""
+    shared = min(min(v.shape[0] for v in jpath.values()), min(v.shape[0] for v in tpath.values()))
+    path_diff = {}
+    for k in p0:
+        a = jpath[k][:shared].astype(np.float64)
+        b = tpath[k][:shared].astype(np.float64)
+        scale = max(float(np.max(np.abs(b))), np.finfo(np.float64).tiny)
+        d = np.abs(a - b).reshape(shared, -1)  # (steps+1, size)
+        path_diff[k] = np.where(np.isnan(d), np.inf, d).max(axis=1) / scale  # (steps+1,)
+    for t in range(shared):
+        worst = max(path_diff, key=lambda k: path_diff[k][t])
+        if path_diff[worst][t] > tol.value:
+            a, b = jpath[worst][t], tpath[worst][t]
+            flat = np.argmax(np.where(np.isnan(a - b), np.inf, np.abs(a - b)).ravel())
+            index = np.unravel_index(flat, np.shape(a)) if np.ndim(a) else ()
+            return path_diff, Divergence(t, worst, tuple(int(i) for i in index),
+                                         float(np.ravel(a)[flat]), float(np.ravel(b)[flat]),
+                                         float(path_diff[worst][t]), tol.value)
+    return path_diff, None
+
+
+def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
+            optimizer=("SGD", {"lr": 0.01}), steps: int | None = None,
+            epochs: int | None = None, batch_size: int | None = None, order_seed: int = 0,
+            dtype: str = "float64", params=None) -> Comparison:  # 13: a port's two halves, named
+    """Run one fit in JAX and in torch from the same start and compare, step by step.
+
+    Args:
+      jax_model: ``jax_model(params, x) -> y_hat``, params a dict of ``state_dict`` names.
+      torch_module: the ``nn.Module`` it ports; it is copied, never trained in place.
+      x: (n,) or (n, d) inputs; y: (n, ...) targets (integer labels for a classifier).
+      jax_loss, torch_loss: ``loss(y_hat, y) -> ()`` in each framework.
+      optimizer: a torch name and its keywords, used on both sides (``("SGD", {"lr": 0.01})``:
+        `functional_fit.optim.SGD` and ``torch.optim.SGD``); or a pair ``(optax
+        transformation, params -> torch.optim.Optimizer)`` for your own.
+      steps: full-batch steps; or `epochs` with `batch_size`: minibatches in the order
+        ``functional_fit.data.batch_order(n, epochs, order_seed)``, fed to torch's
+        ``DataLoader`` through `parity.data.OrderSampler`. Default: 100 full-batch steps.
+      dtype: ``"float64"`` or ``"float32"``: the parameters and the data, both sides.
+      params: the start, a dict of ``state_dict`` names -> arrays; default the module's own.
+
+    Returns:
+      `Comparison`; ``.ok``, ``.first_divergence``, ``.table()``, ``.plot()``,
+      ``.assert_ok()``.
+
+    Raises:
+      InputError: one line, before anything runs, naming what does not match.
+    """
+    pol = require(_checks.choice("dtype", dtype, ("float64", "float32")))  # checked once, here
+    if not isinstance(torch_module, torch.nn.Module):
+        raise InputError(f"torch_module must be an nn.Module, got {type(torch_module).__name__}")
+    x, y = _arrays(x, y, pol)
+    length = _length(x.shape[0], steps, epochs, batch_size, order_seed)
+    module, p0 = _start(torch_module, params, pol)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    # JAX's float32 matrix products as torch's (no TF32 on a GPU): like is compared with like
+    with torch_matmul_precision():
+        out, tout, value, tvalue = _diagnose(jax_model, module, jax_loss, torch_loss, p0, x, y,
+                                             tx, ty)
+        jax_opt, torch_opt = _optimizers(optimizer, module.parameters())
+        grads = _gradients(jax_model, module, jax_loss, torch_loss, p0, x, y, tx, ty)
+        jpath, jax_diverged = _jax_path(p0, x, y, jax_model, jax_loss, jax_opt, length)
+    tpath, torch_diverged = _torch_path(module, torch_loss, tx, ty, torch_opt, length)
+    fan_in = max([v.shape[1] for v in p0.values() if v.ndim >= 2] + [1])
+    layers = sum(1 for v in p0.values() if v.ndim >= 2) or 1
+    tol = _tolerance(pol, length.steps, length.batch, fan_in, layers)
+    path_diff, first = _paths_apart(p0, jpath, tpath, tol)
+    diverged = [side for side, bad in (("jax", jax_diverged), ("torch", torch_diverged)) if bad]
+    return Comparison(
+        forward_diff=rel_err(out, tout), loss_diff=rel_err(value, tvalue), grad_diff=grads,
+        path_diff=path_diff, steps=length.steps, tolerance=tol, first_divergence=first,
+        jax_path=jpath, torch_path=tpath,
+        diverged=None if not diverged else ("both" if len(diverged) == 2 else diverged[0]))
+
+
+__all__ = ["Comparison", "Divergence", "Tolerance", "compare", "tolerance"]

@@ -1,0 +1,239 @@
+"""What a run may use: sizes of its compiled calls, compiler options and memory, per platform.
+
+A long fit, a sweep and a big surface each run as several compiled calls of bounded size: a
+call cannot be interrupted, and a bounded call keeps both Ctrl-C and the workspace in bounds.
+The sizes that make a call about a second of work, or a block of a surface fit in cache,
+differ between a CPU and a GPU. They are all here, in one `Runtime`, made by `defaults` for a
+platform; every function that uses one takes ``runtime=`` (None: the defaults of its
+platform), so a caller (a test, a benchmark, the command line) passes its own instead of
+changing a global:
+
+    >>> from functional_fit import runtime
+    >>> rt = runtime.defaults("cpu", memory_limit=2**30)
+    >>> rt.chunk_points, rt.memory_limit
+    (1048576, 1073741824)
+
+None of these changes a result, except the streamed surface's `data_chunk` (the order in which
+a grid point's terms are summed, so the last bits). The figures they were chosen by are in
+BENCHMARKS.md.
+
+Memory: `require_memory` refuses a run whose estimate exceeds ``memory_limit`` (None: what the
+machine has available, `available_memory`) before it allocates, with one line naming the
+setting to lower. The library reads no environment variable; the command line reads
+``FUNCTIONAL_FIT_MEMORY_LIMIT`` and passes it here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform as _platform
+import re
+
+from functional_fit.checks import InputError, positive_int
+
+PLATFORMS = ("cpu", "gpu", "tpu")
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """Sizes, compiler options and the memory limit of one platform (see `defaults`)."""
+
+    platform: str  # "cpu", "gpu" or "tpu"
+    #: fit: work per compiled call, in units of one parameter on one batch point for one step
+    chunk_work: int
+    #: fit: one step's cost beyond its arithmetic (the loop, the update), in the same units
+    step_overhead: int
+    #: surface: grid points per compiled call and device (a few of them are the workspace)
+    chunk_points: int
+    #: surface: numbers a block may hold per grid point's share (its parameter vectors, say)
+    workspace_items: int
+    #: surface, vmapped layout: numbers of a block's largest intermediate array
+    vmap_items: int
+    #: surface, streamed layout: data points per scan step, added as a tree
+    data_chunk: int
+    #: surface, streamed layout: data points per pass of the loop at most
+    max_terms: int
+    #: surface, streamed layout: a term of e jaxpr equations gets budget // e**2 points a pass
+    term_budget: int
+    #: XLA options of the vmapped layout's calls when the loss has matrix products (CPU only)
+    dot_options: tuple
+    #: bytes a run may hold; None: the machine's available memory when the run starts
+    memory_limit: int | None = None
+
+
+#: The defaults per platform; GPU sizes serve a TPU too.
+_DEFAULTS = {
+    "cpu": dict(chunk_work=2**28, chunk_points=2**20, vmap_items=2**21,
+                dot_options=(("xla_cpu_experimental_ynn_fusion_type", "LIBRARY_FUSION_TYPE_DOT"),
+                             ("xla_cpu_prefer_vector_width", 512))),
+    "gpu": dict(chunk_work=2**23, chunk_points=2**24, vmap_items=2**26, dot_options=()),
+}
+_SHARED = dict(step_overhead=512, workspace_items=2**23, data_chunk=10, max_terms=100,
+               term_budget=40_000)
+
+
+def default_platform() -> str:
+    """JAX's default backend: ``"cpu"``, ``"gpu"`` or ``"tpu"``."""
+    import jax
+
+    return jax.default_backend()
+
+
+def defaults(platform: str | None = None, **changes) -> Runtime:
+    """The `Runtime` of `platform` (default JAX's default backend), with `changes` applied.
+
+    Args:
+      platform: ``"cpu"``, ``"gpu"`` or ``"tpu"``; None for JAX's default backend.
+      changes: fields of `Runtime` to set, e.g. ``chunk_points=4096`` or ``memory_limit=2**30``
+        (an int of bytes, or a string such as ``"500M"``).
+
+    Raises:
+      InputError: an unknown platform or field, or a size that is not a positive integer.
+    """
+    platform = default_platform() if platform is None else platform
+    if platform not in PLATFORMS:
+        raise InputError(f"platform must be one of {', '.join(PLATFORMS)}; got {platform!r}")
+    fields = {f.name for f in dataclasses.fields(Runtime)} - {"platform"}
+    unknown = sorted(set(changes) - fields)
+    if unknown:
+        raise InputError(f"runtime has no setting {unknown[0]!r}; it has {', '.join(sorted(fields))}")
+    values = {**_SHARED, **_DEFAULTS["cpu" if platform == "cpu" else "gpu"], **changes}
+    for name, value in values.items():
+        if name == "memory_limit":
+            values[name] = None if value is None else parse_size("memory_limit", value)
+        elif name != "dot_options":
+            values[name] = positive_int(name, value)
+    return Runtime(platform=platform, **values)
+
+
+def resolve(runtime: Runtime | None, platform: str | None = None) -> Runtime:
+    """`runtime` itself, or the defaults of `platform` when it is None."""
+    if runtime is None:
+        return defaults(platform)
+    if not isinstance(runtime, Runtime):
+        raise InputError(f"runtime must be a functional_fit.runtime.Runtime (from "
+                         f"runtime.defaults()), got {type(runtime).__name__}")
+    return runtime
+
+
+# --------------------------------------------------------------------------- memory
+
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_size(name: str, value) -> int:
+    """Bytes from an int or from text such as ``"1500"``, ``"64M"``, ``"2G"``; InputError
+    naming `name` otherwise.
+
+    Examples:
+      >>> parse_size("memory_limit", "64M")
+      67108864
+    """
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([KMGT]?)i?B?\s*", value, re.IGNORECASE)
+        if not m:
+            raise InputError(f"{name}={value!r} must be a number of bytes, e.g. 500M or 2G")
+        return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+    return positive_int(name, value)
+
+
+def available_memory() -> int | None:
+    """Bytes the machine can give a run now (``MemAvailable``: free memory plus what the
+    kernel can reclaim), or None where it cannot tell."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def memory_available(runtime: Runtime | None = None) -> int | None:
+    """Bytes a run may hold: the machine's available memory, lowered by ``runtime.memory_limit``."""
+    have = available_memory()
+    limit = None if runtime is None else runtime.memory_limit
+    if limit is not None:
+        have = limit if have is None else min(have, limit)
+    return have
+
+
+def gib(nbytes: float) -> str:
+    """A size for a message: ``"1.5 GiB"``, ``"12.0 MiB"``."""
+    if nbytes >= 2**30:
+        return f"{nbytes / 2**30:.1f} GiB"
+    return f"{nbytes / 2**20:.1f} MiB"
+
+
+def require_memory(nbytes: float, *, what: str, change: str, runtime: Runtime | None = None,
+                   source: str = "") -> None:
+    """Refuse a run whose estimate `nbytes` exceeds `memory_available`.
+
+    Args:
+      nbytes: the estimate: the large arrays the run holds at once, not Python's own few
+        hundred MB (it catches runs off by orders of magnitude, not the last megabyte).
+      what: what the memory is for (``"the fit's path, 1001 x 16 bytes"``).
+      change: the setting to lower, as the caller named it (``"steps"``, ``"--grid"``).
+      runtime: its ``memory_limit`` lowers the limit.
+      source: where the limit came from, for the message (``"FUNCTIONAL_FIT_MEMORY_LIMIT"``).
+
+    Raises:
+      InputError: ``"<change>: this run needs about X of memory (<what>), more than the Y
+        available; lower <change>"``.
+    """
+    have = memory_available(runtime)
+    if have is not None and nbytes > have:
+        source = f" ({source})" if source and runtime and runtime.memory_limit == have else ""
+        raise InputError(f"{change}: this run needs about {gib(nbytes)} of memory ({what}), more "
+                         f"than the {gib(have)} available{source}; lower {change}")
+
+
+# --------------------------------------------------------------------------- the machine
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            m = re.search(r"model name\s*:\s*(.*)", fh.read())
+            if m:
+                return m.group(1).strip()
+    except OSError:
+        pass
+    return _platform.processor() or _platform.machine()
+
+
+def _version(package: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def environment() -> dict:
+    """Versions of Python, jax, optax, torch and numpy, the machine and JAX's devices.
+
+    The versions are read from the installed packages' metadata: torch is not imported.
+    """
+    import jax
+
+    return {
+        "python": _platform.python_version(),
+        "jax": _version("jax"),
+        "optax": _version("optax"),
+        "torch": _version("torch"),
+        "numpy": _version("numpy"),
+        "machine": f"{_cpu_name()}, {os.cpu_count()} cores, {_platform.system()} "
+                   f"{_platform.release()}",
+        "jax devices": ", ".join(sorted({d.device_kind for d in jax.devices()})),
+    }
+
+
+__all__ = ["PLATFORMS", "Runtime", "available_memory", "default_platform", "defaults",
+           "environment", "gib", "memory_available", "parse_size", "require_memory", "resolve"]
