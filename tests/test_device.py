@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import functional_fit as ff
-from functional_fit import InputError, losses, models, registry, surface
+from functional_fit import InputError, losses, models, registry, runtime, surface
+from functional_fit.surface import grid
 from functional_fit import sweep as sw
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,16 +23,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("chunk", [None, 700])
 @pytest.mark.parametrize("layout", ["auto", "vmap"])
-def test_a_surface_kept_on_the_device_equals_the_host_one(lecture_xy, monkeypatch, chunk, layout):
+def test_a_surface_kept_on_the_device_equals_the_host_one(lecture_xy, chunk, layout):
     """The device-resident result is the host result, bit for bit, in one chunk or several."""
     x, y = lecture_xy
-    if chunk is not None:  # several compiled calls, the last one short
-        monkeypatch.setitem(surface.CHUNK_POINTS, "cpu", chunk)
+    # chunk: several compiled calls, the last one short
+    rt = None if chunk is None else runtime.defaults(jax.default_backend(), chunk_points=chunk)
     a, b = np.linspace(-1, 1, 61), np.linspace(-0.5, 5, 47)
     host = surface.loss_surface(models.linear, losses.l1, x, y, a, b, layout=layout,
-                                keep_on_device=False)  # a GPU's default is to keep it there
+                                keep_on_device=False, runtime=rt)  # a GPU keeps it by default
     dev = surface.loss_surface(models.linear, losses.l1, x, y, a, b, layout=layout,
-                               keep_on_device=True)
+                               keep_on_device=True, runtime=rt)
     assert isinstance(host, np.ndarray) and isinstance(dev, jax.Array)
     assert dev.shape == host.shape == (47, 61)
     np.testing.assert_array_equal(np.asarray(dev), host)
@@ -44,10 +45,10 @@ def test_the_per_point_check_runs_on_the_device_too(lecture_xy, monkeypatch, whe
     compiled comparison where the chunk lies), taken here on the CPU."""
     x, y = lecture_xy
     if where == "device":
-        monkeypatch.setattr(surface, "_on_host", lambda values: False)
+        monkeypatch.setattr(grid, "on_host", lambda values: False)
     kinds = []
-    real = surface._grid
-    monkeypatch.setattr(surface, "_grid", lambda kernel, *args, **kw: (
+    real = grid.run
+    monkeypatch.setattr(grid, "run", lambda kernel, *args, **kw: (
         kinds.append(type(kernel).__name__), real(kernel, *args, **kw))[1])
     worst = lambda y_hat, y: jnp.max(jnp.abs(y_hat - y))  # noqa: E731
     a, b = np.linspace(-1, 1, 9), np.linspace(-1, 1, 7)

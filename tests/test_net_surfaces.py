@@ -9,7 +9,8 @@ import torch
 
 import parity
 import parity.surface
-from functional_fit import InputError, losses, models, surface
+from functional_fit import InputError, losses, models, runtime, surface
+from functional_fit.surface import grid, layouts
 from functional_fit.tolerances import rel_err
 
 
@@ -65,64 +66,62 @@ def test_net_surface_against_the_loss_at_each_point_and_torch(net):
         module.state_dict()["0.weight"].numpy(), p["0.weight"])
 
 
+def _runs_seen(monkeypatch):
+    """A spy on the grid driver (`functional_fit.surface.grid.run`): each run's kernel, its
+    width and workspace, and its XLA options, in order."""
+    seen = []
+    real = grid.run
+
+    def spy(kernel, args, g, **kw):
+        seen.append(dict(kind=type(kernel).__name__, width=kw.get("width"),
+                         items=kw.get("items"), options=tuple(kw.get("options", ()))))
+        return real(kernel, args, g, **kw)
+
+    monkeypatch.setattr(grid, "run", spy)
+    return seen
+
+
+def _options(seen) -> list:
+    """The XLA options of each run `_runs_seen` saw, in order."""
+    return [r["options"] for r in seen]
+
+
 def test_a_network_takes_batched_products_in_bounded_blocks(net, monkeypatch):
     """layout='auto' picks the vmapped layout for weight matrices; its block follows the
     largest intermediate (n x hidden), so memory stays bounded whatever the grid."""
     _, p, x, y = net
-    seen = {}
-    real = surface._grid
-
-    def spy(kernel, *args, **kw):
-        seen.update(kind=type(kernel).__name__, width=kw.get("width"), items=kw.get("items"))
-        return real(kernel, *args, **kw)
-
-    monkeypatch.setattr(surface, "_grid", spy)
+    seen = _runs_seen(monkeypatch)
     plane = surface.random_plane(p)
     surface.loss_surface(models.mlp, losses.mse, x, y, np.zeros(3), np.zeros(2), plane=plane,
                          devices=CPU)
-    assert seen["kind"] == "Vmapped"
-    assert seen["width"] == 40 * 6  # the (n, 6) activations of the first layer
-    assert seen["items"] == surface.VMAP_ITEMS["cpu"]
+    assert seen[0]["kind"] == "Vmapped"
+    assert seen[0]["width"] == 40 * 6  # the (n, 6) activations of the first layer
+    assert seen[0]["items"] == runtime.defaults("cpu").vmap_items
 
 
-def _options_seen(monkeypatch):
-    """A spy on `surface._grid`: the XLA options of each call, in order."""
-    seen = []
-    real = surface._grid
-
-    def spy(kernel, *args, **kw):
-        seen.append(tuple(kw.get("options", ())))
-        return real(kernel, *args, **kw)
-
-    monkeypatch.setattr(surface, "_grid", spy)
-    return seen
-
-
-def _default_compilation(net_surface, monkeypatch):
-    """`net_surface()` compiled by XLA's defaults (no `CPU_DOT_OPTIONS`)."""
-    with monkeypatch.context() as m:
-        m.setattr(surface, "CPU_DOT_OPTIONS", ())
-        return net_surface()
+#: XLA's default compilation: no dot options.
+DEFAULT = runtime.defaults("cpu", dot_options=())
+DOT_OPTIONS = runtime.defaults("cpu").dot_options
 
 
 @pytest.mark.parametrize("dtype, bound", [("float32", 2e-6), ("float64", 1e-13)])
 def test_network_surfaces_take_the_cpu_dot_options_and_agree_with_the_default(
         net, monkeypatch, dtype, bound):
-    """On the CPU a network's layers are compiled with `CPU_DOT_OPTIONS` (YNNPACK's kernels):
-    the surface is XLA's default compilation's, to rounding, point by point."""
+    """On the CPU a network's layers are compiled with the runtime's dot options (YNNPACK's
+    kernels): the surface is XLA's default compilation's, to rounding, point by point."""
     _, p, x, y = net
     cast = lambda t: jax.tree.map(lambda v: np.asarray(v, dtype), t)  # noqa: E731
     plane, x, y = cast(surface.random_plane(p, seed=3)), cast(x), cast(y)
     a, b = np.linspace(-1, 1, 23, dtype=dtype), np.linspace(-0.5, 0.5, 17, dtype=dtype)
 
-    def net_surface():
+    def net_surface(rt=None):
         return surface.loss_surface(models.mlp, losses.mse, x, y, a, b, plane=plane,
-                                    devices=CPU)
+                                    devices=CPU, runtime=rt)
 
-    want = _default_compilation(net_surface, monkeypatch)
-    seen = _options_seen(monkeypatch)
+    want = net_surface(DEFAULT)
+    seen = _runs_seen(monkeypatch)
     got = net_surface()
-    assert seen == [surface.CPU_DOT_OPTIONS]  # one call, with the options, check passed
+    assert _options(seen) == [DOT_OPTIONS]  # one call, with the options, check passed
     assert got.dtype == want.dtype == np.dtype(dtype)
     assert rel_err(got, want) < bound
 
@@ -132,53 +131,48 @@ def _small_net_surface(net):
     _, p, x, y = net
     plane = surface.random_plane(p, seed=4)
     a, b = np.linspace(-1, 1, 6), np.linspace(-1, 1, 5)
-    return lambda: surface.loss_surface(models.mlp, losses.mse, x, y, a, b, plane=plane,
-                                        devices=CPU)
+    return lambda rt=None: surface.loss_surface(models.mlp, losses.mse, x, y, a, b, plane=plane,
+                                                devices=CPU, runtime=rt)
 
 
 def test_an_xla_that_refuses_the_options_gets_the_default_compilation(net, monkeypatch):
     """An option this XLA does not know (an older or newer jaxlib): XLA's own refusal is
-    caught, the surface is computed without it, and it is not asked for again."""
+    caught, and the surface is computed without it."""
     net_surface = _small_net_surface(net)
-    want = _default_compilation(net_surface, monkeypatch)
+    want = net_surface(DEFAULT)
     bogus = (("xla_cpu_no_such_option_for_this_test", "1"),)
-    monkeypatch.setattr(surface, "CPU_DOT_OPTIONS", bogus)
-    monkeypatch.setattr(surface, "_refused_options", set())
-    seen = _options_seen(monkeypatch)
-    np.testing.assert_array_equal(net_surface(), want)
-    assert seen == [bogus, ()]
-    assert surface._refused_options == {bogus[0][0]}
-    np.testing.assert_array_equal(net_surface(), want)
-    assert seen == [bogus, (), ()]  # not asked again
+    seen = _runs_seen(monkeypatch)
+    np.testing.assert_array_equal(net_surface(runtime.defaults("cpu", dot_options=bogus)), want)
+    assert _options(seen) == [bogus, ()]
 
 
 def test_options_whose_losses_disagree_at_the_checked_points_are_dropped(net, monkeypatch):
     """The first call's losses at a few points are checked against the default compilation;
     when they disagree (a miscompiled kernel), the default compilation computes the surface."""
     net_surface = _small_net_surface(net)
-    want = _default_compilation(net_surface, monkeypatch)
-    monkeypatch.setattr(surface, "_per_point_check", lambda *a, **kw: lambda values: False)
-    seen = _options_seen(monkeypatch)
+    want = net_surface(DEFAULT)
+    monkeypatch.setattr(layouts, "per_point_check", lambda *a, **kw: lambda values: False)
+    seen = _runs_seen(monkeypatch)
     np.testing.assert_array_equal(net_surface(), want)
-    assert seen == [surface.CPU_DOT_OPTIONS, ()]
+    assert _options(seen) == [DOT_OPTIONS, ()]
 
 
 def test_losses_without_matrix_products_are_compiled_as_before(monkeypatch):
     """The lecture's models have no dot: their surfaces never take the options (so they stay
     bit for bit what they were); a dot inside a jitted model is found."""
     x, y = np.linspace(-1, 1, 30), np.linspace(0, 2, 30)
-    seen = _options_seen(monkeypatch)
+    seen = _runs_seen(monkeypatch)
     for model, size in ((models.linear, 2), (models.polynomial, 5)):
         surface.loss_surface(model, losses.l1, x, y, np.zeros(3), np.zeros(2),
                              base=np.zeros(size), layout="vmap", devices=CPU)
-    assert seen == [(), ()]
-    spec = surface._spec(((x, y), surface.Plane(np.zeros(13), np.zeros(13), np.zeros(13))))
+    assert _options(seen) == [(), ()]
+    spec = layouts.spec(((x, y), surface.Plane(np.zeros(13), np.zeros(13), np.zeros(13))))
 
     def dotted(w, x):
         return jax.jit(lambda w, x: x[:, None] ** np.arange(13)[None, :] @ w)(w, x)
 
-    assert surface._traced(dotted, losses.mse, spec)[1]
-    assert not surface._traced(models.polynomial, losses.mse, spec)[1]
+    assert layouts.traced(dotted, losses.mse, spec)[1]
+    assert not layouts.traced(models.polynomial, losses.mse, spec)[1]
 
 
 def test_a_loss_that_is_not_finite_at_the_checked_points_keeps_the_options(net, monkeypatch):
@@ -191,7 +185,7 @@ def test_a_loss_that_is_not_finite_at_the_checked_points_keeps_the_options(net, 
     def overflowing(y_hat, y):  # -inf everywhere: log of an exact zero
         return jax.numpy.log(0.0 * losses.mse(y_hat, y))
 
-    seen = _options_seen(monkeypatch)
+    seen = _runs_seen(monkeypatch)
     z = surface.loss_surface(models.mlp, overflowing, x, y, a, b, plane=plane, devices=CPU)
-    assert seen == [surface.CPU_DOT_OPTIONS]
+    assert _options(seen) == [DOT_OPTIONS]
     assert np.all(z == -np.inf)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import functional_fit as ff
-from functional_fit import surface
+from functional_fit import runtime, surface
 from parity import losses as tl, models as tm, surface as tsurface
 
 # A surface value is a mean of n = 100 non-negative terms; summed in another order (numpy's
@@ -119,16 +119,17 @@ def test_coordinate_surfaces_equal_brute_force(lecture_xy, model, loss, size, co
     assert at_base[0, 0] == pytest.approx(np_loss[loss](np_model[model](base, x), y), rel=F64_RTOL)
 
 
-def test_layouts_agree_and_chunking_does_not_change_a_value(lecture_xy, monkeypatch):
+def test_layouts_agree_and_chunking_does_not_change_a_value(lecture_xy):
     x, y = lecture_xy
     a, b = np.linspace(-1, 1, 37), np.linspace(-0.5, 5, 23)  # 851 points: no block divides it
     args = (ff.models.linear, ff.losses.l1, x, y, a, b)
     streamed = surface.loss_surface(*args, layout="streamed")
     vmapped = surface.loss_surface(*args, layout="vmap")
     np.testing.assert_allclose(streamed, vmapped, rtol=F64_RTOL, atol=0)
-    monkeypatch.setattr(surface, "CHUNK_POINTS", {"cpu": 64, "gpu": 64})  # calls of 10 blocks of 7 points: 13 calls
+    rt = runtime.defaults(jax.default_backend(), chunk_points=64)  # 10 blocks of 7 a call: 13
     done = []
-    small = surface.loss_surface(*args, layout="streamed", block=7, progress=done.append)
+    small = surface.loss_surface(*args, layout="streamed", block=7, progress=done.append,
+                                 runtime=rt)
     np.testing.assert_array_equal(small, streamed)
     assert sum(done) == 851 and len(done) == 13
 
@@ -319,7 +320,7 @@ def test_float64_without_x64_is_refused(lecture_xy):
 
 
 def test_cli_writes_the_surface_and_the_figure(lecture_xy, tmp_path, capsys):
-    from functional_fit.cli import main
+    from functional_fit_cli import main
 
     out, png = tmp_path / "s.npz", tmp_path / "s.png"
     rc = main(["surface", "--grid", "13x7", "--range=-1:1,-0.5:5", "--out", str(out),
@@ -354,7 +355,7 @@ def test_cli_writes_the_surface_and_the_figure(lecture_xy, tmp_path, capsys):
     ],
 )
 def test_cli_bad_options_fail_in_one_line(argv, match, capsys):
-    from functional_fit.cli import main
+    from functional_fit_cli import main
 
     assert main(["surface", "--grid", "3x2", *argv]) == 2
     err = capsys.readouterr().err.strip()
@@ -363,7 +364,7 @@ def test_cli_bad_options_fail_in_one_line(argv, match, capsys):
 
 
 def test_cli_interrupted_write_leaves_no_file(tmp_path, monkeypatch, capsys):
-    from functional_fit.cli import main
+    from functional_fit_cli import main
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -23,10 +23,11 @@ SCRIPT = textwrap.dedent(
     import numpy as np
     import functional_fit as ff
     from functional_fit import surface
+    from functional_fit.surface import grid
 
-    seen = []
-    to_host = surface._to_host
-    surface._to_host = lambda v: (seen.append(len(v.sharding.device_set)), to_host(v))[1]
+    seen = []  # the devices each chunk was computed on, as the grid driver copies it
+    to_host = grid.to_host
+    grid.to_host = lambda v: (seen.append(len(v.sharding.device_set)), to_host(v))[1]
 
     x, y = ff.lecture_data()
     a, b = np.linspace(-1, 1, 37), np.linspace(-0.5, 5, 23)  # 851 points: 4 does not divide it

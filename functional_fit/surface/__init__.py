@@ -1,0 +1,90 @@
+"""Loss surfaces: the loss over a 2-D grid of parameter vectors, streamed, in bounded memory.
+
+The lecture draws a surface by calling the loss once per grid point in a Python loop (cells 12,
+15 and 50). Here a grid point is ``w(a, b) = origin + a * u + b * v`` on a `Plane`; the usual
+case, two chosen coordinates with the rest held at ``base``, is `coords_plane`. Two more planes
+show models with more than two parameters: `random_plane` (Li et al. 2018) and `pca_plane` (the
+top two principal directions of an optimizer path, with the path projected onto the plane).
+
+Layout. ``jit(vmap(loss_at_point))`` over the grid makes every grid point reduce over the n
+data points, a short dependent chain per point that the CPU cannot vectorize well. The streamed
+layout turns the loops around: grid points are the vector axis (a block of G of them), and the
+data points are the stream, summed as a tree so that no chain of adds is long
+(`functional_fit.surface.kernels`). It needs a loss that is a mean of per-point terms (both
+losses of the toolkit are) and a model whose prediction at x[k] depends on x[k] alone.
+``layout="auto"`` checks both at a few grid points against the full loss and falls back to the
+vmapped layout when they disagree, so any pure ``model(w, x)`` and ``loss(y_hat, y)`` get the
+right surface; the common ones get it fast. A network (a pytree with weight matrices) takes the
+vmapped layout: a block's grid points become batched matrix products, compiled on the CPU with
+XLA's YNNPACK dots (`functional_fit.surface.layouts`).
+
+Memory. The grid is computed in chunks of the runtime's ``chunk_points`` points per device,
+each one compiled call (`functional_fit.surface.grid`); only the output array grows with the
+grid, so a 10^4 x 10^4 grid needs its 800 MB of float64 output plus a workspace of a few chunks
+(tens of MB). Pass ``out=`` (a numpy array or ``np.memmap`` of shape (len(b), len(a))) to write
+somewhere else; ``runtime=`` (`functional_fit.runtime`) to change the sizes.
+
+Devices. Each call's blocks are split across ``devices`` (all of JAX's devices by default)
+with `jax.shard_map` over a one-axis `Mesh`; every point is computed by the same block code
+wherever it runs, so the result equals the one-device result exactly. Across several hosts,
+start every process the same way and call `loss_surface` in each; it returns the whole surface
+on every process:
+
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU hosts only
+    jax.distributed.initialize(coordinator_address="host0:1234", num_processes=N,
+                               process_id=i)         # or from the cluster's environment
+    z = loss_surface(model, loss, x, y, a, b)    # jax.devices() now spans every host
+
+(`tests/test_surface_sharding.py` runs this with two processes on one machine.)
+
+For MSE and a model linear (affine) in its parameters, `mse_surface_exact` gives the same
+surface from a quadratic in (a, b) whose six coefficients come from one pass over the data: its
+cost is independent of n.
+
+Every function takes JAX's dtypes as it finds them: float64 needs JAX's 64-bit mode (see
+`functional_fit.precision`); float64 inputs without it raise `PrecisionError`.
+
+The package, by concern: `planes` (where the grid points lie), `kernels` (the losses of one
+block of points), `grid` (the driver: chunks, blocks, devices), `layouts` (which kernel, and
+its checks), `surfaces` (the public functions, their inputs checked once), `views` (the plane
+and range around an optimizer's path).
+"""
+
+
+from functional_fit import runtime as _runtime
+from functional_fit.surface.layouts import LAYOUTS
+from functional_fit.surface.planes import (PCAPlane, Plane, Unraveled, check_coords, coords_plane,
+                                           flatten, pca_plane, random_plane)
+from functional_fit.surface.surfaces import MAX_POINTS, loss_surface, mse_surface_exact
+from functional_fit.surface.views import DIRECTIONS, View, around_fit, around_path
+
+# The runtime's defaults under the names this module gave them; they are read here, not used:
+# pass ``runtime=functional_fit.runtime.defaults(..., chunk_points=...)`` to change them.
+CHUNK_POINTS = {p: _runtime.defaults(p).chunk_points for p in ("cpu", "gpu")}
+VMAP_ITEMS = {p: _runtime.defaults(p).vmap_items for p in ("cpu", "gpu")}
+WORKSPACE_ITEMS = _runtime.defaults("cpu").workspace_items
+DATA_CHUNK = _runtime.defaults("cpu").data_chunk
+MAX_TERMS = _runtime.defaults("cpu").max_terms
+TERM_BUDGET = _runtime.defaults("cpu").term_budget
+CPU_DOT_OPTIONS = _runtime.defaults("cpu").dot_options
+
+__all__ = [
+    "CHUNK_POINTS",
+    "DIRECTIONS",
+    "LAYOUTS",
+    "MAX_POINTS",
+    "PCAPlane",
+    "Plane",
+    "Unraveled",
+    "View",
+    "around_fit",
+    "around_path",
+    "check_coords",
+    "coords_plane",
+    "flatten",
+    "loss_surface",
+    "mse_surface_exact",
+    "pca_plane",
+    "random_plane",
+]

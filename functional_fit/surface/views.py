@@ -1,0 +1,120 @@
+"""Views: where to draw a surface around an optimizer's path, and the one that fits first.
+
+`around_path` chooses the plane through a path's end (two coordinates, two random directions
+or the path's top two principal directions), labels its axes and picks a range that covers
+the path. `around_fit` runs the lecture's gradient descent first and then does the same: the
+``functional-fit surface`` command's view.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+from functional_fit import checks as _checks, fit, registry
+from functional_fit.checks import InputError
+from functional_fit.surface.planes import (Plane, check_coords, coords_plane, pca_plane,
+                                           random_plane)
+
+DIRECTIONS = ("coords", "random", "pca")
+
+
+class View(NamedTuple):
+    """Where to draw a surface around a fit: what `around_path` and `around_fit` choose."""
+
+    plane: Plane  # through the path's end
+    path: np.ndarray  # shape=(steps+1, p+1) the fit's path
+    on_plane: np.ndarray | None  # shape=(steps+1, 2) the path in the plane's (a, b), or None
+    centre: tuple  # (a, b) of the path's end on the plane
+    labels: tuple  # the a and b axes' labels
+    a_range: tuple  # (a0, a1) covering the path with a margin
+    b_range: tuple  # (b0, b1)
+
+
+def _span(values, margin=0.25, least=0.5):
+    lo, hi = float(np.min(values)), float(np.max(values))
+    pad = max(margin * (hi - lo), least)
+    return lo - pad, hi + pad
+
+
+def around_path(path, *, directions: str = "coords", coords=(0, 1), seed: int = 0,
+                names=None) -> View:
+    """Choose the plane, label its axes and pick the range, for a surface around a path.
+
+    Args:
+      path: (steps+1, p+1) an optimizer's path, e.g. `FitResult.path`; the plane goes
+        through its end.
+      directions: ``"coords"`` (two parameters, the rest held at the end), ``"random"`` (two
+        directions of `random_plane`) or ``"pca"`` (`pca_plane` of the path).
+      coords: the two parameters of ``"coords"``.
+      seed: the seed of ``"random"``.
+      names: optional parameter names by index (``("intercept", "slope")``) for the labels.
+
+    Returns:
+      `View`; the range covers the path's projection with a margin (``"random"``: -1..1).
+    """
+    directions = _checks.choice("directions", directions, DIRECTIONS)
+    path = np.asarray(path)
+    if path.ndim != 2 or path.shape[0] < 1:
+        raise InputError(f"path must have shape (steps+1, p+1), got {path.shape}")
+    size = path.shape[1]
+    if directions != "coords" and size < 2:
+        raise InputError("directions random and pca need a model with at least 2 parameters")
+    end = path[-1]
+    if directions == "coords":
+        i, j = check_coords(coords, size)
+        plane = coords_plane(jnp.asarray(end), (i, j))
+        on_plane = path[:, [i, j]]  # (steps+1, 2)
+        names = dict(enumerate(names or ()))
+        labels = tuple(f"{names[c]} w[{c}]" if c in names else f"w[{c}]" for c in (i, j))
+        centre = (float(end[i]), float(end[j]))
+    elif directions == "random":
+        plane = random_plane(jnp.asarray(end), seed=seed)
+        on_plane, labels = None, ("a (random direction u)", "b (random direction v)")
+        centre = (0.0, 0.0)
+    else:
+        pca = pca_plane(jnp.asarray(path))
+        plane, on_plane = pca.plane, np.asarray(pca.path)
+        labels = tuple(f"PC{k + 1} ({100 * float(e):.1f}% of the path)"
+                       for k, e in enumerate(pca.explained))
+        centre = (0.0, 0.0)
+    plane = Plane(*(np.asarray(v, dtype=path.dtype) for v in plane))
+    if on_plane is None:
+        a_range = b_range = (-1.0, 1.0)
+    else:
+        a_range, b_range = _span(on_plane[:, 0]), _span(on_plane[:, 1])
+    return View(plane, path, on_plane, centre, labels, a_range, b_range)
+
+
+def around_fit(model, loss, x, y, w0, *, lr: float, steps: int, directions: str = "coords",
+               coords=(0, 1), seed: int = 0, names=None, path: bool = True, progress=None,
+               runtime=None) -> View:  # 14 arguments: a fit's and `around_path`'s, named
+    """Fit the centre with the lecture's gradient descent, then `around_path` of its path.
+
+    Args:
+      model, loss: the surface's model and loss.
+      x, y: (n,) data.
+      w0: (p+1,) the fit's start (its dtype is the parameters').
+      lr, steps: `functional_fit.fit.gradient_descent`'s settings.
+      directions, coords, seed, names: as in `around_path`.
+      path: keep the fit's path (default). False keeps only its end, in memory independent of
+        `steps`: the `View`'s path is then (1, p+1), so give the range yourself (or take
+        ``"random"``'s); ``"pca"`` needs the path.
+      progress: optional callable, called with the fit's steps done as a long fit runs.
+      runtime: the fit's sizes and memory limit (`functional_fit.runtime`).
+
+    Raises:
+      DivergenceError: the fit diverged (lower `lr`).
+    """
+    model, loss = registry.resolve(model, loss)
+    if not path and directions == "pca":
+        raise InputError("path: directions 'pca' needs the fit's whole path; pass path=True")
+    res = fit.gradient_descent(w0, x, y, model=model, loss=loss, lr=lr, steps=steps,
+                               trace=bool(path), progress=progress, runtime=runtime)
+    kept = np.asarray(res.path) if path else np.asarray(res.params)[None]  # (steps+1 or 1, p+1)
+    return around_path(kept, directions=directions, coords=coords, seed=seed, names=names)
+
+
+__all__ = ["DIRECTIONS", "View", "around_fit", "around_path"]
