@@ -83,8 +83,11 @@ def step(params, opt_state, x, y, *, model, loss, optimizer):
       update.
     """
     value, g = jax.value_and_grad(lambda p: loss(model(p, x), y))(params)
-    updates, opt_state = optimizer.update(g, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, value
+    # optax's own arithmetic relies on JAX's standard promotion (Adam's bias correction raises
+    # a Python float to the int32 count): its update runs under it whatever the program chose
+    with jax.numpy_dtype_promotion("standard"):
+        updates, opt_state = optimizer.update(g, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value
 
 
 def batches(order, batch_size: int):
@@ -172,7 +175,7 @@ def train_steps(carry: Carry, x, y, optimizer, *, model, loss, steps: int | None
     if trace:  # the step count and the first bad step from the kept losses, after the loop
         values = out[1]  # (T,)
         finite = jnp.isfinite(values)
-        first = jnp.where(jnp.all(finite), -1, start.count + jnp.argmin(finite))
+        first = jnp.where(jnp.all(finite), -1, start.count + jnp.argmin(finite).astype(jnp.int32))
         bad = jnp.where(start.first_bad >= 0, start.first_bad, first).astype(jnp.int32)
         carry = carry._replace(count=start.count + values.shape[0], first_bad=bad)
     return carry, out

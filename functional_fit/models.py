@@ -7,8 +7,9 @@ The torch twins, written as ``nn.Module`` the way the lecture writes them, are i
 
 Models are named in `functional_fit.registry` (``"linear"``, ``"poly"``, ``"sine"``).
 
-Dtypes follow JAX's promotion, which here matches torch's: float32 parameters meeting float64
-data give float64 predictions (the lecture's mix).
+Dtypes follow JAX's standard promotion, which here matches torch's: float32 parameters meeting
+float64 data give float64 predictions (the lecture's mix), cast explicitly
+(`functional_fit.precision.promoted_dtype`) so that JAX's strict promotion mode accepts it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,16 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from functional_fit.precision import promoted_dtype
+
+
+def _arrays(w, x):
+    """(w, x, dtype of the predictions): a list of numbers is a vector; float32 parameters
+    meet float64 data in float64, as in torch. Each parameter is cast where it meets the data,
+    as JAX's standard promotion casts it, so that strict promotion mode sees a choice."""
+    w, x = jnp.asarray(w), jnp.asarray(x)
+    dt = promoted_dtype(w, x)
+    return w, x.astype(dt), dt
 
 
 def linear(w, x):
@@ -33,8 +44,8 @@ def linear(w, x):
       >>> linear(jnp.array([1.0, 2.0]), jnp.array([0.0, 1.0])).tolist()
       [1.0, 3.0]
     """
-    w, x = jnp.asarray(w), jnp.asarray(x)  # a list of numbers is a vector
-    return w[0] + w[1] * x  # () + () * (n,) -> (n,)
+    w, x, dt = _arrays(w, x)
+    return w[0].astype(dt) + w[1].astype(dt) * x  # () + () * (n,) -> (n,)
 
 
 def polynomial(w, x):
@@ -55,8 +66,8 @@ def polynomial(w, x):
       >>> polynomial(jnp.array([1.0, 2.0, 3.0]), jnp.array([2.0])).tolist()
       [17.0]
     """
-    w, x = jnp.asarray(w), jnp.asarray(x)  # a list of numbers is a vector
-    terms = jnp.stack([w[i] * x**i for i in range(w.shape[0])])  # (p+1, n)
+    w, x, dt = _arrays(w, x)
+    terms = jnp.stack([w[i].astype(dt) * x**i for i in range(w.shape[0])])  # (p+1, n)
     return jnp.sum(terms, axis=0)  # (n,)
 
 
@@ -78,8 +89,9 @@ def sine(w, x):
       >>> sine(jnp.array([1.0, 2.0, 0.0]), jnp.array([0.5])).tolist()
       [1.0]
     """
-    w, x = jnp.asarray(w), jnp.asarray(x)  # a list of numbers is a vector
-    return w[0] + w[1] * jnp.sin(w[2] * x)  # () + () * (n,) -> (n,)
+    w, x, dt = _arrays(w, x)
+    w0, w1, w2 = (w[i].astype(dt) for i in range(3))
+    return w0 + w1 * jnp.sin(w2 * x)  # () + () * (n,) -> (n,)
 
 
 #: The MLP's activations, as torch computes them (GELU in its exact, erf form).

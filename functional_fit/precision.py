@@ -65,6 +65,28 @@ def float64():
     return jax.enable_x64(True)
 
 
+def promoted_dtype(*arrays):
+    """The dtype JAX's standard promotion gives `arrays` (float32 with float64: float64),
+    whatever promotion mode the program chose.
+
+    The lecture's float32 parameters meet float64 data and predict in float64, as torch's do
+    (its ``torch.zeros`` parameters, its ``torch.from_numpy`` data). The models cast to this
+    dtype where parameters meet data, so the promotion is a choice the code states: under
+    JAX's strict promotion mode (``jax_numpy_dtype_promotion="strict"``, as the tests run) an
+    unmeant mix still fails.
+
+    Examples:
+      >>> import numpy as np
+      >>> with float64():
+      ...     print(promoted_dtype(np.zeros(2, np.float32), np.zeros(3)))
+      float64
+    """
+    import jax.numpy as jnp
+
+    with jax.numpy_dtype_promotion("standard"):
+        return jnp.result_type(*arrays)
+
+
 def default_float(value):
     """`value` as a JAX scalar of JAX's default float (float64 in 64-bit mode), the dtype of a
     Python float: torch keeps its learning rates as Python floats, in double."""
@@ -121,6 +143,7 @@ __all__ = [
     "PrecisionError",
     "check_array_dtype",
     "default_float",
+    "promoted_dtype",
     "float64",
     "policy",
     "require",

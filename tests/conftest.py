@@ -1,7 +1,10 @@
 """Strict test configuration: a silent broadcast or a silent float32 is a failure.
 
 The tests, like the command line, are an application of the library, so they (not the library)
-turn on JAX's 64-bit mode. Rank promotion raises, so (n, 1) against (n,) cannot slip through.
+turn on JAX's 64-bit mode. Rank promotion raises, so (n, 1) against (n,) cannot slip through;
+dtype promotion is strict, as equinox's tests make it, so mixed-dtype arithmetic (float32
+parameters meeting float64 data, an int32 step count meeting an int64 index) is found rather
+than promoted: where the library means it, it says so with an explicit cast.
 """
 
 import os
@@ -17,6 +20,7 @@ import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 import pytest  # noqa: E402
 

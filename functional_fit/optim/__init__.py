@@ -54,6 +54,7 @@ have neither and refuse it, as torch does.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from numbers import Real
@@ -121,6 +122,32 @@ def _adam_args(name: str, lr, betas, eps, weight_decay, maximize):
 # --------------------------------------------------------------------------- building blocks
 
 
+def _standard_promotion(factory):
+    """`factory`, its transformation's init and update run under JAX's standard promotion.
+
+    optax's own arithmetic mixes dtypes on purpose (Adam's bias correction raises a Python
+    float to the int32 step count), as torch's Python-float hyperparameters do; so the
+    optimizers work whatever promotion mode the program chose (the tests run in strict mode).
+    """
+
+    @functools.wraps(factory)
+    def make(*args, **kwargs):
+        tx = factory(*args, **kwargs)
+
+        def init(params):
+            with jax.numpy_dtype_promotion("standard"):
+                return tx.init(params)
+
+        def update(updates, state, params=None, **extra_args):
+            with jax.numpy_dtype_promotion("standard"):
+                return tx.update(updates, state, params, **extra_args)
+
+        return optax.GradientTransformationExtraArgs(init, update)
+
+    return make
+
+
+
 def _scheduled(factory, **hyper) -> optax.GradientTransformation:
     """``factory(**hyper)``; a callable (scheduled) hyperparameter goes through
     `optax.inject_hyperparams`, the others stay Python floats (as torch's do)."""
@@ -163,6 +190,7 @@ def _adam_like(scale, lr, maximize, weight_decay, decoupled):
 # --------------------------------------------------------------------------- the optimizers
 
 
+@_standard_promotion
 def SGD(lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *, maximize=False):
     """torch.optim.SGD: g <- g + wd * p; b <- momentum * b + (1 - dampening) * g; p <- p - lr * b.
 
@@ -204,6 +232,7 @@ def SGD(lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *, max
     return optax.chain(*_head(maximize, weight_decay), trace, optax.scale_by_learning_rate(lr))
 
 
+@_standard_promotion
 def Adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
          maximize=False, decoupled_weight_decay=False):
     """torch.optim.Adam, with its ``amsgrad`` and ``decoupled_weight_decay`` (= AdamW).
@@ -239,6 +268,7 @@ def Adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *
     return _adam_like(scale, lr, maximize, weight_decay, decoupled)
 
 
+@_standard_promotion
 def AdamW(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
           maximize=False):
     """torch.optim.AdamW: ``Adam(..., decoupled_weight_decay=True)``, weight_decay 1e-2.
@@ -257,6 +287,7 @@ def AdamW(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=Fals
                 decoupled_weight_decay=True)
 
 
+@_standard_promotion
 def RMSprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False, *,
             maximize=False):
     """torch.optim.RMSprop: g / (sqrt(v) + eps), with momentum applied before the lr.
@@ -297,6 +328,7 @@ def RMSprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=
                        optax.scale_by_learning_rate(lr))
 
 
+@_standard_promotion
 def Adagrad(lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10, *,
             maximize=False):
     """torch.optim.Adagrad: lr / (1 + (t - 1) lr_decay) * g / (sqrt(sum of g**2) + eps).
@@ -332,6 +364,7 @@ def Adagrad(lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, ep
                        optax.scale_by_learning_rate(rate))
 
 
+@_standard_promotion
 def Adamax(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, *, maximize=False):
     """torch.optim.Adamax, which ``optax.scale_by_adamax`` computes as torch does.
 
@@ -351,6 +384,7 @@ def Adamax(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, *, maximize=Fa
     return _adam_like(scale, lr, maximize, weight_decay, False)
 
 
+@_standard_promotion
 def NAdam(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, momentum_decay=4e-3,
           decoupled_weight_decay=False, *, maximize=False):
     """torch.optim.NAdam, with its momentum-decay schedule (`transforms.scale_by_torch_nadam`).
@@ -376,6 +410,7 @@ def NAdam(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, momentum_decay=
     return _adam_like(scale, lr, maximize, weight_decay, decoupled)
 
 
+@_standard_promotion
 def RAdam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, decoupled_weight_decay=False,
           *, maximize=False):
     """torch.optim.RAdam (`transforms.scale_by_torch_radam`: eps where torch puts it).
@@ -398,6 +433,7 @@ def RAdam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, decoupled_weigh
     return _adam_like(scale, lr, maximize, weight_decay, decoupled)
 
 
+@_standard_promotion
 def Adadelta(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, *, maximize=False):
     """torch.optim.Adadelta, which ``optax.scale_by_adadelta`` computes as torch does.
 
@@ -426,6 +462,7 @@ def Adadelta(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, *, maximize=False):
 # --------------------------------------------------------------------------- clipping
 
 
+@_standard_promotion
 def clip_grad_norm(max_norm, norm_type=2.0) -> optax.GradientTransformation:
     """``torch.nn.utils.clip_grad_norm_``, to chain before the optimizer.
 

@@ -58,6 +58,7 @@ import math
 from collections.abc import Callable, Sequence
 from numbers import Integral
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -73,8 +74,18 @@ def _float(value):
     return jnp.asarray(value, dtype=jnp.result_type(float))
 
 
-def _schedule(fn: Callable, name: str, base_lr: float | None, momentum=None) -> Callable:
-    """Tag a schedule with its name, its base lr (`SequentialLR` checks it) and its momentum."""
+def _schedule(rule: Callable, name: str, base_lr: float | None, momentum=None) -> Callable:
+    """A schedule of `rule`, tagged with its name, its base lr (`SequentialLR` checks it) and
+    its momentum.
+
+    torch's schedulers compute in Python floats from an integer step count; a rule here mixes
+    floats and the integer count the same way, on purpose, so it is evaluated under JAX's
+    standard promotion whatever promotion mode the program chose.
+    """
+    def fn(count):
+        with jax.numpy_dtype_promotion("standard"):
+            return rule(count)
+
     fn.__name__ = fn.__qualname__ = name
     fn.base_lr = base_lr
     if momentum is not None:
