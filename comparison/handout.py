@@ -65,7 +65,7 @@ CODE = {
     "sgd_abs_quad": Part(
         "Minibatch SGD through a DataLoader, step lr/(epoch+1) (cells 58-61)",
         ("parity.fit.stochastic_gradient_descent", "parity.data.OrderSampler"),
-        ("functional_fit.fit.stochastic_gradient_descent", "functional_fit.fit.batches"),
+        ("functional_fit.fit.stochastic_gradient_descent", "functional_fit.engine.batches"),
         ("sgd_abs_quad_path",)),
     "adam_abs_quad": Part(
         "Adam on the quadratic model (cell 64)",
@@ -73,8 +73,9 @@ CODE = {
         ("functional_fit.fit.adam_sgd",)),
     "adam_abs_poly12": Part(
         "Adam on a degree-12 polynomial (cells 65-66): one loop on each side runs every fit",
-        ("parity.fit.train", "parity.fit._train"),
-        ("functional_fit.fit.train", "functional_fit.fit.train_scan", "functional_fit.fit.step"),
+        ("parity.fit.train", "parity.fit.train_steps"),
+        ("functional_fit.fit.train", "functional_fit.engine.train_steps",
+         "functional_fit.engine.step"),
         ("fits", "adam_abs_poly12_pca", "parity")),
 }
 

@@ -57,7 +57,26 @@ def _result(snaps, losses) -> TrainResult:
     return TrainResult(snaps[-1], path, np.asarray(losses, dtype=np.float64))
 
 
-def _train(module, loss_fn, batches, optimizer, scheduler, where, lr, clip=None) -> TrainResult:
+def train_steps(module, loss_fn, batches, optimizer, *, scheduler=None, clip=None,
+                where: str = "parity.fit.train", lr=None) -> TrainResult:
+    """The loop every torch user writes, over `batches`: ``zero_grad``, the loss,
+    ``backward``, [``clip_grad_norm_``], ``step``, [``scheduler.step``]. The twin of
+    `functional_fit.engine.train_steps`.
+
+    Args:
+      module: an ``nn.Module``; loss_fn: ``loss_fn(y_hat, y) -> ()``.
+      batches: (x batch, y batch) tensor pairs, one per step.
+      optimizer: a ``torch.optim.Optimizer`` over ``module.parameters()``.
+      scheduler: stepped after every optimizer step, when given.
+      clip: (max_norm, norm_type) of ``torch.nn.utils.clip_grad_norm_``, when given.
+      where, lr: the fit's name and learning rate, for a `DivergenceError`'s message.
+
+    Returns:
+      `TrainResult` of every ``state_dict`` entry's path, (steps+1, *shape), and the losses.
+
+    Raises:
+      DivergenceError: at the first step whose loss is non-finite, or when a final parameter is.
+    """
     snaps, losses = [_snapshot(module)], []
     for xb, yb in batches:
         optimizer.zero_grad()
@@ -140,8 +159,8 @@ def train(module, loss_fn, x, y, *, optimizer, scheduler=None, steps: int | None
     clip = None
     if max_norm is not None:
         clip = (_checks.positive_float("max_norm", max_norm), float(norm_type))
-    return _train(module, loss_fn, _batches(x, y, steps, order, batch_size), optimizer, scheduler,
-                  "parity.fit.train", None, clip)
+    return train_steps(module, loss_fn, _batches(x, y, steps, order, batch_size), optimizer,
+                       scheduler=scheduler, clip=clip)
 
 
 # --------------------------------------------------------------------------- the lecture's fits
@@ -154,8 +173,8 @@ def _lecture_path(result: TrainResult) -> np.ndarray:
 
 def _lecture(where, model, loss_fn, batches, optimizer, lr):
     try:
-        return _lecture_path(_train(model, loss_fn, batches, optimizer, None,
-                                    f"parity.fit.{where}", lr))
+        return _lecture_path(train_steps(model, loss_fn, batches, optimizer,
+                                         where=f"parity.fit.{where}", lr=lr))
     except DivergenceError as exc:
         exc.result = _lecture_path(exc.result)
         raise
@@ -250,4 +269,4 @@ def run(optimizer, model, loss_fn, x, y, *, lr, steps=None, order=None,
 
 
 __all__ = ["TrainResult", "adam_sgd", "gradient_descent", "run", "stochastic_gradient_descent",
-           "train"]
+           "train", "train_steps"]

@@ -8,7 +8,7 @@ issue measured it), into the table of ``README.md`` between ``<!-- atlas:start -
 
 The problem: a 1 -> 16 -> 1 tanh network on the lecture's data, MSE, full batch, float64,
 1,000 steps (`functional_fit.tolerances.OPTIM_STEPS`), from a start drawn with numpy
-(tests/_problems.py). Learning rates are the issue's, except where its rate makes this run
+(`comparison.problems`). Learning rates are the issue's, except where its rate makes this run
 reach a chaotic stretch within 1,000 steps (the paths of any two correct implementations then
 part, by 1e-6 to 1e-2): RMSprop 5e-4 (the issue's 1e-3 parts at step 944), Adagrad 0.01 (0.1:
 step 123), NAdam 2e-3 (1e-2: step 478), Adadelta 0.1 (1.0: step 266).
@@ -30,9 +30,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
-# The training loops and the problem live with the tests, until functional_fit.fit.train and
-# parity.fit.train take their place.
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import jax  # noqa: E402
 
@@ -45,8 +42,7 @@ import torch  # noqa: E402
 import functional_fit.optim as fo  # noqa: E402
 from functional_fit.tolerances import OPTIM_STEPS, TRAJECTORY_FLOAT64, rel_err  # noqa: E402
 
-from _paths import jax_train, torch_train  # noqa: E402
-from _problems import make  # noqa: E402
+from comparison.problems import jax_train, make, torch_train  # noqa: E402
 
 ATLAS_MD = ROOT / "README.md"
 START, END = "<!-- atlas:start -->", "<!-- atlas:end -->"

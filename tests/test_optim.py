@@ -47,7 +47,7 @@ from functional_fit.tolerances import (
 from torch.optim import lr_scheduler as tls
 
 from _paths import EveryKSteps, flat, growth, jax_train, torch_train
-from _problems import make
+from comparison.problems import make
 
 N = 100  # the lecture's data
 

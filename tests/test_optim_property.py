@@ -42,7 +42,7 @@ from functional_fit.tolerances import (
 )
 
 from _paths import flat, growth, jax_train, torch_train
-from _problems import make
+from comparison.problems import make
 
 N = 100
 
