@@ -8,6 +8,8 @@ load. Each workload uses only API that both versions have:
 - ``lecture_fit``: the lecture's degree-12 Adam fit, `functional_fit.fit.adam_sgd`, 5,000 steps;
 - ``sweep``: 256 learning rates of that fit, `functional_fit.sweep.sweep("adam", ...)`;
 - ``surface``: an L1 surface of the linear model, 10^6 points, float64;
+- ``net_surface``: the MSE surface of a 1 -> 32 -> 32 -> 1 tanh network on the lecture's data,
+  on a random plane (`surface.random_plane`), 200 x 200 points, float32;
 - ``lecture_cli``: the whole ``functional-fit lecture --json`` (start-up and compiles included).
 
     .venv/bin/python benchmarks/bench_versions.py [--base REV] [--rounds R] [--no-write]
@@ -63,14 +65,27 @@ elif what == "surface":
     from functional_fit import surface
     a, b = np.linspace(-1, 1, 1000), np.linspace(-0.5, 5, 1000)
     f = lambda: surface.loss_surface(models.linear, losses.l1, x, y, a, b)
+elif what == "net_surface":
+    from functional_fit import surface
+    rng = np.random.default_rng(0)
+    sizes = (1, 32, 32, 1)
+    params = {}
+    for k, (i, o) in enumerate(zip(sizes, sizes[1:])):
+        params[f"{2 * k}.weight"] = (rng.uniform(-1, 1, (o, i)) / np.sqrt(i)).astype(np.float32)
+        params[f"{2 * k}.bias"] = (rng.uniform(-1, 1, o) / np.sqrt(i)).astype(np.float32)
+    plane = surface.random_plane(params, seed=0)
+    xn, yn = x[:, None].astype(np.float32), y[:, None].astype(np.float32)
+    a = b = np.linspace(-1, 1, 200, dtype=np.float32)
+    f = lambda: surface.loss_surface(models.mlp, losses.mse, xn, yn, a, b, plane=plane)
 print(json.dumps(median(f)))
 """
 
-WORKLOADS = ("lecture_fit", "sweep", "surface", "lecture_cli")
+WORKLOADS = ("lecture_fit", "sweep", "surface", "net_surface", "lecture_cli")
 LABELS = {
     "lecture_fit": "the lecture's degree-12 Adam fit (`fit.adam_sgd`, 5,000 steps)",
     "sweep": "Adam sweep, 256 learning rates x 5,000 steps",
     "surface": "L1 surface, 10^6 points, float64",
+    "net_surface": "network surface, 1-32-32-1 tanh, 200 x 200 points, float32",
     "lecture_cli": "`functional-fit lecture --json`, whole command",
 }
 

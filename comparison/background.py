@@ -5,16 +5,16 @@ fits, surfaces, the figures of JAX's fits) and the torch side (the lecture's Pyt
 Both are mostly Python holding the GIL, so threads would take turns; two processes use the
 machine's two cores. `start(fn, ...)` runs ``fn(...)`` in a process started with "spawn"
 (forking a process whose JAX threads are running can deadlock), handing it this process's
-JAX settings (64-bit mode, the compilation cache, rank promotion), which a new process would
-not otherwise have; `Background.result()` waits for what ``fn`` returned. Its numbers are the
-ones ``fn`` would have computed here: the same code, compiled with the same settings.
+JAX settings (64-bit mode, the compilation cache, rank and dtype promotion), which a new
+process would not otherwise have; `Background.result()` waits for what ``fn`` returned. Its
+numbers are the ones ``fn`` would have computed here: the same code, compiled with the same
+settings.
 
 The torch side stays in the calling process: it is the longer of the two, and the caller has
 already paid for importing torch; the second process pays for its own imports (torch, JAX,
-matplotlib: about 3 s of CPU) while the torch loops run. That pays only where a core is free
-for it: on the 2-core machine these numbers were measured on, shared with other work, the
-lecture with ``--out`` took 9-10 s in one process and 12-13 s in two (BENCHMARKS.md), so
-`worthwhile` says yes only with more than two cores.
+matplotlib) while the torch loops run. That pays only where a core is free for it: on two
+cores, shared with other work, the lecture is slower in two processes than in one
+(BENCHMARKS.md, lecture), so `worthwhile` says yes only with more than two cores.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from functional_fit.checks import InputError
 #: inside a ``with functional_fit.float64():`` block too).
 JAX_SETTINGS = (
     "jax_numpy_rank_promotion",
+    "jax_numpy_dtype_promotion",
     "jax_enable_compilation_cache",
     "jax_compilation_cache_dir",
     "jax_persistent_cache_min_compile_time_secs",

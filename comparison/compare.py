@@ -35,7 +35,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -237,18 +237,32 @@ def _start(module, params, pol):
     return module, tparams.from_module(module)
 
 
-def _diagnose(jax_model, module, jax_loss, torch_loss, p0, x, y, tx, ty):
-    """Run both forwards and losses once, on the start; InputError on any mismatch."""
+class _Port(NamedTuple):
+    """The two halves of a port, at their common start, and the data in both frameworks."""
+
+    jax_model: Any
+    jax_loss: Any
+    module: Any  # the torch module, a copy loaded with the start
+    torch_loss: Any
+    p0: dict  # the start, state_dict names -> numpy arrays
+    x: np.ndarray  # (n,) or (n, d)
+    y: np.ndarray  # (n, ...)
+    tx: Any  # x as a tensor
+    ty: Any  # y as a tensor
+
+
+def _forwards(port: _Port):
+    """Both forwards at the start; InputError when one fails or they differ in shape or dtype."""
     try:
-        out = jax_model(jax.tree.map(jnp.asarray, p0), jnp.asarray(x))
+        out = port.jax_model(jax.tree.map(jnp.asarray, port.p0), jnp.asarray(port.x))
     except Exception as exc:
         raise InputError(f"jax_model fails on the parameters and the data's shape x "
-                         f"{x.shape} ({_first_line(exc)})") from None
+                         f"{port.x.shape} ({_first_line(exc)})") from None
     try:
         with torch.no_grad():
-            tout = module(tx)
+            tout = port.module(port.tx)
     except Exception as exc:
-        raise InputError(f"torch_module fails on the data's shape x {tuple(tx.shape)} "
+        raise InputError(f"torch_module fails on the data's shape x {tuple(port.tx.shape)} "
                          f"({_first_line(exc)})") from None
     if tuple(np.shape(out)) != tuple(tout.shape):
         raise InputError(f"the two forwards differ in shape: jax_model gives "
@@ -256,35 +270,47 @@ def _diagnose(jax_model, module, jax_loss, torch_loss, p0, x, y, tx, ty):
     if np.dtype(out.dtype) != np.dtype(str(tout.dtype).removeprefix("torch.")):
         raise InputError(f"the two forwards differ in dtype: jax_model gives {out.dtype}, "
                          f"torch_module {tout.dtype}")
+    return out, tout
+
+
+def _loss(name: str, output: str, fn, *args):
+    """``fn(*args)``, a loss of `output` and y; any failure but an InputError as one
+    InputError naming the loss."""
     try:
-        value = jax_loss(out, jnp.asarray(y))
+        return fn(*args)
     except InputError:
         raise
     except Exception as exc:
-        raise InputError(f"jax_loss fails on the model's output and y ({_first_line(exc)})"
-                         ) from None
-    try:
-        with torch.no_grad():
-            tvalue = torch_loss(tout, ty)
-    except InputError:
-        raise
-    except Exception as exc:
-        raise InputError(f"torch_loss fails on the module's output and y ({_first_line(exc)})"
-                         ) from None
+        raise InputError(f"{name} fails on {output} and y ({_first_line(exc)})") from None
+
+
+def _diagnose(port: _Port):
+    """Run both forwards and losses once, on the start; InputError on any mismatch.
+
+    Returns:
+      (JAX's output, torch's output, JAX's loss, torch's loss) as numpy and floats.
+    """
+    out, tout = _forwards(port)
+    value = _loss("jax_loss", "the model's output", port.jax_loss, out, jnp.asarray(port.y))
+    with torch.no_grad():
+        tvalue = _loss("torch_loss", "the module's output", port.torch_loss, tout, port.ty)
     for name, v in (("jax_loss", np.shape(value)), ("torch_loss", tuple(tvalue.shape))):
         if tuple(v) != ():
             raise InputError(f"{name} must return a scalar, got shape {tuple(v)}")
     return np.asarray(out), tout.numpy(), float(value), float(tvalue)
 
 
-def _gradients(jax_model, module, jax_loss, torch_loss, p0, x, y, tx, ty):
-    g = jax.grad(lambda p: jax_loss(jax_model(p, jnp.asarray(x)), jnp.asarray(y)))(
-        jax.tree.map(jnp.asarray, p0))
-    module.zero_grad()
-    torch_loss(module(tx), ty).backward()
-    tg = {k: v.grad.detach().numpy() for k, v in module.named_parameters() if v.grad is not None}
-    module.zero_grad()
-    return {k: rel_err(np.asarray(g[k]), tg[k]) if k in tg else math.inf for k in p0}
+def _gradients(port: _Port) -> dict:
+    """name -> relative difference of the two gradients at the start (inf where torch has none)."""
+    x, y = jnp.asarray(port.x), jnp.asarray(port.y)
+    g = jax.grad(lambda p: port.jax_loss(port.jax_model(p, x), y))(
+        jax.tree.map(jnp.asarray, port.p0))
+    port.module.zero_grad()
+    port.torch_loss(port.module(port.tx), port.ty).backward()
+    tg = {k: v.grad.detach().numpy() for k, v in port.module.named_parameters()
+          if v.grad is not None}
+    port.module.zero_grad()
+    return {k: rel_err(np.asarray(g[k]), tg[k]) if k in tg else math.inf for k in port.p0}
 
 
 # --------------------------------------------------------------------------- the tolerance
@@ -334,21 +360,22 @@ def _length(n, steps, epochs, batch_size, order_seed) -> _Length:
                    length.batch_size)
 
 
-def _jax_path(p0, x, y, jax_model, jax_loss, jax_opt, length: _Length):
+def _jax_path(port: _Port, jax_opt, length: _Length):
     """JAX's path (name -> (steps+1, *shape) numpy) and whether its loss became non-finite."""
     try:
-        path = fit.train(p0, x, y, model=jax_model, loss=jax_loss, optimizer=jax_opt,
-                         **length.run).path
+        path = fit.train(port.p0, port.x, port.y, model=port.jax_model, loss=port.jax_loss,
+                         optimizer=jax_opt, **length.run).path
         diverged = False
     except DivergenceError as exc:
         path, diverged = exc.result.path, True
     return {k: np.asarray(v) for k, v in path.items()}, diverged
 
 
-def _torch_path(module, torch_loss, tx, ty, torch_opt, length: _Length):
+def _torch_path(port: _Port, torch_opt, length: _Length):
     """torch's path (name -> (steps+1, *shape)) and whether its loss became non-finite."""
     try:
-        return tfit.train(module, torch_loss, tx, ty, optimizer=torch_opt, **length.run).path, False
+        return tfit.train(port.module, port.torch_loss, port.tx, port.ty, optimizer=torch_opt,
+                          **length.run).path, False
     except DivergenceError as exc:
         return exc.result.path, True
 
@@ -409,15 +436,15 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
     x, y = _arrays(x, y, pol)
     length = _length(x.shape[0], steps, epochs, batch_size, order_seed)
     module, p0 = _start(torch_module, params, pol)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    port = _Port(jax_model, jax_loss, module, torch_loss, p0, x, y, torch.from_numpy(x),
+                 torch.from_numpy(y))
     # JAX's float32 matrix products as torch's (no TF32 on a GPU): like is compared with like
     with torch_matmul_precision():
-        out, tout, value, tvalue = _diagnose(jax_model, module, jax_loss, torch_loss, p0, x, y,
-                                             tx, ty)
+        out, tout, value, tvalue = _diagnose(port)
         jax_opt, torch_opt = _optimizers(optimizer, module.parameters())
-        grads = _gradients(jax_model, module, jax_loss, torch_loss, p0, x, y, tx, ty)
-        jpath, jax_diverged = _jax_path(p0, x, y, jax_model, jax_loss, jax_opt, length)
-    tpath, torch_diverged = _torch_path(module, torch_loss, tx, ty, torch_opt, length)
+        grads = _gradients(port)
+        jpath, jax_diverged = _jax_path(port, jax_opt, length)
+    tpath, torch_diverged = _torch_path(port, torch_opt, length)
     fan_in = max([v.shape[1] for v in p0.values() if v.ndim >= 2] + [1])
     layers = sum(1 for v in p0.values() if v.ndim >= 2) or 1
     tol = _tolerance(pol, length.steps, length.batch, fan_in, layers)

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
 
 from functional_fit import losses as _losses, models as _models, registry
-from functional_fit.plot import (DPI, contour_paths, curve, data, fits, path_3d, path_difference,
+from functional_fit.plot import (DPI, contour_paths, data, fits, path_3d, path_difference,
                                  residuals, surface)
-from functional_fit.surface import loss_surface, pca_plane
 from functional_fit.precision import require
+from functional_fit.surface import loss_surface, pca_plane
 from comparison import background, lecture
 from comparison.lecture import FITS
 
@@ -42,6 +43,16 @@ def _quantile_levels(values, n=30):
     levels = np.unique(np.quantile(values, np.linspace(0, 1, n)))
     return levels if levels.size >= 2 else n
 
+
+#: One color per optimizer, the same in every figure.
+COLORS = {
+    "analytic MSE": "tab:orange",
+    "GD abs": "tab:green",
+    "GD quad abs": "tab:red",
+    "SGD quad abs": "tab:purple",
+    "Adam quad abs": "tab:brown",
+    "Adam degree-12 abs": "tab:pink",
+}
 
 #: The fitting steps' labels in the figures, in the lecture's order.
 LABELS = {
@@ -67,6 +78,172 @@ JAX_ONLY = ("data", "ols_fit", "ols_residuals", "mse_surface", "l1_surface",
 #: (about half of the drawing, the two 3-D surfaces with it); the first draws the rest after
 #: the loops.
 SECOND_PROCESS = ("ols_residuals", "mse_surface", "l1_surface", "gd_abs_linear_residuals")
+
+
+class _Lecture(NamedTuple):
+    """What the lecture's figures are drawn from."""
+
+    result: Any  # the `comparison.lecture.LectureResult`
+    x: np.ndarray  # (n,) float64
+    y: np.ndarray  # (n,) float64
+    grid: int  # points per side of each surface
+    curves: dict  # label -> (cx, cy): the analytic line and every fit, in the lecture's order
+
+    def ran(self, step: str) -> bool:
+        return step in self.result.steps
+
+    def params(self, step: str) -> np.ndarray:
+        """JAX's final parameters of `step`, (p+1,) float64."""
+        return np.asarray(self.result.steps[step]["jax"]["params"], dtype=np.float64)
+
+    def fitted(self, step: str, model) -> np.ndarray:
+        """`model` at the data with `step`'s parameters, (n,)."""
+        return np.asarray(model(jnp.asarray(self.params(step)), jnp.asarray(self.x)))
+
+    def some_curves(self, *labels) -> dict:
+        return {k: v for k, v in self.curves.items() if k in labels}
+
+
+def _curves(result, x) -> dict:
+    """label -> (cx, cy) of the analytic line and of every fit that ran, in the lecture's order."""
+    steps, curves = result.steps, {}
+    if "ols" in steps:
+        w = np.asarray(steps["ols"]["jax"]["params"], dtype=np.float64)
+        curves["analytic MSE"] = _models.curve(_models.linear, w, x)
+    for name in LABELS:
+        if name in steps:
+            model = registry.model(FITS[name].model).fn
+            w = np.asarray(steps[name]["jax"]["params"], dtype=np.float64)
+            curves[LABELS[name]] = _models.curve(model, w, x)
+    return curves
+
+
+def _data(c: _Lecture):
+    return data(c.x, c.y, title="The lecture's data (cell 4)")
+
+
+def _ols_fit(c: _Lecture):
+    if c.ran("ols"):
+        return fits(c.x, c.y, c.some_curves("analytic MSE"), title="Analytic MSE fit (cell 8)",
+                    colors=COLORS)
+
+
+def _ols_residuals(c: _Lecture):
+    if c.ran("ols"):
+        return residuals(c.x, c.y, c.fitted("ols", _models.linear),
+                         curves=c.some_curves("analytic MSE"), colors=COLORS,
+                         title="Residuals of the analytic MSE fit (cell 10)")
+
+
+def _around_ols(c: _Lecture):
+    """The grid of cells 12 and 15: the analytic fit +- 1 along each axis."""
+    w = c.params("ols")
+    return np.linspace(w[0] - 1, w[0] + 1, c.grid), np.linspace(w[1] - 1, w[1] + 1, c.grid)
+
+
+def _mse_surface(c: _Lecture):
+    if not c.ran("ols"):
+        return None
+    a_values, b_values = _around_ols(c)
+    values = _surface(_models.linear, _losses.mse, c.x, c.y, a_values, b_values)
+    w = c.params("ols")
+    at = float(_losses.mse(c.fitted("ols", _models.linear), jnp.asarray(c.y)))
+    return surface(values, a_values, b_values, loss_name="MSE",
+                   points={"analytic MSE fit": (*w, at)},
+                   title="MSE loss of the linear model around the analytic fit (cell 13)")
+
+
+def _l1_surface(c: _Lecture):
+    if not c.ran("ols"):
+        return None
+    a_values, b_values = _around_ols(c)
+    values = _surface(_models.linear, _losses.l1, c.x, c.y, a_values, b_values)
+    w = c.params("ols")
+    at = float(_losses.l1(c.fitted("ols", _models.linear), jnp.asarray(c.y)))
+    j, i = np.unravel_index(np.argmin(values), values.shape)
+    return surface(values, a_values, b_values, loss_name="L1",
+                   points={"analytic MSE fit": (*w, at),
+                           "L1 minimum on the grid": (a_values[i], b_values[j], values[j, i])},
+                   title="L1 loss of the linear model on the same grid (cell 16)")
+
+
+def _gd_abs_linear_path(c: _Lecture):
+    if not c.ran("gd_abs_linear"):
+        return None
+    paths = c.result.paths["gd_abs_linear"]
+    jpath, tpath, w_abs = paths["jax"], paths["torch"], c.params("gd_abs_linear")
+    both = np.concatenate([jpath, tpath, w_abs[None]])
+    marks = {}
+    if c.ran("ols"):
+        both = np.concatenate([both, c.params("ols")[None]])
+        marks["MSE"] = c.params("ols")
+    marks["Abs (GD)"] = w_abs
+    a_values = np.linspace(*_cover((-1.0, 1.0), both[:, 0]), c.grid)  # the lecture's range,
+    b_values = np.linspace(*_cover((-0.5, 5.0), both[:, 1]), c.grid)  # widened to the path
+    values = _surface(_models.linear, _losses.l1, c.x, c.y, a_values, b_values)
+    return contour_paths(
+        values, a_values, b_values, {"GD path, JAX": jpath, "GD path, torch": tpath},
+        points=marks, loss_name="L1",
+        title=f"Gradient descent on the L1 loss, {jpath.shape[0] - 1} steps (cell 50)")
+
+
+def _gd_abs_linear_residuals(c: _Lecture):
+    if c.ran("gd_abs_linear"):
+        return residuals(c.x, c.y, c.fitted("gd_abs_linear", _models.linear),
+                         curves=c.some_curves("analytic MSE", "GD abs"), colors=COLORS,
+                         title="Residuals of the GD abs fit (cell 51)")
+
+
+def _gd_abs_quad_residuals(c: _Lecture):
+    if c.ran("gd_abs_quad"):
+        return residuals(c.x, c.y, c.fitted("gd_abs_quad", _models.polynomial),
+                         curves=c.some_curves("analytic MSE", "GD abs", "GD quad abs"),
+                         colors=COLORS, title="Residuals of the quadratic GD abs fit (cell 55)")
+
+
+def _sgd_abs_quad_path(c: _Lecture):
+    if c.ran("sgd_abs_quad"):
+        paths = c.result.paths["sgd_abs_quad"]
+        return path_3d(paths["jax"], other=paths["torch"],
+                       labels=("SGD path, JAX", "SGD path, torch"),
+                       title="SGD path of the quadratic model, colored by step (cell 61)")
+
+
+def _fits(c: _Lecture):
+    if len(c.curves) > 1 or c.ran("adam_abs_poly12"):
+        return fits(c.x, c.y, c.curves, colors=COLORS,
+                    title="Every fit; the degree-12 model on a dense grid (cell 66)")
+
+
+def _adam_abs_poly12_pca(c: _Lecture):
+    if c.ran("adam_abs_poly12"):
+        paths = c.result.paths["adam_abs_poly12"]
+        return pca_paths(
+            _models.polynomial, _losses.l1, c.x, c.y, paths["jax"], other=paths["torch"],
+            grid=c.grid,
+            title="Degree-12 Adam fit on the plane of its path's top two PCA directions")
+
+
+def _parity(c: _Lecture):
+    paths = c.result.paths
+    if paths:
+        dtype = np.asarray(next(iter(paths.values()))["jax"]).dtype
+        return path_difference(
+            paths, eps=float(np.finfo(dtype).eps),
+            title=f"JAX against torch at every step ({c.result.dtype} precision, "
+                  f"{dtype} parameters)")
+
+
+#: How each figure of `ORDER` is drawn: ``draw(lecture) -> Figure``, or None when its step
+#: was not run.
+DRAW = {
+    "data": _data, "ols_fit": _ols_fit, "ols_residuals": _ols_residuals,
+    "mse_surface": _mse_surface, "l1_surface": _l1_surface,
+    "gd_abs_linear_path": _gd_abs_linear_path,
+    "gd_abs_linear_residuals": _gd_abs_linear_residuals,
+    "gd_abs_quad_residuals": _gd_abs_quad_residuals, "sgd_abs_quad_path": _sgd_abs_quad_path,
+    "fits": _fits, "adam_abs_poly12_pca": _adam_abs_poly12_pca, "parity": _parity,
+}
 
 
 def lecture_figures(result, *, grid: int = GRID, only=None) -> dict[str, Figure]:
@@ -97,110 +274,20 @@ def lecture_figures(result, *, grid: int = GRID, only=None) -> dict[str, Figure]
         parity                 JAX against torch at every step of every fit
     """
     x, y = np.asarray(result.x, dtype=np.float64), np.asarray(result.y, dtype=np.float64)
-    steps, paths = result.steps, result.paths
-    figs: dict[str, Figure] = {}
-    linear, poly = _models.linear, _models.polynomial
-
-    def want(name):
-        return only is None or name in only
-
-    def params(name):
-        return np.asarray(steps[name]["jax"]["params"], dtype=np.float64)
-
-    if want("data"):
-        figs["data"] = data(x, y, title="The lecture's data (cell 4)")
-
-    curves = {}
-    if "ols" in steps:
-        w_mse = params("ols")
-        curves["analytic MSE"] = curve(linear, w_mse, x)
-    if "ols" in steps and want("ols_fit"):
-        figs["ols_fit"] = fits(x, y, dict(curves), title="Analytic MSE fit (cell 8)")
-    if "ols" in steps and want("ols_residuals"):
-        figs["ols_residuals"] = residuals(
-            x, y, np.asarray(linear(jnp.asarray(w_mse), jnp.asarray(x))), curves=dict(curves),
-            title="Residuals of the analytic MSE fit (cell 10)")
-    if "ols" in steps and (want("mse_surface") or want("l1_surface")):
-        a_values = np.linspace(w_mse[0] - 1, w_mse[0] + 1, grid)
-        b_values = np.linspace(w_mse[1] - 1, w_mse[1] + 1, grid)
-        mse_values = _surface(linear, _losses.mse, x, y, a_values, b_values)
-        l1_values = _surface(linear, _losses.l1, x, y, a_values, b_values)
-        mse_at = float(_losses.mse(linear(jnp.asarray(w_mse), jnp.asarray(x)), jnp.asarray(y)))
-        l1_at = float(_losses.l1(linear(jnp.asarray(w_mse), jnp.asarray(x)), jnp.asarray(y)))
-        figs["mse_surface"] = surface(
-            mse_values, a_values, b_values, loss_name="MSE",
-            points={"analytic MSE fit": (*w_mse, mse_at)},
-            title="MSE loss of the linear model around the analytic fit (cell 13)")
-        j, i = np.unravel_index(np.argmin(l1_values), l1_values.shape)
-        figs["l1_surface"] = surface(
-            l1_values, a_values, b_values, loss_name="L1",
-            points={"analytic MSE fit": (*w_mse, l1_at),
-                    "L1 minimum on the grid": (a_values[i], b_values[j], l1_values[j, i])},
-            title="L1 loss of the linear model on the same grid (cell 16)")
-
-    for name in LABELS:
-        if name in steps:
-            model = registry.model(FITS[name].model).fn
-            curves[LABELS[name]] = curve(model, params(name), x)
-
-    if "gd_abs_linear" in steps and want("gd_abs_linear_path"):
-        jpath, tpath = paths["gd_abs_linear"]["jax"], paths["gd_abs_linear"]["torch"]
-        w_abs = params("gd_abs_linear")
-        both = np.concatenate([jpath, tpath, w_abs[None]])
-        if "ols" in steps:
-            both = np.concatenate([both, params("ols")[None]])
-        a_values = np.linspace(*_cover((-1.0, 1.0), both[:, 0]), grid)  # the lecture's range,
-        b_values = np.linspace(*_cover((-0.5, 5.0), both[:, 1]), grid)  # widened to the path
-        values = _surface(linear, _losses.l1, x, y, a_values, b_values)
-        marks = {"MSE": params("ols")} if "ols" in steps else {}
-        marks["Abs (GD)"] = w_abs
-        figs["gd_abs_linear_path"] = contour_paths(
-            values, a_values, b_values, {"GD path, JAX": jpath, "GD path, torch": tpath},
-            points=marks, loss_name="L1",
-            title=f"Gradient descent on the L1 loss, {jpath.shape[0] - 1} steps (cell 50)")
-    if "gd_abs_linear" in steps and want("gd_abs_linear_residuals"):
-        w_abs = params("gd_abs_linear")
-        figs["gd_abs_linear_residuals"] = residuals(
-            x, y, np.asarray(linear(jnp.asarray(w_abs), jnp.asarray(x))),
-            curves={k: v for k, v in curves.items() if k in ("analytic MSE", "GD abs")},
-            title="Residuals of the GD abs fit (cell 51)")
-
-    if "gd_abs_quad" in steps and want("gd_abs_quad_residuals"):
-        w = params("gd_abs_quad")
-        figs["gd_abs_quad_residuals"] = residuals(
-            x, y, np.asarray(poly(jnp.asarray(w), jnp.asarray(x))),
-            curves={k: v for k, v in curves.items()
-                    if k in ("analytic MSE", "GD abs", "GD quad abs")},
-            title="Residuals of the quadratic GD abs fit (cell 55)")
-
-    if "sgd_abs_quad" in steps and want("sgd_abs_quad_path"):
-        figs["sgd_abs_quad_path"] = path_3d(
-            paths["sgd_abs_quad"]["jax"], other=paths["sgd_abs_quad"]["torch"],
-            labels=("SGD path, JAX", "SGD path, torch"),
-            title="SGD path of the quadratic model, colored by step (cell 61)")
-
-    if (len(curves) > 1 or "adam_abs_poly12" in steps) and want("fits"):
-        figs["fits"] = fits(x, y, curves, title="Every fit; the degree-12 model on a dense grid "
-                                                "(cell 66)")
-
-    if "adam_abs_poly12" in steps and want("adam_abs_poly12_pca"):
-        figs["adam_abs_poly12_pca"] = pca_paths(
-            poly, _losses.l1, x, y, paths["adam_abs_poly12"]["jax"],
-            other=paths["adam_abs_poly12"]["torch"], grid=grid,
-            title="Degree-12 Adam fit on the plane of its path's top two PCA directions")
-
-    if paths and want("parity"):
-        dtype = np.asarray(next(iter(paths.values()))["jax"]).dtype
-        figs["parity"] = path_difference(
-            paths, eps=float(np.finfo(dtype).eps),
-            title=f"JAX against torch at every step ({result.dtype} precision, "
-                  f"{dtype} parameters)")
-    return {name: fig for name, fig in figs.items() if want(name)}
+    lecture = _Lecture(result, x, y, grid, _curves(result, x))
+    figs = {}
+    for name in ORDER:
+        if only is None or name in only:
+            fig = DRAW[name](lecture)
+            if fig is not None:
+                figs[name] = fig
+    return figs
 
 
 def pca_paths(model, loss, x, y, path, *, other=None, labels=("Adam path, JAX", "Adam path, torch"),
               grid: int = GRID, loss_name: str = "L1",
-              title: str = "The path on the plane of its top two PCA directions") -> Figure:
+              title: str = "The path on the plane of its top two PCA directions",
+              ) -> Figure:  # the figure's options, each a keyword
     """An optimizer path on the loss surface of its own PCA plane (`surface.pca_plane`).
 
     Args:
@@ -259,7 +346,8 @@ def _jax_share(x, y, dtype, order_seed, data_meta, grid, dpi):
 
 def run_with_figures(x, y, *, dtype: str = "lecture", order_seed: int = 0,
                      data_meta: dict | None = None, progress=None, grid: int = GRID,
-                     dpi: int = DPI, second_process: bool | None = None) -> tuple:
+                     dpi: int = DPI, second_process: bool | None = None,
+                     ) -> tuple:  # lecture.run's settings and the figures'
     """Run the lecture in both frameworks and draw its figure set as PNG.
 
     With `second_process`, a second process (`comparison.background`) runs the JAX
@@ -324,5 +412,5 @@ def write_pngs(pngs: dict, directory) -> list[Path]:
     return written
 
 
-__all__ = ["GRID", "JAX_ONLY", "LABELS", "ORDER", "SECOND_PROCESS", "lecture_figures", "pca_paths",
-           "png", "run_with_figures", "write_pngs"]
+__all__ = ["COLORS", "DRAW", "GRID", "JAX_ONLY", "LABELS", "ORDER", "SECOND_PROCESS",
+           "lecture_figures", "pca_paths", "png", "run_with_figures", "write_pngs"]

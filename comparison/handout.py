@@ -23,8 +23,9 @@ import os
 import time
 from typing import NamedTuple
 
-from comparison.lecture import FITS, STEPS
+from functional_fit import registry
 from functional_fit.runtime import environment
+from comparison.lecture import FITS, STEPS
 
 
 class Part(NamedTuple):
@@ -214,7 +215,7 @@ def _settings(name: str) -> str:
     s = FITS[name]
     what = {"gd": f"{s.steps} steps", "sgd": f"{s.epochs} epochs of batch {s.batch_size}",
             "adam": f"{s.epochs} epochs of batch {s.batch_size}"}[s.optimizer]
-    model = "linear" if s.model == "linear" else f"degree-{s.degree} polynomial"
+    model = registry.model(s.model).title(s.degree)  # "linear", "degree-12 polynomial"
     return (f'<p class="settings">{model} model, L1 loss, {s.optimizer.upper()} with lr {s.lr:g}, '
             f"{what}; starts at w = 0.</p>")
 

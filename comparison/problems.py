@@ -109,7 +109,8 @@ def make(name: str, dtype: str = "float64", *, maximize: bool = False, hidden: i
     return Problem(params, model, loss, module, loss_fn, x, y)
 
 
-def jax_train(params, x, y, *, model, loss, optimizer, steps=None, order=None, batch_size=None):
+def jax_train(params, x, y, *, model, loss, optimizer, steps=None, order=None,
+              batch_size=None):  # fit.train's keywords
     """The path of `optimizer` (an optax transformation) from `params`: `fit.train`'s."""
     return jax.tree.map(np.asarray, fit.train(params, x, y, model=model, loss=loss,
                                               optimizer=optimizer, steps=steps, order=order,
@@ -117,14 +118,14 @@ def jax_train(params, x, y, *, model, loss, optimizer, steps=None, order=None, b
 
 
 def torch_train(module, loss_fn, x, y, *, optimizer, scheduler=None, steps=None, order=None,
-                batch_size=None, clip=None):
+                batch_size=None, clip=None):  # parity.fit.train's keywords
     """The path of a torch.optim `optimizer` over `module`'s parameters: `parity.fit.train`'s.
 
     `clip` is an optional (max_norm, norm_type) for ``clip_grad_norm_`` before each step.
     Returns dict name -> (steps+1, *shape) array.
     """
-    # One thread: these tensors are far too small to gain from more, and on a shared 2-core
-    # machine OpenMP's hand-offs made a 1 -> 16 -> 1 network's loop 25 times slower.
+    # One thread: these tensors are far too small to gain from more, and OpenMP's hand-offs
+    # between threads cost far more than the work of a small network's step.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

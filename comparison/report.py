@@ -53,7 +53,6 @@ MODELS = (("linear", 1), ("poly", 2), ("poly", 5))
 LOSSES = ("l1", "mse")
 OPTIMIZERS = ("gd", "sgd", "adam")
 DTYPES = ("float64", "float32")
-CASES_PER_DATASET = len(MODELS) * len(LOSSES) * len(OPTIMIZERS) * len(DTYPES)  # 36
 DEFAULT_CASES = 60
 GD_STEPS = 40  # full-batch steps
 EPOCHS = 4  # minibatch epochs
@@ -111,7 +110,7 @@ class Case(NamedTuple):
 
     @property
     def name(self) -> str:
-        model = "linear" if self.model == "linear" else f"poly{self.degree}"
+        model = registry.model(self.model).label(self.degree)  # "linear", "poly2", ...
         return f"{self.data}/{model}/{self.loss}/{self.optimizer}"
 
 

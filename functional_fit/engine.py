@@ -141,7 +141,8 @@ def _scan_batches(update, carry, x, y, order, batch_size, trace):
 
 
 def train_steps(carry: Carry, x, y, optimizer, *, model, loss, steps: int | None = None,
-                order=None, batch_size: int | None = None, trace: bool = True):
+                order=None, batch_size: int | None = None,
+                trace: bool = True):  # static settings, as jit keywords
     """Continue a fit from `carry`: `steps` full-batch steps, or the epochs of `order`.
 
     Pure, traceable, no input checks. `train_scan` is one call of it from `init_carry`; a long
@@ -182,7 +183,8 @@ def train_steps(carry: Carry, x, y, optimizer, *, model, loss, steps: int | None
 
 
 def train_scan(params, x, y, optimizer, *, model, loss, steps: int | None = None, order=None,
-               batch_size: int | None = None, trace: bool = True) -> Trace:
+               batch_size: int | None = None,
+               trace: bool = True) -> Trace:  # static settings, as jit keywords
     """A whole fit as one `lax.scan`: pure, traceable, no input checks.
 
     Args:
@@ -258,7 +260,7 @@ def as_recipe(optimizer) -> Recipe:
 
 
 def recipe_scan(params, x, y, lr, order=None, *, recipe, model, loss, steps=None,
-                batch_size=None, trace=True) -> Trace:
+                batch_size=None, trace=True) -> Trace:  # static settings, as jit keywords
     """`train_scan` with the optimizer ``recipe(lr, steps_per_epoch)``: lr may be traced."""
     per_epoch = 1 if order is None else _data.n_batches(order.shape[1], batch_size)
     return train_scan(params, x, y, recipe(lr, per_epoch), model=model, loss=loss, steps=steps,
@@ -271,7 +273,7 @@ def recipe_init(params, lr, *, recipe, per_epoch: int) -> Carry:
 
 
 def recipe_steps(carry, x, y, lr, order=None, *, recipe, per_epoch: int, model, loss,
-                 steps=None, batch_size=None, trace=True):
+                 steps=None, batch_size=None, trace=True):  # static settings, as jit keywords
     """`train_steps` with the optimizer ``recipe(lr, per_epoch)``: lr may be traced."""
     return train_steps(carry, x, y, recipe(lr, per_epoch), model=model, loss=loss, steps=steps,
                        order=order, batch_size=batch_size, trace=trace)
@@ -285,7 +287,7 @@ steps_jit = jax.jit(recipe_steps, static_argnames=("per_epoch", *_STATIC))
 
 
 def train_jit(params, x, y, optimizer, *, model, loss, steps=None, order=None, batch_size=None,
-              trace=True) -> Trace:
+              trace=True) -> Trace:  # train_scan's
     """`train_scan` compiled: `recipe_jit` with the optax transformation as a `Fixed` recipe."""
     return recipe_jit(params, x, y, None, order, recipe=Fixed(optimizer), model=model, loss=loss,
                     steps=steps, batch_size=batch_size, trace=trace)

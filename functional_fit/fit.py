@@ -95,8 +95,8 @@ def check_fit_data(x, y):
 def check_model(model, loss, params, x, y) -> None:
     """Run the model and the loss abstractly; InputError when they fail or the loss is not ().
 
-    Traced once per model, loss and shapes (a check that passed is remembered: tracing the
-    degree-12 polynomial took 5 ms, a tenth of a small sweep).
+    Traced once per model, loss and shapes: a check that passed is remembered, so a sweep of
+    many small fits does not trace the model again for each.
     """
     leaves, treedef = jax.tree.flatten(params)
     spec = (treedef, tuple(jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)) for a in leaves),
@@ -303,7 +303,8 @@ def _length(steps, order, batch_size) -> Length:
 
 
 def _lecture_fit(where, recipe, w0, x, y, lr, model, loss, *, steps=None, order=None,
-                 batch_size=None, trace=True, progress=None, runtime=None) -> FitResult:
+                 batch_size=None, trace=True, progress=None,
+                 runtime=None) -> FitResult:  # the lecture's fits' arguments, checked once
     """A fit of a (p+1,) vector with a registry recipe (or its name), the learning rate traced."""
     if isinstance(recipe, str):
         recipe = registry.optimizer(recipe)
@@ -323,7 +324,7 @@ def _lecture_fit(where, recipe, w0, x, y, lr, model, loss, *, steps=None, order=
 def gradient_descent(
     w0, x, y, *, model=_models.linear, loss=_losses.l1, lr: float = 1.0, steps: int = 100,
     trace: bool = True, progress=None, runtime=None,
-) -> FitResult:
+) -> FitResult:  # the lecture's, and the run's
     """Full-batch gradient descent with step lr / (i + 1), the lecture's ``gradient_descent``.
 
     ``optax.sgd`` with the schedule lr / (i + 1), through `train_scan`.
@@ -363,7 +364,7 @@ def gradient_descent(
 def stochastic_gradient_descent(
     w0, x, y, order, *, model=_models.linear, loss=_losses.l1, lr: float = 1.0, batch_size: int = 10,
     trace: bool = True, progress=None, runtime=None,
-) -> FitResult:
+) -> FitResult:  # the lecture's, and the run's
     """Minibatch SGD, the lecture's ``stochastic_gradient_descent``: lr / (e + 1) in epoch e.
 
     Args:
@@ -387,7 +388,7 @@ def stochastic_gradient_descent(
 def adam_sgd(
     w0, x, y, order, *, model=_models.linear, loss=_losses.l1, lr: float = 0.1, batch_size: int = 10,
     trace: bool = True, progress=None, runtime=None,
-) -> FitResult:
+) -> FitResult:  # the lecture's, and the run's
     """Minibatch Adam through optax, the lecture's ``adam_sgd`` (torch.optim.Adam defaults).
 
     Arguments and result as in `stochastic_gradient_descent`; the step size is constant.

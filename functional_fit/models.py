@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from functional_fit.precision import promoted_dtype
 
@@ -159,3 +160,22 @@ def logistic(params, x):
     h = x[:, None] if x.ndim == 1 else x  # (n, d)
     z = h @ params["weight"].T + params["bias"][None, :]  # (n, k)
     return z[:, 0] if z.shape[1] == 1 else z
+
+
+def curve(model, w, x, *, points: int = 1000):
+    """A fit evaluated on a dense grid over the range of x, for `functional_fit.plot.fits`
+    (cell 66).
+
+    Args:
+      model: ``model(w, x)``, e.g. `functional_fit.models.polynomial`.
+      w: (p+1,) parameters.
+      x: (n,) data, whose range the grid spans.
+      points: size m of the grid.
+
+    Returns:
+      (cx, cy), each (m,) float numpy arrays.
+    """
+    x = np.asarray(x)
+    cx = np.linspace(x.min(), x.max(), points)  # (m,)
+    w = jnp.asarray(np.asarray(w))
+    return cx, np.asarray(model(w, jnp.asarray(cx.astype(x.dtype))))  # (m,)

@@ -28,11 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import jax.numpy as jnp
 import numpy as np
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from functional_fit.models import curve  # noqa: F401  (a model's curve, under its old name)
 
 #: Size of a figure with one panel, and of one with two side by side, in inches (at the
 #: 120 dpi `save` uses: 960 x 600 and 1560 x 660 pixels).
@@ -43,15 +44,6 @@ DPI = 120
 #: The lecture's names of its two linear-model parameters, in order.
 LINEAR_AXES = ("intercept w[0]", "slope w[1]")
 
-#: One color per optimizer, the same in every figure.
-COLORS = {
-    "analytic MSE": "tab:orange",
-    "GD abs": "tab:green",
-    "GD quad abs": "tab:red",
-    "SGD quad abs": "tab:purple",
-    "Adam quad abs": "tab:brown",
-    "Adam degree-12 abs": "tab:pink",
-}
 #: Grid points per side drawn at most; a bigger surface is thinned (see `surface`).
 MAX_SIDE = 1000
 #: Paths longer than this are drawn as lines without a marker at every step.
@@ -62,10 +54,6 @@ TORCH_STYLE = dict(color="black", marker="x", markersize=4, linewidth=0.8, lines
 
 def _figure(size=SIZE, **kwargs) -> Figure:
     return Figure(figsize=size, layout="constrained", **kwargs)
-
-
-def _color(label: str, i: int) -> str:
-    return COLORS.get(label, f"C{i % 10}")
 
 
 # --------------------------------------------------------------------------- data and fits
@@ -89,9 +77,10 @@ def data(x, y, *, title: str = "The lecture's data") -> Figure:
     return fig
 
 
-def _draw_curves(ax, curves: Mapping, ylim=None):
+def _draw_curves(ax, curves: Mapping, colors: Mapping | None, ylim=None):
     for i, (label, (cx, cy)) in enumerate(curves.items()):
-        ax.plot(cx, cy, label=label, color=_color(label, i + 1), linewidth=1.8)
+        color = (colors or {}).get(label, f"C{(i + 1) % 10}")
+        ax.plot(cx, cy, label=label, color=color, linewidth=1.8)
     if ylim is not None:
         ax.set_ylim(*ylim)
 
@@ -103,14 +92,17 @@ def _data_ylim(y, margin: float = 0.25):
     return lo - pad, hi + pad
 
 
-def fits(x, y, curves: Mapping, *, title: str = "Fits to the lecture's data") -> Figure:
+def fits(x, y, curves: Mapping, *, title: str = "Fits to the lecture's data",
+         colors: Mapping | None = None) -> Figure:
     """The data with fitted curves (cells 8 and 66).
 
     Args:
       x, y: (n,) data.
       curves: label -> (cx, cy), each of shape (m,): a fit evaluated at points cx, e.g. a
-        dense grid for a polynomial (`curve`).
+        dense grid for a polynomial (`functional_fit.models.curve`).
       title: the figure's title.
+      colors: label -> matplotlib color, for curves that keep one color in every figure (the
+        lecture's: `comparison.figures.COLORS`); others take matplotlib's cycle.
 
     Returns:
       A Figure with one axes: a scatter of the data and one line per curve, in order. The y
@@ -119,14 +111,14 @@ def fits(x, y, curves: Mapping, *, title: str = "Fits to the lecture's data") ->
     fig = _figure()
     ax = fig.subplots()
     ax.scatter(x, y, s=16, color="tab:blue", label="raw data")
-    _draw_curves(ax, curves, ylim=_data_ylim(y))
+    _draw_curves(ax, curves, colors, ylim=_data_ylim(y))
     ax.set(xlabel="x", ylabel="y", title=title)
     ax.legend(loc="best")
     return fig
 
 
-def residuals(x, y, y_hat, *, curves: Mapping | None = None,
-              title: str = "Residuals") -> Figure:
+def residuals(x, y, y_hat, *, curves: Mapping | None = None, title: str = "Residuals",
+              colors: Mapping | None = None) -> Figure:
     """Residual lines from each point to a fit, and the residuals in a panel below (cell 10).
 
     Args:
@@ -134,6 +126,7 @@ def residuals(x, y, y_hat, *, curves: Mapping | None = None,
       y_hat: (n,) the fit at x, to which the residual lines run.
       curves: label -> (cx, cy) fitted curves drawn over the data, as in `fits`.
       title: the figure's title.
+      colors: label -> color of the curves, as in `fits`.
 
     Returns:
       A Figure with two axes sharing x: above, n residual segments (one LineCollection), the
@@ -146,7 +139,7 @@ def residuals(x, y, y_hat, *, curves: Mapping | None = None,
     top.add_collection(LineCollection(segments, colors="black", linewidths=0.5,
                                       label="residual"))
     top.scatter(x, y, s=16, color="tab:blue", label="raw data", zorder=3)
-    _draw_curves(top, curves or {})
+    _draw_curves(top, curves or {}, colors)
     top.set_ylim(*_data_ylim(np.concatenate([y, y_hat])))
     top.set(ylabel="y", title=title)
     top.legend(loc="best")
@@ -156,24 +149,6 @@ def residuals(x, y, y_hat, *, curves: Mapping | None = None,
     bottom.set(xlabel="x", ylabel="residual")
     bottom.legend(loc="best")
     return fig
-
-
-def curve(model, w, x, *, points: int = 1000):
-    """A fit evaluated on a dense grid over the range of x, for `fits` (cell 66).
-
-    Args:
-      model: ``model(w, x)``, e.g. `functional_fit.models.polynomial`.
-      w: (p+1,) parameters.
-      x: (n,) data, whose range the grid spans.
-      points: size m of the grid.
-
-    Returns:
-      (cx, cy), each (m,) float numpy arrays.
-    """
-    x = np.asarray(x)
-    cx = np.linspace(x.min(), x.max(), points)  # (m,)
-    w = jnp.asarray(np.asarray(w))
-    return cx, np.asarray(model(w, jnp.asarray(cx.astype(x.dtype))))  # (m,)
 
 
 # --------------------------------------------------------------------------- surfaces
@@ -196,7 +171,8 @@ def _points_2d(ax, points):
 
 def surface(values, a_values, b_values, *, loss_name: str = "MSE",
             axis_labels=LINEAR_AXES, points: Mapping | None = None, paths: Mapping | None = None,
-            levels=30, max_side: int = MAX_SIDE, title: str | None = None) -> Figure:
+            levels=30, max_side: int = MAX_SIDE,
+            title: str | None = None) -> Figure:  # the figure's options, each a keyword
     """A loss surface as a filled contour and a 3-D surface side by side (cells 13 and 16).
 
     The lecture labels its 3-D axes 'Slope' on the intercept axis and 'MSE Loss' on the L1
@@ -259,7 +235,7 @@ def _draw_paths(ax, paths: Mapping):
 def contour_paths(values, a_values, b_values, paths: Mapping, *, points: Mapping | None = None,
                   loss_name: str = "L1", axis_labels=LINEAR_AXES, levels=30,
                   legend_loc: str = "upper right", max_side: int = MAX_SIDE,
-                  title: str | None = None) -> Figure:
+                  title: str | None = None) -> Figure:  # the figure's options, each a keyword
     """Optimizer paths drawn on a loss contour (cell 50).
 
     Two paths of the same fit (JAX and torch) lie on top of each other when they agree:

@@ -99,7 +99,7 @@ def torch_matmul_precision():
     """A context in which float32 matrix products are computed as torch computes them.
 
     XLA's default float32 matrix product on an NVIDIA GPU may use TF32 (a 10-bit mantissa):
-    a network's loss surface then differs from torch's by about 3e-4 (measured on an H200),
+    a network's loss surface then differs from torch's by about 3e-4 (BENCHMARKS.md, GPU),
     where torch, by default, does not use TF32 for float32 products. This is
     ``jax.default_matmul_precision("highest")``, unless the program has chosen a precision
     (``jax_default_matmul_precision``), which is then kept. On the CPU it changes nothing.

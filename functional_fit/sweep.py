@@ -21,13 +21,11 @@ How it is batched, and why it is fast:
   (``linear`` and ``poly``) J does not depend on w, so it is computed once per step and shared
   by all runs, and XLA turns the product into one matrix multiply over the runs. Autodiff's own
   transpose of ``w[i] * x**i`` is p+1 slices, and XLA's CPU fusion recomputes the whole forward
-  pass inside each of them: 3-4x slower for the degree-12 model (`benchmarks/bench_sweep.py`).
+  pass inside each of them (BENCHMARKS.md, sweep: the two side by side).
   For a model that is not linear in w, J would be computed per run (p+1 forward passes a
   step), so ``model_grad="auto"`` keeps autodiff's own derivative for every model the
   registry does not mark linear in its parameters. The product sums the same terms in the
-  same order as the single fit, so the results agree to rounding (measured: bit-identical in
-  the lecture's mode, 9e-15 relative in float64 after the 5,000 Adam steps of the degree-12
-  fit).
+  same order as the single fit, so the results agree to rounding (tests/test_sweep.py).
 - Paths (R, steps+1, ...) are returned only with ``return_paths=True``; otherwise a run keeps
   no per-step array at all: whether its loss became non-finite, and at which step
   (``diverged_at``), is carried through the scan, so memory per run does not grow with the
@@ -103,7 +101,7 @@ def jacobian_vjp(model: Callable) -> Callable:
     it is computed once and shared, and the sum becomes one (runs, B) x (B, p+1) product.
     Written as a sum over the last axis of ``ct * J.T``, the order in which autodiff's own
     transpose sums the same products; do not rewrite it as ``ct @ J``, which XLA sums in
-    another order (measured: 2e-9 relative drift after 5,000 Adam steps, float64).
+    another order: the sweep's runs would drift from the single fits over a long fit.
 
     Cached, so the same model gives the same wrapper and a sweep compiles once.
 
@@ -138,7 +136,8 @@ def jacobian_vjp(model: Callable) -> Callable:
     return wrapped
 
 
-def _one_fit(w0, lr, order, x, y, *, recipe, model, loss, steps, batch_size, return_paths):
+def _one_fit(w0, lr, order, x, y, *, recipe, model, loss, steps, batch_size,
+             return_paths):  # static settings, as jit keywords
     """One run: the engine's scan, reduced to (params, final loss, diverged, first bad step,
     path)."""
     run = engine.recipe_scan(w0, x, y, lr, order, recipe=recipe, model=model, loss=loss,
@@ -169,7 +168,7 @@ def sweep_scan(
     steps: int | None = None,
     batch_size: int | None = None,
     return_paths: bool = False,
-):
+):  # static settings, as jit keywords
     """The sweep as a pure, traceable function: every pair (w0s[j], lrs[j]) with every order.
 
     No input checks (see `sweep`); jit it with optimizer, model, loss, steps, batch_size and
@@ -224,7 +223,7 @@ def _sweep_init(recipe, w0s, lrs, n_orders: int, *, per_epoch: int):
 
 
 def _sweep_steps(recipe, carry, x, y, lrs, orders=None, *, per_epoch: int, model, loss,
-                 steps=None, batch_size=None):
+                 steps=None, batch_size=None):  # static settings, as jit keywords
     """Every run's carry after `steps` more steps, or the epochs of `orders` (S, E', n)."""
     def one(c, lr, order):
         return engine.recipe_steps(c, x, y, lr, order, recipe=recipe, per_epoch=per_epoch,
@@ -249,20 +248,23 @@ _sweep_steps_jit = jax.jit(
 _sweep_end_jit = jax.jit(_sweep_end, static_argnames=("model", "loss"))
 
 
-def _in_steps(w0c, lrc, x, y, orders, *, recipe, model, loss, length, per_call):
-    """One chunk of runs as `sweep_scan` returns it, in calls of `per_call` steps each."""
+def _in_steps(plan, w0c, lrc, orders, per_call: int):
+    """One chunk of runs (leaves (chunk, ...)) as `sweep_scan` returns it, in calls of
+    `per_call` steps each."""
+    x, y, length = plan.x, plan.y, plan.length
     n_orders = 1 if orders is None else orders.shape[0]
     per_epoch = length.per_epoch(x.shape[0])
-    kw = dict(per_epoch=per_epoch, model=model, loss=loss, batch_size=length.batch_size)
+    kw = dict(per_epoch=per_epoch, model=plan.model, loss=plan.loss,
+              batch_size=length.batch_size)
 
     def advance(carry, start, count):
         part = None if orders is None else orders[:, start : start + count]  # (S, E', n)
         steps = count if length.full else None
-        return _sweep_steps_jit(recipe, carry, x, y, lrc, part, steps=steps, **kw), None
+        return _sweep_steps_jit(plan.recipe, carry, x, y, lrc, part, steps=steps, **kw), None
 
-    carry = _sweep_init_jit(recipe, w0c, lrc, n_orders, per_epoch=per_epoch)
+    carry = _sweep_init_jit(plan.recipe, w0c, lrc, n_orders, per_epoch=per_epoch)
     carry = engine.run_chunks(carry, advance, engine.spans(length, per_epoch, per_call))
-    return _sweep_end_jit(carry, x, y, model=model, loss=loss)
+    return _sweep_end_jit(carry, x, y, model=plan.model, loss=plan.loss)
 
 
 @functools.partial(jax.jit, donate_argnums=0)
@@ -445,8 +447,7 @@ def _run(plan: _Plan, *, return_paths, progress, runtime):
         if shard is not None:
             w0c, lrc = jax.device_put(w0c, shard), jax.device_put(lrc, shard)
         if in_steps:
-            out = _in_steps(w0c, lrc, plan.x, plan.y, orders, length=plan.length,
-                            per_call=per_call, **kw)
+            out = _in_steps(plan, w0c, lrc, orders, per_call)
         else:
             out = sweep_jit(w0s=w0c, x=plan.x, y=plan.y, lrs=lrc, orders=orders,
                             return_paths=return_paths, steps=plan.length.steps,
@@ -515,7 +516,7 @@ def sweep(
       progress: called with the number of runs finished after each chunk (a progress bar).
       devices: the devices to split the runs across (default all of `jax.devices()`).
       model_grad: ``"jacobian"`` differentiates the model through `jacobian_vjp` (the same
-        values, 3-4x faster on the CPU for the degree-12 model); ``"autodiff"`` vmaps the
+        values, faster for models linear in their parameters); ``"autodiff"`` vmaps the
         single fit's own graph unchanged; ``"auto"`` (default) takes the first for the
         registry's models linear in their parameters and the second otherwise.
       runtime: sizes of the compiled calls (`functional_fit.runtime`); None: the platform's.

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import re
 import time
+from typing import NamedTuple
 
 import numpy as np
 
+from functional_fit import checks as _checks, data as _data, fit, surface
 from functional_fit.checks import InputError
-from functional_fit.surface import DIRECTIONS
+from functional_fit.precision import policy, zeros
+from functional_fit.surface import DIRECTIONS, check_coords
+from functional_fit_cli import resources
 from functional_fit_cli.files import atomic_path
 from functional_fit_cli.options import (LENGTH_OPTIONS, add_data_options, add_dtype_option,
                                         add_model_options, load_data_within, output_file,
@@ -113,12 +117,12 @@ def _drawn(path2d):
 
 
 def parse_coords(text: str, size: int) -> tuple[int, int]:
+    """``"I,J"`` -> (I, J), two distinct parameter indices below `size` (InputError names
+    --coords)."""
     m = re.fullmatch(r"\s*(\d+)\s*,\s*(\d+)\s*", text or "")
-    if not m or m.group(1) == m.group(2) or max(int(m.group(1)), int(m.group(2))) >= size:
-        raise InputError(
-            f"--coords must be two distinct parameter indices below {size}, got {text!r}"
-        )
-    return int(m.group(1)), int(m.group(2))
+    if not m:
+        raise InputError(f"--coords must be two parameter indices I,J, got {text!r}")
+    return check_coords((int(m.group(1)), int(m.group(2))), size, name="--coords")
 
 
 def _plot(path, z, a_values, b_values, path2d, centre, labels, loss_name):
@@ -131,18 +135,31 @@ def _plot(path, z, a_values, b_values, path2d, centre, labels, loss_name):
         plot.save(fig, tmp)
 
 
-def run(args) -> int:
-    start = time.perf_counter()
+class _Settings(NamedTuple):
+    """The options, checked."""
 
-    from functional_fit import checks as _checks, data as _data, fit, surface
-    from functional_fit.precision import policy, zeros
+    na: int  # grid points along a
+    nb: int  # grid points along b
+    grid_range: tuple | None  # ((a0, a1), (b0, b1)), or None: around the fit's path
+    directions: str  # "coords", "random" or "pca"
+    coords: tuple  # the two parameters of "coords"
+    seed: int  # the seed of "random"
+    model_name: str
+    entry: object  # the registry's `Model`
+    size: int  # p + 1
+    loss_name: str
+    loss: object
+    pol: object  # the precision policy
+    need_path: bool  # keep the fit's path: saved, drawn, the PCA plane, the range
 
+
+def _settings(args) -> _Settings:
+    """Every option checked, before the data is read."""
     na, nb = parse_grid(args.grid)
     grid_range = None if args.range is None else parse_range(args.range)
     directions = _checks.choice("--directions", args.directions, DIRECTIONS)
     model_name, entry, degree, loss_name, loss = resolve_model(args)
-    size, model = entry.n_params(degree), entry.fn
-    pol = policy(args.dtype)
+    size = entry.n_params(degree)
     if args.exact and loss_name != "mse":
         raise InputError("--exact needs --loss mse")
     if directions != "coords":
@@ -155,59 +172,81 @@ def run(args) -> int:
     if directions != "coords" and size < 2:
         raise InputError("--directions random and pca need a model with at least 2 parameters")
     coords = parse_coords(args.coords or "0,1", size) if directions == "coords" else (0, 1)
-    # The fit's path is kept only where it is used: saved, drawn, the PCA plane, the range.
     need_path = bool(args.out or args.plot or directions == "pca"
                      or (grid_range is None and directions == "coords"))
-    row = size * np.dtype(pol.params).itemsize
-    x, y, meta = load_data_within(args, lambda n: [
-        (np.dtype(pol.params).itemsize * na * nb, f"the {na}x{nb} grid", "--grid"),
-        ((5 if directions == "pca" else 3) * (args.steps + 1) * row if need_path else 0,
-         f"the fit's path of {args.steps + 1} x {size} parameters", "--steps"),
-    ])
-    x, y = x.astype(pol.data), y.astype(pol.data)
+    return _Settings(na, nb, grid_range, directions, coords, seed, model_name, entry, size,
+                     loss_name, loss, policy(args.dtype), need_path)
 
+
+def _needs(args, s: _Settings):
+    """The run's memory estimate for n data points (`options.require_memory`)."""
+    row = s.size * np.dtype(s.pol.params).itemsize
+    path = (5 if s.directions == "pca" else 3) * (args.steps + 1) * row if s.need_path else 0
+    return lambda n: [
+        (np.dtype(s.pol.params).itemsize * s.na * s.nb, f"the {s.na}x{s.nb} grid", "--grid"),
+        (path, f"the fit's path of {args.steps + 1} x {s.size} parameters", "--steps")]
+
+
+def _view(args, s: _Settings, x, y, rt):
+    """The lecture's gradient descent, and the plane and range around its path."""
     try:
         with progress(args.steps, "fit", "step") as update:
-            view = surface.around_fit(model, loss, x, y, zeros(size, args.dtype), lr=args.lr,
-                                      steps=args.steps, directions=directions, coords=coords,
-                                      seed=seed, names=entry.param_names, path=need_path,
-                                      progress=update)
+            return surface.around_fit(
+                s.entry.fn, s.loss, x, y, zeros(s.size, args.dtype), lr=args.lr,
+                steps=args.steps, directions=s.directions, coords=s.coords, seed=s.seed,
+                names=s.entry.param_names, path=s.need_path, progress=update, runtime=rt)
     except _checks.DivergenceError:
         raise InputError(
             f"--lr {args.lr}: the fit diverged (non-finite parameters); try a smaller --lr"
         ) from None
-    plane, path, path2d, labels = view.plane, view.path, view.on_plane, view.labels
-    centre = path[-1]
-    a_range, b_range = (view.a_range, view.b_range) if grid_range is None else grid_range
-    a_values = grid_values(a_range, na, pol.params, args.range)  # (na,)
-    b_values = grid_values(b_range, nb, pol.params, args.range)  # (nb,)
 
-    with progress(na * nb, "surface", "pt") as update:
+
+def _grid(args, s: _Settings, x, y, view, rt):
+    """(losses (nb, na), a_values (na,), b_values (nb,)) of the surface around the fit."""
+    a_range, b_range = (view.a_range, view.b_range) if s.grid_range is None else s.grid_range
+    a_values = grid_values(a_range, s.na, s.pol.params, args.range)  # (na,)
+    b_values = grid_values(b_range, s.nb, s.pol.params, args.range)  # (nb,)
+    with progress(s.na * s.nb, "surface", "pt") as update:
         if args.exact:
-            z = surface.mse_surface_exact(model, x, y, a_values, b_values, plane=plane,
-                                          progress=update)
+            z = surface.mse_surface_exact(s.entry.fn, x, y, a_values, b_values,
+                                          plane=view.plane, progress=update, runtime=rt)
         else:
-            z = surface.loss_surface(model, loss, x, y, a_values, b_values, plane=plane,
-                                     progress=update)
-    z = np.asarray(z)  # on an accelerator the surface stayed there until now: one transfer
-    computed = time.perf_counter() - start
+            z = surface.loss_surface(s.entry.fn, s.loss, x, y, a_values, b_values,
+                                     plane=view.plane, progress=update, runtime=rt)
+    return np.asarray(z), a_values, b_values  # on an accelerator: one transfer, here
 
+
+def _save(path, s: _Settings, z, a_values, b_values, view) -> None:
+    """The surface, its grid, plane and path as an .npz archive."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file: savez adds no suffix
+        on_plane = np.zeros((0, 2)) if view.on_plane is None else view.on_plane  # (steps+1, 2)
+        np.savez(fh, losses=z, a_values=a_values, b_values=b_values, origin=view.plane.origin,
+                 u=view.plane.u, v=view.plane.v, path=view.path, path_on_plane=on_plane,
+                 directions=s.directions, model=s.model_name, loss=s.loss_name)
+
+
+def run(args) -> int:
+    start = time.perf_counter()
+    s = _settings(args)
+    x, y, meta = load_data_within(args, _needs(args, s))
+    x, y = x.astype(s.pol.data), y.astype(s.pol.data)
+    rt = resources.runtime()
+    view = _view(args, s, x, y, rt)
+    z, a_values, b_values = _grid(args, s, x, y, view, rt)
+    computed = time.perf_counter() - start
     j, i = np.unravel_index(np.argmin(z), z.shape)
-    at_centre = float(fit.full_loss(centre, x, y, model=model, loss=loss))
+    at_centre = float(fit.full_loss(view.path[-1], x, y, model=s.entry.fn, loss=s.loss))
     if args.out:
-        with atomic_path(args.out) as tmp, open(tmp, "wb") as fh:  # a file: savez adds no suffix
-            on_plane = np.zeros((0, 2)) if path2d is None else path2d  # (steps+1, 2) or none
-            np.savez(fh, losses=z, a_values=a_values, b_values=b_values, origin=plane.origin,
-                     u=plane.u, v=plane.v, path=path, path_on_plane=on_plane,
-                     directions=directions, model=model_name, loss=loss_name)
+        _save(args.out, s, z, a_values, b_values, view)
     if args.plot:
-        _plot(args.plot, z, a_values, b_values, path2d, (*view.centre, at_centre), labels,
-              loss_name.upper())
+        _plot(args.plot, z, a_values, b_values, view.on_plane, (*view.centre, at_centre),
+              view.labels, s.loss_name.upper())
     src = "the lecture's data" if meta.get("lecture") else f"{meta['source']} data"
-    print(f"functional-fit surface: {loss_name} loss of the {model_name} model (p+1={size}) on "
-          f"{src} (n={meta['n']}), directions {directions}, dtype {args.dtype}")
-    print(f"grid {na} x {nb} = {na * nb} points, a in [{a_values[0]:.6g}, {a_values[-1]:.6g}], "
-          f"b in [{b_values[0]:.6g}, {b_values[-1]:.6g}]")
+    print(f"functional-fit surface: {s.loss_name} loss of the {s.model_name} model "
+          f"(p+1={s.size}) on {src} (n={meta['n']}), directions {s.directions}, "
+          f"dtype {args.dtype}")
+    print(f"grid {s.na} x {s.nb} = {s.na * s.nb} points, a in [{a_values[0]:.6g}, "
+          f"{a_values[-1]:.6g}], b in [{b_values[0]:.6g}, {b_values[-1]:.6g}]")
     print(f"min loss {z[j, i]:.10g} at a = {a_values[i]:.6g}, b = {b_values[j]:.6g}; "
           f"max {np.max(z):.10g}; the fit's loss {at_centre:.10g}")
     wrote = [f for f in (args.out, args.plot) if f]

@@ -48,7 +48,7 @@ import torch
 import functional_fit as ff
 import parity
 from functional_fit import plot
-from comparison.figures import pca_paths
+from comparison.figures import COLORS, pca_paths
 from functional_fit.tolerances import GRAD_FLOAT64, LECTURE_PRINTED, TRAJECTORY_FLOAT64, rel_err
 
 SMALL = os.environ.get("FUNCTIONAL_FIT_SMALL") == "1"
@@ -86,13 +86,13 @@ assert rel_err(w_mse, [-0.26649881, 2.64187294]) < LECTURE_PRINTED  # cell 7
 assert rel_err(w_mse, w_mse_torch.numpy()) < GRAD_FLOAT64
 
 # %%
-mse_line = plot.curve(ff.models.linear, w_mse, x)
-plot.fits(x, y, {"analytic MSE": mse_line}, title="Analytic MSE fit (cell 8)")
+mse_line = ff.models.curve(ff.models.linear, w_mse, x)
+plot.fits(x, y, {"analytic MSE": mse_line}, title="Analytic MSE fit (cell 8)", colors=COLORS)
 
 # %%
 y_hat = np.asarray(ff.models.linear(jnp.asarray(w_mse), x))
 plot.residuals(x, y, y_hat, curves={"analytic MSE": mse_line},
-               title="Residuals of the analytic MSE fit (cell 10)")
+               title="Residuals of the analytic MSE fit (cell 10)", colors=COLORS)
 
 # %% [markdown]
 # ## Loss surfaces (cells 11–16)
@@ -248,10 +248,10 @@ plot.contour_paths(
     title="Gradient descent on the L1 loss (cell 50)")
 
 # %%
-gd_abs_line = plot.curve(ff.models.linear, w_abs, x)
+gd_abs_line = ff.models.curve(ff.models.linear, w_abs, x)
 plot.residuals(x, y, np.asarray(ff.models.linear(jnp.asarray(w_abs), x)),
                curves={"analytic MSE": mse_line, "GD abs": gd_abs_line},
-               title="Residuals of the GD abs fit (cell 51)")
+               title="Residuals of the GD abs fit (cell 51)", colors=COLORS)
 
 # %% [markdown]
 # ## A quadratic model (cells 52–55)
@@ -274,11 +274,11 @@ assert rel_err(w_quad, [1.039725, 3.1892092, -3.9294097]) < LECTURE_PRINTED  # c
 assert rel_err(np.asarray(gd_quad.path), gd_quad_torch) < LECTURE_PARITY
 
 # %%
-gd_quad_line = plot.curve(ff.models.polynomial, w_quad, x)
+gd_quad_line = ff.models.curve(ff.models.polynomial, w_quad, x)
 plot.residuals(x, y, np.asarray(ff.models.polynomial(jnp.asarray(w_quad), x)),
                curves={"analytic MSE": mse_line, "GD abs": gd_abs_line,
                        "GD quad abs": gd_quad_line},
-               title="Residuals of the quadratic GD abs fit (cell 55)")
+               title="Residuals of the quadratic GD abs fit (cell 55)", colors=COLORS)
 
 # %% [markdown]
 # ## Stochastic gradient descent (cells 56–61)
@@ -352,10 +352,11 @@ assert rel_err(np.asarray(fit12.path), poly_torch) < LECTURE_PARITY
 
 # %%
 curves = {"analytic MSE": mse_line, "GD abs": gd_abs_line, "GD quad abs": gd_quad_line,
-          "SGD quad abs": plot.curve(ff.models.polynomial, sgd.params, x),
-          "Adam quad abs": plot.curve(ff.models.polynomial, adam.params, x),
-          "Adam degree-12 abs": plot.curve(ff.models.polynomial, fit12.params, x)}
-plot.fits(x, y, curves, title="Every fit; the degree-12 model on a dense grid (cell 66)")
+          "SGD quad abs": ff.models.curve(ff.models.polynomial, sgd.params, x),
+          "Adam quad abs": ff.models.curve(ff.models.polynomial, adam.params, x),
+          "Adam degree-12 abs": ff.models.curve(ff.models.polynomial, fit12.params, x)}
+plot.fits(x, y, curves, title="Every fit; the degree-12 model on a dense grid (cell 66)",
+          colors=COLORS)
 
 # %% [markdown]
 # Thirteen parameters do not fit on a contour. The plane of the path's top two principal

@@ -125,7 +125,7 @@ def _check_dataset(dataset):
 
 def train(module, loss_fn, x, y, *, optimizer, scheduler=None, steps: int | None = None,
           order=None, batch_size: int | None = None, max_norm: float | None = None,
-          norm_type: float = 2.0) -> TrainResult:
+          norm_type: float = 2.0) -> TrainResult:  # a torch script's settings, named
     """Fit `module` with a torch optimizer: the loop every torch user writes.
 
     Args:
@@ -243,7 +243,7 @@ def adam_sgd(model, loss_fn, dataset, lr=0.1, nepochs=_data.DEFAULT_EPOCHS,
 
 
 def run(optimizer, model, loss_fn, x, y, *, lr, steps=None, order=None,
-        batch_size=_data.DEFAULT_BATCH_SIZE):
+        batch_size=_data.DEFAULT_BATCH_SIZE):  # fit.run's, mirrored
     """A fit of a registry optimizer, mirroring `functional_fit.fit.run`.
 
     `optimizer` is a name of `parity.registry` or a `parity.registry.optimizer(name,

@@ -91,10 +91,9 @@ def module(name: str, degree: int = 2, w=None, dtype=None) -> torch.nn.Module:
       w: optional (p+1,) initial parameters, copied.
       dtype: the parameters' torch dtype (see `parity.models`).
     """
-    entry = model(name)
-    size = _jax_registry.model(name).n_params(degree)
+    entry, twin = model(name), _jax_registry.model(name)
     if w is not None:
-        _checks.params("w", w, size, name if name != "poly" else f"degree-{degree} polynomial")
+        _checks.params("w", w, twin.n_params(degree), twin.title(degree))
     return entry.module(w=w, degree=degree, dtype=dtype)
 
 

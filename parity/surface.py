@@ -59,7 +59,7 @@ def _inputs(x, y, a_values, b_values, dtype):
 
 
 def loss_surface_loop(model, loss, x, y, a_values, b_values, *, base=None, coords=(0, 1),
-                      plane=None, dtype: str = "float64") -> np.ndarray:
+                      plane=None, dtype: str = "float64") -> np.ndarray:  # loss_surface's, mirrored
     """The lecture's loop: ``loss(model(w, tx), ty).item()`` for every w of the meshgrid.
 
     Args:
@@ -85,7 +85,8 @@ def loss_surface_loop(model, loss, x, y, a_values, b_values, *, base=None, coord
 
 def loss_surface(model, loss, x, y, a_values, b_values, *, base=None, coords=(0, 1), plane=None,
                  method: str = "broadcast", dtype: str = "float64",
-                 block: int = BLOCK_POINTS) -> np.ndarray:
+                 block: int = BLOCK_POINTS,
+                 ) -> np.ndarray:  # functional_fit.surface.loss_surface's, mirrored
     """The surface by broadcasting (``method="broadcast"``) or ``torch.func.vmap``, in blocks.
 
     Args:

@@ -251,7 +251,7 @@ def ConstantLR(lr, factor=1.0 / 3, total_iters: int = 5):
 def OneCycleLR(max_lr, total_steps: int | None = None, epochs: int | None = None,
                steps_per_epoch: int | None = None, pct_start=0.3, anneal_strategy="cos",
                cycle_momentum=True, base_momentum=0.85, max_momentum=0.95, div_factor=25.0,
-               final_div_factor=1e4, three_phase=False):
+               final_div_factor=1e4, three_phase=False):  # torch's OneCycleLR, keyword for keyword
     """torch's OneCycleLR: up from max_lr / div_factor to max_lr, then down to
     max_lr / (div_factor * final_div_factor), in two phases (or three).
 
