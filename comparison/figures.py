@@ -141,30 +141,29 @@ def _around_ols(c: _Lecture):
     return np.linspace(w[0] - 1, w[0] + 1, c.grid), np.linspace(w[1] - 1, w[1] + 1, c.grid)
 
 
-def _mse_surface(c: _Lecture):
+def _ols_surface(c: _Lecture, loss, loss_name: str, title: str, *, minimum: bool = False):
+    """`loss` of the linear model on the grid around the analytic fit, which is marked; with
+    `minimum`, the grid's lowest point too."""
     if not c.ran("ols"):
         return None
     a_values, b_values = _around_ols(c)
-    values = _surface(_models.linear, _losses.mse, c.x, c.y, a_values, b_values)
-    w = c.params("ols")
-    at = float(_losses.mse(c.fitted("ols", _models.linear), jnp.asarray(c.y)))
-    return surface(values, a_values, b_values, loss_name="MSE",
-                   points={"analytic MSE fit": (*w, at)},
-                   title="MSE loss of the linear model around the analytic fit (cell 13)")
+    values = _surface(_models.linear, loss, c.x, c.y, a_values, b_values)
+    at = float(loss(c.fitted("ols", _models.linear), jnp.asarray(c.y)))
+    points = {"analytic MSE fit": (*c.params("ols"), at)}
+    if minimum:
+        j, i = np.unravel_index(np.argmin(values), values.shape)
+        points[f"{loss_name} minimum on the grid"] = (a_values[i], b_values[j], values[j, i])
+    return surface(values, a_values, b_values, loss_name=loss_name, points=points, title=title)
+
+
+def _mse_surface(c: _Lecture):
+    return _ols_surface(c, _losses.mse, "MSE",
+                        "MSE loss of the linear model around the analytic fit (cell 13)")
 
 
 def _l1_surface(c: _Lecture):
-    if not c.ran("ols"):
-        return None
-    a_values, b_values = _around_ols(c)
-    values = _surface(_models.linear, _losses.l1, c.x, c.y, a_values, b_values)
-    w = c.params("ols")
-    at = float(_losses.l1(c.fitted("ols", _models.linear), jnp.asarray(c.y)))
-    j, i = np.unravel_index(np.argmin(values), values.shape)
-    return surface(values, a_values, b_values, loss_name="L1",
-                   points={"analytic MSE fit": (*w, at),
-                           "L1 minimum on the grid": (a_values[i], b_values[j], values[j, i])},
-                   title="L1 loss of the linear model on the same grid (cell 16)")
+    return _ols_surface(c, _losses.l1, "L1",
+                        "L1 loss of the linear model on the same grid (cell 16)", minimum=True)
 
 
 def _gd_abs_linear_path(c: _Lecture):

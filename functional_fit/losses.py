@@ -29,6 +29,13 @@ def _abs0_jvp(primals, tangents):
     return jnp.abs(r), jnp.sign(r) * t  # sign(0) == 0
 
 
+def _mean_of(term, y_hat, y):
+    """mean(term(y_hat - y)) over the points; y_hat and y of different shapes are refused."""
+    y_hat, y = jnp.asarray(y_hat), jnp.asarray(y)  # lists of numbers are arrays
+    _checks.same_shape(y_hat.shape, y.shape)
+    return jnp.mean(term(y_hat - y))
+
+
 def mse(y_hat, y):
     """Mean squared error, mean((y_hat - y)^2) (cell 11).
 
@@ -39,9 +46,7 @@ def mse(y_hat, y):
     Returns:
       () the loss.
     """
-    y_hat, y = jnp.asarray(y_hat), jnp.asarray(y)  # lists of numbers are arrays
-    _checks.same_shape(y_hat.shape, y.shape)
-    return jnp.mean((y_hat - y) ** 2)
+    return _mean_of(lambda r: r**2, y_hat, y)
 
 
 def l1(y_hat, y):
@@ -54,9 +59,7 @@ def l1(y_hat, y):
     Returns:
       () the loss.
     """
-    y_hat, y = jnp.asarray(y_hat), jnp.asarray(y)  # lists of numbers are arrays
-    _checks.same_shape(y_hat.shape, y.shape)
-    return jnp.mean(abs0(y_hat - y))
+    return _mean_of(abs0, y_hat, y)
 
 
 # --------------------------------------------------------------------------- classification
