@@ -289,8 +289,8 @@ steps_jit = jax.jit(recipe_steps, static_argnames=("per_epoch", *_STATIC))
 def train_jit(params, x, y, optimizer, *, model, loss, steps=None, order=None, batch_size=None,
               trace=True) -> Trace:  # train_scan's
     """`train_scan` compiled: `recipe_jit` with the optax transformation as a `Fixed` recipe."""
-    return recipe_jit(params, x, y, None, order, recipe=Fixed(optimizer), model=model, loss=loss,
-                    steps=steps, batch_size=batch_size, trace=trace)
+    return recipe_jit(params, x, y, None, order, recipe=Fixed(optimizer), model=model,
+                      loss=loss, steps=steps, batch_size=batch_size, trace=trace)
 
 
 # --------------------------------------------------------------------------- chunks of steps
