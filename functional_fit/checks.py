@@ -61,6 +61,13 @@ def nonnegative_float(name: str, value) -> float:
     return value
 
 
+def flag(name: str, value) -> bool:
+    """`value` as a bool (True or False, or numpy's), or InputError naming `name`."""
+    if not isinstance(value, bool | np.bool_):
+        raise InputError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def vector(name: str, value, dtype=None) -> np.ndarray:
     """`value` as a non-empty, finite, 1-D numpy array; InputError naming `name` otherwise.
 

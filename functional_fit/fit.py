@@ -322,8 +322,8 @@ def _lecture_fit(where, recipe, w0, x, y, lr, model, loss, *, steps=None, order=
 
 
 def gradient_descent(
-    w0, x, y, *, model=_models.linear, loss=_losses.l1, lr: float = 1.0, steps: int = 100,
-    trace: bool = True, progress=None, runtime=None,
+    w0, x, y, *, model=_models.linear, loss=_losses.l1, lr: float = 1.0,
+    steps: int = _data.DEFAULT_STEPS, trace: bool = True, progress=None, runtime=None,
 ) -> FitResult:  # the lecture's, and the run's
     """Full-batch gradient descent with step lr / (i + 1), the lecture's ``gradient_descent``.
 
@@ -362,8 +362,8 @@ def gradient_descent(
 
 
 def stochastic_gradient_descent(
-    w0, x, y, order, *, model=_models.linear, loss=_losses.l1, lr: float = 1.0, batch_size: int = 10,
-    trace: bool = True, progress=None, runtime=None,
+    w0, x, y, order, *, model=_models.linear, loss=_losses.l1, lr: float = 1.0,
+    batch_size: int = _data.DEFAULT_BATCH_SIZE, trace: bool = True, progress=None, runtime=None,
 ) -> FitResult:  # the lecture's, and the run's
     """Minibatch SGD, the lecture's ``stochastic_gradient_descent``: lr / (e + 1) in epoch e.
 
@@ -386,8 +386,8 @@ def stochastic_gradient_descent(
 
 
 def adam_sgd(
-    w0, x, y, order, *, model=_models.linear, loss=_losses.l1, lr: float = 0.1, batch_size: int = 10,
-    trace: bool = True, progress=None, runtime=None,
+    w0, x, y, order, *, model=_models.linear, loss=_losses.l1, lr: float = 0.1,
+    batch_size: int = _data.DEFAULT_BATCH_SIZE, trace: bool = True, progress=None, runtime=None,
 ) -> FitResult:  # the lecture's, and the run's
     """Minibatch Adam through optax, the lecture's ``adam_sgd`` (torch.optim.Adam defaults).
 

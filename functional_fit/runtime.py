@@ -14,8 +14,8 @@ changing a global:
     (1048576, 1073741824)
 
 None of these changes a result, except the streamed surface's `data_chunk` (the order in which
-a grid point's terms are summed, so the last bits). The figures they were chosen by are in
-BENCHMARKS.md.
+a grid point's terms are summed, so the last bits). BENCHMARKS.md ("The runtime's defaults",
+`benchmarks/bench_runtime.py`) measures each default against its neighbours.
 
 Memory: `require_memory` refuses a run whose estimate exceeds ``memory_limit`` (None: what the
 machine has available, `available_memory`) before it allocates, with one line naming the

@@ -60,7 +60,6 @@ import math
 from numbers import Real
 
 import jax
-import numpy as np
 import optax
 
 from functional_fit import checks as _checks
@@ -76,12 +75,6 @@ def _lr(lr):
     if callable(lr) or isinstance(lr, jax.Array):
         return lr
     return _checks.nonnegative_float("lr", lr)
-
-
-def _flag(name: str, value) -> bool:
-    if not isinstance(value, bool | np.bool_):
-        raise InputError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 def _betas(betas) -> tuple[float, float]:
@@ -115,7 +108,7 @@ def _adam_args(name: str, lr, betas, eps, weight_decay, maximize):
     b1, b2 = _betas(betas)
     eps = _checks.nonnegative_float("eps", eps)
     weight_decay = _checks.nonnegative_float("weight_decay", weight_decay)
-    maximize = _flag("maximize", maximize)
+    maximize = _checks.flag("maximize", maximize)
     return lr, _cycled(lr, name) or b1, b2, eps, weight_decay, maximize
 
 
@@ -217,7 +210,7 @@ def SGD(lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *, max
     momentum = _checks.nonnegative_float("momentum", momentum)
     dampening = _checks.finite_float("dampening", dampening)
     weight_decay = _checks.nonnegative_float("weight_decay", weight_decay)
-    nesterov, maximize = _flag("nesterov", nesterov), _flag("maximize", maximize)
+    nesterov, maximize = _checks.flag("nesterov", nesterov), _checks.flag("maximize", maximize)
     if nesterov and (momentum <= 0 or dampening != 0):
         raise InputError(f"nesterov=True needs momentum > 0 and dampening == 0, got "
                          f"momentum={momentum:g} and dampening={dampening:g}")
@@ -261,8 +254,8 @@ def Adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *
     """
     lr, b1, b2, eps, weight_decay, maximize = _adam_args("Adam", lr, betas, eps, weight_decay,
                                                          maximize)
-    amsgrad = _flag("amsgrad", amsgrad)
-    decoupled = _flag("decoupled_weight_decay", decoupled_weight_decay)
+    amsgrad = _checks.flag("amsgrad", amsgrad)
+    decoupled = _checks.flag("decoupled_weight_decay", decoupled_weight_decay)
     factory = transforms.scale_by_torch_amsgrad if amsgrad else optax.scale_by_adam
     scale = _scheduled(factory, b1=b1, b2=b2, eps=eps)
     return _adam_like(scale, lr, maximize, weight_decay, decoupled)
@@ -318,7 +311,7 @@ def RMSprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=
     eps = _checks.nonnegative_float("eps", eps)
     weight_decay = _checks.nonnegative_float("weight_decay", weight_decay)
     momentum = _checks.nonnegative_float("momentum", momentum)
-    centered, maximize = _flag("centered", centered), _flag("maximize", maximize)
+    centered, maximize = _checks.flag("centered", centered), _checks.flag("maximize", maximize)
     momentum = _cycled(lr, "RMSprop") or momentum
     by = optax.scale_by_stddev if centered else optax.scale_by_rms
     scale = by(decay=alpha, eps=eps, eps_in_sqrt=False)
@@ -352,7 +345,7 @@ def Adagrad(lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, ep
     weight_decay = _checks.nonnegative_float("weight_decay", weight_decay)
     initial = _checks.nonnegative_float("initial_accumulator_value", initial_accumulator_value)
     eps = _checks.nonnegative_float("eps", eps)
-    maximize = _flag("maximize", maximize)
+    maximize = _checks.flag("maximize", maximize)
     _cycled(lr, "Adagrad", has_momentum=False)
     rate = lr
     if lr_decay != 0:
@@ -404,7 +397,7 @@ def NAdam(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, momentum_decay=
     lr, b1, b2, eps, weight_decay, maximize = _adam_args("NAdam", lr, betas, eps, weight_decay,
                                                          maximize)
     momentum_decay = _checks.nonnegative_float("momentum_decay", momentum_decay)
-    decoupled = _flag("decoupled_weight_decay", decoupled_weight_decay)
+    decoupled = _checks.flag("decoupled_weight_decay", decoupled_weight_decay)
     scale = _scheduled(transforms.scale_by_torch_nadam, b1=b1, b2=b2, eps=eps,
                        momentum_decay=momentum_decay)
     return _adam_like(scale, lr, maximize, weight_decay, decoupled)
@@ -428,7 +421,7 @@ def RAdam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, decoupled_weigh
     """
     lr, b1, b2, eps, weight_decay, maximize = _adam_args("RAdam", lr, betas, eps, weight_decay,
                                                          maximize)
-    decoupled = _flag("decoupled_weight_decay", decoupled_weight_decay)
+    decoupled = _checks.flag("decoupled_weight_decay", decoupled_weight_decay)
     scale = _scheduled(transforms.scale_by_torch_radam, b1=b1, b2=b2, eps=eps)
     return _adam_like(scale, lr, maximize, weight_decay, decoupled)
 
@@ -453,7 +446,7 @@ def Adadelta(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, *, maximize=False):
         raise InputError(f"rho must be in [0, 1], got {rho}")
     eps = _checks.nonnegative_float("eps", eps)
     weight_decay = _checks.nonnegative_float("weight_decay", weight_decay)
-    maximize = _flag("maximize", maximize)
+    maximize = _checks.flag("maximize", maximize)
     _cycled(lr, "Adadelta", has_momentum=False)
     return optax.chain(*_head(maximize, weight_decay), optax.scale_by_adadelta(rho, eps),
                        optax.scale_by_learning_rate(lr))

@@ -64,14 +64,10 @@ import numpy as np
 
 from functional_fit import checks as _checks
 from functional_fit.checks import InputError
+from functional_fit.precision import default_float
 
 #: Beyond this many distinct rates `LinearLR` uses its closed form instead of a table.
 MAX_TABLE = 100_000
-
-
-def _float(value):
-    """A scalar in JAX's default float (float64 in 64-bit mode), like torch's Python floats."""
-    return jnp.asarray(value, dtype=jnp.result_type(float))
 
 
 def _schedule(rule: Callable, name: str, base_lr: float | None, momentum=None) -> Callable:
@@ -105,15 +101,9 @@ def _factor(name: str, value, low: float, high: float, low_open: bool = False) -
     return value
 
 
-def _flag(name: str, value) -> bool:
-    if not isinstance(value, bool | np.bool_):
-        raise InputError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
 def _lookup(table: Sequence[float]):
     """count -> table[min(count, len - 1)]: rates computed once in Python floats."""
-    values = _float(np.asarray(table, dtype=np.float64))
+    values = default_float(np.asarray(table, dtype=np.float64))
     last = len(table) - 1
     return lambda count: values[jnp.minimum(count, last)]
 
@@ -154,7 +144,8 @@ def StepLR(lr, step_size: int, gamma=0.1):
     lr = _checks.finite_float("lr", lr)
     step_size = _int("step_size", step_size, positive=True)
     gamma = _checks.finite_float("gamma", gamma)
-    return _schedule(lambda count: lr * _float(gamma) ** (count // step_size), "StepLR", lr)
+    return _schedule(lambda count: lr * default_float(gamma) ** (count // step_size), "StepLR",
+                     lr)
 
 
 def MultiStepLR(lr, milestones: Sequence[int], gamma=0.1):
@@ -174,7 +165,7 @@ def MultiStepLR(lr, milestones: Sequence[int], gamma=0.1):
 
     def schedule(count):
         n = jnp.sum(reached <= count)  # () how many milestones are behind
-        return lr * _float(gamma) ** n
+        return lr * default_float(gamma) ** n
 
     return _schedule(schedule, "MultiStepLR", lr)
 
@@ -183,7 +174,7 @@ def ExponentialLR(lr, gamma):
     """torch's ExponentialLR: lr * gamma ** k."""
     lr = _checks.finite_float("lr", lr)
     gamma = _checks.finite_float("gamma", gamma)
-    return _schedule(lambda count: lr * _float(gamma) ** count, "ExponentialLR", lr)
+    return _schedule(lambda count: lr * default_float(gamma) ** count, "ExponentialLR", lr)
 
 
 def CosineAnnealingLR(lr, T_max: int, eta_min=0.0):
@@ -291,8 +282,8 @@ def OneCycleLR(max_lr, total_steps: int | None = None, epochs: int | None = None
         raise InputError("OneCycleLR needs total_steps, or epochs and steps_per_epoch")
     pct = _factor("pct_start", pct_start, 0.0, 1.0)
     _checks.choice("anneal_strategy", anneal_strategy, ("cos", "linear"))
-    cycle = _flag("cycle_momentum", cycle_momentum)
-    three = _flag("three_phase", three_phase)
+    cycle = _checks.flag("cycle_momentum", cycle_momentum)
+    three = _checks.flag("three_phase", three_phase)
     div = _checks.finite_float("div_factor", div_factor)
     final_div = _checks.finite_float("final_div_factor", final_div_factor)
     base_m = _checks.finite_float("base_momentum", base_momentum)
@@ -382,9 +373,9 @@ def SequentialLR(lr, schedulers: Sequence[Callable], milestones: Sequence[int]):
         raise InputError(f"milestones must be non-decreasing, got {milestones}")
 
     def schedule(count):
-        value = _float(schedulers[0](count))
+        value = default_float(schedulers[0](count))
         for m, s in zip(milestones, schedulers[1:]):
-            value = jnp.where(count >= m, _float(s(jnp.maximum(count - m, 0))), value)
+            value = jnp.where(count >= m, default_float(s(jnp.maximum(count - m, 0))), value)
         return value
 
     return _schedule(schedule, "SequentialLR", lr)
