@@ -14,14 +14,19 @@ point under the name users know, loaded when first asked for.
 Importing this package changes no global configuration (neither torch's nor JAX's).
 """
 
+import importlib
+
 from parity import autodiff, data, fit, losses, models, ols, optim, params, registry
 from parity.data import OrderSampler, tensors
 from parity.models import PolynomialModel, SimpleLinearModel, SineModel
 
 
 def __getattr__(name):
-    """``parity.compare`` is `comparison.compare.compare`, loaded when first asked for: a
-    re-export, not a use, so importing `parity` loads nothing of `comparison`."""
+    """``parity.surface`` and ``parity.sweep``, loaded when first asked for; and
+    ``parity.compare``, which is `comparison.compare.compare`: a re-export, not a use, so
+    importing `parity` loads nothing of `comparison`."""
+    if name in ("surface", "sweep"):
+        return importlib.import_module(f"parity.{name}")
     if name == "compare":
         from comparison.compare import compare
 
@@ -44,5 +49,7 @@ __all__ = [
     "optim",
     "params",
     "registry",
+    "surface",
+    "sweep",
     "tensors",
 ]
