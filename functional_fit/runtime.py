@@ -39,7 +39,7 @@ PLATFORMS = ("cpu", "gpu", "tpu")
 class Runtime:
     """Sizes, compiler options and the memory limit of one platform (see `defaults`)."""
 
-    platform: str  # "cpu", "gpu" or "tpu"
+    platform: str  # "cpu", "gpu", "tpu", ...
     #: fit: work per compiled call, in units of one parameter on one batch point for one step
     chunk_work: int
     #: fit: one step's cost beyond its arithmetic (the loop, the update), in the same units
@@ -62,7 +62,7 @@ class Runtime:
     memory_limit: int | None = None
 
 
-#: The defaults per platform; GPU sizes serve a TPU too.
+#: The defaults per platform; the GPU's serve every platform but the CPU.
 _DEFAULTS = {
     "cpu": dict(chunk_work=2**28, chunk_points=2**20, vmap_items=2**21,
                 dot_options=(("xla_cpu_experimental_ynn_fusion_type", "LIBRARY_FUSION_TYPE_DOT"),
@@ -84,16 +84,19 @@ def defaults(platform: str | None = None, **changes) -> Runtime:
     """The `Runtime` of `platform` (default JAX's default backend), with `changes` applied.
 
     Args:
-      platform: ``"cpu"``, ``"gpu"`` or ``"tpu"``; None for JAX's default backend.
+      platform: ``"cpu"``, ``"gpu"``, ``"tpu"`` (any platform but the CPU takes the GPU's
+        sizes); None for JAX's default backend.
       changes: fields of `Runtime` to set, e.g. ``chunk_points=4096`` or ``memory_limit=2**30``
         (an int of bytes, or a string such as ``"500M"``).
 
     Raises:
-      InputError: an unknown platform or field, or a size that is not a positive integer.
+      InputError: a platform that is not a name, an unknown field, or a size that is not a
+        positive integer.
     """
     platform = default_platform() if platform is None else platform
-    if platform not in PLATFORMS:
-        raise InputError(f"platform must be one of {', '.join(PLATFORMS)}; got {platform!r}")
+    if not isinstance(platform, str) or not platform:
+        raise InputError(f"platform must be a JAX platform's name ({', '.join(PLATFORMS)}, ...); "
+                         f"got {platform!r}")
     fields = {f.name for f in dataclasses.fields(Runtime)} - {"platform"}
     unknown = sorted(set(changes) - fields)
     if unknown:

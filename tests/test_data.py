@@ -83,3 +83,63 @@ def test_batches_match_dataloader_cut():
         np.testing.assert_array_equal(got, want)
     full, rest = batches(order[:, :130], 10)
     assert rest is None and full.shape == (epochs, 13, 10)
+
+
+# --------------------------------------------------------------------------- a fit's length
+
+#: (batching, keywords, the Length or the message's words): every caller's cases, decided once.
+LENGTHS = [
+    ("full", dict(steps=5), data.Length(5, None, None)),
+    ("full", dict(defaults=True), data.Length(100, None, None)),
+    ("minibatch", dict(epochs=3, batch_size=7), data.Length(None, 3, 7)),
+    ("minibatch", dict(defaults=True), data.Length(None, 100, 10)),
+    ("any", dict(steps=4), data.Length(4, None, None)),
+    ("any", dict(epochs=2, batch_size=30), data.Length(None, 2, 30)),
+    ("any", dict(defaults=True), data.Length(100, None, None)),
+    ("any", dict(steps=4, epochs=2), "steps and epochs: give steps for full-batch steps or"),
+    ("any", dict(), "got neither"),
+    ("any", dict(batch_size=3, defaults=True), "batch_size applies to minibatches"),
+    ("full", dict(epochs=3, what="--optimizer gd"), "epochs does not apply to --optimizer gd"),
+    ("full", dict(steps=3, batch_size=3), "batch_size does not apply to a full-batch fit"),
+    ("minibatch", dict(steps=3, epochs=1, batch_size=2), "steps does not apply to a minibatch"),
+    ("full", dict(steps=0), "steps must be a positive integer"),
+    ("full", dict(steps=2**31), "steps must be below 2**31"),
+    ("minibatch", dict(epochs=2**31 // 10 + 1, batch_size=10), "epochs: 214748365 epochs of 10"),
+    ("minibatch", dict(epochs=2, batch_size=0), "batch_size must be a positive integer"),
+    ("full", dict(epochs=1, names={"epochs": "--epochs", "steps": "--steps"}),
+     "--epochs does not apply to a full-batch fit, which uses the whole data every step "
+     "(give --steps)"),
+]
+
+
+@pytest.mark.parametrize("batching, kwargs, want", LENGTHS)
+def test_fit_length_decides_once(batching, kwargs, want):
+    if isinstance(want, data.Length):
+        got = data.fit_length(100, batching, **kwargs)
+        assert got == want
+        assert got.total(100) == (want.steps or want.epochs * -(-100 // want.batch_size))
+    else:
+        with pytest.raises(ff.InputError) as exc:
+            data.fit_length(100, batching, **kwargs)
+        assert want in str(exc.value)
+
+
+def test_fit_length_without_n_leaves_the_epochs_steps_for_later():
+    assert data.fit_length(None, "minibatch", epochs=2**31, batch_size=1).epochs == 2**31
+
+
+def test_batching_for_resolves_any_by_what_is_given():
+    assert data.batching_for("full", epochs=3) == "full"
+    assert data.batching_for("any", steps=3, epochs=3) == "full"
+    assert data.batching_for("any", epochs=np.zeros((2, 5))) == "minibatch"
+    assert data.batching_for("any") == "full"
+    with pytest.raises(ff.InputError, match="batching must be one of"):
+        data.batching_for("sometimes")
+
+
+def test_check_length_takes_an_order():
+    order = ff.batch_order(10, 3, seed=0)
+    steps, checked, batch = data.check_length(10, None, order, 4)
+    assert steps is None and batch == 4 and np.array_equal(checked, order)
+    with pytest.raises(ff.InputError, match="steps and order"):
+        data.check_length(10, 5, order, 4)
