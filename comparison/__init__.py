@@ -1,6 +1,7 @@
 """The comparison layer: JAX (`functional_fit`) and torch (`parity`) side by side.
 
-It sits on top of both sides, and nothing below it imports it:
+The third of the project's four layers: it sits on both sides, and nothing below it imports it
+(``parity.compare`` is `compare.compare` under the name users know, loaded on first use).
 
 - `lecture`  every step of the lecture in both frameworks (``functional-fit lecture``);
 - `report`   the parity matrix, model x loss x optimizer x dtype (``functional-fit parity``);
@@ -9,7 +10,11 @@ It sits on top of both sides, and nothing below it imports it:
 - `background` one part of the comparison in a second process (the JAX side, and four of
   the figures) while torch's loops run in the first, where more than two cores make it pay;
 - `handout`  the lecture as one self-contained HTML page: each step's torch and JAX code side
-  by side, results and figures (``functional-fit lecture --out DIR`` / ``--html FILE``).
+  by side, results and figures (``functional-fit lecture --out DIR`` / ``--html FILE``);
+- `compare`  `parity.compare`: your own torch module against your own JAX function, step by
+  step, with the layer of the port to blame;
+- `problems` the optimizer problems in both frameworks, which the atlas and the optimizer
+  tests run.
 
 The command line (`functional_fit_cli`) is a thin layer over these and the two libraries.
 """

@@ -46,8 +46,8 @@ import torch
 from functional_fit import checks as _checks, data as _data, fit, optim, registry
 from functional_fit.checks import DivergenceError, InputError
 from functional_fit.precision import policy, require, torch_matmul_precision
-from functional_fit.tolerances import (OPTIMIZER_ROUNDINGS, UNIT_ROUNDOFF, accumulated, rel_err,
-                                       step_roundings)
+from functional_fit.tolerances import (OPTIMIZER_ROUNDINGS, ROUNDINGS_PER_LAYER,  # noqa: F401
+                                       UNIT_ROUNDOFF, accumulated, rel_err, step_roundings)
 from parity import fit as tfit, params as tparams
 from parity.data import torch_dtype
 

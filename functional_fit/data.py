@@ -20,7 +20,8 @@ import numpy as np
 
 from functional_fit import checks as _checks
 from functional_fit.checks import InputError
-from functional_fit.tables import Table, read_csv, read_table  # noqa: F401  (their old home)
+from functional_fit.tables import (DELIMITERS, EXCERPT, MISSING, Table,  # noqa: F401  (old home)
+                                   read_csv, read_table)
 
 #: The lecture's truth: y = 1 + 3x - 4x^2 + noise (cell 3).
 W_TRUE = (1.0, 3.0, -4.0)

@@ -53,6 +53,7 @@ and range around an optimizer's path).
 
 
 from functional_fit import runtime as _runtime
+from functional_fit.surface.kernels import Quadratic, Streamed, Vmapped
 from functional_fit.surface.layouts import LAYOUTS
 from functional_fit.surface.planes import (PCAPlane, Plane, Unraveled, check_coords, coords_plane,
                                            flatten, pca_plane, random_plane)
@@ -76,8 +77,11 @@ __all__ = [
     "MAX_POINTS",
     "PCAPlane",
     "Plane",
+    "Quadratic",
+    "Streamed",
     "Unraveled",
     "View",
+    "Vmapped",
     "around_fit",
     "around_path",
     "check_coords",
