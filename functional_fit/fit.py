@@ -282,7 +282,7 @@ def train(params, x, y, *, model, loss, optimizer, steps: int | None = None, ord
                          f"{type(optimizer).__name__}")
     x, y = check_fit_data(x, y)
     params = check_params("params", params)
-    registry.check_params(model, "params", params)
+    registry.check_size(model, "params", params)
     steps, order, batch_size = _data.check_length(x.shape[0], steps, order, batch_size)
     check_model(model, loss, params, x, y)
     fit = _Fit("train", as_recipe(optimizer), None, params, x, y, _order(order),
@@ -311,7 +311,7 @@ def _lecture_fit(where, recipe, w0, x, y, lr, model, loss, *, steps=None, order=
     model, loss = registry.resolve(model, loss)
     x, y = _checks.data(x, y)
     w0 = _checks.vector("w0", w0)
-    registry.check_params(model, "w0", w0)
+    registry.check_size(model, "w0", w0)
     for label, arr in (("w0", w0), ("x", x), ("y", y)):
         check_array_dtype(label, arr)
     lr = _checks.positive_float("lr", lr)

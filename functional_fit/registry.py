@@ -64,15 +64,15 @@ class Model:
         """In words: ``"linear"``, ``"degree-12 polynomial"``, ``"sine"``."""
         return f"degree-{degree} polynomial" if self.uses_degree else self.name
 
-    def check_vector(self, name: str, w) -> None:
-        """InputError naming `name` when a parameter vector has the wrong length for this model
-        (any length of at least 1 is a polynomial's, of degree len - 1)."""
-        shape = np.shape(w)
-        size = None if self.uses_degree else self.n_params()
-        if len(shape) != 1 or shape[0] < 1 or (size is not None and shape != (size,)):
-            want = f"({size},)" if size is not None else "(p+1,)"
-            raise _checks.InputError(f"{name} must have shape {want} for the {self.name} model, "
-                                     f"got {shape}")
+    def check_vector(self, name: str, w, degree: int | None = None) -> None:
+        """InputError naming `name` when `w` is not a parameter vector of this model
+        (`functional_fit.checks.params`): of `degree` where the model has one and it is given;
+        without it, any length of at least 1 is a polynomial's, of degree len - 1."""
+        if self.uses_degree and degree is None:
+            _checks.vector(name, w)
+            return
+        degree = 2 if degree is None else degree  # ignored by a model without a degree
+        _checks.params(name, w, self.n_params(degree), self.title(degree))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,7 +217,7 @@ def model_of(fn: Callable) -> Model | None:
     return None if name is None else MODELS[name]
 
 
-def check_params(model: Callable, name: str, params) -> None:
+def check_size(model: Callable, name: str, params) -> None:
     """InputError naming `name` when a flat parameter vector has the wrong length for a model
     of the registry (the linear model takes 2, the sine model 3). A pytree, or a user's own
     model, is checked by tracing the model instead (`functional_fit.fit.check_model`)."""
@@ -233,4 +233,4 @@ def check_params(model: Callable, name: str, params) -> None:
 
 
 __all__ = ["LOSSES", "MODELS", "OPTIMIZERS", "REGRESSION_LOSSES", "Model", "Optimizer",
-           "check_params", "loss", "model", "model_of", "name_of", "optimizer", "resolve"]
+           "check_size", "loss", "model", "model_of", "name_of", "optimizer", "resolve"]

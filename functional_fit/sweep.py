@@ -312,10 +312,10 @@ def _check_w0s(w0s, x, y, model, loss):
     for i, start in enumerate(starts):
         name = "w0s" if len(starts) == 1 else f"w0s[{i}]"
         start = _fit.check_params(name, start)
-        if jax.tree.structure(start) != jax.tree.structure(_fit.check_params(name, starts[0])):
+        if checked and jax.tree.structure(start) != jax.tree.structure(checked[0]):
             raise InputError(f"{name}: every start must have the structure of the first")
         checked.append(start)
-    registry.check_params(model, "w0s", checked[0])
+    registry.check_size(model, "w0s", checked[0])
     _fit.check_model(model, loss, checked[0], x, y)
     return jax.tree.map(lambda *leaves: np.stack([np.asarray(a) for a in leaves]), *checked), len(checked)
 

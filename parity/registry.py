@@ -91,9 +91,9 @@ def module(name: str, degree: int = 2, w=None, dtype=None) -> torch.nn.Module:
       w: optional (p+1,) initial parameters, copied.
       dtype: the parameters' torch dtype (see `parity.models`).
     """
-    entry, twin = model(name), _jax_registry.model(name)
+    entry = model(name)
     if w is not None:
-        _checks.params("w", w, twin.n_params(degree), twin.title(degree))
+        _jax_registry.model(name).check_vector("w", w, degree)
     return entry.module(w=w, degree=degree, dtype=dtype)
 
 
