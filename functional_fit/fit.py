@@ -184,8 +184,9 @@ def _chunked(fit: _Fit, lr, kw: dict, chunk: int, progress, rt) -> Trace:
     epochs with an order), the path and losses filled on the host call by call."""
     n = fit.x.shape[0]
     per_epoch, total, trace = fit.length.per_epoch(n), fit.length.total(n), kw["trace"]
+    unit = 1 if fit.length.full else per_epoch  # steps in one step or epoch of `spans`
     path, treedef = _path_buffers(fit, total, rt) if trace else (None, None)
-    losses, done = ([None] if trace else None), [0]
+    losses = None  # (total,) once the first call tells the losses' dtype
 
     def advance(carry, start, count):
         order = None if fit.order is None else fit.order[start : start + count]
@@ -193,15 +194,15 @@ def _chunked(fit: _Fit, lr, kw: dict, chunk: int, progress, rt) -> Trace:
                          steps=count if fit.length.full else None, **kw)
 
     def on_call(start, count, out):
-        k = count * (1 if fit.length.full else per_epoch)
+        nonlocal losses
+        first, k = start * unit, count * unit  # the steps this call ran
         if trace:
             rows, values = out
             for buf, a in zip(path, jax.tree.leaves(rows)):
-                buf[done[0] + 1 : done[0] + 1 + k] = np.asarray(a)
-            if losses[0] is None:
-                losses[0] = np.empty(total, np.asarray(values).dtype)
-            losses[0][done[0] : done[0] + k] = np.asarray(values)
-        done[0] += k
+                buf[first + 1 : first + 1 + k] = np.asarray(a)
+            if losses is None:
+                losses = np.empty(total, np.asarray(values).dtype)
+            losses[first : first + k] = np.asarray(values)
         if progress is not None:
             progress(k)
 
@@ -209,7 +210,7 @@ def _chunked(fit: _Fit, lr, kw: dict, chunk: int, progress, rt) -> Trace:
     carry = run_chunks(start, advance, spans(fit.length, per_epoch, chunk), on_call)
     if not trace:
         return Trace(FitResult(carry.params, None, None), carry.first_bad)
-    return Trace(FitResult(carry.params, jax.tree.unflatten(treedef, path), losses[0]),
+    return Trace(FitResult(carry.params, jax.tree.unflatten(treedef, path), losses),
                  carry.first_bad)
 
 

@@ -62,13 +62,14 @@ from functional_fit.surface.views import DIRECTIONS, View, around_fit, around_pa
 
 # The runtime's defaults under the names this module gave them; they are read here, not used:
 # pass ``runtime=functional_fit.runtime.defaults(..., chunk_points=...)`` to change them.
-CHUNK_POINTS = {p: _runtime.defaults(p).chunk_points for p in ("cpu", "gpu")}
-VMAP_ITEMS = {p: _runtime.defaults(p).vmap_items for p in ("cpu", "gpu")}
-WORKSPACE_ITEMS = _runtime.defaults("cpu").workspace_items
-DATA_CHUNK = _runtime.defaults("cpu").data_chunk
-MAX_TERMS = _runtime.defaults("cpu").max_terms
-TERM_BUDGET = _runtime.defaults("cpu").term_budget
-CPU_DOT_OPTIONS = _runtime.defaults("cpu").dot_options
+_CPU, _GPU = _runtime.defaults("cpu"), _runtime.defaults("gpu")
+CHUNK_POINTS = {"cpu": _CPU.chunk_points, "gpu": _GPU.chunk_points}
+VMAP_ITEMS = {"cpu": _CPU.vmap_items, "gpu": _GPU.vmap_items}
+WORKSPACE_ITEMS = _CPU.workspace_items
+DATA_CHUNK = _CPU.data_chunk
+MAX_TERMS = _CPU.max_terms
+TERM_BUDGET = _CPU.term_budget
+CPU_DOT_OPTIONS = _CPU.dot_options
 
 __all__ = [
     "CHUNK_POINTS",

@@ -97,9 +97,9 @@ def checked(x, y, a_values, b_values, *, base, coords, plane, out) -> Inputs:
                   jnp.asarray(b_values))
 
 
-def _grid_of(inputs: Inputs, *, devices, block, out, progress, keep_on_device,
+def _grid_of(inputs: Inputs, *, devices: tuple, block, out, progress, keep_on_device,
              runtime) -> _grid.Grid:  # the grid's settings, as loss_surface takes them
-    devices = tuple(_checks.devices("devices", devices))
+    """The `grid.Grid` of checked inputs on checked `devices`."""
     rt = _runtime.resolve(runtime, devices[0].platform)
     return _grid.Grid(inputs.a_values, inputs.b_values, devices, block, out, progress,
                       keep_on_device, rt)
@@ -171,7 +171,7 @@ def loss_surface(
     """
     layout = _checks.choice("layout", layout, layouts.LAYOUTS)
     model, loss = registry.resolve(model, loss)
-    _checks.devices("devices", devices)
+    devices = tuple(_checks.devices("devices", devices))
     tree = plane[0] if plane is not None else base
     if tree is not None and not is_vector(tree):  # pytree parameters: the model unravels
         model = unraveled(model, tree)
@@ -213,6 +213,7 @@ def mse_surface_exact(
     from functional_fit import losses
 
     model = registry.resolve(model, losses.mse)[0]
+    devices = tuple(_checks.devices("devices", devices))
     inputs = checked(x, y, a_values, b_values, base=base, coords=coords, plane=plane, out=out)
     grid = _grid_of(inputs, devices=devices, block=None, out=out, progress=progress,
                     keep_on_device=None, runtime=runtime)
