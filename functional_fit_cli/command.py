@@ -174,7 +174,7 @@ def _run(args) -> int:
     """Run the parsed sub-command; every failure is one line and its exit status."""
     from functional_fit.checks import InputError
     from functional_fit.precision import PrecisionError
-    from functional_fit_cli import environment, options
+    from functional_fit_cli import cache, environment
 
     prog = f"functional-fit {args.command}"
     try:
@@ -187,8 +187,8 @@ def _run(args) -> int:
         import jax
 
         jax.config.update("jax_enable_x64", True)
-        options.use_compilation_cache(args)  # --no-cache turns it off
-        status = int(args._run(args) or 0)
+        with cache.used(args.no_cache, lambda line: print(f"{prog}: {line}", file=sys.stderr)):
+            status = int(args._run(args) or 0)
         signals.check()  # a Ctrl-C that Python dropped on its way
         sys.stdout.flush()  # a full or broken stdout fails here, not in the interpreter's exit
         return status

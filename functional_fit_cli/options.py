@@ -11,6 +11,7 @@ from pathlib import Path
 
 from functional_fit import data as _data, registry
 from functional_fit_cli import signals
+from functional_fit_cli.cache import cache_dir
 from functional_fit.checks import InputError, choice, nonnegative_int
 from functional_fit.precision import DTYPES
 
@@ -114,46 +115,6 @@ def add_cache_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true",
                         help=f"compile afresh: do not read or write JAX's compilation cache "
                         f"({cache_dir()}; $FUNCTIONAL_FIT_CACHE_DIR moves it)")
-
-
-def cache_dir() -> Path:
-    """Where the command line keeps JAX's compiled programs between runs.
-
-    ``$FUNCTIONAL_FIT_CACHE_DIR`` when set, else ``functional-fit/jax`` in the user's cache
-    folder (``$XDG_CACHE_HOME``, by default ``~/.cache``).
-    """
-    if os.environ.get("FUNCTIONAL_FIT_CACHE_DIR"):
-        return Path(os.environ["FUNCTIONAL_FIT_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "functional-fit" / "jax"
-
-
-def use_compilation_cache(args) -> Path | None:
-    """Turn on JAX's persistent compilation cache for this process, unless ``--no-cache``.
-
-    The command line, not the library, decides this, as it decides on 64-bit mode: importing
-    `functional_fit` changes no global JAX setting. A second run loads what the first
-    compiled (the lecture compiles about a hundred small programs: seconds of its start-up)
-    instead of compiling it again; the compiled code, and so every number, is the same. Every
-    program is kept, however quick its compilation (JAX keeps only those over 1 s by default).
-    A folder that cannot be made leaves the cache off.
-
-    Returns:
-      The cache folder, or None when the cache is off.
-    """
-    if getattr(args, "no_cache", False):
-        return None
-    import jax
-
-    path = cache_dir()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
-    jax.config.update("jax_compilation_cache_dir", str(path))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    return path
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:

@@ -6,13 +6,15 @@ of the test's own.
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 
-from functional_fit_cli import options
+from functional_fit_cli import cache, options
 
 
 def _lecture_json(cache: str | None, *extra) -> str:
@@ -53,3 +55,70 @@ def test_no_cache_is_an_option_of_every_command():
     parser = build_parser()
     for command in COMMANDS:
         assert parser.parse_args([command, "--no-cache"]).no_cache is True
+
+
+# --------------------------------------------------------------------------- a broken cache
+
+
+def _sweep(cache: str, *extra) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    env["FUNCTIONAL_FIT_CACHE_DIR"] = cache
+    return subprocess.run([sys.executable, "-m", "functional_fit", "sweep", "--lr", "1e-3:1:4",
+                           "--steps", "20", "--json", *extra], capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+def test_damaged_entries_are_one_line_once_and_then_gone(tmp_path):
+    """Truncated entries (what a full disk leaves, as JAX writes in place): one line naming the
+    cache, the same numbers, the entries removed; the next run is quiet and fills it again."""
+    cache = tmp_path / "jax"
+    good = _sweep(str(cache))
+    assert good.returncode == 0 and good.stderr == "", good.stderr
+    kept = sorted(p.name for p in cache.iterdir())
+    for entry in cache.glob("*-cache"):
+        entry.write_bytes(entry.read_bytes()[:100])
+    damaged = _sweep(str(cache))
+    assert damaged.returncode == 0, damaged.stderr
+    lines = damaged.stderr.splitlines()
+    assert len(lines) == 1 and "note:" in lines[0] and str(cache) in lines[0], damaged.stderr
+    assert "could not be read" in lines[0]
+    assert damaged.stdout == good.stdout
+    again = _sweep(str(cache))
+    assert again.returncode == 0 and again.stderr == "", again.stderr
+    assert again.stdout == good.stdout
+    assert sorted(p.name for p in cache.iterdir()) == kept  # compiled afresh, whole again
+
+
+def test_a_cache_that_cannot_be_made_is_one_line_and_the_run_goes_on(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    proc = _sweep(str(tmp_path / "file" / "jax"))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and "running without it" in lines[0] and "cannot be made" in lines[0]
+    assert proc.stdout == _sweep(str(tmp_path / "unused"), "--no-cache").stdout
+
+
+def test_a_read_only_or_full_cache_folder_is_not_used(tmp_path, monkeypatch):
+    assert cache.problem(tmp_path) is None
+    assert [p.name for p in tmp_path.iterdir()] == []  # the probe is gone
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    with monkeypatch.context() as m:
+        m.setattr(cache.tempfile, "mkstemp", read_only)
+        assert cache.problem(tmp_path) == "cannot be written in (Read-only file system)"
+    with monkeypatch.context() as m:
+        m.setattr(cache.shutil, "disk_usage", lambda p: types.SimpleNamespace(free=2**20))
+        assert cache.problem(tmp_path) == "is on a disk with only 1.0 MiB free"
+
+
+def test_only_the_named_entries_are_removed(tmp_path):
+    h1, h2 = "a" * 64, "b" * 64
+    names = [f"jit_f-{h1}-cache", f"jit_f-{h1}-atime", f"jit_f-{h2}-cache", f"jit_fg-{h1}-cache",
+             f"jit_g-{h1}-cache", "notes.txt"]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    assert cache.repair(tmp_path, ["jit_f"]) == 3  # every key of program jit_f
+    assert cache.repair(tmp_path, [f"jit_g-{h1}"]) == 1  # one key
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"jit_fg-{h1}-cache", "notes.txt"]
