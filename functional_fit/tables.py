@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import stat
 from typing import NamedTuple
 
@@ -30,6 +31,8 @@ MISSING = frozenset({"", "na", "n/a", "nan", "null", "none"})
 DELIMITERS = (",", ";", "\t")
 #: How much of a bad line or value an error message quotes.
 EXCERPT = 40
+#: A number with thousands separators: 1,000 or 12,345,678.9.
+_GROUPED = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
 
 
 class Table(NamedTuple):
@@ -112,22 +115,58 @@ def _fields_per_line(body: str, delimiter: str) -> tuple[np.ndarray, np.ndarray]
 
 
 def _number(value: str):
-    """float(value), or None for a missing value; ValueError for anything else."""
-    if value.strip().lower() in MISSING:
+    """float(value), or None for a missing value; ValueError for anything else.
+
+    Python's ``float`` also reads digits grouped with ``_`` and digits of other scripts
+    ("１２"); numpy's reader, which reads most files, does not. Neither is a number here, so
+    that a file means the same whichever path reads it.
+    """
+    text = value.strip()  # both readers skip white space around a number, NBSP included
+    if text.lower() in MISSING:
         return None
-    return float(value)
+    if "_" in text or not text.isascii():
+        raise ValueError(value)
+    return float(text)
+
+
+def _reads(text: str) -> bool:
+    try:
+        _number(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _hint(value: str) -> str:
+    """What a value that is not a number may have meant, as "; ..." (or "")."""
+    v = value.strip()
+    if "_" in v:
+        return "; digits grouped with '_'? write them without it"
+    if not v.isascii():
+        return ("; a character that is not ASCII (digits of another script?): write ASCII "
+                "digits and a decimal point")
+    grouped = _GROUPED.fullmatch(v) is not None
+    decimal = v.count(",") == 1 and _reads(v.replace(",", "."))
+    if grouped and decimal:
+        return (f"; a thousands separator ({v.replace(',', '')}) or a decimal comma "
+                f"({v.replace(',', '.')})? write the number without separators, with a "
+                "decimal point")
+    if grouped:
+        return f"; a thousands separator? write {v.replace(',', '')}"
+    if decimal:
+        return "; a decimal comma? write a decimal point"
+    return ""
 
 
 def _not_a_number(where: str, column: str, value: str) -> InputError:
-    hint = ""
-    if "," in value:
-        try:
-            float(value.replace(",", "."))
-            hint = "; a decimal comma? write a decimal point"
-        except ValueError:
-            pass
-    return InputError(f"{where}, column {column!r}: {_excerpt(value)} is not a number{hint} "
-                      "(dropna leaves such rows out)")
+    return InputError(f"{where}, column {column!r}: {_excerpt(value)} is not a number"
+                      f"{_hint(value)} (dropna leaves such rows out)")
+
+
+def _shown_names(names: list) -> str:
+    """Header names for a message: one with an invisible character (a byte-order mark, a
+    NUL) is quoted with escapes, so that the reader sees it."""
+    return ", ".join(n if n.isprintable() else ascii(n) for n in names)
 
 
 def _row_length(where: str, line: int, got: int, want: int) -> InputError:
@@ -229,12 +268,15 @@ def _header(text: str, where: str, x: str, y: str) -> _Header:
     for name in names:
         if name and name in seen:
             raise InputError(f"{where}: the header names column {name!r} twice "
-                             f"(header is {', '.join(names)})")
+                             f"(header is {_shown_names(names)})")
         seen.add(name)
     missing = [c for c in (x, y) if c not in names]
     if missing:
+        hidden = [n for n in names if not n.isprintable()]
+        hint = (f"; {ascii(hidden[0])} holds an invisible character (a second byte-order "
+                "mark, a NUL?)" if hidden else "")
         raise InputError(f"{where} lacks column(s) {', '.join(missing)} "
-                         f"(header is {', '.join(names)})")
+                         f"(header is {_shown_names(names)}){hint}")
     return _Header(names, delimiter, (names.index(x), names.index(y)), lead, body)
 
 

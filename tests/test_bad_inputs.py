@@ -49,6 +49,9 @@ def csv(tmp: Path, name: str, text: str | bytes) -> str:
 
 
 GOOD = "x,y\n" + "".join(f"{a!r},{b!r}\n" for a, b in zip(X.tolist(), Y.tolist()))
+#: Engel's food expenditure against income, in its own units: the lecture's rates diverge.
+ENGEL = "x,y\n" + "".join(f"{400 + 230 * i},{0.6 * (400 + 230 * i) + (-1) ** i * 40}\n"
+                          for i in range(20))
 TINY = "x,y\n" + "".join(f"{(i + 1) * 1e-300!r},{float(i)!r}\n" for i in range(10))
 #: Settings whose computation takes minutes: a refusal far below that computed nothing.
 LONG = ["--steps", "100000000"]
@@ -386,6 +389,41 @@ ROWS = {
     "stdout full": Row(files={}, api=None, argv=["sweep", "--lr", "1e-3:1:4", "--steps", "3"], api_says=None,
         cli_says="cannot write standard output: No space left on device", outputs=[],
         subprocess=dict(stdout="full", status=1)),
+    # issue 19, group D: the environment, CSV values, advice the command can follow.
+    "JAX_PLATFORMS not installed": Row(files={}, api=None, argv=["sweep", "--lr", "1e-3:1:4"], api_says=None,
+        cli_says="environment variable JAX_PLATFORMS='cuda': JAX has no working backend for it",
+        outputs=[], subprocess=dict(within=QUICK, env={"JAX_PLATFORMS": "cuda"})),
+    "XLA_FLAGS unknown flag": Row(files={}, api=None, argv=["sweep", "--lr", "1e-3:1:4"], api_says=None,
+        cli_says="environment variable XLA_FLAGS='--garbage': Unknown flag in XLA_FLAGS: --garbage",
+        outputs=[], subprocess=dict(within=QUICK, env={"XLA_FLAGS": "--garbage"})),
+    "XLA_FLAGS bad value": Row(files={}, api=None, argv=["lecture", "--out", "{tmp}/out"], api_says=None,
+        cli_says="XLA_FLAGS='--xla_force_host_platform_device_count=abc': Couldn't interpret value abc",
+        outputs=["out"], subprocess=dict(within=QUICK, env={
+            "XLA_FLAGS": "--xla_force_host_platform_device_count=abc"})),
+    "lecture diverges on large-scale data": Row(files={"engel.csv": ENGEL}, api=None,
+        argv=["lecture", "--data", "{tmp}/engel.csv", "--out", "{tmp}/out"], api_says=None,
+        cli_says="rescale x and y (divide them by a power of ten), or choose a learning rate with "
+        "`functional-fit sweep --data", outputs=["out"]),
+    "csv thousands separator": Row(files={"k.csv": 'x,y\n"1,000",2\n3,4\n'},
+        api=lambda t: ff.read_csv(t / "k.csv"), argv=["lecture", "--data", "{tmp}/k.csv"],
+        api_says="a thousands separator (1000) or a decimal comma (1.000)?",
+        cli_says="a thousands separator (1000) or a decimal comma (1.000)?", outputs=[]),
+    "csv digits grouped with _": Row(files={"u.csv": "x,y\n1_000,2\n3,4\n"},
+        api=lambda t: ff.read_csv(t / "u.csv"), argv=None, api_says="'1_000' is not a number; digits "
+        "grouped with '_'", cli_says=None, outputs=[]),
+    "csv digits grouped with _, quoted": Row(files={"q.csv": 'x,y\n"1_000",2\n3,4\n'},
+        api=lambda t: ff.read_csv(t / "q.csv"), argv=None, api_says="'1_000' is not a number",
+        cli_says=None, outputs=[]),
+    "csv full-width digits": Row(files={"w.csv": "x,y\n\uff11\uff12,2\n3,4\n"},
+        api=lambda t: ff.read_csv(t / "w.csv"), argv=None, api_says="is not a number; a character "
+        "that is not ASCII", cli_says=None, outputs=[]),
+    "csv doubled byte-order mark": Row(files={"b.csv": "\ufeff\ufeffx,y\n1,2\n3,4\n".encode()},
+        api=lambda t: ff.read_csv(t / "b.csv"), argv=["sweep", "--data", "{tmp}/b.csv"],
+        api_says="(header is '\\ufeffx', y); '\\ufeffx' holds an invisible character",
+        cli_says="(header is '\\ufeffx', y)", outputs=[]),
+    "csv NUL in the header": Row(files={"n.csv": "x\0,y\n1,2\n3,4\n"},
+        api=lambda t: ff.read_csv(t / "n.csv"), argv=None,
+        api_says="(header is 'x\\x00', y)", cli_says=None, outputs=[]),
 }
 
 
@@ -722,3 +760,43 @@ def test_python_lists_are_vectors():
     assert got.path.shape == (21, 3)
     assert float(losses.l1([1.0, 2.0], [1.0, 3.0])) == 0.5
     np.testing.assert_array_equal(np.asarray(models.polynomial([1.0, 2.0], [3.0])), [7.0])
+
+
+# --------------------------------------------------------------------------- issue 19, group D
+
+
+def test_xla_flags_are_tried_in_a_child_and_good_ones_pass(monkeypatch):
+    from functional_fit_cli import environment
+
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    assert environment.flags_problem() is None  # unset: no child at all
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+    assert environment.flags_problem() is None
+    monkeypatch.setenv("XLA_FLAGS", "no-dashes")
+    assert environment.flags_problem() == (
+        "environment variable XLA_FLAGS='no-dashes': Could not open file \"no-dashes\" to read "
+        "flags for environment variable \"XLA_FLAGS\". (We assumed \"no-dashes\" was a file "
+        "name because it did not start with a \"--\".)")
+
+
+def test_both_csv_readers_refuse_what_only_python_reads(tmp_path):
+    """numpy's reader (a file without quotes) and the csv module's (with quotes) agree on
+    every value: a value is a number for both or for neither."""
+    for value in ["1_000", "\uff11\uff12", "\u0661\u0662", "1\u00a0000"]:
+        for quoted in (False, True):
+            field = f'"{value}"' if quoted else value
+            path = tmp_path / "v.csv"
+            path.write_text(f"x,y\n{field},2\n3,4\n", encoding="utf-8")
+            with pytest.raises(InputError, match="is not a number"):
+                ff.read_csv(path)
+    for value, number in [(" 1.5 ", 1.5), ("\u00a02", 2.0), ("-.5", -0.5), ("+1e3", 1000.0),
+                          ("Inf", None)]:
+        for quoted in (False, True):
+            field = f'"{value}"' if quoted else value
+            path = tmp_path / "v.csv"
+            path.write_text(f"x,y\n{field},2\n3,4\n", encoding="utf-8")
+            if number is None:
+                with pytest.raises(InputError, match="not a finite number"):
+                    ff.read_csv(path)
+            else:
+                assert ff.read_csv(path)[0].tolist() == [number, 3.0]
