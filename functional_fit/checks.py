@@ -226,13 +226,19 @@ class DivergenceError(InputError):
       loss: that step's loss (nan or ±inf), or None when only the final parameters are.
       result: what the fit computed, non-finite values included (a `FitResult` on the JAX
         side; the (steps+1, p+1) path up to the failing step on the torch side).
+      where: the fit's name (``"adam_sgd"``), or None.
+      what: what went non-finite, as the message says it ("the loss became nan at step 1,
+        counting steps from 0"), so that a caller can give its own advice; or None.
     """
 
-    def __init__(self, message: str, *, step: int, loss=None, result=None):
+    def __init__(self, message: str, *, step: int, loss=None, result=None, where=None,
+                 what=None):
         super().__init__(message)
         self.step = step
         self.loss = loss
         self.result = result
+        self.where = where
+        self.what = what
 
 
 def first_nonfinite(losses) -> int | None:
@@ -258,14 +264,16 @@ def divergence_error(where: str, step: int, loss, lr, result=None) -> Divergence
     else:
         loss = loss if isinstance(loss, str) else float(loss)  # "non-finite": no losses kept
         what = f"the loss became {loss} at step {step}"
+    what = f"{what}, counting steps from 0"
     setting = "the learning rate" if lr is None else f"lr={float(lr):g}"
     return DivergenceError(
-        f"{where}: the fit diverged: {what}, counting steps from 0; {setting} is too "
-        "large for the data's scale, or the model overflows on the data: lower it or rescale "
-        "x and y",
+        f"{where}: the fit diverged: {what}; {setting} is too large for the data's scale, or "
+        "the model overflows on the data: lower it or rescale x and y",
         step=step,
         loss=loss,
         result=result,
+        where=where,
+        what=what,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from functional_fit.checks import InputError, nonnegative_int
+from functional_fit.checks import DivergenceError, InputError, nonnegative_int
 from functional_fit_cli.files import atomic_dir, atomic_path, write_text
 from functional_fit_cli.options import (add_data_options, add_dtype_option, json_text,
                                         load_data_within, output_dir, output_file, progress)
@@ -91,6 +91,24 @@ def _describe(meta: dict, dtype: str) -> str:
     return f"{src}; dtype {dtype} ({pol.params} parameters, {pol.data} data)"
 
 
+def _diverged(exc, args, x, y) -> InputError:
+    """A lecture fit's divergence, with advice the lecture's user can follow: its learning
+    rates are the lecture's own (no ``--lr``), so rescale the data, or try rates with
+    ``sweep`` or ``surface``."""
+    import numpy as np
+
+    if exc.what is None:
+        return exc
+    data = f"--data {args.data}" if args.data else "--data CSV"
+    scale = max(float(np.max(np.abs(x))), float(np.max(np.abs(y))))
+    option = f"--data {args.data}" if args.data else f"--noise {args.noise}"
+    return InputError(
+        f"{option}: {exc.where}: the fit diverged: {exc.what}; the lecture's learning rates are "
+        f"its own and too large for data of this scale (|x|, |y| up to {scale:.3g}): rescale x "
+        f"and y (divide them by a power of ten), or choose a learning rate with "
+        f"`functional-fit sweep {data} --lr START:STOP:COUNT` or `surface {data} --lr LR`")
+
+
 def run(args) -> int:
     from comparison import lecture
 
@@ -109,14 +127,18 @@ def run(args) -> int:
     run_kwargs = dict(dtype=args.dtype, order_seed=args.order_seed, data_meta=meta)
     # With more than two cores, JAX (and half the figures) run in a second process meanwhile
     # torch's loops run here (comparison.background.worthwhile).
-    if args.out or args.html:
-        from comparison import figures as lecture_figures, handout  # matplotlib now
+    try:
+        if args.out or args.html:
+            from comparison import figures as lecture_figures, handout  # matplotlib now
 
-        with progress(len(lecture.STEPS) + 3, "lecture", "step", delay=0) as update:
-            result, pngs = lecture_figures.run_with_figures(x, y, progress=update, **run_kwargs)
-    else:
-        with progress(len(lecture.STEPS) + 1, "lecture", "step", delay=0) as update:
-            result = lecture.run(x, y, progress=update, **run_kwargs)
+            with progress(len(lecture.STEPS) + 3, "lecture", "step", delay=0) as update:
+                result, pngs = lecture_figures.run_with_figures(x, y, progress=update,
+                                                                **run_kwargs)
+        else:
+            with progress(len(lecture.STEPS) + 1, "lecture", "step", delay=0) as update:
+                result = lecture.run(x, y, progress=update, **run_kwargs)
+    except DivergenceError as exc:
+        raise _diverged(exc, args, x, y) from None
     doc = result.to_json()
     if args.out:
         with atomic_dir(args.out) as out:  # the whole set, or nothing: replaced at the end
