@@ -36,11 +36,13 @@ def test_notebook_is_paired(path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs(path, monkeypatch):
+def test_notebook_runs(path, monkeypatch, tmp_path):
+    """Run in a folder of its own, neither the notebook's nor the repository's: a notebook
+    that opens a path relative to where it was started fails here."""
     monkeypatch.setenv("FUNCTIONAL_FIT_SMALL", "1")  # the kernel inherits the environment
     nb = jupytext.read(path)
     client = NotebookClient(nb, timeout=TIMEOUT, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+                            resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError, with the cell and its traceback, on failure
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if "image/png" in o.get("data", {})]
