@@ -260,7 +260,8 @@ def _output(text: str, option: str, kind: str, names=None) -> OutputPath:
 
 
 def _shown(text: str) -> str:
-    return repr(text) if len(text) <= 60 else repr(text[:40] + "…")
+    """A path as typed, quoted; a very long one shortened in the middle."""
+    return repr(str(text)) if len(text) <= 200 else repr(text[:100] + "…" + text[-50:])
 
 
 def _limit(folder, name: str, default: int) -> int:
