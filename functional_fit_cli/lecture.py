@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from functional_fit.checks import InputError, nonnegative_int
+from functional_fit.checks import DivergenceError, InputError, nonnegative_int
 from functional_fit_cli.files import together, write_text
 from functional_fit_cli.options import (add_data_options, add_dtype_option, json_text,
                                         load_data_within, output_dir, output_file, progress)
@@ -105,7 +105,8 @@ def _describe(meta: dict, dtype: str) -> str:
 def _compute(args, x, y, meta):
     """(the `comparison.lecture.LectureResult`, its figures as PNG bytes or None).
 
-    An InputError about the data names the option that made it (``--n 1``, ``--data FILE``).
+    An InputError about the data names the option that made it (``--n 1``, ``--data FILE``);
+    a fit that diverged says so in its own words.
     """
     from comparison import lecture
 
@@ -121,6 +122,8 @@ def _compute(args, x, y, meta):
                 return lecture_figures.run_with_figures(x, y, progress=update, **run_kwargs)
         with progress(len(lecture.STEPS) + 1, "lecture", "step", delay=0) as update:
             return lecture.run(x, y, progress=update, **run_kwargs), None
+    except DivergenceError:
+        raise
     except InputError as exc:
         raise InputError(f"{option}: {exc}") from None
 
