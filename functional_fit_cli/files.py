@@ -107,19 +107,73 @@ def _exchange(a: str, b: str) -> bool:
     raise OSError(code, os.strerror(code), b)
 
 
-def _swap_in(tmp: str, path: Path) -> None:
-    """Put folder `tmp` at `path`, replacing what was there as one step where the OS allows."""
+def _swap_in(tmp: str, path: Path) -> tuple[str, str] | None:
+    """Put folder `tmp` at `path`, replacing what was there as one step where the OS allows.
+
+    Returns:
+      None when `path` was new; else (where the old set is now, the folder to remove when it
+      is no longer needed), so that the caller can drop it or put it back.
+    """
     with signals.held():
         if not path.exists():
             os.rename(tmp, path)
-            return
+            return None
         if _exchange(tmp, str(path)):  # tmp now holds the old set
-            _remove(tmp)
-            return
+            return tmp, tmp
         old = tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old.")
         os.rename(path, os.path.join(old, "set"))  # both renames with signals held
         os.rename(tmp, path)
-        _remove(old)
+        return os.path.join(old, "set"), old
+
+
+def _put_folder(tmp: str, path: Path):
+    """Swap folder `tmp` in at `path`: (undo, done), which put the old set back or drop it."""
+    old = _swap_in(tmp, path)
+
+    def undo():
+        _remove(str(path))
+        if old is not None:
+            os.rename(old[0], path)
+            if old[1] != old[0]:
+                _remove(old[1])
+
+    def done():
+        if old is not None:
+            _remove(old[1])
+
+    return undo, done
+
+
+def _put_file(tmp: str, path: Path):
+    """Rename file `tmp` over `path`, keeping a hard link to the old file until `done`:
+    (undo, done), which put the old file back (or remove a new one) or drop the link."""
+    existed, keep = os.path.lexists(path), None
+    if existed:
+        keep = tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old.")
+        try:
+            os.link(path, os.path.join(keep, "file"), follow_symlinks=False)
+        except OSError:  # no hard links here: the old file cannot be put back
+            _remove(keep)
+            keep = None
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        if keep is not None:
+            _remove(keep)
+        raise
+
+    def undo():
+        if keep is not None:
+            os.replace(os.path.join(keep, "file"), path)
+            _remove(keep)
+        elif not existed:
+            os.unlink(path)
+
+    def done():
+        if keep is not None:
+            _remove(keep)
+
+    return undo, done
 
 
 def _remove(path: str) -> None:
@@ -230,15 +284,27 @@ class Outputs:
         return tmp
 
     def commit(self) -> None:
-        """Move every output into place, with signals held so that all of the renames finish."""
+        """Move every output into place, with signals held so that all of the renames finish.
+
+        A rename that fails puts back what the earlier ones replaced, so that none lands.
+        """
         with signals.held():
-            for tmp, path, kind in self.staged:
+            for tmp, _, kind in self.staged:
                 if kind == "folder":
                     _write_manifest(tmp)
-                    _swap_in(tmp, path)
                 else:
                     os.chmod(tmp, 0o666 & ~_umask())
-                    os.replace(tmp, path)
+            moved = []
+            try:
+                for tmp, path, kind in self.staged:
+                    moved.append((_put_folder if kind == "folder" else _put_file)(tmp, path))
+            except OSError:
+                for undo, _ in reversed(moved):
+                    with contextlib.suppress(OSError):
+                        undo()
+                raise
+            for _, done in moved:
+                done()
 
     def discard(self) -> None:
         """Remove every temporary that is still there."""

@@ -902,3 +902,31 @@ def test_data_from_standard_input_and_from_a_stream(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(GOOD.encode())))
     assert main([*argv, "--data", "-"]) == 0
     assert json.loads(capsys.readouterr().out)["runs"] == from_file
+
+
+def test_a_rename_that_fails_puts_back_what_the_earlier_ones_replaced(tmp_path, monkeypatch):
+    """Three outputs committed together, the last rename failing: the file and the folder that
+    were already renamed into place get their old contents back, and no temporary is left."""
+    from functional_fit_cli import files
+
+    res = tmp_path / "res"
+    res.mkdir()
+    (res / "results.json").write_text("old set")
+    (tmp_path / "s.npz").write_text("old archive")
+    before = {str(p.relative_to(tmp_path)): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    real = os.replace
+
+    def failing(src, dst, *args, **kwargs):
+        if Path(dst).name == "page.html":
+            raise OSError(errno.EIO, os.strerror(errno.EIO), src, dst)
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(files.WriteError, match=f"cannot write '{tmp_path}/page.html'"):
+        with files.together() as outputs:
+            Path(outputs.file(tmp_path / "s.npz")).write_text("new archive")
+            Path(outputs.folder(res), "results.json").write_text("new set")
+            Path(outputs.file(tmp_path / "page.html")).write_text("new page")
+    after = {str(p.relative_to(tmp_path)): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res", "s.npz"]
