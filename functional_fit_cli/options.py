@@ -279,12 +279,14 @@ def _check_lengths(text: str) -> None:
         raise argparse.ArgumentTypeError(f"{_shown(text)}: the path is longer than this system "
                                          f"allows ({longest_path} bytes)")
     parts = Path(text).parts
+    longest = _limit(folder, "PC_NAME_MAX", 255)
     for i, part in enumerate(parts):
-        longest = _limit(folder, "PC_NAME_MAX", 255) - (TEMP_NAME_BYTES if i == len(parts) - 1 else 0)
-        if len(os.fsencode(part)) > longest:
-            raise argparse.ArgumentTypeError(f"{_shown(text)}: the name {_shown(part)} is longer "
-                                             "than this file system allows "
-                                             f"({longest + (TEMP_NAME_BYTES if i == len(parts) - 1 else 0)} bytes)")
+        last = i == len(parts) - 1  # its temporary's name is longer by TEMP_NAME_BYTES
+        if len(os.fsencode(part)) + (TEMP_NAME_BYTES if last else 0) > longest:
+            note = f", less {TEMP_NAME_BYTES} for a temporary name" if last else ""
+            raise argparse.ArgumentTypeError(
+                f"{_shown(text)}: the name {_shown(part)} is longer than this file system "
+                f"allows ({longest} bytes{note})")
 
 
 def _status(text: str) -> os.stat_result | None:
