@@ -167,10 +167,15 @@ def memory_available(runtime: Runtime | None = None) -> int | None:
 
 
 def gib(nbytes: float) -> str:
-    """A size for a message: ``"1.5 GiB"``, ``"12.0 MiB"``."""
+    """A size for a message in a unit that shows it: ``"1.5 GiB"``, ``"12.0 MiB"``, ``"1.0 KiB"``,
+    ``"512 bytes"``."""
     if nbytes >= 2**30:
         return f"{nbytes / 2**30:.1f} GiB"
-    return f"{nbytes / 2**20:.1f} MiB"
+    if nbytes >= 2**20:
+        return f"{nbytes / 2**20:.1f} MiB"
+    if nbytes >= 2**10:
+        return f"{nbytes / 2**10:.1f} KiB"
+    return f"{nbytes:.0f} bytes"
 
 
 def require_memory(nbytes: float, *, what: str, change: str, runtime: Runtime | None = None,

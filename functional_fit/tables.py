@@ -55,8 +55,32 @@ def _shown(path: str) -> str:
     return repr(path) if len(path) <= 160 else repr(path[:100] + "…" + path[-50:])
 
 
-def _open_data(path) -> tuple[str, bytes]:
-    """(the path as typed, the file's bytes), or InputError saying what the path is instead."""
+def _stream_name(stream) -> str:
+    """How a message names a stream: its ``name`` (``<stdin>``, an open file's path) or
+    ``<stream>``."""
+    name = getattr(stream, "name", None)
+    return name if isinstance(name, str) else "<stream>"
+
+
+def _read_stream(stream) -> tuple[str, bytes | str]:
+    """(its name, its whole content) of an open file or text stream, or InputError."""
+    name = _stream_name(stream)
+    try:
+        content = stream.read()
+    except (OSError, ValueError) as exc:  # closed, not readable, a decoding error
+        raise InputError(f"data: cannot read {_shown(name)}: {exc}") from None
+    if not isinstance(content, bytes | str):
+        raise InputError(f"data: reading {_shown(name)} gave {type(content).__name__}, not text")
+    return name, content
+
+
+def _open_data(path) -> tuple[str, bytes | str]:
+    """(the path as typed, the file's bytes), or InputError saying what the path is instead.
+
+    An open file or text stream (anything with ``read``) is read whole: (its name, its content).
+    """
+    if hasattr(path, "read") and not isinstance(path, str | os.PathLike):
+        return _read_stream(path)
     typed = os.fspath(path) if isinstance(path, str | os.PathLike) else path
     if not isinstance(typed, str):
         raise InputError(f"data: the path must be a string or a path, got {typed!r}")
@@ -239,10 +263,10 @@ class _Header(NamedTuple):
     body: str  # the text below the header row, with "\n" line ends
 
 
-def _text(typed: str, raw: bytes, where: str) -> str:
+def _text(typed: str, raw: bytes | str, where: str) -> str:
     """The file's text: UTF-8 with or without a byte-order mark, universal line ends."""
     try:
-        text = raw.decode("utf-8-sig")
+        text = raw.removeprefix("\ufeff") if isinstance(raw, str) else raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(f"{where} is not a text CSV file (not UTF-8 at byte {exc.start})"
                          ) from None
@@ -280,9 +304,11 @@ def _header(text: str, where: str, x: str, y: str) -> _Header:
     return _Header(names, delimiter, (names.index(x), names.index(y)), lead, body)
 
 
-def _fast(typed: str, where: str, head: _Header, columns: tuple, dropna: bool):
+def _fast(source, where: str, head: _Header, columns: tuple, dropna: bool):
     """numpy's C reader on a file without quotes: (x, y, dropped, lines), or None when a field
-    is empty or not a number (the careful path then names it)."""
+    is empty or not a number (the careful path then names it).
+
+    source: the file's path, or its text (from a stream)."""
     first_line = head.lead + 2  # the line number of the body's first line
     fields, blank = _fields_per_line(head.body, head.delimiter)
     bad = np.flatnonzero((fields != len(head.names)) & ~blank)
@@ -294,7 +320,7 @@ def _fast(typed: str, where: str, head: _Header, columns: tuple, dropna: bool):
         return np.zeros(0), np.zeros(0), 0, lines
     try:
         # From the path: numpy reads a file in chunks, faster than from a string.
-        xy = np.loadtxt(typed, delimiter=head.delimiter, usecols=head.cols,
+        xy = np.loadtxt(source, delimiter=head.delimiter, usecols=head.cols,
                         skiprows=head.lead + 1, encoding="utf-8-sig", dtype=np.float64,
                         comments=None, ndmin=2)  # (n, 2)
     except ValueError:  # an empty or non-numeric field: find it row by row
@@ -331,7 +357,8 @@ def read_table(path, x: str = "x", y: str = "y", *, dropna: bool = False) -> Tab
     a second.
 
     Args:
-      path: the CSV file.
+      path: the CSV file: a path, or an open file or text stream (``io.StringIO``,
+        ``sys.stdin``), read to its end.
       x, y: the names of the two columns, as in the header.
       dropna: leave out the rows whose x or y is missing (empty, NA, N/A, NaN, null, None) or
         not a number, and count them, instead of refusing the file.
@@ -358,8 +385,10 @@ def read_table(path, x: str = "x", y: str = "y", *, dropna: bool = False) -> Tab
     """
     typed, raw = _open_data(path)
     where = f"data: {_shown(typed)}"
-    head = _header(_text(typed, raw, where), where, x, y)
-    out = None if '"' in head.body else _fast(typed, where, head, (x, y), dropna)
+    text = _text(typed, raw, where)
+    head = _header(text, where, x, y)
+    source = io.StringIO(text) if hasattr(path, "read") else typed  # a stream is read once
+    out = None if '"' in head.body else _fast(source, where, head, (x, y), dropna)
     if out is None:  # quoted fields, or a value the fast path cannot read
         out = row_by_row(where, head.body, head.lead + 2, head.names, head.cols, head.delimiter,
                          dropna)

@@ -7,13 +7,14 @@ How it fails (README, "Failure behaviour"; `tests/test_bad_inputs.py` runs every
 
 - bad input (an option, a data file, an output path, the environment, a run too large for
   the memory): one line on stderr, exit status 2, before anything is computed;
-- Ctrl-C: ``interrupted``, exit status 130, no output file written (`signals`);
+- Ctrl-C, SIGTERM, SIGHUP: ``interrupted`` (``interrupted by SIGTERM``), exit status 128 + the
+  signal's number (130, 143, 129), no output file written (`signals`);
 - an I/O error while writing (a full disk, a read-only file system, a closed or full stdout):
   one line, exit status 1, nothing half-written;
 - a reader that stops early (``| head -1``): quiet, exit status 141 (128 + SIGPIPE), as
   ``seq`` reports in a pipeline.
 
-Only the standard library is imported here at first: `main` installs its Ctrl-C handler before
+Only the standard library is imported here at first: `main` installs its signal handlers before
 the library (JAX, torch) is imported.
 """
 
@@ -50,8 +51,29 @@ def _modules():
         yield name, importlib.import_module(f"functional_fit_cli.{name}")
 
 
+class _Once(argparse.Action):
+    """``store``, refusing an option given twice (``--steps 5 --steps 7``) instead of keeping
+    the last value silently."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = getattr(namespace, "_given", None)
+        if given is None:
+            given = set()
+            setattr(namespace, "_given", given)
+        if self.dest in given:
+            parser.error(f"argument {'/'.join(self.option_strings)}: given twice; give it once")
+        given.add(self.dest)
+        setattr(namespace, self.dest, values)
+
+
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line (no usage dump), exit status 2."""
+    """An ArgumentParser whose usage errors are one line (no usage dump), exit status 2, and
+    whose options take one value each (`_Once`); its sub-command parsers are of this class too."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _Once)
+        self.register("action", "store", _Once)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -135,19 +157,19 @@ def _unraisable(hook):
 
 def main(argv=None) -> int:
     """Entry point of the ``functional-fit`` console script; returns the exit status."""
-    signals.interrupted.clear()
+    signals.clear()
     handled = signals.on_main_thread()
-    previous = signal.signal(signal.SIGINT, signals.exit_at_once) if handled else None
+    previous = signals.install(signals.exit_at_once) if handled else {}
     hook, sys.unraisablehook = sys.unraisablehook, _unraisable(sys.unraisablehook)
     try:
         status = _main(argv, handled)
     finally:
         sys.unraisablehook = hook
-        if handled and argv is None:  # the command, now exiting: its work is done or undone
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-        elif handled:
-            signal.signal(signal.SIGINT, previous)
-        signals.interrupted.clear()  # the process may go on (a test, a notebook): writes work again
+        if argv is None:  # the command, now exiting: its work is done or undone
+            signals.restore(dict.fromkeys(previous, signal.SIG_IGN))
+        else:
+            signals.restore(previous)
+        signals.clear()  # the process may go on (a test, a notebook): writes work again
     return status
 
 
@@ -165,8 +187,8 @@ def _main(argv, handled: bool) -> int:
         return 2
     parser = build_parser()
     args = parser.parse_args(argv)  # output paths are checked here, before any work
-    if handled:  # from here a Ctrl-C is reported, and what was begun is undone
-        signal.signal(signal.SIGINT, signals.raise_interrupt)
+    if handled:  # from here a signal is reported, and what was begun is undone
+        signals.install(signals.raise_interrupt)
     return _run(args)
 
 
@@ -178,6 +200,7 @@ def _run(args) -> int:
 
     prog = f"functional-fit {args.command}"
     try:
+        options.check_outputs(args)  # an output that is the input, a folder of the user's
         problem = environment.backend_problem()
         if problem:
             print(f"{prog}: error: {problem}", file=sys.stderr)
@@ -189,7 +212,7 @@ def _run(args) -> int:
         jax.config.update("jax_enable_x64", True)
         with cache.used(args.no_cache, lambda line: print(f"{prog}: {line}", file=sys.stderr)):
             status = int(args._run(args) or 0)
-        signals.check()  # a Ctrl-C that Python dropped on its way
+        signals.check()  # a signal that Python dropped on its way
         sys.stdout.flush()  # a full or broken stdout fails here, not in the interpreter's exit
         return status
     except BrokenPipeError:  # the reader stopped early (`| head -1`): quiet, as `seq` is
@@ -198,9 +221,10 @@ def _run(args) -> int:
     except (InputError, PrecisionError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP (`signals.Interrupted`)
+        signum = getattr(exc, "signum", signal.SIGINT)
+        print(f"{prog}: {signals.describe(signum)}", file=sys.stderr)
+        return signals.status(signum)
     except OSError as exc:  # a full disk, a read-only file system, a full stdout
         print(f"{prog}: error: {_os_error(exc)}", file=sys.stderr)
         if exc.filename is None:  # stdout's buffer still holds what failed: drop it

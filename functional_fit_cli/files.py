@@ -3,7 +3,10 @@
 - `atomic_path`: one file, written to a temporary name beside it and renamed over it at the end.
 - `atomic_dir`: a whole folder of outputs (``lecture --out DIR``), built in a temporary folder
   beside it and swapped into place at the end: the folder holds the complete old set or the
-  complete new set, never a mix.
+  complete new set, never a mix. It leaves a `MANIFEST` naming what it wrote (`manifest`).
+- `together`: all of a command's outputs (``surface --out s.npz --plot s.png``), each written
+  to its temporary and all renamed into place only when all are written: none lands when
+  the command fails.
 
 Written files and folders follow the user's umask, as ``open`` would make them (a bare
 ``tempfile.mkstemp`` makes them 0600).
@@ -18,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import json
 import os
 import shutil
 import tempfile
@@ -70,24 +74,8 @@ def atomic_path(path):
       >>> np.load(out).shape
       (3,)
     """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-        os.close(fd)
-    except OSError as exc:
-        raise _write_error(exc, path) from None
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
-        signals.check()  # an interrupted run writes nothing
-        os.replace(tmp, path)
-    except BaseException as exc:  # KeyboardInterrupt included: leave nothing behind
-        with signals.held(), contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise _write_error(exc, path) from None
-        raise
+    with together() as outputs:
+        yield outputs.file(path)
 
 
 def write_text(path, text: str) -> None:
@@ -119,19 +107,73 @@ def _exchange(a: str, b: str) -> bool:
     raise OSError(code, os.strerror(code), b)
 
 
-def _swap_in(tmp: str, path: Path) -> None:
-    """Put folder `tmp` at `path`, replacing what was there as one step where the OS allows."""
+def _swap_in(tmp: str, path: Path) -> tuple[str, str] | None:
+    """Put folder `tmp` at `path`, replacing what was there as one step where the OS allows.
+
+    Returns:
+      None when `path` was new; else (where the old set is now, the folder to remove when it
+      is no longer needed), so that the caller can drop it or put it back.
+    """
     with signals.held():
         if not path.exists():
             os.rename(tmp, path)
-            return
+            return None
         if _exchange(tmp, str(path)):  # tmp now holds the old set
-            _remove(tmp)
-            return
+            return tmp, tmp
         old = tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old.")
         os.rename(path, os.path.join(old, "set"))  # both renames with signals held
         os.rename(tmp, path)
-        _remove(old)
+        return os.path.join(old, "set"), old
+
+
+def _put_folder(tmp: str, path: Path):
+    """Swap folder `tmp` in at `path`: (undo, done), which put the old set back or drop it."""
+    old = _swap_in(tmp, path)
+
+    def undo():
+        _remove(str(path))
+        if old is not None:
+            os.rename(old[0], path)
+            if old[1] != old[0]:
+                _remove(old[1])
+
+    def done():
+        if old is not None:
+            _remove(old[1])
+
+    return undo, done
+
+
+def _put_file(tmp: str, path: Path):
+    """Rename file `tmp` over `path`, keeping a hard link to the old file until `done`:
+    (undo, done), which put the old file back (or remove a new one) or drop the link."""
+    existed, keep = os.path.lexists(path), None
+    if existed:
+        keep = tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old.")
+        try:
+            os.link(path, os.path.join(keep, "file"), follow_symlinks=False)
+        except OSError:  # no hard links here: the old file cannot be put back
+            _remove(keep)
+            keep = None
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        if keep is not None:
+            _remove(keep)
+        raise
+
+    def undo():
+        if keep is not None:
+            os.replace(os.path.join(keep, "file"), path)
+            _remove(keep)
+        elif not existed:
+            os.unlink(path)
+
+    def done():
+        if keep is not None:
+            _remove(keep)
+
+    return undo, done
 
 
 def _remove(path: str) -> None:
@@ -146,12 +188,14 @@ def _remove(path: str) -> None:
 def atomic_dir(path):
     """Yield a temporary folder beside `path`; on success it replaces `path` as a whole.
 
-    Write every file of the set into the yielded folder. When the block ends normally the
-    folder is moved to `path` (a folder from an earlier run is replaced in one step: Linux's
-    ``renameat2(RENAME_EXCHANGE)``, or two renames with SIGINT held); when it raises (an
-    error, Ctrl-C) the temporary folder is removed and `path` is left as it was. Files
-    already in `path` that the block does not write again are gone afterwards: the caller
-    checks that `path` holds nothing else of the user's.
+    Write every file of the set into the yielded folder. When the block ends normally a
+    `MANIFEST` naming the files is added and the folder is moved to `path` (a folder from an
+    earlier run is replaced in one step: Linux's ``renameat2(RENAME_EXCHANGE)``, or two
+    renames with signals held); when it raises (an error, Ctrl-C) the temporary folder is
+    removed and `path` is left as it was. Files already in `path` that the block does not
+    write again are gone afterwards: the caller checks that `path` holds nothing else of the
+    user's (`manifest`). A `path` that is a symbolic link to a folder is written through: the
+    folder it points to is replaced, the link stays.
 
     Raises:
       WriteError: an ``OSError`` while making, filling or moving the folder, naming `path`.
@@ -161,27 +205,163 @@ def atomic_dir(path):
       >>> out = os.path.join(tempfile.mkdtemp(), "set")
       >>> with atomic_dir(out) as tmp:
       ...     write_text(os.path.join(tmp, "a.txt"), "new")
-      >>> os.listdir(out)
-      ['a.txt']
+      >>> sorted(os.listdir(out)), manifest(out)
+      (['a.txt', 'manifest.json'], ['a.txt'])
     """
-    path = Path(path)
+    with together() as outputs:
+        yield outputs.folder(path)
+
+
+# --------------------------------------------------------------------------- manifests
+
+#: The file naming what a command wrote into an output folder, so that a later run replaces
+#: that folder only when it holds nothing else (JSON: ``{"written_by": ..., "files": [...]}``).
+MANIFEST = "manifest.json"
+
+
+def _write_manifest(folder: str) -> None:
+    """Name every entry of `folder` (its own name aside) in its `MANIFEST`."""
+    names = sorted(e for e in os.listdir(folder) if e != MANIFEST)
+    doc = {"written_by": "functional-fit", "files": names}
+    with open(os.path.join(folder, MANIFEST), "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, indent=1)
+        fh.write("\n")
+    os.chmod(os.path.join(folder, MANIFEST), 0o666 & ~_umask())
+
+
+def manifest(folder) -> list[str] | None:
+    """The names that `folder`'s `MANIFEST` lists; None when it has none (or not a readable one).
+
+    Args:
+      folder: a folder written by `atomic_dir` (or any folder).
+    """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")
-    except OSError as exc:
-        raise _write_error(exc, path) from None
-    try:
-        os.chmod(tmp, 0o777 & ~_umask())
-        yield tmp
-        signals.check()  # an interrupted run writes nothing
-        _swap_in(tmp, path)
-    except BaseException as exc:
+        with open(os.path.join(folder, MANIFEST), encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    files = doc.get("files") if isinstance(doc, dict) else None
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        return None
+    return files
+
+
+# --------------------------------------------------------------------------- several outputs
+
+
+class Outputs:
+    """The outputs of one command, each written to a temporary beside it until `together` ends.
+
+    `file` and `folder` make the temporary and return its path; the caller writes there.
+    """
+
+    def __init__(self):
+        self.staged = []  # [(temporary, final path, "file" or "folder")], in order
+
+    def file(self, path) -> str:
+        """A temporary file beside `path` (same suffix, so writers that go by it behave)."""
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.",
+                                       suffix=path.suffix)
+            os.close(fd)
+        except OSError as exc:
+            raise _write_error(exc, path) from None
+        self.staged.append((tmp, path, "file"))
+        return tmp
+
+    def folder(self, path) -> str:
+        """A temporary folder beside `path`, or beside the folder a symbolic link `path` names."""
+        path = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")
+            os.chmod(tmp, 0o777 & ~_umask())
+        except OSError as exc:
+            raise _write_error(exc, path) from None
+        self.staged.append((tmp, path, "folder"))
+        return tmp
+
+    def commit(self) -> None:
+        """Move every output into place, with signals held so that all of the renames finish.
+
+        A rename that fails puts back what the earlier ones replaced, so that none lands.
+        """
         with signals.held():
-            shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, OSError):  # name the file as the user will know it, not its temp name
-            name = str(getattr(exc, "filename", None) or path).replace(tmp, str(path), 1)
-            raise WriteError(exc.errno or errno.EIO, exc.strerror or str(exc), name) from None
+            for tmp, _, kind in self.staged:
+                if kind == "folder":
+                    _write_manifest(tmp)
+                else:
+                    os.chmod(tmp, 0o666 & ~_umask())
+            moved = []
+            try:
+                for tmp, path, kind in self.staged:
+                    moved.append((_put_folder if kind == "folder" else _put_file)(tmp, path))
+            except OSError:
+                for undo, _ in reversed(moved):
+                    with contextlib.suppress(OSError):
+                        undo()
+                raise
+            for _, done in moved:
+                done()
+
+    def discard(self) -> None:
+        """Remove every temporary that is still there."""
+        with signals.held():
+            for tmp, _, kind in self.staged:
+                if kind == "folder":
+                    shutil.rmtree(tmp, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp)
+
+    def named(self, exc: OSError) -> WriteError:
+        """`exc` naming the output as the user knows it, not its temporary name."""
+        if isinstance(exc, WriteError):
+            return exc
+        name = str(getattr(exc, "filename", None) or "")
+        for tmp, path, _ in self.staged:
+            if name == tmp or name.startswith(tmp + os.sep):
+                name = str(path) + name[len(tmp):]
+                break
+        else:
+            name = str(self.staged[-1][1])  # the output being written
+        return WriteError(exc.errno or errno.EIO, exc.strerror or str(exc), name)
+
+
+@contextlib.contextmanager
+def together():
+    """All of a command's outputs, or none: yield `Outputs`; each lands only when all are written.
+
+    Write each output to the temporary that ``outputs.file(path)`` or ``outputs.folder(path)``
+    returns. When the block ends normally every one is renamed into place, one after another
+    with SIGINT, SIGTERM and SIGHUP held; when it raises (an error, a signal, a full disk while
+    the last figure is written) every temporary is removed and no output is touched.
+
+    Raises:
+      WriteError: an ``OSError`` while writing or moving an output, naming that output.
+
+    Examples:
+      >>> import os, tempfile
+      >>> d = tempfile.mkdtemp()
+      >>> with together() as outputs:
+      ...     write_text(outputs.file(os.path.join(d, "a.txt")), "a")
+      ...     write_text(outputs.file(os.path.join(d, "b.txt")), "b")
+      >>> sorted(os.listdir(d))
+      ['a.txt', 'b.txt']
+    """
+    outputs = Outputs()
+    try:
+        yield outputs
+        signals.check()  # an interrupted run writes nothing
+        outputs.commit()
+    except BaseException as exc:  # a signal included: leave nothing behind
+        outputs.discard()
+        if isinstance(exc, OSError) and outputs.staged:
+            raise outputs.named(exc) from None
         raise
 
 
-__all__ = ["WriteError", "atomic_dir", "atomic_path", "interrupted", "write_text"]
+__all__ = ["MANIFEST", "Outputs", "WriteError", "atomic_dir", "atomic_path", "interrupted",
+           "manifest", "together", "write_text"]

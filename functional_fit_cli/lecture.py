@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from functional_fit.checks import DivergenceError, InputError, nonnegative_int
-from functional_fit_cli.files import atomic_dir, atomic_path, write_text
+from functional_fit_cli.files import together, write_text
 from functional_fit_cli.options import (add_data_options, add_dtype_option, json_text,
                                         load_data_within, output_dir, output_file, progress)
 from functional_fit.precision import policy
@@ -29,15 +29,26 @@ def add_parser(sub):
     add_dtype_option(p)
     p.add_argument("--order-seed", type=int, default=0,
                    help="seed of the batch order SGD and Adam share in both frameworks (0)")
-    p.add_argument("--out", metavar="DIR", type=output_dir("--out"),
-                   help="write results.json, every lecture figure as PNG and the handout page "
-                   "index.html into DIR (all or nothing: a folder from an earlier run is "
-                   "replaced as a whole)")
+    p.add_argument("--out", metavar="DIR", type=output_dir("--out", names=written_names),
+                   help="write results.json, every lecture figure as PNG, the handout page "
+                   "index.html and manifest.json (what was written) into DIR (all or nothing: "
+                   "a folder from an earlier run is replaced as a whole; a folder holding "
+                   "anything else is refused unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out DIR as a whole even when it holds files this command "
+                   "did not write (they are deleted)")
     p.add_argument("--html", metavar="FILE", type=output_file("--html"),
                    help="write only the handout page: one self-contained HTML file, the code "
                    "of both frameworks side by side, results and figures")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     return p
+
+
+def written_names() -> list[str]:
+    """The names ``lecture --out DIR`` writes into DIR (its manifest aside)."""
+    from comparison import figures as lecture_figures  # matplotlib: only for an existing DIR
+
+    return ["results.json", "index.html", *(f"{name}.png" for name in lecture_figures.ORDER)]
 
 
 def _num(v) -> str:
@@ -91,7 +102,7 @@ def _describe(meta: dict, dtype: str) -> str:
     return f"{src}; dtype {dtype} ({pol.params} parameters, {pol.data} data)"
 
 
-def _diverged(exc, args, x, y) -> InputError:
+def _diverged(exc, args, meta: dict, x, y) -> InputError:
     """A lecture fit's divergence, with advice the lecture's user can follow: its learning
     rates are the lecture's own (no ``--lr``), so rescale the data, or try rates with
     ``sweep`` or ``surface``."""
@@ -101,12 +112,59 @@ def _diverged(exc, args, x, y) -> InputError:
         return exc
     data = f"--data {args.data}" if args.data else "--data CSV"
     scale = max(float(np.max(np.abs(x))), float(np.max(np.abs(y))))
-    option = f"--data {args.data}" if args.data else f"--noise {args.noise}"
+    option = f"--data {args.data}" if args.data else f"--noise {meta['noise']}"
     return InputError(
         f"{option}: {exc.where}: the fit diverged: {exc.what}; the lecture's learning rates are "
         f"its own and too large for data of this scale (|x|, |y| up to {scale:.3g}): rescale x "
         f"and y (divide them by a power of ten), or choose a learning rate with "
         f"`functional-fit sweep {data} --lr START:STOP:COUNT` or `surface {data} --lr LR`")
+
+
+def _compute(args, x, y, meta):
+    """(the `comparison.lecture.LectureResult`, its figures as PNG bytes or None).
+
+    An InputError about the data names the option that made it (``--n 1``, ``--data FILE``);
+    a fit that diverged gets advice the lecture's user can follow (`_diverged`).
+    """
+    from comparison import lecture
+
+    run_kwargs = dict(dtype=args.dtype, order_seed=args.order_seed, data_meta=meta)
+    option = f"--data {args.data}" if args.data else f"--n {meta['n']}"
+    # With more than two cores, JAX (and half the figures) run in a second process meanwhile
+    # torch's loops run here (comparison.background.worthwhile).
+    try:
+        if args.out or args.html:
+            from comparison import figures as lecture_figures  # matplotlib now
+
+            with progress(len(lecture.STEPS) + 3, "lecture", "step", delay=0) as update:
+                return lecture_figures.run_with_figures(x, y, progress=update, **run_kwargs)
+        with progress(len(lecture.STEPS) + 1, "lecture", "step", delay=0) as update:
+            return lecture.run(x, y, progress=update, **run_kwargs), None
+    except DivergenceError as exc:
+        raise _diverged(exc, args, meta, x, y) from None
+    except InputError as exc:
+        raise InputError(f"{option}: {exc}") from None
+
+
+def _write(args, doc: dict, result, pngs) -> list:
+    """Write ``--out DIR`` and ``--html FILE`` together (`files.together`): both, or neither.
+
+    Returns the figures' paths in DIR (empty without ``--out``).
+    """
+    if not (args.out or args.html):
+        return []
+    from comparison import figures as lecture_figures, handout
+
+    figures = []
+    with together() as outputs:  # each to its temporary; renamed into place when all are written
+        if args.out:
+            out = outputs.folder(args.out)
+            write_text(Path(out) / "results.json", json_text(doc, indent=2) + "\n")
+            figures = lecture_figures.write_pngs(pngs, out)
+            handout.write(Path(out) / "index.html", result, pngs)
+        if args.html:
+            handout.write(outputs.file(args.html), result, pngs)
+    return figures
 
 
 def run(args) -> int:
@@ -124,30 +182,9 @@ def run(args) -> int:
         option = f"--data {args.data}" if args.data else f"--noise {meta['noise']}"
         raise InputError(f"{option}: {exc}") from None
 
-    run_kwargs = dict(dtype=args.dtype, order_seed=args.order_seed, data_meta=meta)
-    # With more than two cores, JAX (and half the figures) run in a second process meanwhile
-    # torch's loops run here (comparison.background.worthwhile).
-    try:
-        if args.out or args.html:
-            from comparison import figures as lecture_figures, handout  # matplotlib now
-
-            with progress(len(lecture.STEPS) + 3, "lecture", "step", delay=0) as update:
-                result, pngs = lecture_figures.run_with_figures(x, y, progress=update,
-                                                                **run_kwargs)
-        else:
-            with progress(len(lecture.STEPS) + 1, "lecture", "step", delay=0) as update:
-                result = lecture.run(x, y, progress=update, **run_kwargs)
-    except DivergenceError as exc:
-        raise _diverged(exc, args, x, y) from None
+    result, pngs = _compute(args, x, y, meta)
     doc = result.to_json()
-    if args.out:
-        with atomic_dir(args.out) as out:  # the whole set, or nothing: replaced at the end
-            write_text(Path(out) / "results.json", json_text(doc, indent=2) + "\n")
-            figures = lecture_figures.write_pngs(pngs, out)
-            handout.write(Path(out) / "index.html", result, pngs)
-    if args.html:
-        with atomic_path(args.html) as tmp:
-            handout.write(tmp, result, pngs)
+    figures = _write(args, doc, result, pngs)
     if args.json:
         print(json_text(doc))
         return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -122,7 +123,7 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("data (the lecture's data by default)")
     g.add_argument("--data", metavar="CSV",
                    help="CSV file with a header row (UTF-8, a byte-order mark allowed; "
-                   "delimiter ',', ';' or tab, sniffed)")
+                   "delimiter ',', ';' or tab, sniffed); '-' reads standard input")
     g.add_argument("--x", metavar="COLUMN", default=None, help="the x column of --data (x)")
     g.add_argument("--y", metavar="COLUMN", default=None, help="the y column of --data (y)")
     g.add_argument("--dropna", action="store_true", default=None,
@@ -135,6 +136,14 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
                    help=f"number of synthetic points ({lecture.n})")
     g.add_argument("--noise", type=float, default=None,
                    help=f"noise scale of the data ({lecture.noise})")
+
+
+def _stdin():
+    """Standard input as bytes (so the CSV reader checks its encoding), or InputError."""
+    stream = getattr(sys.stdin, "buffer", sys.stdin)
+    if stream is None:
+        raise InputError("--data -: standard input is closed")
+    return stream
 
 
 def add_dtype_option(parser: argparse.ArgumentParser, default: str = "lecture") -> None:
@@ -159,7 +168,8 @@ def load_data(args) -> tuple:
             raise InputError("--data cannot be combined with --seed, --n or --noise")
         x_col = "x" if args.x is None else args.x
         y_col = "y" if args.y is None else args.y
-        table = _data.read_table(args.data, x_col, y_col, dropna=bool(args.dropna))
+        source = _stdin() if args.data == "-" else args.data  # "-": standard input, as Unix tools
+        table = _data.read_table(source, x_col, y_col, dropna=bool(args.dropna))
         if table.dropped:  # said once, on stderr, so that --json output stays one object
             print(f"functional-fit {args.command}: --dropna left out {table.dropped} row(s) of "
                   f"{args.data} with a missing or non-numeric {x_col} or {y_col}",
@@ -188,37 +198,94 @@ def load_data(args) -> tuple:
 
 # --------------------------------------------------------------------------- outputs
 # Output paths are checked by the parser, before anything is computed: a bad one is one line
-# naming the option and exit status 2, not a traceback after the whole computation.
+# naming the option and exit status 2, not a traceback after the whole computation. What
+# needs two options at once (an output that is the input, two outputs that are one file, a
+# folder that holds the user's files without --overwrite) is checked by `check_outputs`.
+
+#: Bytes a temporary name adds to an output's name (``.NAME.xxxxxxxx`` and ``.old.``).
+TEMP_NAME_BYTES = 16
+
+
+class OutputPath(str):
+    """An output path as typed (a ``str``), knowing its option and kind ("file" or "folder")."""
+
+    option: str
+    kind: str
+    names: object  # for a folder: names() -> the file names the command writes in it
+
+
+def _output(text: str, option: str, kind: str, names=None) -> OutputPath:
+    out = OutputPath(text)
+    out.option, out.kind, out.names = option, kind, names
+    return out
+
+
+def _shown(text: str) -> str:
+    """A path as typed, quoted; a very long one shortened in the middle."""
+    return repr(str(text)) if len(text) <= 200 else repr(text[:100] + "…" + text[-50:])
+
+
+def _limit(folder, name: str, default: int) -> int:
+    try:
+        return os.pathconf(folder, name)
+    except (OSError, ValueError):
+        return default
+
+
+def _check_lengths(text: str) -> None:
+    """Refuse a path, or a name in it, longer than the system allows (with a temporary's name)."""
+    folder = os.path.dirname(os.path.abspath(text)) or os.sep
+    longest_path = _limit(os.sep, "PC_PATH_MAX", 4096)
+    if len(os.fsencode(os.path.abspath(text))) + TEMP_NAME_BYTES >= longest_path:
+        raise argparse.ArgumentTypeError(f"{_shown(text)}: the path is longer than this system "
+                                         f"allows ({longest_path} bytes)")
+    parts = Path(text).parts
+    longest = _limit(folder, "PC_NAME_MAX", 255)
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1  # its temporary's name is longer by TEMP_NAME_BYTES
+        if len(os.fsencode(part)) + (TEMP_NAME_BYTES if last else 0) > longest:
+            note = f", less {TEMP_NAME_BYTES} for a temporary name" if last else ""
+            raise argparse.ArgumentTypeError(
+                f"{_shown(text)}: the name {_shown(part)} is longer than this file system "
+                f"allows ({longest} bytes{note})")
+
+
+def _status(text: str) -> os.stat_result | None:
+    """os.stat of `text` (following links), None when there is nothing there."""
+    try:
+        return os.stat(text)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:  # a loop of links, no permission on a folder above, ...
+        raise argparse.ArgumentTypeError(f"{_shown(text)}: {exc.strerror or exc}") from None
 
 
 def _writable_folder(option: str, text: str, folder: Path) -> None:
-    if not folder.exists():
-        raise argparse.ArgumentTypeError(f"{text!r}: folder {str(folder)!r} does not exist")
-    if not folder.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r}: {str(folder)!r} is not a folder")
+    status = _status(str(folder))
+    if status is None:
+        raise argparse.ArgumentTypeError(f"{_shown(text)}: folder {_shown(str(folder))} does "
+                                         "not exist")
+    if not stat.S_ISDIR(status.st_mode):
+        raise argparse.ArgumentTypeError(f"{_shown(text)}: {_shown(str(folder))} is not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"{text!r}: folder {str(folder)!r} is not writable")
-    try:
-        longest = os.pathconf(folder, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        longest = 255
-    if len(os.fsencode(Path(text).name)) > longest - 16:  # the temporary name adds a few
-        raise argparse.ArgumentTypeError(f"{text[:40]!r}...: the name is longer than this "
-                                         f"file system allows ({longest} bytes)")
+        raise argparse.ArgumentTypeError(f"{_shown(text)}: folder {_shown(str(folder))} is not "
+                                         "writable")
 
 
 def output_file(option: str, *, plot: bool = False):
     """An argparse ``type`` for a file to write: its folder exists and is writable, the path is
-    not a folder (nor a device or a pipe), and with ``plot=True`` its suffix is a format
-    matplotlib writes."""
+    not a folder (nor a device or a pipe), its names fit the file system, and with
+    ``plot=True`` its suffix is a format matplotlib writes. Returns an `OutputPath`."""
 
     def check(text: str) -> str:
         if not text:
             raise argparse.ArgumentTypeError("an empty path; give a file name")
+        _check_lengths(text)
         path = Path(text)
-        if path.is_dir() or text.endswith(os.sep):
+        status = _status(text)
+        if (status is not None and stat.S_ISDIR(status.st_mode)) or text.endswith(os.sep):
             raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a file name")
-        if path.exists() and not path.is_file():
+        if status is not None and not stat.S_ISREG(status.st_mode):
             raise argparse.ArgumentTypeError(f"{text!r} exists and is not a regular file")
         _writable_folder(option, text, path.parent)
         if plot:
@@ -231,41 +298,108 @@ def output_file(option: str, *, plot: bool = False):
                 raise argparse.ArgumentTypeError(
                     f"{text!r}: matplotlib cannot write {what}; end the name in one of "
                     f"{', '.join('.' + f for f in sorted(formats))}")
-        return text
+        return _output(text, option, "file")
 
     return check
 
 
-def output_dir(option: str, suffixes=(".json", ".png", ".html")):
+def output_dir(option: str, names=None):
     """An argparse ``type`` for a folder a command fills as a whole (`functional_fit_cli.files.atomic_dir`).
 
-    The folder may be new, or hold only files that a run of the command writes (names ending
-    in `suffixes`): it is replaced as a whole, so anything else of the user's in it is refused.
+    The folder may be new or exist; what it holds is checked by `check_outputs`, which knows
+    whether ``--overwrite`` was given.
+
+    Args:
+      names: ``names() -> iterable of str``, the file names a run of the command writes: an
+        existing folder without a manifest (from an earlier version) is replaced only when it
+        holds nothing else.
     """
 
     def check(text: str) -> str:
         if not text:
             raise argparse.ArgumentTypeError("an empty path; give a folder name")
+        _check_lengths(text)
         path = Path(text)
         if path.name in ("", ".", "..") or path.resolve() in (Path.cwd(), *Path.cwd().parents):
             raise argparse.ArgumentTypeError(f"{text!r}: give a folder of its own (it is "
                                              "replaced as a whole), e.g. results")
-        if path.exists() and not path.is_dir():
+        status = _status(text)
+        if status is not None and not stat.S_ISDIR(status.st_mode):
             raise argparse.ArgumentTypeError(f"{text!r} exists and is not a folder")
-        if path.is_dir():
-            try:
-                entries = sorted(os.scandir(path), key=lambda e: e.name)
-            except OSError as exc:
-                raise argparse.ArgumentTypeError(f"{text!r}: cannot read it: {exc.strerror}")
-            for entry in entries:
-                if not entry.is_file(follow_symlinks=False) or not entry.name.endswith(suffixes):
-                    raise argparse.ArgumentTypeError(
-                        f"{text!r} holds {entry.name!r}, which a run of this command does not "
-                        "write; the folder is replaced as a whole, so give a new or empty one")
-        _writable_folder(option, text, path.parent)
-        return text
+        target = Path(os.path.realpath(text)) if path.is_symlink() else path
+        _writable_folder(option, text, target.parent)
+        return _output(text, option, "folder", names)
 
     return check
+
+
+def _foreign(out: OutputPath) -> str | None:
+    """The first entry of folder `out` that no run of the command wrote, or None."""
+    from functional_fit_cli import files
+
+    try:
+        entries = sorted(os.scandir(out), key=lambda e: e.name)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise InputError(f"{out.option} {_shown(out)}: cannot read it: {exc.strerror}") from None
+    listed = files.manifest(out)
+    if listed is None:  # no manifest: an earlier version's folder, or the user's own
+        listed = set(out.names() if out.names else ())
+    else:
+        listed = set(listed) | {files.MANIFEST}
+    for entry in entries:
+        if not entry.is_file(follow_symlinks=False) or entry.name not in listed:
+            return entry.name
+    return None
+
+
+def _identity(path: str):
+    """What names one file: its device and inode when it exists, else its resolved path."""
+    try:
+        st = os.stat(path)
+        return ("inode", st.st_dev, st.st_ino)
+    except OSError:
+        return ("path", os.path.realpath(path))
+
+
+def _within(path: str, folder: str) -> bool:
+    inner, outer = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([inner, outer]) == outer
+
+
+def check_outputs(args) -> None:
+    """Refuse an output that is an input, two outputs that are one file, and a folder of the
+    user's: InputError naming the option.
+
+    Every spelling of a path is seen through (relative, ``..``, a symbolic or a hard link):
+    files are compared by device and inode, new ones by their resolved path. An output folder
+    (`output_dir`) is replaced as a whole: it must not hold the data, another output, or a
+    file that no run of the command wrote (its manifest says which), unless ``--overwrite``.
+    """
+    outputs = [v for v in vars(args).values() if isinstance(v, OutputPath)]
+    data = getattr(args, "data", None)
+    inputs = [("--data", data)] if data not in (None, "-") else []
+    for i, out in enumerate(outputs):
+        for option, path in inputs:
+            if _identity(out) == _identity(path) or (out.kind == "folder" and _within(path, out)):
+                raise InputError(f"{out.option} {_shown(out)} would overwrite the input "
+                                 f"{option} {_shown(path)}; write the output elsewhere")
+        for other in outputs[i + 1:]:
+            if _identity(out) == _identity(other):
+                raise InputError(f"{out.option} and {other.option} name the same file "
+                                 f"{_shown(out)}; give each its own")
+            for folder, inner in ((out, other), (other, out)):
+                if folder.kind == "folder" and _within(inner, folder):
+                    raise InputError(f"{inner.option} {_shown(inner)} is inside "
+                                     f"{folder.option} {_shown(folder)}, which is replaced as "
+                                     "a whole; write it elsewhere")
+        if out.kind == "folder" and not getattr(args, "overwrite", False):
+            name = _foreign(out)
+            if name is not None:
+                raise InputError(f"{out.option} {_shown(out)} holds {name!r}, which a run of "
+                                 "this command does not write; the folder is replaced as a "
+                                 "whole, so give a new or empty one, or --overwrite")
 
 
 # --------------------------------------------------------------------------- memory

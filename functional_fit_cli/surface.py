@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -18,7 +19,7 @@ from functional_fit.checks import InputError
 from functional_fit.precision import policy, zeros
 from functional_fit.surface import DIRECTIONS, check_coords
 from functional_fit_cli import resources
-from functional_fit_cli.files import atomic_path
+from functional_fit_cli.files import together
 from functional_fit_cli.options import (LENGTH_OPTIONS, add_data_options, add_dtype_option,
                                         add_model_options, load_data_within, output_file,
                                         progress, refuse, resolve_model)
@@ -126,13 +127,24 @@ def parse_coords(text: str, size: int) -> tuple[int, int]:
 
 
 def _plot(path, z, a_values, b_values, path2d, centre, labels, loss_name):
+    """Draw the contour and 3-D figure into `path`; InputError naming --range when matplotlib
+    cannot draw the grid's extent (values near the float limit), without its warnings."""
     from functional_fit import plot  # matplotlib only when a figure is asked for
 
-    fig = plot.surface(z, a_values, b_values, loss_name=loss_name, axis_labels=labels,
-                       points={"fit": centre}, title=f"{loss_name} loss surface",
-                       paths=None if path2d is None else {"GD path": _drawn(path2d)})
-    with atomic_path(path) as tmp:
-        plot.save(fig, tmp)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fig = plot.surface(z, a_values, b_values, loss_name=loss_name, axis_labels=labels,
+                               points={"fit": centre}, title=f"{loss_name} loss surface",
+                               paths=None if path2d is None else {"GD path": _drawn(path2d)})
+            plot.save(fig, path)
+        except (ValueError, OverflowError, FloatingPointError) as exc:
+            raise InputError(
+                f"--range: matplotlib cannot draw a in [{a_values[0]:.6g}, {a_values[-1]:.6g}], "
+                f"b in [{b_values[0]:.6g}, {b_values[-1]:.6g}] for --plot "
+                f"({str(exc).splitlines()[0]}); give a --range of moderate values") from None
+    for w in caught:  # the figure was drawn: its warnings are shown as they would have been
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 class _Settings(NamedTuple):
@@ -218,7 +230,7 @@ def _grid(args, s: _Settings, x, y, view, rt):
 
 def _save(path, s: _Settings, z, a_values, b_values, view) -> None:
     """The surface, its grid, plane and path as an .npz archive."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file: savez adds no suffix
+    with open(path, "wb") as fh:  # a file object: savez adds no suffix
         on_plane = np.zeros((0, 2)) if view.on_plane is None else view.on_plane  # (steps+1, 2)
         np.savez(fh, losses=z, a_values=a_values, b_values=b_values, origin=view.plane.origin,
                  u=view.plane.u, v=view.plane.v, path=view.path, path_on_plane=on_plane,
@@ -236,11 +248,12 @@ def run(args) -> int:
     computed = time.perf_counter() - start
     j, i = np.unravel_index(np.argmin(z), z.shape)
     at_centre = float(fit.full_loss(view.path[-1], x, y, model=s.entry.fn, loss=s.loss))
-    if args.out:
-        _save(args.out, s, z, a_values, b_values, view)
-    if args.plot:
-        _plot(args.plot, z, a_values, b_values, view.on_plane, (*view.centre, at_centre),
-              view.labels, s.loss_name.upper())
+    with together() as outputs:  # both files, or neither: renamed into place when both are written
+        if args.out:
+            _save(outputs.file(args.out), s, z, a_values, b_values, view)
+        if args.plot:
+            _plot(outputs.file(args.plot), z, a_values, b_values, view.on_plane,
+                  (*view.centre, at_centre), view.labels, s.loss_name.upper())
     src = "the lecture's data" if meta.get("lecture") else f"{meta['source']} data"
     print(f"functional-fit surface: {s.loss_name} loss of the {s.model_name} model "
           f"(p+1={s.size}) on {src} (n={meta['n']}), directions {s.directions}, "

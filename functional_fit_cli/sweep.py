@@ -17,7 +17,7 @@ from functional_fit import data as _data, engine, registry, sweep as _sweep
 from functional_fit.checks import InputError, choice, positive_int
 from functional_fit.precision import require, zeros
 from functional_fit_cli import resources
-from functional_fit_cli.files import atomic_path
+from functional_fit_cli.files import together
 from functional_fit_cli.options import (LENGTH_OPTIONS, add_data_options, add_dtype_option,
                                         add_model_options, add_optimizer_options, json_text,
                                         load_data_within, output_file, progress, refuse,
@@ -66,6 +66,9 @@ def lr_spec(text: str) -> tuple[float, float, int]:
     Checked (positive, finite, COUNT > 0) without making the rates; InputError names --lr.
     """
     parts = text.split(":")
+    if len(parts) == 3 and not parts[2].strip().isdigit():
+        raise InputError(f"--lr {text!r}: COUNT, the third field, must be a whole number of "
+                         f"rates (START:STOP:COUNT, e.g. 1e-3:1:64), got {parts[2]!r}")
     try:
         if len(parts) == 1:
             spec = float(parts[0]), float(parts[0]), 1
@@ -173,8 +176,8 @@ def run(args) -> int:
         what = f"{args.optimizer}, {model_name}" + (f" degree {degree}" if model.uses_degree else "")
         fig = plot.sweep_result({args.optimizer: result}, loss_name=loss_name.upper(),
                                 title=f"{what}, {loss_name} loss")
-        with atomic_path(args.plot) as tmp:
-            plot.save(fig, tmp)
+        with together() as outputs:  # renamed into place once written
+            plot.save(fig, outputs.file(args.plot))
     if args.json:
         settings = {"optimizer": args.optimizer, "model": model_name, "loss": loss_name,
                     "dtype": args.dtype, "data": meta, **kwargs}

@@ -424,6 +424,54 @@ ROWS = {
     "csv NUL in the header": Row(files={"n.csv": "x\0,y\n1,2\n3,4\n"},
         api=lambda t: ff.read_csv(t / "n.csv"), argv=None,
         api_says="(header is 'x\\x00', y)", cli_says=None, outputs=[]),
+    # issue 19, group A: the command line's outputs, signals and options.
+    "out folder holds a figure of the user's": Row(files={"res/results.json": '{"old": true}', "res/my.png": "mine"},
+        api=None, argv=["lecture", "--n", "20", "--out", "{tmp}/res"], api_says=None,
+        cli_says="--out '{tmp}/res' holds 'my.png', which a run of this command does not write",
+        outputs=[], subprocess=dict(within=QUICK)),
+    "out folder holds more than its manifest lists": Row(files={
+            "res/manifest.json": '{"written_by": "functional-fit", "files": ["results.json"]}',
+            "res/results.json": '{"old": true}', "res/notes.html": "mine"},
+        api=None, argv=["lecture", "--n", "20", "--out", "{tmp}/res"], api_says=None,
+        cli_says="holds 'notes.html', which a run of this command does not write", outputs=[]),
+    "out is the data": Row(files={"good.csv": GOOD}, api=None,
+        argv=["surface", "--data", "{tmp}/good.csv", "--grid", "3x3", "--steps", "5", "--out", "{tmp}/./good.csv"],
+        api_says=None, cli_says="would overwrite the input --data", outputs=[]),
+    "html is the data": Row(files={"good.csv": GOOD}, api=None,
+        argv=["lecture", "--data", "{tmp}/good.csv", "--html", "{tmp}/good.csv"],
+        api_says=None, cli_says="--html '{tmp}/good.csv' would overwrite the input --data", outputs=[],
+        subprocess=dict(within=QUICK)),
+    "out folder holds the data": Row(files={"res/good.csv": GOOD}, api=None,
+        argv=["lecture", "--data", "{tmp}/res/good.csv", "--out", "{tmp}/res"],
+        api_says=None, cli_says="would overwrite the input --data", outputs=[]),
+    "out and plot are one file": Row(files={}, api=None,
+        argv=["surface", "--grid", "3x3", "--steps", "5", "--out", "{tmp}/s.png", "--plot", "{tmp}/./s.png"],
+        api_says=None, cli_says="--out and --plot name the same file", outputs=["s.png"]),
+    "html inside the out folder": Row(files={"res/results.json": '{"old": true}'}, api=None,
+        argv=["lecture", "--n", "20", "--out", "{tmp}/res", "--html", "{tmp}/res/page.html"],
+        api_says=None, cli_says="is inside --out", outputs=["res/page.html"]),
+    "out name too long": Row(files={}, api=None,
+        argv=["surface", "--grid", "3x3", *LONG, "--out", "{tmp}/" + "a" * 260 + ".npz"], api_says=None,
+        cli_says="argument --out: ", outputs=[], subprocess=dict(within=QUICK)),
+    "plot name too long": Row(files={}, api=None,
+        argv=["surface", "--grid", "3x3", *LONG, "--plot", "{tmp}/" + "a" * 250 + ".png"], api_says=None,
+        cli_says="is longer than this file system allows", outputs=[], subprocess=dict(within=QUICK)),
+    "out path too long": Row(files={}, api=None,
+        argv=["sweep", "--lr", "1e-3:1:4", *LONG, "--plot", "{tmp}/" + "/".join(["b" * 200] * 22) + "/s.png"],
+        api_says=None, cli_says="argument --plot: ", outputs=[], subprocess=dict(within=QUICK)),
+    "range matplotlib cannot draw": Row(files={}, api=None,
+        argv=["surface", "--grid", "3x3", "--steps", "5", "--range=0:1,1e308:1.7e308", "--out", "{tmp}/s.npz",
+              "--plot", "{tmp}/s.png"], api_says=None, cli_says="--range: matplotlib cannot draw",
+        outputs=["s.npz", "s.png"], subprocess=dict()),
+    "option given twice": Row(files={}, api=None, argv=["sweep", "--lr", "1e-3:1:4", "--steps", "5", "--steps", "7"],
+        api_says=None, cli_says="argument --steps: given twice", outputs=[]),
+    "lr count not a whole number": Row(files={}, api=None, argv=["sweep", "--lr", "0.1:1:1.5"], api_says=None,
+        cli_says="COUNT, the third field, must be a whole number", outputs=[]),
+    "lecture on one point": Row(files={}, api=None, argv=["lecture", "--n", "1", "--out", "{tmp}/out"], api_says=None,
+        cli_says="--n 1: ", outputs=["out"]),
+    "memory limit of a kilobyte": Row(files={}, api=None, argv=["sweep", "--lr", "1e-3:1:4"], api_says=None,
+        cli_says="more than the 1.0 KiB available", outputs=[],
+        subprocess=dict(within=QUICK, env={"FUNCTIONAL_FIT_MEMORY_LIMIT": "1K"})),
 }
 
 
@@ -800,3 +848,161 @@ def test_both_csv_readers_refuse_what_only_python_reads(tmp_path):
                     ff.read_csv(path)
             else:
                 assert ff.read_csv(path)[0].tolist() == [number, 3.0]
+# --------------------------------------------------------------------------- issue 19, group A
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_end_a_run_as_ctrl_c_does(signum, tmp_path):
+    """``kill`` and a closed terminal: one line, exit status 128 + signum, no temporary left."""
+    proc = subprocess.Popen([sys.executable, "-m", "functional_fit", "surface", "--grid", "3x3",
+                             *LONG, "--out", f"{tmp_path}/s.npz", "--plot", f"{tmp_path}/s.png"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)
+    assert proc.poll() is None, "the fit ended before it was signalled"
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum, err
+    name = signal.Signals(signum).name
+    assert err.strip().splitlines()[-1] == f"functional-fit surface: interrupted by {name}", err
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+                                     KeyboardInterrupt()], ids=["full disk", "ctrl-c"])
+def test_two_outputs_land_together_or_not_at_all(failure, tmp_path, monkeypatch, capsys):
+    """A failure while the figure is written, after the archive was: neither lands."""
+    from functional_fit import plot
+
+    (tmp_path / "s.npz").write_bytes(b"old")
+
+    def failing_save(fig, path, **kwargs):
+        Path(path).write_bytes(b"half a PNG")
+        raise failure
+
+    monkeypatch.setattr(plot, "save", failing_save)
+    rc = main(["surface", "--grid", "4x4", "--steps", "5", "--out", f"{tmp_path}/s.npz",
+               "--plot", f"{tmp_path}/s.png"])
+    err = capsys.readouterr().err
+    assert rc == (1 if isinstance(failure, OSError) else 130), err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    if isinstance(failure, OSError):
+        assert f"cannot write '{tmp_path}/s.png'" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.npz"]
+    assert (tmp_path / "s.npz").read_bytes() == b"old"
+
+
+def test_lecture_folder_and_page_land_together(tmp_path, monkeypatch, capsys):
+    """``lecture --out res --html page.html`` on a full disk while the page is written: the old
+    ``res`` stays as it was, no page, no temporary."""
+    from comparison import handout
+
+    res = tmp_path / "res"
+    res.mkdir()
+    (res / "results.json").write_text('{"old": true}')  # an earlier version's set: no manifest
+    real = handout.write
+
+    def full_for_the_page(path, *args, **kwargs):
+        if Path(path).parent == tmp_path:  # the page's temporary, beside page.html
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(handout, "write", full_for_the_page)
+    rc = main(["lecture", "--n", "20", "--out", str(res), "--html", f"{tmp_path}/page.html"])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert f"cannot write '{tmp_path}/page.html'" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]
+    assert [p.name for p in res.iterdir()] == ["results.json"]
+    assert (res / "results.json").read_text() == '{"old": true}'
+
+
+def test_lecture_out_replaces_only_what_it_wrote_and_writes_through_a_link(tmp_path, capsys):
+    """A symbolic link to a folder is written through (the link stays, its folder gets the new
+    set); the manifest names what was written; a file of the user's added later is refused,
+    and kept, unless --overwrite."""
+    target, link = tmp_path / "target", tmp_path / "link"
+    target.mkdir()
+    (target / "results.json").write_text('{"old": true}')
+    link.symlink_to(target)
+    assert main(["lecture", "--n", "20", "--out", str(link), "--json"]) == 0
+    capsys.readouterr()
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert json.loads((target / "results.json").read_text())["data"]["n"] == 20
+    listed = json.loads((target / "manifest.json").read_text())["files"]
+    assert sorted(listed + ["manifest.json"]) == sorted(p.name for p in target.iterdir())
+    assert {"results.json", "index.html", "data.png"} <= set(listed)
+    (target / "my.png").write_bytes(b"mine")
+    assert main(["lecture", "--n", "20", "--out", str(link)]) == 2
+    err = capsys.readouterr().err
+    assert "holds 'my.png'" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert (target / "my.png").read_bytes() == b"mine"
+    assert main(["lecture", "--n", "20", "--out", str(link), "--overwrite", "--json"]) == 0
+    assert not (target / "my.png").exists() and (target / "manifest.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "target"]
+
+
+@pytest.mark.parametrize("spelling", ["dot-dot", "symbolic link", "hard link"])
+def test_an_output_that_is_the_input_is_refused_whatever_its_spelling(spelling, tmp_path, capsys):
+    data = tmp_path / "d.csv"
+    data.write_text(GOOD)
+    (tmp_path / "sub").mkdir()
+    out = tmp_path / "o.csv"
+    if spelling == "dot-dot":
+        out = tmp_path / "sub" / ".." / "d.csv"
+    elif spelling == "symbolic link":
+        out.symlink_to(data)
+    else:
+        os.link(data, out)
+    rc = main(["surface", "--data", str(data), "--grid", "3x3", "--steps", "5", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "would overwrite the input --data" in err, err
+    assert data.read_text() == GOOD
+
+
+def test_data_from_standard_input_and_from_a_stream(tmp_path, monkeypatch, capsys):
+    """``--data -`` reads standard input; `read_table` takes an open file or a text stream."""
+    path = Path(csv(tmp_path, "d.csv", GOOD))
+    want = ff.data.read_table(path)
+    for source in (io.StringIO(GOOD), open(path, "rb"), open(path, encoding="utf-8")):
+        with source:
+            got = ff.data.read_table(source)
+        np.testing.assert_array_equal(got.x, want.x)
+        np.testing.assert_array_equal(got.y, want.y)
+    np.testing.assert_array_equal(ff.read_csv(io.StringIO("x;y\n1;2\n;3\n"), dropna=True)[0], [1.0])
+    with pytest.raises(InputError, match=r"data: '<stream>' lacks column\(s\) y"):
+        ff.data.read_table(io.StringIO("x,z\n1,2\n"))
+    argv = ["sweep", "--lr", "0.1:1:2", "--steps", "5", "--json"]
+    assert main([*argv, "--data", str(path)]) == 0
+    from_file = json.loads(capsys.readouterr().out)["runs"]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(GOOD.encode())))
+    assert main([*argv, "--data", "-"]) == 0
+    assert json.loads(capsys.readouterr().out)["runs"] == from_file
+
+
+def test_a_rename_that_fails_puts_back_what_the_earlier_ones_replaced(tmp_path, monkeypatch):
+    """Three outputs committed together, the last rename failing: the file and the folder that
+    were already renamed into place get their old contents back, and no temporary is left."""
+    from functional_fit_cli import files
+
+    res = tmp_path / "res"
+    res.mkdir()
+    (res / "results.json").write_text("old set")
+    (tmp_path / "s.npz").write_text("old archive")
+    before = {str(p.relative_to(tmp_path)): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    real = os.replace
+
+    def failing(src, dst, *args, **kwargs):
+        if Path(dst).name == "page.html":
+            raise OSError(errno.EIO, os.strerror(errno.EIO), src, dst)
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(files.WriteError, match=f"cannot write '{tmp_path}/page.html'"):
+        with files.together() as outputs:
+            Path(outputs.file(tmp_path / "s.npz")).write_text("new archive")
+            Path(outputs.folder(res), "results.json").write_text("new set")
+            Path(outputs.file(tmp_path / "page.html")).write_text("new page")
+    after = {str(p.relative_to(tmp_path)): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res", "s.npz"]

@@ -195,7 +195,8 @@ def test_cli_writes_results_and_every_figure_as_png(tmp_path, result, capsys, mo
         with Image.open(out / name) as im:
             w, h = im.size
         assert MIN_PX <= w <= MAX_PX and MIN_PX // 2 <= h <= MAX_PX, (name, w, h)
-    assert sorted(p.name for p in out.iterdir()) == sorted([*pngs, "results.json", "index.html"])  # no temp files
+    assert sorted(p.name for p in out.iterdir()) == sorted([*pngs, "results.json", "index.html",
+                                                            "manifest.json"])  # no temp files
 
 
 def test_a_big_surface_is_drawn_thinned():
