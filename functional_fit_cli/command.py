@@ -196,7 +196,7 @@ def _run(args) -> int:
     """Run the parsed sub-command; every failure is one line and its exit status."""
     from functional_fit.checks import InputError
     from functional_fit.precision import PrecisionError
-    from functional_fit_cli import cache, environment
+    from functional_fit_cli import cache, environment, options
 
     prog = f"functional-fit {args.command}"
     try:
