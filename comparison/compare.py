@@ -262,8 +262,9 @@ def _arrays(x, y, pol):
 def _check_module(module) -> None:
     """InputError naming ``torch_module`` when it has a buffer in its ``state_dict`` or no
     parameter: compare fits and differentiates parameters, updated by the optimizer only."""
+    state = module.state_dict()
     for name, buffer in module.named_buffers():
-        if name in module.state_dict():
+        if name in state:
             why = ("integers have no gradient, and " if not buffer.is_floating_point() else "")
             raise InputError(f"torch_module has the buffer {name!r} ({buffer.dtype}, shape "
                              f"{tuple(buffer.shape)}), which compare cannot handle: {why}a "

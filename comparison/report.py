@@ -34,10 +34,10 @@ same machine and versions.
 
 Compiled programs: JAX compiles each case's fit and gradient for its data set's n and batch
 size, and a case's programs hold about 80 of the process's memory maps while they are kept, of
-which the kernel allows 65,530 (``/proc/sys/vm/max_map_count``): about 800 cases. No later data set runs
-a program of an earlier one (its n and batch size differ), so `run` frees them
-(``jax.clear_caches()``) when it moves to the next data set, and a run of any length holds one
-data set's programs at most.
+which the kernel allows 65,530 (``/proc/sys/vm/max_map_count``): about 800 cases. No later
+data set runs a program of an earlier one (its n and batch size differ), so `run` frees them
+(``jax.clear_caches()``) when it moves to the next data set, and a run of any length holds
+one data set's programs at most.
 """
 
 from __future__ import annotations
