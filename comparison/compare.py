@@ -13,10 +13,17 @@
   ports differ by roundings that add up step by step, a few per operation; a bug differs by
   far more, usually at once.
 
-It diagnoses before it runs, each with a one-line `InputError`: parameters whose names or
-shapes do not match the module, a `jax_model` that fails on the data or whose output shape or
-dtype differs from the module's, losses that are not scalars, an unknown optimizer or
-keyword, labels out of range, non-finite data.
+It diagnoses before it runs, each with a one-line `InputError`: a module with a buffer in its
+``state_dict`` (BatchNorm's running statistics, which change outside the optimizer) or without
+parameters, parameters whose names or shapes do not match the module, a `jax_model` that fails
+on the data or whose output shape or dtype differs from the module's, losses that are not
+scalars, an unknown optimizer or keyword, labels out of range, non-finite data.
+
+A parameter with ``requires_grad=False`` is frozen on both sides, as torch freezes it: torch
+skips it, and JAX's optimizer gives it zero updates (`Comparison.frozen` names it; its gradient
+is not compared). A module whose forward gives two outputs for the same x (Dropout in training
+mode) cannot be followed step for step: the comparison says so (`Comparison.random`, culprit
+``"random"``) instead of blaming a part of the port.
 
     >>> import parity, functional_fit as ff
     >>> from functional_fit import losses, models
@@ -54,6 +61,10 @@ from parity.data import torch_dtype
 #: Rounding differences grow at most linearly along a stable path; this margin covers the
 #: constant of that growth, measured below 3 on the tests' problems.
 SAFETY = 10.0
+#: What a comparison of a random module says, in its table and its assertion.
+RANDOM = ("random: torch_module's forward gives different outputs for the same x (Dropout in "
+          "training mode?), so its path cannot match step for step; compare it in eval mode "
+          "(torch_module.eval()) or without its random layers")
 
 
 class Divergence(NamedTuple):
@@ -93,6 +104,12 @@ class Comparison(NamedTuple):
     jax_path: dict  # name -> (steps+1, *shape), numpy
     torch_path: dict  # name -> (steps+1, *shape), numpy
     diverged: str | None  # "jax", "torch" or "both" when a loss became non-finite, else None
+    #: parameters with ``requires_grad=False``: not updated on either side (torch skips them,
+    #: JAX's optimizer sets their updates to zero), their gradients not compared
+    frozen: tuple = ()
+    #: the module's forward gives two outputs for the same x (Dropout in training mode): its
+    #: path cannot match a deterministic port's step for step
+    random: bool = False
 
     @property
     def culprit(self) -> str:
@@ -102,9 +119,13 @@ class Comparison(NamedTuple):
         losses do not), ``"gradient"`` (the losses agree, their gradients do not: a
         derivative, a subgradient at a kink), ``"optimizer"`` (everything agrees at the start
         and the paths still part: the update rule, its hyperparameters, weight decay),
-        ``"divergence"`` (a loss became non-finite), or ``"none"`` (rounding only).
+        ``"divergence"`` (a loss became non-finite), ``"random"`` (the torch module is random
+        in its mode, e.g. Dropout in training mode: nothing can be blamed), or ``"none"``
+        (rounding only).
         """
         tol = self.tolerance.value
+        if self.random:
+            return "random"
         if self.forward_diff > tol:
             return "model"
         if self.loss_diff > tol:
@@ -119,7 +140,7 @@ class Comparison(NamedTuple):
     def ok(self) -> bool:
         """Both fits ran, and they agree within the tolerance at every step."""
         tol = self.tolerance.value
-        return (self.first_divergence is None and self.diverged is None
+        return (not self.random and self.first_divergence is None and self.diverged is None
                 and self.forward_diff <= tol and self.loss_diff <= tol
                 and all(d <= tol for d in self.grad_diff.values()))
 
@@ -130,15 +151,22 @@ class Comparison(NamedTuple):
                  f"{'parameter':<20} {'grad at start':>14} {'max path diff':>14}  worst step"]
         for name, d in self.path_diff.items():
             worst = int(np.argmax(d)) if d.size else 0
-            flag = "" if (d <= tol).all() and self.grad_diff[name] <= tol else "  <-- parts"
-            lines.append(f"{name:<20} {self.grad_diff[name]:>14.2e} {float(np.max(d)):>14.2e}  "
-                         f"{worst}{flag}")
+            grad = self.grad_diff.get(name, 0.0)
+            flag = "" if (d <= tol).all() and grad <= tol else "  <-- parts"
+            shown = "frozen" if name in self.frozen else f"{grad:.2e}"
+            lines.append(f"{name:<20} {shown:>14} {float(np.max(d)):>14.2e}  {worst}{flag}")
         lines += ["", f"tolerance {tol:.1e}: {self.tolerance.derivation}"]
+        if self.frozen:
+            lines.append(f"frozen (requires_grad=False, not updated on either side): "
+                         f"{', '.join(self.frozen)}")
+        if self.random:
+            lines.append(RANDOM)
         if self.diverged:
             lines.append(f"diverged: the loss became non-finite in {self.diverged}")
         if self.first_divergence is not None:
             lines.append(f"first divergence: {self.first_divergence}")
         lines.append("agree: rounding only" if self.ok else
+                     "DIFFER: torch_module is random (see above)" if self.random else
                      f"DIFFER beyond rounding; first in the {self.culprit}")
         return "\n".join(lines)
 
@@ -168,6 +196,8 @@ class Comparison(NamedTuple):
         if self.ok:
             return
         tol = self.tolerance.value
+        if self.random:
+            raise AssertionError(RANDOM)
         if self.diverged:
             raise AssertionError(f"the loss became non-finite in {self.diverged}")
         if self.forward_diff > tol:
@@ -229,8 +259,25 @@ def _arrays(x, y, pol):
     return x, y
 
 
+def _check_module(module) -> None:
+    """InputError naming ``torch_module`` when it has a buffer in its ``state_dict`` or no
+    parameter: compare fits and differentiates parameters, updated by the optimizer only."""
+    state = module.state_dict()
+    for name, buffer in module.named_buffers():
+        if name in state:
+            why = ("integers have no gradient, and " if not buffer.is_floating_point() else "")
+            raise InputError(f"torch_module has the buffer {name!r} ({buffer.dtype}, shape "
+                             f"{tuple(buffer.shape)}), which compare cannot handle: {why}a "
+                             "buffer (BatchNorm's running statistics) changes outside the "
+                             "optimizer, where compare does not follow it")
+    if not any(True for _ in module.parameters()):
+        raise InputError(f"torch_module ({type(module).__name__}) has no parameters: nothing "
+                         "to fit")
+
+
 def _start(module, params, pol):
     """A copy of the module in the policy's dtype, loaded with `params` (or its own weights)."""
+    _check_module(module)
     module = copy.deepcopy(module).to(torch_dtype(pol.params))
     if params is not None:
         tparams.load(module, params)
@@ -300,8 +347,31 @@ def _diagnose(port: _Port):
     return np.asarray(out), tout.numpy(), float(value), float(tvalue)
 
 
-def _gradients(port: _Port) -> dict:
-    """name -> relative difference of the two gradients at the start (inf where torch has none)."""
+def _random(port: _Port) -> bool:
+    """Whether the module's forward, in its own mode, gives two outputs for the same x (torch's
+    random state is put back: the fit draws what it would have drawn)."""
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        first, second = port.module(port.tx), port.module(port.tx)
+    return not torch.equal(torch.nan_to_num(first), torch.nan_to_num(second))
+
+
+def _frozen(module) -> tuple:
+    """The names of the parameters with ``requires_grad=False``, which torch does not update."""
+    return tuple(name for name, p in module.named_parameters() if not p.requires_grad)
+
+
+def _freeze(jax_opt, p0: dict, frozen: tuple):
+    """`jax_opt` on the trained parameters, zero updates for the `frozen` (as torch skips a
+    parameter without a gradient, weight decay and momentum included)."""
+    if not frozen:
+        return jax_opt
+    labels = {k: "frozen" if k in frozen else "trained" for k in p0}
+    return optax.multi_transform({"trained": jax_opt, "frozen": optax.set_to_zero()}, labels)
+
+
+def _gradients(port: _Port, frozen: tuple = ()) -> dict:
+    """name -> relative difference of the two gradients at the start, for every parameter but
+    the `frozen` (inf where torch has none)."""
     x, y = jnp.asarray(port.x), jnp.asarray(port.y)
     g = jax.grad(lambda p: port.jax_loss(port.jax_model(p, x), y))(
         jax.tree.map(jnp.asarray, port.p0))
@@ -310,7 +380,8 @@ def _gradients(port: _Port) -> dict:
     tg = {k: v.grad.detach().numpy() for k, v in port.module.named_parameters()
           if v.grad is not None}
     port.module.zero_grad()
-    return {k: rel_err(np.asarray(g[k]), tg[k]) if k in tg else math.inf for k in port.p0}
+    return {k: rel_err(np.asarray(g[k]), tg[k]) if k in tg else math.inf for k in port.p0
+            if k not in frozen}
 
 
 # --------------------------------------------------------------------------- the tolerance
@@ -441,9 +512,10 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
     # JAX's float32 matrix products as torch's (no TF32 on a GPU): like is compared with like
     with torch_matmul_precision():
         out, tout, value, tvalue = _diagnose(port)
+        random, frozen = _random(port), _frozen(module)
         jax_opt, torch_opt = _optimizers(optimizer, module.parameters())
-        grads = _gradients(port)
-        jpath, jax_diverged = _jax_path(port, jax_opt, length)
+        grads = _gradients(port, frozen)
+        jpath, jax_diverged = _jax_path(port, _freeze(jax_opt, p0, frozen), length)
     tpath, torch_diverged = _torch_path(port, torch_opt, length)
     fan_in = max([v.shape[1] for v in p0.values() if v.ndim >= 2] + [1])
     layers = sum(1 for v in p0.values() if v.ndim >= 2) or 1
@@ -454,7 +526,8 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
         forward_diff=rel_err(out, tout), loss_diff=rel_err(value, tvalue), grad_diff=grads,
         path_diff=path_diff, steps=length.steps, tolerance=tol, first_divergence=first,
         jax_path=jpath, torch_path=tpath,
-        diverged=None if not diverged else ("both" if len(diverged) == 2 else diverged[0]))
+        diverged=None if not diverged else ("both" if len(diverged) == 2 else diverged[0]),
+        frozen=frozen, random=random)
 
 
 __all__ = ["Comparison", "Divergence", "Tolerance", "compare", "tolerance"]

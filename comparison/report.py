@@ -31,6 +31,13 @@ case as a regression test and guards for it.)
 
 Everything here is deterministic: the same arguments give the same numbers, to the bit, on the
 same machine and versions.
+
+Compiled programs: JAX compiles each case's fit and gradient for its data set's n and batch
+size, and a case's programs hold about 80 of the process's memory maps while they are kept, of
+which the kernel allows 65,530 (``/proc/sys/vm/max_map_count``): about 800 cases. No later
+data set runs a program of an earlier one (its n and batch size differ), so `run` frees them
+(``jax.clear_caches()``) when it moves to the next data set, and a run of any length holds
+one data set's programs at most.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ import torch
 
 import parity
 from functional_fit import checks as _checks, data as _data, fit, registry
+from functional_fit.checks import InputError
 from functional_fit.precision import require
 from functional_fit.tolerances import (OPTIM_TRAJECTORY_FLOAT32, TRAJECTORY_FLOAT64, rel_err,
                                        trajectory_tol)
@@ -54,6 +62,11 @@ LOSSES = ("l1", "mse")
 OPTIMIZERS = ("gd", "sgd", "adam")
 DTYPES = ("float64", "float32")
 DEFAULT_CASES = 60
+#: The most cases a run takes: 2,000 data sets, about eight hours at the 0.4 s a case takes on
+#: a CPU. Memory does not bound a run (each data set's compiled programs are freed before the
+#: next, see `run`), time does: a run longer than a working day is a typo, not a check.
+MAX_CASES = 36 * 2000
+SECONDS_PER_CASE = 0.4  # measured on a CPU, compiling included: for the refusal's message
 GD_STEPS = 40  # full-batch steps
 EPOCHS = 4  # minibatch epochs
 
@@ -256,9 +269,18 @@ def optimizer_cases(seed: int = 0) -> list[tuple]:
             for batching in OPTIMIZER_BATCHING for dtype in DTYPES]
 
 
+def check_cases(n_cases, name: str = "cases") -> int:
+    """`n_cases` as an int in [1, `MAX_CASES`]; InputError naming `name` otherwise."""
+    n_cases = _checks.positive_int(name, n_cases)
+    if n_cases > MAX_CASES:
+        raise InputError(f"{name} must be at most {MAX_CASES} ({MAX_CASES // 36} data sets, "
+                         f"about {MAX_CASES * SECONDS_PER_CASE / 3600:.0f} hours), got {n_cases}")
+    return n_cases
+
+
 def cases(n_cases: int = DEFAULT_CASES, seed: int = 0) -> list[tuple[Case, Dataset]]:
     """The first `n_cases` cases of the matrix, each with its data set."""
-    n_cases = _checks.positive_int("cases", n_cases)
+    n_cases = check_cases(n_cases)
     seed = _checks.nonnegative_int("seed", seed)
     out = []
     for ds in datasets(seed):
@@ -287,15 +309,20 @@ def run(n_cases: int = DEFAULT_CASES, seed: int = 0, progress=None,
     Returns:
       one `CaseResult` per case, in order.
 
+    Between data sets it clears JAX's caches of compiled programs (``jax.clear_caches()``):
+    a long run would otherwise exhaust the process's memory maps (see the module's notes).
+
     Raises:
-      InputError: bad `n_cases` or `seed`.
+      InputError: bad `n_cases` (more than `MAX_CASES`) or `seed`.
       PrecisionError: JAX's 64-bit mode is off.
     """
     todo = cases(n_cases, seed)
     _checks.choice("optimizers", optimizers, OPTIMIZER_CHOICES)
     require("float64")
     results, grad_cache = [], {}
-    for case, ds in todo:
+    for k, (case, ds) in enumerate(todo):
+        if k and ds.name != todo[k - 1][1].name:
+            jax.clear_caches()  # the last data set's programs: never run again (module notes)
         if progress is not None:
             progress(case.name)
         results.append(run_case(case, ds, grad_cache))
@@ -330,6 +357,6 @@ def table(results) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Case", "CaseResult", "Dataset", "DEFAULT_CASES", "OPTIMIZER_SETTINGS", "cases",
-           "datasets", "learning_rate", "matrix", "optimizer_cases", "run", "run_case",
-           "run_optimizer_case", "setting_name", "table", "to_json"]
+__all__ = ["Case", "CaseResult", "Dataset", "DEFAULT_CASES", "MAX_CASES", "OPTIMIZER_SETTINGS",
+           "cases", "check_cases", "datasets", "learning_rate", "matrix", "optimizer_cases", "run",
+           "run_case", "run_optimizer_case", "setting_name", "table", "to_json"]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from functional_fit_cli.options import json_text, progress, require_memory
 
-
-
 #: The report's default number of cases (`comparison.report.DEFAULT_CASES`); kept here so
 #: that building the parser does not import torch.
 DEFAULT_CASES = 60
@@ -37,6 +35,7 @@ def run(args) -> int:
 
     if isinstance(args.cases, int) and args.cases > 0:
         require_memory([(CASE_BYTES * args.cases, f"{args.cases} cases", "--cases")])
+    parity_report.check_cases(args.cases, "--cases")
     n = len(parity_report.cases(args.cases, args.seed))  # bad --cases/--seed fail first
     if args.optimizers == "all":
         n += len(parity_report.optimizer_cases(args.seed))

@@ -57,6 +57,67 @@ def _result(snaps, losses) -> TrainResult:
     return TrainResult(snaps[-1], path, np.asarray(losses, dtype=np.float64))
 
 
+def check_optimizer(module, optimizer) -> None:
+    """InputError naming ``optimizer`` unless it is a ``torch.optim.Optimizer`` that holds
+    only the module's parameters and at least one of its trainable ones.
+
+    torch lets an optimizer hold a subset of a module's parameters (the others stay where they
+    are), and parameters with ``requires_grad=False`` (it skips them); what is certainly wrong
+    is an optimizer that holds another module's tensors, which a fit would never move, or none
+    of the trainable ones, with which nothing would move at all.
+    """
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise InputError(f"optimizer must be a torch.optim.Optimizer over module.parameters(), "
+                         f"got {type(optimizer).__name__}")
+    own = {id(p): name for name, p in module.named_parameters()}
+    held = [p for group in optimizer.param_groups for p in group["params"]]
+    foreign = [p for p in held if id(p) not in own]
+    if foreign:
+        raise InputError(f"optimizer holds {len(foreign)} of {len(held)} tensors that are not "
+                         f"the module's parameters (shape {tuple(foreign[0].shape)} first): "
+                         "build it on module.parameters() of the module being fitted")
+    trainable = [name for name, p in module.named_parameters() if p.requires_grad]
+    if not trainable:
+        raise InputError("module has no trainable parameter (none has requires_grad=True): "
+                         "nothing to fit")
+    if not any(own[id(p)] in trainable for p in held):
+        raise InputError(f"optimizer holds none of the module's trainable parameters "
+                         f"({', '.join(trainable)}): build it on module.parameters()")
+
+
+def _first_loss(module, loss_fn, xb, yb):
+    """The first step's loss, ``loss_fn(module(xb), yb)``, before any step is taken; one
+    InputError naming what fails on the first batch (the dtype that differs from the
+    module's parameters', when one does) or a loss that is not a scalar."""
+    dtypes = {p.dtype for p in module.parameters() if p.is_floating_point()}
+    try:
+        y_hat = module(xb)
+    except Exception as exc:
+        differs = (f"x has dtype {xb.dtype}, the module's parameters "
+                   f"{', '.join(map(str, sorted(dtypes, key=str)))}; "
+                   if xb.is_floating_point() and dtypes and xb.dtype not in dtypes else "")
+        raise InputError(f"{differs}module fails on x of shape {tuple(xb.shape)} and dtype "
+                         f"{xb.dtype} ({_first_line(exc)})") from None
+    try:
+        loss = loss_fn(y_hat, yb)
+    except Exception as exc:
+        differs = (f"y has dtype {yb.dtype}, the module's output {y_hat.dtype}; "
+                   if yb.is_floating_point() and yb.dtype != y_hat.dtype else "")
+        raise InputError(f"{differs}loss_fn fails on the module's output {tuple(y_hat.shape)} "
+                         f"and y {tuple(yb.shape)} ({_first_line(exc)})") from None
+    if not isinstance(loss, torch.Tensor) or loss.shape != ():
+        what = (f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor)
+                else type(loss).__name__)
+        raise InputError(f"loss_fn must return a scalar tensor, got {what} (a torch loss with "
+                         "reduction='none'? use 'mean' or 'sum')")
+    return loss
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
 def train_steps(module, loss_fn, batches, optimizer, *, scheduler=None, clip=None,
                 where: str = "parity.fit.train", lr=None) -> TrainResult:
     """The loop every torch user writes, over `batches`: ``zero_grad``, the loss,
@@ -75,12 +136,16 @@ def train_steps(module, loss_fn, batches, optimizer, *, scheduler=None, clip=Non
       `TrainResult` of every ``state_dict`` entry's path, (steps+1, *shape), and the losses.
 
     Raises:
+      InputError: before any step: an optimizer that is not over the module's parameters
+        (`check_optimizer`); a first batch the module or the loss fails on, or a loss that
+        is not a scalar (`_first_loss`).
       DivergenceError: at the first step whose loss is non-finite, or when a final parameter is.
     """
+    check_optimizer(module, optimizer)
     snaps, losses = [_snapshot(module)], []
     for xb, yb in batches:
         optimizer.zero_grad()
-        loss = loss_fn(module(xb), yb)
+        loss = loss_fn(module(xb), yb) if losses else _first_loss(module, loss_fn, xb, yb)
         if not torch.isfinite(loss):
             raise divergence_error(where, len(losses), loss.item(), lr, _result(snaps, losses))
         loss.backward()
@@ -151,9 +216,7 @@ def train(module, loss_fn, x, y, *, optimizer, scheduler=None, steps: int | None
       InputError: a bad argument, named in the message.
       DivergenceError: a loss or a final parameter became non-finite.
     """
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise InputError(f"optimizer must be a torch.optim.Optimizer over module.parameters(), "
-                         f"got {type(optimizer).__name__}")
+    check_optimizer(module, optimizer)
     x, y = _check_data(x, y)
     steps, order, batch_size = _data.check_length(x.shape[0], steps, order, batch_size)
     clip = None
@@ -268,5 +331,5 @@ def run(optimizer, model, loss_fn, x, y, *, lr, steps=None, order=None,
     return _lecture(where.get(entry.name, entry.name), model, loss_fn, batches, opt, lr)
 
 
-__all__ = ["TrainResult", "adam_sgd", "gradient_descent", "run", "stochastic_gradient_descent",
-           "train", "train_steps"]
+__all__ = ["TrainResult", "adam_sgd", "check_optimizer", "gradient_descent", "run",
+           "stochastic_gradient_descent", "train", "train_steps"]

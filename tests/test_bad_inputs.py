@@ -73,6 +73,41 @@ class Row(NamedTuple):
     subprocess: dict | None = None
 
 
+# issue 19, group C: the torch side's helpers (the rows are at the end of the table)
+XY64 = (torch.from_numpy(X[:, None]), torch.from_numpy(Y[:, None]))  # (20, 1) float64 each
+
+
+def LIN64():
+    """A float64 ``nn.Linear(1, 1)``: (n, 1) -> (n, 1)."""
+    return torch.nn.Linear(1, 1).double()
+
+
+def _train(module, loss_fn=parity.losses.mse, optimizer=None, **length):
+    """`parity.fit.train` of `module` on XY64, with SGD over its parameters unless given."""
+    optimizer = torch.optim.SGD(module.parameters(), 0.1) if optimizer is None else optimizer
+    return parity.fit.train(module, loss_fn, *XY64, optimizer=optimizer, **length)
+
+
+def _weight_only(module):
+    """`_train` of `module` (its weight frozen) with an optimizer over its weight alone."""
+    module.weight.requires_grad_(False)
+    return _train(module, optimizer=torch.optim.SGD([module.weight], 0.1), steps=3)
+
+
+def _jax_batchnorm(p, x):
+    """JAX's twin of Linear(1, 1) then BatchNorm1d(1) in training mode: (n, 1) -> (n, 1)."""
+    h = x @ p["0.weight"].T + p["0.bias"][None, :]  # (n, 1)
+    h = (h - h.mean(axis=0, keepdims=True)) / (h.var(axis=0, keepdims=True) + 1e-5) ** 0.5
+    return h * p["1.weight"][None, :] + p["1.bias"][None, :]  # (n, 1)
+
+
+def _with_buffer():
+    """A float64 Linear(1, 1) without bias that keeps an integer counter as a buffer."""
+    module = torch.nn.Linear(1, 1, bias=False).double()
+    module.register_buffer("count", torch.tensor(0))
+    return module
+
+
 ROWS = {
     "csv missing": Row(files={}, api=lambda t: ff.read_csv(t / "nope.csv"),
         argv=["lecture", "--data", "{tmp}/nope.csv", "--out", "{tmp}/out"],
@@ -472,6 +507,42 @@ ROWS = {
     "memory limit of a kilobyte": Row(files={}, api=None, argv=["sweep", "--lr", "1e-3:1:4"], api_says=None,
         cli_says="more than the 1.0 KiB available", outputs=[],
         subprocess=dict(within=QUICK, env={"FUNCTIONAL_FIT_MEMORY_LIMIT": "1K"})),
+    # issue 19, group C
+    "torch optimizer over another module": Row(files={},
+        api=lambda t: _train(LIN64(), optimizer=torch.optim.SGD(LIN64().parameters(), 0.1), steps=3),
+        argv=None, api_says="optimizer holds 2 of 2 tensors that are not the module's", cli_says=None,
+        outputs=[]),
+    "torch optimizer over no trainable parameter": Row(files={},
+        api=lambda t: _weight_only(LIN64()),
+        argv=None, api_says="optimizer holds none of the module's trainable parameters (bias)",
+        cli_says=None, outputs=[]),
+    "torch float32 module, float64 data": Row(files={},
+        api=lambda t: _train(torch.nn.Linear(1, 1), steps=3),
+        argv=None, api_says="x has dtype torch.float64, the module's parameters torch.float32",
+        cli_says=None, outputs=[]),
+    "torch loss with reduction none": Row(files={},
+        api=lambda t: _train(LIN64(), torch.nn.MSELoss(reduction="none"),
+                             order=ff.batch_order(20, 2), batch_size=7),
+        argv=None, api_says="loss_fn must return a scalar tensor, got shape (7, 1)", cli_says=None,
+        outputs=[]),
+    "compare a module with BatchNorm": Row(files={},
+        api=lambda t: parity.compare(_jax_batchnorm, torch.nn.Sequential(
+            torch.nn.Linear(1, 1), torch.nn.BatchNorm1d(1)).double(), X[:, None], Y[:, None],
+            jax_loss=losses.mse, torch_loss=parity.losses.mse, steps=3),
+        argv=None, api_says="torch_module has the buffer '1.running_mean' (torch.float64, shape (1,))",
+        cli_says=None, outputs=[]),
+    "compare an integer buffer": Row(files={},
+        api=lambda t: parity.compare(lambda p, x: x @ p["weight"].T, _with_buffer(), X[:, None],
+            Y[:, None], jax_loss=losses.mse, torch_loss=parity.losses.mse, steps=3),
+        argv=None, api_says="buffer 'count' (torch.int64, shape ()), which compare cannot handle: "
+        "integers have no gradient", cli_says=None, outputs=[]),
+    "compare a module without parameters": Row(files={},
+        api=lambda t: parity.compare(lambda p, x: x, torch.nn.Identity(), X[:, None], Y[:, None],
+            jax_loss=losses.mse, torch_loss=parity.losses.mse, steps=3),
+        argv=None, api_says="torch_module (Identity) has no parameters", cli_says=None, outputs=[]),
+    "parity cases beyond any working day": Row(files={}, api=lambda t: parity_report.cases(10**6),
+        argv=["parity", "--cases", "100000"], api_says="cases must be at most 72000",
+        cli_says="--cases must be at most 72000", outputs=[], subprocess=dict(within=QUICK)),
 }
 
 
@@ -1006,3 +1077,23 @@ def test_a_rename_that_fails_puts_back_what_the_earlier_ones_replaced(tmp_path, 
     after = {str(p.relative_to(tmp_path)): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     assert after == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["res", "s.npz"]
+
+
+# --------------------------------------------------------------------------- issue 19, group C
+
+
+def test_an_optimizer_over_part_of_the_module_trains_that_part():
+    """torch lets an optimizer hold a subset of a module's parameters: the subset moves, the
+    rest stays, exactly as torch's own loop does; only another module's tensors are refused."""
+    module = LIN64()
+    reference = LIN64()
+    reference.load_state_dict(module.state_dict())
+    result = _train(module, optimizer=torch.optim.SGD([module.weight], 0.1), steps=5)
+    opt = torch.optim.SGD([reference.weight], 0.1)
+    for _ in range(5):  # torch's loop, written out
+        opt.zero_grad()
+        parity.losses.mse(reference(XY64[0]), XY64[1]).backward()
+        opt.step()
+    assert (result.path["bias"] == result.path["bias"][0]).all()
+    np.testing.assert_array_equal(result.params["weight"], reference.weight.detach().numpy())
+    assert result.path["weight"][-1] != result.path["weight"][0]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import parity
-from functional_fit import data, fit, losses, models
+from functional_fit import InputError, data, fit, losses, models
 from comparison import report as parity_report
 from functional_fit_cli import main
 from functional_fit.tolerances import TRAJECTORY_FLOAT32, TRAJECTORY_FLOAT64, rel_err
@@ -143,3 +143,27 @@ def test_optimizer_matrix_fails_a_naive_port(monkeypatch):
     bad = parity_report.run_optimizer_case("RMSprop", {}, "full", "float64", ds)
     assert not bad.ok and bad.max_traj_diff > 1e3 * bad.tol
     assert optim.OPTIMIZERS["RMSprop"] is optim.RMSprop  # ours untouched
+
+
+def _memory_maps() -> int:
+    with open("/proc/self/maps") as f:
+        return sum(1 for _ in f)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts /proc/self/maps")
+def test_a_long_run_holds_one_data_sets_programs_at_most(monkeypatch):
+    """Each data set compiles programs for its own n; the kernel allows a process 65,530 memory
+    maps, and each case's programs hold about 80. Over twelve data sets (one case each) the
+    count must not grow with the run's length, as it did until the process aborted."""
+    monkeypatch.setattr(parity_report, "matrix",  # one case per data set: a long run, quickly
+                        lambda name: [parity_report.Case(name, "poly", 2, "mse", "sgd", "float64")])
+    counts = []
+    parity_report.run(12, progress=lambda name: counts.append(_memory_maps()))
+    assert len(counts) == 12
+    assert counts[-1] - counts[1] < 100, counts  # kept: about 75 more per data set
+
+
+def test_cases_beyond_the_bound_are_refused_before_any_case_runs():
+    with pytest.raises(InputError, match=f"cases must be at most {parity_report.MAX_CASES}"):
+        parity_report.run(parity_report.MAX_CASES + 1)
+    assert len(parity_report.cases(parity_report.MAX_CASES)) == parity_report.MAX_CASES

@@ -155,3 +155,50 @@ def test_bad_input_is_refused_before_anything_runs(module, data, case):
     with pytest.raises(InputError) as info:
         parity.compare(model, module, x, y, **args)
     assert says in str(info.value) and "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- issue 19, group C
+
+
+def test_a_frozen_parameter_stays_on_both_sides_and_is_named(module, data):
+    """requires_grad=False: torch leaves the parameter where it is (momentum and weight decay
+    included); JAX's side must too, and the comparison names it instead of blaming the gradient."""
+    module.get_submodule("2").bias.requires_grad_(False)
+    start = module.get_submodule("2").bias.detach().numpy().copy()
+    c = run(module, data, optimizer=("SGD", {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.1}),
+            steps=30)
+    assert c.ok and c.culprit == "none", c.table()
+    assert c.frozen == ("2.bias",) and "2.bias" not in c.grad_diff
+    for path in (c.jax_path["2.bias"], c.torch_path["2.bias"]):
+        assert (path == start).all()  # (31, 16): not one step moved it
+    assert not np.array_equal(c.torch_path["2.weight"][-1], c.torch_path["2.weight"][0])
+    assert "frozen (requires_grad=False, not updated on either side): 2.bias" in c.table()
+
+
+def _dropout_module(p: float):
+    """Linear(1, 16), tanh, Dropout(p), Linear(16, 1), float64; JAX's twin is `_dropout_port`."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(1, 16), torch.nn.Tanh(), torch.nn.Dropout(p),
+                               torch.nn.Linear(16, 1)).double()
+
+
+def _dropout_port(p, x):
+    """`_dropout_module` without its Dropout (as in eval mode): (n, 1) -> (n, 1)."""
+    h = jnp.tanh(x @ p["0.weight"].T + p["0.bias"][None, :])
+    return h @ p["3.weight"].T + p["3.bias"][None, :]
+
+
+def test_a_module_random_in_training_mode_is_said_to_be_so(module, data):
+    """Dropout in training mode: the comparison says the module is random instead of blaming
+    the model; in eval mode the same pair agrees; the check draws nothing from torch's random
+    state (a deterministic module's comparison leaves it as it was)."""
+    random = run(_dropout_module(0.5), data, jax_model=_dropout_port, steps=5)
+    assert random.random and random.culprit == "random" and not random.ok
+    assert "random: torch_module's forward gives different outputs" in random.table()
+    with pytest.raises(AssertionError, match="random"):
+        random.assert_ok()
+    deterministic = run(_dropout_module(0.5).eval(), data, jax_model=_dropout_port, steps=5)
+    assert deterministic.ok and not deterministic.random, deterministic.table()
+    state = torch.random.get_rng_state()
+    assert not run(module, data, steps=1).random
+    assert torch.equal(torch.random.get_rng_state(), state)
