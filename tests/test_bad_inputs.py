@@ -42,6 +42,11 @@ X, Y = ff.lecture_data(n=20)
 ORDER = ff.batch_order(20, 2, seed=0)
 
 
+def _squeezed(p, x):
+    """A valid model for n > 1 that returns a scalar on one point: (n,) -> (n,), (1,) -> ()."""
+    return (x[:, None] @ p["w"]).squeeze()
+
+
 def csv(tmp: Path, name: str, text: str | bytes) -> str:
     path = tmp / name
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
@@ -386,6 +391,23 @@ ROWS = {
     "stdout full": Row(files={}, api=None, argv=["sweep", "--lr", "1e-3:1:4", "--steps", "3"], api_says=None,
         cli_says="cannot write standard output: No space left on device", outputs=[],
         subprocess=dict(stdout="full", status=1)),
+    # issue 19, group B
+    "surface base longer than the model's": Row(files={},
+        api=lambda t: surface.loss_surface("linear", "mse", X, Y, [0.0, 1.0], [0.0, 1.0], base=np.zeros(5), coords=(3, 4)),
+        argv=None, api_says="base must have shape (2,) for the linear model, got (5,)", cli_says=None,
+        outputs=[]),
+    "surface base shorter than the model's": Row(files={},
+        api=lambda t: surface.loss_surface("sine", "mse", X, Y, [0.0, 1.0], [0.0, 1.0], base=np.zeros(2)),
+        argv=None, api_says="base must have shape (3,) for the sine model, got (2,)", cli_says=None,
+        outputs=[]),
+    "exact surface plane of the wrong length": Row(files={},
+        api=lambda t: surface.mse_surface_exact("linear", X, Y, [0.0, 1.0], [0.0, 1.0], plane=surface.Plane(np.zeros(3), np.eye(3)[0], np.eye(3)[1])),
+        argv=None, api_says="plane.origin must have shape (2,) for the linear model", cli_says=None,
+        outputs=[]),
+    "model fails on the short last batch": Row(files={},
+        api=lambda t: fit.train({"w": np.zeros(1)}, X, Y, model=_squeezed, loss="mse", optimizer=registry.optimizer("adam")(0.1), order=ORDER, batch_size=19),
+        argv=None, api_says="batch_size 19: on a batch of 1 of the 20 points, y_hat and y must have the same shape",
+        cli_says=None, outputs=[]),
 }
 
 
@@ -722,3 +744,26 @@ def test_python_lists_are_vectors():
     assert got.path.shape == (21, 3)
     assert float(losses.l1([1.0, 2.0], [1.0, 3.0])) == 0.5
     np.testing.assert_array_equal(np.asarray(models.polynomial([1.0, 2.0], [3.0])), [7.0])
+
+
+# --------------------------------------------------------------------------- issue 19, group B
+
+
+def test_a_model_is_checked_at_the_users_own_n():
+    """A model that is valid at the data's n is not refused for its shape at one point."""
+    w0 = {"w": np.zeros(1)}
+    opt = registry.optimizer("gd")(0.1)
+    got = fit.train(w0, X, Y, model=_squeezed, loss="mse", optimizer=opt, steps=3)
+    want = fit.train(w0, X, Y, model=lambda p, x: x * p["w"][0], loss="mse", optimizer=opt,
+                     steps=3)
+    np.testing.assert_array_equal(np.asarray(got.params["w"]), np.asarray(want.params["w"]))
+    runs = sweep.sweep("gd", w0, X, Y, [0.1, 0.2], steps=3, model=_squeezed, loss="mse")
+    assert np.all(np.isfinite(np.asarray(runs.loss)))
+
+
+def test_a_surface_of_a_registry_model_takes_its_own_length_by_default():
+    """The sine model's default base is its three parameters, not max(coords) + 1 = 2."""
+    a, b = np.linspace(-1, 1, 3), np.linspace(0, 2, 3)
+    got = surface.loss_surface("sine", "mse", X, Y, a, b)
+    want = [[float(losses.mse(models.sine(np.array([ai, bi, 0.0]), X), Y)) for ai in a] for bi in b]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
