@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -404,6 +405,10 @@ ROWS = {
         api=lambda t: surface.mse_surface_exact("linear", X, Y, [0.0, 1.0], [0.0, 1.0], plane=surface.Plane(np.zeros(3), np.eye(3)[0], np.eye(3)[1])),
         argv=None, api_says="plane.origin must have shape (2,) for the linear model", cli_says=None,
         outputs=[]),
+    "streamed layout of a loss that is not a mean": Row(files={},
+        api=lambda t: surface.loss_surface("linear", lambda a, b: jnp.minimum(jnp.mean((a - b) ** 2), 60.0), X, Y, [0.0, 1.0], [0.0, 1.0], layout="streamed"),
+        argv=None, api_says="layout: 'streamed' needs a loss that is a mean of per-point terms",
+        cli_says=None, outputs=[]),
     "model fails on the short last batch": Row(files={},
         api=lambda t: fit.train({"w": np.zeros(1)}, X, Y, model=_squeezed, loss="mse", optimizer=registry.optimizer("adam")(0.1), order=ORDER, batch_size=19),
         argv=None, api_says="batch_size 19: on a batch of 1 of the 20 points, y_hat and y must have the same shape",

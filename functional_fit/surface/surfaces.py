@@ -88,7 +88,8 @@ def _check_out(out, a_values, b_values) -> None:
                          f"{'' if out.flags.writeable else ', read-only'}")
 
 
-def checked(x, y, a_values, b_values, *, base, coords, plane, out, model=None) -> Inputs:
+def checked(x, y, a_values, b_values, *, base, coords, plane, out,
+            model=None) -> Inputs:  # 9 arguments: the surface's data, grid and plane, named
     """Every input of a surface checked, on concrete values, as JAX arrays; with `model`, a
     registry model's parameter vectors checked against its length."""
     x, y = _checks.points(x, y)  # (n,) or (n, d), and (n,) or (n, k)
@@ -151,8 +152,9 @@ def loss_surface(
         model's length, for a model of the registry that has one: linear 2, sine 3).
       coords: the two indices of w that a_values and b_values set.
       plane: a `Plane` to use instead of `base` and `coords`.
-      layout: ``"streamed"`` (needs a per-point loss, see the module docstring), ``"vmap"``
-        (any loss), or ``"auto"`` (streamed when a check at a few points allows it).
+      layout: ``"streamed"`` (a loss known or proven to be a mean of per-point terms, see
+        `functional_fit.surface.perpoint`; any other is refused), ``"vmap"`` (any loss), or
+        ``"auto"`` (streamed where it is right, else vmapped).
       devices: the devices to split the grid across; default all of ``jax.devices()``.
       block: grid points per block (default: from the layout's workspace, at most a whole
         call of the runtime's ``chunk_points``).
