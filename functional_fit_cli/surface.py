@@ -225,6 +225,21 @@ def _save(path, s: _Settings, z, a_values, b_values, view) -> None:
                  directions=s.directions, model=s.model_name, loss=s.loss_name)
 
 
+def _extremes(z, a_values, b_values, at_centre: float) -> str:
+    """The summary's line of the surface's least and largest finite losses, and a count of the
+    points that are not finite (an overflowing loss), if any."""
+    finite = np.isfinite(z)  # (nb, na)
+    if finite.any():
+        j, i = np.unravel_index(np.argmin(np.where(finite, z, np.inf)), z.shape)
+        line = (f"min loss {z[j, i]:.10g} at a = {a_values[i]:.6g}, b = {b_values[j]:.6g}; "
+                f"max {np.max(z[finite]):.10g}; the fit's loss {at_centre:.10g}")
+    else:
+        line = f"no point of the grid has a finite loss; the fit's loss {at_centre:.10g}"
+    if not finite.all():
+        line += f"; {z.size - int(finite.sum())} of {z.size} points are not finite"
+    return line
+
+
 def run(args) -> int:
     start = time.perf_counter()
     s = _settings(args)
@@ -234,7 +249,6 @@ def run(args) -> int:
     view = _view(args, s, x, y, rt)
     z, a_values, b_values = _grid(args, s, x, y, view, rt)
     computed = time.perf_counter() - start
-    j, i = np.unravel_index(np.argmin(z), z.shape)
     at_centre = float(fit.full_loss(view.path[-1], x, y, model=s.entry.fn, loss=s.loss))
     if args.out:
         _save(args.out, s, z, a_values, b_values, view)
@@ -247,8 +261,7 @@ def run(args) -> int:
           f"dtype {args.dtype}")
     print(f"grid {s.na} x {s.nb} = {s.na * s.nb} points, a in [{a_values[0]:.6g}, "
           f"{a_values[-1]:.6g}], b in [{b_values[0]:.6g}, {b_values[-1]:.6g}]")
-    print(f"min loss {z[j, i]:.10g} at a = {a_values[i]:.6g}, b = {b_values[j]:.6g}; "
-          f"max {np.max(z):.10g}; the fit's loss {at_centre:.10g}")
+    print(_extremes(z, a_values, b_values, at_centre))
     wrote = [f for f in (args.out, args.plot) if f]
     print(f"done in {time.perf_counter() - start:.2f} s (fit and surface {computed:.2f} s)"
           + (f"; wrote {', '.join(wrote)}" if wrote else ""))

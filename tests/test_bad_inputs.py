@@ -772,3 +772,14 @@ def test_a_surface_of_a_registry_model_takes_its_own_length_by_default():
     got = surface.loss_surface("sine", "mse", X, Y, a, b)
     want = [[float(losses.mse(models.sine(np.array([ai, bi, 0.0]), X), Y)) for ai in a] for bi in b]
     np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_the_surface_summary_uses_the_finite_points_and_counts_the_rest(capsys):
+    """A surface whose loss overflows at 90 of 100 points: the least and largest finite losses
+    (from the numpy loop), and the count of the others, never "min loss nan"."""
+    assert main(["surface", "--loss", "mse", "--grid", "10x10", "--range=0:1,0:1e160"]) == 0
+    line = [s for s in capsys.readouterr().out.splitlines() if s.startswith("min loss")][0]
+    a = np.linspace(0, 1, 10)
+    want = [np.mean((ai - ff.lecture_data()[1]) ** 2) for ai in a]  # b = 0: the only finite row
+    assert line.startswith(f"min loss {min(want):.10g} at a = 0, b = 0; max {max(want):.10g};")
+    assert line.endswith("; 90 of 100 points are not finite")
