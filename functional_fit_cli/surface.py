@@ -15,7 +15,7 @@ import numpy as np
 
 from functional_fit import checks as _checks, data as _data, fit, surface
 from functional_fit.checks import InputError
-from functional_fit.precision import policy, zeros
+from functional_fit.precision import policy
 from functional_fit.surface import DIRECTIONS, check_coords
 from functional_fit_cli import resources
 from functional_fit_cli.files import atomic_path
@@ -34,7 +34,8 @@ def add_parser(sub):
         description="The loss over a grid of parameter vectors w = centre + a u + b v: two "
         "coordinates of w (the lecture's cells 12, 15, 50), two random directions normalized "
         "per parameter (Li et al. 2018), or the top two PCA directions of a gradient-descent "
-        "path. The centre is where that fit ends.",
+        "path. The centre is where that fit ends (from zeros; the sine model from amplitude and "
+        "frequency 1, where its gradient is not 0), and a grid point unless --range is given.",
     )
     add_model_options(p)
     add_data_options(p)
@@ -192,8 +193,8 @@ def _view(args, s: _Settings, x, y, rt):
     try:
         with progress(args.steps, "fit", "step") as update:
             return surface.around_fit(
-                s.entry.fn, s.loss, x, y, zeros(s.size, args.dtype), lr=args.lr,
-                steps=args.steps, directions=s.directions, coords=s.coords, seed=s.seed,
+                s.entry.fn, s.loss, x, y, s.entry.start_vector(s.size, s.pol.params),
+                lr=args.lr, steps=args.steps, directions=s.directions, coords=s.coords, seed=s.seed,
                 names=s.entry.param_names, path=s.need_path, progress=update, runtime=rt)
     except _checks.DivergenceError:
         raise InputError(
@@ -204,8 +205,12 @@ def _view(args, s: _Settings, x, y, rt):
 def _grid(args, s: _Settings, x, y, view, rt):
     """(losses (nb, na), a_values (na,), b_values (nb,)) of the surface around the fit."""
     a_range, b_range = (view.a_range, view.b_range) if s.grid_range is None else s.grid_range
-    a_values = grid_values(a_range, s.na, s.pol.params, args.range)  # (na,)
-    b_values = grid_values(b_range, s.nb, s.pol.params, args.range)  # (nb,)
+    if s.grid_range is None:  # around the fit's end: the grid holds it
+        a_values = surface.centred_values(a_range, s.na, view.centre[0], s.pol.params)  # (na,)
+        b_values = surface.centred_values(b_range, s.nb, view.centre[1], s.pol.params)  # (nb,)
+    else:
+        a_values = grid_values(a_range, s.na, s.pol.params, args.range)  # (na,)
+        b_values = grid_values(b_range, s.nb, s.pol.params, args.range)  # (nb,)
     with progress(s.na * s.nb, "surface", "pt") as update:
         if args.exact:
             z = surface.mse_surface_exact(s.entry.fn, x, y, a_values, b_values,

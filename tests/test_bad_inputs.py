@@ -801,3 +801,32 @@ def test_every_public_submodule_is_an_attribute_of_the_package():
             f"print(missing, 'torch' in sys.modules, set(ff.__all__) >= set({names!r}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[] False True"
+
+
+def test_the_readmes_sine_surface_shows_what_it_claims(tmp_path, capsys):
+    """The README's sine example, as written: its fit moves the amplitude and frequency (the
+    PCA plane's second direction carries some of the path), and the grid holds the fit, so
+    the grid's least loss is not above the fit's own."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    line = next(s for s in readme.splitlines() if "surface --model sine" in s)
+    argv = line.split()[1:]
+    argv[argv.index("--plot") + 1] = str(tmp_path / "sine.png")
+    assert main([*argv, "--out", str(tmp_path / "sine.npz")]) == 0
+    saved = np.load(tmp_path / "sine.npz")
+    x, y = ff.lecture_data()
+    fit_loss = fit.full_loss(saved["path"][-1], x, y, model="sine", loss="mse")
+    assert saved["losses"].min() <= fit_loss
+    assert 0.0 in saved["a_values"] and 0.0 in saved["b_values"]  # the fit, on the plane
+    assert float(surface.pca_plane(saved["path"]).explained[1]) > 0.01
+    assert "PC2 (0.0%" not in capsys.readouterr().out
+
+
+def test_centred_values_hold_the_centre_at_the_spans_step():
+    """The centre is one of the values exactly, the step is the span's, the shift under one step."""
+    for span, count, centre in (((-0.5, 2.37), 1000, 0.0), ((-1.0, 1.0), 4, 0.3), ((0.0, 1.0), 7, 1.0)):
+        values = surface.centred_values(span, count, centre)
+        step = (span[1] - span[0]) / (count - 1)
+        assert values.shape == (count,) and centre in values
+        np.testing.assert_allclose(np.diff(values), step, rtol=1e-12)
+        assert abs(values[0] - span[0]) < step
+    np.testing.assert_array_equal(surface.centred_values((0.0, 1.0), 5, 2.0), np.linspace(0, 1, 5))

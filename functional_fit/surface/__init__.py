@@ -58,7 +58,7 @@ from functional_fit.surface.layouts import LAYOUTS
 from functional_fit.surface.planes import (PCAPlane, Plane, Unraveled, check_coords, coords_plane,
                                            flatten, pca_plane, random_plane)
 from functional_fit.surface.surfaces import MAX_POINTS, loss_surface, mse_surface_exact
-from functional_fit.surface.views import DIRECTIONS, View, around_fit, around_path
+from functional_fit.surface.views import DIRECTIONS, View, around_fit, around_path, centred_values
 
 # The runtime's defaults under the names this module gave them; they are read here, not used:
 # pass ``runtime=functional_fit.runtime.defaults(..., chunk_points=...)`` to change them.
@@ -85,6 +85,7 @@ __all__ = [
     "Vmapped",
     "around_fit",
     "around_path",
+    "centred_values",
     "check_coords",
     "coords_plane",
     "flatten",
