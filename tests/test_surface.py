@@ -189,6 +189,7 @@ def _np_huber(r):
     return np.where(np.abs(r) < 1, 0.5 * r**2, np.abs(r) - 0.5)
 
 
+WEIGHTS = np.linspace(0, 1, 100)  # one per data point of the lecture's data
 #: (model, loss, numpy model, numpy loss, proven): losses and models whose jaxpr reads as a mean
 #: of per-point terms, and some that do not (each of the latter streams to another number).
 PER_POINT = {
@@ -208,6 +209,8 @@ PER_POINT = {
                 np_model["linear"], lambda yh, y: min(np.mean((yh - y) ** 2), 60.0), False),
     "weighted": (ff.models.linear, lambda a, b: jnp.mean(jnp.linspace(0, 1, a.shape[0]) * (a - b) ** 2),
                  np_model["linear"], lambda yh, y: np.mean(np.linspace(0, 1, len(y)) * (yh - y) ** 2), False),
+    "closed-over weights": (ff.models.linear, lambda a, b: jnp.mean(WEIGHTS * (a - b) ** 2),
+                            np_model["linear"], lambda yh, y: np.mean(WEIGHTS * (yh - y) ** 2), False),
     "median": (ff.models.linear, lambda a, b: jnp.median(jnp.abs(a - b)), np_model["linear"],
                lambda yh, y: np.median(np.abs(yh - y)), False),
 }

@@ -77,10 +77,8 @@ class _Reading:
 
     def read(self, jaxpr, consts, args):  # -> list of Val, the jaxpr's outputs
         env = {}
-        for var, value in zip(jaxpr.constvars, consts):
-            small = np.size(value) <= 16
-            env[var] = _free(np.asarray(value) if small else None,
-                             range(np.ndim(value)) if np.ndim(value) == 0 else ())
+        for var, value in zip(jaxpr.constvars, consts):  # closed-over arrays: known if small
+            env[var] = _free(np.asarray(value) if np.size(value) <= 16 else None)
         env.update(zip(jaxpr.invars, args))
         for eqn in jaxpr.eqns:
             ins = [self._get(env, v) for v in eqn.invars]
