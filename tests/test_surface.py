@@ -201,6 +201,8 @@ PER_POINT = {
               np_model["linear"], lambda yh, y: np.mean(_np_huber(yh - y)), True),
     "matrix model": (lambda w, x: (x[:, None] * w[None, :]).sum(axis=1) + w[0], ff.losses.mse,
                      lambda w, x: (w[0] + w[1]) * x + w[0], np_loss["mse"], True),
+    "hinge with a broadcast 0": (ff.models.linear, lambda a, b: jnp.mean(jnp.where(a - b > 0, a - b, 0.0)),
+                                 np_model["linear"], lambda yh, y: np.mean(np.maximum(yh - y, 0.0)), True),
     "sum": (ff.models.linear, lambda a, b: jnp.sum((a - b) ** 2), np_model["linear"],
             lambda yh, y: np.sum((yh - y) ** 2), False),
     "mean times n": (ff.models.linear, lambda a, b: jnp.mean((a - b) ** 2 * a.shape[0]),

@@ -119,15 +119,31 @@ def _constant(v: Val):
     return v.kind
 
 
+def _known(eqn, ins, shape):
+    """The value of a free equation's output where its inputs' are known: the array when it is
+    small, or one number for an array whose elements all equal it (a broadcast number, and
+    elementwise operations of such), so that it reads the same at any n; else None."""
+    values = [v.value for v in ins]
+    if any(v is None for v in values):
+        return None
+    name = eqn.primitive.name
+    if name == "broadcast_in_dim" and np.ndim(values[0]) == 0:
+        return values[0]  # every element is this number
+    if name in ELEMENTWISE and all(np.ndim(v) == 0 for v in values):
+        pass  # numbers, standing for arrays whose elements all equal them
+    elif math.prod(shape) > 16 or any(np.shape(v) != var.aval.shape
+                                      for v, var in zip(values, eqn.invars)):
+        return None
+    try:
+        return np.asarray(eqn.primitive.bind(*values, **eqn.params))
+    except Exception:  # a primitive that cannot run here: its value stays unknown
+        return None
+
+
 def _free_out(eqn, ins, out) -> Val:
-    """A value computed from free values alone: its value when small, and its constant axes."""
+    """A value computed from free values alone: its value where known, and its constant axes."""
     shape = out.aval.shape
-    value = None
-    if all(v.value is not None for v in ins) and math.prod(shape) <= 16:
-        try:
-            value = np.asarray(eqn.primitive.bind(*[v.value for v in ins], **eqn.params))
-        except Exception:  # a primitive that cannot run here: its value stays unknown
-            value = None
+    value = _known(eqn, ins, shape)
     if len(shape) == 0:
         return _free(value, ())
     name = eqn.primitive.name
