@@ -1,11 +1,13 @@
 """functional-fit: the gradient-descent lecture as pure JAX functions, beside its torch mirror.
 
 Modules (each mirrored in `parity`, the torch side):
-  `data`      the lecture's data, CSV input, the shared batch order, a fit's length
+  `data`      the lecture's data, the shared batch order, a fit's length
+  `tables`    CSV input: a table's columns read and checked
   `models`    ``linear(w, x)``, ``polynomial(w, x)``, ``sine(w, x)``, ``mlp``, ``logistic``
   `losses`    ``mse(y_hat, y)``, ``l1(y_hat, y)``, ``bce_with_logits``, ``cross_entropy``
   `ols`       the analytic least-squares fit
   `autodiff`  z(θ) = (1 - log(1 + e^θ))^2 and its derivative three ways
+  `engine`    the one training loop: a step, a compiled scan, long fits in chunks
   `fit`       `fit.train`: any model, loss, optax optimizer and parameter pytree, one compiled
               `lax.scan`; the lecture's gradient descent, SGD and Adam as thin wrappers
   `optim`     torch.optim's optimizers and schedulers as optax transformations, verified
@@ -32,8 +34,9 @@ import importlib
 __version__ = "0.1.0"
 
 #: The package's modules, loaded on first use (``functional_fit.fit``).
-_MODULES = ("autodiff", "checks", "data", "fit", "losses", "models", "ols", "optim", "plot",
-            "precision", "registry", "runtime", "surface", "sweep", "tolerances")
+_MODULES = ("autodiff", "checks", "data", "engine", "fit", "losses", "models", "ols", "optim",
+            "plot", "precision", "registry", "runtime", "surface", "sweep", "tables",
+            "tolerances")
 #: Names re-exported from a module, loaded on first use (``functional_fit.lecture_data``).
 _NAMES = {
     "DivergenceError": "checks",
@@ -60,6 +63,4 @@ def __dir__():
     return sorted([*globals(), *_MODULES, *_NAMES])
 
 
-__all__ = sorted(["autodiff", "batch_order", "checks", "data", "DivergenceError", "fit",
-                  "FitResult", "float64", "InputError", "lecture_data", "losses", "models", "ols",
-                  "optim", "precision", "PrecisionError", "read_csv", "registry", "zeros"])
+__all__ = sorted([*_MODULES, *_NAMES])

@@ -92,22 +92,33 @@ def check_fit_data(x, y):
     return jnp.asarray(x), jnp.asarray(y)
 
 
-def check_model(model, loss, params, x, y) -> None:
+def check_model(model, loss, params, x, y, batch_size: int | None = None) -> None:
     """Run the model and the loss abstractly; InputError when they fail or the loss is not ().
 
-    Traced once per model, loss and shapes: a check that passed is remembered, so a sweep of
-    many small fits does not trace the model again for each.
+    Traced at the data's own shapes (`jax.eval_shape`, which computes nothing), so a model is
+    judged on the n it is given; once per model, loss and shapes: a check that passed is
+    remembered, so a sweep of many small fits does not trace the model again for each. With
+    `batch_size` B (minibatches), also at the sizes the batches have: B, and n mod B for an
+    epoch's short last batch.
     """
+    n = x.shape[0]
+    sizes = [n] if batch_size is None else sorted({n, min(batch_size, n), n % batch_size} - {0})
     leaves, treedef = jax.tree.flatten(params)
-    spec = (treedef, tuple(jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)) for a in leaves),
-            jax.ShapeDtypeStruct((1,) + x.shape[1:], x.dtype),
-            jax.ShapeDtypeStruct((1,) + y.shape[1:], y.dtype))
-    try:
-        _check_model_once(model, loss, spec)
-    except TypeError as exc:  # an unhashable model or loss: check without remembering
-        if "unhashable" not in str(exc):
-            raise
-        _check_model_once.__wrapped__(model, loss, spec)
+    shapes = tuple(jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)) for a in leaves)
+    for m in sizes:
+        spec = (treedef, shapes, jax.ShapeDtypeStruct((m,) + x.shape[1:], x.dtype),
+                jax.ShapeDtypeStruct((m,) + y.shape[1:], y.dtype))
+        try:
+            _check_model_once(model, loss, spec)
+        except TypeError as exc:  # an unhashable model or loss: check without remembering
+            if "unhashable" not in str(exc):
+                raise
+            _check_model_once.__wrapped__(model, loss, spec)
+        except InputError as exc:
+            if m == n:
+                raise
+            raise InputError(f"batch_size {batch_size}: on a batch of {m} of the {n} points, "
+                             f"{exc}") from None
 
 
 @functools.lru_cache(maxsize=256)
@@ -285,7 +296,7 @@ def train(params, x, y, *, model, loss, optimizer, steps: int | None = None, ord
     params = check_params("params", params)
     registry.check_size(model, "params", params)
     steps, order, batch_size = _data.check_length(x.shape[0], steps, order, batch_size)
-    check_model(model, loss, params, x, y)
+    check_model(model, loss, params, x, y, batch_size=None if order is None else batch_size)
     fit = _Fit("train", as_recipe(optimizer), None, params, x, y, _order(order),
                _length(steps, order, batch_size), model, loss)
     return _run(fit, trace=trace, progress=progress, runtime=runtime)

@@ -385,6 +385,19 @@ def _series_style(i: int) -> dict:
                 marker="oxs^v"[i % 5], markersize=4 + (i % 2))
 
 
+def _loss_axis(ax, finite) -> None:
+    """A loss axis that shows no loss that is not there: without any finite loss (every run
+    diverged), an unlabelled 0..1 axis that says so; with non-negative losses, from 0 at least
+    (matplotlib's margin would reach below it)."""
+    if not finite.size:
+        ax.set_ylim(0.0, 1.0)
+        ax.set_yticks([])
+        ax.text(0.5, 0.5, "every run diverged: no finite loss", transform=ax.transAxes,
+                ha="center", va="center")
+    elif finite.min() >= 0 and ax.get_yscale() == "linear":
+        ax.set_ylim(bottom=max(0.0, ax.get_ylim()[0]))
+
+
 def sweep(lrs, losses: Mapping, *, loss_name: str = "L1",
           title: str = "Final loss against learning rate") -> Figure:
     """Final loss against learning rate, one line per fit, framework or seed (log-scale lr).
@@ -419,6 +432,7 @@ def sweep(lrs, losses: Mapping, *, loss_name: str = "L1",
     finite = finite[np.isfinite(finite)]
     if finite.size and finite.min() > 0 and finite.max() / finite.min() > 100:
         ax.set_yscale("log")  # near-divergent runs would flatten the rest
+    _loss_axis(ax, finite)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="best")
     return fig

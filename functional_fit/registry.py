@@ -51,6 +51,8 @@ class Model:
     linear_in_params: bool  # model(w, x) = V(x) w: its Jacobian does not depend on w
     param_names: tuple = ()  # names of the parameters by index, for axis labels
     name: str = ""  # its name in `MODELS`
+    #: where a fit starts when none is given: zeros, unless the model does not move from there
+    start: tuple = ()
 
     def n_params(self, degree: int = 2) -> int:
         """The length of its parameter vector, for `degree` where the model has one."""
@@ -63,6 +65,13 @@ class Model:
     def title(self, degree: int = 2) -> str:
         """In words: ``"linear"``, ``"degree-12 polynomial"``, ``"sine"``."""
         return f"degree-{degree} polynomial" if self.uses_degree else self.name
+
+    def start_vector(self, size: int, dtype="float64") -> np.ndarray:
+        """The (size,) start of a fit when none is given, in `dtype`: `start`, or zeros (the
+        lecture's start, ``torch.zeros(p + 1, 1)``)."""
+        if self.start and len(self.start) == size:
+            return np.asarray(self.start, dtype=dtype)
+        return np.zeros(size, dtype=dtype)
 
     def check_vector(self, name: str, w, degree: int | None = None) -> None:
         """InputError naming `name` when `w` is not a parameter vector of this model
@@ -116,8 +125,11 @@ MODELS = {
                     param_names=("intercept", "slope"), name="linear"),
     "poly": Model(models.polynomial, lambda degree: degree + 1, uses_degree=True,
                   linear_in_params=True, name="poly"),
+    # From w = 0 the sine's amplitude and frequency never move: d/dw1 w1 sin(w2 x) = sin(0) = 0
+    # and d/dw2 = w1 x cos(w2 x) = 0. It starts at amplitude 1 and frequency 1 instead.
     "sine": Model(models.sine, lambda degree: 3, uses_degree=False, linear_in_params=False,
-                  param_names=("offset", "amplitude", "frequency"), name="sine"),
+                  param_names=("offset", "amplitude", "frequency"), name="sine",
+                  start=(0.0, 1.0, 1.0)),
 }
 LOSSES = {"l1": losses.l1, "mse": losses.mse, "bce_with_logits": losses.bce_with_logits,
           "cross_entropy": losses.cross_entropy}

@@ -18,9 +18,19 @@ a grid point's terms are summed, so the last bits). BENCHMARKS.md ("The runtime'
 `benchmarks/bench_runtime.py`) measures each default against its neighbours.
 
 Memory: `require_memory` refuses a run whose estimate exceeds ``memory_limit`` (None: what the
-machine has available, `available_memory`) before it allocates, with one line naming the
-setting to lower. The library reads no environment variable; the command line reads
+machine has available, `available_memory`, less a margin) before it allocates, with one line
+naming the setting to lower. The library reads no environment variable; the command line reads
 ``FUNCTIONAL_FIT_MEMORY_LIMIT`` and passes it here.
+
+The margin. An estimate counts the large arrays a run holds (a fit's path, a surface's output),
+not what every run needs beside them: the interpreter, JAX, XLA and the compiled programs
+(about 260 MiB for a fit and a surface in one process, measured), one compiled call's output
+on its way to the host, the allocators' fragmentation, and the other processes and page cache
+that ``MemAvailable`` counts as free but that grow while a run of minutes goes on. So a run may
+hold `HEADROOM_FRACTION` of the available memory less `RESERVED_BYTES` (`usable_memory`): a fit's
+path estimated at 22.35 GiB on a machine with 24 GiB available is refused (18.7 GiB may be
+used) rather than killed by the kernel after ten minutes. An explicit ``memory_limit`` is taken
+as given: it is what the caller allows the run's arrays.
 """
 
 from __future__ import annotations
@@ -157,9 +167,24 @@ def available_memory() -> int | None:
         return None
 
 
+#: The share of the machine's available memory a run's estimate may take (see the margin, in
+#: the module's docstring).
+HEADROOM_FRACTION = 0.8
+#: Bytes kept for the interpreter, JAX and the compiled programs, which no estimate counts.
+RESERVED_BYTES = 512 * 2**20
+
+
+def usable_memory(available: int) -> int:
+    """Bytes a run's estimate may take of `available` bytes: `HEADROOM_FRACTION` of them, less
+    `RESERVED_BYTES`, at least 0."""
+    return max(0, int(available * HEADROOM_FRACTION) - RESERVED_BYTES)
+
+
 def memory_available(runtime: Runtime | None = None) -> int | None:
-    """Bytes a run may hold: the machine's available memory, lowered by ``runtime.memory_limit``."""
+    """Bytes a run may hold: the machine's available memory less the margin (`usable_memory`),
+    lowered by ``runtime.memory_limit``."""
     have = available_memory()
+    have = None if have is None else usable_memory(have)
     limit = None if runtime is None else runtime.memory_limit
     if limit is not None:
         have = limit if have is None else min(have, limit)
@@ -196,7 +221,11 @@ def require_memory(nbytes: float, *, what: str, change: str, runtime: Runtime | 
     """
     have = memory_available(runtime)
     if have is not None and nbytes > have:
-        source = f" ({source})" if source and runtime and runtime.memory_limit == have else ""
+        limited = runtime is not None and runtime.memory_limit == have
+        source = f" ({source})" if source and limited else ""
+        if not limited:  # the machine's figure, less the margin: say both
+            source = (f" to a run (of the machine's {gib(available_memory())}, less a margin for "
+                      "the runtime)")
         raise InputError(f"{change}: this run needs about {gib(nbytes)} of memory ({what}), more "
                          f"than the {gib(have)} available{source}; lower {change}")
 
@@ -243,5 +272,6 @@ def environment() -> dict:
     }
 
 
-__all__ = ["PLATFORMS", "Runtime", "available_memory", "default_platform", "defaults",
-           "environment", "gib", "memory_available", "parse_size", "require_memory", "resolve"]
+__all__ = ["HEADROOM_FRACTION", "PLATFORMS", "RESERVED_BYTES", "Runtime", "available_memory",
+           "default_platform", "defaults", "environment", "gib", "memory_available",
+           "parse_size", "require_memory", "resolve", "usable_memory"]

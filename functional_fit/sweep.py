@@ -291,7 +291,7 @@ def check_lrs(lrs) -> np.ndarray:
     return lrs
 
 
-def _check_w0s(w0s, x, y, model, loss):
+def _check_w0s(w0s, model):
     """The starts as one pytree with a leading axis I, checked; and I.
 
     One start is an array (p+1,) or any pytree; several are an (I, p+1) array or a list of
@@ -316,7 +316,6 @@ def _check_w0s(w0s, x, y, model, loss):
             raise InputError(f"{name}: every start must have the structure of the first")
         checked.append(start)
     registry.check_size(model, "w0s", checked[0])
-    _fit.check_model(model, loss, checked[0], x, y)
     return jax.tree.map(lambda *leaves: np.stack([np.asarray(a) for a in leaves]), *checked), len(checked)
 
 
@@ -397,11 +396,13 @@ def _checked(optimizer, w0s, x, y, lrs, *, model, loss, steps, epochs, batch_siz
     model, loss = registry.resolve(model, loss)
     recipe, batching = _check_optimizer(optimizer, steps, epochs)
     x, y = _fit.check_fit_data(x, y)
-    w0s, n_init = _check_w0s(w0s, x, y, model, loss)
+    w0s, n_init = _check_w0s(w0s, model)
     lrs = check_lrs(lrs)
     length = _data.fit_length(x.shape[0], batching, steps=steps, epochs=epochs,
                               batch_size=batch_size if batching == "minibatch" else None,
                               defaults=True)
+    _fit.check_model(model, loss, jax.tree.map(lambda a: a[0], w0s), x, y,
+                     batch_size=None if length.full else length.batch_size)
     seeds = check_seeds(batching, seeds)
     mesh = _mesh(devices)
     n_dev = 1 if mesh is None else mesh.size

@@ -126,8 +126,8 @@ def same_loss(got, want, xp=np, *, same_nonfinite: bool = False):
     Two correct ways of computing one loss (a streamed sum against a vmapped mean, a quadratic
     from moments against the brute-force MSE) agree to a few eps; a wrong way (a streamed
     "mean" of a loss that is not a mean of per-point terms, a quadratic of a model that is
-    not linear) differs by far more than sqrt(eps). `surface` decides by this which layout
-    computes a surface.
+    not linear) differs by far more than sqrt(eps). `surface` checks its layouts and its exact
+    quadratic by this.
 
     Args:
       got, want: arrays of the same shape; `want`'s dtype sets eps and tiny.

@@ -16,7 +16,7 @@ import numpy as np
 
 from functional_fit import checks as _checks, data as _data, fit, surface
 from functional_fit.checks import InputError
-from functional_fit.precision import policy, zeros
+from functional_fit.precision import policy
 from functional_fit.surface import DIRECTIONS, check_coords
 from functional_fit_cli import resources
 from functional_fit_cli.files import together
@@ -35,7 +35,8 @@ def add_parser(sub):
         description="The loss over a grid of parameter vectors w = centre + a u + b v: two "
         "coordinates of w (the lecture's cells 12, 15, 50), two random directions normalized "
         "per parameter (Li et al. 2018), or the top two PCA directions of a gradient-descent "
-        "path. The centre is where that fit ends.",
+        "path. The centre is where that fit ends (from zeros; the sine model from amplitude and "
+        "frequency 1, where its gradient is not 0), and a grid point unless --range is given.",
     )
     add_model_options(p)
     add_data_options(p)
@@ -204,8 +205,8 @@ def _view(args, s: _Settings, x, y, rt):
     try:
         with progress(args.steps, "fit", "step") as update:
             return surface.around_fit(
-                s.entry.fn, s.loss, x, y, zeros(s.size, args.dtype), lr=args.lr,
-                steps=args.steps, directions=s.directions, coords=s.coords, seed=s.seed,
+                s.entry.fn, s.loss, x, y, s.entry.start_vector(s.size, s.pol.params),
+                lr=args.lr, steps=args.steps, directions=s.directions, coords=s.coords, seed=s.seed,
                 names=s.entry.param_names, path=s.need_path, progress=update, runtime=rt)
     except _checks.DivergenceError:
         raise InputError(
@@ -216,8 +217,12 @@ def _view(args, s: _Settings, x, y, rt):
 def _grid(args, s: _Settings, x, y, view, rt):
     """(losses (nb, na), a_values (na,), b_values (nb,)) of the surface around the fit."""
     a_range, b_range = (view.a_range, view.b_range) if s.grid_range is None else s.grid_range
-    a_values = grid_values(a_range, s.na, s.pol.params, args.range)  # (na,)
-    b_values = grid_values(b_range, s.nb, s.pol.params, args.range)  # (nb,)
+    if s.grid_range is None:  # around the fit's end: the grid holds it
+        a_values = surface.centred_values(a_range, s.na, view.centre[0], s.pol.params)  # (na,)
+        b_values = surface.centred_values(b_range, s.nb, view.centre[1], s.pol.params)  # (nb,)
+    else:
+        a_values = grid_values(a_range, s.na, s.pol.params, args.range)  # (na,)
+        b_values = grid_values(b_range, s.nb, s.pol.params, args.range)  # (nb,)
     with progress(s.na * s.nb, "surface", "pt") as update:
         if args.exact:
             z = surface.mse_surface_exact(s.entry.fn, x, y, a_values, b_values,
@@ -237,6 +242,21 @@ def _save(path, s: _Settings, z, a_values, b_values, view) -> None:
                  directions=s.directions, model=s.model_name, loss=s.loss_name)
 
 
+def _extremes(z, a_values, b_values, at_centre: float) -> str:
+    """The summary's line of the surface's least and largest finite losses, and a count of the
+    points that are not finite (an overflowing loss), if any."""
+    finite = np.isfinite(z)  # (nb, na)
+    if finite.any():
+        j, i = np.unravel_index(np.argmin(np.where(finite, z, np.inf)), z.shape)
+        line = (f"min loss {z[j, i]:.10g} at a = {a_values[i]:.6g}, b = {b_values[j]:.6g}; "
+                f"max {np.max(z[finite]):.10g}; the fit's loss {at_centre:.10g}")
+    else:
+        line = f"no point of the grid has a finite loss; the fit's loss {at_centre:.10g}"
+    if not finite.all():
+        line += f"; {z.size - int(finite.sum())} of {z.size} points are not finite"
+    return line
+
+
 def run(args) -> int:
     start = time.perf_counter()
     s = _settings(args)
@@ -246,7 +266,6 @@ def run(args) -> int:
     view = _view(args, s, x, y, rt)
     z, a_values, b_values = _grid(args, s, x, y, view, rt)
     computed = time.perf_counter() - start
-    j, i = np.unravel_index(np.argmin(z), z.shape)
     at_centre = float(fit.full_loss(view.path[-1], x, y, model=s.entry.fn, loss=s.loss))
     with together() as outputs:  # both files, or neither: renamed into place when both are written
         if args.out:
@@ -260,8 +279,7 @@ def run(args) -> int:
           f"dtype {args.dtype}")
     print(f"grid {s.na} x {s.nb} = {s.na * s.nb} points, a in [{a_values[0]:.6g}, "
           f"{a_values[-1]:.6g}], b in [{b_values[0]:.6g}, {b_values[-1]:.6g}]")
-    print(f"min loss {z[j, i]:.10g} at a = {a_values[i]:.6g}, b = {b_values[j]:.6g}; "
-          f"max {np.max(z):.10g}; the fit's loss {at_centre:.10g}")
+    print(_extremes(z, a_values, b_values, at_centre))
     wrote = [f for f in (args.out, args.plot) if f]
     print(f"done in {time.perf_counter() - start:.2f} s (fit and surface {computed:.2f} s)"
           + (f"; wrote {', '.join(wrote)}" if wrote else ""))

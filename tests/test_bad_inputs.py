@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -40,6 +41,11 @@ from functional_fit_cli import main
 
 X, Y = ff.lecture_data(n=20)
 ORDER = ff.batch_order(20, 2, seed=0)
+
+
+def _squeezed(p, x):
+    """A valid model for n > 1 that returns a scalar on one point: (n,) -> (n,), (1,) -> ()."""
+    return (x[:, None] @ p["w"]).squeeze()
 
 
 def csv(tmp: Path, name: str, text: str | bytes) -> str:
@@ -543,6 +549,32 @@ ROWS = {
     "parity cases beyond any working day": Row(files={}, api=lambda t: parity_report.cases(10**6),
         argv=["parity", "--cases", "100000"], api_says="cases must be at most 72000",
         cli_says="--cases must be at most 72000", outputs=[], subprocess=dict(within=QUICK)),
+    # issue 19, group B
+    "surface base longer than the model's": Row(files={},
+        api=lambda t: surface.loss_surface("linear", "mse", X, Y, [0.0, 1.0], [0.0, 1.0], base=np.zeros(5), coords=(3, 4)),
+        argv=None, api_says="base must have shape (2,) for the linear model, got (5,)", cli_says=None,
+        outputs=[]),
+    "surface base shorter than the model's": Row(files={},
+        api=lambda t: surface.loss_surface("sine", "mse", X, Y, [0.0, 1.0], [0.0, 1.0], base=np.zeros(2)),
+        argv=None, api_says="base must have shape (3,) for the sine model, got (2,)", cli_says=None,
+        outputs=[]),
+    "exact surface plane of the wrong length": Row(files={},
+        api=lambda t: surface.mse_surface_exact("linear", X, Y, [0.0, 1.0], [0.0, 1.0], plane=surface.Plane(np.zeros(3), np.eye(3)[0], np.eye(3)[1])),
+        argv=None, api_says="plane.origin must have shape (2,) for the linear model", cli_says=None,
+        outputs=[]),
+    "streamed layout of a loss that is not a mean": Row(files={},
+        api=lambda t: surface.loss_surface("linear", lambda a, b: jnp.minimum(jnp.mean((a - b) ** 2), 60.0), X, Y, [0.0, 1.0], [0.0, 1.0], layout="streamed"),
+        argv=None, api_says="layout: 'streamed' needs a loss that is a mean of per-point terms",
+        cli_says=None, outputs=[]),
+    "exact surface overflowing at the corners": Row(files={},
+        api=lambda t: surface.mse_surface_exact("linear", X, Y, [0.0, 1.0], [0.0, 1e300]),
+        argv=["surface", "--exact", "--loss", "mse", "--grid", "3x3", "--range=0:1,1e300:1.7e308"],
+        api_says="a_values, b_values: the MSE overflows float64 at a corner of the grid",
+        cli_says="the MSE overflows float64 at a corner of the grid", outputs=[]),
+    "model fails on the short last batch": Row(files={},
+        api=lambda t: fit.train({"w": np.zeros(1)}, X, Y, model=_squeezed, loss="mse", optimizer=registry.optimizer("adam")(0.1), order=ORDER, batch_size=19),
+        argv=None, api_says="batch_size 19: on a batch of 1 of the 20 points, y_hat and y must have the same shape",
+        cli_says=None, outputs=[]),
 }
 
 
@@ -1097,3 +1129,84 @@ def test_an_optimizer_over_part_of_the_module_trains_that_part():
     assert (result.path["bias"] == result.path["bias"][0]).all()
     np.testing.assert_array_equal(result.params["weight"], reference.weight.detach().numpy())
     assert result.path["weight"][-1] != result.path["weight"][0]
+
+
+# --------------------------------------------------------------------------- issue 19, group B
+
+
+def test_a_model_is_checked_at_the_users_own_n():
+    """A model that is valid at the data's n is not refused for its shape at one point."""
+    w0 = {"w": np.zeros(1)}
+    opt = registry.optimizer("gd")(0.1)
+    got = fit.train(w0, X, Y, model=_squeezed, loss="mse", optimizer=opt, steps=3)
+    want = fit.train(w0, X, Y, model=lambda p, x: x * p["w"][0], loss="mse", optimizer=opt,
+                     steps=3)
+    np.testing.assert_array_equal(np.asarray(got.params["w"]), np.asarray(want.params["w"]))
+    runs = sweep.sweep("gd", w0, X, Y, [0.1, 0.2], steps=3, model=_squeezed, loss="mse")
+    assert np.all(np.isfinite(np.asarray(runs.loss)))
+
+
+def test_a_surface_of_a_registry_model_takes_its_own_length_by_default():
+    """The sine model's default base is its three parameters, not max(coords) + 1 = 2."""
+    a, b = np.linspace(-1, 1, 3), np.linspace(0, 2, 3)
+    got = surface.loss_surface("sine", "mse", X, Y, a, b)
+    want = [[float(losses.mse(models.sine(np.array([ai, bi, 0.0]), X), Y)) for ai in a] for bi in b]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_the_surface_summary_uses_the_finite_points_and_counts_the_rest(capsys):
+    """A surface whose loss overflows at 90 of 100 points: the least and largest finite losses
+    (from the numpy loop), and the count of the others, never "min loss nan"."""
+    assert main(["surface", "--loss", "mse", "--grid", "10x10", "--range=0:1,0:1e160"]) == 0
+    line = [s for s in capsys.readouterr().out.splitlines() if s.startswith("min loss")][0]
+    a = np.linspace(0, 1, 10)
+    want = [np.mean((ai - ff.lecture_data()[1]) ** 2) for ai in a]  # b = 0: the only finite row
+    assert line.startswith(f"min loss {min(want):.10g} at a = 0, b = 0; max {max(want):.10g};")
+    assert line.endswith("; 90 of 100 points are not finite")
+
+
+def test_every_public_submodule_is_an_attribute_of_the_package():
+    """After ``import functional_fit as ff``, ``ff.<module>`` works for each of its modules, in
+    a fresh interpreter (a module imported by another one would hide a missing name here). The
+    old names of the command line's plumbing (files, resources, cli) are not the core's: they
+    are imported by name, as before."""
+    import pkgutil
+
+    old_names = {"files", "resources", "cli", "__main__"}
+    names = sorted(m.name for m in pkgutil.iter_modules(ff.__path__)
+                   if not m.name.startswith("_") and m.name not in old_names)
+    assert {"surface", "sweep", "plot", "engine", "tables"} <= set(names)
+    code = ("import functional_fit as ff, sys; "
+            f"missing = [n for n in {names!r} if not hasattr(ff, n)]; "
+            f"print(missing, 'torch' in sys.modules, set(ff.__all__) >= set({names!r}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[] False True"
+
+
+def test_the_readmes_sine_surface_shows_what_it_claims(tmp_path, capsys):
+    """The README's sine example, as written: its fit moves the amplitude and frequency (the
+    PCA plane's second direction carries some of the path), and the grid holds the fit, so
+    the grid's least loss is not above the fit's own."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    line = next(s for s in readme.splitlines() if "surface --model sine" in s)
+    argv = line.split()[1:]
+    argv[argv.index("--plot") + 1] = str(tmp_path / "sine.png")
+    assert main([*argv, "--out", str(tmp_path / "sine.npz")]) == 0
+    saved = np.load(tmp_path / "sine.npz")
+    x, y = ff.lecture_data()
+    fit_loss = fit.full_loss(saved["path"][-1], x, y, model="sine", loss="mse")
+    assert saved["losses"].min() <= fit_loss
+    assert 0.0 in saved["a_values"] and 0.0 in saved["b_values"]  # the fit, on the plane
+    assert float(surface.pca_plane(saved["path"]).explained[1]) > 0.01
+    assert "PC2 (0.0%" not in capsys.readouterr().out
+
+
+def test_centred_values_hold_the_centre_at_the_spans_step():
+    """The centre is one of the values exactly, the step is the span's, the shift under one step."""
+    for span, count, centre in (((-0.5, 2.37), 1000, 0.0), ((-1.0, 1.0), 4, 0.3), ((0.0, 1.0), 7, 1.0)):
+        values = surface.centred_values(span, count, centre)
+        step = (span[1] - span[0]) / (count - 1)
+        assert values.shape == (count,) and centre in values
+        np.testing.assert_allclose(np.diff(values), step, rtol=1e-12)
+        assert abs(values[0] - span[0]) < step
+    np.testing.assert_array_equal(surface.centred_values((0.0, 1.0), 5, 2.0), np.linspace(0, 1, 5))

@@ -40,10 +40,14 @@ def test_a_surface_kept_on_the_device_equals_the_host_one(lecture_xy, chunk, lay
 
 @pytest.mark.parametrize("where", ["host", "device"])
 def test_the_per_point_check_runs_on_the_device_too(lecture_xy, monkeypatch, where):
-    """A loss that is not a mean of per-point terms falls back to the vmapped layout there too;
-    one that is keeps the streamed layout. "device": the accelerator's way of checking (one
-    compiled comparison where the chunk lies), taken here on the CPU."""
+    """The per-point check is a guard behind the proof (`surface.perpoint`): a loss that is
+    not a mean of per-point terms, let through as if proven, falls back to the vmapped layout
+    there too; one that is keeps the streamed layout. "device": the accelerator's way of
+    checking (one compiled comparison where the chunk lies), taken here on the CPU."""
+    from functional_fit.surface import perpoint
+
     x, y = lecture_xy
+    monkeypatch.setattr(perpoint, "streamable", lambda model, loss, spec: True)
     if where == "device":
         monkeypatch.setattr(grid, "on_host", lambda values: False)
     kinds = []

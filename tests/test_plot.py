@@ -168,6 +168,20 @@ def test_sweep_and_benchmark_figures():
         plot.benchmark([1, 2], {"a": [1.0]})
 
 
+def test_a_sweep_plot_never_shows_a_negative_loss_axis():
+    """Every run diverged: no loss to draw, and an axis that says so, not -0.05..0.05; losses
+    near 0 on a linear axis start the axis at 0, not below it."""
+    lrs = np.geomspace(1e-3, 1, 4)
+    fig = plot.sweep(lrs, {"JAX": np.full(4, np.inf), "torch": np.full(4, np.nan)})
+    (ax,) = fig.axes
+    assert ax.get_ylim() == (0.0, 1.0) and len(ax.get_yticks()) == 0
+    assert "every run diverged" in [t.get_text() for t in ax.texts][0]
+    assert ax.get_lines()[-1].get_xdata().tolist() == [*lrs, *lrs]  # each marked at its lr
+    fig = plot.sweep(lrs, {"JAX": [0.01, 0.02, 0.5, 1.0]})
+    (ax,) = fig.axes
+    assert ax.get_yscale() == "linear" and ax.get_ylim()[0] == 0.0
+
+
 def test_surface_refuses_a_transposed_grid():
     with pytest.raises(ValueError, match=r"len\(b_values\), len\(a_values\)"):
         plot.surface(np.zeros((3, 4)), np.arange(3), np.arange(4))

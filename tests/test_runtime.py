@@ -54,3 +54,23 @@ def test_environment_names_the_versions_without_importing_torch():
                          check=True).stdout
     assert out.strip() == ("['jax', 'jax devices', 'machine', 'numpy', 'optax', 'python', "
                            "'torch'] False")
+
+
+def test_a_run_keeps_a_margin_below_the_machines_available_memory(monkeypatch):
+    """The issue's fit: a path estimated at 22.35 GiB with 24 GiB available was OOM-killed; the
+    margin for what no estimate counts refuses it, before any work, naming steps."""
+    import numpy as np
+
+    from functional_fit import fit
+
+    monkeypatch.setattr(runtime, "available_memory", lambda: 24 * 2**30)
+    x, y = np.linspace(-1, 1, 10), np.linspace(0, 1, 10)
+    with pytest.raises(ff.InputError) as exc:
+        fit.gradient_descent(np.zeros(2), x, y, steps=10**9)
+    assert str(exc.value).startswith("steps: this run needs about 22.4 GiB of memory")
+    assert "more than the 18.7 GiB available to a run (of the machine's 24.0 GiB" in str(exc.value)
+    # The margin is a fraction and a fixed amount: small machines keep the fixed part.
+    assert runtime.usable_memory(24 * 2**30) == int(24 * 2**30 * runtime.HEADROOM_FRACTION) - runtime.RESERVED_BYTES
+    assert runtime.usable_memory(2**28) == 0
+    # An explicit limit is what the caller allows: taken as given, below the machine's margin.
+    assert runtime.memory_available(runtime.defaults("cpu", memory_limit=2**30)) == 2**30

@@ -165,9 +165,88 @@ def test_auto_layout_is_right_for_any_model_and_loss(lecture_xy, model, loss, np
     got = surface.loss_surface(model, loss, x, y, a, b)
     want = brute_force(np_model_, np_loss_, x, y, a, b, np.zeros(2), np.eye(2)[0], np.eye(2)[1])
     np.testing.assert_allclose(got, want, rtol=F64_RTOL, atol=0)
-    # Forced to stream, the same model and loss give something else: the check is needed.
-    forced = surface.loss_surface(model, loss, x, y, a, b, layout="streamed")
-    assert not np.allclose(forced, want, rtol=1e-6)
+    # Asked to stream, the same model and loss are refused: streaming would give another number.
+    with pytest.raises(ff.InputError, match="layout: 'streamed' needs a loss that is a mean"):
+        surface.loss_surface(model, loss, x, y, a, b, layout="streamed")
+
+
+def test_a_clipped_mean_is_not_streamed_on_a_large_grid():
+    """The issue's loss, min(mean((a - b)^2), 60), agrees with the per-point stream where no
+    point's term reaches 60 (the first chunk's rows, near the fit) and not elsewhere: it is
+    judged by what it is, so the whole grid is right."""
+    x = np.linspace(-1, 1, 100)
+    y = 2 * x + 0.1 * np.cos(7 * x)
+    clipped = lambda a, b: jnp.minimum(jnp.mean((a - b) ** 2), 60.0)  # noqa: E731
+    a, b = np.linspace(-1, 1, 300), np.linspace(0, 40, 300)
+    rt = runtime.defaults(jax.default_backend(), chunk_points=1200)  # 4 rows a call
+    got = surface.loss_surface(ff.models.linear, clipped, x, y, a, b, runtime=rt)
+    w0, w1 = np.meshgrid(a, b)  # (300, 300)
+    want = np.minimum(np.mean((w0[..., None] + w1[..., None] * x - y) ** 2, axis=-1), 60.0)
+    np.testing.assert_allclose(got, want, rtol=F64_RTOL, atol=0)
+
+
+def _np_huber(r):
+    return np.where(np.abs(r) < 1, 0.5 * r**2, np.abs(r) - 0.5)
+
+
+WEIGHTS = np.linspace(0, 1, 100)  # one per data point of the lecture's data
+#: (model, loss, numpy model, numpy loss, proven): losses and models whose jaxpr reads as a mean
+#: of per-point terms, and some that do not (each of the latter streams to another number).
+PER_POINT = {
+    "half mse": (ff.models.linear, lambda a, b: 0.5 * jnp.mean((a - b) ** 2), np_model["linear"],
+                 lambda yh, y: 0.5 * np.mean((yh - y) ** 2), True),
+    "sum over len": (ff.models.linear, lambda a, b: jnp.sum(jnp.abs(a - b)) / a.shape[0],
+                     np_model["linear"], np_loss["l1"], True),
+    "huber": (ff.models.linear, lambda a, b: jnp.mean(jnp.where(jnp.abs(a - b) < 1, 0.5 * (a - b) ** 2, jnp.abs(a - b) - 0.5)),
+              np_model["linear"], lambda yh, y: np.mean(_np_huber(yh - y)), True),
+    "matrix model": (lambda w, x: (x[:, None] * w[None, :]).sum(axis=1) + w[0], ff.losses.mse,
+                     lambda w, x: (w[0] + w[1]) * x + w[0], np_loss["mse"], True),
+    "hinge with a broadcast 0": (ff.models.linear, lambda a, b: jnp.mean(jnp.where(a - b > 0, a - b, 0.0)),
+                                 np_model["linear"], lambda yh, y: np.mean(np.maximum(yh - y, 0.0)), True),
+    "sum": (ff.models.linear, lambda a, b: jnp.sum((a - b) ** 2), np_model["linear"],
+            lambda yh, y: np.sum((yh - y) ** 2), False),
+    "mean times n": (ff.models.linear, lambda a, b: jnp.mean((a - b) ** 2 * a.shape[0]),
+                     np_model["linear"], lambda yh, y: np.sum((yh - y) ** 2), False),
+    "clipped": (ff.models.linear, lambda a, b: jnp.minimum(jnp.mean((a - b) ** 2), 60.0),
+                np_model["linear"], lambda yh, y: min(np.mean((yh - y) ** 2), 60.0), False),
+    "weighted": (ff.models.linear, lambda a, b: jnp.mean(jnp.linspace(0, 1, a.shape[0]) * (a - b) ** 2),
+                 np_model["linear"], lambda yh, y: np.mean(np.linspace(0, 1, len(y)) * (yh - y) ** 2), False),
+    "closed-over weights": (ff.models.linear, lambda a, b: jnp.mean(WEIGHTS * (a - b) ** 2),
+                            np_model["linear"], lambda yh, y: np.mean(WEIGHTS * (yh - y) ** 2), False),
+    "median": (ff.models.linear, lambda a, b: jnp.median(jnp.abs(a - b)), np_model["linear"],
+               lambda yh, y: np.median(np.abs(yh - y)), False),
+}
+
+
+@pytest.mark.parametrize("case", PER_POINT)
+def test_only_losses_proven_per_point_are_streamed(lecture_xy, case):
+    """Each surface equals the numpy loop's; a proven one is streamed, the others refused."""
+    from functional_fit.surface import layouts, perpoint
+
+    model, loss, np_model_, np_loss_, proven = PER_POINT[case]
+    x, y = lecture_xy
+    a, b = np.linspace(-2, 2, 7), np.linspace(0, 5, 5)
+    args = ((jnp.asarray(x), jnp.asarray(y)), surface.coords_plane(np.zeros(2)))
+    assert perpoint.proven(model, loss, layouts.spec(args)) is proven
+    want = brute_force(np_model_, np_loss_, x, y, a, b, np.zeros(2), np.eye(2)[0], np.eye(2)[1])
+    for layout in ("auto", "streamed") if proven else ("auto",):
+        got = surface.loss_surface(model, loss, x, y, a, b, layout=layout)
+        np.testing.assert_allclose(got, want, rtol=F64_RTOL, atol=0)
+    if not proven:
+        with pytest.raises(ff.InputError, match="layout: 'streamed'"):
+            surface.loss_surface(model, loss, x, y, a, b, layout="streamed")
+
+
+def test_the_toolkits_losses_and_models_are_known_and_proven(lecture_xy):
+    """The known pairs stream without reading their jaxpr; the reading proves them too."""
+    from functional_fit.surface import layouts, perpoint
+
+    x, y = lecture_xy
+    for model, size in ((ff.models.linear, 2), (ff.models.polynomial, 4), (ff.models.sine, 3)):
+        for loss in (ff.losses.l1, ff.losses.mse, ff.losses.bce_with_logits):
+            args = ((jnp.asarray(x), jnp.asarray(y)), surface.coords_plane(np.zeros(size)))
+            assert perpoint.streamable(model, loss, layouts.spec(args))
+            assert perpoint.proven(model, loss, layouts.spec(args))
 
 
 def test_out_and_memmap(lecture_xy, tmp_path):
@@ -290,7 +369,7 @@ def test_pca_plane_projects_the_path(lecture_xy):
         (dict(b_values=[[1.0, 2.0]]), "b_values must be 1-D"),
         (dict(a_values=[0.0, np.nan]), "a_values contains a non-finite"),
         (dict(coords=(1, 1)), "coords must be two distinct"),
-        (dict(coords=(0, 5), base=np.zeros(3)), "coords must be two distinct indices below 3"),
+        (dict(coords=(0, 5), base=np.zeros(2)), "coords must be two distinct indices below 2"),
         (dict(layout="fast"), "layout must be one of"),
         (dict(a_values=np.zeros(2**15 + 1), b_values=np.zeros(2**15)), "larger than MAX_POINTS"),
         (dict(out=np.zeros((3, 3))), "out must be a C-contiguous numpy array of shape"),

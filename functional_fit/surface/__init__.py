@@ -10,11 +10,11 @@ Layout. ``jit(vmap(loss_at_point))`` over the grid makes every grid point reduce
 data points, a short dependent chain per point that the CPU cannot vectorize well. The streamed
 layout turns the loops around: grid points are the vector axis (a block of G of them), and the
 data points are the stream, summed as a tree so that no chain of adds is long
-(`functional_fit.surface.kernels`). It needs a loss that is a mean of per-point terms (both
-losses of the toolkit are) and a model whose prediction at x[k] depends on x[k] alone.
-``layout="auto"`` checks both at a few grid points against the full loss and falls back to the
-vmapped layout when they disagree, so any pure ``model(w, x)`` and ``loss(y_hat, y)`` get the
-right surface; the common ones get it fast. A network (a pytree with weight matrices) takes the
+(`functional_fit.surface.kernels`). It needs a loss that is a mean of per-point terms and a
+model whose prediction at x[k] depends on x[k] alone. That is decided by what they are, never
+by sampling: the toolkit's own models and losses are known to be, any other pair is proven so
+from its jaxpr or takes the vmapped layout (`functional_fit.surface.perpoint`), so any pure
+``model(w, x)`` and ``loss(y_hat, y)`` get the right surface; the common ones get it fast. A network (a pytree with weight matrices) takes the
 vmapped layout: a block's grid points become batched matrix products, compiled on the CPU with
 XLA's YNNPACK dots (`functional_fit.surface.layouts`).
 
@@ -46,8 +46,8 @@ Every function takes JAX's dtypes as it finds them: float64 needs JAX's 64-bit m
 `functional_fit.precision`); float64 inputs without it raise `PrecisionError`.
 
 The package, by concern: `planes` (where the grid points lie), `kernels` (the losses of one
-block of points), `grid` (the driver: chunks, blocks, devices), `layouts` (which kernel, and
-its checks), `surfaces` (the public functions, their inputs checked once), `views` (the plane
+block of points), `grid` (the driver: chunks, blocks, devices), `perpoint` (which losses may
+stream), `layouts` (which kernel, and its checks), `surfaces` (the public functions, their inputs checked once), `views` (the plane
 and range around an optimizer's path).
 """
 
@@ -58,7 +58,7 @@ from functional_fit.surface.layouts import LAYOUTS
 from functional_fit.surface.planes import (PCAPlane, Plane, Unraveled, check_coords, coords_plane,
                                            flatten, pca_plane, random_plane)
 from functional_fit.surface.surfaces import MAX_POINTS, loss_surface, mse_surface_exact
-from functional_fit.surface.views import DIRECTIONS, View, around_fit, around_path
+from functional_fit.surface.views import DIRECTIONS, View, around_fit, around_path, centred_values
 
 # The runtime's defaults under the names this module gave them; they are read here, not used:
 # pass ``runtime=functional_fit.runtime.defaults(..., chunk_points=...)`` to change them.
@@ -85,6 +85,7 @@ __all__ = [
     "Vmapped",
     "around_fit",
     "around_path",
+    "centred_values",
     "check_coords",
     "coords_plane",
     "flatten",

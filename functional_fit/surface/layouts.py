@@ -1,9 +1,11 @@
 """Layouts: which kernel computes a surface, and the checks that make a fast one safe.
 
 - The streamed layout (`kernels.Streamed`) is right when the loss is a mean of per-point terms
-  and the model is pointwise. ``layout="auto"`` checks that at a few grid points of the first
-  chunk against the full loss (`per_point_check`) and falls back to the vmapped layout when
-  they disagree, so any pure ``model(w, x)`` and ``loss(y_hat, y)`` get the right surface.
+  and the model is pointwise. It is taken only for a model and loss known or proven from their
+  jaxpr to be so (`functional_fit.surface.perpoint`); any other takes the vmapped layout, so
+  any pure ``model(w, x)`` and ``loss(y_hat, y)`` get the right surface. ``layout="auto"``
+  also compares a few grid points of the first chunk with the full loss (`per_point_check`),
+  an extra guard that falls back to the vmapped layout when they disagree.
 - The vmapped layout (`kernels.Vmapped`) takes a network (a pytree with weight matrices): a
   block's grid points become batched matrix products, its block sized by the loss's largest
   intermediate (`traced`). On the CPU a loss with matrix products is compiled with the
@@ -22,7 +24,8 @@ import numpy as np
 
 from functional_fit import tolerances
 from functional_fit.precision import torch_matmul_precision
-from functional_fit.surface import grid as _grid
+from functional_fit.checks import InputError
+from functional_fit.surface import grid as _grid, perpoint
 from functional_fit.surface.kernels import Streamed, Vmapped
 
 LAYOUTS = ("auto", "streamed", "vmap")
@@ -144,8 +147,16 @@ def _with_options(kernel, model, loss, args, grid, options, kw):
 
 def compute(model, loss, args, grid: _grid.Grid, layout: str, matrices: bool):
     """The surface in `layout`: "vmap", "streamed", or "auto" (vmapped for a network's weight
-    `matrices`, else streamed where its check allows)."""
+    `matrices`, else streamed where the loss is a mean of per-point terms, known or proven:
+    `functional_fit.surface.perpoint`). "streamed" with any other loss is refused."""
     if layout == "vmap" or (layout == "auto" and matrices):
+        return vmapped(model, loss, args, grid)
+    if not perpoint.streamable(model, loss, spec(args)):
+        if layout == "streamed":
+            raise InputError(
+                "layout: 'streamed' needs a loss that is a mean of per-point terms of a model "
+                "whose prediction at x[k] depends on x[k] alone, and this one is not proven "
+                "to be (functional_fit.surface.perpoint); use layout='auto' or 'vmap'")
         return vmapped(model, loss, args, grid)
     result = streamed(model, loss, args, grid, checked=layout == "auto")
     if result is None:  # the loss is not a mean of per-point terms: the general layout

@@ -46,9 +46,10 @@ def _grid_values(a_values, b_values):
     return a_values, b_values
 
 
-def _flat_plane(base, coords, plane, a_values, b_values) -> tuple[dict, tuple]:
+def _flat_plane(base, coords, plane, a_values, b_values, model) -> tuple[dict, tuple]:
     """The plane's vectors by name, as flat numpy vectors (a pytree plane or base flattened),
-    and the coords of a plane made from `base`."""
+    and the coords of a plane made from `base`. A model of the registry checks their length
+    (`registry.check_size`); its default base is its own length of zeros."""
     if plane is not None and not is_vector(plane[0]):  # a pytree plane: flat vectors inside
         plane = Plane(*(flat(v) for v in plane))
     if base is not None and not is_vector(base):
@@ -62,11 +63,17 @@ def _flat_plane(base, coords, plane, a_values, b_values) -> tuple[dict, tuple]:
         if not shapes[0] == shapes[1] == shapes[2]:
             raise InputError(f"plane: origin, u and v must have the same shape (p+1,), got "
                              f"{shapes[0]}, {shapes[1]} and {shapes[2]}")
+        registry.check_size(model, "plane.origin", vectors["plane.origin"])
         return vectors, None
     if base is None:
         i, j = check_coords(coords, 2**31)
-        base = np.zeros(max(i, j) + 1, dtype=np.result_type(a_values, b_values, np.float32))
-    return {"base": _checks.vector("base", base)}, coords
+        entry = registry.model_of(model)
+        size = entry.n_params() if entry is not None and not entry.uses_degree else 0
+        base = np.zeros(max(i + 1, j + 1, size),
+                        dtype=np.result_type(a_values, b_values, np.float32))
+    base = _checks.vector("base", base)
+    registry.check_size(model, "base", base)
+    return {"base": base}, coords
 
 
 def _check_out(out, a_values, b_values) -> None:
@@ -81,11 +88,13 @@ def _check_out(out, a_values, b_values) -> None:
                          f"{'' if out.flags.writeable else ', read-only'}")
 
 
-def checked(x, y, a_values, b_values, *, base, coords, plane, out) -> Inputs:
-    """Every input of a surface checked, on concrete values, as JAX arrays."""
+def checked(x, y, a_values, b_values, *, base, coords, plane, out,
+            model=None) -> Inputs:  # 9 arguments: the surface's data, grid and plane, named
+    """Every input of a surface checked, on concrete values, as JAX arrays; with `model`, a
+    registry model's parameter vectors checked against its length."""
     x, y = _checks.points(x, y)  # (n,) or (n, d), and (n,) or (n, k)
     a_values, b_values = _grid_values(a_values, b_values)
-    vectors, coords = _flat_plane(base, coords, plane, a_values, b_values)
+    vectors, coords = _flat_plane(base, coords, plane, a_values, b_values, model)
     for name, arr in dict(x=x, y=y, a_values=a_values, b_values=b_values, **vectors).items():
         check_array_dtype(name, arr)
     if coords is not None:
@@ -139,11 +148,13 @@ def loss_surface(
       x, y: (n,) data; or (n, d) inputs and (n, k) targets for a network.
       a_values: (na,) values along the first axis (the columns of the result).
       b_values: (nb,) values along the second axis (the rows).
-      base: (p+1,) parameters held fixed; default zeros of length max(coords) + 1.
+      base: (p+1,) parameters held fixed; default zeros of length max(coords) + 1 (of the
+        model's length, for a model of the registry that has one: linear 2, sine 3).
       coords: the two indices of w that a_values and b_values set.
       plane: a `Plane` to use instead of `base` and `coords`.
-      layout: ``"streamed"`` (needs a per-point loss, see the module docstring), ``"vmap"``
-        (any loss), or ``"auto"`` (streamed when a check at a few points allows it).
+      layout: ``"streamed"`` (a loss known or proven to be a mean of per-point terms, see
+        `functional_fit.surface.perpoint`; any other is refused), ``"vmap"`` (any loss), or
+        ``"auto"`` (streamed where it is right, else vmapped).
       devices: the devices to split the grid across; default all of ``jax.devices()``.
       block: grid points per block (default: from the layout's workspace, at most a whole
         call of the runtime's ``chunk_points``).
@@ -175,7 +186,8 @@ def loss_surface(
     tree = plane[0] if plane is not None else base
     if tree is not None and not is_vector(tree):  # pytree parameters: the model unravels
         model = unraveled(model, tree)
-    inputs = checked(x, y, a_values, b_values, base=base, coords=coords, plane=plane, out=out)
+    inputs = checked(x, y, a_values, b_values, base=base, coords=coords, plane=plane, out=out,
+                     model=model)
     if keep_on_device and out is not None:
         raise InputError("keep_on_device: the surface is written into out, on the host; pass "
                          "one of out and keep_on_device=True")
@@ -214,7 +226,8 @@ def mse_surface_exact(
 
     model = registry.resolve(model, losses.mse)[0]
     devices = tuple(_checks.devices("devices", devices))
-    inputs = checked(x, y, a_values, b_values, base=base, coords=coords, plane=plane, out=out)
+    inputs = checked(x, y, a_values, b_values, base=base, coords=coords, plane=plane, out=out,
+                     model=model)
     grid = _grid_of(inputs, devices=devices, block=None, out=out, progress=progress,
                     keep_on_device=None, runtime=runtime)
     coef = _mse_coefficients(model, *inputs)
@@ -222,6 +235,10 @@ def mse_surface_exact(
     b4 = jnp.asarray(np.asarray(inputs.b_values)[[0, 0, -1, -1]])
     want = np.asarray(layouts.at_points(Vmapped(model, losses.mse), inputs.args, a4, b4))
     got = np.asarray(layouts.at_points(Quadratic(), coef, a4, b4))
+    if not np.all(np.isfinite(want)):  # nothing to check the quadratic against
+        raise InputError(
+            f"a_values, b_values: the MSE overflows {want.dtype} at a corner of the grid, so "
+            "the exact surface cannot be checked there; narrow the grid's range")
     if not np.all(tolerances.same_loss(got, want)):
         raise InputError(
             "model: the exact MSE surface needs a model linear in its parameters; "

@@ -39,6 +39,25 @@ def _span(values, margin=0.25, least=0.5):
     return lo - pad, hi + pad
 
 
+def centred_values(span, count: int, centre: float, dtype="float64") -> np.ndarray:
+    """`count` evenly spaced values covering `span` (lo, hi), one of them exactly `centre`.
+
+    A grid around a point must hold that point: ``np.linspace(lo, hi, count)`` skips it unless
+    it falls on the spacing, and the grid's least loss can then lie above the point's own.
+    The values keep the span's step, (hi - lo) / (count - 1), and are shifted by less than
+    one step so that ``values[k] == centre``; a `centre` outside the span gives the linspace.
+
+    Returns:
+      (count,) values in `dtype`.
+    """
+    lo, hi = (float(v) for v in span)
+    if count < 2 or not lo <= centre <= hi:
+        return np.linspace(lo, hi, count, dtype=dtype)
+    step = (hi - lo) / (count - 1)
+    k = min(count - 1, max(0, round((centre - lo) / step)))
+    return (centre + (np.arange(count) - k) * step).astype(dtype)  # (count,), [k] == centre
+
+
 def around_path(path, *, directions: str = "coords", coords=(0, 1), seed: int = 0,
                 names=None) -> View:
     """Choose the plane, label its axes and pick the range, for a surface around a path.
@@ -117,4 +136,4 @@ def around_fit(model, loss, x, y, w0, *, lr: float, steps: int, directions: str 
     return around_path(kept, directions=directions, coords=coords, seed=seed, names=names)
 
 
-__all__ = ["DIRECTIONS", "View", "around_fit", "around_path"]
+__all__ = ["DIRECTIONS", "View", "around_fit", "around_path", "centred_values"]
