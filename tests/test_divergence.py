@@ -145,8 +145,9 @@ def test_cli_says_so_in_one_line(tmp_path):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("functional-fit lecture: error: adam_sgd: the fit diverged")
-    assert "at step 0" in lines[0]
+    assert lines[0].startswith(f"functional-fit lecture: error: --data {csv}: adam_sgd: the fit "
+                               "diverged")
+    assert "at step 0" in lines[0] and "rescale x and y" in lines[0]  # lecture has no --lr
     assert proc.stdout == ""
     assert not out.exists() or not any(out.iterdir())
     with pytest.raises(json.JSONDecodeError):
