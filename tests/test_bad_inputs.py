@@ -954,21 +954,28 @@ def test_both_csv_readers_refuse_what_only_python_reads(tmp_path):
 # --------------------------------------------------------------------------- issue 19, group A
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
-def test_sigterm_and_sighup_end_a_run_as_ctrl_c_does(signum, tmp_path):
-    """``kill`` and a closed terminal: one line, exit status 128 + signum, no temporary left."""
-    proc = subprocess.Popen([sys.executable, "-m", "functional_fit", "surface", "--grid", "3x3",
-                             *LONG, "--out", f"{tmp_path}/s.npz", "--plot", f"{tmp_path}/s.png"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def test_sigterm_and_sighup_end_a_run_as_ctrl_c_does(tmp_path):
+    """``kill`` and a closed terminal: one line, exit status 128 + signum, no temporary left.
+    The two runs go side by side, each in a folder of its own."""
+    runs = {}
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        folder = tmp_path / signal.Signals(signum).name
+        folder.mkdir()
+        runs[signum] = folder, subprocess.Popen(
+            [sys.executable, "-m", "functional_fit", "surface", "--grid", "3x3", *LONG, "--out",
+             f"{folder}/s.npz", "--plot", f"{folder}/s.png"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     time.sleep(6)
-    assert proc.poll() is None, "the fit ended before it was signalled"
-    proc.send_signal(signum)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signum, err
-    name = signal.Signals(signum).name
-    assert err.strip().splitlines()[-1] == f"functional-fit surface: interrupted by {name}", err
-    assert "Traceback" not in err
-    assert list(tmp_path.iterdir()) == []
+    for signum, (folder, proc) in runs.items():
+        assert proc.poll() is None, "the fit ended before it was signalled"
+        proc.send_signal(signum)
+    for signum, (folder, proc) in runs.items():
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + signum, err
+        name = signal.Signals(signum).name
+        assert err.strip().splitlines()[-1] == f"functional-fit surface: interrupted by {name}", err
+        assert "Traceback" not in err
+        assert list(folder.iterdir()) == []
 
 
 @pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
