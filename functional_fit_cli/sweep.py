@@ -1,7 +1,8 @@
 """``functional-fit sweep``: many fits in one compiled call, over log-spaced learning rates.
 
 Parsing and printing only; the sweep is `functional_fit.sweep.sweep`, the figure
-`functional_fit.plot.sweep_result`. Every run starts from zeros, as the lecture's.
+`functional_fit.plot.sweep_result`. Every run starts from zeros, as the lecture's (the sine
+model, which does not move from zeros, from amplitude and frequency 1: `Model.start`).
 
 ``--json`` prints ``{"runs": [{"lr", "seed", "loss", "diverged"}, ...], "settings": {...}}``.
 JSON has no NaN or infinity, so a run whose final loss is not finite has ``"loss": null``
@@ -15,7 +16,7 @@ import time
 
 from functional_fit import data as _data, engine, registry, sweep as _sweep
 from functional_fit.checks import InputError, choice, positive_int
-from functional_fit.precision import require, zeros
+from functional_fit.precision import require
 from functional_fit_cli import resources
 from functional_fit_cli.files import together
 from functional_fit_cli.options import (LENGTH_OPTIONS, add_data_options, add_dtype_option,
@@ -156,7 +157,7 @@ def run(args) -> int:
     if "seeds" in kwargs:
         kwargs["seeds"] = list(kwargs["seeds"])
     lrs = parse_lrs(args.lr)
-    w0 = zeros(n_params, args.dtype)  # (p+1,), as the lecture starts
+    w0 = model.start_vector(n_params, pol.params)  # (p+1,): zeros, as the lecture; sine: 0, 1, 1
 
     # Runs per call: at least CHUNK (the bar moves), more while a call stays short.
     n, rt = x.shape[0], resources.runtime()

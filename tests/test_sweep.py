@@ -237,6 +237,23 @@ def test_cli_seeds_table_and_plot(capsys, tmp_path):
     assert [r["seed"] for r in json.loads(out)["runs"]] == [0, 1]
 
 
+def test_cli_sine_starts_where_it_can_move(capsys):
+    """From zeros the sine model's amplitude and frequency have zero gradient, so a fit can do
+    no better than a constant: mean((y - mean(y))^2). From the model's own start it does."""
+    code, out, _ = cli(capsys, "--model", "sine", "--loss", "mse", "--optimizer", "gd",
+                       "--lr", "0.01:1:8", "--steps", "100", "--n", "60", "--dtype", "float64",
+                       "--json")
+    assert code == 0
+    x, y = ff.lecture_data(n=60)
+    best = min(r["loss"] for r in json.loads(out)["runs"] if not r["diverged"])
+    constant = float(np.mean((y - y.mean()) ** 2))
+    assert best < 0.9 * constant
+    start = registry.model("sine").start_vector(3)
+    ref = fit.gradient_descent(start, x, y, model="sine", loss=losses.mse, lr=0.01, steps=100)
+    assert rel_err(json.loads(out)["runs"][0]["loss"],
+                   fit.full_loss(ref.params, x, y, model="sine", loss=losses.mse)) < 1e-14
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["--lr", "1:2"], "--lr"),
     (["--lr", "0:1:3"], "--lr"),
