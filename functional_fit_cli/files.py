@@ -259,8 +259,10 @@ class Outputs:
         self.staged = []  # [(temporary, final path, "file" or "folder")], in order
 
     def file(self, path) -> str:
-        """A temporary file beside `path` (same suffix, so writers that go by it behave)."""
-        path = Path(path)
+        """A temporary file beside `path` (same suffix, so writers that go by it behave), or
+        beside the file a symbolic link `path` names: the link is written through, as ``open``
+        would, and stays a link."""
+        path = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.",

@@ -978,6 +978,16 @@ def test_sigterm_and_sighup_end_a_run_as_ctrl_c_does(tmp_path):
         assert list(folder.iterdir()) == []
 
 
+def test_an_output_file_that_is_a_symbolic_link_is_written_through(tmp_path, capsys):
+    """As ``open(link, "w")`` would: the file the link names gets the output; the link stays."""
+    (tmp_path / "real.npz").write_bytes(b"old")
+    (tmp_path / "s.npz").symlink_to("real.npz")
+    assert main(["surface", "--grid", "4x4", "--steps", "5", "--out", f"{tmp_path}/s.npz"]) == 0
+    assert (tmp_path / "s.npz").is_symlink() and os.readlink(tmp_path / "s.npz") == "real.npz"
+    assert np.load(tmp_path / "real.npz")["losses"].shape == (4, 4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["real.npz", "s.npz"]
+
+
 @pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
                                      KeyboardInterrupt()], ids=["full disk", "ctrl-c"])
 def test_two_outputs_land_together_or_not_at_all(failure, tmp_path, monkeypatch, capsys):
