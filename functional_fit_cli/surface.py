@@ -225,8 +225,12 @@ def _grid(args, s: _Settings, x, y, view, rt):
         b_values = grid_values(b_range, s.nb, s.pol.params, args.range)  # (nb,)
     with progress(s.na * s.nb, "surface", "pt") as update:
         if args.exact:
-            z = surface.mse_surface_exact(s.entry.fn, x, y, a_values, b_values,
-                                          plane=view.plane, progress=update, runtime=rt)
+            try:
+                z = surface.mse_surface_exact(s.entry.fn, x, y, a_values, b_values,
+                                              plane=view.plane, progress=update, runtime=rt)
+            except InputError as exc:  # the grid (its range) or the model: name the option
+                option = f"--range {args.range}" if args.range else "--exact"
+                raise InputError(f"{option}: {exc}") from None
         else:
             z = surface.loss_surface(s.entry.fn, s.loss, x, y, a_values, b_values,
                                      plane=view.plane, progress=update, runtime=rt)

@@ -570,7 +570,8 @@ ROWS = {
         api=lambda t: surface.mse_surface_exact("linear", X, Y, [0.0, 1.0], [0.0, 1e300]),
         argv=["surface", "--exact", "--loss", "mse", "--grid", "3x3", "--range=0:1,1e300:1.7e308"],
         api_says="a_values, b_values: the MSE overflows float64 at a corner of the grid",
-        cli_says="the MSE overflows float64 at a corner of the grid", outputs=[]),
+        cli_says="--range 0:1,1e300:1.7e308: a_values, b_values: the MSE overflows float64 at a "
+        "corner of the grid", outputs=[]),
     "model fails on the short last batch": Row(files={},
         api=lambda t: fit.train({"w": np.zeros(1)}, X, Y, model=_squeezed, loss="mse", optimizer=registry.optimizer("adam")(0.1), order=ORDER, batch_size=19),
         argv=None, api_says="batch_size 19: on a batch of 1 of the 20 points, y_hat and y must have the same shape",
