@@ -45,6 +45,11 @@ decay or momentum, betas outside [0, 1), ``nesterov`` with dampening or without 
 with an `InputError` (a ``ValueError``) whose one-line message names the argument. Numbers must
 be finite (torch lets an infinite lr through); betas may be ints (torch's Adam wants floats).
 
+Param groups: every function takes a keyword-only ``param_groups``, torch's list of dicts,
+whose "params" is a glob over the parameters' dotted names (``"*.bias"``), a list of names or a
+predicate ``(name, leaf) -> bool``, and whose other keys override the optimizer's keywords for
+the parameters it selects; see `groups`.
+
 `OneCycleLR`: torch's ``OneCycleLR(cycle_momentum=True)`` (its default) overwrites the
 optimizer's momentum (SGD, RMSprop) or beta1 (the Adam family) at every step. Given such a
 schedule as ``lr``, these functions do the same: the schedule's ``momentum`` replaces the
@@ -64,7 +69,7 @@ import optax
 
 from functional_fit import checks as _checks
 from functional_fit.checks import InputError
-from functional_fit.optim import lr_scheduler, transforms
+from functional_fit.optim import groups, lr_scheduler, transforms
 
 # --------------------------------------------------------------------------- checks
 
@@ -183,6 +188,7 @@ def _adam_like(scale, lr, maximize, weight_decay, decoupled):
 # --------------------------------------------------------------------------- the optimizers
 
 
+@groups.with_param_groups
 @_standard_promotion
 def SGD(lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *, maximize=False):
     """torch.optim.SGD: g <- g + wd * p; b <- momentum * b + (1 - dampening) * g; p <- p - lr * b.
@@ -225,6 +231,7 @@ def SGD(lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *, max
     return optax.chain(*_head(maximize, weight_decay), trace, optax.scale_by_learning_rate(lr))
 
 
+@groups.with_param_groups
 @_standard_promotion
 def Adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
          maximize=False, decoupled_weight_decay=False):
@@ -261,6 +268,7 @@ def Adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *
     return _adam_like(scale, lr, maximize, weight_decay, decoupled)
 
 
+@groups.with_param_groups
 @_standard_promotion
 def AdamW(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
           maximize=False):
@@ -280,6 +288,7 @@ def AdamW(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=Fals
                 decoupled_weight_decay=True)
 
 
+@groups.with_param_groups
 @_standard_promotion
 def RMSprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False, *,
             maximize=False):
@@ -321,6 +330,7 @@ def RMSprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=
                        optax.scale_by_learning_rate(lr))
 
 
+@groups.with_param_groups
 @_standard_promotion
 def Adagrad(lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10, *,
             maximize=False):
@@ -357,6 +367,7 @@ def Adagrad(lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, ep
                        optax.scale_by_learning_rate(rate))
 
 
+@groups.with_param_groups
 @_standard_promotion
 def Adamax(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, *, maximize=False):
     """torch.optim.Adamax, which ``optax.scale_by_adamax`` computes as torch does.
@@ -377,6 +388,7 @@ def Adamax(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, *, maximize=Fa
     return _adam_like(scale, lr, maximize, weight_decay, False)
 
 
+@groups.with_param_groups
 @_standard_promotion
 def NAdam(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, momentum_decay=4e-3,
           decoupled_weight_decay=False, *, maximize=False):
@@ -403,6 +415,7 @@ def NAdam(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, momentum_decay=
     return _adam_like(scale, lr, maximize, weight_decay, decoupled)
 
 
+@groups.with_param_groups
 @_standard_promotion
 def RAdam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, decoupled_weight_decay=False,
           *, maximize=False):
@@ -426,6 +439,7 @@ def RAdam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, decoupled_weigh
     return _adam_like(scale, lr, maximize, weight_decay, decoupled)
 
 
+@groups.with_param_groups
 @_standard_promotion
 def Adadelta(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, *, maximize=False):
     """torch.optim.Adadelta, which ``optax.scale_by_adadelta`` computes as torch does.
@@ -511,6 +525,7 @@ __all__ = [
     "RAdam",
     "RMSprop",
     "clip_grad_norm",
+    "groups",
     "lr_scheduler",
     "transforms",
 ]
