@@ -107,8 +107,8 @@ def _group_keywords(group, i: int, keywords) -> tuple:
 
 
 def _group_lr(lr, default_lr, i: int):
-    """The lr of a group whose own lr is `lr` under the optimizer's `default_lr`: `lr` itself,
-    or the optimizer's schedule scaled to it, as torch's scheduler scales each group's."""
+    """The optimizer's schedule `default_lr` scaled to a group's own number `lr`, as torch's
+    scheduler scales each group's initial_lr; refused where that scaling is not torch's."""
     name = getattr(default_lr, "__name__", "")
     while name.startswith("per_epoch(") and name.endswith(")"):
         name = name[len("per_epoch("):-1]
