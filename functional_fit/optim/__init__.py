@@ -92,11 +92,11 @@ def _betas(betas) -> tuple[float, float]:
 
 
 def _cycled(lr, name: str, has_momentum: bool = True):
-    """The momentum schedule of a OneCycleLR(cycle_momentum=True) `lr`, or None."""
+    """The momentum schedule of a OneCycleLR or CyclicLR(cycle_momentum=True) `lr`, or None."""
     momentum = getattr(lr, "momentum", None) if callable(lr) else None
     if momentum is not None and not has_momentum:
         raise InputError(
-            f"lr: OneCycleLR(cycle_momentum=True) cycles a momentum or beta1, which {name} does "
+            f"lr: {lr.__name__}(cycle_momentum=True) cycles a momentum or beta1, which {name} does "
             "not have (torch refuses it too); pass cycle_momentum=False")
     return momentum
 
