@@ -421,7 +421,8 @@ def test_named_as_torch(name):
               if p not in ("optimizer", "last_epoch")]
     assert ours == (theirs if name == "CyclicLR" else ["lr", *theirs])
     assert fls.SCHEDULERS[name] is getattr(fls, name)
-    defaults = {p.name: p.default for p in inspect.signature(getattr(fls, name)).parameters.values()}
+    defaults = {p.name: p.default
+                for p in inspect.signature(getattr(fls, name)).parameters.values()}
     for p in inspect.signature(getattr(tls, name)).parameters.values():
         if p.name in defaults and p.default is not inspect.Parameter.empty:
             assert defaults[p.name] == p.default, p.name
@@ -456,9 +457,31 @@ BAD = {
         fls.per_epoch(fls.StepLR(0.1, 2), 5)]), "per_epoch"),
     "chained plain function": (lambda: fls.ChainedScheduler(0.1, [lambda k: 0.1]),
                                "schedulers[0]"),
-    "chained lambda after cyclic": (lambda: fls.ChainedScheduler(0.1, [
+    "chained lambda after a first cyclic": (lambda: fls.ChainedScheduler(0.1, [
         fls.CyclicLR(0.01, 0.1), fls.LambdaLR(0.1, lambda k: 1.0)]), "initial_lr"),
+    "chained restarts after onecycle": (lambda: fls.ChainedScheduler(0.1, [
+        fls.StepLR(0.1, 3), fls.OneCycleLR(0.1, 10, cycle_momentum=False),
+        fls.CosineAnnealingWarmRestarts(0.1, 4)]), "initial_lr"),
 }
+
+
+def test_chained_setters_read_the_initial_lr_torch_reads():
+    """Refused above: a setter after a first CyclicLR or any OneCycleLR. Torch's initial_lr
+    is the optimizer's lr otherwise, and a LambdaLR after a later CyclicLR scales lr."""
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, momentum=0.9)
+    tls.ChainedScheduler([tls.CyclicLR(opt, 0.01, 0.1, 5), tls.LambdaLR(opt, lambda k: 1.0)])
+    assert opt.param_groups[0]["initial_lr"] == 0.01
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, momentum=0.9)
+    tls.OneCycleLR(opt, 1.0, total_steps=10)
+    assert opt.param_groups[0]["initial_lr"] == 1.0 / 25
+    make_torch = chained(lambda o: tls.ExponentialLR(o, 0.9),
+                         lambda o: tls.CyclicLR(o, 0.01, 0.1, 5),
+                         lambda o: tls.LambdaLR(o, lambda k: 0.5 + 1 / (k + 1)))
+    schedule = fls.ChainedScheduler(0.1, [fls.ExponentialLR(0.1, 0.9), fls.CyclicLR(0.01, 0.1, 5),
+                                          fls.LambdaLR(0.1, lambda k: 0.5 + 1 / (k + 1))])
+    theirs = torch_values(make_torch, 0.1, 30, momentum=0.9)
+    assert rel_err(jax_values(schedule, 30), theirs[:, 0]) <= SCHEDULE_FLOAT64
+    assert rel_err(jax_values(schedule.momentum, 30), theirs[:, 1]) <= SCHEDULE_FLOAT64
 
 
 @pytest.mark.parametrize("name", list(BAD))

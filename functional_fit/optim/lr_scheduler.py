@@ -18,9 +18,12 @@ stepped once per epoch is ``per_epoch(schedule, steps_per_epoch)``.
 Closed forms and torch's recursion. Stepped without an epoch, torch computes most rates from
 the previous one (``group["lr"] * gamma``), not from its closed form (``lr * gamma**k``); the
 two agree in exact arithmetic and differ by rounding, which the recursion accumulates. Here:
-- `ConstantLR` and `LinearLR` take few distinct values; they are computed by torch's own
-  recursion, in Python floats, once, and looked up: equal to torch's, bit for bit.
-- `LambdaLR` and `OneCycleLR` are not recursive in torch either: the same formula.
+- `ConstantLR`, `LinearLR` and `PolynomialLR` take few distinct values; they are computed by
+  torch's own recursion, in Python floats, once, and looked up: equal to torch's, bit for bit.
+- `MultiplicativeLR` is the product itself, factor by factor in torch's order (bit for bit;
+  k factors at count k).
+- `LambdaLR`, `OneCycleLR`, `CyclicLR` and `CosineAnnealingWarmRestarts` are not recursive in
+  torch either: the same formula.
 - `StepLR`, `MultiStepLR`, `ExponentialLR`: lr * gamma**j against torch's j products, within
   j + 1 roundings.
 - `CosineAnnealingLR`: the closed form. torch's recursion divides by 1 + cos(pi (k-1) / T_max),
@@ -29,6 +32,8 @@ two agree in exact arithmetic and differ by rounding, which the recursion accumu
   (`functional_fit.tolerances.SCHEDULE_FLOAT64` bounds the lot).
 - `SequentialLR` evaluates schedule i at k - milestones[i-1], which is what torch does: at a
   milestone it restarts the next scheduler from its closed form at 0.
+- `ChainedScheduler` composes torch's steps of its schedulers: in closed form when each
+  scales or sets the rate, by torch's recursion itself when one is a `CosineAnnealingLR`.
 
 The lecture's decaying steps are `LambdaLR`. Gradient descent with lr / (i + 1) at step i is
 
@@ -42,11 +47,12 @@ L1 path (whose gradient jumps where a residual crosses 0) moved the lecture's GD
 relative, far below its printed digits. ``LambdaLR(1.0, lambda i: lr / (i + 1))`` divides as
 the lecture does and gives its numbers bit for bit (tests/test_lr_scheduler.py).
 
-`OneCycleLR` and momentum: with ``cycle_momentum=True`` (torch's default) the returned schedule
-carries the momentum schedule as its ``momentum`` attribute, and the optimizers of
-`functional_fit.optim` use it in place of their momentum or beta1, as torch's scheduler
-overwrites them. It is reproduced, not ignored; nesting such a schedule in `SequentialLR` is
-refused (torch would cycle the momentum in that phase only).
+`OneCycleLR`, `CyclicLR` and momentum: with ``cycle_momentum=True`` (torch's default) the
+returned schedule carries the momentum schedule as its ``momentum`` attribute, and the
+optimizers of `functional_fit.optim` use it in place of their momentum or beta1, as torch's
+scheduler overwrites them. It is reproduced, not ignored; nesting such a schedule in
+`SequentialLR` is refused (torch would cycle the momentum in that phase only); in
+`ChainedScheduler` the last cycling scheduler's momentum is the one torch leaves.
 
 Left out: torch's ``last_epoch`` (to resume, keep the optimizer state, whose count is the
 epoch) and lists of rates for several parameter groups.
@@ -677,22 +683,23 @@ def _chain_members(lr: float, schedulers) -> list:
             members.append(s)
         else:
             raise InputError(
-                f"schedulers[{i}] ({name}) cannot be chained: ChainedScheduler takes the "
-                "schedulers of this module made with a base rate, not SequentialLR (torch "
-                "restarts its schedulers at a milestone), per_epoch or other functions")
+                f"schedulers[{i}] ({name}) cannot be chained: ChainedScheduler takes this "
+                "module's schedulers, not SequentialLR (torch restarts its schedulers at a "
+                "milestone), per_epoch schedules or other functions")
     return members
 
 
 def _check_bases(members) -> None:
-    """torch's LambdaLR and CosineAnnealingWarmRestarts read the group's initial_lr, which a
-    OneCycleLR or CyclicLR made before them has changed: refused, not silently different."""
+    """torch's LambdaLR and CosineAnnealingWarmRestarts scale the group's initial_lr, which a
+    OneCycleLR made before them sets to max_lr / div_factor, and a CyclicLR made first to its
+    base_lr: refused, not silently different."""
     resets = None
-    for s in members:
-        if s.__name__ in ("OneCycleLR", "CyclicLR"):
+    for i, s in enumerate(members):
+        if s.__name__ == "OneCycleLR" or (i == 0 and s.__name__ == "CyclicLR"):
             resets = s.__name__
         elif resets and s.__name__ in ("LambdaLR", "CosineAnnealingWarmRestarts"):
-            raise InputError(f"schedulers: a {s.__name__} after a {resets} would scale the rate "
-                             f"{resets} set (torch's initial_lr), not lr; chain it before")
+            raise InputError(f"schedulers: torch's {s.__name__} after this {resets} would scale "
+                             f"the initial_lr {resets} set, not lr; put another scheduler first")
 
 
 def ChainedScheduler(lr, schedulers: Sequence[Callable]):
@@ -703,8 +710,11 @@ def ChainedScheduler(lr, schedulers: Sequence[Callable]):
     CosineAnnealingWarmRestarts) replaces it. So the rate at step k is lr times every scaling
     scheduler's own factor when none sets it, and otherwise the last setter's rate times the
     factor by which each scaling scheduler after it steps at k (its ratio from k - 1 to k), as
-    torch's recursion makes it. The momentum is the last cycling scheduler's. Schedulers are
-    made in list order, as torch's are before they are chained.
+    torch's recursion makes it. CosineAnnealingLR's step is not a product (it shifts by
+    eta_min, and past T_max it adds to the rate): a chain holding one runs torch's recursion
+    itself, every member's step for 0 .. k (a `jax.lax.fori_loop`, k steps at count k). The
+    momentum is the last cycling scheduler's. Schedulers are made in list order, as torch's
+    are before they are chained; SequentialLR and `per_epoch` schedules are refused.
 
     Examples:
       >>> warm = ConstantLR(0.05, factor=0.1, total_iters=20)  # torch's docstring example
