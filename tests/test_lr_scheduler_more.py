@@ -190,6 +190,21 @@ def test_int32_counts_give_the_same_rates(name):
     assert rel_err(at_int32, jax_values(schedule, 60)) <= SCHEDULE_FLOAT64
 
 
+def test_python_int_counts_give_the_same_rates():
+    """Called with a Python int (as in the docstrings), past PolynomialLR's and LinearLR's end,
+    where torch's step divides by zero in its unused branch."""
+    schedule = fls.ChainedScheduler(0.1, [fls.LambdaLR(0.1, lambda k: 1.0),
+                                          fls.LinearLR(0.1, start_factor=0.5, total_iters=0),
+                                          fls.PolynomialLR(0.1, total_iters=3)])
+    theirs = torch_values(chained(lambda o: tls.LambdaLR(o, lambda k: 1.0),
+                                  lambda o: tls.LinearLR(o, start_factor=0.5, total_iters=0),
+                                  lambda o: tls.PolynomialLR(o, total_iters=3)), 0.1, 7)
+    ours = np.array([float(schedule(k)) for k in range(8)])
+    assert rel_err(ours, theirs[:, 0]) <= SCHEDULE_FLOAT64
+    assert rel_err(jax_values(schedule, 7), theirs[:, 0]) <= SCHEDULE_FLOAT64
+    assert ours[3] == theirs[3, 0] == 0.0  # one step: (1 - 3/3) / (1 - 2/3)
+
+
 # --------------------------------------------------- PyTorch's test_lrscheduler.py, as tables
 
 

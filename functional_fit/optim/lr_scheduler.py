@@ -461,10 +461,10 @@ def PolynomialLR(lr, total_iters: int = 5, power=1.0):
     total = _int("total_iters", total_iters)
     power = _checks.nonnegative_float("power", power)  # negative: torch divides 0 ** -p
 
-    def ratio(count):  # torch's step k in 1 .. total_iters
+    def ratio(count):  # torch's step k in 1 .. total_iters: ((T - k) / (T - k + 1)) ** power
         inside = (count >= 1) & (count <= total)
-        r = ((1.0 - count / float(max(total, 1))) / (1.0 - (count - 1) / float(max(total, 1))))
-        return jnp.where(inside, r ** power, 1.0)
+        left = (total - count) * 1.0  # () float, 0 at k = T as torch's
+        return jnp.where(inside, (left / jnp.maximum(left + 1.0, 1.0)) ** power, 1.0)
 
     if total > MAX_TABLE:
         def schedule(count):
@@ -637,6 +637,7 @@ def _closed_chain(lr: float, members) -> Callable:
     tail = members[setters[-1] + 1:] if setters else members
 
     def schedule(count):
+        count = jnp.asarray(count)  # a Python int would divide by zero where torch's step is 1
         if head is not None:
             value = default_float(head(count))
             for s in tail:
