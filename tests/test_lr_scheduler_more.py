@@ -178,6 +178,19 @@ def test_cyclic_cycles_adam_beta1_as_torch():
     assert theirs[0, 1] == 0.9  # torch overwrote the optimizer's beta1 = 0.5 at once
 
 
+def test_per_epoch_cyclic_and_chain_step_once_per_epoch():
+    for make_jax, make_torch in (
+            (lambda: fls.CyclicLR(0.01, 0.1, step_size_up=3, mode="triangular2"),
+             lambda o: tls.CyclicLR(o, 0.01, 0.1, step_size_up=3, mode="triangular2")),
+            (CASES["chained_linear_cosine_past_tmax"][0],
+             CASES["chained_linear_cosine_past_tmax"][1])):
+        schedule = fls.per_epoch(make_jax(), steps_per_epoch=4)
+        theirs = torch_values(make_torch, 0.1, 120, every=4, momentum=0.9)
+        assert rel_err(jax_values(schedule, 120), theirs[:, 0]) <= SCHEDULE_FLOAT64
+        if getattr(schedule, "momentum", None) is not None:
+            assert rel_err(jax_values(schedule.momentum, 120), theirs[:, 1]) <= SCHEDULE_FLOAT64
+
+
 @pytest.mark.parametrize("name", ["warm_restarts_double", "cyclic_triangular2_up_down",
                                   "chained_linear_cosine_past_tmax", "multiplicative_of_step"])
 def test_int32_counts_give_the_same_rates(name):
@@ -462,6 +475,8 @@ BAD = {
     "cyclic max_lr": (lambda: fls.CyclicLR(0.1, math.nan), "max_lr"),
     "cyclic flag": (lambda: fls.CyclicLR(0.1, 1.0, cycle_momentum=1), "cycle_momentum"),
     "cyclic on Adagrad": (lambda: fo.Adagrad(lr=fls.CyclicLR(0.1, 1.0)), "CyclicLR"),
+    "cyclic momentum in SequentialLR": (lambda: fls.SequentialLR(0.1, [
+        fls.StepLR(0.1, 2), fls.CyclicLR(0.01, 0.1)], [3]), "CyclicLR"),
     "chained empty": (lambda: fls.ChainedScheduler(0.1, []), "schedulers"),
     "chained not a list": (lambda: fls.ChainedScheduler(0.1, fls.StepLR(0.1, 2)), "schedulers"),
     "chained other lr": (lambda: fls.ChainedScheduler(0.1, [fls.StepLR(0.2, 2)]),

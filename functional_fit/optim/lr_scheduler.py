@@ -383,7 +383,7 @@ def SequentialLR(lr, schedulers: Sequence[Callable], milestones: Sequence[int]):
         if not callable(s):
             raise InputError(f"schedulers[{i}] must be a schedule (count -> lr), got {s!r}")
         if getattr(s, "momentum", None) is not None:
-            raise InputError(f"schedulers[{i}] is a OneCycleLR that cycles the momentum; inside "
+            raise InputError(f"schedulers[{i}] ({s.__name__}) cycles the momentum; inside "
                              "SequentialLR pass it cycle_momentum=False")
         base = getattr(s, "base_lr", None)
         if base is not None and base != lr:
