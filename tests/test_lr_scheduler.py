@@ -177,13 +177,16 @@ def test_per_epoch_onecycle_steps_its_momentum_per_epoch_too():
 
 
 def test_every_scheduler_is_covered_and_named_as_torch():
-    covered = {make_jax().__name__ for make_jax, *_ in CASES.values()}
+    from test_lr_scheduler_more import CASES as MORE  # its table imports this module's helpers
+
+    covered = {make_jax().__name__ for make_jax, *_ in (*CASES.values(), *MORE.values())}
     assert covered == set(fls.SCHEDULERS)
     for name, fn in fls.SCHEDULERS.items():
         ours = list(inspect.signature(fn).parameters)
         theirs = [p for p in inspect.signature(getattr(tls, name)).parameters
                   if p not in ("optimizer", "last_epoch")]
-        assert ours == (theirs if name == "OneCycleLR" else ["lr", *theirs]), name
+        no_lr = name in ("OneCycleLR", "CyclicLR")  # they take max_lr, base_lr in its place
+        assert ours == (theirs if no_lr else ["lr", *theirs]), name
 
 
 # --------------------------------------------------------------------------- refusals

@@ -97,12 +97,12 @@ def _betas(betas) -> tuple[float, float]:
 
 
 def _cycled(lr, name: str, has_momentum: bool = True):
-    """The momentum schedule of a OneCycleLR(cycle_momentum=True) `lr`, or None."""
+    """The momentum schedule of a OneCycleLR or CyclicLR(cycle_momentum=True) `lr`, or None."""
     momentum = getattr(lr, "momentum", None) if callable(lr) else None
     if momentum is not None and not has_momentum:
         raise InputError(
-            f"lr: OneCycleLR(cycle_momentum=True) cycles a momentum or beta1, which {name} does "
-            "not have (torch refuses it too); pass cycle_momentum=False")
+            f"lr: {lr.__name__} cycles a momentum or beta1 (cycle_momentum=True), which {name} "
+            "does not have (torch refuses it too); pass cycle_momentum=False")
     return momentum
 
 

@@ -18,9 +18,12 @@ stepped once per epoch is ``per_epoch(schedule, steps_per_epoch)``.
 Closed forms and torch's recursion. Stepped without an epoch, torch computes most rates from
 the previous one (``group["lr"] * gamma``), not from its closed form (``lr * gamma**k``); the
 two agree in exact arithmetic and differ by rounding, which the recursion accumulates. Here:
-- `ConstantLR` and `LinearLR` take few distinct values; they are computed by torch's own
-  recursion, in Python floats, once, and looked up: equal to torch's, bit for bit.
-- `LambdaLR` and `OneCycleLR` are not recursive in torch either: the same formula.
+- `ConstantLR`, `LinearLR` and `PolynomialLR` take few distinct values; they are computed by
+  torch's own recursion, in Python floats, once, and looked up: equal to torch's, bit for bit.
+- `MultiplicativeLR` is the product itself, factor by factor in torch's order (bit for bit;
+  k factors at count k).
+- `LambdaLR`, `OneCycleLR`, `CyclicLR` and `CosineAnnealingWarmRestarts` are not recursive in
+  torch either: the same formula.
 - `StepLR`, `MultiStepLR`, `ExponentialLR`: lr * gamma**j against torch's j products, within
   j + 1 roundings.
 - `CosineAnnealingLR`: the closed form. torch's recursion divides by 1 + cos(pi (k-1) / T_max),
@@ -29,6 +32,8 @@ two agree in exact arithmetic and differ by rounding, which the recursion accumu
   (`functional_fit.tolerances.SCHEDULE_FLOAT64` bounds the lot).
 - `SequentialLR` evaluates schedule i at k - milestones[i-1], which is what torch does: at a
   milestone it restarts the next scheduler from its closed form at 0.
+- `ChainedScheduler` composes torch's steps of its schedulers: in closed form when each
+  scales or sets the rate, by torch's recursion itself when one is a `CosineAnnealingLR`.
 
 The lecture's decaying steps are `LambdaLR`. Gradient descent with lr / (i + 1) at step i is
 
@@ -42,11 +47,12 @@ L1 path (whose gradient jumps where a residual crosses 0) moved the lecture's GD
 relative, far below its printed digits. ``LambdaLR(1.0, lambda i: lr / (i + 1))`` divides as
 the lecture does and gives its numbers bit for bit (tests/test_lr_scheduler.py).
 
-`OneCycleLR` and momentum: with ``cycle_momentum=True`` (torch's default) the returned schedule
-carries the momentum schedule as its ``momentum`` attribute, and the optimizers of
-`functional_fit.optim` use it in place of their momentum or beta1, as torch's scheduler
-overwrites them. It is reproduced, not ignored; nesting such a schedule in `SequentialLR` is
-refused (torch would cycle the momentum in that phase only).
+`OneCycleLR`, `CyclicLR` and momentum: with ``cycle_momentum=True`` (torch's default) the
+returned schedule carries the momentum schedule as its ``momentum`` attribute, and the
+optimizers of `functional_fit.optim` use it in place of their momentum or beta1, as torch's
+scheduler overwrites them. It is reproduced, not ignored; nesting such a schedule in
+`SequentialLR` is refused (torch would cycle the momentum in that phase only); in
+`ChainedScheduler` the last cycling scheduler's momentum is the one torch leaves.
 
 Left out: torch's ``last_epoch`` (to resume, keep the optimizer state, whose count is the
 epoch) and lists of rates for several parameter groups.
@@ -144,8 +150,10 @@ def StepLR(lr, step_size: int, gamma=0.1):
     lr = _checks.finite_float("lr", lr)
     step_size = _int("step_size", step_size, positive=True)
     gamma = _checks.finite_float("gamma", gamma)
-    return _schedule(lambda count: lr * default_float(gamma) ** (count // step_size), "StepLR",
-                     lr)
+    schedule = _schedule(lambda count: lr * default_float(gamma) ** (count // step_size),
+                         "StepLR", lr)
+    return _scales(schedule, lambda count: jnp.where((count > 0) & (count % step_size == 0),
+                                                     gamma, 1.0))
 
 
 def MultiStepLR(lr, milestones: Sequence[int], gamma=0.1):
@@ -167,14 +175,16 @@ def MultiStepLR(lr, milestones: Sequence[int], gamma=0.1):
         n = jnp.sum(reached <= count)  # () how many milestones are behind
         return lr * default_float(gamma) ** n
 
-    return _schedule(schedule, "MultiStepLR", lr)
+    return _scales(_schedule(schedule, "MultiStepLR", lr),
+                   lambda count: default_float(gamma) ** jnp.sum(reached == count))
 
 
 def ExponentialLR(lr, gamma):
     """torch's ExponentialLR: lr * gamma ** k."""
     lr = _checks.finite_float("lr", lr)
     gamma = _checks.finite_float("gamma", gamma)
-    return _schedule(lambda count: lr * default_float(gamma) ** count, "ExponentialLR", lr)
+    return _scales(_schedule(lambda count: lr * default_float(gamma) ** count, "ExponentialLR",
+                             lr), _scale_after(1.0, lambda count: gamma))
 
 
 def CosineAnnealingLR(lr, T_max: int, eta_min=0.0):
@@ -195,7 +205,17 @@ def CosineAnnealingLR(lr, T_max: int, eta_min=0.0):
     def schedule(count):
         return eta_min + (lr - eta_min) * (1 + jnp.cos(math.pi * count / T_max)) / 2
 
-    return _schedule(schedule, "CosineAnnealingLR", lr)
+    def torch_step(count, prev):  # torch's recursive step, for ChainedScheduler
+        restart = (count - 1 - T_max) % (2 * T_max) == 0
+        up = prev + (lr - eta_min) * (1 - math.cos(math.pi / T_max)) / 2
+        ratio = ((1 + jnp.cos(math.pi * count / T_max))
+                 / (1 + jnp.cos(math.pi * (count - 1) / T_max)))
+        return jnp.where(count == 0, prev,
+                         jnp.where(restart, up, ratio * (prev - eta_min) + eta_min))
+
+    cosine = _schedule(schedule, "CosineAnnealingLR", lr)
+    cosine.torch_step = torch_step
+    return cosine
 
 
 def LinearLR(lr, start_factor=1.0 / 3, end_factor=1.0, total_iters: int = 5):
@@ -212,14 +232,16 @@ def LinearLR(lr, start_factor=1.0 / 3, end_factor=1.0, total_iters: int = 5):
     start = _factor("start_factor", start_factor, 0.0, 1.0, low_open=True)
     end = _factor("end_factor", end_factor, 0.0, 1.0)
     total = _int("total_iters", total_iters)
+    ratio = _scale_after(start, lambda count: jnp.where(
+        count > total, 1.0, 1.0 + (end - start) / (total * start + (count - 1) * (end - start))))
     if total > MAX_TABLE:
         def schedule(count):
             return lr * (start + (end - start) * jnp.minimum(count, total) / total)
-        return _schedule(schedule, "LinearLR", lr)
+        return _scales(_schedule(schedule, "LinearLR", lr), ratio)
     table = [lr * start]  # torch: last_epoch == 0
     for k in range(1, total + 1):
         table.append(table[-1] * (1.0 + (end - start) / (total * start + (k - 1) * (end - start))))
-    return _schedule(_lookup(table), "LinearLR", lr)
+    return _scales(_schedule(_lookup(table), "LinearLR", lr), ratio)
 
 
 def ConstantLR(lr, factor=1.0 / 3, total_iters: int = 5):
@@ -236,7 +258,9 @@ def ConstantLR(lr, factor=1.0 / 3, total_iters: int = 5):
     table = [lr * factor]
     if total > 0:  # torch: unchanged until last_epoch == total_iters, then * (1 / factor)
         table += [table[0]] * (total - 1) + [table[0] * (1.0 / factor)]
-    return _schedule(_lookup(table), "ConstantLR", lr)
+    ratio = _scale_after(factor, lambda count: jnp.where(
+        count == total, 1.0 / (factor if factor else 1.0), 1.0))
+    return _scales(_schedule(_lookup(table), "ConstantLR", lr), ratio)
 
 
 def OneCycleLR(max_lr, total_steps: int | None = None, epochs: int | None = None,
@@ -359,7 +383,7 @@ def SequentialLR(lr, schedulers: Sequence[Callable], milestones: Sequence[int]):
         if not callable(s):
             raise InputError(f"schedulers[{i}] must be a schedule (count -> lr), got {s!r}")
         if getattr(s, "momentum", None) is not None:
-            raise InputError(f"schedulers[{i}] is a OneCycleLR that cycles the momentum; inside "
+            raise InputError(f"schedulers[{i}] ({s.__name__}) cycles the momentum; inside "
                              "SequentialLR pass it cycle_momentum=False")
         base = getattr(s, "base_lr", None)
         if base is not None and base != lr:
@@ -404,18 +428,341 @@ def per_epoch(schedule: Callable, steps_per_epoch: int):
 
 
 
+# --------------------------------------------------------------------------- more schedulers
+#
+# ChainedScheduler needs to know how torch steps each member: a member that *scales* the rate
+# (lr <- lr * ratio(k), ``schedule.ratio``) or one that *sets* it from its own base (`_SETS`).
+
+
+def _scales(schedule: Callable, ratio: Callable) -> Callable:
+    """`schedule`, tagged with torch's step as `ChainedScheduler` sees it: lr <- lr * ratio(k),
+    k = 0 being the step torch takes when the scheduler is made."""
+    schedule.ratio = ratio
+    return schedule
+
+
+def _scale_after(k0: float, ratio: Callable) -> Callable:
+    """k -> k0 at k = 0 (the step at construction), ratio(k) after."""
+    return lambda count: jnp.where(count == 0, k0, ratio(count))
+
+
+def PolynomialLR(lr, total_iters: int = 5, power=1.0):
+    """torch's PolynomialLR: lr * (1 - min(k, total_iters) / total_iters) ** power.
+
+    Computed by torch's own recursion, once, for k <= total_iters (equal to torch's, bit for
+    bit); constant after. ``total_iters=0`` keeps lr, as torch's does.
+
+    Examples:
+      >>> schedule = PolynomialLR(0.1, total_iters=4, power=2.0)
+      >>> [round(float(schedule(k)), 6) for k in (0, 2, 4, 9)]
+      [0.1, 0.025, 0.0, 0.0]
+    """
+    lr = _checks.finite_float("lr", lr)
+    total = _int("total_iters", total_iters)
+    power = _checks.nonnegative_float("power", power)  # negative: torch divides 0 ** -p
+
+    def ratio(count):  # torch's step k in 1 .. total_iters: ((T - k) / (T - k + 1)) ** power
+        inside = (count >= 1) & (count <= total)
+        left = (total - count) * 1.0  # () float, 0 at k = T as torch's
+        return jnp.where(inside, (left / jnp.maximum(left + 1.0, 1.0)) ** power, 1.0)
+
+    if total > MAX_TABLE:
+        def schedule(count):
+            return lr * (1.0 - jnp.minimum(count, total) / float(total)) ** power
+        return _scales(_schedule(schedule, "PolynomialLR", lr), ratio)
+    table = [lr]  # torch: unchanged at last_epoch == 0
+    for k in range(1, total + 1):
+        table.append(table[-1] * ((1.0 - k / total) / (1.0 - (k - 1) / total)) ** power)
+    return _scales(_schedule(_lookup(table), "PolynomialLR", lr), ratio)
+
+
+def MultiplicativeLR(lr, lr_lambda: Callable):
+    """torch's MultiplicativeLR: lr * lr_lambda(1) * ... * lr_lambda(k).
+
+    The product is taken in torch's order, one factor per step, so each evaluation at count k
+    costs k calls of lr_lambda (a `jax.lax.fori_loop`).
+
+    Args:
+      lr: the base learning rate.
+      lr_lambda: a function of the step count i >= 1 (an integer array under `jax.jit`),
+        written with operators or `jax.numpy`: ``lambda i: 0.95``.
+
+    Examples:
+      >>> schedule = MultiplicativeLR(1.0, lambda i: 1 / (i + 1))  # lr / (k + 1)!
+      >>> [round(float(schedule(k)), 6) for k in range(4)]
+      [1.0, 0.5, 0.166667, 0.041667]
+    """
+    lr = _checks.finite_float("lr", lr)
+    if not callable(lr_lambda):
+        raise InputError(f"lr_lambda must be a function of the step count, got {lr_lambda!r}")
+
+    def schedule(count):
+        def times(i, value):
+            return default_float(value * lr_lambda(i))
+        return jax.lax.fori_loop(jnp.ones_like(count), count + 1, times, default_float(lr))
+
+    ratio = _scale_after(1.0, lambda count: lr_lambda(jnp.maximum(count, 1)))
+    return _scales(_schedule(schedule, "MultiplicativeLR", lr), ratio)
+
+
+def CosineAnnealingWarmRestarts(lr, T_0: int, T_mult: int = 1, eta_min=0.0):
+    """torch's CosineAnnealingWarmRestarts (SGDR), stepped once per step.
+
+    eta_min + (lr - eta_min) (1 + cos(pi T_cur / T_i)) / 2, where T_cur counts the steps since
+    the last restart and T_i, the length of the current cycle, is T_0 * T_mult ** n in cycle n
+    (cycle n starts at T_0 (T_mult ** n - 1) / (T_mult - 1)), as torch's stepwise counters are.
+    Restart points are counted to 2 ** 31 steps.
+
+    Examples:
+      >>> schedule = CosineAnnealingWarmRestarts(0.1, T_0=2, T_mult=2)
+      >>> [round(float(schedule(k)), 6) for k in range(7)]
+      [0.1, 0.05, 0.1, 0.085355, 0.05, 0.014645, 0.1]
+    """
+    lr = _checks.finite_float("lr", lr)
+    T_0 = _int("T_0", T_0, positive=True)
+    T_mult = _int("T_mult", T_mult, positive=True)
+    eta_min = _checks.finite_float("eta_min", eta_min)
+    starts, periods = [0], [T_0]  # restart points below 2 ** 31 and the cycle lengths
+    while T_mult > 1 and starts[-1] + periods[-1] < 2**31:
+        starts.append(starts[-1] + periods[-1])
+        periods.append(periods[-1] * T_mult)
+    starts = jnp.asarray(starts, dtype=jnp.int32)  # (cycles,)
+    periods = default_float(np.asarray(periods, dtype=np.float64))  # (cycles,)
+
+    def schedule(count):
+        n = jnp.sum(starts <= count) - 1  # () the current cycle
+        t_cur = (count % T_0) if T_mult == 1 and T_0 < 2**31 else count - starts[n]
+        return eta_min + (lr - eta_min) * (1 + jnp.cos(math.pi * t_cur / periods[n])) / 2
+
+    return _schedule(schedule, "CosineAnnealingWarmRestarts", lr)
+
+
+def CyclicLR(base_lr, max_lr, step_size_up=2000, step_size_down=None, mode="triangular",
+             gamma=1.0, scale_fn=None, scale_mode="cycle", cycle_momentum=True,
+             base_momentum=0.8, max_momentum=0.9):  # torch's CyclicLR, keyword for keyword
+    """torch's CyclicLR: the rate climbs from base_lr towards max_lr in step_size_up steps and
+    falls back in step_size_down, the climb's height scaled by a policy.
+
+    Modes: ``"triangular"`` (height 1), ``"triangular2"`` (halved each cycle), ``"exp_range"``
+    (gamma ** k); or ``scale_fn``, a function of the cycle number (``scale_mode="cycle"``,
+    cycles count from 1) or of the step count (``"iterations"``), written with operators or
+    `jax.numpy`, which replaces ``mode``. A mode sets its own scale_mode, as torch's does.
+
+    With ``cycle_momentum`` (the default) the momentum moves the other way, from max_momentum
+    down towards base_momentum; the schedule carries it as ``.momentum`` and
+    `functional_fit.optim`'s SGD, RMSprop and Adam family use it in place of their momentum or
+    beta1, as with `OneCycleLR`.
+
+    Args:
+      base_lr, max_lr: the bounds of the cycle (base_lr takes the place of torch's optimizer).
+      step_size_up: steps in the rising half (> 0); step_size_down: in the falling half
+        (default: step_size_up).
+      mode, gamma, scale_fn, scale_mode: the policy, see above.
+      cycle_momentum, base_momentum, max_momentum: see above.
+
+    Returns:
+      A schedule, count -> lr, with a ``momentum`` schedule when cycle_momentum.
+
+    Examples:
+      >>> schedule = CyclicLR(0.1, 1.0, step_size_up=2, mode="triangular2")
+      >>> [round(float(schedule(k)), 4) for k in range(7)], float(schedule.momentum(2))
+      ([0.1, 0.55, 1.0, 0.55, 0.1, 0.325, 0.55], 0.8)
+    """
+    base_lr = _checks.finite_float("base_lr", base_lr)
+    max_lr = _checks.finite_float("max_lr", max_lr)
+    up = _checks.positive_float("step_size_up", step_size_up)
+    down = up if step_size_down is None else _checks.positive_float("step_size_down",
+                                                                    step_size_down)
+    gamma = _checks.finite_float("gamma", gamma)
+    if scale_fn is None:
+        _checks.choice("mode", mode, ("triangular", "triangular2", "exp_range"))
+        scale_mode = "iterations" if mode == "exp_range" else "cycle"
+        scale_fn = {"triangular": lambda x: 1.0, "triangular2": lambda x: 1 / (2.0 ** (x - 1)),
+                    "exp_range": lambda x: gamma**x}[mode]
+    elif not callable(scale_fn):
+        raise InputError(f"scale_fn must be None or a function, got {scale_fn!r}")
+    _checks.choice("scale_mode", scale_mode, ("cycle", "iterations"))
+    cycle_momentum = _checks.flag("cycle_momentum", cycle_momentum)
+    base_m = _checks.finite_float("base_momentum", base_momentum)
+    max_m = _checks.finite_float("max_momentum", max_momentum)
+    total = up + down
+    step_ratio = up / total
+
+    def height(count):  # torch's scale_factor and scale_fn(...)
+        count = jnp.asarray(count)
+        cycle = jnp.floor(1 + count / total)
+        x = 1.0 + count / total - cycle
+        factor = jnp.where(x <= step_ratio, x / step_ratio, (x - 1) / (step_ratio - 1))
+        scale = scale_fn(cycle.astype(count.dtype) if scale_mode == "cycle" else count)
+        return factor, scale
+
+    def lr_rule(count):
+        factor, scale = height(count)
+        return base_lr + (max_lr - base_lr) * factor * scale
+
+    def momentum_rule(count):
+        factor, scale = height(count)
+        return max_m - (max_m - base_m) * factor * scale
+
+    momentum = (_schedule(momentum_rule, "CyclicLR.momentum", None) if cycle_momentum
+                else None)
+    return _schedule(lr_rule, "CyclicLR", None, momentum)
+
+
+#: Schedulers whose torch step sets the rate from their own base, whatever it was.
+_SETS = ("LambdaLR", "OneCycleLR", "CyclicLR", "CosineAnnealingWarmRestarts")
+#: How the others tell their torch step: ``ratio(k)`` (lr <- lr * ratio) or, for a step that
+#: is not a product, ``torch_step(k, lr) -> lr`` (CosineAnnealingLR).
+_STEPS = ("ratio", "torch_step")
+
+
+def _torch_step(s: Callable) -> Callable:
+    """(k, lr) -> lr after member `s` takes torch's step k."""
+    if s.__name__ in _SETS:
+        return lambda count, prev: default_float(s(count))
+    if getattr(s, "ratio", None) is not None:
+        return lambda count, prev: prev * s.ratio(count)
+    return s.torch_step
+
+
+def _scales_or_sets(s: Callable) -> bool:
+    return s.__name__ in _SETS or getattr(s, "ratio", None) is not None
+
+
+def _closed_chain(lr: float, members) -> Callable:
+    """torch's recursion in closed form, for members that scale or set the rate: the last
+    setter's rate times each later member's step ratio, or lr times every member's factor."""
+    setters = [i for i, s in enumerate(members) if s.__name__ in _SETS]
+    head = members[setters[-1]] if setters else None
+    tail = members[setters[-1] + 1:] if setters else members
+
+    def schedule(count):
+        count = jnp.asarray(count)  # a Python int would divide by zero where torch's step is 1
+        if head is not None:
+            value = default_float(head(count))
+            for s in tail:
+                value = value * s.ratio(count)
+            return value
+        value = default_float(lr)
+        for s in tail:  # lr * prod_i (s_i(k) / lr): each one's factors multiplied up to k
+            value = value * (default_float(s(count)) / lr) if lr != 0 else value
+        return value
+
+    return schedule
+
+
+def _recursion(lr: float, members) -> Callable:
+    """torch's recursion itself, step by step from 0 to k: k steps of every member."""
+    steps = [_torch_step(s) for s in members]
+
+    def schedule(count):
+        def one(k, value):
+            for step in steps:
+                value = default_float(step(k, value))
+            return value
+        return jax.lax.fori_loop(jnp.zeros_like(count), count + 1, one, default_float(lr))
+
+    return schedule
+
+
+def _chain_members(lr: float, schedulers) -> list:
+    """`schedulers` flattened (a chained chain steps its members in turn), each checked."""
+    if isinstance(schedulers, str | bytes) or not isinstance(schedulers, Sequence):
+        raise InputError(f"schedulers must be a list of schedules, got {schedulers!r}")
+    members = []
+    for i, s in enumerate(schedulers):
+        name = getattr(s, "__name__", None)
+        if not callable(s):
+            raise InputError(f"schedulers[{i}] must be a schedule (count -> lr), got {s!r}")
+        base = getattr(s, "base_lr", None)
+        if base is not None and base != lr:
+            raise InputError(f"schedulers[{i}] was made with lr={base:g}, but ChainedScheduler "
+                             f"has lr={lr:g}; in torch they share the optimizer's")
+        if getattr(s, "members", None) is not None:
+            members += s.members
+        elif name in _SETS or any(getattr(s, a, None) is not None for a in _STEPS):
+            members.append(s)
+        else:
+            raise InputError(
+                f"schedulers[{i}] ({name}) cannot be chained: ChainedScheduler takes this "
+                "module's schedulers, not SequentialLR (torch restarts its schedulers at a "
+                "milestone), per_epoch schedules or other functions")
+    return members
+
+
+def _check_bases(members) -> None:
+    """torch's LambdaLR and CosineAnnealingWarmRestarts scale the group's initial_lr, which a
+    OneCycleLR made before them sets to max_lr / div_factor, and a CyclicLR made first to its
+    base_lr: refused, not silently different."""
+    resets = None
+    for i, s in enumerate(members):
+        if s.__name__ == "OneCycleLR" or (i == 0 and s.__name__ == "CyclicLR"):
+            resets = s.__name__
+        elif resets and s.__name__ in ("LambdaLR", "CosineAnnealingWarmRestarts"):
+            raise InputError(f"schedulers: torch's {s.__name__} after this {resets} would scale "
+                             f"the initial_lr {resets} set, not lr; put another scheduler first")
+
+
+def ChainedScheduler(lr, schedulers: Sequence[Callable]):
+    """torch's ChainedScheduler: every scheduler stepped in turn on the same rate, each step.
+
+    A scheduler that scales the rate (StepLR, ExponentialLR, LinearLR, ...) multiplies what the
+    ones before it left; one that sets it (LambdaLR, OneCycleLR, CyclicLR,
+    CosineAnnealingWarmRestarts) replaces it. So the rate at step k is lr times every scaling
+    scheduler's own factor when none sets it, and otherwise the last setter's rate times the
+    factor by which each scaling scheduler after it steps at k (its ratio from k - 1 to k), as
+    torch's recursion makes it. CosineAnnealingLR's step is not a product (it shifts by
+    eta_min, and past T_max it adds to the rate): a chain holding one runs torch's recursion
+    itself, every member's step for 0 .. k (a `jax.lax.fori_loop`, k steps at count k). The
+    momentum is the last cycling scheduler's. Schedulers are made in list order, as torch's
+    are before they are chained; SequentialLR and `per_epoch` schedules are refused.
+
+    Examples:
+      >>> warm = ConstantLR(0.05, factor=0.1, total_iters=20)  # torch's docstring example
+      >>> schedule = ChainedScheduler(0.05, [warm, ExponentialLR(0.05, gamma=0.9)])
+      >>> [round(float(schedule(k)), 5) for k in (0, 1, 2, 19, 20, 21)]
+      [0.005, 0.0045, 0.00405, 0.00068, 0.00608, 0.00547]
+
+    Args:
+      lr: the base learning rate; every scheduler in `schedulers` made with a base rate must
+        have been made with it (in torch they share the optimizer's).
+      schedulers: the schedules, in torch's order; a ChainedScheduler among them is unrolled.
+
+    Returns:
+      A schedule, count -> lr (with ``.momentum`` when a member cycles it).
+    """
+    lr = _checks.finite_float("lr", lr)
+    members = _chain_members(lr, schedulers)
+    if not members:
+        raise InputError("schedulers must hold at least one schedule")
+    _check_bases(members)
+    schedule = (_closed_chain(lr, members) if all(_scales_or_sets(s) for s in members)
+                else _recursion(lr, members))
+    cycling = [s.momentum for s in members if getattr(s, "momentum", None) is not None]
+    chained = _schedule(schedule, "ChainedScheduler", lr, cycling[-1] if cycling else None)
+    chained.members = members
+    return chained
+
+
 SCHEDULERS = {f.__name__: f for f in (StepLR, MultiStepLR, ExponentialLR, CosineAnnealingLR,
-                                      LinearLR, ConstantLR, OneCycleLR, LambdaLR, SequentialLR)}
+                                      LinearLR, ConstantLR, OneCycleLR, LambdaLR, SequentialLR,
+                                      PolynomialLR, MultiplicativeLR, CosineAnnealingWarmRestarts,
+                                      CyclicLR, ChainedScheduler)}
 
 __all__ = [
     "SCHEDULERS",
+    "ChainedScheduler",
     "ConstantLR",
     "CosineAnnealingLR",
+    "CosineAnnealingWarmRestarts",
+    "CyclicLR",
     "ExponentialLR",
     "LambdaLR",
     "LinearLR",
     "MultiStepLR",
+    "MultiplicativeLR",
     "OneCycleLR",
+    "PolynomialLR",
     "SequentialLR",
     "StepLR",
     "per_epoch",
