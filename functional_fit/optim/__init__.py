@@ -27,9 +27,12 @@ What each is built from (torch's order: maximize, then weight decay, then the re
   NAdam       `scale_by_torch_nadam` (the momentum-decay schedule; mu_product in float32)
   RAdam       `scale_by_torch_radam` (eps scaled by sqrt(1 - b2^t), as torch does)
   Adadelta    optax.scale_by_adadelta
+  Rprop       `scale_by_torch_rprop` (optax.scale_by_rprop skips the clip where s == 0), no lr
+  ASGD        `scale_by_torch_asgd` (optax has none): decayed SGD, its average in the state
   ==========  ==============================================================================
 
-each followed by ``optax.scale_by_learning_rate(lr)``; ``maximize`` is ``optax.scale(-1.0)``
+each but Rprop and ASGD (whose step sizes are their own) followed by
+``optax.scale_by_learning_rate(lr)``; ``maximize`` is ``optax.scale(-1.0)``
 first. Where optax's own function with the same name differs from torch, and by how much, see
 ``README.md`` (``python scripts/atlas.py``) and the docstrings in `transforms`.
 
@@ -452,6 +455,122 @@ def Adadelta(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, *, maximize=False):
                        optax.scale_by_learning_rate(lr))
 
 
+def _pair(name: str, value, names: tuple[str, str]) -> tuple[float, float]:
+    """`value` as a pair of finite floats, or InputError naming `name`."""
+    try:
+        a, b = value
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a pair ({names[0]}, {names[1]}), got {value!r}"
+                         ) from None
+    return _checks.finite_float(f"{name}[0]", a), _checks.finite_float(f"{name}[1]", b)
+
+
+def _first_lr(lr):
+    """The learning rate at the first step: a schedule's value at 0, or lr itself."""
+    return lr(0) if callable(lr) else lr
+
+
+@_standard_promotion
+def Rprop(lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50), *, maximize=False):
+    """torch.optim.Rprop: every element steps by its own step size against the gradient's sign.
+
+    A step size grows by etas[1] while its gradient keeps its sign and shrinks by etas[0]
+    when the sign flips (and that step is skipped), within step_sizes
+    (`transforms.scale_by_torch_rprop`, which says where ``optax.rprop`` differs).
+
+    torch reads the learning rate only when it creates the optimizer's state, at the first
+    step: a scheduler's later rates leave Rprop's path alone. Given a schedule as lr, the
+    first step sizes are its value at 0, and the rest of it is unused, as in torch.
+
+    Args:
+      lr: the first step size, >= 0, or a schedule (only its first value counts).
+      etas: (etaminus, etaplus) with 0 < etaminus < 1 < etaplus.
+      step_sizes: (min, max) with 0 <= min <= max, the bounds of every step size (torch
+        does not check them; with min > max it clamps every step size to max).
+      maximize: ascend instead of descend.
+
+    Returns:
+      An `optax.GradientTransformation`; it has no weight decay, as torch's has none.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> tx = Rprop(lr=0.1)
+      >>> p = jnp.zeros(2)
+      >>> updates, _ = tx.update(jnp.array([3.0, -0.5]), tx.init(p), p)
+      >>> [round(float(u), 6) for u in updates]  # the first step is -lr * sign(g)
+      [-0.1, 0.1]
+    """
+    lr = _lr(lr)
+    etaminus, etaplus = _pair("etas", etas, ("etaminus", "etaplus"))
+    if not 0.0 < etaminus < 1.0 < etaplus:
+        raise InputError(f"etas must be (etaminus, etaplus) with 0 < etaminus < 1 < etaplus, "
+                         f"got ({etaminus:g}, {etaplus:g})")
+    low, high = _pair("step_sizes", step_sizes, ("min", "max"))
+    if not 0.0 <= low <= high:
+        raise InputError(f"step_sizes must be (min, max) with 0 <= min <= max, got "
+                         f"({low:g}, {high:g})")
+    maximize = _checks.flag("maximize", maximize)
+    _cycled(lr, "Rprop", has_momentum=False)
+    return optax.chain(*_head(maximize, 0),
+                       transforms.scale_by_torch_rprop(_first_lr(lr), etaminus, etaplus,
+                                                       low, high))
+
+
+@_standard_promotion
+def ASGD(lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0, *, maximize=False):
+    """torch.optim.ASGD: SGD with a decaying step size, and the average of its iterates.
+
+    The parameters move as torch's do (`transforms.scale_by_torch_asgd`); the average that
+    torch keeps in ``state["ax"]`` is in the state, and `asgd_average` reads it. torch's
+    ``lambd`` also decays the parameters, by ``1 - lambd * eta`` each update.
+
+    Args:
+      lr: learning rate >= 0, or a schedule. A schedule's rate at update t sets the step size
+        of update t + 1, as torch computes the next eta from the group's lr of this step.
+      lambd: the decay term (a finite float).
+      alpha: the power of the step size's decay (a finite float).
+      t0: the update after which averaging starts (a finite float).
+      weight_decay: >= 0, the L2 penalty added to the gradient.
+      maximize: ascend instead of descend.
+
+    Returns:
+      An `optax.GradientTransformation`; its update needs ``params``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> tx = ASGD(lr=0.5, t0=0)
+      >>> p = jnp.array([2.0])
+      >>> updates, state = tx.update(jnp.array([1.0]), tx.init(p), p)
+      >>> round(float(updates[0]), 6), round(float(asgd_average(state)[0]), 6)
+      (-0.5001, 1.4999)
+    """
+    lr = _lr(lr)
+    lambd = _checks.finite_float("lambd", lambd)
+    alpha = _checks.finite_float("alpha", alpha)
+    t0 = _checks.finite_float("t0", t0)
+    weight_decay = _checks.nonnegative_float("weight_decay", weight_decay)
+    maximize = _checks.flag("maximize", maximize)
+    _cycled(lr, "ASGD", has_momentum=False)
+    return optax.chain(*_head(maximize, weight_decay),
+                       transforms.scale_by_torch_asgd(lr, lambd, alpha, t0))
+
+
+def asgd_average(state) -> optax.Params:
+    """The averaged parameters (torch's ``state["ax"]``) in the state of an `ASGD`.
+
+    Args:
+      state: the state of an `ASGD` transformation, alone or inside a chain.
+
+    Returns:
+      A pytree shaped like the params: their running average from update t0 on, and the
+      params themselves (after the last update) before it.
+    """
+    found = optax.tree.get(state, "ax")
+    if found is None:
+        raise InputError("state: no ASGD state in it (no field 'ax')")
+    return found
+
+
 # --------------------------------------------------------------------------- clipping
 
 
@@ -497,10 +616,12 @@ def clip_grad_norm(max_norm, norm_type=2.0) -> optax.GradientTransformation:
 
 
 OPTIMIZERS = {f.__name__: f for f in (SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, NAdam, RAdam,
-                                      Adadelta)}
+                                      Adadelta, Rprop, ASGD)}
 
 __all__ = [
+    "ASGD",
     "OPTIMIZERS",
+    "Rprop",
     "SGD",
     "Adadelta",
     "Adagrad",
@@ -510,6 +631,7 @@ __all__ = [
     "NAdam",
     "RAdam",
     "RMSprop",
+    "asgd_average",
     "clip_grad_norm",
     "lr_scheduler",
     "transforms",
