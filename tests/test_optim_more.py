@@ -1,8 +1,9 @@
-"""Rprop and ASGD against torch.optim: torch's own keyword sets, and what optax does otherwise.
+"""Rprop, ASGD and Adafactor against torch.optim: torch's own keyword sets, and optax's gaps.
 
-`KEYWORD_SETS` holds every CPU keyword set of Rprop and ASGD in PyTorch 2.13's own optimizer
-table (``torch.testing._internal.common_optimizers.optim_db``: ``optim_inputs_func_rprop`` and
-``optim_inputs_func_asgd``; their other sets are CUDA's ``capturable``). Each runs 1,000
+`KEYWORD_SETS` holds every CPU keyword set of Rprop, ASGD and Adafactor in PyTorch 2.13's own
+optimizer table (``torch.testing._internal.common_optimizers.optim_db``: its
+``optim_inputs_func_rprop``, ``_asgd`` and ``_adafactor``; the other sets are CUDA's
+``capturable``). Each runs 1,000
 float64 steps on the lecture's quadratic (full batch) and on a tanh network (minibatches of
 10), against torch, within tests/test_optim.py's bounds. `test_keyword_sets_are_torchs` checks
 the table against optim_db itself where ``expecttest`` (which that module imports) is installed.
@@ -10,7 +11,8 @@ the table against optim_db itself where ``expecttest`` (which that module import
 Then the behaviours the paths may not reach, each checked against torch directly: Rprop's
 clipped first step (which ``optax.rprop`` skips), its sign of a product that underflows and
 its NaNs, the exact path of a scripted gradient sequence with exact zeros and sign changes;
-ASGD's float32 step sizes, its average (torch's ``state["ax"]``) and its eta and mu.
+ASGD's float32 step sizes, its average (torch's ``state["ax"]``) and its eta and mu;
+Adafactor's factored moments of 2-D and 3-D leaves beside a vector and a scalar.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ KEYWORD_SETS = {
              ("maximize", {"maximize": True}),
              ("nonzero weight_decay", {"weight_decay": 0.1}),
              ("maximize, nonzero weight_decay", {"weight_decay": 0.1, "maximize": True})],
+    "Adafactor": [("default", {}), ("nonzero weight_decay", {"weight_decay": 0.1, "lr": 0.01}),
+                  ("maximize", {"weight_decay": 0.1, "maximize": True}),
+                  ("non-default beta2_decay", {"beta2_decay": -1.0}),
+                  ("non-default clipping threshold d", {"d": 1.5})],
 }
 SETS = [(name, desc, kwargs) for name, sets in KEYWORD_SETS.items() for desc, kwargs in sets]
 
@@ -247,6 +253,71 @@ def test_asgd_and_rprop_take_a_traced_learning_rate():
             np.testing.assert_array_equal(swept[i], first_step(lr))
 
 
+# --------------------------------------------------------------------------- Adafactor
+
+#: Leaves of every kind torch's Adafactor distinguishes: factored over the last two axes (2-D
+#: and 3-D), and not (a vector, a scalar).
+SHAPES = {"matrix": (3, 4), "stack": (2, 3, 4), "vector": (5,), "scalar": ()}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kwargs", [{}, dict(lr=0.05, beta2_decay=-0.5, eps=(1e-12, 1e-2), d=1.2,
+                                            weight_decay=0.1, maximize=True)])
+def test_adafactor_follows_scripted_gradients_as_torch(kwargs, dtype):
+    """40 steps of random gradients (exact zeros included) on every kind of leaf: the paths and
+    the row and column factors against torch's state."""
+    rng = np.random.default_rng(2)
+    start = {k: np.asarray(rng.normal(size=s), dtype) for k, s in SHAPES.items()}
+    grads = [{k: np.asarray(rng.normal(size=s) * (rng.random(size=s) > 0.1), dtype)
+              for k, s in SHAPES.items()} for _ in range(40)]
+    tx = fo.Adafactor(**kwargs)
+    update = jax.jit(tx.update)
+    params = {k: jnp.asarray(v) for k, v in start.items()}
+    state = tx.init(params)
+    tparams = {k: torch.tensor(v, requires_grad=True) for k, v in start.items()}
+    opt = torch.optim.Adafactor(list(tparams.values()), **kwargs)
+    for g in grads:
+        updates, state = update({k: jnp.asarray(v) for k, v in g.items()}, state, params)
+        params = optax.apply_updates(params, updates)
+        for k, t in tparams.items():
+            t.grad = torch.from_numpy(g[k].copy())
+        opt.step()
+    bound = 16 * len(grads) * np.finfo(dtype).eps / 2  # a few roundings per step
+    ours = flat({k: np.asarray(v)[None] for k, v in params.items()})
+    theirs = flat({k: t.detach().numpy()[None] for k, t in tparams.items()})
+    assert rel_err(ours, theirs) <= bound
+    adafactor = state[-1]
+    for k in ("matrix", "stack"):
+        torch_state = opt.state[tparams[k]]
+        assert rel_err(np.asarray(adafactor.row_var[k]), torch_state["row_var"].numpy()) <= bound
+        assert rel_err(np.asarray(adafactor.col_var[k]), torch_state["col_var"].numpy()) <= bound
+    for k in ("vector", "scalar"):
+        torch_variance = opt.state[tparams[k]]["variance"].numpy()
+        assert rel_err(np.asarray(adafactor.variance[k]), torch_variance) <= bound
+
+
+def test_optax_adafactor_is_another_algorithm():
+    """optax.adafactor factors no leaf under 128 x 128: its first step on a (3, 4) matrix is
+    g / |g| (clipped), not torch's g / sqrt(row @ col / mean(row))."""
+    rng = np.random.default_rng(3)
+    start = np.linspace(-2.0, 2.0, 12).reshape(3, 4)
+    g = rng.normal(size=(3, 4))
+    theirs = torch.tensor(start, requires_grad=True)
+    opt = torch.optim.Adafactor([theirs])
+    theirs.grad = torch.from_numpy(g)
+    opt.step()
+
+    def first_step(tx):
+        p = jnp.asarray(start)
+        with jax.numpy_dtype_promotion("standard"):  # optax's own mixes dtypes
+            u, _ = tx.update(jnp.asarray(g), tx.init(p), p)
+        return np.asarray(p + u)
+
+    theirs = theirs.detach().numpy()
+    assert rel_err(first_step(fo.Adafactor()), theirs) <= 1e-15
+    assert rel_err(first_step(optax.adafactor(1e-2)), theirs) > 1e-3
+
+
 # --------------------------------------------------------------------------- bad keywords
 
 # id -> (optimizer, keywords, the word the message names, whether torch refuses them too);
@@ -268,6 +339,15 @@ BAD = {
     "lambd a string": ("ASGD", dict(lambd="0.1"), "lambd", False),
     "alpha infinite": ("ASGD", dict(alpha=math.inf), "alpha", False),
     "t0 nan": ("ASGD", dict(t0=math.nan), "t0", False),
+    # optim_error_inputs_func_adafactor's three, then more
+    "epsilon1 negative": ("Adafactor", dict(eps=(-1e-30, 1e-3)), "eps[0]", True),
+    "d below one": ("Adafactor", dict(d=0.0), "d", True),
+    "beta2_decay positive": ("Adafactor", dict(beta2_decay=0.8), "beta2_decay", True),
+    "epsilon2 negative": ("Adafactor", dict(eps=(None, -1e-3)), "eps[1]", True),
+    "eps not a pair": ("Adafactor", dict(eps=1e-3), "eps", True),
+    "adafactor negative weight_decay": ("Adafactor", dict(weight_decay=-0.1), "weight_decay",
+                                        True),
+    "adafactor negative lr": ("Adafactor", dict(lr=-0.1), "lr", True),
 }
 
 
@@ -283,7 +363,7 @@ def test_bad_keywords_are_refused_in_one_line(name):
             getattr(torch.optim, optimizer)([torch.zeros(1, requires_grad=True)], **kwargs)
 
 
-@pytest.mark.parametrize("name", ["Rprop", "ASGD"])
+@pytest.mark.parametrize("name", ["Rprop", "ASGD", "Adafactor"])
 def test_a_cycled_momentum_is_refused_as_torch_refuses_it(name):
     """Neither has a momentum or beta1 for OneCycleLR(cycle_momentum=True) to cycle."""
     with pytest.raises(ff.InputError, match="lr"):

@@ -51,7 +51,7 @@ N = 100
 LOG_LR = {"SGD": (-3.0, -1.5), "Adam": (-4.0, -2.5), "AdamW": (-4.0, -2.5),
           "RMSprop": (-4.0, -3.0), "Adagrad": (-3.0, -2.0), "Adamax": (-4.0, -2.5),
           "NAdam": (-4.0, -2.5), "RAdam": (-4.0, -2.5), "Adadelta": (-2.0, -1.0),
-          "Rprop": (-4.0, -2.0), "ASGD": (-3.0, -1.5)}
+          "Rprop": (-4.0, -2.0), "ASGD": (-3.0, -1.5), "Adafactor": (-4.0, -2.0)}
 
 
 @st.composite
@@ -100,6 +100,11 @@ def keywords(draw, name: str, minibatch: bool) -> dict:
         maybe("lambd", st.floats(0.0, 1e-2))
         maybe("alpha", st.floats(0.5, 1.0))
         maybe("t0", st.floats(0.0, 300.0))
+    if name == "Adafactor":
+        maybe("beta2_decay", st.floats(-1.0, -0.5))
+        maybe("eps", st.tuples(st.one_of(st.none(), st.floats(1e-30, 1e-10)),
+                               st.floats(1e-4, 1e-2)))
+        maybe("d", st.floats(1.0, 2.0))
     return kw
 
 
@@ -107,7 +112,10 @@ def keywords(draw, name: str, minibatch: bool) -> dict:
 def runs(draw):
     name = draw(st.sampled_from(list(fo.OPTIMIZERS)), label="optimizer")
     problem = draw(st.sampled_from(["linear", "poly2", "mlp"]), label="problem")
-    batch_size = draw(st.one_of(st.none(), st.integers(5, 40)), label="batch size")
+    # Adafactor on the network's full-batch gradients reaches a chaotic stretch within a few
+    # hundred steps (torch against itself parts by 1e-3: tests/test_optim.py), so minibatches.
+    full = st.none() if name != "Adafactor" or problem != "mlp" else st.nothing()
+    batch_size = draw(st.one_of(full, st.integers(5, 40)), label="batch size")
     kw = draw(keywords(name, batch_size is not None))
     clip = draw(st.one_of(st.none(), st.tuples(st.floats(0.5, 5.0),
                                                st.sampled_from([1.0, 2.0, math.inf]))),

@@ -29,9 +29,10 @@ What each is built from (torch's order: maximize, then weight decay, then the re
   Adadelta    optax.scale_by_adadelta
   Rprop       `scale_by_torch_rprop` (optax.scale_by_rprop skips the clip where s == 0), no lr
   ASGD        `scale_by_torch_asgd` (optax has none): decayed SGD, its average in the state
+  Adafactor   `scale_by_torch_adafactor` (optax.adafactor is another algorithm), lr inside
   ==========  ==============================================================================
 
-each but Rprop and ASGD (whose step sizes are their own) followed by
+each but Rprop, ASGD and Adafactor (whose step sizes are their own) followed by
 ``optax.scale_by_learning_rate(lr)``; ``maximize`` is ``optax.scale(-1.0)``
 first. Where optax's own function with the same name differs from torch, and by how much, see
 ``README.md`` (``python scripts/atlas.py``) and the docstrings in `transforms`.
@@ -522,7 +523,8 @@ def ASGD(lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0, *, maximize=Fa
 
     The parameters move as torch's do (`transforms.scale_by_torch_asgd`); the average that
     torch keeps in ``state["ax"]`` is in the state, and `asgd_average` reads it. torch's
-    ``lambd`` also decays the parameters, by ``1 - lambd * eta`` each update.
+    ``lambd`` also decays the parameters, by ``1 - lambd * eta`` each update. ``maximize`` is
+    keyword-only here: torch has ``foreach`` before it.
 
     Args:
       lr: learning rate >= 0, or a schedule. A schedule's rate at update t sets the step size
@@ -553,6 +555,60 @@ def ASGD(lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0, *, maximize=Fa
     _cycled(lr, "ASGD", has_momentum=False)
     return optax.chain(*_head(maximize, weight_decay),
                        transforms.scale_by_torch_asgd(lr, lambd, alpha, t0))
+
+
+@_standard_promotion
+def Adafactor(lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0, *,
+              maximize=False):
+    """torch.optim.Adafactor: factored second moments, a relative step size, RMS clipping.
+
+    Each leaf is one torch tensor: a leaf of 2 or more dimensions keeps row and column
+    factors of its second moment over its last two axes, any other leaf a full one; the step
+    is scaled by the leaf's RMS and clipped by its update's RMS (`transforms.scale_by_torch_adafactor`,
+    which says how ``optax.adafactor`` differs). So a model kept as one flat vector is one
+    unfactored tensor: give the weight matrices their shapes (a dict, like a ``state_dict``)
+    to factor them as torch does.
+
+    Args:
+      lr: learning rate >= 0, or a schedule; the step size is min(lr, 1 / sqrt(t)) times
+        the leaf's RMS (at least eps[1]).
+      beta2_decay: <= 0, the second moment's weight at update t is t**beta2_decay.
+      eps: (eps1, eps2): eps1 >= 0 or None (the params' machine epsilon), the floor of the
+        estimate (squared); eps2 >= 0, the floor of the params' RMS.
+      d: >= 1, the clipping threshold of the update's RMS.
+      weight_decay: >= 0, decoupled: the params are multiplied by 1 - lr * weight_decay.
+      maximize: ascend instead of descend.
+
+    Returns:
+      An `optax.GradientTransformation`; its update needs ``params``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> tx = Adafactor(lr=0.5)
+      >>> p = jnp.full(4, 2.0)
+      >>> updates, _ = tx.update(jnp.full(4, 3.0), tx.init(p), p)
+      >>> float(updates[0])  # -min(0.5, 1) * rms(p) * sign(g), the first step
+      -1.0
+    """
+    lr = _lr(lr)
+    beta2_decay = _checks.finite_float("beta2_decay", beta2_decay)
+    if beta2_decay > 0:
+        raise InputError(f"beta2_decay must be <= 0, got {beta2_decay:g}")
+    try:
+        eps1, eps2 = eps
+    except (TypeError, ValueError):
+        raise InputError(f"eps must be a pair (eps1 or None, eps2), got {eps!r}") from None
+    eps1 = None if eps1 is None else _checks.nonnegative_float("eps[0]", eps1)
+    eps2 = _checks.nonnegative_float("eps[1]", eps2)
+    d = _checks.finite_float("d", d)
+    if d < 1:
+        raise InputError(f"d, the clipping threshold, must be >= 1, got {d:g}")
+    weight_decay = _checks.nonnegative_float("weight_decay", weight_decay)
+    maximize = _checks.flag("maximize", maximize)
+    _cycled(lr, "Adafactor", has_momentum=False)
+    return optax.chain(*_head(maximize, 0),
+                       transforms.scale_by_torch_adafactor(lr, beta2_decay, eps1, eps2, d,
+                                                           weight_decay))
 
 
 def asgd_average(state) -> optax.Params:
@@ -616,10 +672,11 @@ def clip_grad_norm(max_norm, norm_type=2.0) -> optax.GradientTransformation:
 
 
 OPTIMIZERS = {f.__name__: f for f in (SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, NAdam, RAdam,
-                                      Adadelta, Rprop, ASGD)}
+                                      Adadelta, Rprop, ASGD, Adafactor)}
 
 __all__ = [
     "ASGD",
+    "Adafactor",
     "OPTIMIZERS",
     "Rprop",
     "SGD",
