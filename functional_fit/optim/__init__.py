@@ -53,7 +53,7 @@ be finite (torch lets an infinite lr through); betas may be ints (torch's Adam w
 optimizer's momentum (SGD, RMSprop) or beta1 (the Adam family) at every step. Given such a
 schedule as ``lr``, these functions do the same: the schedule's ``momentum`` replaces the
 ``momentum`` or ``betas[0]`` argument, through `optax.inject_hyperparams`. Adagrad and Adadelta
-have neither and refuse it, as torch does.
+have neither and refuse it, as torch does; so do Rprop, ASGD and Adafactor.
 """
 
 from __future__ import annotations
