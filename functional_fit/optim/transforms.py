@@ -335,6 +335,10 @@ def scale_by_torch_rprop(
     torch's is 0: torch leaves an element with a NaN gradient where it is, its step size
     unchanged, and optax makes it NaN. Here s, prev and sign are torch's.
 
+    Given the same gradients, the path is torch's to the last bit in float32 and float64. It
+    takes signs, so where the two frameworks compute a gradient element that is at its
+    rounding level (float32 near an optimum), the paths part by that element's step size.
+
     Args:
       learning_rate: the first step size of every element (a float, or a () array). torch
         reads its group's lr only when it creates the state, at the first step.
