@@ -16,7 +16,7 @@ from rounding: chaos, not a porting error), so their "defaults" rows run on the 
 from a start farther from its optimum than they travel in 1,000 steps ("linear_far"), and
 their other rows at smaller rates.
 
-float32: thirteen rows of the table, 150 steps, within `OPTIM_TRAJECTORY_FLOAT32` (derived in
+float32: fifteen rows of the table, 150 steps, within `OPTIM_TRAJECTORY_FLOAT32` (derived in
 `functional_fit.tolerances`; measured: <= 2.2e-6).
 """
 
@@ -126,6 +126,33 @@ CASES = {
     "adadelta_every_keyword": Case("Adadelta", dict(lr=0.1, rho=0.95, eps=1e-5,
                                                     weight_decay=1e-3, maximize=True), "mlp",
                                    batch_size=10),
+    # Rprop: sign-based, so its path is torch's bit for bit until a gradient is at rounding
+    # level; a schedule sets only the first step sizes, as in torch.
+    "rprop_defaults": Case("Rprop", {}, "poly2"),
+    "rprop_every_keyword": Case("Rprop", dict(lr=2e-3, etas=(0.4, 1.5), step_sizes=(1e-5, 1.0),
+                                              maximize=True), "mlp", batch_size=10),
+    "rprop_lambdalr": Case("Rprop", dict(lr=0.02), "linear", schedule=sched(
+        lambda: fls.LambdaLR(0.02, lambda i: 0.5 / (i + 1)),
+        lambda o: tls.LambdaLR(o, lambda i: 0.5 / (i + 1)))),
+    # ASGD: averaging from update 100 on; a schedule's rate sets the next update's step size.
+    "asgd_defaults": Case("ASGD", {}, "poly2"),
+    "asgd_every_keyword": Case("ASGD", dict(lr=5e-3, lambd=1e-2, alpha=0.5, t0=100,
+                                            weight_decay=1e-3, maximize=True), "mlp",
+                               batch_size=10),
+    "asgd_steplr": Case("ASGD", dict(lr=0.02), "mlp", schedule=sched(
+        lambda: fls.StepLR(0.02, step_size=150, gamma=0.5),
+        lambda o: tls.StepLR(o, step_size=150, gamma=0.5))),
+    # Adafactor: the network's weights are (8, 1) and (1, 8), factored; its biases are not.
+    # Full batch on the network, its normalized steps reach a chaotic stretch near step 400
+    # (torch against itself from a start moved by 1e-15 parts by 4e-3 at step 420).
+    "adafactor_defaults": Case("Adafactor", {}, "poly2"),
+    "adafactor_every_keyword": Case("Adafactor", dict(lr=5e-3, beta2_decay=-0.6,
+                                                      eps=(1e-20, 1e-2), d=1.5,
+                                                      weight_decay=1e-2, maximize=True), "mlp",
+                                    batch_size=10),
+    "adafactor_cosine": Case("Adafactor", dict(lr=2e-2), "mlp", batch_size=7, schedule=sched(
+        lambda: fls.CosineAnnealingLR(2e-2, T_max=400, eta_min=1e-3),
+        lambda o: tls.CosineAnnealingLR(o, T_max=400, eta_min=1e-3))),
     # Every scheduler, stepped once per optimizer step unless per_epoch.
     "sgd_steplr": Case("SGD", dict(lr=0.05, momentum=0.9), "poly2", schedule=sched(
         lambda: fls.StepLR(0.05, step_size=150, gamma=0.5),
@@ -235,12 +262,13 @@ def test_paths_agree_float64(name):
 
 
 #: float32: every optimizer once with most of its keywords, a cycled momentum (cast to float32
-#: as torch's kernels cast it) and a clip.
+#: as torch's kernels cast it) and a clip; not Rprop, whose step takes the sign of a gradient
+#: that float32 rounds to either sign near 0 (tests/test_optim_more.py).
 FLOAT32 = ["sgd_momentum_dampening_wd", "sgd_nesterov_wd", "adam_amsgrad_wd",
            "adam_betas_eps_decoupled", "adamw_amsgrad_maximize", "rmsprop_centered_momentum",
            "adagrad_every_keyword", "adamax_every_keyword", "nadam_l2_maximize",
            "radam_decoupled", "adadelta_every_keyword", "adam_onecycle_beta1_three_phase",
-           "adam_clip_inf"]
+           "adam_clip_inf", "asgd_every_keyword", "adafactor_every_keyword"]
 
 
 @pytest.mark.parametrize("name", FLOAT32)
@@ -284,11 +312,14 @@ def test_every_optimizer_and_keyword_is_covered():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name", list(fo.OPTIMIZERS))
 def test_state_keeps_the_params_dtype(name, dtype):
-    """Every float in the state is in the params' dtype, but NAdam's float32 mu_product."""
+    """Every float array in the state is in the params' dtype (NAdam's mu_product and ASGD's
+    eta and mu are () float32, as torch's)."""
     params = {"a": np.ones((2, 3), dtype), "b": np.ones(3, dtype)}
-    for kwargs in ({}, {"weight_decay": 0.1, "maximize": True}):
+    keywords = inspect.signature(fo.OPTIMIZERS[name]).parameters
+    for kwargs in ({}, {k: v for k, v in {"weight_decay": 0.1, "maximize": True}.items()
+                        if k in keywords}):
         tx = fo.OPTIMIZERS[name](lr=fls.OneCycleLR(0.1, 10) if name not in (
-            "Adagrad", "Adadelta") else 0.1, **kwargs)
+            "Adagrad", "Adadelta", "Rprop", "ASGD", "Adafactor") else 0.1, **kwargs)
         state = tx.init(jax.tree.map(jax.numpy.asarray, params))
         updates, state = jax.jit(tx.update)(params, state, params)
         assert all(u.dtype == dtype for u in jax.tree.leaves(updates))

@@ -27,9 +27,13 @@ What each is built from (torch's order: maximize, then weight decay, then the re
   NAdam       `scale_by_torch_nadam` (the momentum-decay schedule; mu_product in float32)
   RAdam       `scale_by_torch_radam` (eps scaled by sqrt(1 - b2^t), as torch does)
   Adadelta    optax.scale_by_adadelta
+  Rprop       `scale_by_torch_rprop` (optax.scale_by_rprop skips the clip where s == 0), no lr
+  ASGD        `scale_by_torch_asgd` (optax has none): decayed SGD, its average in the state
+  Adafactor   `scale_by_torch_adafactor` (optax.adafactor is another algorithm), lr inside
   ==========  ==============================================================================
 
-each followed by ``optax.scale_by_learning_rate(lr)``; ``maximize`` is ``optax.scale(-1.0)``
+each but Rprop, ASGD and Adafactor (whose step sizes are their own) followed by
+``optax.scale_by_learning_rate(lr)``; ``maximize`` is ``optax.scale(-1.0)``
 first. Where optax's own function with the same name differs from torch, and by how much, see
 ``README.md`` (``python scripts/atlas.py``) and the docstrings in `transforms`.
 
@@ -54,7 +58,7 @@ the parameters it selects; see `groups`.
 optimizer's momentum (SGD, RMSprop) or beta1 (the Adam family) at every step. Given such a
 schedule as ``lr``, these functions do the same: the schedule's ``momentum`` replaces the
 ``momentum`` or ``betas[0]`` argument, through `optax.inject_hyperparams`. Adagrad and Adadelta
-have neither and refuse it, as torch does.
+have neither and refuse it, as torch does; so do Rprop, ASGD and Adafactor.
 """
 
 from __future__ import annotations
@@ -466,6 +470,177 @@ def Adadelta(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, *, maximize=False):
                        optax.scale_by_learning_rate(lr))
 
 
+def _pair(name: str, value, names: tuple[str, str]) -> tuple[float, float]:
+    """`value` as a pair of finite floats, or InputError naming `name`."""
+    try:
+        a, b = value
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a pair ({names[0]}, {names[1]}), got {value!r}"
+                         ) from None
+    return _checks.finite_float(f"{name}[0]", a), _checks.finite_float(f"{name}[1]", b)
+
+
+def _first_lr(lr):
+    """The learning rate at the first step: a schedule's value at 0, or lr itself."""
+    return lr(0) if callable(lr) else lr
+
+
+@_standard_promotion
+def Rprop(lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50), *, maximize=False):
+    """torch.optim.Rprop: every element steps by its own step size against the gradient's sign.
+
+    A step size grows by etas[1] while its gradient keeps its sign and shrinks by etas[0]
+    when the sign flips (and that step is skipped), within step_sizes
+    (`transforms.scale_by_torch_rprop`, which says where ``optax.rprop`` differs).
+
+    torch reads the learning rate only when it creates the optimizer's state, at the first
+    step: a scheduler's later rates leave Rprop's path alone. Given a schedule as lr, the
+    first step sizes are its value at 0, and the rest of it is unused, as in torch.
+
+    Args:
+      lr: the first step size, >= 0, or a schedule (only its first value counts).
+      etas: (etaminus, etaplus) with 0 < etaminus < 1 < etaplus.
+      step_sizes: (min, max) with 0 <= min <= max, the bounds of every step size (torch
+        does not check them; with min > max it clamps every step size to max).
+      maximize: ascend instead of descend.
+
+    Returns:
+      An `optax.GradientTransformation`; it has no weight decay, as torch's has none.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> tx = Rprop(lr=0.1)
+      >>> p = jnp.zeros(2)
+      >>> updates, _ = tx.update(jnp.array([3.0, -0.5]), tx.init(p), p)
+      >>> [round(float(u), 6) for u in updates]  # the first step is -lr * sign(g)
+      [-0.1, 0.1]
+    """
+    lr = _lr(lr)
+    etaminus, etaplus = _pair("etas", etas, ("etaminus", "etaplus"))
+    if not 0.0 < etaminus < 1.0 < etaplus:
+        raise InputError(f"etas must be (etaminus, etaplus) with 0 < etaminus < 1 < etaplus, "
+                         f"got ({etaminus:g}, {etaplus:g})")
+    low, high = _pair("step_sizes", step_sizes, ("min", "max"))
+    if not 0.0 <= low <= high:
+        raise InputError(f"step_sizes must be (min, max) with 0 <= min <= max, got "
+                         f"({low:g}, {high:g})")
+    maximize = _checks.flag("maximize", maximize)
+    _cycled(lr, "Rprop", has_momentum=False)
+    return optax.chain(*_head(maximize, 0),
+                       transforms.scale_by_torch_rprop(_first_lr(lr), etaminus, etaplus,
+                                                       low, high))
+
+
+@_standard_promotion
+def ASGD(lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0, *, maximize=False):
+    """torch.optim.ASGD: SGD with a decaying step size, and the average of its iterates.
+
+    The parameters move as torch's do (`transforms.scale_by_torch_asgd`); the average that
+    torch keeps in ``state["ax"]`` is in the state, and `asgd_average` reads it. torch's
+    ``lambd`` also decays the parameters, by ``1 - lambd * eta`` each update. ``maximize`` is
+    keyword-only here: torch has ``foreach`` before it.
+
+    Args:
+      lr: learning rate >= 0, or a schedule. A schedule's rate at update t sets the step size
+        of update t + 1, as torch computes the next eta from the group's lr of this step.
+      lambd: the decay term (a finite float).
+      alpha: the power of the step size's decay (a finite float).
+      t0: the update after which averaging starts (a finite float).
+      weight_decay: >= 0, the L2 penalty added to the gradient.
+      maximize: ascend instead of descend.
+
+    Returns:
+      An `optax.GradientTransformation`; its update needs ``params``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> tx = ASGD(lr=0.5, t0=0)
+      >>> p = jnp.array([2.0])
+      >>> updates, state = tx.update(jnp.array([1.0]), tx.init(p), p)
+      >>> round(float(updates[0]), 6), round(float(asgd_average(state)[0]), 6)
+      (-0.5001, 1.4999)
+    """
+    lr = _lr(lr)
+    lambd = _checks.finite_float("lambd", lambd)
+    alpha = _checks.finite_float("alpha", alpha)
+    t0 = _checks.finite_float("t0", t0)
+    weight_decay = _checks.nonnegative_float("weight_decay", weight_decay)
+    maximize = _checks.flag("maximize", maximize)
+    _cycled(lr, "ASGD", has_momentum=False)
+    return optax.chain(*_head(maximize, weight_decay),
+                       transforms.scale_by_torch_asgd(lr, lambd, alpha, t0))
+
+
+@_standard_promotion
+def Adafactor(lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0, *,
+              maximize=False):
+    """torch.optim.Adafactor: factored second moments, a relative step size, RMS clipping.
+
+    Each leaf is one torch tensor: a leaf of 2 or more dimensions keeps row and column
+    factors of its second moment over its last two axes, any other leaf a full one; the step
+    is scaled by the leaf's RMS and clipped by its update's RMS (`transforms.scale_by_torch_adafactor`,
+    which says how ``optax.adafactor`` differs). So a model kept as one flat vector is one
+    unfactored tensor: give the weight matrices their shapes (a dict, like a ``state_dict``)
+    to factor them as torch does.
+
+    Args:
+      lr: learning rate >= 0, or a schedule; the step size is min(lr, 1 / sqrt(t)) times
+        the leaf's RMS (at least eps[1]).
+      beta2_decay: <= 0, the second moment's weight at update t is t**beta2_decay.
+      eps: (eps1, eps2): eps1 >= 0 or None (the params' machine epsilon), the floor of the
+        estimate (squared); eps2 >= 0, the floor of the params' RMS.
+      d: >= 1, the clipping threshold of the update's RMS.
+      weight_decay: >= 0, decoupled: the params are multiplied by 1 - lr * weight_decay.
+      maximize: ascend instead of descend.
+
+    Returns:
+      An `optax.GradientTransformation`; its update needs ``params``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> tx = Adafactor(lr=0.5)
+      >>> p = jnp.full(4, 2.0)
+      >>> updates, _ = tx.update(jnp.full(4, 3.0), tx.init(p), p)
+      >>> float(updates[0])  # -min(0.5, 1) * rms(p) * sign(g), the first step
+      -1.0
+    """
+    lr = _lr(lr)
+    beta2_decay = _checks.finite_float("beta2_decay", beta2_decay)
+    if beta2_decay > 0:
+        raise InputError(f"beta2_decay must be <= 0, got {beta2_decay:g}")
+    try:
+        eps1, eps2 = eps
+    except (TypeError, ValueError):
+        raise InputError(f"eps must be a pair (eps1 or None, eps2), got {eps!r}") from None
+    eps1 = None if eps1 is None else _checks.nonnegative_float("eps[0]", eps1)
+    eps2 = _checks.nonnegative_float("eps[1]", eps2)
+    d = _checks.finite_float("d", d)
+    if d < 1:
+        raise InputError(f"d, the clipping threshold, must be >= 1, got {d:g}")
+    weight_decay = _checks.nonnegative_float("weight_decay", weight_decay)
+    maximize = _checks.flag("maximize", maximize)
+    _cycled(lr, "Adafactor", has_momentum=False)
+    return optax.chain(*_head(maximize, 0),
+                       transforms.scale_by_torch_adafactor(lr, beta2_decay, eps1, eps2, d,
+                                                           weight_decay))
+
+
+def asgd_average(state) -> optax.Params:
+    """The averaged parameters (torch's ``state["ax"]``) in the state of an `ASGD`.
+
+    Args:
+      state: the state of an `ASGD` transformation, alone or inside a chain.
+
+    Returns:
+      A pytree shaped like the params: their running average from update t0 on, and the
+      params themselves (after the last update) before it.
+    """
+    found = optax.tree.get(state, "ax")
+    if found is None:
+        raise InputError("state: no ASGD state in it (no field 'ax')")
+    return found
+
+
 # --------------------------------------------------------------------------- clipping
 
 
@@ -511,10 +686,13 @@ def clip_grad_norm(max_norm, norm_type=2.0) -> optax.GradientTransformation:
 
 
 OPTIMIZERS = {f.__name__: f for f in (SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, NAdam, RAdam,
-                                      Adadelta)}
+                                      Adadelta, Rprop, ASGD, Adafactor)}
 
 __all__ = [
+    "ASGD",
+    "Adafactor",
     "OPTIMIZERS",
+    "Rprop",
     "SGD",
     "Adadelta",
     "Adagrad",
@@ -524,6 +702,7 @@ __all__ = [
     "NAdam",
     "RAdam",
     "RMSprop",
+    "asgd_average",
     "clip_grad_norm",
     "groups",
     "lr_scheduler",
