@@ -10,6 +10,7 @@ behaviour for the same groups.
 
 from __future__ import annotations
 
+import inspect
 import doctest
 import fnmatch
 
@@ -178,8 +179,10 @@ def test_a_group_with_its_own_schedule():
 
 @pytest.mark.parametrize("name", list(fo.OPTIMIZERS))
 def test_every_optimizer_takes_groups(name):
-    """One group with weight decay, the rest at the defaults: torch's update, on every optimizer."""
-    keywords = [{"weight_decay": 0.05}]
+    """One group with weight decay (Rprop, which has none: its own lr), the rest at the
+    defaults: torch's update, on every optimizer."""
+    takes = inspect.signature(fo.OPTIMIZERS[name]).parameters
+    keywords = [{"weight_decay": 0.05} if "weight_decay" in takes else {"lr": 5e-3}]
     tx = fo.OPTIMIZERS[name](lr=1e-2, param_groups=[{"params": "hidden.*", **keywords[0]}])
     tpath = torch_path(lambda net: getattr(torch.optim, name)(
         torch_groups(net, ["hidden.*"], keywords), lr=1e-2))

@@ -485,6 +485,7 @@ def _first_lr(lr):
     return lr(0) if callable(lr) else lr
 
 
+@groups.with_param_groups
 @_standard_promotion
 def Rprop(lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50), *, maximize=False):
     """torch.optim.Rprop: every element steps by its own step size against the gradient's sign.
@@ -531,6 +532,7 @@ def Rprop(lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50), *, maximize=False):
                                                        low, high))
 
 
+@groups.with_param_groups
 @_standard_promotion
 def ASGD(lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0, *, maximize=False):
     """torch.optim.ASGD: SGD with a decaying step size, and the average of its iterates.
@@ -571,6 +573,7 @@ def ASGD(lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0, *, maximize=Fa
                        transforms.scale_by_torch_asgd(lr, lambd, alpha, t0))
 
 
+@groups.with_param_groups
 @_standard_promotion
 def Adafactor(lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0, *,
               maximize=False):
