@@ -39,17 +39,28 @@ STEPS = 300
 SAME_RATES_FLOAT64 = 4 * STEPS * UNIT_ROUNDOFF["float64"]
 
 
-def _paths(tx, torch_optimizer, problem="linear", scheduler=None, steps=STEPS, dtype="float64"):
-    """(JAX path, torch path) of `tx` and ``torch_optimizer(params) -> optimizer`` on
-    `problem`, full batch; `scheduler` makes torch's scheduler on the optimizer."""
+def _jax_path(tx, problem="linear", steps=STEPS, dtype="float64"):
+    """The path of `tx` on `problem`, full batch, as a (steps+1, P) matrix."""
     pb = make(problem, dtype)
-    jpath = jax_train(pb.params, pb.x, pb.y, model=pb.model, loss=pb.loss, optimizer=tx,
-                      steps=steps)
+    return flat(jax_train(pb.params, pb.x, pb.y, model=pb.model, loss=pb.loss, optimizer=tx,
+                          steps=steps))
+
+
+def _torch_path(torch_optimizer, problem="linear", scheduler=None, steps=STEPS,
+                dtype="float64"):
+    """The path of ``torch_optimizer(params) -> optimizer`` on `problem`, full batch;
+    `scheduler` makes torch's scheduler on the optimizer."""
+    pb = make(problem, dtype)
     opt = torch_optimizer(pb.module.parameters())
-    tpath = torch_train(pb.module, pb.loss_fn, *map(torch.from_numpy, (pb.x, pb.y)),
-                        optimizer=opt, scheduler=scheduler(opt) if scheduler else None,
-                        steps=steps)
-    return flat(jpath), flat(tpath)
+    return flat(torch_train(pb.module, pb.loss_fn, *map(torch.from_numpy, (pb.x, pb.y)),
+                            optimizer=opt, scheduler=scheduler(opt) if scheduler else None,
+                            steps=steps))
+
+
+def _paths(tx, torch_optimizer, problem="linear", scheduler=None, steps=STEPS, dtype="float64"):
+    """(JAX path, torch path), as `_jax_path` and `_torch_path` make them."""
+    return (_jax_path(tx, problem, steps, dtype),
+            _torch_path(torch_optimizer, problem, scheduler, steps, dtype))
 
 
 # --------------------------------------------------------------------------- the count
@@ -146,8 +157,7 @@ def test_float32_tensor_lr_is_read_as_torch_reads_it(name):
                   lambda p: getattr(torch.optim, name)(p, lr=F32_LR), problem="mlp", steps=100)
     assert rel_err(a, b) <= SAME_RATES_FLOAT64
     # and that is the float32 value, not 0.001: the path of lr=0.001 is measurably elsewhere
-    c, _ = _paths(fo.OPTIMIZERS[name](lr=0.001), lambda p: torch.optim.SGD(p), problem="mlp",
-                  steps=100)
+    c = _jax_path(fo.OPTIMIZERS[name](lr=0.001), problem="mlp", steps=100)
     assert rel_err(c, b) > 100 * SAME_RATES_FLOAT64
 
 
@@ -190,6 +200,19 @@ def test_float64_tensor_betas_are_torchs(name):
     assert rel_err(a, b) <= SAME_RATES_FLOAT64
 
 
+def test_betas_of_any_float64_kind_are_the_numbers_they_hold():
+    params = jnp.linspace(-1.0, 2.0, 5)
+    plain = fo.Adam(betas=(0.8, 0.99))
+    expected, _ = plain.update(params, plain.init(params), params)
+    b2 = torch.tensor(0.99, dtype=torch.float64)
+    for betas in [(jnp.float64(0.8), np.float64(0.99)), (np.array([0.8]), b2)]:
+        tx = fo.Adam(betas=betas)
+        updates, _ = tx.update(params, tx.init(params), params)
+        np.testing.assert_array_equal(updates, expected)
+    with pytest.raises(ff.InputError, match="betas.*traced"):
+        jax.jit(lambda b: fo.Adam(betas=(b, 0.99)).init(params))(jnp.float64(0.8))
+
+
 @pytest.mark.parametrize("kwargs, word", [
     (dict(betas=(torch.tensor(0.9), 0.999)), "betas[0] is a 32-bit tensor"),
     (dict(betas=(0.9, np.float32(0.999))), "betas[1] is a 32-bit tensor"),
@@ -222,11 +245,19 @@ def _accepted(name):
 
 @pytest.mark.parametrize("name", list(fo.OPTIMIZERS))
 def test_accepted_flags_agree_with_torch_given_the_same(name):
+    """An accepted flag leaves our update as it is (bit for bit), and torch's path with that
+    flag agrees with it: torch's numbers did not move either."""
+    ours = _jax_path(fo.OPTIMIZERS[name](lr=1e-3), problem="mlp", steps=30)
+    params = {"w": jnp.linspace(-1.0, 2.0, 5)}
+    plain = fo.OPTIMIZERS[name](lr=1e-3)
+    expected, _ = plain.update(params, plain.init(params), params)
     for flags in _accepted(name):
-        a, b = _paths(fo.OPTIMIZERS[name](lr=1e-3, **flags),
-                      lambda p, f=flags: getattr(torch.optim, name)(p, lr=1e-3, **f),
-                      problem="mlp", steps=30)
-        assert rel_err(a, b) <= SAME_RATES_FLOAT64, flags
+        tx = fo.OPTIMIZERS[name](lr=1e-3, **flags)
+        updates, _ = tx.update(params, tx.init(params), params)
+        np.testing.assert_array_equal(updates["w"], expected["w"])
+        theirs = _torch_path(lambda p, f=flags: getattr(torch.optim, name)(p, lr=1e-3, **f),
+                             problem="mlp", steps=30)
+        assert rel_err(ours, theirs) <= SAME_RATES_FLOAT64, flags
 
 
 @pytest.mark.parametrize("name", list(fo.OPTIMIZERS))

@@ -89,12 +89,15 @@ def _scalar(name: str, value):
     """A 1-element tensor or array (torch, numpy, anything with ``.item()``) as the Python
     number it holds, exactly: a float32 tensor of 0.001 is float32(0.001) = 0.0010000000474974513,
     as torch reads it. Other values as they are, for the checks that follow."""
-    if isinstance(value, bool | Real | jax.Array) or not hasattr(value, "item"):
+    if isinstance(value, bool | Real) or not hasattr(value, "item"):
         return value
     shape = tuple(getattr(value, "shape", ()))
     if math.prod(shape) != 1:
         raise InputError(f"{name} must be a number or a 1-element tensor, got shape {shape}")
-    return value.item()
+    try:
+        return value.item()
+    except jax.errors.ConcretizationTypeError:
+        raise InputError(f"{name} must be a number, not an array traced by jax.jit") from None
 
 
 def _width(value) -> int:
