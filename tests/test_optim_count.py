@@ -260,9 +260,44 @@ def test_accepted_flags_agree_with_torch_given_the_same(name):
         assert rel_err(ours, theirs) <= SAME_RATES_FLOAT64, flags
 
 
+#: torch's differentiable=True keeps these optimizers' step counts as float32 tensors.
+MOVED_BY_DIFFERENTIABLE = ["Adam", "AdamW", "NAdam"]
+
+
+def _torch_differentiable(name, differentiable, steps=200):
+    """torch's `name` on a smooth function of 7 float64 parameters, with differentiable as
+    given; the parameters are plain tensors (torch's differentiable step cannot update a leaf
+    that requires grad in place), their gradients computed on a copy."""
+    p = torch.linspace(-1, 2, 7, dtype=torch.float64)
+    opt = getattr(torch.optim, name)([p], lr=1e-2, differentiable=differentiable)
+    for _ in range(steps):
+        q = p.detach().requires_grad_(True)
+        (((q - 0.3) ** 4).sum() + q.sin().sum()).backward()
+        p.grad = q.grad
+        opt.step()
+    return p.numpy().copy()
+
+
+@pytest.mark.parametrize("name", list(fo.OPTIMIZERS))
+def test_differentiable_is_accepted_exactly_where_torchs_numbers_stay(name):
+    moved = _torch_differentiable(name, True) - _torch_differentiable(name, False)
+    if name in MOVED_BY_DIFFERENTIABLE:
+        assert np.max(np.abs(moved)) > 0  # why it is refused
+        with pytest.raises(ff.InputError, match=f"differentiable=True.*{name}") as info:
+            fo.OPTIMIZERS[name](differentiable=True)
+        assert "\n" not in str(info.value)
+    else:
+        np.testing.assert_array_equal(moved, 0.0)
+        params = jnp.linspace(-1.0, 2.0, 7)
+        plain, tx = fo.OPTIMIZERS[name](lr=1e-2), fo.OPTIMIZERS[name](lr=1e-2,
+                                                                      differentiable=True)
+        np.testing.assert_array_equal(tx.update(params, tx.init(params), params)[0],
+                                      plain.update(params, plain.init(params), params)[0])
+
+
 @pytest.mark.parametrize("name", list(fo.OPTIMIZERS))
 def test_refused_flags_name_themselves_and_torch_refuses_them_too(name):
-    refused = [dict(differentiable=True)]
+    refused = []
     if "capturable" in _flags_of(name):
         refused.append(dict(capturable=True))
     if "fused" in _flags_of(name):

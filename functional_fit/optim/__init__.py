@@ -50,9 +50,11 @@ None) chooses a loop or batched kernels, with the same numbers, and is accepted;
 (SGD, Adam, AdamW, Adagrad) is accepted as None, False or True: torch's fused CPU kernels
 compute the same update, rounded in another order (1e-16 apart in float64 after 30 steps, as
 XLA's own rounding is). ``capturable=True`` (CUDA-graph capture, CUDA only in torch) and
-``differentiable=True`` (autograd through the step, which keeps the step count of Adam, AdamW
-and NAdam as a float32 tensor and moves their updates by up to 4.5e-6) are refused with a
-one-line reason; their False is accepted. A flag a torch class does not have is a
+``differentiable=True`` in Adam, AdamW and NAdam (autograd through the step, which keeps
+their step count as a float32 tensor and moves their updates: 4e-6 apart after 2,000 float64
+steps) are refused with a one-line reason; their False is accepted. In the other optimizers
+``differentiable=True`` leaves torch's numbers as they are and is accepted: a JAX update is
+differentiable as it is. A flag a torch class does not have is a
 ``TypeError`` here too. Every parameter has torch's position and kind (RMSprop's
 ``capturable`` and ``foreach`` come before ``maximize``, positionally, as in torch).
 
@@ -138,13 +140,15 @@ def _betas(betas) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def _flags(foreach=None, fused=None, capturable=False, differentiable=False):
+def _flags(foreach=None, fused=None, capturable=False, differentiable=False,
+           moved_by_differentiable: str | None = None):
     """torch's implementation flags, accepted where they cannot change torch's numbers.
 
     foreach (True, False, None) picks a loop or a batched kernel; fused=True (where torch has
     it) a fused CPU kernel that rounds differently, as any compiler does; capturable=True
     needs CUDA; differentiable=True keeps torch's step count as a float32 tensor in Adam,
-    AdamW and NAdam (their bias corrections move by up to 4.5e-6).
+    AdamW and NAdam (`moved_by_differentiable` names the optimizer then), and leaves the
+    others' numbers as they are.
     """
     if foreach is not None:
         foreach = _checks.flag("foreach", foreach)
@@ -154,11 +158,11 @@ def _flags(foreach=None, fused=None, capturable=False, differentiable=False):
     if capturable is not None and _checks.flag("capturable", capturable):
         raise InputError("capturable=True captures torch's step in a CUDA graph, on CUDA "
                          "only; XLA compiles the step here: pass capturable=False")
-    if _checks.flag("differentiable", differentiable):
+    if _checks.flag("differentiable", differentiable) and moved_by_differentiable:
         raise InputError(
-            "differentiable=True is not reproduced: torch then keeps Adam's, AdamW's and "
-            "NAdam's step count as a float32 tensor, which moves their updates (up to 4.5e-6 "
-            "apart); to differentiate through a step, apply jax.grad to the update itself")
+            f"differentiable=True is not reproduced: torch's {moved_by_differentiable} then "
+            "keeps its step count as a float32 tensor, which moves its updates (4e-6 apart "
+            "after 2,000 steps); a JAX update is differentiable as it is")
 
 
 def _narrow_lr(name: str, lr) -> list:
@@ -348,8 +352,8 @@ def Adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *
       >>> [round(float(u), 6) for u in updates]  # the first Adam step is -lr * sign(g)
       [-0.1, 0.1]
     """
-    _flags(foreach, fused, capturable, differentiable)
     name = "AdamW" if decoupled_weight_decay is True else "Adam"
+    _flags(foreach, fused, capturable, differentiable, moved_by_differentiable=name)
     guard = _narrow_lr(name, lr)
     lr, b1, b2, eps, weight_decay, maximize = _adam_args(name, lr, betas, eps, weight_decay,
                                                          maximize)
@@ -509,7 +513,7 @@ def NAdam(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, momentum_decay=
     Returns:
       An `optax.GradientTransformation`.
     """
-    _flags(foreach, None, capturable, differentiable)
+    _flags(foreach, None, capturable, differentiable, moved_by_differentiable="NAdam")
     guard = _narrow_lr("NAdam", lr)
     lr, b1, b2, eps, weight_decay, maximize = _adam_args("NAdam", lr, betas, eps, weight_decay,
                                                          maximize)
