@@ -43,10 +43,12 @@ computes differently, in the tensor's own precision, are refused rather than app
 lr narrower than the parameters in Adam, AdamW, Adamax and NAdam (their step size
 lr / (1 - beta1^t) becomes a float32 tensor: 8e-7 apart after 30 AdamW steps), refused at the
 first update, where the parameters' dtype is known; and betas narrower than float64 (torch's
-bias corrections in float32: 2e-8 apart), refused at once.
+bias corrections in float32: 2e-8 apart), refused at once. A JAX array lr is used as the array
+it is, unchecked, since it may be traced (a sweep over learning rates passes one).
 
 torch's implementation flags, each where torch's class has it: ``foreach`` (True, False or
-None) chooses a loop or batched kernels, with the same numbers, and is accepted; ``fused``
+None) chooses a loop or batched kernels, with the same numbers in float64 (in float32, RAdam's
+batched kernel rounds in another order: 1e-9 apart after 30 steps), and is accepted; ``fused``
 (SGD, Adam, AdamW, Adagrad) is accepted as None, False or True: torch's fused CPU kernels
 compute the same update, rounded in another order (1e-16 apart in float64 after 30 steps, as
 XLA's own rounding is). ``capturable=True`` (CUDA-graph capture, CUDA only in torch) and
@@ -54,9 +56,9 @@ XLA's own rounding is). ``capturable=True`` (CUDA-graph capture, CUDA only in to
 their step count as a float32 tensor and moves their updates: 4e-6 apart after 2,000 float64
 steps) are refused with a one-line reason; their False is accepted. In the other optimizers
 ``differentiable=True`` leaves torch's numbers as they are and is accepted: a JAX update is
-differentiable as it is. A flag a torch class does not have is a
-``TypeError`` here too. Every parameter has torch's position and kind (RMSprop's
-``capturable`` and ``foreach`` come before ``maximize``, positionally, as in torch).
+differentiable as it is. A flag a torch class does not have is a ``TypeError`` here too.
+Every parameter has torch's position and kind (RMSprop's ``capturable`` and ``foreach`` come
+before ``maximize``, positionally, as in torch).
 
 Checks: each function refuses what torch's constructor refuses (a negative lr, eps, weight
 decay or momentum, betas outside [0, 1), ``nesterov`` with dampening or without momentum, ...)
