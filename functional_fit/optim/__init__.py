@@ -13,7 +13,9 @@ Parameters may be any pytree of float32 or float64 arrays (a flat vector, or a d
 matrices like a ``state_dict``); updates and state keep the parameters' dtype, as torch's do.
 ``lr`` is a float or a schedule (``count -> lr``, see `functional_fit.optim.lr_scheduler`),
 evaluated at the number of updates made so far, as torch's scheduler sets
-``param_groups[0]["lr"]`` before each step.
+``param_groups[0]["lr"]`` before each step. A schedule receives that count at full width
+(int64 in 64-bit mode, `lr_scheduler.full_width`), so ``lambda i: 1 / (i + 1)`` computes in
+float64 what torch's Python ints compute, not in float32 from optax's int32 count.
 
 What each is built from (torch's order: maximize, then weight decay, then the rest):
 
@@ -37,12 +39,30 @@ each but Rprop, ASGD and Adafactor (whose step sizes are their own) followed by
 first. Where optax's own function with the same name differs from torch, and by how much, see
 ``README.md`` (``python scripts/atlas.py``) and the docstrings in `transforms`.
 
-Keywords left out: torch's ``foreach``, ``fused``, ``capturable`` and ``differentiable`` choose
-kernels, CUDA-graph capture and autograd through the step; none changes the update in exact
-arithmetic, and XLA makes those choices itself. They are not accepted, so passing one is a
-``TypeError`` rather than a silent no-op. Where torch has one of them before ``maximize`` among
-its positional parameters (RMSprop, Adagrad, Adamax, Adadelta), ``maximize`` is keyword-only
-here; every other parameter keeps torch's position.
+Learning rates and betas as tensors: ``lr`` may be a 1-element torch tensor, numpy array or
+JAX array, as torch's may, and ``betas`` elements 1-element tensors; each is read at its own
+precision (a float32 ``torch.tensor(0.001)`` is float32(0.001) = 0.0010000000474974513), which
+is what torch's SGD, RMSprop, Adagrad, RAdam and Adadelta compute with. Two cases torch
+computes differently, in the tensor's own precision, are refused rather than approximated: a
+lr narrower than the parameters in Adam, AdamW, Adamax and NAdam (their step size
+lr / (1 - beta1^t) becomes a float32 tensor: 8e-7 apart after 30 AdamW steps), refused at the
+first update, where the parameters' dtype is known; and betas narrower than float64 (torch's
+bias corrections in float32: 2e-8 apart), refused at once. A JAX array lr is used as the array
+it is, unchecked, since it may be traced (a sweep over learning rates passes one).
+
+torch's implementation flags, each where torch's class has it: ``foreach`` (True, False or
+None) chooses a loop or batched kernels, with the same numbers in float64 (in float32, RAdam's
+batched kernel rounds in another order: 1e-9 apart after 30 steps), and is accepted; ``fused``
+(SGD, Adam, AdamW, Adagrad) is accepted as None, False or True: torch's fused CPU kernels
+compute the same update, rounded in another order (1e-16 apart in float64 after 30 steps, as
+XLA's own rounding is). ``capturable=True`` (CUDA-graph capture, CUDA only in torch) and
+``differentiable=True`` in Adam, AdamW and NAdam (autograd through the step, which keeps
+their step count as a float32 tensor and moves their updates: 4e-6 apart after 2,000 float64
+steps) are refused with a one-line reason; their False is accepted. In the other optimizers
+``differentiable=True`` leaves torch's numbers as they are and is accepted: a JAX update is
+differentiable as it is. A flag a torch class does not have is a ``TypeError`` here too.
+Every parameter has torch's position and kind (RMSprop's ``capturable`` and ``foreach`` come
+before ``maximize``, positionally, as in torch).
 
 Checks: each function refuses what torch's constructor refuses (a negative lr, eps, weight
 decay or momentum, betas outside [0, 1), ``nesterov`` with dampening or without momentum, ...)
@@ -78,12 +98,38 @@ from functional_fit.optim import groups, lr_scheduler, transforms
 # --------------------------------------------------------------------------- checks
 
 
+def _scalar(name: str, value):
+    """A 1-element tensor or array (torch, numpy, anything with ``.item()``) as the Python
+    number it holds, exactly: a float32 tensor of 0.001 is float32(0.001) = 0.0010000000474974513,
+    as torch reads it. Other values as they are, for the checks that follow."""
+    if isinstance(value, bool | Real) or not hasattr(value, "item"):
+        return value
+    shape = tuple(getattr(value, "shape", ()))
+    if math.prod(shape) != 1:
+        raise InputError(f"{name} must be a number or a 1-element tensor, got shape {shape}")
+    try:
+        return value.item()
+    except jax.errors.ConcretizationTypeError:
+        raise InputError(f"{name} must be a number, not an array traced by jax.jit") from None
+
+
+def _width(value) -> int:
+    """The bits of a tensor's or array's float dtype (torch, numpy or JAX); 64 for a number."""
+    dtype = getattr(value, "dtype", None)
+    return getattr(dtype, "itemsize", 8) * 8 if dtype is not None else 64
+
+
 def _lr(lr):
-    """A schedule as it is, or lr as a float >= 0; a JAX array (a traced learning rate, as a
-    sweep over learning rates passes it) as it is, checked where it was made."""
-    if callable(lr) or isinstance(lr, jax.Array):
-        return lr
-    return _checks.nonnegative_float("lr", lr)
+    """A schedule, called with the count at full width (`lr_scheduler.full_width`); a JAX array
+    (a traced learning rate, as a sweep over learning rates passes it) of one element, as it
+    is; or lr as a float >= 0, a 1-element tensor read at its own precision."""
+    if callable(lr):
+        return lr_scheduler.full_width(lr)
+    if isinstance(lr, jax.Array):
+        if lr.size != 1:
+            raise InputError(f"lr must be a number or a 1-element array, got shape {lr.shape}")
+        return lr.reshape(())
+    return _checks.nonnegative_float("lr", _scalar("lr", lr))
 
 
 def _betas(betas) -> tuple[float, float]:
@@ -93,11 +139,61 @@ def _betas(betas) -> tuple[float, float]:
         raise InputError(f"betas must be a pair (beta1, beta2), got {betas!r}") from None
     out = []
     for i, b in enumerate((b1, b2)):
-        b = _checks.finite_float(f"betas[{i}]", b)
+        if _width(b) < 64:
+            raise InputError(
+                f"betas[{i}] is a {_width(b)}-bit tensor; torch computes the bias corrections "
+                "from it at that precision (2e-8 apart after 30 steps); pass a float or a "
+                "float64 tensor")
+        b = _checks.finite_float(f"betas[{i}]", _scalar(f"betas[{i}]", b))
         if not 0.0 <= b < 1.0:
             raise InputError(f"betas[{i}] must be in [0, 1), got {b}")
         out.append(b)
     return out[0], out[1]
+
+
+def _flags(foreach=None, fused=None, capturable=False, differentiable=False,
+           moved_by_differentiable: str | None = None):
+    """torch's implementation flags, accepted where they cannot change torch's numbers.
+
+    foreach (True, False, None) picks a loop or a batched kernel; fused=True (where torch has
+    it) a fused CPU kernel that rounds differently, as any compiler does; capturable=True
+    needs CUDA; differentiable=True keeps torch's step count as a float32 tensor in Adam,
+    AdamW and NAdam (`moved_by_differentiable` names the optimizer then), and leaves the
+    others' numbers as they are.
+    """
+    if foreach is not None:
+        foreach = _checks.flag("foreach", foreach)
+    if fused is not None and _checks.flag("fused", fused) and foreach:
+        raise InputError("fused=True and foreach=True cannot be given together (torch "
+                         "refuses it too)")
+    if capturable is not None and _checks.flag("capturable", capturable):
+        raise InputError("capturable=True captures torch's step in a CUDA graph, on CUDA "
+                         "only; XLA compiles the step here: pass capturable=False")
+    if _checks.flag("differentiable", differentiable) and moved_by_differentiable:
+        raise InputError(
+            f"differentiable=True is not reproduced: torch's {moved_by_differentiable} then "
+            "keeps its step count as a float32 tensor, which moves its updates (4e-6 apart "
+            "after 2,000 steps); a JAX update is differentiable as it is")
+
+
+def _narrow_lr(name: str, lr) -> list:
+    """[] or a stateless check for Adam, AdamW, Adamax and NAdam given a tensor lr narrower
+    than float64: torch computes their step size from such a tensor at its precision (a
+    float32 lr with float64 params: 8e-7 apart after 30 steps), which is not reproduced."""
+    if callable(lr) or isinstance(lr, jax.Array) or _width(lr) >= 64:
+        return []
+    width = _width(lr)
+
+    def update_fn(updates, state, params=None):
+        wide = [u.dtype for u in jax.tree.leaves(updates) if u.dtype.itemsize * 8 > width]
+        if wide:
+            raise InputError(
+                f"lr is a {width}-bit tensor and the parameters are {wide[0]}: torch's {name} "
+                f"then computes its step size in {width} bits, which is not reproduced here; "
+                "pass float(lr) or a tensor of the parameters' dtype")
+        return updates, state
+
+    return [optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)]
 
 
 def _cycled(lr, name: str, has_momentum: bool = True):
@@ -194,7 +290,8 @@ def _adam_like(scale, lr, maximize, weight_decay, decoupled):
 
 @groups.with_param_groups
 @_standard_promotion
-def SGD(lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *, maximize=False):
+def SGD(lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *, maximize=False,
+        foreach=None, differentiable=False, fused=None):  # torch's SGD, keyword for keyword
     """torch.optim.SGD: g <- g + wd * p; b <- momentum * b + (1 - dampening) * g; p <- p - lr * b.
 
     Args:
@@ -204,6 +301,7 @@ def SGD(lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *, max
       weight_decay: >= 0, the L2 penalty added to the gradient.
       nesterov: Nesterov momentum; needs momentum > 0 and dampening == 0.
       maximize: ascend instead of descend.
+      foreach, differentiable, fused: torch's implementation flags (module docstring).
 
     Returns:
       An `optax.GradientTransformation`; its update needs ``params`` when weight_decay > 0.
@@ -216,6 +314,7 @@ def SGD(lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *, max
       >>> [round(float(u), 6) for u in updates["w"]]  # -0.1 * (1 + 0.9) * (g + 1e-4 * w)
       [-0.095019, -0.094962]
     """
+    _flags(foreach, fused, differentiable=differentiable)
     lr = _lr(lr)
     momentum = _checks.nonnegative_float("momentum", momentum)
     dampening = _checks.finite_float("dampening", dampening)
@@ -238,7 +337,8 @@ def SGD(lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *, max
 @groups.with_param_groups
 @_standard_promotion
 def Adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
-         maximize=False, decoupled_weight_decay=False):
+         foreach=None, maximize=False, capturable=False, differentiable=False, fused=None,
+         decoupled_weight_decay=False):  # torch's Adam, keyword for keyword
     """torch.optim.Adam, with its ``amsgrad`` and ``decoupled_weight_decay`` (= AdamW).
 
     Args:
@@ -249,6 +349,8 @@ def Adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *
       weight_decay: >= 0; an L2 penalty added to the gradient, or with
         ``decoupled_weight_decay`` a decay of the params by lr * weight_decay.
       amsgrad: divide by the running maximum of the second moment (torch's variant).
+      foreach, capturable, differentiable, fused: torch's implementation flags (module
+        docstring).
       maximize: ascend instead of descend.
       decoupled_weight_decay: AdamW's decay.
 
@@ -263,39 +365,46 @@ def Adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *
       >>> [round(float(u), 6) for u in updates]  # the first Adam step is -lr * sign(g)
       [-0.1, 0.1]
     """
-    lr, b1, b2, eps, weight_decay, maximize = _adam_args("Adam", lr, betas, eps, weight_decay,
+    name = "AdamW" if decoupled_weight_decay is True else "Adam"
+    _flags(foreach, fused, capturable, differentiable, moved_by_differentiable=name)
+    guard = _narrow_lr(name, lr)
+    lr, b1, b2, eps, weight_decay, maximize = _adam_args(name, lr, betas, eps, weight_decay,
                                                          maximize)
     amsgrad = _checks.flag("amsgrad", amsgrad)
     decoupled = _checks.flag("decoupled_weight_decay", decoupled_weight_decay)
     factory = transforms.scale_by_torch_amsgrad if amsgrad else optax.scale_by_adam
     scale = _scheduled(factory, b1=b1, b2=b2, eps=eps)
-    return _adam_like(scale, lr, maximize, weight_decay, decoupled)
+    return optax.chain(*guard, _adam_like(scale, lr, maximize, weight_decay, decoupled))
 
 
 @groups.with_param_groups
 @_standard_promotion
 def AdamW(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
-          maximize=False):
+          maximize=False, foreach=None, capturable=False, differentiable=False,
+          fused=None):  # torch's AdamW, keyword for keyword
     """torch.optim.AdamW: ``Adam(..., decoupled_weight_decay=True)``, weight_decay 1e-2.
 
     ``optax.adamw`` has the same update but a default weight_decay of 1e-4; that alone is the
     1.2e-2 relative difference of a name-for-name port after 300 steps (README.md).
 
     Args:
-      lr, betas, eps, amsgrad, maximize: as in `Adam`.
+      lr, betas, eps, amsgrad, maximize, foreach, capturable, differentiable, fused: as in
+        `Adam`.
       weight_decay: >= 0; each step multiplies the params by 1 - lr * weight_decay.
 
     Returns:
       An `optax.GradientTransformation`.
     """
-    return Adam(lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+    return Adam(lr, betas, eps, weight_decay, amsgrad, foreach=foreach, maximize=maximize,
+                capturable=capturable, differentiable=differentiable, fused=fused,
                 decoupled_weight_decay=True)
 
 
 @groups.with_param_groups
 @_standard_promotion
-def RMSprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False, *,
-            maximize=False):
+def RMSprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False,
+            capturable=False, foreach=None, maximize=False,
+            differentiable=False):  # torch's RMSprop, in its order
     """torch.optim.RMSprop: g / (sqrt(v) + eps), with momentum applied before the lr.
 
     ``optax.rmsprop`` puts eps inside the square root unless ``eps_in_sqrt=False``, defaults
@@ -311,6 +420,7 @@ def RMSprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=
       weight_decay: >= 0, the L2 penalty added to the gradient.
       momentum: >= 0. Replaced by the schedule's when lr is a `OneCycleLR` that cycles it.
       centered: divide by the standard deviation sqrt(v - mean(g)**2) instead.
+      capturable, foreach, differentiable: torch's implementation flags (module docstring).
       maximize: ascend instead of descend.
 
     Returns:
@@ -319,6 +429,7 @@ def RMSprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=
     Examples:
       >>> tx = RMSprop(lr=1e-3, alpha=0.9, momentum=0.8, centered=True)
     """
+    _flags(foreach, None, capturable, differentiable)
     lr = _lr(lr)
     alpha = _checks.nonnegative_float("alpha", alpha)
     eps = _checks.nonnegative_float("eps", eps)
@@ -336,8 +447,9 @@ def RMSprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=
 
 @groups.with_param_groups
 @_standard_promotion
-def Adagrad(lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10, *,
-            maximize=False):
+def Adagrad(lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10,
+            foreach=None, *, maximize=False, differentiable=False,
+            fused=None):  # torch's Adagrad, in its order
     """torch.optim.Adagrad: lr / (1 + (t - 1) lr_decay) * g / (sqrt(sum of g**2) + eps).
 
     ``optax.adagrad`` puts eps inside the square root and starts the sum at 0.1, not 0
@@ -349,11 +461,13 @@ def Adagrad(lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, ep
       weight_decay: >= 0, the L2 penalty added to the gradient.
       initial_accumulator_value: >= 0, the starting sum of squares.
       eps: >= 0.
+      foreach, differentiable, fused: torch's implementation flags (module docstring).
       maximize: ascend instead of descend.
 
     Returns:
       An `optax.GradientTransformation`.
     """
+    _flags(foreach, fused, differentiable=differentiable)
     lr = _lr(lr)
     lr_decay = _checks.nonnegative_float("lr_decay", lr_decay)
     weight_decay = _checks.nonnegative_float("weight_decay", weight_decay)
@@ -363,6 +477,7 @@ def Adagrad(lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, ep
     _cycled(lr, "Adagrad", has_momentum=False)
     rate = lr
     if lr_decay != 0:
+        @lr_scheduler.full_width
         def rate(count):
             base = lr(count) if callable(lr) else lr
             return base / (1 + count * lr_decay)
@@ -373,7 +488,8 @@ def Adagrad(lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, ep
 
 @groups.with_param_groups
 @_standard_promotion
-def Adamax(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, *, maximize=False):
+def Adamax(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, foreach=None, *,
+           maximize=False, differentiable=False, capturable=False):
     """torch.optim.Adamax, which ``optax.scale_by_adamax`` computes as torch does.
 
     Args:
@@ -381,21 +497,25 @@ def Adamax(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, *, maximize=Fa
       betas: (beta1, beta2), each in [0, 1); beta1 may be cycled by `OneCycleLR`.
       eps: >= 0, added to |g| in the infinity norm.
       weight_decay: >= 0, the L2 penalty added to the gradient.
+      foreach, differentiable, capturable: torch's implementation flags (module docstring).
       maximize: ascend instead of descend.
 
     Returns:
       An `optax.GradientTransformation`.
     """
+    _flags(foreach, None, capturable, differentiable)
+    guard = _narrow_lr("Adamax", lr)
     lr, b1, b2, eps, weight_decay, maximize = _adam_args("Adamax", lr, betas, eps,
                                                          weight_decay, maximize)
     scale = _scheduled(optax.scale_by_adamax, b1=b1, b2=b2, eps=eps)
-    return _adam_like(scale, lr, maximize, weight_decay, False)
+    return optax.chain(*guard, _adam_like(scale, lr, maximize, weight_decay, False))
 
 
 @groups.with_param_groups
 @_standard_promotion
 def NAdam(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, momentum_decay=4e-3,
-          decoupled_weight_decay=False, *, maximize=False):
+          decoupled_weight_decay=False, *, foreach=None, maximize=False, capturable=False,
+          differentiable=False):  # torch's NAdam, keyword for keyword
     """torch.optim.NAdam, with its momentum-decay schedule (`transforms.scale_by_torch_nadam`).
 
     Args:
@@ -405,24 +525,28 @@ def NAdam(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, momentum_decay=
       weight_decay: >= 0; L2, or decoupled (NAdamW) with ``decoupled_weight_decay``.
       momentum_decay: >= 0, the psi of mu_t = beta1 (1 - 0.5 * 0.96^(t psi)).
       decoupled_weight_decay: multiply the params by 1 - lr * weight_decay instead.
+      foreach, capturable, differentiable: torch's implementation flags (module docstring).
       maximize: ascend instead of descend.
 
     Returns:
       An `optax.GradientTransformation`.
     """
+    _flags(foreach, None, capturable, differentiable, moved_by_differentiable="NAdam")
+    guard = _narrow_lr("NAdam", lr)
     lr, b1, b2, eps, weight_decay, maximize = _adam_args("NAdam", lr, betas, eps, weight_decay,
                                                          maximize)
     momentum_decay = _checks.nonnegative_float("momentum_decay", momentum_decay)
     decoupled = _checks.flag("decoupled_weight_decay", decoupled_weight_decay)
     scale = _scheduled(transforms.scale_by_torch_nadam, b1=b1, b2=b2, eps=eps,
                        momentum_decay=momentum_decay)
-    return _adam_like(scale, lr, maximize, weight_decay, decoupled)
+    return optax.chain(*guard, _adam_like(scale, lr, maximize, weight_decay, decoupled))
 
 
 @groups.with_param_groups
 @_standard_promotion
 def RAdam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, decoupled_weight_decay=False,
-          *, maximize=False):
+          *, foreach=None, maximize=False, capturable=False,
+          differentiable=False):  # torch's RAdam, keyword for keyword
     """torch.optim.RAdam (`transforms.scale_by_torch_radam`: eps where torch puts it).
 
     Args:
@@ -431,11 +555,13 @@ def RAdam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, decoupled_weigh
       eps: >= 0.
       weight_decay: >= 0; L2, or decoupled with ``decoupled_weight_decay``.
       decoupled_weight_decay: multiply the params by 1 - lr * weight_decay instead.
+      foreach, capturable, differentiable: torch's implementation flags (module docstring).
       maximize: ascend instead of descend.
 
     Returns:
       An `optax.GradientTransformation`.
     """
+    _flags(foreach, None, capturable, differentiable)
     lr, b1, b2, eps, weight_decay, maximize = _adam_args("RAdam", lr, betas, eps, weight_decay,
                                                          maximize)
     decoupled = _checks.flag("decoupled_weight_decay", decoupled_weight_decay)
@@ -445,7 +571,8 @@ def RAdam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, decoupled_weigh
 
 @groups.with_param_groups
 @_standard_promotion
-def Adadelta(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, *, maximize=False):
+def Adadelta(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, foreach=None, *, capturable=False,
+             maximize=False, differentiable=False):  # torch's Adadelta, in its order
     """torch.optim.Adadelta, which ``optax.scale_by_adadelta`` computes as torch does.
 
     Args:
@@ -453,11 +580,13 @@ def Adadelta(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, *, maximize=False):
       rho: in [0, 1], the decay of both running means.
       eps: >= 0, inside both square roots.
       weight_decay: >= 0, the L2 penalty added to the gradient.
+      foreach, capturable, differentiable: torch's implementation flags (module docstring).
       maximize: ascend instead of descend.
 
     Returns:
       An `optax.GradientTransformation`.
     """
+    _flags(foreach, None, capturable, differentiable)
     lr = _lr(lr)
     rho = _checks.finite_float("rho", rho)
     if not 0.0 <= rho <= 1.0:

@@ -12,7 +12,10 @@ at count k is torch's ``optimizer.param_groups[0]["lr"]`` after k calls of
     JAX:    functional_fit.optim.SGD(lr=StepLR(0.1, step_size=50, gamma=0.5))
 
 optax calls the schedule with the number of updates made so far, which is torch's number of
-``sched.step()`` calls when torch steps its scheduler once per optimizer step. A scheduler
+``sched.step()`` calls when torch steps its scheduler once per optimizer step. optax counts in
+int32, and JAX divides int32 by int32 in float32 even in 64-bit mode; every schedule here
+receives the count at full width (int64 in 64-bit mode, `full_width`), so a rule computes in
+float64 what torch computes from Python ints. A scheduler
 stepped once per epoch is ``per_epoch(schedule, steps_per_epoch)``.
 
 Closed forms and torch's recursion. Stepped without an epoch, torch computes most rates from
@@ -76,23 +79,69 @@ from functional_fit.precision import default_float
 MAX_TABLE = 100_000
 
 
+def _widened(count):
+    """An integer step count as the widest integer JAX has now: int64 in 64-bit mode.
+
+    optax counts in int32, and JAX divides int32 by int32 in float32 even in 64-bit mode
+    (``1 / (count + 1)`` is 0.33333334 at count 2), where torch divides Python ints in float64.
+    A float count (a caller's own) is left as it is.
+    """
+    count = jnp.asarray(count)  # () or any shape the caller evaluates at
+    if not jnp.issubdtype(count.dtype, jnp.integer):
+        return count
+    return count.astype(jax.dtypes.canonicalize_dtype(jnp.int64))
+
+
 def _schedule(rule: Callable, name: str, base_lr: float | None, momentum=None) -> Callable:
     """A schedule of `rule`, tagged with its name, its base lr (`SequentialLR` checks it) and
     its momentum.
 
     torch's schedulers compute in Python floats from an integer step count; a rule here mixes
     floats and the integer count the same way, on purpose, so it is evaluated under JAX's
-    standard promotion whatever promotion mode the program chose.
+    standard promotion whatever promotion mode the program chose, and it receives the count
+    at full width (`full_width`).
     """
     def fn(count):
         with jax.numpy_dtype_promotion("standard"):
-            return rule(count)
+            return rule(_widened(count))
 
     fn.__name__ = fn.__qualname__ = name
     fn.base_lr = base_lr
+    fn.full_width = True
     if momentum is not None:
         fn.momentum = momentum
     return fn
+
+
+def full_width(schedule: Callable) -> Callable:
+    """`schedule` called with the step count at full width: int64 in 64-bit mode.
+
+    optax passes its count as int32, and JAX divides int32 by int32 in float32 even in 64-bit
+    mode, so ``lambda i: 1 / (i + 1)`` gives 0.33333334 at i = 2 where torch's Python ints give
+    0.3333333333333333. Every schedule of this module widens the count itself; the optimizers of
+    `functional_fit.optim` pass any other schedule given as ``lr`` through here. A momentum
+    schedule it carries (`OneCycleLR`) is widened too; a float count is passed as it is.
+
+    Args:
+      schedule: count -> value.
+
+    Returns:
+      A schedule with the same values at full width, and the same ``base_lr`` and
+      ``momentum``; `schedule` itself when it already widens.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> float(full_width(lambda i: 1 / (i + 1))(jnp.int32(2)))  # in 64-bit mode
+      0.3333333333333333
+    """
+    if not callable(schedule):
+        raise InputError(f"schedule must be a function of the step count, got {schedule!r}")
+    if getattr(schedule, "full_width", False):
+        return schedule
+    momentum = getattr(schedule, "momentum", None)
+    return _schedule(schedule, getattr(schedule, "__name__", "schedule"),
+                     getattr(schedule, "base_lr", None),
+                     None if momentum is None else full_width(momentum))
 
 
 def _int(name: str, value, *, positive: bool = False) -> int:
@@ -122,7 +171,7 @@ def LambdaLR(lr, lr_lambda: Callable):
 
     Args:
       lr: the base learning rate.
-      lr_lambda: a function of the step count k (an int32 array under `jax.jit`), written
+      lr_lambda: a function of the step count k (an integer array, int64 in 64-bit mode), written
         with operators or `jax.numpy`: ``lambda k: 0.95 ** k``, not ``math.pow(0.95, k)``.
 
     Returns:
@@ -765,5 +814,6 @@ __all__ = [
     "PolynomialLR",
     "SequentialLR",
     "StepLR",
+    "full_width",
     "per_epoch",
 ]
