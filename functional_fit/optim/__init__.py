@@ -616,7 +616,8 @@ def _first_lr(lr):
 
 @groups.with_param_groups
 @_standard_promotion
-def Rprop(lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50), *, maximize=False):
+def Rprop(lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50), *, capturable=False, foreach=None,
+          maximize=False, differentiable=False):
     """torch.optim.Rprop: every element steps by its own step size against the gradient's sign.
 
     A step size grows by etas[1] while its gradient keeps its sign and shrinks by etas[0]
@@ -632,6 +633,7 @@ def Rprop(lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50), *, maximize=False):
       etas: (etaminus, etaplus) with 0 < etaminus < 1 < etaplus.
       step_sizes: (min, max) with 0 <= min <= max, the bounds of every step size (torch
         does not check them; with min > max it clamps every step size to max).
+      capturable, foreach, differentiable: torch's implementation flags (module docstring).
       maximize: ascend instead of descend.
 
     Returns:
@@ -655,6 +657,7 @@ def Rprop(lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50), *, maximize=False):
         raise InputError(f"step_sizes must be (min, max) with 0 <= min <= max, got "
                          f"({low:g}, {high:g})")
     maximize = _checks.flag("maximize", maximize)
+    _flags(foreach, None, capturable, differentiable)
     _cycled(lr, "Rprop", has_momentum=False)
     return optax.chain(*_head(maximize, 0),
                        transforms.scale_by_torch_rprop(_first_lr(lr), etaminus, etaplus,
@@ -663,7 +666,8 @@ def Rprop(lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50), *, maximize=False):
 
 @groups.with_param_groups
 @_standard_promotion
-def ASGD(lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0, *, maximize=False):
+def ASGD(lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0, foreach=None, maximize=False,
+         differentiable=False, capturable=False):
     """torch.optim.ASGD: SGD with a decaying step size, and the average of its iterates.
 
     The parameters move as torch's do (`transforms.scale_by_torch_asgd`); the average that
@@ -678,6 +682,8 @@ def ASGD(lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0, *, maximize=Fa
       alpha: the power of the step size's decay (a finite float).
       t0: the update after which averaging starts (a finite float).
       weight_decay: >= 0, the L2 penalty added to the gradient.
+      foreach, differentiable, capturable: torch's implementation flags (module docstring;
+        foreach=True is refused: torch's batched ASGD moves its own numbers).
       maximize: ascend instead of descend.
 
     Returns:
@@ -697,6 +703,11 @@ def ASGD(lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0, *, maximize=Fa
     t0 = _checks.finite_float("t0", t0)
     weight_decay = _checks.nonnegative_float("weight_decay", weight_decay)
     maximize = _checks.flag("maximize", maximize)
+    _flags(foreach, None, capturable, differentiable)
+    if foreach:
+        raise InputError("foreach=True is not reproduced for ASGD: torch's batched ASGD "
+                         "computes its step size otherwise than its loop, which this follows "
+                         "(4e-9 apart, measured); pass foreach=False or None")
     _cycled(lr, "ASGD", has_momentum=False)
     return optax.chain(*_head(maximize, weight_decay),
                        transforms.scale_by_torch_asgd(lr, lambd, alpha, t0))
@@ -705,7 +716,7 @@ def ASGD(lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0, *, maximize=Fa
 @groups.with_param_groups
 @_standard_promotion
 def Adafactor(lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0, *,
-              maximize=False):
+              foreach=None, maximize=False):
     """torch.optim.Adafactor: factored second moments, a relative step size, RMS clipping.
 
     Each leaf is one torch tensor: a leaf of 2 or more dimensions keeps row and column
@@ -723,6 +734,7 @@ def Adafactor(lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0
         estimate (squared); eps2 >= 0, the floor of the params' RMS.
       d: >= 1, the clipping threshold of the update's RMS.
       weight_decay: >= 0, decoupled: the params are multiplied by 1 - lr * weight_decay.
+      foreach: torch's implementation flag (module docstring).
       maximize: ascend instead of descend.
 
     Returns:
@@ -751,6 +763,7 @@ def Adafactor(lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0
         raise InputError(f"d, the clipping threshold, must be >= 1, got {d:g}")
     weight_decay = _checks.nonnegative_float("weight_decay", weight_decay)
     maximize = _checks.flag("maximize", maximize)
+    _flags(foreach)
     _cycled(lr, "Adafactor", has_momentum=False)
     return optax.chain(*_head(maximize, 0),
                        transforms.scale_by_torch_adafactor(lr, beta2_decay, eps1, eps2, d,
