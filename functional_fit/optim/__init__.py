@@ -65,6 +65,7 @@ import optax
 from functional_fit import checks as _checks
 from functional_fit.checks import InputError
 from functional_fit.optim import lr_scheduler, transforms
+from functional_fit.optim.unused import skip_unused
 
 # --------------------------------------------------------------------------- checks
 
@@ -512,5 +513,6 @@ __all__ = [
     "RMSprop",
     "clip_grad_norm",
     "lr_scheduler",
+    "skip_unused",
     "transforms",
 ]
