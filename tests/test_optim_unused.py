@@ -202,6 +202,37 @@ def test_param_groups_inside():
     assert rel_err(jpath, tpath) <= TOL
 
 
+def test_inside_each_group_or_around_all_is_the_same():
+    """skip_unused around optax.multi_transform, or inside it around each group's optimizer
+    (which then sees the other group's parameters masked), with fixed or computed labels."""
+    params = {"a": jnp.ones(3), "h": {"w": jnp.ones(2), "b": jnp.ones(1)}}
+
+    def labels(tree):
+        return jax.tree_util.tree_map_with_path(lambda p, _: p[0].key, tree)
+
+    def groups(wrap):
+        return {"a": wrap(fo.SGD(lr=0.1, momentum=0.9)), "h": wrap(fo.Adam(lr=0.1))}
+
+    around = fo.skip_unused(optax.multi_transform(groups(lambda tx: tx), labels))
+    variants = [optax.multi_transform(groups(fo.skip_unused), labels),
+                fo.skip_unused(optax.multi_transform(groups(lambda tx: tx), labels(params)))]
+    states = [tx.init(params) for tx in [around] + variants]
+    rng = np.random.default_rng(2)
+    for t in range(6):
+        grads = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape)), params)
+        grads["h"] = jax.tree.map(lambda g: g * float(t % 3 == 0), grads["h"])  # h used every third
+        out = [jax.jit(tx.update)(grads, s, params) for tx, s in zip([around] + variants, states)]
+        states = [s for _, s in out]
+        for updates, _ in out[1:]:
+            assert rel_err(flat_tree(updates), flat_tree(out[0][0])) <= 8 * UNIT_ROUNDOFF["float64"]
+    adam = states[0].per_param["h"]["w"].inner_states["h"].inner_state[0]
+    assert int(adam.count) == 2  # steps 0 and 3
+
+
+def flat_tree(tree) -> np.ndarray:
+    return np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])
+
+
 # --------------------------------------------------------------------------- the state
 
 

@@ -6,8 +6,8 @@ count ``state["step"]`` stay as they were. JAX has no None gradient: the same pa
 a gradient of zeros, and an optax optimizer updates it anyway. Momentum keeps moving it, weight
 decay shrinks it, its moments decay and the shared step count advances, so that its next
 real step gets another bias correction. Over 200 float64 steps of a network whose head is used
-on every third step, the paths part from torch's by 1.5e-3 (SGD with momentum) to 5e-3
-(RMSprop) relative (tests/test_optim_unused.py):
+on every third step, the paths part from torch's by 1.6e-2 (RMSprop) to 1.6e-1 (SGD with
+momentum) relative; with `skip_unused`, by at most 2.3e-15 (tests/test_optim_unused.py):
 
     torch:  loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)   # head.grad None
     JAX:    tx = skip_unused(functional_fit.optim.Adam(lr=1e-3))
@@ -96,7 +96,8 @@ def skip_unused(tx: optax.GradientTransformation) -> optax.GradientTransformatio
     parameters belongs outside: ``optax.chain(clip_grad_norm(1.0), skip_unused(Adam()))``,
     which is torch's order (``clip_grad_norm_`` ignores None gradients, as it here adds zeros).
     `tx` is traced once per parameter array, so compiling takes longer with many arrays (not
-    with larger ones); the state has the size of `tx`'s, plus its scalars once per array.
+    with larger ones: Adam's update on 150 arrays compiles in 2.2 s instead of 0.6 s on a CPU);
+    the state has the size of `tx`'s, plus its scalars once per array.
 
     Args:
       tx: an optax transformation, e.g. ``functional_fit.optim.Adam(lr=1e-3)``.
