@@ -165,7 +165,7 @@ def paths(case: Case, wrap: bool):
 @pytest.mark.parametrize("name", list(CASES))
 def test_skip_unused_is_torchs_none_gradient(name):
     jpath, tpath = paths(CASES[name], wrap=True)
-    assert jpath.shape == tpath.shape == (STEPS + 1, (8 + 16) + (1 + 8) + (1 + 8))  # body, head, out
+    assert jpath.shape == tpath.shape == (STEPS + 1, 24 + 9 + 9)  # body, head, out
     head = slice(24, 33)  # after body.bias and body.weight: head.bias, head.weight
     assert np.max(np.abs(tpath[-1, head] - tpath[0, head])) > 1e-3  # the head learned
     g = np.max(np.abs(jpath - tpath), axis=1) / np.max(np.abs(tpath))
