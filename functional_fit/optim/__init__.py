@@ -94,6 +94,7 @@ import optax
 from functional_fit import checks as _checks
 from functional_fit.checks import InputError
 from functional_fit.optim import groups, lr_scheduler, transforms
+from functional_fit.optim.unused import skip_unused
 
 # --------------------------------------------------------------------------- checks
 
@@ -851,5 +852,6 @@ __all__ = [
     "clip_grad_norm",
     "groups",
     "lr_scheduler",
+    "skip_unused",
     "transforms",
 ]
