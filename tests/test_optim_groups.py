@@ -10,9 +10,9 @@ behaviour for the same groups.
 
 from __future__ import annotations
 
-import inspect
 import doctest
 import fnmatch
+import inspect
 
 import jax
 import jax.numpy as jnp
