@@ -668,7 +668,7 @@ def Rprop(lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50), *, capturable=False, 
 @groups.with_param_groups
 @_standard_promotion
 def ASGD(lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0, foreach=None, maximize=False,
-         differentiable=False, capturable=False):
+         differentiable=False, capturable=False):  # torch's ASGD, keyword for keyword
     """torch.optim.ASGD: SGD with a decaying step size, and the average of its iterates.
 
     The parameters move as torch's do (`transforms.scale_by_torch_asgd`); the average that
