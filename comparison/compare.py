@@ -51,7 +51,7 @@ import optax
 import torch
 
 from functional_fit import checks as _checks, data as _data, fit, optim, registry
-from functional_fit.checks import DivergenceError, InputError
+from functional_fit.checks import DivergenceError, InputError, first_line
 from functional_fit.precision import policy, require, torch_matmul_precision
 from functional_fit.tolerances import (OPTIMIZER_ROUNDINGS, ROUNDINGS_PER_LAYER,  # noqa: F401
                                        UNIT_ROUNDOFF, accumulated, rel_err, step_roundings)
@@ -217,11 +217,6 @@ class Comparison(NamedTuple):
 # --------------------------------------------------------------------------- diagnose
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
-
-
 def _optimizers(optimizer, module_params):
     """(optax transformation, torch optimizer) from a torch name or a pair."""
     if isinstance(optimizer, tuple) and len(optimizer) == 2 and isinstance(optimizer[0], str):
@@ -304,13 +299,13 @@ def _forwards(port: _Port):
         out = port.jax_model(jax.tree.map(jnp.asarray, port.p0), jnp.asarray(port.x))
     except Exception as exc:
         raise InputError(f"jax_model fails on the parameters and the data's shape x "
-                         f"{port.x.shape} ({_first_line(exc)})") from None
+                         f"{port.x.shape} ({first_line(exc)})") from None
     try:
         with torch.no_grad():
             tout = port.module(port.tx)
     except Exception as exc:
         raise InputError(f"torch_module fails on the data's shape x {tuple(port.tx.shape)} "
-                         f"({_first_line(exc)})") from None
+                         f"({first_line(exc)})") from None
     if tuple(np.shape(out)) != tuple(tout.shape):
         raise InputError(f"the two forwards differ in shape: jax_model gives "
                          f"{tuple(np.shape(out))}, torch_module {tuple(tout.shape)}")
@@ -328,7 +323,7 @@ def _loss(name: str, output: str, fn, *args):
     except InputError:
         raise
     except Exception as exc:
-        raise InputError(f"{name} fails on {output} and y ({_first_line(exc)})") from None
+        raise InputError(f"{name} fails on {output} and y ({first_line(exc)})") from None
 
 
 def _diagnose(port: _Port):

@@ -182,6 +182,17 @@ def params(name: str, w, n_params: int, model_name: str) -> np.ndarray:
     return w
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception as one line for a message: its type and its first line.
+
+    Examples:
+      >>> first_line(RuntimeError("mat1 and mat2 shapes cannot be multiplied\\n(details)"))
+      'RuntimeError: mat1 and mat2 shapes cannot be multiplied'
+    """
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
 def choice(name: str, value, options) -> str:
     """`value` if it is one of `options`, InputError naming `name` otherwise."""
     if value not in options:

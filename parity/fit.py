@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from functional_fit import checks as _checks, data as _data
-from functional_fit.checks import DivergenceError, InputError, divergence_error
+from functional_fit.checks import DivergenceError, InputError, divergence_error, first_line
 from parity import registry
 from parity.data import OrderSampler
 from parity.optim import LectureSGD
@@ -97,25 +97,20 @@ def _first_loss(module, loss_fn, xb, yb):
                    f"{', '.join(map(str, sorted(dtypes, key=str)))}; "
                    if xb.is_floating_point() and dtypes and xb.dtype not in dtypes else "")
         raise InputError(f"{differs}module fails on x of shape {tuple(xb.shape)} and dtype "
-                         f"{xb.dtype} ({_first_line(exc)})") from None
+                         f"{xb.dtype} ({first_line(exc)})") from None
     try:
         loss = loss_fn(y_hat, yb)
     except Exception as exc:
         differs = (f"y has dtype {yb.dtype}, the module's output {y_hat.dtype}; "
                    if yb.is_floating_point() and yb.dtype != y_hat.dtype else "")
         raise InputError(f"{differs}loss_fn fails on the module's output {tuple(y_hat.shape)} "
-                         f"and y {tuple(yb.shape)} ({_first_line(exc)})") from None
+                         f"and y {tuple(yb.shape)} ({first_line(exc)})") from None
     if not isinstance(loss, torch.Tensor) or loss.shape != ():
         what = (f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor)
                 else type(loss).__name__)
         raise InputError(f"loss_fn must return a scalar tensor, got {what} (a torch loss with "
                          "reduction='none'? use 'mean' or 'sum')")
     return loss
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
 def train_steps(module, loss_fn, batches, optimizer, *, scheduler=None, clip=None,
