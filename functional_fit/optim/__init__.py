@@ -231,7 +231,7 @@ def _standard_promotion(factory):
 
     @functools.wraps(factory)
     def make(*args, **kwargs):
-        tx = factory(*args, **kwargs)
+        tx = optax.with_extra_args_support(factory(*args, **kwargs))  # value=, ... pass by
 
         def init(params):
             with jax.numpy_dtype_promotion("standard"):
