@@ -149,7 +149,7 @@ def by_shape(name, leaf):
     return leaf.ndim == 1 and name.startswith("out")
 
 
-@pytest.mark.parametrize("schedule", ["StepLR", "LambdaLR"])
+@pytest.mark.parametrize("schedule", ["StepLR", "LambdaLR", "ChainedScheduler"])
 def test_sgd_momentum_groups_under_a_schedule(schedule):
     """The scheduler scales each group's own lr, as torch's scales each group's initial_lr."""
     selectors = ["hidden.*", by_shape]
@@ -159,6 +159,11 @@ def test_sgd_momentum_groups_under_a_schedule(schedule):
                    lambda o: tls.StepLR(o, step_size=40, gamma=0.5)),
         "LambdaLR": (fls.LambdaLR(0.1, lambda k: 0.99 ** k),
                      lambda o: tls.LambdaLR(o, lambda k: 0.99 ** k)),
+        "ChainedScheduler": (
+            fls.ChainedScheduler(0.1, [fls.ConstantLR(0.1, factor=0.5, total_iters=20),
+                                       fls.ExponentialLR(0.1, gamma=0.99)]),
+            lambda o: tls.ChainedScheduler([tls.ConstantLR(o, factor=0.5, total_iters=20),
+                                            tls.ExponentialLR(o, gamma=0.99)])),
     }[schedule]
     tx = fo.SGD(lr=jax_schedule, momentum=0.9, param_groups=[
         {"params": s, **kw} for s, kw in zip(selectors, keywords)])
@@ -292,6 +297,8 @@ def test_bad_selections_are_refused_at_init_naming_them():
     lambda: fls.CosineAnnealingLR(0.1, T_max=10, eta_min=0.01),
     lambda: fls.OneCycleLR(0.1, total_steps=10),
     lambda: (lambda count: 0.1 * 0.9 ** count),
+    lambda: fls.ChainedScheduler(0.1, [fls.CosineAnnealingLR(0.1, T_max=10, eta_min=0.01),
+                                       fls.ExponentialLR(0.1, gamma=0.9)]),
 ])
 def test_a_number_lr_under_a_schedule_it_cannot_scale_is_refused(schedule):
     with pytest.raises(InputError, match=r"param_groups\[0\]\['lr'\].*its own schedule"):

@@ -38,7 +38,8 @@ Schedules. torch's schedulers scale every group's own learning rate: a group wit
 under ``StepLR(opt, 30, 0.5)`` runs at 0.01 * 0.5 ** (k // 30). Here, when the optimizer's
 ``lr`` is a schedule made by `functional_fit.optim.lr_scheduler` and a group gives a number as
 its lr, the group runs the same schedule times lr / base_lr. That is torch's rate for the
-schedulers whose rate is proportional to the base rate (`PROPORTIONAL`); for the others
+schedulers whose rate is proportional to the base rate (`PROPORTIONAL`, and a
+`ChainedScheduler` of them); for the others
 (`CosineAnnealingLR` has a floor, eta_min; `OneCycleLR` has no base rate; `SequentialLR` and a
 schedule of your own cannot be seen into) such a group is refused: give it its own schedule,
 ``{"params": "backbone.*", "lr": CosineAnnealingLR(1e-4, T_max=100)}``. A group without "lr"
@@ -106,6 +107,15 @@ def _group_keywords(group, i: int, keywords) -> tuple:
     return selector, {k: v for k, v in group.items() if k != "params"}
 
 
+def _proportional(schedule, name: str) -> bool:
+    """Whether `schedule` (named `name`) is proportional to its base rate: one of
+    `PROPORTIONAL`, or a `ChainedScheduler` of them (a product of proportional rates)."""
+    if name == "ChainedScheduler":
+        members = getattr(schedule, "members", None)
+        return bool(members) and all(getattr(m, "__name__", "") in PROPORTIONAL for m in members)
+    return name in PROPORTIONAL
+
+
 def _group_lr(lr, default_lr, i: int):
     """The optimizer's schedule `default_lr` scaled to a group's own number `lr`, as torch's
     scheduler scales each group's initial_lr; refused where that scaling is not torch's."""
@@ -113,7 +123,7 @@ def _group_lr(lr, default_lr, i: int):
     while name.startswith("per_epoch(") and name.endswith(")"):
         name = name[len("per_epoch("):-1]
     base = getattr(default_lr, "base_lr", None)
-    if name not in PROPORTIONAL or not base:
+    if not _proportional(default_lr, name) or not base:
         raise InputError(
             f"param_groups[{i}]['lr']: the optimizer's lr is the schedule {name or default_lr!r}, "
             f"which a group's own lr cannot scale as torch's scheduler does (its rate is not "
