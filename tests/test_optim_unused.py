@@ -132,6 +132,8 @@ CASES = {
     "rmsprop_momentum_centered": Case("RMSprop", dict(lr=1e-3, momentum=0.5, centered=True)),
     "adagrad_wd": Case("Adagrad", dict(lr=0.05, weight_decay=1e-2,
                                        initial_accumulator_value=0.1)),
+    # lr / (1 + (t - 1) lr_decay) counts the parameter's own steps t, as torch's state["step"]
+    "adagrad_lr_decay": Case("Adagrad", dict(lr=0.05, lr_decay=0.05)),
     "adamax": Case("Adamax", dict(lr=1e-2, weight_decay=1e-2)),
     "nadam": Case("NAdam", dict(lr=1e-2)),
     "radam": Case("RAdam", dict(lr=1e-2, weight_decay=1e-2, decoupled_weight_decay=True)),

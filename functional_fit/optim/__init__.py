@@ -24,7 +24,7 @@ What each is built from (torch's order: maximize, then weight decay, then the re
   Adam        add_decayed_weights, optax.scale_by_adam (amsgrad: `scale_by_torch_amsgrad`)
   AdamW       Adam(decoupled_weight_decay=True): scale_by_adam, then add_decayed_weights
   RMSprop     optax.scale_by_rms / scale_by_stddev(eps_in_sqrt=False), then optax.trace
-  Adagrad     `scale_by_torch_adagrad`, lr / (1 + t * lr_decay) as a schedule
+  Adagrad     `scale_by_torch_adagrad` (lr_decay over its own step count)
   Adamax      optax.scale_by_adamax
   NAdam       `scale_by_torch_nadam` (the momentum-decay schedule; mu_product in float32)
   RAdam       `scale_by_torch_radam` (eps scaled by sqrt(1 - b2^t), as torch does)
@@ -476,15 +476,9 @@ def Adagrad(lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, ep
     eps = _checks.nonnegative_float("eps", eps)
     maximize = _checks.flag("maximize", maximize)
     _cycled(lr, "Adagrad", has_momentum=False)
-    rate = lr
-    if lr_decay != 0:
-        @lr_scheduler.full_width
-        def rate(count):
-            base = lr(count) if callable(lr) else lr
-            return base / (1 + count * lr_decay)
     return optax.chain(*_head(maximize, weight_decay),
-                       transforms.scale_by_torch_adagrad(initial, eps),
-                       optax.scale_by_learning_rate(rate))
+                       transforms.scale_by_torch_adagrad(initial, eps, lr_decay),
+                       optax.scale_by_learning_rate(lr))
 
 
 @groups.with_param_groups

@@ -101,38 +101,48 @@ def scale_by_torch_momentum(
 
 
 class TorchAdagradState(NamedTuple):
-    """State of `scale_by_torch_adagrad`."""
+    """State of `scale_by_torch_adagrad`; torch's ``state["sum"]`` and ``state["step"]``."""
 
     sum_of_squares: optax.Updates  # shaped like the params
+    step: jax.Array  # shape=() int32, the updates made (torch's step, per parameter)
 
 
 def scale_by_torch_adagrad(
-    initial_accumulator_value: float = 0.0, eps: float = 1e-10
+    initial_accumulator_value: float = 0.0, eps: float = 1e-10, lr_decay: float = 0.0
 ) -> optax.GradientTransformation:
     """torch.optim.Adagrad's scaling: g / (sqrt(s) + eps), s the running sum of g**2.
 
     `optax.scale_by_rss` computes g / sqrt(s + eps): eps inside the square root, and its
     defaults (``initial_accumulator_value=0.1, eps=1e-7``) are not torch's (0 and 1e-10).
     That is the 0.76 relative difference of ``optax.adagrad`` after 300 steps on the atlas'
-    problem. torch's decay of the learning rate, ``lr / (1 + (t - 1) * lr_decay)``, is a
-    schedule; `functional_fit.optim.Adagrad` applies it.
+    problem. torch's decay of the learning rate, ``lr / (1 + (t - 1) * lr_decay)``, counts
+    the parameter's own steps t (under `functional_fit.optim.skip_unused`, its used steps,
+    as torch's per-parameter ``state["step"]``): with lr_decay > 0 the scaled gradient is
+    divided by 1 + (t - 1) lr_decay here, and the learning rate applied after; torch divides
+    lr first (the two round differently, by an ulp of the step).
 
     Args:
       initial_accumulator_value: the starting value of s.
       eps: added to sqrt(s).
+      lr_decay: >= 0.
 
     Returns:
       An `optax.GradientTransformation`.
     """
 
     def init_fn(params):
-        return TorchAdagradState(optax.tree.full_like(params, initial_accumulator_value))
+        return TorchAdagradState(optax.tree.full_like(params, initial_accumulator_value),
+                                 jnp.zeros((), jnp.int32))
 
     def update_fn(updates, state, params=None):
         del params
+        step = optax.safe_increment(state.step)
         s = jax.tree.map(lambda g, s: s + g * g, updates, state.sum_of_squares)
         updates = jax.tree.map(lambda g, s: g / (jnp.sqrt(s) + eps), updates, s)
-        return updates, TorchAdagradState(s)
+        if lr_decay != 0:
+            updates = jax.tree.map(lambda u: u / (1 + (step - 1).astype(u.dtype) * lr_decay),
+                                   updates)
+        return updates, TorchAdagradState(s, step)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
