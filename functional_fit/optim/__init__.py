@@ -93,7 +93,7 @@ import optax
 
 from functional_fit import checks as _checks
 from functional_fit.checks import InputError
-from functional_fit.optim import groups, lr_scheduler, transforms
+from functional_fit.optim import groups, lr_scheduler, swa_utils, transforms
 from functional_fit.optim.unused import skip_unused
 
 # --------------------------------------------------------------------------- checks
@@ -853,5 +853,6 @@ __all__ = [
     "groups",
     "lr_scheduler",
     "skip_unused",
+    "swa_utils",
     "transforms",
 ]
