@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch.optim import swa_utils as tsw
 
+import functional_fit.optim as fo
 from functional_fit.checks import InputError
 from functional_fit.optim import lr_scheduler as fls
 from functional_fit.optim import swa_utils as fsw
@@ -81,6 +82,19 @@ def test_swalr_equals_torch_stepped(anneal_epochs, strategy):
         theirs.append(opt.param_groups[0]["lr"])
     ours = values(fsw.SWALR(0.3, 0.02, anneal_epochs, strategy), len(theirs))
     assert ours.tolist() == theirs  # torch's recursion, bit for bit
+
+
+def test_swalr_through_sgds_updates_at_optax_count():
+    """SGD(lr=SWALR(...)) in optax's own update (int32 count) steps at torch's rates."""
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.3)
+    sched = tsw.SWALR(opt, swa_lr=0.02, anneal_epochs=4)
+    tx = fo.SGD(lr=fsw.SWALR(0.3, swa_lr=0.02, anneal_epochs=4))
+    state, update = tx.init(jnp.zeros(1)), jax.jit(tx.update)
+    for _ in range(7):
+        updates, state = update(jnp.ones(1), state, jnp.zeros(1))
+        assert float(-updates[0]) == opt.param_groups[0]["lr"]
+        opt.step()
+        sched.step()
 
 
 def test_swalr_signature_is_torchs():

@@ -11,7 +11,9 @@ argument, and returns an `optax.GradientTransformation` whose updates are torch'
 
 Parameters may be any pytree of float32 or float64 arrays (a flat vector, or a dict of weight
 matrices like a ``state_dict``); updates and state keep the parameters' dtype, as torch's do.
-``lr`` is a float or a schedule (``count -> lr``, see `functional_fit.optim.lr_scheduler`),
+``lr`` is a float or a schedule (``count -> lr``, see `functional_fit.optim.lr_scheduler`;
+``lr_scheduler.ReduceLROnPlateau`` is a transformation chained after the optimizer instead, and
+`swa_utils` has torch's SWA and EMA averages and SWALR),
 evaluated at the number of updates made so far, as torch's scheduler sets
 ``param_groups[0]["lr"]`` before each step. A schedule receives that count at full width
 (int64 in 64-bit mode, `lr_scheduler.full_width`), so ``lambda i: 1 / (i + 1)`` computes in

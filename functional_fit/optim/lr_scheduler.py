@@ -57,6 +57,13 @@ scheduler overwrites them. It is reproduced, not ignored; nesting such a schedul
 `SequentialLR` is refused (torch would cycle the momentum in that phase only); in
 `ChainedScheduler` the last cycling scheduler's momentum is the one torch leaves.
 
+`ReduceLROnPlateau` reads a metric, not the step count, so it is not a schedule but an optax
+transformation chained after the optimizer: ``optax.chain(AdamW(lr=1e-3),
+ReduceLROnPlateau(1e-3, patience=5))``, whose ``update`` takes the metric as ``value=`` (the
+batch loss `functional_fit.fit.train` passes; ``per_epoch`` makes it step on each epoch's mean).
+Its state, `ReduceLROnPlateauState`, holds torch's attributes under torch's names. torch's
+SWALR is in `functional_fit.optim.swa_utils`, as it is in torch.
+
 Left out: torch's ``last_epoch`` (to resume, keep the optimizer state, whose count is the
 epoch) and lists of rates for several parameter groups.
 """
