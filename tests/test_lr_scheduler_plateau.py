@@ -137,6 +137,31 @@ def test_every_attribute_as_torchs(name):
         assert o[0] == t[0] and (o[1] == t[1] or (math.isnan(o[1]) and math.isnan(t[1]))), (k, o, t)
 
 
+def test_min_lr_per_group_through_multi_transform_as_torchs():
+    """torch's test_reduce_lr_on_plateau8 (min_lr=[0.4, 0.3]) with its two-group optimizer,
+    against torch stepped live: one ReduceLROnPlateau per group in optax.multi_transform."""
+    kwargs = dict(mode="max", threshold_mode="rel", threshold=0.1, patience=5, cooldown=5)
+    metrics = [1.5 * (1.005**i) for i in range(20)]
+    a, b = torch.zeros(2, requires_grad=True), torch.zeros(3, requires_grad=True)
+    opt = torch.optim.SGD([{"params": [a]}, {"params": [b]}], lr=0.5)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, min_lr=[0.4, 0.3], **kwargs)
+    tx = optax.multi_transform(
+        {g: optax.chain(fo.SGD(lr=0.5), fls.ReduceLROnPlateau(0.5, min_lr=m, **kwargs))
+         for g, m in (("a", 0.4), ("b", 0.3))}, {"a": "a", "b": "b"})
+    params = {"a": jnp.zeros(2), "b": jnp.zeros(3)}
+    state, update = tx.init(params), jax.jit(tx.update)
+    seen = set()
+    for metric in metrics:
+        grads = {"a": jnp.ones(2), "b": jnp.ones(3)}
+        updates, state = update(grads, state, params, value=metric)
+        lrs = [g["lr"] for g in opt.param_groups]  # the rates of this step
+        assert [float(-updates["a"][0]), float(-updates["b"][0])] == lrs
+        seen.add(tuple(lrs))
+        opt.step()
+        sched.step(metric)
+    assert seen == {(0.5, 0.5), (0.4, 0.3)}
+
+
 def test_the_updates_use_the_rate_before_the_metric():
     t = fls.ReduceLROnPlateau(1.0, factor=0.5, patience=0)
     state = t.init(jnp.zeros(1))

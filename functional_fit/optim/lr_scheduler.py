@@ -929,9 +929,9 @@ def _plateau_settings(mode, factor, patience, threshold, threshold_mode, cooldow
                          f"{threshold_mode} is unknown!')")
     if isinstance(min_lr, list | tuple):
         raise InputError(
-            "min_lr must be one number: a list (one per torch param group) is not supported, "
-            "since this transformation scales every group by one ratio; give the groups' common "
-            "min_lr relative to lr, or chain one ReduceLROnPlateau per group")
+            "min_lr must be one number: for torch's list (one per param group) chain one "
+            "ReduceLROnPlateau with its group's min_lr after each group's optimizer in "
+            "optax.multi_transform")
     return {"mode": mode, "factor": factor, "patience": _int("patience", patience),
             "threshold": _checks.finite_float("threshold", threshold),
             "threshold_mode": threshold_mode, "cooldown": _int("cooldown", cooldown),
@@ -987,8 +987,10 @@ def ReduceLROnPlateau(lr, mode="min", factor=0.1, patience=10, threshold=1e-4,
     proportional either. With a schedule as the optimizer's lr the reductions multiply it, as torch's chained schedulers
     do, but min_lr and eps compare the plateau's own rate (lr times its reductions), not the
     product. With param groups every group is scaled by the same ratio, which is torch's
-    per-group rate while no group reaches min_lr or its eps floor; a list of min_lr, one per
-    group, is refused.
+    per-group rate while no group reaches min_lr or its eps floor. torch's list of min_lr,
+    one per group, is refused: chain one ReduceLROnPlateau per group, each with its min_lr,
+    in ``optax.multi_transform``, which passes ``value=`` on (tested against torch's
+    test_reduce_lr_on_plateau8).
 
     Args:
       lr: the optimizer's base learning rate (a number).
