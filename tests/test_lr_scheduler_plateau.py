@@ -263,6 +263,12 @@ BAD = {
     "cooldown": (lambda: fls.ReduceLROnPlateau(0.1, cooldown=-1), "cooldown"),
     "lr": (lambda: fls.ReduceLROnPlateau(math.inf), "lr"),
     "steps_per_epoch": (lambda: fls.per_epoch(fls.ReduceLROnPlateau(0.1), 0), "steps_per_epoch"),
+    "as an optimizer's lr": (lambda: fo.SGD(lr=fls.ReduceLROnPlateau(0.1)), "lr"),
+    "inside SequentialLR": (lambda: fls.SequentialLR(0.1, [fls.ExponentialLR(0.1, 0.9),
+                                                           fls.ReduceLROnPlateau(0.1)], [3]),
+                            "schedulers"),
+    "inside ChainedScheduler": (lambda: fls.ChainedScheduler(0.1, [fls.ReduceLROnPlateau(0.1)]),
+                                "schedulers"),
     "no value": (lambda: fls.ReduceLROnPlateau(0.1).update(jnp.ones(1), fls.ReduceLROnPlateau(
         0.1).init(jnp.ones(1))), "value"),
 }

@@ -128,6 +128,9 @@ def _lr(lr):
     is; or lr as a float >= 0, a 1-element tensor read at its own precision."""
     if callable(lr):
         return lr_scheduler.full_width(lr)
+    if isinstance(lr, optax.GradientTransformation):  # ReduceLROnPlateau reads a metric
+        raise InputError("lr is a transformation, not a schedule: chain it after the optimizer, "
+                         "optax.chain(SGD(lr=0.1), ReduceLROnPlateau(0.1))")
     if isinstance(lr, jax.Array):
         if lr.size != 1:
             raise InputError(f"lr must be a number or a 1-element array, got shape {lr.shape}")

@@ -438,6 +438,7 @@ def SequentialLR(lr, schedulers: Sequence[Callable], milestones: Sequence[int]):
     if not schedulers:
         raise InputError("schedulers must hold at least one schedule")
     for i, s in enumerate(schedulers):
+        _not_plateau(f"schedulers[{i}]", s)
         if not callable(s):
             raise InputError(f"schedulers[{i}] must be a schedule (count -> lr), got {s!r}")
         if getattr(s, "momentum", None) is not None:
@@ -740,6 +741,7 @@ def _chain_members(lr: float, schedulers) -> list:
     members = []
     for i, s in enumerate(schedulers):
         name = getattr(s, "__name__", None)
+        _not_plateau(f"schedulers[{i}]", s)
         if not callable(s):
             raise InputError(f"schedulers[{i}] must be a schedule (count -> lr), got {s!r}")
         base = getattr(s, "base_lr", None)
@@ -842,6 +844,12 @@ class ReduceLROnPlateauEpochState(NamedTuple):
 
 class _Plateau(optax.GradientTransformationExtraArgs):
     """A ReduceLROnPlateau transformation; ``per_epoch(t, s)`` calls ``t.epochs(s)``."""
+
+
+def _not_plateau(name: str, s) -> None:
+    if isinstance(s, optax.GradientTransformation):
+        raise InputError(f"{name} is a transformation (ReduceLROnPlateau reads a metric), not a "
+                         "schedule: chain it after the optimizer instead")
 
 
 def _plateau_step(settings: dict, state: ReduceLROnPlateauState, value) -> ReduceLROnPlateauState:
