@@ -855,9 +855,8 @@ def _not_plateau(name: str, s) -> None:
 def _plateau_step(settings: dict, state: ReduceLROnPlateauState, value) -> ReduceLROnPlateauState:
     """torch's ``ReduceLROnPlateau.step(metrics)``, line for line, under `jax.jit`."""
     current = jnp.asarray(value).astype(state.best.dtype)  # torch: float(metrics)
-    mode, rel, threshold = settings["mode"], settings["threshold_mode"] == "rel", settings[
-        "threshold"]
-    if mode == "min":  # torch's _is_better(a, best)
+    rel, threshold = settings["threshold_mode"] == "rel", settings["threshold"]
+    if settings["mode"] == "min":  # torch's _is_better(a, best)
         better = current < (state.best * (1.0 - threshold) if rel else state.best - threshold)
     else:
         better = current > (state.best * (threshold + 1.0) if rel else state.best + threshold)
