@@ -245,10 +245,15 @@ class ScheduleRow(NamedTuple):
     naive: str | None  # the optax schedule a port writes name for name; None where optax has none
     lr: float = 0.1
     steps: int = SCHEDULE_STEPS
+    metrics: tuple | None = None  # ReduceLROnPlateau's: the metric of each step
 
 
 _SGDR = ("optax.sgdr_schedule([dict(init_value=0.1, peak_value=0.1, warmup_steps=0, "
          "decay_steps=d, end_value=0.0) for d in (10, 20, 40, 80, 160)])")
+
+#: A loss that falls, then stays flat from step 50: ReduceLROnPlateau reduces 11 steps later,
+#: and again every 11 steps, until torch's eps (1e-8) stops it.
+PLATEAU_METRICS = tuple(max(1.0 / (k + 1), 0.02) for k in range(SCHEDULE_STEPS))
 
 SCHEDULE_ROWS = [
     ScheduleRow("LambdaLR(opt, lambda i: 1 / (i + 1))", "LambdaLR(0.1, lambda i: 1 / (i + 1))",
@@ -290,6 +295,8 @@ SCHEDULE_ROWS = [
     ScheduleRow("OneCycleLR(opt, max_lr=0.1, total_steps=100)",
                 "OneCycleLR(0.1, total_steps=100)",
                 "optax.cosine_onecycle_schedule(100, 0.1)", steps=100),
+    ScheduleRow("ReduceLROnPlateau(opt, patience=10)", "ReduceLROnPlateau(0.1, patience=10)",
+                "optax.contrib.reduce_on_plateau(patience=10)", metrics=PLATEAU_METRICS),
 ]
 
 
@@ -308,10 +315,13 @@ def torch_rates(row: ScheduleRow) -> np.ndarray:
     names = dict(vars(torch.optim.lr_scheduler), opt=opt)
     sched = eval(row.torch, names)
     rates = []
-    for _ in range(row.steps):
+    for k in range(row.steps):
         rates.append(opt.param_groups[0]["lr"])
         opt.step()
-        sched.step()
+        if row.metrics is None:
+            sched.step()
+        else:
+            sched.step(row.metrics[k])
     return np.array(rates)
 
 
@@ -323,11 +333,25 @@ def rates(schedule, steps: int) -> np.ndarray:
     return np.asarray(out, dtype=np.float64)
 
 
+def metric_rates(transformation, row: ScheduleRow) -> np.ndarray:
+    """(steps,) the rate each step of a metric-driven transformation applies: its update of
+    the step lr * 1, given metric k as ``value=``, as `functional_fit.fit.train` gives it."""
+    def one(state, metric):
+        updates, state = transformation.update(jnp.full((1,), row.lr), state, value=metric)
+        return state, updates[0]
+
+    with jax.numpy_dtype_promotion("standard"):
+        _, out = jax.lax.scan(one, transformation.init(jnp.zeros(1)), jnp.asarray(row.metrics))
+    return np.asarray(out, dtype=np.float64)
+
+
 def measure_schedule(row: ScheduleRow) -> ScheduleResult:
     theirs = torch_rates(row)
-    ours = rates(eval(row.ours, dict(vars(fo.lr_scheduler))), row.steps)
+    read = rates if row.metrics is None else metric_rates
+    steps = row.steps if row.metrics is None else row
+    ours = read(eval(row.ours, dict(vars(fo.lr_scheduler))), steps)
     naive = (None if row.naive is None else
-             rel_err(rates(eval(row.naive, {"optax": optax}), row.steps), theirs))
+             rel_err(read(eval(row.naive, {"optax": optax}), steps), theirs))
     return ScheduleResult(row.torch, row.ours, row.naive or "", naive, rel_err(ours, theirs))
 
 

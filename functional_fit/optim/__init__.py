@@ -11,7 +11,9 @@ argument, and returns an `optax.GradientTransformation` whose updates are torch'
 
 Parameters may be any pytree of float32 or float64 arrays (a flat vector, or a dict of weight
 matrices like a ``state_dict``); updates and state keep the parameters' dtype, as torch's do.
-``lr`` is a float or a schedule (``count -> lr``, see `functional_fit.optim.lr_scheduler`),
+``lr`` is a float or a schedule (``count -> lr``, see `functional_fit.optim.lr_scheduler`;
+``lr_scheduler.ReduceLROnPlateau`` is a transformation chained after the optimizer instead, and
+`swa_utils` has torch's SWA and EMA averages and SWALR),
 evaluated at the number of updates made so far, as torch's scheduler sets
 ``param_groups[0]["lr"]`` before each step. A schedule receives that count at full width
 (int64 in 64-bit mode, `lr_scheduler.full_width`), so ``lambda i: 1 / (i + 1)`` computes in
@@ -93,7 +95,7 @@ import optax
 
 from functional_fit import checks as _checks
 from functional_fit.checks import InputError
-from functional_fit.optim import groups, lr_scheduler, transforms
+from functional_fit.optim import groups, lr_scheduler, swa_utils, transforms
 from functional_fit.optim.unused import skip_unused
 
 # --------------------------------------------------------------------------- checks
@@ -126,6 +128,9 @@ def _lr(lr):
     is; or lr as a float >= 0, a 1-element tensor read at its own precision."""
     if callable(lr):
         return lr_scheduler.full_width(lr)
+    if isinstance(lr, optax.GradientTransformation):  # ReduceLROnPlateau reads a metric
+        raise InputError("lr is a transformation, not a schedule: chain it after the optimizer, "
+                         "optax.chain(SGD(lr=0.1), ReduceLROnPlateau(0.1))")
     if isinstance(lr, jax.Array):
         if lr.size != 1:
             raise InputError(f"lr must be a number or a 1-element array, got shape {lr.shape}")
@@ -847,5 +852,6 @@ __all__ = [
     "groups",
     "lr_scheduler",
     "skip_unused",
+    "swa_utils",
     "transforms",
 ]

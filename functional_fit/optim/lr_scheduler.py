@@ -57,6 +57,13 @@ scheduler overwrites them. It is reproduced, not ignored; nesting such a schedul
 `SequentialLR` is refused (torch would cycle the momentum in that phase only); in
 `ChainedScheduler` the last cycling scheduler's momentum is the one torch leaves.
 
+`ReduceLROnPlateau` reads a metric, not the step count, so it is not a schedule but an optax
+transformation chained after the optimizer: ``optax.chain(AdamW(lr=1e-3),
+ReduceLROnPlateau(1e-3, patience=5))``, whose ``update`` takes the metric as ``value=`` (the
+batch loss `functional_fit.fit.train` passes; ``per_epoch`` makes it step on each epoch's mean).
+Its state, `ReduceLROnPlateauState`, holds torch's attributes under torch's names. torch's
+SWALR is in `functional_fit.optim.swa_utils`, as it is in torch.
+
 Left out: torch's ``last_epoch`` (to resume, keep the optimizer state, whose count is the
 epoch) and lists of rates for several parameter groups.
 """
@@ -66,10 +73,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from numbers import Integral
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from functional_fit import checks as _checks
 from functional_fit.checks import InputError
@@ -429,6 +438,7 @@ def SequentialLR(lr, schedulers: Sequence[Callable], milestones: Sequence[int]):
     if not schedulers:
         raise InputError("schedulers must hold at least one schedule")
     for i, s in enumerate(schedulers):
+        _not_plateau(f"schedulers[{i}]", s)
         if not callable(s):
             raise InputError(f"schedulers[{i}] must be a schedule (count -> lr), got {s!r}")
         if getattr(s, "momentum", None) is not None:
@@ -464,7 +474,17 @@ def per_epoch(schedule: Callable, steps_per_epoch: int):
       >>> schedule = per_epoch(LambdaLR(1.0, lambda e: 1 / (e + 1)), steps_per_epoch=10)
       >>> [float(schedule(k)) for k in (0, 9, 10, 25)]
       [1.0, 1.0, 0.5, 0.3333333333333333]
+
+    A `ReduceLROnPlateau` given here is stepped at each epoch's end on the epoch's mean batch
+    loss, the plain mean of the `steps_per_epoch` losses `functional_fit.fit.train` passes as
+    ``value=`` (torch: ``epoch_loss += loss.item()`` per batch, ``sched.step(epoch_loss / nb)``
+    after the epoch). Many torch scripts weight each batch by its size instead
+    (``loss.item() * len(xb)``, divided by n); that differs when the last batch is short. Every
+    step of epoch e uses the rate the end of epoch e - 1 set. Its state is a
+    `ReduceLROnPlateauEpochState`.
     """
+    if isinstance(schedule, _Plateau):
+        return schedule.epochs(_int("steps_per_epoch", steps_per_epoch, positive=True))
     if not callable(schedule):
         raise InputError(f"schedule must be a schedule (count -> lr), got {schedule!r}")
     s = _int("steps_per_epoch", steps_per_epoch, positive=True)
@@ -721,6 +741,7 @@ def _chain_members(lr: float, schedulers) -> list:
     members = []
     for i, s in enumerate(schedulers):
         name = getattr(s, "__name__", None)
+        _not_plateau(f"schedulers[{i}]", s)
         if not callable(s):
             raise InputError(f"schedulers[{i}] must be a schedule (count -> lr), got {s!r}")
         base = getattr(s, "base_lr", None)
@@ -793,6 +814,224 @@ def ChainedScheduler(lr, schedulers: Sequence[Callable]):
     return chained
 
 
+
+# --------------------------------------------------------------------------- ReduceLROnPlateau
+
+
+class ReduceLROnPlateauState(NamedTuple):
+    """torch's ReduceLROnPlateau, attribute for attribute (its ``state_dict`` keys).
+
+    ``lr`` is torch's ``optimizer.param_groups[0]["lr"]`` (and ``scheduler._last_lr[0]``): the
+    rate the next step uses. torch's settings (factor, patience, ``min_lrs``, ...) are
+    arguments of `ReduceLROnPlateau` here, not state.
+    """
+
+    lr: jax.Array  # shape=() float, the current learning rate
+    best: jax.Array  # shape=() float, the best metric so far (inf in mode "min" at first)
+    num_bad_epochs: jax.Array  # shape=() int32, metrics since the last improvement
+    cooldown_counter: jax.Array  # shape=() int32, steps of cooldown left
+    last_epoch: jax.Array  # shape=() int32, the number of metrics seen
+
+
+class ReduceLROnPlateauEpochState(NamedTuple):
+    """`ReduceLROnPlateau` stepped once per epoch (`per_epoch`): the epoch so far and torch's
+    scheduler state, which changes at the epoch's end only."""
+
+    step: jax.Array  # shape=() int32, steps taken in the current epoch
+    loss_sum: jax.Array  # shape=() float, the sum of their losses (torch: ``epoch_loss +=``)
+    plateau: ReduceLROnPlateauState
+
+
+class _Plateau(optax.GradientTransformationExtraArgs):
+    """A ReduceLROnPlateau transformation; ``per_epoch(t, s)`` calls ``t.epochs(s)``."""
+
+
+def _not_plateau(name: str, s) -> None:
+    if isinstance(s, optax.GradientTransformation):
+        raise InputError(f"{name} is a transformation (ReduceLROnPlateau reads a metric), not a "
+                         "schedule: chain it after the optimizer instead")
+
+
+def _plateau_step(settings: dict, state: ReduceLROnPlateauState, value) -> ReduceLROnPlateauState:
+    """torch's ``ReduceLROnPlateau.step(metrics)``, line for line, under `jax.jit`."""
+    current = jnp.asarray(value).astype(state.best.dtype)  # torch: float(metrics)
+    rel, threshold = settings["threshold_mode"] == "rel", settings["threshold"]
+    if settings["mode"] == "min":  # torch's _is_better(a, best)
+        better = current < (state.best * (1.0 - threshold) if rel else state.best - threshold)
+    else:
+        better = current > (state.best * (threshold + 1.0) if rel else state.best + threshold)
+    best = jnp.where(better, current, state.best)
+    bad = jnp.where(better, 0, state.num_bad_epochs + 1)
+    cooling = state.cooldown_counter > 0  # torch's in_cooldown
+    counter = jnp.where(cooling, state.cooldown_counter - 1, state.cooldown_counter)
+    bad = jnp.where(cooling, 0, bad)  # bad epochs in cooldown are ignored
+    reduce = bad > settings["patience"]
+    new_lr = jnp.maximum(state.lr * settings["factor"], settings["min_lr"])  # torch's _reduce_lr
+    lr = jnp.where(reduce & (state.lr - new_lr > settings["eps"]), new_lr, state.lr)
+    counter = jnp.where(reduce, settings["cooldown"], counter).astype(jnp.int32)
+    bad = jnp.where(reduce, 0, bad).astype(jnp.int32)
+    return ReduceLROnPlateauState(lr, best, bad, counter, state.last_epoch + 1)
+
+
+def _scaled(updates, state: ReduceLROnPlateauState, lr: float):
+    """The optimizer's updates (made with `lr`) at the rate `state` holds: times lr_now / lr.
+
+    Exactly 1 until the first reduction, so the updates are the optimizer's bit for bit.
+    """
+    ratio = state.lr / lr if lr != 0 else jnp.ones_like(state.lr)
+    return jax.tree.map(lambda u: u * ratio.astype(u.dtype), updates)
+
+
+def _metric(value):
+    if value is None:
+        raise InputError("value is missing: ReduceLROnPlateau's update reads the metric, "
+                         "update(updates, state, params, value=loss), as fit.train passes it")
+    return value
+
+
+def _plateau_init(settings: dict, lr: float):
+    def init_fn(params):
+        del params
+        mode_worse = math.inf if settings["mode"] == "min" else -math.inf
+        zero = jnp.zeros((), jnp.int32)
+        return ReduceLROnPlateauState(default_float(lr), default_float(mode_worse), zero, zero,
+                                      zero)
+    return init_fn
+
+
+def _plateau_epochs(settings: dict, lr: float, steps_per_epoch: int):
+    """`ReduceLROnPlateau` stepped on the mean loss of each epoch of `steps_per_epoch` steps."""
+    plateau_init = _plateau_init(settings, lr)
+
+    def init_fn(params):
+        inner = plateau_init(params)
+        return ReduceLROnPlateauEpochState(jnp.zeros((), jnp.int32), jnp.zeros_like(inner.best),
+                                           inner)
+
+    def update_fn(updates, state, params=None, *, value=None, **extra_args):
+        del params, extra_args
+        value = jnp.asarray(_metric(value)).astype(state.loss_sum.dtype)
+        loss_sum = state.loss_sum + value  # () in torch's order: epoch_loss += loss.item()
+        step = state.step + 1
+        end = step == steps_per_epoch
+        stepped = _plateau_step(settings, state.plateau, loss_sum / steps_per_epoch)
+        plateau = jax.tree.map(lambda a, b: jnp.where(end, a, b), stepped, state.plateau)
+        new = ReduceLROnPlateauEpochState(jnp.where(end, 0, step).astype(jnp.int32),
+                                          jnp.where(end, jnp.zeros_like(loss_sum), loss_sum),
+                                          plateau)
+        return _scaled(updates, state.plateau, lr), new
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _plateau_settings(mode, factor, patience, threshold, threshold_mode, cooldown, min_lr,
+                      eps) -> dict:  # torch's eight keywords, checked as torch checks them
+    factor = _checks.finite_float("factor", factor)
+    if factor >= 1.0:
+        raise InputError(f"factor must be < 1.0 (torch: 'Factor should be < 1.0.'), got {factor}")
+    if mode not in ("min", "max"):
+        raise InputError(f"mode must be 'min' or 'max' (torch: 'mode {mode} is unknown!')")
+    if threshold_mode not in ("rel", "abs"):
+        raise InputError(f"threshold_mode must be 'rel' or 'abs' (torch: 'threshold mode "
+                         f"{threshold_mode} is unknown!')")
+    if isinstance(min_lr, list | tuple):
+        raise InputError(
+            "min_lr must be one number: for torch's list (one per param group) chain one "
+            "ReduceLROnPlateau with its group's min_lr after each group's optimizer in "
+            "optax.multi_transform")
+    return {"mode": mode, "factor": factor, "patience": _int("patience", patience),
+            "threshold": _checks.finite_float("threshold", threshold),
+            "threshold_mode": threshold_mode, "cooldown": _int("cooldown", cooldown),
+            "min_lr": _checks.finite_float("min_lr", min_lr),
+            "eps": _checks.finite_float("eps", eps)}
+
+
+def ReduceLROnPlateau(lr, mode="min", factor=0.1, patience=10, threshold=1e-4,
+                      threshold_mode="rel", cooldown=0, min_lr=0, eps=1e-8
+                      ) -> optax.GradientTransformationExtraArgs:  # torch's keywords, and lr
+    """torch's ReduceLROnPlateau: the rate times `factor` after more than `patience` metrics
+    without improvement; an optax transformation chained after the optimizer.
+
+    torch reads a metric, so this is not a schedule of the step count but a transformation
+    whose ``update`` takes the metric as ``value=`` (optax's convention, which
+    `functional_fit.fit.train` follows: it passes each step's batch loss). Chain it after an
+    optimizer made with the same `lr`:
+
+        torch:  opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+                sched = ReduceLROnPlateau(opt, patience=5)
+                ... opt.step(); sched.step(loss)          # once per optimizer step
+        JAX:    optax.chain(AdamW(lr=1e-3), ReduceLROnPlateau(1e-3, patience=5))
+
+    In torch's order: a step's updates use the rate as it stood before this step's metric
+    (the optimizer's updates times state.lr / lr, exactly 1 until the first reduction), and
+    the metric then sets the rate of the next step. Stepped once per epoch on the epoch's
+    mean batch loss: ``per_epoch(ReduceLROnPlateau(...), steps_per_epoch)``.
+
+    The rule, as torch's code has it: a metric is better than ``best`` when it is below
+    best * (1 - threshold) (mode "min", threshold_mode "rel"), below best - threshold ("abs"),
+    above best * (1 + threshold) or best + threshold (mode "max"); otherwise it is a bad
+    epoch. During cooldown bad epochs are not counted. When more than `patience` are counted
+    the rate becomes max(lr * factor, min_lr), unless that changes it by eps or less.
+    Computed in JAX's default float (float64 in 64-bit mode, as torch's Python floats), the
+    metric converted to it as torch's float(metrics) does.
+
+    How it differs from ``optax.contrib.reduce_on_plateau``: optax applies the new scale to
+    the same step's updates (torch: from the next step); it compares avg < (1 - rtol) best -
+    atol, both tolerances at once, and only for minimising (torch: one of "rel" or "abs", and
+    a mode "max"); it reduces after `patience` bad metrics (torch: after more than
+    `patience`); its floor is a scale (min_scale; torch: an absolute min_lr) and it has no
+    eps; its accumulation_size averages the values of several steps, which torch leaves to the
+    user (here `per_epoch`).
+
+    Where it differs from torch: an optimizer whose step is not proportional to its lr is
+    scaled by the ratio here, where torch's changed lr changes its inner computation. Measured
+    on a 40-step float64 regression with two or more reductions (the problem of
+    tests/test_lr_scheduler_plateau.py): Rprop, whose lr is only its first step size
+    (torch's reductions change nothing after step 1), 0.9 apart relative; ASGD (eta =
+    lr / (1 + lambd lr t) ** alpha) 5e-2; Adafactor, proportional while lr < 1 / sqrt(step),
+    3e-16; Adagrad with lr_decay 6e-17. Chain it after SGD, the Adam family, RMSprop,
+    Adagrad, Adadelta (Adafactor at small lr); LBFGS, whose line search uses lr, is not
+    proportional either. With a schedule as the optimizer's lr the reductions multiply it, as torch's chained schedulers
+    do, but min_lr and eps compare the plateau's own rate (lr times its reductions), not the
+    product. With param groups every group is scaled by the same ratio, which is torch's
+    per-group rate while no group reaches min_lr or its eps floor. torch's list of min_lr,
+    one per group, is refused: chain one ReduceLROnPlateau per group, each with its min_lr,
+    in ``optax.multi_transform``, which passes ``value=`` on (tested against torch's
+    test_reduce_lr_on_plateau8).
+
+    Args:
+      lr: the optimizer's base learning rate (a number).
+      mode, factor, patience, threshold, threshold_mode, cooldown, min_lr, eps: torch's, with
+        its defaults; factor >= 1 and an unknown mode are refused, as torch refuses them;
+        patience and cooldown are non-negative integers.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``: ``init(params) ->
+      ReduceLROnPlateauState``, ``update(updates, state, params=None, *, value)``, `value`
+      the metric, a () array or number.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> t = ReduceLROnPlateau(0.5, patience=1)
+      >>> state = t.init(jnp.zeros(2))
+      >>> for loss in (1.0, 1.0, 1.0):
+      ...     _, state = t.update(jnp.ones(2), state, value=loss)
+      >>> float(state.lr), int(state.num_bad_epochs)
+      (0.05, 0)
+    """
+    lr = _checks.finite_float("lr", lr)
+    settings = _plateau_settings(mode, factor, patience, threshold, threshold_mode, cooldown,
+                                 min_lr, eps)
+
+    def update_fn(updates, state, params=None, *, value=None, **extra_args):
+        del params, extra_args
+        return _scaled(updates, state, lr), _plateau_step(settings, state, _metric(value))
+
+    plateau = _Plateau(_plateau_init(settings, lr), update_fn)
+    plateau.epochs = lambda steps_per_epoch: _plateau_epochs(settings, lr, steps_per_epoch)
+    return plateau
+
+
 SCHEDULERS = {f.__name__: f for f in (StepLR, MultiStepLR, ExponentialLR, CosineAnnealingLR,
                                       LinearLR, ConstantLR, OneCycleLR, LambdaLR, SequentialLR,
                                       PolynomialLR, MultiplicativeLR, CosineAnnealingWarmRestarts,
@@ -812,6 +1051,9 @@ __all__ = [
     "MultiplicativeLR",
     "OneCycleLR",
     "PolynomialLR",
+    "ReduceLROnPlateau",
+    "ReduceLROnPlateauEpochState",
+    "ReduceLROnPlateauState",
     "SequentialLR",
     "StepLR",
     "full_width",
