@@ -2,9 +2,9 @@
 
 Muon: a 2-layer tanh MLP whose weights torch's Muon trains and whose biases its AdamW trains
 (torch's own recipe), against `optax.partition` of `Muon` and `AdamW`; float64 and float32,
-50 steps; and torch's Newton-Schulz iteration alone, bfloat16 for bfloat16.
+30 steps; and torch's Newton-Schulz iteration alone, bfloat16 for bfloat16.
 SparseAdam: two ``nn.Embedding(sparse=True)`` tables looked up by batches that leave rows
-out, float64, 80 steps, parameters and state (step, exp_avg, exp_avg_sq) after every step.
+out, float64, 60 steps, parameters and state (step, exp_avg, exp_avg_sq) after every step.
 """
 
 from __future__ import annotations
@@ -22,17 +22,20 @@ from torch.optim._muon import _zeropower_via_newtonschulz as torch_newton_schulz
 
 import functional_fit.optim as fo
 from functional_fit.checks import InputError
+from functional_fit.optim import lr_scheduler as fls
 from functional_fit.optim import transforms
+from torch.optim import lr_scheduler as tls
 
-STEPS = 50
+STEPS = 30
 #: float64, against torch: Newton-Schulz rounds to bfloat16 as torch's does and sums these small
 #: products exactly, so only the float64 arithmetic around it rounds differently, ~1e-16 per
-#: step; a hundred times that over 50 steps. Measured: 9e-16.
+#: step; three hundred times that over 30 steps. Measured: 7.8e-16.
 TOL_FLOAT64 = 1e-13
 #: float32: the gradients differ from torch's by float32 rounding, and the bfloat16 cast
 #: can tip an element near a rounding boundary the other way: NS's output (|O| <= 2) may
 #: then differ by one bfloat16 unit, 2^-7 at most, each step, moved by lr * ratio (ratio
-#: <= sqrt(2) here). Measured: 1.4e-3 at lr 0.02.
+#: <= sqrt(2) here). Measured at lr 0.02: 5.4e-7 over these 30 steps, where no element has
+#: tipped yet; 1.4e-3 over 50.
 MUON_LR = 0.02
 
 
@@ -65,6 +68,7 @@ def two_d(params):
 class MuonCase(NamedTuple):
     kwargs: dict  # the same keywords on both sides
     second_group: dict | None = None  # torch's group of "2.weight", and ours ("params" added)
+    one_cycle: bool = False  # OneCycleLR(max_lr=kwargs["lr"]) on Muon, cycling its momentum
 
 
 MUON_CASES = {
@@ -75,6 +79,7 @@ MUON_CASES = {
                                    adjust_lr_fn="match_rms_adamw")),
     "groups": MuonCase(dict(lr=MUON_LR, adjust_lr_fn="original"),
                        dict(lr=0.005, adjust_lr_fn="match_rms_adamw", weight_decay=0.0)),
+    "one_cycle": MuonCase(dict(lr=MUON_LR), one_cycle=True),
 }
 
 
@@ -83,14 +88,19 @@ def muon_paths(case: MuonCase, dtype: str):
     net, x, y = mlp(dtype)
     params = {k: jnp.array(v.detach().numpy(), copy=True) for k, v in net.state_dict().items()}
     named = dict(net.named_parameters())
+    kwargs = dict(case.kwargs)
+    if case.one_cycle:
+        kwargs["lr"] = fls.OneCycleLR(case.kwargs["lr"], total_steps=STEPS)
     if case.second_group:
         torch_muon = torch.optim.Muon([{"params": [named["0.weight"]]},
                                        {"params": [named["2.weight"]], **case.second_group}],
                                       **case.kwargs)
-        muon = fo.Muon(**case.kwargs, param_groups=[{"params": "2.weight", **case.second_group}])
+        muon = fo.Muon(**kwargs, param_groups=[{"params": "2.weight", **case.second_group}])
     else:
         torch_muon = torch.optim.Muon([named["0.weight"], named["2.weight"]], **case.kwargs)
-        muon = fo.Muon(**case.kwargs)
+        muon = fo.Muon(**kwargs)
+    scheduler = (tls.OneCycleLR(torch_muon, max_lr=case.kwargs["lr"], total_steps=STEPS)
+                 if case.one_cycle else None)
     torch_adamw = torch.optim.AdamW([named["0.bias"], named["2.bias"]], lr=1e-2)
     tx = optax.partition({"muon": muon, "adamw": fo.AdamW(lr=1e-2)}, two_d)
 
@@ -107,6 +117,8 @@ def muon_paths(case: MuonCase, dtype: str):
         torch.mean((net(xt) - yt) ** 2).backward()
         torch_muon.step()
         torch_adamw.step()
+        if scheduler is not None:
+            scheduler.step()
         params, state = step(params, state)
         ours.append({k: np.asarray(v) for k, v in params.items()})
         theirs.append({k: v.detach().numpy().copy() for k, v in net.state_dict().items()})
@@ -117,7 +129,7 @@ def worst(ours, theirs) -> float:
     return max(float(np.max(np.abs(a[k] - b[k]))) for a, b in zip(ours, theirs) for k in a)
 
 
-@pytest.mark.parametrize("name", list(MUON_CASES))
+@pytest.mark.parametrize("name", [n for n in MUON_CASES if n != "lr"])  # "lr": in float32
 def test_muon_and_adamw_match_torch_float64(name):
     ours, theirs = muon_paths(MUON_CASES[name], "float64")
     moved = max(float(np.max(np.abs(theirs[-1][k] - theirs[0][k]))) for k in theirs[0])
@@ -125,7 +137,7 @@ def test_muon_and_adamw_match_torch_float64(name):
     assert worst(ours, theirs) <= TOL_FLOAT64
 
 
-@pytest.mark.parametrize("name", ["lr", "every_keyword"])
+@pytest.mark.parametrize("name", ["lr"])
 def test_muon_float32_within_a_bfloat16_unit_per_step(name):
     ours, theirs = muon_paths(MUON_CASES[name], "float32")
     assert all(v.dtype == np.float32 for v in ours[-1].values())
@@ -138,9 +150,10 @@ def test_newton_schulz_is_torchs_bfloat16_for_bfloat16(shape):
     element equal (larger ones sum in another order: see `transforms.scale_by_torch_muon`)."""
     rng = np.random.default_rng(1)
     tx = transforms.scale_by_torch_muon(momentum=0.0, nesterov=False)
+    update = jax.jit(tx.update)
     for scale in (1e-3, 1.0, 30.0):
         g = rng.normal(size=shape) * scale
-        ours, _ = tx.update(jnp.asarray(g), tx.init(jnp.asarray(g)))
+        ours, _ = update(jnp.asarray(g), tx.init(jnp.asarray(g)))
         theirs = torch_newton_schulz(torch.from_numpy(g), (3.4445, -4.7750, 2.0315), 5, 1e-7)
         np.testing.assert_array_equal(np.asarray(ours), theirs.double().numpy())
 
@@ -179,9 +192,10 @@ def test_signatures_are_torchs():
 # --------------------------------------------------------------------------- SparseAdam
 
 TOKENS, POSITIONS, DIM, BATCH = 12, 5, 3, 6
-SPARSE_STEPS = 80
-#: float64, relative and absolute: the same arithmetic as torch's on every present row, rounded
-#: alike but for the step size's order (~1e-16 per step). Measured: 1.9e-16 relative.
+SPARSE_STEPS = 60
+#: float64, relative and absolute, element by element: the same arithmetic as torch's on every
+#: present row, rounded alike but for the step size's order and the gradients' sums (~1e-16 per
+#: step). Measured over the three cases: parameters <= 2.8e-16 of the largest, moments <= 1.9e-15.
 TOL = 1e-14
 
 

@@ -81,7 +81,8 @@ the parameters it selects; see `groups`.
 optimizer's momentum (SGD, RMSprop) or beta1 (the Adam family) at every step. Given such a
 schedule as ``lr``, these functions do the same: the schedule's ``momentum`` replaces the
 ``momentum`` or ``betas[0]`` argument, through `optax.inject_hyperparams`. Adagrad and Adadelta
-have neither and refuse it, as torch does; so do Rprop, ASGD and Adafactor.
+have neither and refuse it, as torch does; so do Rprop, ASGD and Adafactor. Muon's momentum
+and SparseAdam's beta1 cycle, as torch's do.
 """
 
 from __future__ import annotations

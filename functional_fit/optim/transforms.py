@@ -5,7 +5,8 @@ compute what torch computes, and from these where they do not. Each one here say
 docstring, which optax function comes closest and where it parts from torch. They work on any
 pytree of float32 or float64 arrays; their state is in the parameters' dtype (as torch's is),
 except NAdam's running product and ASGD's eta and mu, which torch keeps in float32 scalars (see
-`scale_by_torch_nadam`, `scale_by_torch_asgd`).
+`scale_by_torch_nadam`, `scale_by_torch_asgd`); and Muon's Newton-Schulz iteration, which torch
+computes in bfloat16 whatever the parameters' dtype (`scale_by_torch_muon`).
 
 Like optax's ``scale_by_*`` functions they do not apply the learning rate: chain
 ``optax.scale_by_learning_rate(lr)`` after them. Rprop's, ASGD's and Adafactor's are the
