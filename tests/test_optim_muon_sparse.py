@@ -235,6 +235,7 @@ SPARSE_CASES = {
     "defaults": dict(kwargs={}),
     "every_keyword": dict(kwargs=dict(lr=0.05, betas=(0.8, 0.99), eps=1e-6, maximize=True)),
     "groups": dict(kwargs=dict(lr=0.05), pos_group=dict(lr=0.01, betas=(0.5, 0.9))),
+    "one_cycle": dict(kwargs=dict(lr=0.05), one_cycle=True),  # cycles beta1, as torch's
 }
 
 
@@ -250,6 +251,10 @@ def test_sparse_adam_matches_torch_on_embeddings(name):
     else:
         opt = torch.optim.SparseAdam([*tok.parameters(), *pos.parameters()], **kwargs)
         tx = fo.SparseAdam(**kwargs)
+    scheduler = None
+    if SPARSE_CASES[name].get("one_cycle"):
+        tx = fo.SparseAdam(lr=fls.OneCycleLR(kwargs["lr"], total_steps=SPARSE_STEPS))
+        scheduler = tls.OneCycleLR(opt, max_lr=kwargs["lr"], total_steps=SPARSE_STEPS)
     params = {"tok": jnp.array(tok.weight.detach().numpy(), copy=True),
               "pos": jnp.array(pos.weight.detach().numpy(), copy=True)}
 
@@ -266,6 +271,8 @@ def test_sparse_adam_matches_torch_on_embeddings(name):
         out = tok(torch.from_numpy(tokens)) + pos(torch.from_numpy(positions))
         (sign * torch.sum((out @ vt - tt) ** 2)).backward()
         opt.step()
+        if scheduler is not None:
+            scheduler.step()
         params, state = step(params, state, tokens, positions)
         for key, module in (("tok", tok), ("pos", pos)):
             torch_state = opt.state[module.weight]
