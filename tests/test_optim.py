@@ -47,6 +47,7 @@ from functional_fit.tolerances import (
 from torch.optim import lr_scheduler as tls
 
 from _paths import EveryKSteps, flat, growth, jax_train, torch_train
+from test_optim_muon_sparse import MUON_CASES, SPARSE_CASES
 from comparison.problems import make
 
 N = 100  # the lecture's data
@@ -300,9 +301,15 @@ def test_signature_is_torchs(name):
         assert ours[k].kind == p.kind, k
 
 
+#: Muon (2-D parameters only) and SparseAdam (row-sparse gradients) run against torch on models
+#: of their own, in tests/test_optim_muon_sparse.py: their keyword sets, as Cases.
+OWN_MODELS = [Case("Muon", c.kwargs) for c in MUON_CASES.values()] + [
+    Case("SparseAdam", c["kwargs"]) for c in SPARSE_CASES.values()]
+
+
 def test_every_optimizer_and_keyword_is_covered():
     for name in fo.OPTIMIZERS:
-        cases = [c for c in CASES.values() if c.optimizer == name]
+        cases = [c for c in [*CASES.values(), *OWN_MODELS] if c.optimizer == name]
         assert any(not c.kwargs for c in cases), f"{name} at its defaults"
         keywords = set(inspect.signature(fo.OPTIMIZERS[name]).parameters) - {"lr"} - FLAGS
         changed = {k for c in cases for k, v in c.kwargs.items()
@@ -315,7 +322,8 @@ def test_every_optimizer_and_keyword_is_covered():
 def test_state_keeps_the_params_dtype(name, dtype):
     """Every float array in the state is in the params' dtype (NAdam's mu_product and ASGD's
     eta and mu are () float32, as torch's)."""
-    params = {"a": np.ones((2, 3), dtype), "b": np.ones(3, dtype)}
+    b_shape = (3, 1) if name == "Muon" else (3,)  # Muon takes 2-D parameters only
+    params = {"a": np.ones((2, 3), dtype), "b": np.ones(b_shape, dtype)}
     keywords = inspect.signature(fo.OPTIMIZERS[name]).parameters
     for kwargs in ({}, {k: v for k, v in {"weight_decay": 0.1, "maximize": True}.items()
                         if k in keywords}):
