@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from functional_fit.checks import InputError
+
 #: torch keeps NAdam's ``mu_product`` in a scalar tensor of ``torch.get_default_dtype()``'s
 #: kind: float32 unless the default was set to float64. Rounding it to float32 changes the
 #: coefficients of NAdam's first steps by up to ~1e-7 relative, so the JAX side rounds it the
@@ -536,6 +538,10 @@ def scale_by_torch_adafactor(
         return learning_rate(count) if callable(learning_rate) else learning_rate
 
     def init_fn(params):
+        if any(jnp.iscomplexobj(p) for p in jax.tree.leaves(params)):
+            raise InputError("params: Adafactor does not support complex parameters (torch "
+                             "refuses them too, at its first step)")
+
         def row(p):
             return (jnp.zeros(p.shape[:-1] + (1,), p.dtype) if p.ndim > 1
                     else jnp.zeros((0,), p.dtype))
