@@ -115,7 +115,8 @@ DRIVERS = {"LBFGS": Driver(closure=True, skip=False, separable=False, steps=3),
 
 
 def torch_path(name: str, kwargs: dict, problem: str, scale: float = 1.0) -> np.ndarray:
-    """(STEPS + 1, P) params of torch.optim.`name` on `problem` from START (times `scale`)."""
+    """(steps + 1, P) params of torch.optim.`name` on `problem` from START (times `scale`),
+    for the driver's number of steps."""
     drive, names = DRIVERS.get(name, Driver()), PROBLEMS[problem]
     p = {k: torch.tensor(START[k] * scale, requires_grad=True) for k in names}
     opt = getattr(torch.optim, name)(list(p.values()), **kwargs)
@@ -155,7 +156,7 @@ def jax_transform(name: str, kwargs: dict, problems: tuple) -> optax.GradientTra
 
 def jax_runs(name: str, runs: list) -> list:
     """Each run (kwargs, problems) of functional_fit.optim.`name` from START as
-    {problem: (STEPS + 1, P) params}: every run side by side in one compiled step."""
+    {problem: (steps + 1, P) params}: every run side by side in one compiled step."""
     txs = [jax_transform(name, kwargs, problems) for kwargs, problems in runs]
 
     @jax.jit
