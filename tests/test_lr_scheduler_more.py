@@ -1,11 +1,10 @@
 """PolynomialLR, MultiplicativeLR, CosineAnnealingWarmRestarts, CyclicLR and ChainedScheduler
 against torch.optim.lr_scheduler, value by value and along whole training paths.
 
-Three references: torch 2.13's own schedulers, stepped as a training loop steps them
-(``optimizer.step(); scheduler.step()``), float64, over enough steps to pass every phase;
-the hand-computed expectations of PyTorch's ``test/optim/test_lrscheduler.py`` (copied below,
-each under the name of the test it comes from, checked at that file's own tolerance); and
-1,000-step optimizer paths against torch's, as in tests/test_optim.py.
+Two references: torch 2.13's own schedulers, stepped as a training loop steps them
+(``optimizer.step(); scheduler.step()``), float64, over enough steps to pass every phase; and
+1,000-step optimizer paths against torch's, as in tests/test_optim.py. The hand-computed
+expectations of PyTorch's ``test/optim/test_lrscheduler.py`` are tests/test_lr_scheduler_torch.py.
 """
 
 from __future__ import annotations
@@ -34,9 +33,6 @@ from functional_fit.tolerances import (
 from _paths import flat, growth
 from test_lr_scheduler import jax_values, torch_values
 from test_optim import Case, run, sched
-
-#: torch's test_lrscheduler.py compares every expected rate with ``atol=1e-5, rtol=0``.
-TORCH_TEST_ATOL = 1e-5
 
 #: Schedules computed by torch's own recursion (a table, or its product in its order).
 EXACT = ("PolynomialLR", "MultiplicativeLR")
@@ -216,180 +212,6 @@ def test_python_int_counts_give_the_same_rates():
     assert rel_err(ours, theirs[:, 0]) <= SCHEDULE_FLOAT64
     assert rel_err(jax_values(schedule, 7), theirs[:, 0]) <= SCHEDULE_FLOAT64
     assert ours[3] == theirs[3, 0] == 0.0  # one step: (1 - 3/3) / (1 - 2/3)
-
-
-# --------------------------------------------------- PyTorch's test_lrscheduler.py, as tables
-
-
-def _warm_restarts_targets(lr, T_mult, iters=100, eta_min=1e-10, T_i=10):
-    """test_CosineAnnealingWarmRestarts_lr1's expectations, computed as that test does."""
-    targets, T_cur = [lr], 0
-    for _ in range(1, iters):
-        T_cur += 1
-        if T_cur >= T_i:
-            T_cur, T_i = T_cur - T_i, T_mult * T_i
-        targets.append(eta_min + (lr - eta_min) * (1 + math.cos(math.pi * T_cur / T_i)) / 2)
-    return targets
-
-
-def _cos(lr, x, epochs, eta_min=1e-10):
-    return eta_min + (lr - eta_min) * (1 + math.cos(math.pi * x / epochs)) / 2
-
-
-def _poly(lr, power=0.9, total=5, epochs=10):
-    return [(1.0 - x / total) ** power * lr for x in range(total)] + [0.0] * (epochs - total)
-
-
-_XS = [0, 0.25, 0.5, 0.75, 1, 0.75, 0.50, 0.25, 0, 0.25, 0.5, 0.75, 1]
-_XS_UP_DOWN = [0.0, 0.5, 1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6, 0.0, 0.5, 1.0, 5 / 6, 4 / 6]
-_TRIANGULAR = [1, 2, 3, 4, 5, 4, 3, 2, 1, 2, 3]
-_TRIANGULAR_MOMENTUM = [5, 4, 3, 2, 1, 2, 3, 4, 5, 4, 3]
-_TRIANGULAR2 = [1, 2, 3, 4, 5, 4, 3, 2, 1, 1.5, 2.0, 2.5, 3.0, 2.5, 2.0, 1.5, 1, 1.25, 1.50,
-                1.75, 2.00, 1.75]
-_TRIANGULAR2_UP_DOWN = [1.0, 3.0, 5.0, 13 / 3, 11 / 3, 9 / 3, 7 / 3, 5 / 3, 1.0, 2.0, 3.0,
-                        8 / 3, 7 / 3, 6 / 3, 5 / 3, 4 / 3, 1.0, 3 / 2, 2.0, 11 / 6, 10 / 6,
-                        9 / 6, 8 / 6, 7 / 6]
-_TRIANGULAR2_UP_DOWN_MOMENTUM = [5.0, 3.0, 1.0, 5 / 3, 7 / 3, 3.0, 11 / 3, 13 / 3, 5.0, 4.0,
-                                 3.0, 10 / 3, 11 / 3, 4.0, 13 / 3, 14 / 3, 5.0, 4.5, 4.0,
-                                 25 / 6, 13 / 3, 4.5, 14 / 3, 29 / 6]
-
-
-def _cyclic(**kw):
-    return lambda: fls.CyclicLR(**dict(dict(base_lr=1, max_lr=5, step_size_up=4,
-                                             base_momentum=1, max_momentum=5), **kw))
-
-
-#: test name -> (JAX schedule, expected rates (after k = 0, 1, ... steps), expected momenta)
-TORCH_TABLES = {
-    "test_poly_lr": (lambda: fls.PolynomialLR(0.05, power=0.9, total_iters=5),
-                     _poly(0.05), None),
-    "test_poly_lr[group 2]": (lambda: fls.PolynomialLR(0.5, power=0.9, total_iters=5),
-                              _poly(0.5), None),
-    "test_multiplicative_lr": (lambda: fls.MultiplicativeLR(0.05, lambda i: 0.9),
-                               [0.05 * 0.9**x for x in range(10)], None),
-    "test_multiplicative_lr[group 2]": (lambda: fls.MultiplicativeLR(0.4, lambda i: 0.8),
-                                        [0.4 * 0.8**x for x in range(10)], None),
-    **{f"test_CosineAnnealingWarmRestarts_lr1[T_mult={m}, lr={lr}]": (
-        lambda m=m, lr=lr: fls.CosineAnnealingWarmRestarts(lr, T_0=10, T_mult=m,
-                                                           eta_min=1e-10),
-        _warm_restarts_targets(lr, m), None) for m in (1, 2, 4) for lr in (0.05, 0.5)},
-    "test_cycle_lr_triangular_mode_one_lr": (_cyclic(), _TRIANGULAR,
-                                                     _TRIANGULAR_MOMENTUM),
-    "test_cycle_lr_triangular_mode_one_lr_no_momentum": (_cyclic(cycle_momentum=False),
-                                                         _TRIANGULAR, None),
-    "test_cycle_lr_triangular2_mode_one_lr": (
-        _cyclic(mode="triangular2"), _TRIANGULAR2, [6 - x for x in _TRIANGULAR2]),
-    "test_cycle_lr_exp_range_mode_one_lr": (
-        _cyclic(mode="exp_range", gamma=0.9), [1 + x * 4 * 0.9**i for i, x in enumerate(_XS)],
-        [5 - x * 4 * 0.9**i for i, x in enumerate(_XS)]),
-    "test_cycle_lr_triangular_mode[group 2]": (
-        _cyclic(base_lr=2, max_lr=6, base_momentum=2, max_momentum=6),
-        [x + 1 for x in _TRIANGULAR], [x + 1 for x in _TRIANGULAR_MOMENTUM]),
-    "test_cycle_lr_triangular2_mode[group 2]": (
-        _cyclic(base_lr=3, max_lr=7, base_momentum=3, max_momentum=7, mode="triangular2"),
-        [x + 2 for x in _TRIANGULAR2], [8 - x for x in _TRIANGULAR2]),
-    "test_cycle_lr_exp_range_mode[group 2]": (
-        _cyclic(base_lr=5, max_lr=12, base_momentum=5, max_momentum=12, mode="exp_range",
-                gamma=0.9), [5 + x * 7 * 0.9**i for i, x in enumerate(_XS)],
-        [12 - x * 7 * 0.9**i for i, x in enumerate(_XS)]),
-    "test_cycle_lr_triangular_mode_step_size_up_down": (
-        _cyclic(step_size_down=6), [1.0, 2.0, 3.0, 4.0, 5.0, 13 / 3, 11 / 3, 9 / 3, 7 / 3,
-                                    5 / 3, 1.0],
-        [5.0, 4.0, 3.0, 2.0, 1.0, 5 / 3, 7 / 3, 3.0, 11 / 3, 13 / 3, 5.0]),
-    "test_cycle_lr_triangular2_mode_step_size_up_down": (
-        _cyclic(step_size_up=2, step_size_down=6, mode="triangular2"), _TRIANGULAR2_UP_DOWN,
-        _TRIANGULAR2_UP_DOWN_MOMENTUM),
-    "test_cycle_lr_triangular2_mode_step_size_up_down[group 2]": (
-        _cyclic(step_size_up=2, step_size_down=6, mode="triangular2", base_lr=3, max_lr=7,
-                base_momentum=3, max_momentum=7), [x + 2 for x in _TRIANGULAR2_UP_DOWN],
-        [x + 2 for x in _TRIANGULAR2_UP_DOWN_MOMENTUM]),
-    "test_cycle_lr_exp_range_mode_step_size_up_down": (
-        _cyclic(step_size_up=2, step_size_down=6, mode="exp_range", gamma=0.9),
-        [1 + x * 4 * 0.9**i for i, x in enumerate(_XS_UP_DOWN)],
-        [5 - x * 4 * 0.9**i for i, x in enumerate(_XS_UP_DOWN)]),
-    "test_chained_lr1": (
-        lambda: fls.ChainedScheduler(0.05, [fls.StepLR(0.05, 3, gamma=0.1)]),
-        [0.05] * 3 + [0.005] * 3 + [0.0005] * 3 + [0.00005], None),
-    "test_chained_lr2": (
-        lambda: fls.ChainedScheduler(0.05, [fls.LinearLR(0.05, start_factor=0.4,
-                                                         total_iters=3)]),
-        [0.02, 0.03, 0.04] + [0.05] * 7, None),
-    "test_chained_lr3": (
-        lambda: fls.ChainedScheduler(0.05, [fls.LinearLR(0.05, start_factor=0.4, total_iters=3),
-                                            fls.MultiStepLR(0.05, [4, 8, 10], gamma=0.1)]),
-        [0.02, 0.03, 0.04, 0.05] + [0.005] * 4 + [0.0005] * 2, None),
-    "test_chained_lr4": (
-        lambda: fls.ChainedScheduler(0.05, [fls.ExponentialLR(0.05, gamma=0.9),
-                                            fls.ConstantLR(0.05, factor=0.2, total_iters=4),
-                                            fls.StepLR(0.05, gamma=0.1, step_size=3)]),
-        [0.05 * 0.2 * 0.9**x for x in range(3)] + [0.05 * 0.2 * 0.9**3 * 0.1]
-        + [0.05 * 0.9**x * 0.1 for x in range(4, 6)]
-        + [0.05 * 0.9**x * 0.01 for x in range(6, 9)], None),
-    **{f"test_chained_lr5[lr={lr}]": (
-        lambda lr=lr: fls.ChainedScheduler(lr, [fls.PolynomialLR(lr, power=0.9, total_iters=5),
-                                                fls.ConstantLR(lr, factor=0.1)]),
-        [x * 0.1 for x in _poly(lr)], None) for lr in (0.05, 0.5)},
-    # torch's test_compound_* step several schedulers of one optimizer in turn: a chain.
-    "test_compound_step_and_multistep_lr": (
-        lambda: fls.ChainedScheduler(0.05, [fls.StepLR(0.05, gamma=0.1, step_size=3),
-                                            fls.MultiStepLR(0.05, [2, 5, 9], gamma=0.1)]),
-        [0.05] * 2 + [0.005] * 1 + [5e-4] * 2 + [5e-5] + [5e-6] * 3 + [5e-8], None),
-    "test_compound_step_and_exp_lr": (
-        lambda: fls.ChainedScheduler(0.05, [fls.StepLR(0.05, gamma=0.1, step_size=3),
-                                            fls.ExponentialLR(0.05, gamma=0.9)]),
-        [0.05 * 0.1 ** (x // 3) * 0.9**x for x in range(10)], None),
-    "test_compound_exp_and_multistep_lr": (
-        lambda: fls.ChainedScheduler(0.05, [fls.MultiStepLR(0.05, [2, 5, 9], gamma=0.1),
-                                            fls.ExponentialLR(0.05, gamma=0.9)]),
-        [0.05 * (0.9**x) for x in range(2)] + [0.005 * (0.9**x) for x in range(2, 5)]
-        + [0.0005 * (0.9**x) for x in range(5, 9)] + [0.00005 * 0.9**9], None),
-    "test_compound_exp_and_linearlr": (
-        lambda: fls.ChainedScheduler(0.05, [fls.LinearLR(0.05, start_factor=0.4,
-                                                         end_factor=0.9, total_iters=4),
-                                            fls.ExponentialLR(0.05, gamma=0.9)]),
-        [0.05 * 0.9**i * (0.4 + i / 4 * 0.5 if i < 4 else 0.9) for i in range(10)], None),
-    "test_compound_step_and_constantlr": (
-        lambda: fls.ChainedScheduler(0.05, [fls.StepLR(0.05, gamma=0.1, step_size=3),
-                                            fls.ConstantLR(0.05, factor=0.4, total_iters=4)]),
-        [0.05 * 0.4] * 3 + [0.005 * 0.4] + [0.005] * 2 + [0.0005] * 3 + [0.00005], None),
-    "test_compound_linearlr_and_multistep_lr": (
-        lambda: fls.ChainedScheduler(0.05, [fls.MultiStepLR(0.05, [2, 5, 9], gamma=0.1),
-                                            fls.LinearLR(0.05, start_factor=0.4,
-                                                         total_iters=4)]),
-        [r * (0.4 + i / 4 * 0.6 if i < 4 else 1)
-         for i, r in enumerate([0.05] * 2 + [0.005] * 3 + [0.0005] * 4 + [0.00005])], None),
-    "test_compound_cosanneal_and_step_lr": (
-        lambda: fls.ChainedScheduler(0.05, [fls.CosineAnnealingLR(0.05, 10, eta_min=1e-10),
-                                            fls.StepLR(0.05, gamma=0.1, step_size=3)]),
-        [_cos(0.05, x, 10) * 0.1 ** (x // 3) for x in range(10)], None),
-    "test_compound_cosanneal_and_multistep_lr": (
-        lambda: fls.ChainedScheduler(0.05, [fls.CosineAnnealingLR(0.05, 10, eta_min=1e-10),
-                                            fls.MultiStepLR(0.05, [2, 5, 9], gamma=0.1)]),
-        [_cos(0.05, x, 10) * m
-         for x, m in enumerate([1] * 2 + [0.1] * 3 + [0.01] * 4 + [0.001])], None),
-    "test_compound_cosanneal_and_linearlr": (
-        lambda: fls.ChainedScheduler(0.05, [fls.LinearLR(0.05, start_factor=0.4,
-                                                         total_iters=4),
-                                            fls.CosineAnnealingLR(0.05, 10, eta_min=1e-10)]),
-        [_cos(0.05, x, 10) * (0.4 + x / 4 * 0.6 if x < 4 else 1) for x in range(10)], None),
-    "test_compound_cosanneal_and_exp_lr": (
-        lambda: fls.ChainedScheduler(0.05, [fls.CosineAnnealingLR(0.05, 10, eta_min=1e-10),
-                                            fls.ExponentialLR(0.05, gamma=0.1)]),
-        [_cos(0.05, x, 10) * 0.1**x for x in range(10)], None),
-}
-
-
-@pytest.mark.parametrize("name", list(TORCH_TABLES))
-def test_torch_test_suite_expectations(name):
-    make, lrs, momenta = TORCH_TABLES[name]
-    schedule = make()
-    ours = jax_values(schedule, len(lrs) - 1)
-    np.testing.assert_allclose(ours, lrs, rtol=0, atol=TORCH_TEST_ATOL)
-    if momenta is not None:
-        np.testing.assert_allclose(jax_values(schedule.momentum, len(momenta) - 1), momenta,
-                                   rtol=0, atol=TORCH_TEST_ATOL)
-    else:
-        assert getattr(schedule, "momentum", None) is None
 
 
 # --------------------------------------------------------------------------- training paths

@@ -221,6 +221,10 @@ def test_betas_of_any_float64_kind_are_the_numbers_they_hold():
     (dict(lr=jnp.ones(2)), "lr must be a number or a 1-element"),
     (dict(lr=torch.tensor(-0.1)), "lr must be non-negative"),
     (dict(betas=(torch.tensor(1.0, dtype=torch.float64), 0.9)), "betas[0] must be in"),
+    # torch refuses tensor hyperparameters with foreach=True (optim_db's error inputs)
+    (dict(lr=torch.tensor(1e-3, dtype=torch.float64), foreach=True), "lr as a tensor"),
+    (dict(betas=(torch.tensor(0.9, dtype=torch.float64),) * 2, foreach=True),
+     "betas as a tensor"),
 ])
 def test_bad_tensors_are_refused_in_one_line(kwargs, word):
     with pytest.raises(ff.InputError) as info:

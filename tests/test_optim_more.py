@@ -1,18 +1,13 @@
-"""Rprop, ASGD and Adafactor against torch.optim: torch's own keyword sets, and optax's gaps.
+"""Rprop, ASGD and Adafactor against torch.optim: the behaviours whole paths may not reach.
 
-`KEYWORD_SETS` holds every CPU keyword set of Rprop, ASGD and Adafactor in PyTorch 2.13's own
-optimizer table (``torch.testing._internal.common_optimizers.optim_db``: its
-``optim_inputs_func_rprop``, ``_asgd`` and ``_adafactor``; the other sets are CUDA's
-``capturable``). Each runs 1,000
-float64 steps on the lecture's quadratic (full batch) and on a tanh network (minibatches of
-10), against torch, within tests/test_optim.py's bounds. `test_keyword_sets_are_torchs` checks
-the table against optim_db itself where ``expecttest`` (which that module imports) is installed.
+Their whole 1,000-step paths are in tests/test_optim.py's table, and every keyword set of
+torch's own optimizer table (optim_db) in tests/test_optim_db.py.
 
-Then the behaviours the paths may not reach, each checked against torch directly: Rprop's
-clipped first step (which ``optax.rprop`` skips), its sign of a product that underflows and
-its NaNs, the exact path of a scripted gradient sequence with exact zeros and sign changes;
-ASGD's float32 step sizes, its average (torch's ``state["ax"]``) and its eta and mu;
-Adafactor's factored moments of 2-D and 3-D leaves beside a vector and a scalar.
+Each of these is checked against torch directly: Rprop's clipped first step (which
+``optax.rprop`` skips), its sign of a product that underflows and its NaNs, the exact path of
+a scripted gradient sequence with exact zeros and sign changes; ASGD's float32 step sizes, its
+average (torch's ``state["ax"]``) and its eta and mu; Adafactor's factored moments of 2-D and
+3-D leaves beside a vector and a scalar.
 """
 
 from __future__ import annotations
@@ -29,69 +24,9 @@ import torch
 import functional_fit as ff
 import functional_fit.optim as fo
 from functional_fit.optim import lr_scheduler as fls
-from functional_fit.tolerances import OPTIM_GROWTH_FLOAT64, OPTIM_STEPS, TRAJECTORY_FLOAT64, rel_err
+from functional_fit.tolerances import rel_err
 
-from _paths import flat, growth, jax_train, torch_train
-from comparison.problems import make
-
-N = 100  # the lecture's data
-
-#: optim_db's CPU keyword sets, as torch 2.13 lists them (name -> [(desc, kwargs), ...]).
-KEYWORD_SETS = {
-    "Rprop": [("default", {}), ("non-default lr", {"lr": 2e-4}),
-              ("non-default etas", {"etas": (0.5, 1.5)}),
-              ("non-default step_sizes", {"step_sizes": (2e-6, 100)}),
-              ("maximize", {"maximize": True})],
-    "ASGD": [("default", {}), ("non-default lambd", {"lambd": 0.1}),
-             ("non-default lr", {"lr": 0.02}), ("t0", {"t0": 100}),
-             ("maximize", {"maximize": True}),
-             ("nonzero weight_decay", {"weight_decay": 0.1}),
-             ("maximize, nonzero weight_decay", {"weight_decay": 0.1, "maximize": True})],
-    "Adafactor": [("default", {}), ("nonzero weight_decay", {"weight_decay": 0.1, "lr": 0.01}),
-                  ("maximize", {"weight_decay": 0.1, "maximize": True}),
-                  ("non-default beta2_decay", {"beta2_decay": -1.0}),
-                  ("non-default clipping threshold d", {"d": 1.5})],
-}
-SETS = [(name, desc, kwargs) for name, sets in KEYWORD_SETS.items() for desc, kwargs in sets]
-
-
-def paths(name: str, kwargs: dict, problem: str, batch_size: int | None, steps: int):
-    """(JAX path, torch path) of optimizer `name` with `kwargs` on `problem`, float64."""
-    pb = make(problem, "float64", maximize=kwargs.get("maximize", False))
-    if batch_size is None:
-        batching = dict(steps=steps)
-    else:
-        epochs = -(-steps // math.ceil(N / batch_size))
-        batching = dict(order=ff.batch_order(N, epochs, seed=5), batch_size=batch_size)
-    jpath = jax_train(pb.params, pb.x, pb.y, model=pb.model, loss=pb.loss,
-                      optimizer=fo.OPTIMIZERS[name](**kwargs), **batching)
-    opt = getattr(torch.optim, name)(pb.module.parameters(), **kwargs)
-    tpath = torch_train(pb.module, pb.loss_fn, *map(torch.from_numpy, (pb.x, pb.y)),
-                        optimizer=opt, **batching)
-    return jpath, tpath
-
-
-@pytest.mark.parametrize("problem, batch_size", [("poly2", None), ("mlp", 10)])
-@pytest.mark.parametrize("name, desc, kwargs", SETS, ids=[f"{n}-{d}" for n, d, _ in SETS])
-def test_optim_db_keyword_sets_agree_with_torch(name, desc, kwargs, problem, batch_size):
-    jpath, tpath = paths(name, kwargs, problem, batch_size, OPTIM_STEPS)
-    a, b = flat(jpath), flat(tpath)
-    assert a.shape == b.shape and a.shape[0] >= OPTIM_STEPS + 1
-    assert np.max(np.abs(b[-1] - b[0])) > 1e-3 * np.max(np.abs(b))  # the parameters moved
-    g = growth(jpath, tpath)
-    assert rel_err(a, b) <= TRAJECTORY_FLOAT64
-    assert np.all(g <= OPTIM_GROWTH_FLOAT64 * np.maximum(np.arange(g.size), 1))
-
-
-def test_keyword_sets_are_torchs():
-    common = pytest.importorskip("torch.testing._internal.common_optimizers",
-                                 exc_type=ImportError)  # it imports expecttest
-    for info in common.optim_db:
-        name = info.optim_cls.__name__
-        if name in KEYWORD_SETS:
-            theirs = [(i.desc, i.kwargs) for i in info.optim_inputs_func(device="cpu")]
-            assert theirs == KEYWORD_SETS[name]
-
+from _paths import flat
 
 # --------------------------------------------------------------------------- scripted gradients
 

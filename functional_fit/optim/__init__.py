@@ -105,11 +105,16 @@ from functional_fit.optim.unused import skip_unused
 # --------------------------------------------------------------------------- checks
 
 
+def _is_tensor(value) -> bool:
+    """Whether `value` is a tensor or array (anything with ``.item()``), not a Python number."""
+    return not isinstance(value, bool | Real) and hasattr(value, "item")
+
+
 def _scalar(name: str, value):
     """A 1-element tensor or array (torch, numpy, anything with ``.item()``) as the Python
     number it holds, exactly: a float32 tensor of 0.001 is float32(0.001) = 0.0010000000474974513,
     as torch reads it. Other values as they are, for the checks that follow."""
-    if isinstance(value, bool | Real) or not hasattr(value, "item"):
+    if not _is_tensor(value):
         return value
     shape = tuple(getattr(value, "shape", ()))
     if math.prod(shape) != 1:
@@ -118,6 +123,22 @@ def _scalar(name: str, value):
         return value.item()
     except jax.errors.ConcretizationTypeError:
         raise InputError(f"{name} must be a number, not an array traced by jax.jit") from None
+
+
+def _tensor_hyper(lr, betas, foreach) -> None:
+    """torch's Adam (and AdamW) refuses a tensor lr or tensor betas with ``foreach=True``
+    (its batched kernel takes them only with capturable=True, on CUDA): so does this.
+
+    torch also refuses betas of two kinds (a float and a tensor); here any float64 number,
+    array or tensor is the number it holds, so a float64 pair of two kinds is accepted."""
+    try:
+        tensor_betas = any(_is_tensor(b) for b in betas)
+    except TypeError:
+        tensor_betas = False  # not a pair: `_betas` says so
+    for name, given in (("lr", _is_tensor(lr)), ("betas", tensor_betas)):
+        if given and foreach:
+            raise InputError(f"{name} as a tensor needs foreach=False or None (torch refuses "
+                             f"foreach=True with a tensor {name} and capturable=False too)")
 
 
 def _width(value) -> int:
@@ -360,7 +381,8 @@ def Adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *
         ``decoupled_weight_decay`` a decay of the params by lr * weight_decay.
       amsgrad: divide by the running maximum of the second moment (torch's variant).
       foreach, capturable, differentiable, fused: torch's implementation flags (module
-        docstring).
+        docstring); foreach=True with a tensor lr or tensor betas is refused, as torch's Adam
+        refuses it.
       maximize: ascend instead of descend.
       decoupled_weight_decay: AdamW's decay.
 
@@ -377,6 +399,7 @@ def Adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *
     """
     name = "AdamW" if decoupled_weight_decay is True else "Adam"
     _flags(foreach, fused, capturable, differentiable, moved_by_differentiable=name)
+    _tensor_hyper(lr, betas, foreach)
     guard = _narrow_lr(name, lr)
     lr, b1, b2, eps, weight_decay, maximize = _adam_args(name, lr, betas, eps, weight_decay,
                                                          maximize)
@@ -742,7 +765,8 @@ def Adafactor(lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0
       maximize: ascend instead of descend.
 
     Returns:
-      An `optax.GradientTransformation`; its update needs ``params``.
+      An `optax.GradientTransformation`; its update needs ``params``. Its init refuses
+      complex params with an InputError, where torch raises a RuntimeError at its first step.
 
     Examples:
       >>> import jax.numpy as jnp

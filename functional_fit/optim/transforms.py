@@ -550,6 +550,10 @@ def scale_by_torch_adafactor(
         return learning_rate(count) if callable(learning_rate) else learning_rate
 
     def init_fn(params):
+        if any(jnp.iscomplexobj(p) for p in jax.tree.leaves(params)):
+            raise InputError("params: Adafactor does not support complex parameters (torch "
+                             "refuses them too, at its first step)")
+
         def row(p):
             return (jnp.zeros(p.shape[:-1] + (1,), p.dtype) if p.ndim > 1
                     else jnp.zeros((0,), p.dtype))

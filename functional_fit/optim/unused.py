@@ -87,9 +87,10 @@ def skip_unused(tx: optax.GradientTransformation) -> optax.GradientTransformatio
       too, where torch, holding a zero tensor in ``.grad``, steps it: its momentum and weight
       decay move it and its step count advances. A zero gradient carries no sign of which it
       was; the two are told apart only by torch's None.
-    - Adagrad's ``lr_decay`` is a schedule here (``lr / (1 + t * lr_decay)``), so its t counts
-      optimizer steps, where torch counts the parameter's own steps. The two agree when
-      ``lr_decay`` is 0 (its default) or every parameter is used on every step.
+    - A schedule's count (``lr`` made by `lr_scheduler`, a cycled momentum) advances on every
+      step, used or not, as torch's scheduler steps every group; each optimizer's own counts
+      (Adam's bias correction, Adagrad's ``lr_decay``) advance on the parameter's used steps
+      only, as torch's per-parameter ``state["step"]`` does.
 
     `tx` must treat each parameter on its own, as every optimizer of `functional_fit.optim`
     and `optax.multi_transform` (param groups) do. A transformation that looks across
