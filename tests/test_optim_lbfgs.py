@@ -29,6 +29,8 @@ import torch
 import functional_fit as ff
 import functional_fit.optim as fo
 from functional_fit.optim import lbfgs
+from functional_fit.optim import lr_scheduler as fls
+from torch.optim import lr_scheduler as tls
 
 from _paths import flat
 from comparison.problems import jax_train, make, torch_train
@@ -116,10 +118,11 @@ CASES = {
 }
 
 
-def torch_run(case: Case, start=None):
-    """torch's params after each step, and its optimizer."""
+def torch_run(case: Case, start=None, scheduler=None):
+    """torch's params after each step, and its state; `scheduler(opt)` stepped after each."""
     params = [torch.tensor(a, requires_grad=True) for a in (start or _start(case.problem))]
     opt = torch.optim.LBFGS(params, **case.kwargs)
+    sched = scheduler(opt) if scheduler else None
 
     def closure():
         opt.zero_grad()
@@ -130,6 +133,8 @@ def torch_run(case: Case, start=None):
     path = [np.concatenate([p.detach().numpy().ravel() for p in params])]
     for _ in range(case.steps):
         opt.step(closure)
+        if sched:
+            sched.step()
         path.append(np.concatenate([p.detach().numpy().ravel() for p in params]))
     return np.array(path), opt.state[params[0]]
 
@@ -239,6 +244,17 @@ def test_longer_rosenbrock_differences_are_torchs_own_sensitivity():
     sensitivity = _sensitivity(case)
     assert sensitivity > 100 * TOL  # torch alone: past TOL
     assert _rel(jax_run(case)[0], torch_run(case)[0]) <= 10 * sensitivity
+
+
+def test_a_schedule_sets_each_steps_lr_as_torchs_scheduler_does():
+    """lr=StepLR(...) against torch's StepLR stepped after each opt.step(closure)."""
+    case = Case("mlp", dict(lr=0.8, max_iter=4, history_size=3), 4)
+    tpath, tstate = torch_run(case, scheduler=lambda o: tls.StepLR(o, step_size=1, gamma=0.5))
+    jpath, jstates = jax_run(case._replace(kwargs=dict(case.kwargs, lr=fls.StepLR(
+        0.8, step_size=1, gamma=0.5))))
+    assert _rel(jpath, tpath) <= TOL and float(jstates[-1].t) == float(tstate["t"]) == 0.1
+    plain, _ = jax_run(case)
+    assert _rel(plain, tpath) > 1e-3  # the schedule changed the path
 
 
 # --------------------------------------------------------------------------- fit.train
