@@ -118,8 +118,8 @@ def _bracket(obj, t, f, g, gtd, max_ls):
 
     def body(c):
         prev, new, ls_iter, _ = c
-        armijo = (new.f > f + C1 * new.t * gtd) | ((ls_iter > 1) & (new.f >= prev.f))
-        status = jnp.where(armijo, 1, jnp.where(jnp.abs(new.gtd) <= -C2 * gtd, 2,
+        too_high = (new.f > f + C1 * new.t * gtd) | ((ls_iter > 1) & (new.f >= prev.f))
+        status = jnp.where(too_high, 1, jnp.where(jnp.abs(new.gtd) <= -C2 * gtd, 2,
                                                 jnp.where(new.gtd >= 0, 1, 0))).astype(jnp.int32)
 
         def step():
