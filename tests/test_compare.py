@@ -124,7 +124,7 @@ BAD = {
         dict(jax_model=lambda p, x: models.mlp(p, x)[:, 0]), "differ in shape"),
     "a loss that is not a scalar": (
         dict(jax_loss=lambda a, b: (a - b) ** 2), "jax_loss must return a scalar"),
-    "an unknown optimizer": (dict(optimizer=("LBFGS", {"lr": 1.0})), "optimizer must be one of"),
+    "an unknown optimizer": (dict(optimizer=("Shampoo", {"lr": 1.0})), "optimizer must be one of"),
     "an unknown keyword": (dict(optimizer=("SGD", {"lr": 0.1, "momentun": 0.9})),
                            "SGD has no keyword 'momentun'"),
     "non-finite data": (dict(nan_x=True), "x contains a non-finite value"),

@@ -306,9 +306,16 @@ def test_signature_is_torchs(name):
 OWN_MODELS = [Case("Muon", c.kwargs) for c in MUON_CASES.values()] + [
     Case("SparseAdam", c["kwargs"]) for c in SPARSE_CASES.values()]
 
+#: Optimizers whose table is elsewhere: LBFGS's step is up to max_iter iterations with its own
+#: stopping tests, compared step by step with its state in tests/test_optim_lbfgs.py (whose
+#: test_the_cases_cover_every_keyword_and_stopping_rule checks every keyword there).
+OWN_TABLE = {"LBFGS": "tests/test_optim_lbfgs.py"}
+
 
 def test_every_optimizer_and_keyword_is_covered():
     for name in fo.OPTIMIZERS:
+        if name in OWN_TABLE:
+            continue
         cases = [c for c in [*CASES.values(), *OWN_MODELS] if c.optimizer == name]
         assert any(not c.kwargs for c in cases), f"{name} at its defaults"
         keywords = set(inspect.signature(fo.OPTIMIZERS[name]).parameters) - {"lr"} - FLAGS
@@ -321,16 +328,22 @@ def test_every_optimizer_and_keyword_is_covered():
 @pytest.mark.parametrize("name", list(fo.OPTIMIZERS))
 def test_state_keeps_the_params_dtype(name, dtype):
     """Every float array in the state is in the params' dtype (NAdam's mu_product and ASGD's
-    eta and mu are () float32, as torch's)."""
+    eta and mu are () float32, as torch's). Each update gets optax's extra arguments, the loss
+    value= and value_fn=, which LBFGS needs and the others pass by."""
     b_shape = (3, 1) if name == "Muon" else (3,)  # Muon takes 2-D parameters only
     params = {"a": np.ones((2, 3), dtype), "b": np.ones(b_shape, dtype)}
     keywords = inspect.signature(fo.OPTIMIZERS[name]).parameters
+
+    def value_fn(p):
+        return sum(jax.numpy.sum(jax.numpy.sin(x)) for x in jax.tree.leaves(p))
+
     for kwargs in ({}, {k: v for k, v in {"weight_decay": 0.1, "maximize": True}.items()
                         if k in keywords}):
         tx = fo.OPTIMIZERS[name](lr=fls.OneCycleLR(0.1, 10) if name not in (
-            "Adagrad", "Adadelta", "Rprop", "ASGD", "Adafactor") else 0.1, **kwargs)
+            "Adagrad", "Adadelta", "Rprop", "ASGD", "Adafactor", "LBFGS") else 0.1, **kwargs)
         state = tx.init(jax.tree.map(jax.numpy.asarray, params))
-        updates, state = jax.jit(tx.update)(params, state, params)
+        updates, state = jax.jit(lambda p, s: tx.update(p, s, p, value=value_fn(p),
+                                                        value_fn=value_fn))(params, state)
         assert all(u.dtype == dtype for u in jax.tree.leaves(updates))
         for leaf in jax.tree.leaves(state):
             if jax.numpy.issubdtype(leaf.dtype, jax.numpy.floating) and leaf.shape:

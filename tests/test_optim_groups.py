@@ -191,9 +191,16 @@ OWN_MODELS = ("Muon", "SparseAdam")
 @pytest.mark.parametrize("name", [n for n in fo.OPTIMIZERS if n not in OWN_MODELS])
 def test_every_optimizer_takes_groups(name):
     """One group with weight decay (Rprop, which has none: its own lr), the rest at the
-    defaults: torch's update, on every optimizer (Muon and SparseAdam: `OWN_MODELS`)."""
+    defaults: torch's update, on every optimizer (Muon and SparseAdam: `OWN_MODELS`). LBFGS
+    refuses groups, as torch's does (one state over all parameters at once)."""
     takes = inspect.signature(fo.OPTIMIZERS[name]).parameters
     keywords = [{"weight_decay": 0.05} if "weight_decay" in takes else {"lr": 5e-3}]
+    if name == "LBFGS":
+        with pytest.raises(InputError, match="parameter groups"):
+            fo.LBFGS(lr=1e-2, param_groups=[{"params": "hidden.*", **keywords[0]}])
+        with pytest.raises(ValueError, match="parameter groups"):
+            torch.optim.LBFGS(torch_groups(start()[1], ["hidden.*"], keywords), lr=1e-2)
+        return
     tx = fo.OPTIMIZERS[name](lr=1e-2, param_groups=[{"params": "hidden.*", **keywords[0]}])
     tpath = torch_path(lambda net: getattr(torch.optim, name)(
         torch_groups(net, ["hidden.*"], keywords), lr=1e-2))

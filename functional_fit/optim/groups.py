@@ -237,4 +237,21 @@ def with_param_groups(factory: Callable) -> Callable:
     return make
 
 
-__all__ = ["PROPORTIONAL", "ROOT_NAME", "grouped", "labels", "names", "with_param_groups"]
+def without_param_groups(factory: Callable) -> Callable:
+    """`factory` taking a keyword-only ``param_groups`` only to refuse it, as torch's LBFGS
+    refuses groups ("LBFGS doesn't support per-parameter options (parameter groups)"): its
+    state is global, over all parameters flattened into one vector. The signature shown stays
+    the factory's own."""
+
+    @functools.wraps(factory)
+    def make(*args, param_groups=None, **kwargs):
+        if param_groups is not None:
+            raise InputError(f"param_groups: {factory.__name__} doesn't support per-parameter "
+                             "options (parameter groups), as torch's doesn't; leave it None")
+        return factory(*args, **kwargs)
+
+    return make
+
+
+__all__ = ["PROPORTIONAL", "ROOT_NAME", "grouped", "labels", "names", "with_param_groups",
+           "without_param_groups"]

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import optax
 
 from functional_fit.checks import InputError
+from functional_fit.optim.lbfgs import LBFGSState
 
 #: State types of optax's schedules. Their count is the number of optimizer steps, which torch's
 #: scheduler counts for every parameter alike, used or not.
@@ -108,7 +109,9 @@ def skip_unused(tx: optax.GradientTransformation) -> optax.GradientTransformatio
       ``value=``) on to `tx`, and its state is a `SkipUnusedState`.
 
     Raises:
-      InputError: `tx` is not a transformation (an optimizer's factory not yet called, say).
+      InputError: `tx` is not a transformation (an optimizer's factory not yet called, say);
+        at init, `tx` holds an LBFGS (`functional_fit.optim.LBFGS`), which looks across
+        parameters and treats a None gradient as zeros, as torch's LBFGS does.
 
     Examples:
       >>> import jax.numpy as jnp, optax
@@ -134,6 +137,11 @@ def skip_unused(tx: optax.GradientTransformation) -> optax.GradientTransformatio
     inner = optax.with_extra_args_support(tx)
 
     def init_fn(params):
+        whole = jax.tree.leaves(inner.init(params), is_leaf=lambda s: isinstance(s, LBFGSState))
+        if any(isinstance(s, LBFGSState) for s in whole):
+            raise InputError("tx: LBFGS looks across all parameters (one flat vector) and reads "
+                             "a None gradient as zeros, as torch's does; use it without "
+                             "skip_unused")
         leaves, treedef = jax.tree.flatten(params)
         return SkipUnusedState(treedef.unflatten(
             [inner.init(_alone(leaves, treedef, i)) for i in range(len(leaves))]))
