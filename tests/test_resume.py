@@ -201,3 +201,100 @@ def test_continues_both_ways(case):
     torch_steps(back_module, back_opt, back_sched, M)
     params, _ = jax_steps(params, state, tx, M)
     assert rel(from_module(back_module), params) <= CONTINUATION
+
+
+# --------------------------------------------------------------------------- the issue's case
+
+
+def deep_net():
+    torch.manual_seed(1)
+    return torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 8),
+                               torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
+
+
+def adamw_one_cycle(module):
+    """AdamW, no weight decay on the biases, under OneCycleLR cycling beta1, for 300 steps."""
+    named = dict(module.named_parameters())
+    opt = torch.optim.AdamW(
+        [{"params": [p for n, p in named.items() if n.endswith("weight")]},
+         {"params": [p for n, p in named.items() if n.endswith("bias")], "weight_decay": 0.0}],
+        lr=1e-3, weight_decay=0.05)
+    return opt, tls.OneCycleLR(opt, max_lr=0.02, total_steps=300, cycle_momentum=True)
+
+
+def jit_steps(tx):
+    step = jax.jit(lambda p, s: engine.step(p, s, jnp.asarray(X.numpy()), jnp.asarray(Y.numpy()),
+                                            model=mlp, loss=_loss, optimizer=tx)[:2])
+
+    def run(params, state, n):
+        params = {k: jnp.asarray(v) for k, v in params.items()}
+        for _ in range(n):
+            params, state = step(params, state)
+        return params, state
+
+    return run
+
+
+def test_a_three_layer_network_resumes_in_jax_and_back_in_torch():
+    module = deep_net()
+    opt, sched = adamw_one_cycle(module)
+    tx, start = to_optax(opt, module, sched)  # torch's start, for the way back below
+    run = jit_steps(tx)
+    torch_steps(module, opt, sched, 100)
+    _, state = to_optax(opt, module, sched)
+    params, _ = run(from_module(module), state, 100)
+    torch_steps(module, opt, sched, 100)
+    assert rel(params, from_module(module)) <= CONTINUATION
+    # JAX 100 steps from torch's start, load_state, torch continues 100, against JAX's own
+    module = deep_net()
+    params, state = run(from_module(module), start, 100)
+    opt, sched = adamw_one_cycle(module)
+    load(module, {k: np.array(v) for k, v in params.items()})
+    load_state(opt, module, state, sched)
+    assert sched.last_epoch == 100 and opt.param_groups[0]["betas"][0] < 0.95  # cycled on
+    torch_steps(module, opt, sched, 100)
+    params, _ = run(params, state, 100)
+    assert rel(from_module(module), params) <= CONTINUATION
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+class Unknown(tls.LambdaLR):
+    """A scheduler class that SCHEDULERS has no entry for."""
+
+
+def _refused(call, starts: str):
+    with pytest.raises(InputError) as e:
+        call()
+    assert str(e.value).startswith(starts) and "\n" not in str(e.value), str(e.value)
+
+
+def test_refusals_name_the_argument():
+    from parity.optim import LectureSGD
+
+    module, opt, sched = started("StepLR")
+    _refused(lambda: to_optax(LectureSGD(module.parameters(), lr=0.1), module),
+             "optimizer: no reader for torch.optim.LectureSGD")
+    _refused(lambda: to_optax(opt, module, Unknown(opt, lambda k: 1.0)),
+             "scheduler: no reader for torch's Unknown")
+    _refused(lambda: to_optax(opt, net(seed=1)), "module: param_groups[0]")
+    _refused(lambda: to_optax(torch.optim.SGD(module[0].parameters(), lr=0.1), module),
+             "module: its '2.weight'")
+    other = torch.optim.SGD(module.parameters(), lr=0.1)
+    _refused(lambda: to_optax(other, module, sched), "scheduler: this StepLR")
+    _refused(lambda: load_state(opt, module, {"not": "a state"}, sched), "state:")
+    _, state = to_optax(opt, module, sched)  # at step K
+    torch_steps(module, opt, sched, 2)
+    _refused(lambda: load_state(opt, module, state, sched),
+             f"scheduler: it has stepped {K + 2} times, past the state's {K}")
+
+
+def test_a_group_whose_parameters_took_different_steps_is_refused():
+    module = net()
+    opt = torch.optim.Adam(module.parameters(), lr=0.01)
+    torch.mean((module(X) - Y) ** 2).backward()
+    module[2].bias.grad = None  # torch skips it: its step count stays behind
+    opt.step()
+    _refused(lambda: to_optax(opt, module), "optimizer: the parameters of param_groups[0] "
+             "have taken different numbers of steps (0, 1)")
