@@ -1,6 +1,44 @@
-"""torch optimizers the lecture writes by hand, as ``torch.optim.Optimizer`` subclasses.
+"""torch's optimizers on the torch side: the lecture's own, and resuming across frameworks.
 
-The lecture's gradient descent and SGD update the parameters themselves (cells 48 and 59):
+Resuming. `to_optax` reads a live torch optimizer (and scheduler) into the
+`functional_fit.optim` transformation of the same name and an optax state from which JAX
+continues as torch would; `load_state` writes such a state back, so that torch continues as
+JAX would. The state is for the params ``parity.params.from_module(module)``, the dict of the
+module's ``state_dict`` names that `functional_fit` takes:
+
+    tx, state = parity.optim.to_optax(opt, net, sched)       # torch's checkpoint, loaded
+    params = parity.params.from_module(net)
+    params, state, loss = functional_fit.engine.step(params, state, x, y, model=..., loss=...,
+                                                     optimizer=tx)
+    parity.params.load(net, params); parity.optim.load_state(opt, net, state, new_sched)
+
+Both follow two tables, one entry per torch class, as torch's decomposition table does:
+`OPTIMIZER_STATES` (torch's state keys <- the fields of the optax state NamedTuples, by name)
+and `SCHEDULERS` (a torch scheduler -> its `lr_scheduler` schedule). How the states lie:
+
+- A params-shaped field of the optax state (``mu``, ``nu``, ``trace``, ``ax``, ...) holds
+  torch's ``state[p][key]`` of every parameter p, under p's ``state_dict`` name.
+- ``count`` is torch's ``state[p]["step"]``, one per param group here, one per parameter in
+  torch: the parameters of a group must have taken the same number of steps (a parameter
+  whose grad was None on some steps is refused; `functional_fit.optim.skip_unused`'s
+  per-parameter counts are not produced). A () field (NAdam's ``mu_product``, ASGD's ``eta``
+  and ``mu``) is likewise one value per group, equal in torch over its parameters.
+- Several torch param groups are one `optax.multi_transform` (`functional_fit.optim.groups`),
+  branch i being torch's group i; the branch of the parameters of no group (empty) takes
+  group 0's counts.
+- The counts of schedules (``ScaleByScheduleState``, ``inject_hyperparams`` for a cycled
+  momentum or beta1, whose ``hyperparams`` are the values of the last update) are the
+  scheduler's ``last_epoch``. `load_state` steps the scheduler to it with torch's own
+  ``step()``, so that torch's rates, computed by its recursion, are its own bit for bit.
+- torch holds no state before a parameter's first step (Adagrad's, made in its constructor,
+  excepted): a group whose optax state is its initial one is written as none. SGD keeps no
+  step: its optax count (`~functional_fit.optim.transforms.scale_by_torch_momentum`, whose
+  update reads only whether it is 0) comes back as 1 from any positive count, and an
+  ``optax.trace`` of zeros as no momentum buffer, which continue alike.
+
+
+The lecture's optimizers. Its gradient descent and SGD update the parameters themselves
+(cells 48 and 59):
 
     with torch.no_grad():
         for p in model.parameters():
