@@ -107,6 +107,12 @@ CASES = {  # name: (optimizer of params, scheduler of optimizer or None)
         milestones=[4])),
     "ChainedScheduler": (sgd(), lambda o: tls.ChainedScheduler(
         [tls.ConstantLR(o, factor=0.5, total_iters=4), tls.ExponentialLR(o, gamma=0.9)])),
+    "ASGD StepLR": (lambda p: O.ASGD(p, lr=0.05, t0=3),
+                    lambda o: tls.StepLR(o, step_size=3, gamma=0.5)),
+    "Adafactor ExponentialLR": (lambda p: O.Adafactor(p, lr=0.01),
+                                lambda o: tls.ExponentialLR(o, gamma=0.9)),
+    "RMSprop LinearLR": (lambda p: O.RMSprop(p, lr=0.01, momentum=0.5),
+                         lambda o: tls.LinearLR(o, start_factor=0.5, total_iters=4)),
     "Adam groups StepLR": (lambda p: O.Adam(_two_groups(p), lr=0.01, weight_decay=0.1),
                            lambda o: tls.StepLR(o, step_size=3, gamma=0.5)),
 }
