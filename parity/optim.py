@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -120,11 +121,18 @@ class Entry(NamedTuple):
     keys: torch's state keys in torch's order; a key the state does not hold (Adam's
       ``max_exp_avg_sq`` without amsgrad) is left out.
     eager: torch creates the state in the constructor (Adagrad), not at the first step.
+    read, write: for a state that is not kept per parameter (LBFGS keeps its history in its
+      first parameter's state), functions that replace the mapping by fields:
+      ``read(optimizer, module, scheduler, template) -> state`` fills the transformation's
+      initial state `template`, and ``write(optimizer, module, state, scheduler)`` writes a
+      state into torch (its scheduler included).
     """
 
     fields: dict
     keys: tuple
     eager: bool = False
+    read: Callable | None = None
+    write: Callable | None = None
 
 
 _ADAM = Entry({"count": "step", "mu": "exp_avg", "nu": "exp_avg_sq",
@@ -434,9 +442,10 @@ def to_optax(optimizer, module, scheduler=None):
         are not the optimizer's, a scheduler of another optimizer, or a state the optax state
         cannot hold (parameters of one group at different step counts).
     """
-    _factory(optimizer)
+    _, entry = _factory(optimizer)
     tx = transformation(optimizer, module, scheduler)
-    return tx, _read(optimizer, module, scheduler, tx.init(from_module(module)))
+    read = entry.read or _read
+    return tx, read(optimizer, module, scheduler, tx.init(from_module(module)))
 
 
 def _collect(state, entry: Entry) -> dict:
@@ -537,6 +546,9 @@ def load_state(optimizer, module, state, scheduler=None):
     tx = transformation(optimizer, module, scheduler)
     template = tx.init(from_module(module))
     _check_state(state, template)
+    if entry.write is not None:
+        entry.write(optimizer, module, state, scheduler)
+        return optimizer
     got, init = _collect(state, entry), _collect(template, entry)
     named = module.state_dict(keep_vars=True)
     for i, names in enumerate(_group_names(optimizer, module)):
