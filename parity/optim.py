@@ -19,10 +19,12 @@ and `SCHEDULERS` (a torch scheduler -> its `lr_scheduler` schedule). How the sta
 - A params-shaped field of the optax state (``mu``, ``nu``, ``trace``, ``ax``, ...) holds
   torch's ``state[p][key]`` of every parameter p, under p's ``state_dict`` name.
 - ``count`` is torch's ``state[p]["step"]``, one per param group here, one per parameter in
-  torch: the parameters of a group must have taken the same number of steps (a parameter
-  whose grad was None on some steps is refused; `functional_fit.optim.skip_unused`'s
-  per-parameter counts are not produced). A () field (NAdam's ``mu_product``, ASGD's ``eta``
-  and ``mu``) is likewise one value per group, equal in torch over its parameters.
+  torch: the parameters of a group must have taken the same number of steps, or a parameter
+  whose grad was None on some steps is refused. With ``unused=True`` the transformation is
+  wrapped in `functional_fit.optim.skip_unused`, whose state (``SkipUnusedState.per_param``)
+  is the transformation's state of each parameter alone: there every count is that
+  parameter's own step. A () field (NAdam's ``mu_product``, ASGD's ``eta`` and ``mu``) is
+  likewise one value per group (or per parameter with ``unused``).
 - Several torch param groups are one `optax.multi_transform` (`functional_fit.optim.groups`),
   branch i being torch's group i; the branch of the parameters of no group (empty) takes
   group 0's counts.
@@ -68,6 +70,7 @@ import torch
 import functional_fit.optim as fo
 from functional_fit.checks import InputError
 from functional_fit.optim import lr_scheduler as ls
+from functional_fit.optim.unused import SkipUnusedState
 from parity.params import from_module
 
 
@@ -278,7 +281,8 @@ def transformation(optimizer, module, scheduler=None):
     """The `functional_fit.optim` transformation of a torch optimizer (and scheduler).
 
     One torch param group: ``factory(**group)``. Several: ``param_groups`` with one entry per
-    torch group, selecting its parameters by ``state_dict`` name, each with all its keywords;
+    torch group, selecting its parameters by ``state_dict`` name (a predicate), each with all
+    its keywords;
     the optimizer's own keywords are the first group's. With a scheduler, each group's lr is
     the group's own schedule, made from its ``initial_lr``.
     """
@@ -292,8 +296,19 @@ def transformation(optimizer, module, scheduler=None):
         keywords.append(_keywords(factory, group, lr))
     if len(keywords) == 1:
         return factory(**keywords[0])
-    return factory(**keywords[0], param_groups=[{"params": n, **k}
+    return factory(**keywords[0], param_groups=[{"params": _among(n), **k}
                                                 for n, k in zip(names, keywords)])
+
+
+def _among(names: list):
+    """A selector of the parameters named `names`: a predicate, not a list of names, since
+    `skip_unused` shows the groups one parameter at a time (a list's names must all be there)."""
+    chosen = frozenset(names)
+
+    def selected(name, leaf):
+        return name in chosen
+
+    return selected
 
 
 # --------------------------------------------------------------------------- the state
@@ -361,9 +376,10 @@ def _per_param(optimizer, named: dict, key: str, tree: dict) -> dict:
     return out
 
 
-def _common(optimizer, i: int, key: str, like):
-    """A () field from torch's ``state[p][key]``, which every parameter of group i must share."""
-    values = {optimizer.state[p][key].item() for p in optimizer.param_groups[i]["params"]
+def _common(optimizer, members: list, i: int, key: str, like):
+    """A () field from torch's ``state[p][key]``, which every parameter p of `members` (those
+    of group i, or one) must share."""
+    values = {optimizer.state[p][key].item() for p in members
               if key in optimizer.state.get(p, {})}
     if len(values) > 1:
         raise InputError(f"optimizer: the parameters of param_groups[{i}] hold different "
@@ -371,11 +387,22 @@ def _common(optimizer, i: int, key: str, like):
     return jnp.asarray(values.pop(), like.dtype) if values else like
 
 
-def _read(optimizer, module, scheduler, template):
-    """`template` (the transformation's initial state) filled from torch's state."""
+def _own_step(optimizer, p) -> int:
+    state = optimizer.state.get(p, {})
+    return int(state["step"]) if "step" in state else int(bool(state))
+
+
+def _read(optimizer, module, scheduler, template, only: str | None = None):
+    """`template` (the transformation's initial state) filled from torch's state; `only`: the
+    name of the one parameter it is the state of (`skip_unused`'s per-parameter states)."""
     entry = OPTIMIZER_STATES[type(optimizer).__name__]
     named = module.state_dict(keep_vars=True)
-    steps = [_group_step(optimizer, i) for i in range(len(optimizer.param_groups))]
+    n = len(optimizer.param_groups)
+    if only is None:
+        steps = [_group_step(optimizer, i) for i in range(n)]
+        members = [g["params"] for g in optimizer.param_groups]
+    else:
+        steps, members = [_own_step(optimizer, named[only])] * n, [[named[only]]] * n
     position = None if scheduler is None else _position(scheduler)
     cycled = [None if scheduler is None else getattr(_schedule(
         scheduler, _base(scheduler, g["lr"], i), i), "momentum", None)
@@ -401,7 +428,7 @@ def _read(optimizer, module, scheduler, template):
             return jnp.asarray(steps[i], value.dtype)
         if isinstance(value, dict):
             return _per_param(optimizer, named, entry.fields[field], value)
-        return _common(optimizer, i, entry.fields[field], value)
+        return _common(optimizer, members[i], i, entry.fields[field], value)
 
     state = _rebuild(template, fill)
     if position is not None and not scheduled and any(s != position for s in steps):
@@ -411,7 +438,7 @@ def _read(optimizer, module, scheduler, template):
     return state
 
 
-def to_optax(optimizer, module, scheduler=None):
+def to_optax(optimizer, module, scheduler=None, *, unused: bool = False):
     """A live torch optimizer (and scheduler) as a `functional_fit.optim` transformation and
     the optax state from which JAX continues as torch would.
 
@@ -433,6 +460,10 @@ def to_optax(optimizer, module, scheduler=None):
       module: the ``torch.nn.Module`` whose parameters (all of them) the optimizer holds.
       scheduler: None, or a ``torch.optim.lr_scheduler`` scheduler of `optimizer`, of a class
         in `SCHEDULERS`, stepped once per optimizer step.
+      unused: the transformation wrapped in `functional_fit.optim.skip_unused`, whose state
+        is per parameter, each with its own count: torch's parameters whose grad was None on
+        some steps (each with its own ``step``) are then represented, and JAX goes on skipping
+        a parameter whose gradient is zero, as torch skips one whose grad is None.
 
     Returns:
       (transformation, state): an `optax.GradientTransformationExtraArgs` and its state.
@@ -444,8 +475,15 @@ def to_optax(optimizer, module, scheduler=None):
     """
     _, entry = _factory(optimizer)
     tx = transformation(optimizer, module, scheduler)
-    read = entry.read or _read
-    return tx, read(optimizer, module, scheduler, tx.init(from_module(module)))
+    if not unused:
+        return tx, (entry.read or _read)(optimizer, module, scheduler,
+                                         tx.init(from_module(module)))
+    if entry.read is not None:
+        raise InputError(f"unused: {type(optimizer).__name__}'s state is not per parameter")
+    tx = fo.skip_unused(tx)
+    template = tx.init(from_module(module))
+    return tx, SkipUnusedState({name: _read(optimizer, module, scheduler, inner, only=name)
+                                for name, inner in template.per_param.items()})
 
 
 def _collect(state, entry: Entry) -> dict:
@@ -534,7 +572,9 @@ def load_state(optimizer, module, state, scheduler=None):
     Args:
       optimizer, module, scheduler: as `to_optax`'s, with the same hyperparameters as those
         the state was made with.
-      state: the optax state, for the params ``parity.params.from_module(module)``.
+      state: the optax state, for the params ``parity.params.from_module(module)``; a
+        `~functional_fit.optim.unused.SkipUnusedState` (``to_optax(..., unused=True)``)
+        writes each parameter's own step.
 
     Returns:
       The optimizer.
@@ -544,27 +584,37 @@ def load_state(optimizer, module, state, scheduler=None):
     """
     _, entry = _factory(optimizer)
     tx = transformation(optimizer, module, scheduler)
-    template = tx.init(from_module(module))
+    unused = isinstance(state, SkipUnusedState)
+    template = (fo.skip_unused(tx) if unused else tx).init(from_module(module))
     _check_state(state, template)
     if entry.write is not None:
         entry.write(optimizer, module, state, scheduler)
         return optimizer
-    got, init = _collect(state, entry), _collect(template, entry)
+    groups = _group_names(optimizer, module)
+    parts = ([(state.per_param[n], template.per_param[n], i, [n])
+              for i, names in enumerate(groups) for n in names] if unused
+             else [(state, template, i, names) for i, names in enumerate(groups)])
     named = module.state_dict(keep_vars=True)
-    for i, names in enumerate(_group_names(optimizer, module)):
-        count = got["count"].get(i, got["position"].get(i))
-        fresh = _fresh(got, init, i, names) and not entry.eager
-        for name in names:
-            p = named[name]
-            if fresh:
-                optimizer.state.pop(p, None)
-                continue
-            step = count if count is not None else int(optimizer.state.get(p, {}).get("step", 0))
-            optimizer.state[p] = _torch_state(entry, step, got["values"].get(name, {}),
-                                              got["scalars"].get(i, {}), p)
-    if scheduler is not None:
+    for own, initial, i, names in parts:
+        _write(optimizer, entry, _collect(own, entry), _collect(initial, entry), i,
+               [(n, named[n]) for n in names])
+    if scheduler is not None and parts:
+        got = _collect(parts[0][0], entry)
         _advance(scheduler, got["position"].get(0, got["count"].get(0, 0)))
     return optimizer
+
+
+def _write(optimizer, entry: Entry, got: dict, init: dict, i: int, params: list) -> None:
+    """torch's state of `params` ((name, parameter) pairs of group i) from a collected state."""
+    count = got["count"].get(i, got["position"].get(i))
+    fresh = _fresh(got, init, i, [n for n, _ in params]) and not entry.eager
+    for name, p in params:
+        if fresh:
+            optimizer.state.pop(p, None)
+            continue
+        step = count if count is not None else int(optimizer.state.get(p, {}).get("step", 0))
+        optimizer.state[p] = _torch_state(entry, step, got["values"].get(name, {}),
+                                          got["scalars"].get(i, {}), p)
 
 
 __all__ = ["OPTIMIZER_STATES", "SCHEDULERS", "Entry", "LectureSGD", "load_state", "to_optax",

@@ -304,3 +304,53 @@ def test_a_group_whose_parameters_took_different_steps_is_refused():
     opt.step()
     _refused(lambda: to_optax(opt, module), "optimizer: the parameters of param_groups[0] "
              "have taken different numbers of steps (0, 1)")
+
+
+# --------------------------------------------------------------------------- unused parameters
+
+UNUSED = "2.bias"  # None in torch, zero in JAX, on the odd steps
+
+
+def torch_steps_unused(module, opt, sched, start, n):
+    for k in range(start, start + n):
+        opt.zero_grad()
+        torch.mean((module(X) - Y) ** 2).backward()
+        if k % 2:
+            module[2].bias.grad = None
+        opt.step()
+        if sched is not None:
+            sched.step()
+
+
+def jax_steps_unused(params, state, tx, start, n):
+    params = {k: jnp.asarray(v) for k, v in params.items()}
+    x, y = jnp.asarray(X.numpy()), jnp.asarray(Y.numpy())
+    for k in range(start, start + n):
+        g = jax.grad(lambda p: _loss(mlp(p, x), y))(params)
+        if k % 2:
+            g[UNUSED] = jnp.zeros_like(g[UNUSED])
+        with jax.numpy_dtype_promotion("standard"):
+            updates, state = tx.update(g, state, params)
+            params = optax.apply_updates(params, updates)
+    return params, state
+
+
+@pytest.mark.parametrize("case", ["Adam groups StepLR", "NAdam", "OneCycleLR Adam"])
+def test_parameters_skipped_on_some_steps_resume_with_skip_unused(case):
+    make_opt, make_sched = CASES[case]
+    module = net()
+    opt = make_opt(module.parameters())
+    sched = make_sched(opt) if make_sched else None
+    torch_steps_unused(module, opt, sched, 0, K)  # the bias has taken 2 steps, the rest 5
+    _refused(lambda: to_optax(opt, module, sched), "optimizer: the parameters of param_groups")
+    tx, state = to_optax(opt, module, sched, unused=True)
+    fresh_module, fresh_opt, fresh_sched = started(case, steps=0)
+    load_state(fresh_opt, fresh_module, state, fresh_sched)  # exact, each parameter's own step
+    assert_same(opt.state_dict(), fresh_opt.state_dict())
+    params, state = jax_steps_unused(from_module(module), state, tx, K, M)
+    torch_steps_unused(module, opt, sched, K, M)
+    assert rel(params, from_module(module)) <= CONTINUATION
+    _, again = to_optax(opt, module, sched, unused=True)
+    assert jax.tree.structure(again) == jax.tree.structure(state)
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(again)):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=CONTINUATION, atol=0)
