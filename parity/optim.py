@@ -193,6 +193,8 @@ def _cyclic(s, lr, i):
 
 
 #: torch.optim.lr_scheduler class name -> ``(scheduler, base lr, group index) -> schedule``.
+#: The functions of LambdaLR, MultiplicativeLR and a CyclicLR's scale_fn are torch's own, then
+#: called on JAX's integer count: written with operators or jax.numpy (``0.95 ** k``).
 SCHEDULERS = {
     "StepLR": lambda s, lr, i: ls.StepLR(lr, s.step_size, s.gamma),
     "MultiStepLR": lambda s, lr, i: ls.MultiStepLR(lr, sorted(s.milestones.elements()),
@@ -238,6 +240,8 @@ def _position(scheduler) -> int:
 def _group_names(optimizer, module) -> list:
     """Every param group's parameters as the module's ``state_dict`` names; refuses a parameter
     that is not the module's and an entry of the module that no group holds."""
+    if not isinstance(module, torch.nn.Module):
+        raise InputError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     named = module.state_dict(keep_vars=True)
     by_id = {id(v): k for k, v in named.items()}
     out = []
