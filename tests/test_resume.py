@@ -4,7 +4,9 @@ Every optimizer of functional_fit.optim that has a state, with its main options,
 scheduler of functional_fit.optim.lr_scheduler, on a 2 -> 3 -> 1 tanh network in float64:
 (1) the round trips are exact: torch -> to_optax -> load_state gives torch's state_dict bit for
 bit, and optax -> load_state -> to_optax the optax state; (2) JAX continues from to_optax as
-torch continues itself, and torch from load_state as JAX continues itself.
+torch continues itself, and torch from load_state as JAX continues itself. Then the issue's
+3-layer network (AdamW, two groups, OneCycleLR) over 100 + 100 steps both ways, parameters
+skipped on some steps (to_optax(unused=True): skip_unused's per-parameter states), refusals.
 """
 
 import math
@@ -285,6 +287,7 @@ def test_refusals_name_the_argument():
     _refused(lambda: to_optax(opt, module, Unknown(opt, lambda k: 1.0)),
              "scheduler: no reader for torch's Unknown")
     _refused(lambda: to_optax(opt, net(seed=1)), "module: param_groups[0]")
+    _refused(lambda: to_optax(opt, from_module(module)), "module must be a torch.nn.Module")
     _refused(lambda: to_optax(torch.optim.SGD(module[0].parameters(), lr=0.1), module),
              "module: its '2.weight'")
     other = torch.optim.SGD(module.parameters(), lr=0.1)
