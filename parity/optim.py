@@ -104,7 +104,6 @@ class LectureSGD(torch.optim.Optimizer):
         return loss
 
 
-
 # --------------------------------------------------------------------------- resuming
 #
 # A torch optimizer's state is a dict per parameter (torch's keys: "step", "exp_avg", ...); a
@@ -120,7 +119,8 @@ class Entry(NamedTuple):
     fields: a field name of the optax state NamedTuples -> torch's state key. A field holding a
       params-shaped tree is read and written parameter by parameter; a field holding a ()
       array (NAdam's ``mu_product``, ASGD's ``eta`` and ``mu``) is one value per param group,
-      which torch keeps once per parameter; ``"count"`` is the group's step count.
+      which torch keeps once per parameter; the field mapped to ``"step"`` (``count`` in
+      optax's states) is the group's step count, torch's ``state[p]["step"]``.
     keys: torch's state keys in torch's order; a key the state does not hold (Adam's
       ``max_exp_avg_sq`` without amsgrad) is left out.
     eager: torch creates the state in the constructor (Adagrad), not at the first step.
@@ -428,7 +428,7 @@ def _read(optimizer, module, scheduler, template, only: str | None = None):
             return _DEEPER
         if field not in entry.fields:
             return _DEEPER
-        if field == "count":
+        if entry.fields[field] == "step":
             return jnp.asarray(steps[i], value.dtype)
         if isinstance(value, dict):
             return _per_param(optimizer, named, entry.fields[field], value)
@@ -505,7 +505,7 @@ def _collect(state, entry: Entry) -> dict:
         if field not in entry.fields:
             return _DEEPER
         key = entry.fields[field]
-        if field == "count":
+        if key == "step":
             found["count"].setdefault(label, int(value))
         elif isinstance(value, dict):
             for name, v in value.items():
