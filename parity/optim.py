@@ -372,7 +372,7 @@ def _per_param(optimizer, named: dict, key: str, tree: dict) -> dict:
         if key not in state:
             out[name] = like
             continue
-        value = state[key].detach().cpu().numpy()
+        value = state[key].detach().cpu().numpy().copy()  # a copy: torch steps in place
         if value.shape != like.shape:
             raise InputError(f"optimizer: state[{name!r}][{key!r}] has shape {value.shape}, the "
                              f"JAX state's is {like.shape}")
@@ -449,7 +449,9 @@ def to_optax(optimizer, module, scheduler=None, *, unused: bool = False):
     The state is for the params pytree ``parity.params.from_module(module)``: a dict of the
     module's ``state_dict`` names -> arrays (the pytree `functional_fit.models.mlp` and
     `functional_fit.fit.train` take). Continue with ``functional_fit.engine.step(params, state,
-    x, y, model=..., loss=..., optimizer=tx)``, one step per torch ``opt.step(); sched.step()``.
+    x, y, model=..., loss=..., optimizer=tx)``, one step per torch ``opt.step(); sched.step()``,
+    or many compiled: ``engine.train_steps(engine.init_carry(params, tx)._replace(
+    opt_state=state), x, y, tx, model=..., loss=...)`` (`fit.train` starts from ``tx.init``).
 
     The transformation is the function of the same name (torch's class name), called with each
     group's hyperparameters; several groups are ``param_groups`` selecting each group's
