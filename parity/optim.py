@@ -148,7 +148,7 @@ OPTIMIZER_STATES = {
     "AdamW": _ADAM,
     "RMSprop": Entry({"nu": "square_avg", "trace": "momentum_buffer", "mu": "grad_avg"},
                      ("step", "square_avg", "momentum_buffer", "grad_avg")),
-    "Adagrad": Entry({"sum_of_squares": "sum"}, ("step", "sum"), eager=True),
+    "Adagrad": Entry({"sum_of_squares": "sum", "step": "step"}, ("step", "sum"), eager=True),
     "Adamax": Entry({"count": "step", "mu": "exp_avg", "nu": "exp_inf"},
                     ("step", "exp_avg", "exp_inf")),
     "NAdam": Entry({"count": "step", "mu_product": "mu_product", "mu": "exp_avg",
