@@ -56,6 +56,13 @@ SENSITIVITY_MULTIPLE = 10
 #: And by the rounding of `STEPS` steps of a one-layer network with an optimizer update,
 #: added up along a stable path (`functional_fit.tolerances.accumulated`): 30 * 31 * 2^-53
 #: = 1.0e-13.
+#: An optimizer that evaluates the gradient many times per step (LBFGS: up to 25) meets the
+#: rounding of every evaluation, not only the start's, and near an optimum a gradient's
+#: rounding is large beside the gradient itself: its sensitivity is also measured from every
+#: gradient moved by this times the largest gradient at the start, absolutely, elementwise.
+#: Measured (3 steps, smooth problem): torch against itself 4.5e-9 (strong_wolfe) and 6.7e-10
+#: (defaults) apart that way, where the start's nudge parts it by 6.4e-12 and 6.8e-9.
+EVAL_NOISE = 2.0 ** -53
 FLOOR = accumulated("float64", STEPS, step_roundings(8, layers=1, widest=3, optimizer=True))
 
 INFOS = {info.optim_cls.__name__: info for info in common.optim_db}
@@ -114,10 +121,13 @@ DRIVERS = {"LBFGS": Driver(closure=True, skip=False, separable=False, steps=3),
            "SparseAdam": Driver(sparse=True)}
 
 
-def torch_path(name: str, kwargs: dict, problem: str, scale: float = 1.0) -> np.ndarray:
+def torch_path(name: str, kwargs: dict, problem: str, scale: float = 1.0,
+               noise: float = 0.0) -> np.ndarray:
     """(steps + 1, P) params of torch.optim.`name` on `problem` from START (times `scale`),
-    for the driver's number of steps."""
+    for the driver's number of steps; every gradient evaluated times 1 + `noise` * N(0, 1),
+    elementwise (seeded), when `noise` is given."""
     drive, names = DRIVERS.get(name, Driver()), PROBLEMS[problem]
+    rng = np.random.default_rng(0)
     p = {k: torch.tensor(START[k] * scale, requires_grad=True) for k in names}
     opt = getattr(torch.optim, name)(list(p.values()), **kwargs)
     path = [np.concatenate([START[k].ravel() * scale for k in names])]
@@ -126,6 +136,9 @@ def torch_path(name: str, kwargs: dict, problem: str, scale: float = 1.0) -> np.
             opt.zero_grad(set_to_none=True)
             value = loss(torch, p, used_at(t))
             value.backward()
+            for q in p.values():
+                if noise and q.grad is not None:
+                    q.grad += noise * torch.from_numpy(rng.standard_normal(q.shape))
             if drive.sparse:
                 for q in p.values():
                     if q.grad is not None:
@@ -188,7 +201,7 @@ def jax_runs(name: str, runs: list) -> list:
 def jax_paths(name: str) -> dict:
     """desc -> {problem: path} of every CPU keyword set of `name`, in one compiled program;
     both problems in one params tree where the driver says the optimizer is separable."""
-    sets = [(desc, kwargs) for n, desc, kwargs in SETS if n == name]
+    sets = [(desc, kwargs) for n, desc, kwargs in RUN if n == name]
     together = DRIVERS.get(name, Driver()).separable
     runs, keys = [], []
     for desc, kwargs in sets:
@@ -211,6 +224,11 @@ def keyword_sets():
 
 
 SETS = keyword_sets()
+#: optim_db's own keyword sets that ours refuses on purpose (in `REFUSED` below): a float32
+#: tensor lr with float64 params, from which torch's Muon and SparseAdam compute their step
+#: size in float32 (5e-7 and 2e-10 apart after 30 steps).
+REFUSED_SETS = {("Muon", "Tensor lr"), ("SparseAdam", "Tensor lr")}
+RUN = [s for s in SETS if s[:2] not in REFUSED_SETS]
 
 
 
@@ -222,12 +240,23 @@ def test_optim_db_is_torch_2_13s():
 
 def tolerance(name: str, kwargs: dict, problem: str, theirs: np.ndarray) -> float:
     """`SENSITIVITY_MULTIPLE` times torch against itself from a start moved by `NUDGE`, plus
-    `FLOOR`."""
+    `FLOOR`; for an optimizer stepped with a closure, the larger of that sensitivity and
+    torch's from gradients moved by `EVAL_NOISE` at every evaluation."""
     sensitivity = rel_err(torch_path(name, kwargs, problem, 1 + NUDGE), theirs)
+    if DRIVERS.get(name, Driver()).closure:
+        noisy = torch_path(name, kwargs, problem, noise=EVAL_NOISE * gradient_scale(problem))
+        sensitivity = max(sensitivity, rel_err(noisy, theirs))
     return SENSITIVITY_MULTIPLE * sensitivity + FLOOR
 
 
-@pytest.mark.parametrize("name, desc, kwargs", SETS, ids=[f"{n}-{d}" for n, d, _ in SETS])
+def gradient_scale(problem: str) -> float:
+    """max |g| over the parameters of `problem` at START, in torch (u used)."""
+    p = {k: torch.tensor(START[k], requires_grad=True) for k in PROBLEMS[problem]}
+    loss(torch, p, True).backward()
+    return max(float(q.grad.abs().max()) for q in p.values())
+
+
+@pytest.mark.parametrize("name, desc, kwargs", RUN, ids=[f"{n}-{d}" for n, d, _ in RUN])
 def test_keyword_set_agrees_with_torch(name, desc, kwargs):
     """30 steps of both problems against torch; u is skipped on steps 1 and 2 by both."""
     ours = jax_paths(name)[desc]
@@ -264,14 +293,15 @@ def test_cuda_only_sets_are_capturable_and_refused():
 F32_LR = torch.tensor(1e-3)  # float32, optim_db's "Tensor lr"
 
 #: Keywords torch's CPU optimizers take that ours refuses on purpose, each with its reason
-#: in the InputError (`functional_fit.optim`): 3 + 1 + 4 = 8.
+#: in the InputError (`functional_fit.optim`): 3 + 1 + 6 = 10.
 REFUSED = [
     # differentiable=True keeps torch's step count as a float32 tensor: other numbers
     *[(name, dict(differentiable=True), "differentiable") for name in ("Adam", "AdamW", "NAdam")],
     # torch's batched ASGD rounds its step sizes otherwise than its loop
     ("ASGD", dict(foreach=True), "foreach"),
     # a float32 lr with float64 params: torch computes the step size in float32
-    *[(name, dict(lr=F32_LR), "32-bit") for name in ("Adam", "AdamW", "Adamax", "NAdam")],
+    *[(name, dict(lr=F32_LR), "32-bit") for name in ("Adam", "AdamW", "Adamax", "NAdam", "Muon",
+                                                      "SparseAdam")],
 ]
 
 

@@ -104,6 +104,7 @@ import math
 from numbers import Real
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from functional_fit import checks as _checks
@@ -216,10 +217,25 @@ def _flags(foreach=None, fused=None, capturable=False, differentiable=False,
             "after 2,000 steps); a JAX update is differentiable as it is")
 
 
+def _real(name: str) -> optax.GradientTransformation:
+    """A stateless check, at init, that no parameter is complex: torch's `name` refuses them
+    (Muon at its first step, SparseAdam when built)."""
+
+    def init_fn(params):
+        if any(jnp.iscomplexobj(p) for p in jax.tree.leaves(params)):
+            raise InputError(f"params: {name} does not support complex parameters (torch "
+                             "refuses them too)")
+        return optax.EmptyState()
+
+    return optax.GradientTransformation(init_fn, lambda updates, state, params=None:
+                                        (updates, state))
+
+
 def _narrow_lr(name: str, lr) -> list:
-    """[] or a stateless check for Adam, AdamW, Adamax and NAdam given a tensor lr narrower
-    than float64: torch computes their step size from such a tensor at its precision (a
-    float32 lr with float64 params: 8e-7 apart after 30 steps), which is not reproduced."""
+    """[] or a stateless check for Adam, AdamW, Adamax, NAdam, Muon and SparseAdam given a
+    tensor lr narrower than float64: torch computes their step size from such a tensor at its
+    precision (a float32 lr with float64 params: 8e-7 apart after 30 AdamW steps, 5e-7 after
+    30 Muon steps), which is not reproduced."""
     if callable(lr) or isinstance(lr, jax.Array) or _width(lr) >= 64:
         return []
     width = _width(lr)
@@ -863,6 +879,7 @@ def Muon(lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True,
     Returns:
       An `optax.GradientTransformation`; its update needs ``params`` when weight_decay != 0.
     """
+    guard = [_real("Muon"), *_narrow_lr("Muon", lr)]
     lr = _lr(lr)
     weight_decay = _checks.nonnegative_float("weight_decay", weight_decay)
     momentum = _checks.nonnegative_float("momentum", momentum)
@@ -887,8 +904,8 @@ def Muon(lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True,
                            nesterov=nesterov, ns_coefficients=coefficients, eps=eps,
                            ns_steps=ns_steps)
     decay = [optax.add_decayed_weights(weight_decay)] if weight_decay != 0 else []
-    return optax.chain(direction, transforms.scale_by_torch_muon_lr(adjust_lr_fn), *decay,
-                       optax.scale_by_learning_rate(lr))
+    return optax.chain(*guard, direction, transforms.scale_by_torch_muon_lr(adjust_lr_fn),
+                       *decay, optax.scale_by_learning_rate(lr))
 
 
 @groups.with_param_groups
@@ -929,6 +946,7 @@ def SparseAdam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, maximize=False):
       >>> round(float(updates[1, 0]), 6), bool(jnp.all(updates[0] == 0))  # -lr * sign(g) first
       (-0.1, True)
     """
+    guard = [_real("SparseAdam"), *_narrow_lr("SparseAdam", lr)]
     lr = _lr(lr)
     if not callable(lr) and not isinstance(lr, jax.Array) and lr <= 0:
         raise InputError(f"lr must be > 0 (torch's SparseAdam refuses 0), got {lr!r}")
@@ -937,7 +955,7 @@ def SparseAdam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, maximize=False):
     maximize = _checks.flag("maximize", maximize)
     scale = _scheduled(transforms.scale_by_torch_sparse_adam, b1=_cycled(lr, "SparseAdam") or b1,
                        b2=b2, eps=eps)
-    return optax.chain(*_head(maximize, 0), scale, optax.scale_by_learning_rate(lr))
+    return optax.chain(*guard, *_head(maximize, 0), scale, optax.scale_by_learning_rate(lr))
 
 
 @groups.without_param_groups
