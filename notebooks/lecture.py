@@ -457,7 +457,7 @@ assert rel_err(verified.path, torch_rms) < TRAJECTORY_FLOAT64 < rel_err(ported.p
 # %%
 readme = (Path(ff.__file__).resolve().parents[1] / "README.md").read_text()  # from any folder
 table = readme.split("<!-- atlas:start -->")[1].split("<!-- atlas:end -->")[0]
-rows = [(cells[0].strip(" `"), float(cells[3]), float(cells[4]))
+rows = [(cells[0].strip(" `"), None if "—" in cells[3] else float(cells[3]), float(cells[4]))
         for cells in (line.strip("|").split("|") for line in table.strip().splitlines()[2:])]
 plot.atlas(rows)
 

@@ -17,7 +17,10 @@ Learning rates are the issue's, except where its rate makes this run
 reach a chaotic stretch within 1,000 steps (the paths of any two correct implementations then
 part, by 1e-6 to 1e-2): RMSprop 5e-4 (the issue's 1e-3 parts at step 944), Adagrad 0.01 (0.1:
 step 123), NAdam 2e-3 (1e-2: step 478), Adadelta 0.1 (1.0: step 266), Rprop and Adafactor
-1e-3 (their default 1e-2 parts within 1,000 steps: 2e-2 and 1.5e-6 apart at the end).
+1e-3 (their default 1e-2 parts within 1,000 steps: 2e-2 and 1.5e-6 apart at the end), and
+LBFGS 3 steps of at most 5 iterations (5 steps of its default 20 part by 7e-5). Muon takes the
+2-D weights, AdamW the biases, on both sides, as torch's Muon docstring advises; SparseAdam
+gets torch its gradients as sparse rows, as an ``nn.Embedding(sparse=True)`` would.
 
     python scripts/atlas.py                  # measure, rewrite both tables in README.md
     python scripts/atlas.py --check          # exit 1 if the committed table is not current
@@ -66,6 +69,8 @@ class Row(NamedTuple):
     naive: str | None  # the optax call a port writes name for name; None where optax has none
     one_liner: str | None  # an optax expression equal to torch's, where optax alone does it
     clip: float | None = None  # clip_grad_norm_(max_norm) before each step
+    rest: dict | None = None  # AdamW's keywords for the parameters that are not 2-D (Muon)
+    steps: int | None = None  # steps of this row, when not the atlas's
 
 
 def _sgd(**kw):
@@ -99,6 +104,11 @@ ROWS = [
     Row("Rprop", dict(lr=0.001), "optax.rprop(0.001)", None),
     Row("ASGD", dict(lr=0.01), None, None),
     Row("Adafactor", dict(lr=0.001), "optax.adafactor(0.001)", None),
+    Row("Muon", dict(lr=0.02), "optax.contrib.muon(0.02)", None, rest=dict(lr=0.001)),
+    Row("SparseAdam", dict(lr=0.01), None, None),
+    Row("LBFGS", dict(lr=1, max_iter=5), "optax.lbfgs()", None, steps=3),
+    Row("LBFGS", dict(lr=1, max_iter=5, line_search_fn="strong_wolfe"), "optax.lbfgs()", None,
+        steps=3),
     Row("SGD", _sgd(momentum=0.9), "optax.chain(optax.clip_by_global_norm(1.0), "
         "optax.sgd(0.01, momentum=0.9))", None, clip=1.0),
 ]
@@ -111,11 +121,61 @@ def call(row: Row) -> str:
 
 def torch_setting(row: Row) -> str:
     clip = f"clip_grad_norm_(max_norm={row.clip}), then " if row.clip else ""
-    return clip + call(row)
+    steps = f", {row.steps} steps" if row.steps else ""
+    if row.rest is not None:
+        return f"{call(row)} on the weights, {call(Row('AdamW', row.rest, None, None))} on the rest"
+    return clip + call(row) + steps
 
 
 def ours(row: Row) -> str:
+    if row.rest is not None:
+        return (f"optax.partition({{'muon': {call(row)}, "
+                f"'adamw': {call(Row('AdamW', row.rest, None, None))}}}, by_ndim)")
     return f"optax.chain(clip_grad_norm({row.clip}), {call(row)})" if row.clip else call(row)
+
+
+class _SparseRows(torch.optim.SparseAdam):
+    """torch's SparseAdam given each gradient as sparse rows (those with a nonzero entry), as
+    an ``nn.Embedding(sparse=True)`` gives it; it refuses a dense gradient."""
+
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.grad = p.grad.to_sparse(sparse_dim=1)
+        return super().step(closure)
+
+
+class _MuonAndAdamW(torch.optim.Optimizer):
+    """torch's Muon on the 2-D parameters and AdamW on the rest, as Muon's docstring advises:
+    one optimizer object over the module's parameters, for `torch_train`."""
+
+    def __init__(self, params, muon: dict, adamw: dict):
+        params = list(params)
+        super().__init__(params, {})
+        self.muon = torch.optim.Muon([p for p in params if p.ndim == 2], **muon)
+        self.adamw = torch.optim.AdamW([p for p in params if p.ndim != 2], **adamw)
+
+    def step(self, closure=None):
+        self.muon.step()
+        self.adamw.step()
+
+
+def _by_ndim(params):
+    return jax.tree.map(lambda p: "muon" if p.ndim == 2 else "adamw", params)
+
+
+def optimizers(row: Row, module) -> tuple:
+    """(torch optimizer over `module`, functional_fit.optim's transformation) of `row`."""
+    if row.rest is not None:
+        ours_tx = optax.partition({"muon": fo.OPTIMIZERS[row.name](**row.kwargs),
+                                   "adamw": fo.AdamW(**row.rest)}, _by_ndim)
+        return _MuonAndAdamW(module.parameters(), row.kwargs, row.rest), ours_tx
+    cls = _SparseRows if row.name == "SparseAdam" else getattr(torch.optim, row.name)
+    ours_tx = fo.OPTIMIZERS[row.name](**row.kwargs)
+    if row.clip:
+        ours_tx = optax.chain(fo.clip_grad_norm(row.clip), ours_tx)
+    return cls(module.parameters(), **row.kwargs), ours_tx
 
 
 class Result(NamedTuple):
@@ -132,6 +192,7 @@ class Result(NamedTuple):
 def measure(row: Row, steps: int = OPTIM_STEPS) -> Result:
     """Train the problem with torch, the naive port, functional_fit.optim and the one-liner."""
     clip = (row.clip, 2.0) if row.clip else None
+    steps = row.steps or steps
 
     def final_jax(tx):
         pb = make("mlp", hidden=HIDDEN)
@@ -140,13 +201,10 @@ def measure(row: Row, steps: int = OPTIM_STEPS) -> Result:
         return np.concatenate([path[k][-1].ravel() for k in sorted(path)])
 
     pb = make("mlp", hidden=HIDDEN)
-    opt = getattr(torch.optim, row.name)(pb.module.parameters(), **row.kwargs)
+    opt, ours_tx = optimizers(row, pb.module)
     tpath = torch_train(pb.module, pb.loss_fn, *map(torch.from_numpy, (pb.x, pb.y)),
                         optimizer=opt, clip=clip, steps=steps)
     theirs = np.concatenate([tpath[k][-1].ravel() for k in sorted(tpath)])
-    ours_tx = fo.OPTIMIZERS[row.name](**row.kwargs)
-    if row.clip:
-        ours_tx = optax.chain(fo.clip_grad_norm(row.clip), ours_tx)
     naive = (None if row.naive is None else  # the table's text, run
              rel_err(final_jax(eval(row.naive, {"optax": optax})), theirs))
     verified = rel_err(final_jax(ours_tx), theirs)

@@ -87,6 +87,15 @@ def test_figure_draws_one_bar_where_optax_has_none(schedules):
         r.naive_diff is not None for r in schedules)
 
 
+def test_every_torch_optimizer_has_a_row():
+    import torch
+
+    optimizers = {name for name, cls in vars(torch.optim).items() if isinstance(cls, type)
+                  and issubclass(cls, torch.optim.Optimizer) and cls is not torch.optim.Optimizer}
+    assert len(optimizers) == 15  # torch 2.13's
+    assert {row.name for row in atlas.ROWS} == optimizers
+
+
 def test_staleness_is_seen_and_rounding_is_not():
     row = ("`SGD(lr=0.01)`", "`SGD(lr=0.01)`", "`optax.sgd(0.01)`", "4.6e-16", "4.6e-16")
     assert atlas.differences([row], [row[:3] + ("3.1e-16", "0")]) == []  # rounding moved
