@@ -70,6 +70,7 @@ import torch
 import functional_fit.optim as fo
 from functional_fit.checks import InputError
 from functional_fit.optim import lr_scheduler as ls
+from functional_fit.optim import swa_utils
 from functional_fit.optim.unused import SkipUnusedState
 from parity.params import from_module
 
@@ -129,6 +130,7 @@ class Entry(NamedTuple):
       ``read(optimizer, module, scheduler, template) -> state`` fills the transformation's
       initial state `template`, and ``write(optimizer, module, state, scheduler)`` writes a
       state into torch (its scheduler included).
+    int_step: torch keeps the step as a Python int (SparseAdam), not a tensor.
     """
 
     fields: dict
@@ -136,6 +138,7 @@ class Entry(NamedTuple):
     eager: bool = False
     read: Callable | None = None
     write: Callable | None = None
+    int_step: bool = False
 
 
 _ADAM = Entry({"count": "step", "mu": "exp_avg", "nu": "exp_avg_sq",
@@ -163,6 +166,9 @@ OPTIMIZER_STATES = {
                   ("step", "eta", "mu", "ax")),
     "Adafactor": Entry({"count": "step", "row_var": "row_var", "col_var": "col_var",
                         "variance": "variance"}, ("step", "row_var", "col_var", "variance")),
+    "Muon": Entry({"momentum_buffer": "momentum_buffer"}, ("momentum_buffer",)),
+    "SparseAdam": Entry({"step": "step", "exp_avg": "exp_avg", "exp_avg_sq": "exp_avg_sq"},
+                        ("step", "exp_avg", "exp_avg_sq"), int_step=True),
 }
 
 
@@ -214,6 +220,8 @@ SCHEDULERS = {
         lr, [_schedule(m, lr, i) for m in s._schedulers], list(s._milestones)),
     "ChainedScheduler": lambda s, lr, i: ls.ChainedScheduler(
         lr, [_schedule(m, lr, i) for m in s._schedulers]),
+    "SWALR": lambda s, lr, i: swa_utils.SWALR(lr, s.optimizer.param_groups[i]["swa_lr"],
+                                              s.anneal_epochs, s._anneal_strategy),
 }
 
 
@@ -293,15 +301,54 @@ def transformation(optimizer, module, scheduler=None):
     factory, _ = _factory(optimizer)
     _check_scheduler(optimizer, scheduler)
     names = _group_names(optimizer, module)
+    plateau = _is_plateau(scheduler)
     keywords = []
     for i, group in enumerate(optimizer.param_groups):
-        lr = group["lr"] if scheduler is None else _schedule(scheduler, _base(
+        lr = group["lr"] if scheduler is None or plateau else _schedule(scheduler, _base(
             scheduler, group["lr"], i), i)
         keywords.append(_keywords(factory, group, lr))
     if len(keywords) == 1:
-        return factory(**keywords[0])
-    return factory(**keywords[0], param_groups=[{"params": _among(n), **k}
-                                                for n, k in zip(names, keywords)])
+        tx = factory(**keywords[0])
+    else:
+        tx = factory(**keywords[0], param_groups=[{"params": _among(n), **k}
+                                                  for n, k in zip(names, keywords)])
+    return optax.chain(tx, _plateau(scheduler)) if plateau else tx
+
+
+def _is_plateau(scheduler) -> bool:
+    return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
+def _plateau(s):
+    """torch's ReduceLROnPlateau `s` as `lr_scheduler.ReduceLROnPlateau`, made with the rate
+    group 0 has now (the optimizer's too): the ratio it scales by is exactly 1 until the next
+    reduction. torch keeps no base rate for it (no ``initial_lr``) to start from instead."""
+    if len(set(s.min_lrs)) > 1:
+        raise InputError(f"scheduler: its min_lrs differ by param group ({s.min_lrs}); the "
+                         "chained ReduceLROnPlateau keeps one")
+    return ls.ReduceLROnPlateau(s.optimizer.param_groups[0]["lr"], s.mode, s.factor, s.patience,
+                                s.threshold, s.threshold_mode, s.cooldown, s.min_lrs[0], s.eps)
+
+
+def _plateau_state(s, like):
+    """torch's ReduceLROnPlateau's attributes as its `ReduceLROnPlateauState` (`like`'s dtypes);
+    ``lr`` is param group 0's."""
+    values = (s.optimizer.param_groups[0]["lr"], s.best, s.num_bad_epochs, s.cooldown_counter,
+              s.last_epoch)
+    return type(like)(*(jnp.asarray(v, a.dtype) for v, a in zip(values, like)))
+
+
+def _set_plateau(s, state) -> None:
+    """Set torch's ReduceLROnPlateau `s` (and its optimizer's rates) to `state`: group 0's rate
+    is ``state.lr``, every other group's is scaled by the same ratio (the chained transformation
+    scales every group alike)."""
+    groups = s.optimizer.param_groups
+    lr, ratio = float(state.lr), float(state.lr) / groups[0]["lr"]
+    for i, g in enumerate(groups):
+        g["lr"] = lr if i == 0 else g["lr"] * ratio
+    s.best, s.last_epoch = float(state.best), int(state.last_epoch)
+    s.num_bad_epochs, s.cooldown_counter = int(state.num_bad_epochs), int(state.cooldown_counter)
+    s._last_lr = [g["lr"] for g in groups]
 
 
 def _among(names: list):
@@ -481,6 +528,13 @@ def to_optax(optimizer, module, scheduler=None, *, unused: bool = False):
     """
     _, entry = _factory(optimizer)
     tx = transformation(optimizer, module, scheduler)
+    if _is_plateau(scheduler):
+        if unused:
+            raise InputError("unused: not with a ReduceLROnPlateau, whose state is not per "
+                             "parameter")
+        inner, plateau = tx.init(from_module(module))
+        return tx, ((entry.read or _read)(optimizer, module, None, inner),
+                    _plateau_state(scheduler, plateau))
     if not unused:
         return tx, (entry.read or _read)(optimizer, module, scheduler,
                                          tx.init(from_module(module)))
@@ -534,7 +588,8 @@ def _torch_state(entry: Entry, step: int, values: dict, scalars: dict, p) -> dic
     out = {}
     for key in entry.keys:
         if key == "step":
-            out[key] = torch.tensor(float(step), dtype=_scalar_dtype())
+            out[key] = int(step) if entry.int_step else torch.tensor(float(step),
+                                                                      dtype=_scalar_dtype())
         elif key in scalars:
             out[key] = torch.tensor(scalars[key].item(), dtype=_scalar_dtype())
         elif key in values and not (values[key].shape == (0,) and p.numel()):  # (0,): none
@@ -593,6 +648,9 @@ def load_state(optimizer, module, state, scheduler=None):
     unused = isinstance(state, SkipUnusedState)
     template = (fo.skip_unused(tx) if unused else tx).init(from_module(module))
     _check_state(state, template)
+    if _is_plateau(scheduler):  # the optimizer's state, then the chained plateau's
+        _set_plateau(scheduler, state[1])
+        state, template, scheduler = state[0], template[0], None
     if entry.write is not None:
         entry.write(optimizer, module, state, scheduler)
         return optimizer

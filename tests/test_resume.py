@@ -18,6 +18,7 @@ import optax
 import pytest
 import torch
 from torch.optim import lr_scheduler as tls
+from torch.optim.swa_utils import SWALR
 
 from functional_fit import engine
 from functional_fit.checks import InputError
@@ -48,18 +49,53 @@ def _loss(y_hat, y):
 def torch_steps(module, opt, sched, n):
     for _ in range(n):
         opt.zero_grad()
-        torch.mean((module(X) - Y) ** 2).backward()
+        loss = torch.mean((module(X) - Y) ** 2)
+        loss.backward()
         opt.step()
-        if sched is not None:
+        if isinstance(sched, tls.ReduceLROnPlateau):
+            sched.step(loss.item())  # as parity.fit.train_steps does
+        elif sched is not None:
             sched.step()
 
 
-def jax_steps(params, state, tx, n):
+def jax_steps(params, state, tx, n, model=mlp):
     params = {k: jnp.asarray(v) for k, v in params.items()}
     x, y = jnp.asarray(X.numpy()), jnp.asarray(Y.numpy())
     for _ in range(n):
-        params, state, _ = engine.step(params, state, x, y, model=mlp, loss=_loss, optimizer=tx)
+        params, state, _ = engine.step(params, state, x, y, model=model, loss=_loss,
+                                       optimizer=tx)
     return params, state
+
+
+def no_bias_net():
+    """Muon's: 2-D parameters only."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(2, 3, bias=False), torch.nn.Tanh(),
+                               torch.nn.Linear(3, 1, bias=False)).double()
+
+
+def no_bias_mlp(params, x):
+    return jnp.tanh(x @ params["0.weight"].T) @ params["2.weight"].T
+
+
+IDX = torch.tensor([0, 1, 2, 0, 1, 2, 3, 3])  # rows 4 and 5 are never looked up
+
+
+class Embedded(torch.nn.Module):
+    """SparseAdam's: an embedding with sparse gradients, y = sum(x * emb[IDX], 1)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = torch.nn.Embedding(6, 2, sparse=True).double()
+
+    def forward(self, x):
+        return (x * self.emb(IDX)).sum(1, keepdim=True)
+
+
+def embedded(params, x):
+    """Embedded in JAX: the gradient of the rows not looked up is zero (dense)."""
+    return jnp.sum(x * params["emb.weight"][jnp.asarray(IDX.numpy())], 1, keepdims=True)
 
 
 def sgd(**kw):
@@ -117,7 +153,23 @@ CASES = {  # name: (optimizer of params, scheduler of optimizer or None)
                          lambda o: tls.LinearLR(o, start_factor=0.5, total_iters=4)),
     "Adam groups StepLR": (lambda p: O.Adam(_two_groups(p), lr=0.01, weight_decay=0.1),
                            lambda o: tls.StepLR(o, step_size=3, gamma=0.5)),
+    "Muon": (lambda p: O.Muon(p, lr=0.02), None),
+    "Muon no nesterov": (lambda p: O.Muon(p, lr=0.02, nesterov=False, weight_decay=0.0), None),
+    "SparseAdam": (lambda p: O.SparseAdam(p, lr=0.05), None),
+    "SWALR cos": (sgd(), lambda o: SWALR(o, swa_lr=0.01, anneal_epochs=8)),
+    "SWALR linear": (sgd(), lambda o: SWALR(o, swa_lr=0.2, anneal_epochs=7,
+                                            anneal_strategy="linear")),
+    # a threshold of 30%: reductions within the K steps and within the M after them
+    "ReduceLROnPlateau": (sgd(), lambda o: tls.ReduceLROnPlateau(o, factor=0.5, patience=0,
+                                                                 threshold=0.3)),
+    "Adam groups ReduceLROnPlateau": (
+        lambda p: O.Adam(_two_groups(p), lr=0.01),
+        lambda o: tls.ReduceLROnPlateau(o, factor=0.5, patience=1, threshold=0.3, cooldown=1)),
 }
+
+#: case -> (torch module, its JAX model), where not (net, mlp).
+SETUPS = {"Muon": (no_bias_net, no_bias_mlp), "Muon no nesterov": (no_bias_net, no_bias_mlp),
+          "SparseAdam": (Embedded, embedded)}
 
 
 def _two_groups(params):
@@ -129,7 +181,7 @@ def _two_groups(params):
 def started(case, steps=K):
     """A network, its optimizer and scheduler after `steps` torch steps."""
     make_opt, make_sched = CASES[case]
-    module = net()
+    module = SETUPS.get(case, (net,))[0]()
     opt = make_opt(module.parameters())
     sched = make_sched(opt) if make_sched else None
     torch_steps(module, opt, sched, steps)
@@ -184,7 +236,8 @@ def test_round_trips_are_exact(case):
     if sched is not None:
         assert_same(sched.state_dict(), fresh_sched.state_dict(), "scheduler")
     # optax -> torch -> optax, from a state JAX has moved on
-    _, moved = jax_steps(from_module(module), state, tx, M)
+    model = SETUPS.get(case, (net, mlp))[1]
+    _, moved = jax_steps(from_module(module), state, tx, M, model)
     if case in FLAG_COUNT:
         moved = optax.tree_utils.tree_set(moved, count=jnp.ones([], jnp.int32))
     load_state(fresh_opt, fresh_module, moved, fresh_sched)
@@ -209,15 +262,19 @@ def rel(a: dict, b: dict) -> float:
 def test_continues_both_ways(case):
     module, opt, sched = started(case)
     tx, state = to_optax(opt, module, sched)
-    params, state = jax_steps(from_module(module), state, tx, M)
+    model = SETUPS.get(case, (net, mlp))[1]
+    params, state = jax_steps(from_module(module), state, tx, M, model)
+    before = opt.param_groups[0]["lr"]
     torch_steps(module, opt, sched, M)
     assert rel(params, from_module(module)) <= CONTINUATION
+    if isinstance(sched, tls.ReduceLROnPlateau):  # reduced before the hand-over and after
+        assert opt.param_groups[0]["lr"] < before < opt.defaults["lr"]
     # and back: torch from JAX's params and state, against JAX's own continuation
     back_module, back_opt, back_sched = started(case, steps=0)
     load(back_module, {k: np.array(v) for k, v in params.items()})
     load_state(back_opt, back_module, state, back_sched)
     torch_steps(back_module, back_opt, back_sched, M)
-    params, _ = jax_steps(params, state, tx, M)
+    params, _ = jax_steps(params, state, tx, M, model)
     assert rel(from_module(back_module), params) <= CONTINUATION
 
 
