@@ -335,6 +335,41 @@ def test_a_three_layer_network_resumes_in_jax_and_back_in_torch():
     assert rel(from_module(module), params) <= CONTINUATION
 
 
+def adamw_plateau(module):
+    """AdamW, no weight decay on the biases, under ReduceLROnPlateau on each step's loss: it
+    reduces the rate within the first 100 steps and within the next 100."""
+    named = dict(module.named_parameters())
+    opt = torch.optim.AdamW(
+        [{"params": [p for n, p in named.items() if n.endswith("weight")]},
+         {"params": [p for n, p in named.items() if n.endswith("bias")], "weight_decay": 0.0}],
+        lr=0.01, weight_decay=0.05)
+    return opt, tls.ReduceLROnPlateau(opt, factor=0.7, patience=5, threshold=0.05, cooldown=2)
+
+
+def test_a_three_layer_network_resumes_under_reduce_lr_on_plateau():
+    module = deep_net()
+    opt, sched = adamw_plateau(module)
+    tx, start = to_optax(opt, module, sched)
+    run = scan_steps(tx)
+    torch_steps(module, opt, sched, 100)
+    reduced = opt.param_groups[0]["lr"]
+    tx, state = to_optax(opt, module, sched)
+    params, _ = scan_steps(tx)(from_module(module), state, 100)
+    torch_steps(module, opt, sched, 100)
+    assert opt.param_groups[0]["lr"] < reduced < 0.01  # reduced before the hand-over and after
+    assert rel(params, from_module(module)) <= CONTINUATION
+    # JAX 100 steps from torch's start, load_state, torch continues 100, against JAX's own
+    module = deep_net()
+    params, state = run(from_module(module), start, 100)
+    opt, sched = adamw_plateau(module)
+    load(module, {k: np.array(v) for k, v in params.items()})
+    load_state(opt, module, state, sched)
+    assert sched.last_epoch == 100 and opt.param_groups[1]["lr"] == reduced
+    torch_steps(module, opt, sched, 100)
+    params, _ = run(params, state, 100)
+    assert rel(from_module(module), params) <= CONTINUATION
+
+
 # --------------------------------------------------------------------------- refusals
 
 
