@@ -66,6 +66,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import torch
+from jax.flatten_util import ravel_pytree
 
 import functional_fit.optim as fo
 from functional_fit.checks import InputError
@@ -141,6 +142,70 @@ class Entry(NamedTuple):
     int_step: bool = False
 
 
+def _lbfgs_order(optimizer, module):
+    """perm: JAX's flat vector (`ravel_pytree` of the params dict) is torch's flat vector (its
+    parameters in param group order, each ``view(-1)``) at perm: ``jax = torch[..., perm]``."""
+    names, params = _group_names(optimizer, module)[0], from_module(module)
+    offsets = np.cumsum([0] + [np.size(params[n]) for n in names])
+    index = {n: jnp.asarray(np.arange(a, b).reshape(np.shape(params[n])))
+             for n, a, b in zip(names, offsets, offsets[1:])}
+    return np.asarray(ravel_pytree(index)[0])
+
+
+def _lbfgs_read(optimizer, module, scheduler, template):
+    """torch's LBFGS state (all of it in its first parameter's) as a `LBFGSState`; count (torch
+    keeps none) is the scheduler's position, or 0."""
+    perm, like = _lbfgs_order(optimizer, module), template
+    state = optimizer.state.get(optimizer.param_groups[0]["params"][0], {})
+    count = 0 if scheduler is None else _position(scheduler)
+
+    def value(key, v):  # a tensor, or a Python number (as such: not via torch's float32)
+        v = v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v
+        return jnp.asarray(np.asarray(v), getattr(like, key).dtype)
+
+    def flat(key):  # a torch vector in JAX's order
+        return value(key, state[key].detach().cpu().numpy()[perm])
+
+    filled = like._replace(n_iter=value("n_iter", state.get("n_iter", 0)), count=value(
+        "count", count), func_evals=value("func_evals", state.get("func_evals", 0)))
+    if "d" not in state:
+        return filled
+    k = len(state["old_dirs"])
+    rows = {key: (like_rows.at[:k].set(value(key, torch.stack(state[key]).cpu().numpy()[
+        ..., perm])) if k else like_rows) for key, like_rows in
+        (("old_dirs", like.old_dirs), ("old_stps", like.old_stps))}
+    ro = like.ro.at[:k].set(jnp.asarray([float(r) for r in state["ro"]], like.ro.dtype))
+    return filled._replace(d=flat("d"), t=value("t", state["t"]), ro=ro, num_old=value(
+        "num_old", k), H_diag=value("H_diag", state["H_diag"]), prev_flat_grad=flat(
+        "prev_flat_grad"), prev_loss=value("prev_loss", state["prev_loss"]), **rows)
+
+
+def _lbfgs_write(optimizer, module, state, scheduler):
+    """A `LBFGSState` into torch's first parameter's state: tensors where torch's are (t and
+    H_diag as () tensors, which torch holds as a float or a tensor by the path it took),
+    prev_loss a float, the counts ints; its scratch ``al`` is left for torch to make."""
+    first = optimizer.param_groups[0]["params"][0]
+    back = np.argsort(_lbfgs_order(optimizer, module))
+    if int(state.n_iter) == 0 and int(state.func_evals) == 0:
+        optimizer.state.pop(first, None)
+    else:
+        def tensor(a):
+            return torch.from_numpy(np.array(a)).to(first.dtype)
+
+        k = int(state.num_old)
+        out = {"func_evals": int(state.func_evals), "n_iter": int(state.n_iter)}
+        if int(state.n_iter):
+            out.update(d=tensor(np.asarray(state.d)[back]), t=tensor(state.t),
+                       old_dirs=list(tensor(np.asarray(state.old_dirs)[:k][:, back])),
+                       old_stps=list(tensor(np.asarray(state.old_stps)[:k][:, back])),
+                       ro=list(tensor(state.ro[:k])), H_diag=tensor(state.H_diag),
+                       prev_flat_grad=tensor(np.asarray(state.prev_flat_grad)[back]),
+                       prev_loss=float(state.prev_loss))
+        optimizer.state[first] = out
+    if scheduler is not None:
+        _advance(scheduler, int(state.count))
+
+
 _ADAM = Entry({"count": "step", "mu": "exp_avg", "nu": "exp_avg_sq",
                "nu_max": "max_exp_avg_sq"}, ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"))
 
@@ -166,6 +231,7 @@ OPTIMIZER_STATES = {
                   ("step", "eta", "mu", "ax")),
     "Adafactor": Entry({"count": "step", "row_var": "row_var", "col_var": "col_var",
                         "variance": "variance"}, ("step", "row_var", "col_var", "variance")),
+    "LBFGS": Entry({}, (), read=_lbfgs_read, write=_lbfgs_write),
     "Muon": Entry({"momentum_buffer": "momentum_buffer"}, ("momentum_buffer",)),
     "SparseAdam": Entry({"step": "step", "exp_avg": "exp_avg", "exp_avg_sq": "exp_avg_sq"},
                         ("step", "exp_avg", "exp_avg_sq"), int_step=True),
