@@ -12,7 +12,9 @@ module's ``state_dict`` names that `functional_fit` takes:
                                                      optimizer=tx)
     parity.params.load(net, params); parity.optim.load_state(opt, net, state, new_sched)
 
-Both follow two tables, one entry per torch class, as torch's decomposition table does:
+Covered: every optimizer of ``functional_fit.optim.OPTIMIZERS`` (SGD ... Adafactor, Muon,
+SparseAdam, LBFGS), every schedule of ``lr_scheduler.SCHEDULERS``, SWALR and
+ReduceLROnPlateau. Both follow two tables, one entry per torch class, as torch's decomposition table does:
 `OPTIMIZER_STATES` (torch's state keys <- the fields of the optax state NamedTuples, by name)
 and `SCHEDULERS` (a torch scheduler -> its `lr_scheduler` schedule). How the states lie:
 
@@ -37,6 +39,27 @@ and `SCHEDULERS` (a torch scheduler -> its `lr_scheduler` schedule). How the sta
   step: its optax count (`~functional_fit.optim.transforms.scale_by_torch_momentum`, whose
   update reads only whether it is 0) comes back as 1 from any positive count, and an
   ``optax.trace`` of zeros as no momentum buffer, which continue alike.
+- Muon keeps no step either, only ``momentum_buffer`` (``TorchMuonState``). SparseAdam's
+  ``step`` is a Python int in torch, written back as one; its JAX state is dense, the rows never
+  looked up staying zero as torch's do.
+- LBFGS keeps its whole state in its first parameter's (`Entry`'s read/write hooks):
+  ``LBFGSState`` key for key, its vectors in ``ravel_pytree``'s order of the params dict
+  (sorted names), torch's in its param group's order, permuted on the way; the history lists
+  are the first ``num_old`` rows of the (history_size, n) arrays. torch holds ``t`` and
+  ``H_diag`` as a float or a () tensor by the path it took, written back as () tensors of the
+  same value; its scratch ``al`` is not kept (torch remakes it); it keeps no step count: the
+  optax count comes back as the scheduler's position, or 0.
+- SWALR is the schedule `functional_fit.optim.swa_utils.SWALR` from the group's
+  ``initial_lr`` (its rate when the scheduler was made) to its ``swa_lr``, at ``last_epoch``.
+- ReduceLROnPlateau reads a metric, so it is no schedule: the transformation is
+  ``optax.chain(optimizer, lr_scheduler.ReduceLROnPlateau(lr, ...))`` and the state the pair
+  (optimizer's state, ``ReduceLROnPlateauState``), whose fields are torch's attributes of the
+  same names, ``lr`` group 0's rate. The optimizer and the chained transformation are made with
+  the rate group 0 has now, not the first one (torch keeps no ``initial_lr`` for it): the
+  chained ratio state.lr / lr is then exactly 1 until the next reduction. `load_state` sets the
+  scheduler's attributes and the groups' rates (group 0's to ``state.lr``, the others scaled by
+  the same ratio, as the chained transformation scales them) instead of stepping it; with
+  ``unused=True`` it is refused.
 
 
 The lecture's optimizers. Its gradient descent and SGD update the parameters themselves
@@ -578,7 +601,8 @@ def to_optax(optimizer, module, scheduler=None, *, unused: bool = False):
       optimizer: a ``torch.optim`` optimizer of a class in `OPTIMIZER_STATES`.
       module: the ``torch.nn.Module`` whose parameters (all of them) the optimizer holds.
       scheduler: None, or a ``torch.optim.lr_scheduler`` scheduler of `optimizer`, of a class
-        in `SCHEDULERS`, stepped once per optimizer step.
+        in `SCHEDULERS`, stepped once per optimizer step, or a ``ReduceLROnPlateau`` (chained
+        after the optimizer, stepped on each step's loss: ``value=``, as `engine.step` passes).
       unused: the transformation wrapped in `functional_fit.optim.skip_unused`, whose state
         is per parameter, each with its own count: torch's parameters whose grad was None on
         some steps (each with its own ``step``) are then represented, and JAX goes on skipping

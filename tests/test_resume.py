@@ -1,12 +1,14 @@
 """parity.optim.to_optax and load_state: a torch optimizer's state into optax and back.
 
 Every optimizer of functional_fit.optim that has a state, with its main options, and every
-scheduler of functional_fit.optim.lr_scheduler, on a 2 -> 3 -> 1 tanh network in float64:
+scheduler of functional_fit.optim.lr_scheduler (SWALR and ReduceLROnPlateau too), on a
+2 -> 3 -> 1 tanh network in float64 (Muon: without biases; SparseAdam: an embedding):
 (1) the round trips are exact: torch -> to_optax -> load_state gives torch's state_dict bit for
 bit, and optax -> load_state -> to_optax the optax state; (2) JAX continues from to_optax as
 torch continues itself, and torch from load_state as JAX continues itself. Then the issue's
-3-layer network (AdamW, two groups, OneCycleLR) over 100 + 100 steps both ways, parameters
-skipped on some steps (to_optax(unused=True): skip_unused's per-parameter states), refusals.
+3-layer network (AdamW, two groups, OneCycleLR; and ReduceLROnPlateau) over 100 + 100 steps
+both ways, parameters skipped on some steps (to_optax(unused=True): skip_unused's
+per-parameter states), refusals.
 """
 
 import math
@@ -431,6 +433,11 @@ def test_refusals_name_the_argument():
     other = torch.optim.SGD(module.parameters(), lr=0.1)
     _refused(lambda: to_optax(other, module, sched), "scheduler: this StepLR")
     _refused(lambda: load_state(opt, module, {"not": "a state"}, sched), "state:")
+    plateau = tls.ReduceLROnPlateau(opt, min_lr=[0.0])
+    _refused(lambda: to_optax(opt, module, plateau, unused=True), "unused: not with a "
+             "ReduceLROnPlateau")
+    plateau.min_lrs = [0.0, 1e-3]
+    _refused(lambda: to_optax(opt, module, plateau), "scheduler: its min_lrs differ")
     _, state = to_optax(opt, module, sched)  # at step K
     torch_steps(module, opt, sched, 2)
     _refused(lambda: load_state(opt, module, state, sched),
