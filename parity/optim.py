@@ -719,6 +719,8 @@ def load_state(optimizer, module, state, scheduler=None):
     one); its rates and cycled momenta are then torch's own, bit for bit. torch's ``step`` of
     RMSprop, Adagrad and Adadelta, which their updates do not read, is not in the optax state
     without a schedule: it is then kept from the optimizer's own state (0 where it has none).
+    A ReduceLROnPlateau is not stepped: its attributes and the groups' rates are set from the
+    chained ``ReduceLROnPlateauState``. LBFGS's state goes to its first parameter's.
 
     Args:
       optimizer, module, scheduler: as `to_optax`'s, with the same hyperparameters as those
