@@ -12,7 +12,9 @@ module's ``state_dict`` names that `functional_fit` takes:
                                                      optimizer=tx)
     parity.params.load(net, params); parity.optim.load_state(opt, net, state, new_sched)
 
-Both follow two tables, one entry per torch class, as torch's decomposition table does:
+Covered: every optimizer of ``functional_fit.optim.OPTIMIZERS`` (SGD ... Adafactor, Muon,
+SparseAdam, LBFGS), every schedule of ``lr_scheduler.SCHEDULERS``, SWALR and
+ReduceLROnPlateau. Both follow two tables, one entry per torch class, as torch's decomposition table does:
 `OPTIMIZER_STATES` (torch's state keys <- the fields of the optax state NamedTuples, by name)
 and `SCHEDULERS` (a torch scheduler -> its `lr_scheduler` schedule). How the states lie:
 
@@ -37,6 +39,27 @@ and `SCHEDULERS` (a torch scheduler -> its `lr_scheduler` schedule). How the sta
   step: its optax count (`~functional_fit.optim.transforms.scale_by_torch_momentum`, whose
   update reads only whether it is 0) comes back as 1 from any positive count, and an
   ``optax.trace`` of zeros as no momentum buffer, which continue alike.
+- Muon keeps no step either, only ``momentum_buffer`` (``TorchMuonState``). SparseAdam's
+  ``step`` is a Python int in torch, written back as one; its JAX state is dense, the rows never
+  looked up staying zero as torch's do.
+- LBFGS keeps its whole state in its first parameter's (`Entry`'s read/write hooks):
+  ``LBFGSState`` key for key, its vectors in ``ravel_pytree``'s order of the params dict
+  (sorted names), torch's in its param group's order, permuted on the way; the history lists
+  are the first ``num_old`` rows of the (history_size, n) arrays. torch holds ``t`` and
+  ``H_diag`` as a float or a () tensor by the path it took, written back as () tensors of the
+  same value; its scratch ``al`` is not kept (torch remakes it); it keeps no step count: the
+  optax count comes back as the scheduler's position, or 0.
+- SWALR is the schedule `functional_fit.optim.swa_utils.SWALR` from the group's
+  ``initial_lr`` (its rate when the scheduler was made) to its ``swa_lr``, at ``last_epoch``.
+- ReduceLROnPlateau reads a metric, so it is no schedule: the transformation is
+  ``optax.chain(optimizer, lr_scheduler.ReduceLROnPlateau(lr, ...))`` and the state the pair
+  (optimizer's state, ``ReduceLROnPlateauState``), whose fields are torch's attributes of the
+  same names, ``lr`` group 0's rate. The optimizer and the chained transformation are made with
+  the rate group 0 has now, not the first one (torch keeps no ``initial_lr`` for it): the
+  chained ratio state.lr / lr is then exactly 1 until the next reduction. `load_state` sets the
+  scheduler's attributes and the groups' rates (group 0's to ``state.lr``, the others scaled by
+  the same ratio, as the chained transformation scales them) instead of stepping it; with
+  ``unused=True`` it is refused.
 
 
 The lecture's optimizers. Its gradient descent and SGD update the parameters themselves
@@ -66,10 +89,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import torch
+from jax.flatten_util import ravel_pytree
 
 import functional_fit.optim as fo
 from functional_fit.checks import InputError
 from functional_fit.optim import lr_scheduler as ls
+from functional_fit.optim import swa_utils
 from functional_fit.optim.unused import SkipUnusedState
 from parity.params import from_module
 
@@ -129,6 +154,7 @@ class Entry(NamedTuple):
       ``read(optimizer, module, scheduler, template) -> state`` fills the transformation's
       initial state `template`, and ``write(optimizer, module, state, scheduler)`` writes a
       state into torch (its scheduler included).
+    int_step: torch keeps the step as a Python int (SparseAdam), not a tensor.
     """
 
     fields: dict
@@ -136,6 +162,71 @@ class Entry(NamedTuple):
     eager: bool = False
     read: Callable | None = None
     write: Callable | None = None
+    int_step: bool = False
+
+
+def _lbfgs_order(optimizer, module):
+    """perm: JAX's flat vector (`ravel_pytree` of the params dict) is torch's flat vector (its
+    parameters in param group order, each ``view(-1)``) at perm: ``jax = torch[..., perm]``."""
+    names, params = _group_names(optimizer, module)[0], from_module(module)
+    offsets = np.cumsum([0] + [np.size(params[n]) for n in names])
+    index = {n: jnp.asarray(np.arange(a, b).reshape(np.shape(params[n])))
+             for n, a, b in zip(names, offsets, offsets[1:])}
+    return np.asarray(ravel_pytree(index)[0])
+
+
+def _lbfgs_read(optimizer, module, scheduler, template):
+    """torch's LBFGS state (all of it in its first parameter's) as a `LBFGSState`; count (torch
+    keeps none) is the scheduler's position, or 0."""
+    perm, like = _lbfgs_order(optimizer, module), template
+    state = optimizer.state.get(optimizer.param_groups[0]["params"][0], {})
+    count = 0 if scheduler is None else _position(scheduler)
+
+    def value(key, v):  # a tensor, or a Python number (as such: not via torch's float32)
+        v = v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v
+        return jnp.asarray(np.asarray(v), getattr(like, key).dtype)
+
+    def flat(key):  # a torch vector in JAX's order
+        return value(key, state[key].detach().cpu().numpy()[perm])
+
+    filled = like._replace(n_iter=value("n_iter", state.get("n_iter", 0)), count=value(
+        "count", count), func_evals=value("func_evals", state.get("func_evals", 0)))
+    if "d" not in state:
+        return filled
+    k = len(state["old_dirs"])
+    rows = {key: (like_rows.at[:k].set(value(key, torch.stack(state[key]).cpu().numpy()[
+        ..., perm])) if k else like_rows) for key, like_rows in
+        (("old_dirs", like.old_dirs), ("old_stps", like.old_stps))}
+    ro = like.ro.at[:k].set(jnp.asarray([float(r) for r in state["ro"]], like.ro.dtype))
+    return filled._replace(d=flat("d"), t=value("t", state["t"]), ro=ro, num_old=value(
+        "num_old", k), H_diag=value("H_diag", state["H_diag"]), prev_flat_grad=flat(
+        "prev_flat_grad"), prev_loss=value("prev_loss", state["prev_loss"]), **rows)
+
+
+def _lbfgs_write(optimizer, module, state, scheduler):
+    """A `LBFGSState` into torch's first parameter's state: tensors where torch's are (t and
+    H_diag as () tensors, which torch holds as a float or a tensor by the path it took),
+    prev_loss a float, the counts ints; its scratch ``al`` is left for torch to make."""
+    first = optimizer.param_groups[0]["params"][0]
+    back = np.argsort(_lbfgs_order(optimizer, module))
+    if int(state.n_iter) == 0 and int(state.func_evals) == 0:
+        optimizer.state.pop(first, None)
+    else:
+        def tensor(a):
+            return torch.from_numpy(np.array(a)).to(first.dtype)
+
+        k = int(state.num_old)
+        out = {"func_evals": int(state.func_evals), "n_iter": int(state.n_iter)}
+        if int(state.n_iter):
+            out.update(d=tensor(np.asarray(state.d)[back]), t=tensor(state.t),
+                       old_dirs=list(tensor(np.asarray(state.old_dirs)[:k][:, back])),
+                       old_stps=list(tensor(np.asarray(state.old_stps)[:k][:, back])),
+                       ro=list(tensor(state.ro[:k])), H_diag=tensor(state.H_diag),
+                       prev_flat_grad=tensor(np.asarray(state.prev_flat_grad)[back]),
+                       prev_loss=float(state.prev_loss))
+        optimizer.state[first] = out
+    if scheduler is not None:
+        _advance(scheduler, int(state.count))
 
 
 _ADAM = Entry({"count": "step", "mu": "exp_avg", "nu": "exp_avg_sq",
@@ -163,6 +254,10 @@ OPTIMIZER_STATES = {
                   ("step", "eta", "mu", "ax")),
     "Adafactor": Entry({"count": "step", "row_var": "row_var", "col_var": "col_var",
                         "variance": "variance"}, ("step", "row_var", "col_var", "variance")),
+    "LBFGS": Entry({}, (), read=_lbfgs_read, write=_lbfgs_write),
+    "Muon": Entry({"momentum_buffer": "momentum_buffer"}, ("momentum_buffer",)),
+    "SparseAdam": Entry({"step": "step", "exp_avg": "exp_avg", "exp_avg_sq": "exp_avg_sq"},
+                        ("step", "exp_avg", "exp_avg_sq"), int_step=True),
 }
 
 
@@ -214,6 +309,8 @@ SCHEDULERS = {
         lr, [_schedule(m, lr, i) for m in s._schedulers], list(s._milestones)),
     "ChainedScheduler": lambda s, lr, i: ls.ChainedScheduler(
         lr, [_schedule(m, lr, i) for m in s._schedulers]),
+    "SWALR": lambda s, lr, i: swa_utils.SWALR(lr, s.optimizer.param_groups[i]["swa_lr"],
+                                              s.anneal_epochs, s._anneal_strategy),
 }
 
 
@@ -293,15 +390,54 @@ def transformation(optimizer, module, scheduler=None):
     factory, _ = _factory(optimizer)
     _check_scheduler(optimizer, scheduler)
     names = _group_names(optimizer, module)
+    plateau = _is_plateau(scheduler)
     keywords = []
     for i, group in enumerate(optimizer.param_groups):
-        lr = group["lr"] if scheduler is None else _schedule(scheduler, _base(
+        lr = group["lr"] if scheduler is None or plateau else _schedule(scheduler, _base(
             scheduler, group["lr"], i), i)
         keywords.append(_keywords(factory, group, lr))
     if len(keywords) == 1:
-        return factory(**keywords[0])
-    return factory(**keywords[0], param_groups=[{"params": _among(n), **k}
-                                                for n, k in zip(names, keywords)])
+        tx = factory(**keywords[0])
+    else:
+        tx = factory(**keywords[0], param_groups=[{"params": _among(n), **k}
+                                                  for n, k in zip(names, keywords)])
+    return optax.chain(tx, _plateau(scheduler)) if plateau else tx
+
+
+def _is_plateau(scheduler) -> bool:
+    return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
+def _plateau(s):
+    """torch's ReduceLROnPlateau `s` as `lr_scheduler.ReduceLROnPlateau`, made with the rate
+    group 0 has now (the optimizer's too): the ratio it scales by is exactly 1 until the next
+    reduction. torch keeps no base rate for it (no ``initial_lr``) to start from instead."""
+    if len(set(s.min_lrs)) > 1:
+        raise InputError(f"scheduler: its min_lrs differ by param group ({s.min_lrs}); the "
+                         "chained ReduceLROnPlateau keeps one")
+    return ls.ReduceLROnPlateau(s.optimizer.param_groups[0]["lr"], s.mode, s.factor, s.patience,
+                                s.threshold, s.threshold_mode, s.cooldown, s.min_lrs[0], s.eps)
+
+
+def _plateau_state(s, like):
+    """torch's ReduceLROnPlateau's attributes as its `ReduceLROnPlateauState` (`like`'s dtypes);
+    ``lr`` is param group 0's."""
+    values = (s.optimizer.param_groups[0]["lr"], s.best, s.num_bad_epochs, s.cooldown_counter,
+              s.last_epoch)
+    return type(like)(*(jnp.asarray(v, a.dtype) for v, a in zip(values, like)))
+
+
+def _set_plateau(s, state) -> None:
+    """Set torch's ReduceLROnPlateau `s` (and its optimizer's rates) to `state`: group 0's rate
+    is ``state.lr``, every other group's is scaled by the same ratio (the chained transformation
+    scales every group alike)."""
+    groups = s.optimizer.param_groups
+    lr, ratio = float(state.lr), float(state.lr) / groups[0]["lr"]
+    for i, g in enumerate(groups):
+        g["lr"] = lr if i == 0 else g["lr"] * ratio
+    s.best, s.last_epoch = float(state.best), int(state.last_epoch)
+    s.num_bad_epochs, s.cooldown_counter = int(state.num_bad_epochs), int(state.cooldown_counter)
+    s._last_lr = [g["lr"] for g in groups]
 
 
 def _among(names: list):
@@ -465,7 +601,8 @@ def to_optax(optimizer, module, scheduler=None, *, unused: bool = False):
       optimizer: a ``torch.optim`` optimizer of a class in `OPTIMIZER_STATES`.
       module: the ``torch.nn.Module`` whose parameters (all of them) the optimizer holds.
       scheduler: None, or a ``torch.optim.lr_scheduler`` scheduler of `optimizer`, of a class
-        in `SCHEDULERS`, stepped once per optimizer step.
+        in `SCHEDULERS`, stepped once per optimizer step, or a ``ReduceLROnPlateau`` (chained
+        after the optimizer, stepped on each step's loss: ``value=``, as `engine.step` passes).
       unused: the transformation wrapped in `functional_fit.optim.skip_unused`, whose state
         is per parameter, each with its own count: torch's parameters whose grad was None on
         some steps (each with its own ``step``) are then represented, and JAX goes on skipping
@@ -481,6 +618,13 @@ def to_optax(optimizer, module, scheduler=None, *, unused: bool = False):
     """
     _, entry = _factory(optimizer)
     tx = transformation(optimizer, module, scheduler)
+    if _is_plateau(scheduler):
+        if unused:
+            raise InputError("unused: not with a ReduceLROnPlateau, whose state is not per "
+                             "parameter")
+        inner, plateau = tx.init(from_module(module))
+        return tx, ((entry.read or _read)(optimizer, module, None, inner),
+                    _plateau_state(scheduler, plateau))
     if not unused:
         return tx, (entry.read or _read)(optimizer, module, scheduler,
                                          tx.init(from_module(module)))
@@ -534,7 +678,8 @@ def _torch_state(entry: Entry, step: int, values: dict, scalars: dict, p) -> dic
     out = {}
     for key in entry.keys:
         if key == "step":
-            out[key] = torch.tensor(float(step), dtype=_scalar_dtype())
+            out[key] = int(step) if entry.int_step else torch.tensor(float(step),
+                                                                      dtype=_scalar_dtype())
         elif key in scalars:
             out[key] = torch.tensor(scalars[key].item(), dtype=_scalar_dtype())
         elif key in values and not (values[key].shape == (0,) and p.numel()):  # (0,): none
@@ -574,6 +719,8 @@ def load_state(optimizer, module, state, scheduler=None):
     one); its rates and cycled momenta are then torch's own, bit for bit. torch's ``step`` of
     RMSprop, Adagrad and Adadelta, which their updates do not read, is not in the optax state
     without a schedule: it is then kept from the optimizer's own state (0 where it has none).
+    A ReduceLROnPlateau is not stepped: its attributes and the groups' rates are set from the
+    chained ``ReduceLROnPlateauState``. LBFGS's state goes to its first parameter's.
 
     Args:
       optimizer, module, scheduler: as `to_optax`'s, with the same hyperparameters as those
@@ -593,6 +740,9 @@ def load_state(optimizer, module, state, scheduler=None):
     unused = isinstance(state, SkipUnusedState)
     template = (fo.skip_unused(tx) if unused else tx).init(from_module(module))
     _check_state(state, template)
+    if _is_plateau(scheduler):  # the optimizer's state, then the chained plateau's
+        _set_plateau(scheduler, state[1])
+        state, template, scheduler = state[0], template[0], None
     if entry.write is not None:
         entry.write(optimizer, module, state, scheduler)
         return optimizer

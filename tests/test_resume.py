@@ -1,12 +1,14 @@
 """parity.optim.to_optax and load_state: a torch optimizer's state into optax and back.
 
 Every optimizer of functional_fit.optim that has a state, with its main options, and every
-scheduler of functional_fit.optim.lr_scheduler, on a 2 -> 3 -> 1 tanh network in float64:
+scheduler of functional_fit.optim.lr_scheduler (SWALR and ReduceLROnPlateau too), on a
+2 -> 3 -> 1 tanh network in float64 (Muon: without biases; SparseAdam: an embedding):
 (1) the round trips are exact: torch -> to_optax -> load_state gives torch's state_dict bit for
 bit, and optax -> load_state -> to_optax the optax state; (2) JAX continues from to_optax as
 torch continues itself, and torch from load_state as JAX continues itself. Then the issue's
-3-layer network (AdamW, two groups, OneCycleLR) over 100 + 100 steps both ways, parameters
-skipped on some steps (to_optax(unused=True): skip_unused's per-parameter states), refusals.
+3-layer network (AdamW, two groups, OneCycleLR; and ReduceLROnPlateau) over 100 + 100 steps
+both ways, parameters skipped on some steps (to_optax(unused=True): skip_unused's
+per-parameter states), refusals.
 """
 
 import math
@@ -18,6 +20,7 @@ import optax
 import pytest
 import torch
 from torch.optim import lr_scheduler as tls
+from torch.optim.swa_utils import SWALR
 
 from functional_fit import engine
 from functional_fit.checks import InputError
@@ -46,20 +49,65 @@ def _loss(y_hat, y):
 
 
 def torch_steps(module, opt, sched, n):
-    for _ in range(n):
+    def closure():  # LBFGS's
         opt.zero_grad()
-        torch.mean((module(X) - Y) ** 2).backward()
-        opt.step()
-        if sched is not None:
+        loss = torch.mean((module(X) - Y) ** 2)
+        loss.backward()
+        return loss
+
+    for _ in range(n):
+        loss = closure()
+        opt.step(closure) if isinstance(opt, torch.optim.LBFGS) else opt.step()
+        if isinstance(sched, tls.ReduceLROnPlateau):
+            sched.step(loss.item())  # as parity.fit.train_steps does
+        elif sched is not None:
             sched.step()
 
 
-def jax_steps(params, state, tx, n):
+_COMPILED = {}  # (tx, model) -> engine.step under jax.jit: LBFGS's loops, traced once
+
+
+def jax_steps(params, state, tx, n, model=mlp):
     params = {k: jnp.asarray(v) for k, v in params.items()}
     x, y = jnp.asarray(X.numpy()), jnp.asarray(Y.numpy())
+    step = _COMPILED.get((tx, model))
+    if step is None:
+        step = _COMPILED[tx, model] = jax.jit(lambda p, s: engine.step(
+            p, s, x, y, model=model, loss=_loss, optimizer=tx))
     for _ in range(n):
-        params, state, _ = engine.step(params, state, x, y, model=mlp, loss=_loss, optimizer=tx)
+        params, state, _ = step(params, state)
     return params, state
+
+
+def no_bias_net():
+    """Muon's: 2-D parameters only."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(2, 3, bias=False), torch.nn.Tanh(),
+                               torch.nn.Linear(3, 1, bias=False)).double()
+
+
+def no_bias_mlp(params, x):
+    return jnp.tanh(x @ params["0.weight"].T) @ params["2.weight"].T
+
+
+IDX = torch.tensor([0, 1, 2, 0, 1, 2, 3, 3])  # rows 4 and 5 are never looked up
+
+
+class Embedded(torch.nn.Module):
+    """SparseAdam's: an embedding with sparse gradients, y = sum(x * emb[IDX], 1)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = torch.nn.Embedding(6, 2, sparse=True).double()
+
+    def forward(self, x):
+        return (x * self.emb(IDX)).sum(1, keepdim=True)
+
+
+def embedded(params, x):
+    """Embedded in JAX: the gradient of the rows not looked up is zero (dense)."""
+    return jnp.sum(x * params["emb.weight"][jnp.asarray(IDX.numpy())], 1, keepdims=True)
 
 
 def sgd(**kw):
@@ -117,7 +165,28 @@ CASES = {  # name: (optimizer of params, scheduler of optimizer or None)
                          lambda o: tls.LinearLR(o, start_factor=0.5, total_iters=4)),
     "Adam groups StepLR": (lambda p: O.Adam(_two_groups(p), lr=0.01, weight_decay=0.1),
                            lambda o: tls.StepLR(o, step_size=3, gamma=0.5)),
+    "LBFGS": (lambda p: O.LBFGS(p, lr=0.5, max_iter=3, history_size=4), None),
+    "LBFGS strong_wolfe": (lambda p: O.LBFGS(p, max_iter=4, history_size=3,
+                                             line_search_fn="strong_wolfe"), None),
+    "LBFGS StepLR": (lambda p: O.LBFGS(p, lr=0.5, max_iter=3, history_size=4),
+                     lambda o: tls.StepLR(o, step_size=2, gamma=0.5)),
+    "Muon": (lambda p: O.Muon(p, lr=0.02), None),
+    "Muon no nesterov": (lambda p: O.Muon(p, lr=0.02, nesterov=False, weight_decay=0.0), None),
+    "SparseAdam": (lambda p: O.SparseAdam(p, lr=0.05), None),
+    "SWALR cos": (sgd(), lambda o: SWALR(o, swa_lr=0.01, anneal_epochs=8)),
+    "SWALR linear": (sgd(), lambda o: SWALR(o, swa_lr=0.2, anneal_epochs=7,
+                                            anneal_strategy="linear")),
+    # a threshold of 30%: reductions within the K steps and within the M after them
+    "ReduceLROnPlateau": (sgd(), lambda o: tls.ReduceLROnPlateau(o, factor=0.5, patience=0,
+                                                                 threshold=0.3)),
+    "Adam groups ReduceLROnPlateau": (
+        lambda p: O.Adam(_two_groups(p), lr=0.01),
+        lambda o: tls.ReduceLROnPlateau(o, factor=0.5, patience=1, threshold=0.3, cooldown=1)),
 }
+
+#: case -> (torch module, its JAX model), where not (net, mlp).
+SETUPS = {"Muon": (no_bias_net, no_bias_mlp), "Muon no nesterov": (no_bias_net, no_bias_mlp),
+          "SparseAdam": (Embedded, embedded)}
 
 
 def _two_groups(params):
@@ -129,7 +198,7 @@ def _two_groups(params):
 def started(case, steps=K):
     """A network, its optimizer and scheduler after `steps` torch steps."""
     make_opt, make_sched = CASES[case]
-    module = net()
+    module = SETUPS.get(case, (net,))[0]()
     opt = make_opt(module.parameters())
     sched = make_sched(opt) if make_sched else None
     torch_steps(module, opt, sched, steps)
@@ -167,6 +236,21 @@ def holds_step(state) -> bool:
 FLAG_COUNT = {"SGD dampening"}
 
 
+#: torch keeps no step count for LBFGS: it comes back as 0 (without a scheduler), which only a
+#: schedule would read.
+NO_COUNT = {"LBFGS", "LBFGS strong_wolfe"}
+
+
+def lbfgs_values(state_dict):
+    """LBFGS's state_dict with t and H_diag as floats (torch holds a float or a () tensor, by
+    the path it took; load_state writes () tensors, equal in value) and without torch's
+    scratch ``al`` (written before it is read in every iteration)."""
+    for s in state_dict["state"].values():
+        s.pop("al", None)
+        s.update({k: float(s[k]) for k in ("t", "H_diag") if k in s})
+    return state_dict
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_round_trips_are_exact(case):
     module, opt, sched = started(case)
@@ -180,13 +264,19 @@ def test_round_trips_are_exact(case):
         for s in expected["state"].values():
             if "step" in s:
                 s["step"] = torch.zeros_like(s["step"])
-    assert_same(expected, fresh_opt.state_dict())
+    if case.startswith("LBFGS"):
+        expected, got = lbfgs_values(expected), lbfgs_values(fresh_opt.state_dict())
+    else:
+        got = fresh_opt.state_dict()
+    assert_same(expected, got)
     if sched is not None:
         assert_same(sched.state_dict(), fresh_sched.state_dict(), "scheduler")
     # optax -> torch -> optax, from a state JAX has moved on
-    _, moved = jax_steps(from_module(module), state, tx, M)
-    if case in FLAG_COUNT:
-        moved = optax.tree_utils.tree_set(moved, count=jnp.ones([], jnp.int32))
+    model = SETUPS.get(case, (net, mlp))[1]
+    _, moved = jax_steps(from_module(module), state, tx, M, model)
+    if case in FLAG_COUNT | NO_COUNT:
+        moved = optax.tree_utils.tree_set(moved, count=jnp.asarray(case in FLAG_COUNT,
+                                                                   jnp.int32))
     load_state(fresh_opt, fresh_module, moved, fresh_sched)
     _, again = to_optax(fresh_opt, fresh_module, fresh_sched)
     assert jax.tree.structure(again) == jax.tree.structure(moved)
@@ -209,15 +299,19 @@ def rel(a: dict, b: dict) -> float:
 def test_continues_both_ways(case):
     module, opt, sched = started(case)
     tx, state = to_optax(opt, module, sched)
-    params, state = jax_steps(from_module(module), state, tx, M)
+    model = SETUPS.get(case, (net, mlp))[1]
+    params, state = jax_steps(from_module(module), state, tx, M, model)
+    before = opt.param_groups[0]["lr"]
     torch_steps(module, opt, sched, M)
     assert rel(params, from_module(module)) <= CONTINUATION
+    if isinstance(sched, tls.ReduceLROnPlateau):  # reduced before the hand-over and after
+        assert opt.param_groups[0]["lr"] < before < opt.defaults["lr"]
     # and back: torch from JAX's params and state, against JAX's own continuation
     back_module, back_opt, back_sched = started(case, steps=0)
     load(back_module, {k: np.array(v) for k, v in params.items()})
     load_state(back_opt, back_module, state, back_sched)
     torch_steps(back_module, back_opt, back_sched, M)
-    params, _ = jax_steps(params, state, tx, M)
+    params, _ = jax_steps(params, state, tx, M, model)
     assert rel(from_module(back_module), params) <= CONTINUATION
 
 
@@ -278,6 +372,41 @@ def test_a_three_layer_network_resumes_in_jax_and_back_in_torch():
     assert rel(from_module(module), params) <= CONTINUATION
 
 
+def adamw_plateau(module):
+    """AdamW, no weight decay on the biases, under ReduceLROnPlateau on each step's loss: it
+    reduces the rate within the first 100 steps and within the next 100."""
+    named = dict(module.named_parameters())
+    opt = torch.optim.AdamW(
+        [{"params": [p for n, p in named.items() if n.endswith("weight")]},
+         {"params": [p for n, p in named.items() if n.endswith("bias")], "weight_decay": 0.0}],
+        lr=0.01, weight_decay=0.05)
+    return opt, tls.ReduceLROnPlateau(opt, factor=0.7, patience=5, threshold=0.05, cooldown=2)
+
+
+def test_a_three_layer_network_resumes_under_reduce_lr_on_plateau():
+    module = deep_net()
+    opt, sched = adamw_plateau(module)
+    tx, start = to_optax(opt, module, sched)
+    run = scan_steps(tx)
+    torch_steps(module, opt, sched, 100)
+    reduced = opt.param_groups[0]["lr"]
+    tx, state = to_optax(opt, module, sched)
+    params, _ = scan_steps(tx)(from_module(module), state, 100)
+    torch_steps(module, opt, sched, 100)
+    assert opt.param_groups[0]["lr"] < reduced < 0.01  # reduced before the hand-over and after
+    assert rel(params, from_module(module)) <= CONTINUATION
+    # JAX 100 steps from torch's start, load_state, torch continues 100, against JAX's own
+    module = deep_net()
+    params, state = run(from_module(module), start, 100)
+    opt, sched = adamw_plateau(module)
+    load(module, {k: np.array(v) for k, v in params.items()})
+    load_state(opt, module, state, sched)
+    assert sched.last_epoch == 100 and opt.param_groups[1]["lr"] == reduced
+    torch_steps(module, opt, sched, 100)
+    params, _ = run(params, state, 100)
+    assert rel(from_module(module), params) <= CONTINUATION
+
+
 # --------------------------------------------------------------------------- refusals
 
 
@@ -306,6 +435,11 @@ def test_refusals_name_the_argument():
     other = torch.optim.SGD(module.parameters(), lr=0.1)
     _refused(lambda: to_optax(other, module, sched), "scheduler: this StepLR")
     _refused(lambda: load_state(opt, module, {"not": "a state"}, sched), "state:")
+    plateau = tls.ReduceLROnPlateau(opt, min_lr=[0.0])
+    _refused(lambda: to_optax(opt, module, plateau, unused=True), "unused: not with a "
+             "ReduceLROnPlateau")
+    plateau.min_lrs = [0.0, 1e-3]
+    _refused(lambda: to_optax(opt, module, plateau), "scheduler: its min_lrs differ")
     _, state = to_optax(opt, module, sched)  # at step K
     torch_steps(module, opt, sched, 2)
     _refused(lambda: load_state(opt, module, state, sched),
