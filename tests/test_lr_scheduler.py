@@ -224,6 +224,41 @@ BAD = {
     "per_epoch zero": (lambda: fls.per_epoch(fls.StepLR(0.1, 2), 0), "steps_per_epoch"),
     "onecycle on Adagrad": (lambda: fo.Adagrad(lr=fls.OneCycleLR(0.1, 10)), "Adagrad"),
     "onecycle on Adadelta": (lambda: fo.Adadelta(lr=fls.OneCycleLR(0.1, 10)), "Adadelta"),
+    "poly negative iters": (lambda: fls.PolynomialLR(0.1, total_iters=-1), "total_iters"),
+    "poly negative power": (lambda: fls.PolynomialLR(0.1, power=-1.0), "power"),
+    "multiplicative not callable": (lambda: fls.MultiplicativeLR(0.1, 0.95), "lr_lambda"),
+    "restarts T_0 zero": (lambda: fls.CosineAnnealingWarmRestarts(0.1, T_0=0), "T_0"),
+    "restarts T_0 float": (lambda: fls.CosineAnnealingWarmRestarts(0.1, T_0=2.0), "T_0"),
+    "restarts T_mult zero": (lambda: fls.CosineAnnealingWarmRestarts(0.1, 5, T_mult=0),
+                             "T_mult"),
+    "restarts eta_min": (lambda: fls.CosineAnnealingWarmRestarts(0.1, 5, eta_min="0"),
+                         "eta_min"),
+    "cyclic mode": (lambda: fls.CyclicLR(0.1, 1.0, mode="CATS"), "mode"),
+    "cyclic scale_mode": (lambda: fls.CyclicLR(0.1, 1.0, scale_fn=lambda x: 1.0,
+                                               scale_mode="epochs"), "scale_mode"),
+    "cyclic scale_fn": (lambda: fls.CyclicLR(0.1, 1.0, scale_fn=0.5), "scale_fn"),
+    "cyclic step up": (lambda: fls.CyclicLR(0.1, 1.0, step_size_up=0), "step_size_up"),
+    "cyclic step down": (lambda: fls.CyclicLR(0.1, 1.0, step_size_down=-2), "step_size_down"),
+    "cyclic max_lr": (lambda: fls.CyclicLR(0.1, math.nan), "max_lr"),
+    "cyclic flag": (lambda: fls.CyclicLR(0.1, 1.0, cycle_momentum=1), "cycle_momentum"),
+    "cyclic on Adagrad": (lambda: fo.Adagrad(lr=fls.CyclicLR(0.1, 1.0)), "CyclicLR"),
+    "cyclic momentum in SequentialLR": (lambda: fls.SequentialLR(0.1, [
+        fls.StepLR(0.1, 2), fls.CyclicLR(0.01, 0.1)], [3]), "CyclicLR"),
+    "chained empty": (lambda: fls.ChainedScheduler(0.1, []), "schedulers"),
+    "chained not a list": (lambda: fls.ChainedScheduler(0.1, fls.StepLR(0.1, 2)), "schedulers"),
+    "chained other lr": (lambda: fls.ChainedScheduler(0.1, [fls.StepLR(0.2, 2)]),
+                         "schedulers[0]"),
+    "chained sequential": (lambda: fls.ChainedScheduler(0.1, [
+        fls.SequentialLR(0.1, [fls.StepLR(0.1, 2)], [])]), "SequentialLR"),
+    "chained per_epoch": (lambda: fls.ChainedScheduler(0.1, [
+        fls.per_epoch(fls.StepLR(0.1, 2), 5)]), "per_epoch"),
+    "chained plain function": (lambda: fls.ChainedScheduler(0.1, [lambda k: 0.1]),
+                               "schedulers[0]"),
+    "chained lambda after a first cyclic": (lambda: fls.ChainedScheduler(0.1, [
+        fls.CyclicLR(0.01, 0.1), fls.LambdaLR(0.1, lambda k: 1.0)]), "initial_lr"),
+    "chained restarts after onecycle": (lambda: fls.ChainedScheduler(0.1, [
+        fls.StepLR(0.1, 3), fls.OneCycleLR(0.1, 10, cycle_momentum=False),
+        fls.CosineAnnealingWarmRestarts(0.1, 4)]), "initial_lr"),
 }
 
 
