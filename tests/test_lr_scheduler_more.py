@@ -28,7 +28,7 @@ from functional_fit.tolerances import (
 )
 
 from _paths import flat, growth
-from test_lr_scheduler import jax_values, torch_values
+from test_lr_scheduler import check_schedule_values, jax_values, torch_values
 from test_optim import Case, run, sched
 
 #: Schedules computed by torch's own recursion (a table, or its product in its order).
@@ -145,20 +145,7 @@ CASES = {
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_schedule_values(name):
-    make_jax, make_torch, lr, steps = CASES[name]
-    schedule = make_jax()
-    theirs = torch_values(make_torch, lr, steps, momentum=0.9)
-    ours = jax_values(schedule, steps)
-    assert ours.dtype == np.float64
-    if schedule.__name__ in EXACT:
-        np.testing.assert_array_equal(ours, theirs[:, 0])
-    else:
-        assert rel_err(ours, theirs[:, 0]) <= SCHEDULE_FLOAT64
-    momentum = getattr(schedule, "momentum", None)
-    if momentum is not None:
-        assert rel_err(jax_values(momentum, steps), theirs[:, 1]) <= SCHEDULE_FLOAT64
-    else:
-        np.testing.assert_array_equal(theirs[:, 1], 0.9)  # torch left the momentum alone
+    check_schedule_values(*CASES[name], exact=EXACT)
 
 
 def test_cyclic_cycles_adam_beta1_as_torch():
