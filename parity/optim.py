@@ -365,6 +365,9 @@ def _check_scheduler(optimizer, scheduler) -> None:
 
 
 def _factory(optimizer):
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise InputError(f"optimizer must be a torch.optim.Optimizer, got "
+                         f"{type(optimizer).__name__}")
     name = type(optimizer).__name__
     if name not in OPTIMIZER_STATES or name not in fo.OPTIMIZERS:
         raise InputError(f"optimizer: no reader for torch.optim.{name} (known: "

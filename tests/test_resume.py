@@ -426,6 +426,8 @@ def test_refusals_name_the_argument():
     module, opt, sched = started("StepLR")
     _refused(lambda: to_optax(LectureSGD(module.parameters(), lr=0.1), module),
              "optimizer: no reader for torch.optim.LectureSGD")
+    _refused(lambda: to_optax("Adam", module), "optimizer must be a torch.optim.Optimizer, got str")
+    _refused(lambda: load_state(None, module, {}), "optimizer must be a torch.optim.Optimizer")
     _refused(lambda: to_optax(opt, module, Unknown(opt, lambda k: 1.0)),
              "scheduler: no reader for torch's Unknown")
     _refused(lambda: to_optax(opt, net(seed=1)), "module: param_groups[0]")
