@@ -64,8 +64,9 @@ batch loss `functional_fit.fit.train` passes; ``per_epoch`` makes it step on eac
 Its state, `ReduceLROnPlateauState`, holds torch's attributes under torch's names. torch's
 SWALR is in `functional_fit.optim.swa_utils`, as it is in torch.
 
-Left out: torch's ``last_epoch`` (to resume, keep the optimizer state, whose count is the
-epoch) and lists of rates for several parameter groups.
+Left out: torch's ``last_epoch`` argument (to resume a torch run, `parity.optim.to_optax`
+reads the scheduler's position into the optimizer state's count) and lists of rates for
+several parameter groups (give each group its own schedule, `functional_fit.optim.groups`).
 """
 
 from __future__ import annotations
