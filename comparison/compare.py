@@ -21,7 +21,10 @@ scalars, an unknown optimizer or keyword, labels out of range, non-finite data.
 
 A parameter with ``requires_grad=False`` is frozen on both sides, as torch freezes it: torch
 skips it, and JAX's optimizer gives it zero updates (`Comparison.frozen` names it; its gradient
-is not compared). A module whose forward gives two outputs for the same x (Dropout in training
+is not compared). A parameter the forward does not use (torch leaves its ``.grad`` None) is
+skipped on both sides, as torch skips it: JAX's optimizer is wrapped in
+`functional_fit.optim.skip_unused` for it, which skips a gradient that is exactly zero
+(`Comparison.unused` names it, and the table says so). A module whose forward gives two outputs for the same x (Dropout in training
 mode) cannot be followed step for step: the comparison says so (`Comparison.random`, culprit
 ``"random"``) instead of blaming a part of the port.
 
@@ -107,6 +110,10 @@ class Comparison(NamedTuple):
     #: parameters with ``requires_grad=False``: not updated on either side (torch skips them,
     #: JAX's optimizer sets their updates to zero), their gradients not compared
     frozen: tuple = ()
+    #: parameters the forward does not use (torch leaves their ``.grad`` None and skips them);
+    #: JAX's optimizer runs them through `functional_fit.optim.skip_unused`, which skips an
+    #: exactly-zero gradient as torch skips a None one
+    unused: tuple = ()
     #: the module's forward gives two outputs for the same x (Dropout in training mode): its
     #: path cannot match a deterministic port's step for step
     random: bool = False
@@ -153,12 +160,16 @@ class Comparison(NamedTuple):
             worst = int(np.argmax(d)) if d.size else 0
             grad = self.grad_diff.get(name, 0.0)
             flag = "" if (d <= tol).all() and grad <= tol else "  <-- parts"
-            shown = "frozen" if name in self.frozen else f"{grad:.2e}"
+            shown = ("frozen" if name in self.frozen else "unused" if name in self.unused
+                     else f"{grad:.2e}")
             lines.append(f"{name:<20} {shown:>14} {float(np.max(d)):>14.2e}  {worst}{flag}")
         lines += ["", f"tolerance {tol:.1e}: {self.tolerance.derivation}"]
         if self.frozen:
             lines.append(f"frozen (requires_grad=False, not updated on either side): "
                          f"{', '.join(self.frozen)}")
+        if self.unused:
+            lines.append(f"unused (torch leaves .grad None; JAX skips their zero gradient, "
+                         f"functional_fit.optim.skip_unused): {', '.join(self.unused)}")
         if self.random:
             lines.append(RANDOM)
         if self.diverged:
@@ -355,18 +366,24 @@ def _frozen(module) -> tuple:
     return tuple(name for name, p in module.named_parameters() if not p.requires_grad)
 
 
-def _freeze(jax_opt, p0: dict, frozen: tuple):
+def _freeze(jax_opt, p0: dict, frozen: tuple, unused: tuple = ()):
     """`jax_opt` on the trained parameters, zero updates for the `frozen` (as torch skips a
-    parameter without a gradient, weight decay and momentum included)."""
-    if not frozen:
+    parameter without a gradient, weight decay and momentum included), and for the `unused`
+    `jax_opt` under `functional_fit.optim.skip_unused` (skipped on a step whose gradient is
+    exactly zero, as torch skips a None ``.grad``)."""
+    if not frozen and not unused:
         return jax_opt
-    labels = {k: "frozen" if k in frozen else "trained" for k in p0}
-    return optax.multi_transform({"trained": jax_opt, "frozen": optax.set_to_zero()}, labels)
+    labels = {k: "frozen" if k in frozen else "unused" if k in unused else "trained"
+              for k in p0}
+    return optax.multi_transform({"trained": jax_opt, "frozen": optax.set_to_zero(),
+                                  "unused": optim.skip_unused(jax_opt)}, labels)
 
 
-def _gradients(port: _Port, frozen: tuple = ()) -> dict:
-    """name -> relative difference of the two gradients at the start, for every parameter but
-    the `frozen` (inf where torch has none)."""
+def _gradients(port: _Port, frozen: tuple = ()) -> tuple[dict, tuple]:
+    """(name -> relative difference of the two gradients at the start, for every parameter but
+    the `frozen`; the names of the unused: torch leaves their ``.grad`` None). An unused
+    parameter's JAX gradient is compared with zero (inf when it is not zero: the JAX model
+    uses what the torch module does not)."""
     x, y = jnp.asarray(port.x), jnp.asarray(port.y)
     g = jax.grad(lambda p: port.jax_loss(port.jax_model(p, x), y))(
         jax.tree.map(jnp.asarray, port.p0))
@@ -375,8 +392,11 @@ def _gradients(port: _Port, frozen: tuple = ()) -> dict:
     tg = {k: v.grad.detach().numpy() for k, v in port.module.named_parameters()
           if v.grad is not None}
     port.module.zero_grad()
-    return {k: rel_err(np.asarray(g[k]), tg[k]) if k in tg else math.inf for k in port.p0
-            if k not in frozen}
+    unused = tuple(k for k in port.p0 if k not in frozen and k not in tg)
+    diffs = {k: rel_err(np.asarray(g[k]), tg[k]) if k in tg else
+             (0.0 if not np.any(np.asarray(g[k])) else math.inf)
+             for k in port.p0 if k not in frozen}
+    return diffs, unused
 
 
 # --------------------------------------------------------------------------- the tolerance
@@ -509,8 +529,8 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
         out, tout, value, tvalue = _diagnose(port)
         random, frozen = _random(port), _frozen(module)
         jax_opt, torch_opt = _optimizers(optimizer, module.parameters())
-        grads = _gradients(port, frozen)
-        jpath, jax_diverged = _jax_path(port, _freeze(jax_opt, p0, frozen), length)
+        grads, unused = _gradients(port, frozen)
+        jpath, jax_diverged = _jax_path(port, _freeze(jax_opt, p0, frozen, unused), length)
     tpath, torch_diverged = _torch_path(port, torch_opt, length)
     fan_in = max([v.shape[1] for v in p0.values() if v.ndim >= 2] + [1])
     layers = sum(1 for v in p0.values() if v.ndim >= 2) or 1
@@ -522,7 +542,7 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
         path_diff=path_diff, steps=length.steps, tolerance=tol, first_divergence=first,
         jax_path=jpath, torch_path=tpath,
         diverged=None if not diverged else ("both" if len(diverged) == 2 else diverged[0]),
-        frozen=frozen, random=random)
+        frozen=frozen, unused=unused, random=random)
 
 
 __all__ = ["Comparison", "Divergence", "Tolerance", "compare", "tolerance"]

@@ -91,13 +91,20 @@ OPTIMIZER_SETTINGS = (
     ("RAdam", {}),
     ("RAdam", {"weight_decay": 1e-2, "decoupled_weight_decay": True}),
     ("Adadelta", {}),
+    ("Rprop", {}),
+    ("Rprop", {"etas": (0.3, 1.5), "step_sizes": (1e-4, 1.0)}),
+    ("ASGD", {}),
+    ("ASGD", {"t0": 10, "weight_decay": 1e-2}),
+    ("Adafactor", {}),
+    ("Adafactor", {"beta2_decay": -0.5, "weight_decay": 1e-2}),
     ("SGD", {"momentum": 0.9, "maximize": True}),
 )
 OPTIMIZER_BATCHING = ("full", "minibatch")
 #: Adaptive optimizers step by about lr per step whatever the gradient's scale; SGD's step is
 #: lr times the gradient, so it takes the stable GD rate. Adadelta's lr multiplies a step that
 #: starts at sqrt(eps): it needs lr near 1 to move at all.
-ADAPTIVE = ("Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam")
+ADAPTIVE = ("Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam", "Rprop",
+            "Adafactor")
 OPTIMIZER_CHOICES = ("lecture", "all")
 
 

@@ -76,17 +76,28 @@ def step(params, opt_state, x, y, *, model, loss, optimizer):
       opt_state: the optimizer's state for `params`.
       x: (B,) or (B, d) inputs of the batch; y: (B, ...) its targets.
       model: ``model(params, x) -> y_hat``; loss: ``loss(y_hat, y) -> ()``.
-      optimizer: an ``optax.GradientTransformation``.
+      optimizer: an ``optax.GradientTransformation``. One with extra arguments (every
+        ``optax.chain``, ``optax.lbfgs``) also receives ``value=`` (the batch loss),
+        ``grad=`` and ``value_fn=`` (``params -> loss`` on this batch), optax's convention.
 
     Returns:
       (params, opt_state, loss): the updated parameters and state, and the () loss before the
       update.
     """
-    value, g = jax.value_and_grad(lambda p: loss(model(p, x), y))(params)
+    def value_fn(p):
+        return loss(model(p, x), y)
+
+    value, g = jax.value_and_grad(value_fn)(params)
     # optax's own arithmetic relies on JAX's standard promotion (Adam's bias correction raises
     # a Python float to the int32 count): its update runs under it whatever the program chose
     with jax.numpy_dtype_promotion("standard"):
-        updates, opt_state = optimizer.update(g, opt_state, params)
+        if isinstance(optimizer, optax.GradientTransformationExtraArgs):
+            # optax's convention (optax.lbfgs, reduce_on_plateau): the batch loss, its gradient
+            # and the loss as a function, for a line search or a metric-driven schedule
+            updates, opt_state = optimizer.update(g, opt_state, params, value=value, grad=g,
+                                                  value_fn=value_fn)
+        else:
+            updates, opt_state = optimizer.update(g, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, value
 
 

@@ -258,6 +258,9 @@ def train(params, x, y, *, model, loss, optimizer, steps: int | None = None, ord
       model: ``model(params, x) -> y_hat``, pure; or a name of `functional_fit.registry`.
       loss: ``loss(y_hat, y) -> ()``, pure; or a registry name.
       optimizer: any ``optax.GradientTransformation``, e.g. ``optax.sgd(0.1, momentum=0.9)``.
+        One with extra arguments receives each step's batch loss as ``value=``: a chain ending
+        in ``lr_scheduler.ReduceLROnPlateau`` steps it on every batch loss, or, wrapped in
+        ``lr_scheduler.per_epoch(..., steps_per_epoch=ceil(n / B))``, on each epoch's mean.
       steps: T full-batch steps; or
       order: (epochs, n) batch order (`functional_fit.data.batch_order`) with
       batch_size: B, minibatches in that order, the last of each epoch short when B does not

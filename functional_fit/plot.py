@@ -526,26 +526,30 @@ __all__ = [
 
 
 def atlas(rows, *, tolerance: float = 1e-9, floor: float = 1e-17,
-          title: str = "torch.optim in optax: naive translation vs verified translation") -> Figure:
-    """Per torch optimizer setting, how far the name-for-name optax port and the verified
-    translation (`functional_fit.optim`) end from torch, as two log-scale bars.
+          title: str = "torch.optim in optax: naive translation vs verified translation",
+          xlabel: str = "relative difference from torch.optim, final parameters") -> Figure:
+    """Per torch optimizer setting (or scheduler), how far the name-for-name optax port and the
+    verified translation (`functional_fit.optim`) end from torch, as two log-scale bars.
 
     Args:
       rows: sequence of (label, naive, verified): the torch setting and the two relative
-        differences (scripts/atlas.py measures them; the README's atlas lists them).
+        differences (scripts/atlas.py measures them; the README's atlas lists them). naive is
+        None where optax has no function of that name: that row has one bar.
       tolerance: drawn as a dashed line (the float64 agreement bound of the tests).
       floor: differences of exactly 0 are drawn at this value.
+      title, xlabel: the axes' texts.
 
     Returns:
-      The Figure, one horizontal pair of bars per row.
+      The Figure, one horizontal pair of bars per row (one bar where naive is None).
     """
     labels = [r[0] for r in rows]
-    naive = np.maximum([r[1] for r in rows], floor)  # (rows,)
+    has = np.array([r[1] is not None for r in rows], dtype=bool)  # (rows,)
+    naive = np.maximum([r[1] for r in rows if r[1] is not None], floor)  # (rows with one,)
     verified = np.maximum([r[2] for r in rows], floor)  # (rows,)
     y = np.arange(len(rows))  # (rows,)
     fig = _figure((SIZE[0] + 2.0, 0.45 * len(rows) + 1.5))
     ax = fig.add_subplot()
-    ax.barh(y - 0.2, naive, height=0.4, color="tab:red", label="name-for-name optax call")
+    ax.barh(y[has] - 0.2, naive, height=0.4, color="tab:red", label="name-for-name optax call")
     ax.barh(y + 0.2, verified, height=0.4, color="tab:green", label="functional_fit.optim")
     ax.axvline(tolerance, color="black", linestyle="--", linewidth=0.8,
                label=f"tolerance {tolerance:g}")
@@ -553,7 +557,7 @@ def atlas(rows, *, tolerance: float = 1e-9, floor: float = 1e-17,
     ax.set_xlim(floor / 2, 2.0)
     ax.set_yticks(y, labels, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("relative difference from torch.optim, final parameters")
+    ax.set_xlabel(xlabel)
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)
     return fig

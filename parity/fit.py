@@ -113,17 +113,34 @@ def _first_loss(module, loss_fn, xb, yb):
     return loss
 
 
+def _closure(module, loss_fn, xb, yb, optimizer, clip):
+    """LBFGS's closure on one batch: the loss again, its gradients (clipped as the step's)."""
+
+    def closure():
+        optimizer.zero_grad()
+        loss = loss_fn(module(xb), yb)
+        loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(module.parameters(), *clip)
+        return loss
+
+    return closure
+
+
 def train_steps(module, loss_fn, batches, optimizer, *, scheduler=None, clip=None,
                 where: str = "parity.fit.train", lr=None) -> TrainResult:
     """The loop every torch user writes, over `batches`: ``zero_grad``, the loss,
     ``backward``, [``clip_grad_norm_``], ``step``, [``scheduler.step``]. The twin of
-    `functional_fit.engine.train_steps`.
+    `functional_fit.engine.train_steps`. ``LBFGS`` steps with a closure on the batch (it
+    evaluates the loss and gradient again, as often as its line search needs);
+    ``ReduceLROnPlateau`` steps on the batch's loss, ``scheduler.step(loss)``.
 
     Args:
       module: an ``nn.Module``; loss_fn: ``loss_fn(y_hat, y) -> ()``.
       batches: (x batch, y batch) tensor pairs, one per step.
       optimizer: a ``torch.optim.Optimizer`` over ``module.parameters()``.
-      scheduler: stepped after every optimizer step, when given.
+      scheduler: stepped after every optimizer step, when given (on the step's loss when it
+        is a ``ReduceLROnPlateau``).
       clip: (max_norm, norm_type) of ``torch.nn.utils.clip_grad_norm_``, when given.
       where, lr: the fit's name and learning rate, for a `DivergenceError`'s message.
 
@@ -146,8 +163,13 @@ def train_steps(module, loss_fn, batches, optimizer, *, scheduler=None, clip=Non
         loss.backward()
         if clip is not None:
             torch.nn.utils.clip_grad_norm_(module.parameters(), *clip)
-        optimizer.step()
-        if scheduler is not None:
+        if isinstance(optimizer, torch.optim.LBFGS):  # it evaluates the loss again, as it needs
+            optimizer.step(_closure(module, loss_fn, xb, yb, optimizer, clip))
+        else:
+            optimizer.step()
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(loss.item())  # the step's batch loss, as fit.train passes value=
+        elif scheduler is not None:
             scheduler.step()
         losses.append(loss.item())
         snaps.append(_snapshot(module))

@@ -120,7 +120,7 @@ def test_optimizer_matrix_every_torch_optimizer_both_dtypes_byte_stable():
     assert len(rows) == len(parity_report.optimizer_cases())
     names = {r["name"].split("/")[3].split("(")[0] for r in rows}
     assert names == {"SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam",
-                     "Adadelta"}
+                     "Adadelta", "Rprop", "ASGD", "Adafactor"}
     assert {r["dtype"] for r in rows} == {"float64", "float32"}
     assert all(r["ok"] and r["max_grad_diff"] is None for r in rows)
     # Deterministic: rows run again in this process give the same bytes.

@@ -124,7 +124,7 @@ BAD = {
         dict(jax_model=lambda p, x: models.mlp(p, x)[:, 0]), "differ in shape"),
     "a loss that is not a scalar": (
         dict(jax_loss=lambda a, b: (a - b) ** 2), "jax_loss must return a scalar"),
-    "an unknown optimizer": (dict(optimizer=("LBFGS", {"lr": 1.0})), "optimizer must be one of"),
+    "an unknown optimizer": (dict(optimizer=("Shampoo", {"lr": 1.0})), "optimizer must be one of"),
     "an unknown keyword": (dict(optimizer=("SGD", {"lr": 0.1, "momentun": 0.9})),
                            "SGD has no keyword 'momentun'"),
     "non-finite data": (dict(nan_x=True), "x contains a non-finite value"),
@@ -173,6 +173,39 @@ def test_a_frozen_parameter_stays_on_both_sides_and_is_named(module, data):
         assert (path == start).all()  # (31, 16): not one step moved it
     assert not np.array_equal(c.torch_path["2.weight"][-1], c.torch_path["2.weight"][0])
     assert "frozen (requires_grad=False, not updated on either side): 2.bias" in c.table()
+
+
+class _WithSpare(torch.nn.Module):
+    """parity.models.MLP as "body", and a "spare" Linear its forward never uses."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = parity.models.MLP(SIZES, "tanh", seed=0)
+        self.spare = torch.nn.Linear(16, 1).double()
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def _body(p, x):
+    return models.mlp({k.removeprefix("body."): v for k, v in p.items()
+                       if k.startswith("body.")}, x)
+
+
+def test_an_unused_parameter_is_skipped_on_both_sides_and_named(data):
+    """torch leaves an unused parameter's .grad None and AdamW skips it (no decoupled weight
+    decay); JAX's gradient is zero, and AdamW alone would decay it: compare runs it through
+    functional_fit.optim.skip_unused and says so."""
+    module = _WithSpare()
+    start = module.spare.weight.detach().numpy().copy()
+    c = run(module, data, jax_model=_body, optimizer=("AdamW", {"lr": 0.01, "weight_decay": 0.5}),
+            steps=20)
+    assert c.ok and c.culprit == "none", c.table()
+    assert c.unused == ("spare.weight", "spare.bias") and c.frozen == ()
+    assert c.grad_diff["spare.weight"] == 0.0  # JAX's gradient is exactly zero there
+    for path in (c.jax_path["spare.weight"], c.torch_path["spare.weight"]):
+        assert (path == start).all()  # (21, 1, 16): not one step moved it
+    assert "unused (torch leaves .grad None; JAX skips their zero gradient" in c.table()
 
 
 def _dropout_module(p: float):

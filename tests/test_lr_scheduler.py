@@ -126,19 +126,28 @@ def jax_values(schedule, steps):
     return np.asarray(jax.jit(jax.vmap(schedule))(jnp.arange(steps + 1)))  # (steps+1,)
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_schedule_values(name):
-    make_jax, make_torch, lr, steps = CASES[name]
+def check_schedule_values(make_jax, make_torch, lr, steps, exact=()):
+    """The schedule `make_jax()` against torch's scheduler `make_torch(opt)` on an SGD of `lr`
+    with momentum 0.9, for `steps` steps: equal for the schedulers named in `exact`, else
+    within SCHEDULE_FLOAT64; its momentum as torch's, or torch's left alone at 0.9."""
     schedule = make_jax()
     theirs = torch_values(make_torch, lr, steps, momentum=0.9)
     ours = jax_values(schedule, steps)
     assert ours.dtype == np.float64
-    if schedule.__name__ in EXACT:
+    if schedule.__name__ in exact:
         np.testing.assert_array_equal(ours, theirs[:, 0])
     else:
         assert rel_err(ours, theirs[:, 0]) <= SCHEDULE_FLOAT64
-    if getattr(schedule, "momentum", None) is not None:
-        assert rel_err(jax_values(schedule.momentum, steps), theirs[:, 1]) <= SCHEDULE_FLOAT64
+    momentum = getattr(schedule, "momentum", None)
+    if momentum is not None:
+        assert rel_err(jax_values(momentum, steps), theirs[:, 1]) <= SCHEDULE_FLOAT64
+    else:
+        np.testing.assert_array_equal(theirs[:, 1], 0.9)  # torch left the momentum alone
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_schedule_values(name):
+    check_schedule_values(*CASES[name], exact=EXACT)
 
 
 def test_onecycle_cycles_adam_beta1_as_torch():
@@ -177,13 +186,16 @@ def test_per_epoch_onecycle_steps_its_momentum_per_epoch_too():
 
 
 def test_every_scheduler_is_covered_and_named_as_torch():
-    covered = {make_jax().__name__ for make_jax, *_ in CASES.values()}
+    from test_lr_scheduler_more import CASES as MORE  # its table imports this module's helpers
+
+    covered = {make_jax().__name__ for make_jax, *_ in (*CASES.values(), *MORE.values())}
     assert covered == set(fls.SCHEDULERS)
     for name, fn in fls.SCHEDULERS.items():
         ours = list(inspect.signature(fn).parameters)
         theirs = [p for p in inspect.signature(getattr(tls, name)).parameters
                   if p not in ("optimizer", "last_epoch")]
-        assert ours == (theirs if name == "OneCycleLR" else ["lr", *theirs]), name
+        no_lr = name in ("OneCycleLR", "CyclicLR")  # they take max_lr, base_lr in its place
+        assert ours == (theirs if no_lr else ["lr", *theirs]), name
 
 
 # --------------------------------------------------------------------------- refusals
@@ -221,6 +233,41 @@ BAD = {
     "per_epoch zero": (lambda: fls.per_epoch(fls.StepLR(0.1, 2), 0), "steps_per_epoch"),
     "onecycle on Adagrad": (lambda: fo.Adagrad(lr=fls.OneCycleLR(0.1, 10)), "Adagrad"),
     "onecycle on Adadelta": (lambda: fo.Adadelta(lr=fls.OneCycleLR(0.1, 10)), "Adadelta"),
+    "poly negative iters": (lambda: fls.PolynomialLR(0.1, total_iters=-1), "total_iters"),
+    "poly negative power": (lambda: fls.PolynomialLR(0.1, power=-1.0), "power"),
+    "multiplicative not callable": (lambda: fls.MultiplicativeLR(0.1, 0.95), "lr_lambda"),
+    "restarts T_0 zero": (lambda: fls.CosineAnnealingWarmRestarts(0.1, T_0=0), "T_0"),
+    "restarts T_0 float": (lambda: fls.CosineAnnealingWarmRestarts(0.1, T_0=2.0), "T_0"),
+    "restarts T_mult zero": (lambda: fls.CosineAnnealingWarmRestarts(0.1, 5, T_mult=0),
+                             "T_mult"),
+    "restarts eta_min": (lambda: fls.CosineAnnealingWarmRestarts(0.1, 5, eta_min="0"),
+                         "eta_min"),
+    "cyclic mode": (lambda: fls.CyclicLR(0.1, 1.0, mode="CATS"), "mode"),
+    "cyclic scale_mode": (lambda: fls.CyclicLR(0.1, 1.0, scale_fn=lambda x: 1.0,
+                                               scale_mode="epochs"), "scale_mode"),
+    "cyclic scale_fn": (lambda: fls.CyclicLR(0.1, 1.0, scale_fn=0.5), "scale_fn"),
+    "cyclic step up": (lambda: fls.CyclicLR(0.1, 1.0, step_size_up=0), "step_size_up"),
+    "cyclic step down": (lambda: fls.CyclicLR(0.1, 1.0, step_size_down=-2), "step_size_down"),
+    "cyclic max_lr": (lambda: fls.CyclicLR(0.1, math.nan), "max_lr"),
+    "cyclic flag": (lambda: fls.CyclicLR(0.1, 1.0, cycle_momentum=1), "cycle_momentum"),
+    "cyclic on Adagrad": (lambda: fo.Adagrad(lr=fls.CyclicLR(0.1, 1.0)), "CyclicLR"),
+    "cyclic momentum in SequentialLR": (lambda: fls.SequentialLR(0.1, [
+        fls.StepLR(0.1, 2), fls.CyclicLR(0.01, 0.1)], [3]), "CyclicLR"),
+    "chained empty": (lambda: fls.ChainedScheduler(0.1, []), "schedulers"),
+    "chained not a list": (lambda: fls.ChainedScheduler(0.1, fls.StepLR(0.1, 2)), "schedulers"),
+    "chained other lr": (lambda: fls.ChainedScheduler(0.1, [fls.StepLR(0.2, 2)]),
+                         "schedulers[0]"),
+    "chained sequential": (lambda: fls.ChainedScheduler(0.1, [
+        fls.SequentialLR(0.1, [fls.StepLR(0.1, 2)], [])]), "SequentialLR"),
+    "chained per_epoch": (lambda: fls.ChainedScheduler(0.1, [
+        fls.per_epoch(fls.StepLR(0.1, 2), 5)]), "per_epoch"),
+    "chained plain function": (lambda: fls.ChainedScheduler(0.1, [lambda k: 0.1]),
+                               "schedulers[0]"),
+    "chained lambda after a first cyclic": (lambda: fls.ChainedScheduler(0.1, [
+        fls.CyclicLR(0.01, 0.1), fls.LambdaLR(0.1, lambda k: 1.0)]), "initial_lr"),
+    "chained restarts after onecycle": (lambda: fls.ChainedScheduler(0.1, [
+        fls.StepLR(0.1, 3), fls.OneCycleLR(0.1, 10, cycle_momentum=False),
+        fls.CosineAnnealingWarmRestarts(0.1, 4)]), "initial_lr"),
 }
 
 

@@ -16,7 +16,7 @@ from rounding: chaos, not a porting error), so their "defaults" rows run on the 
 from a start farther from its optimum than they travel in 1,000 steps ("linear_far"), and
 their other rows at smaller rates.
 
-float32: thirteen rows of the table, 150 steps, within `OPTIM_TRAJECTORY_FLOAT32` (derived in
+float32: fifteen rows of the table, 150 steps, within `OPTIM_TRAJECTORY_FLOAT32` (derived in
 `functional_fit.tolerances`; measured: <= 2.2e-6).
 """
 
@@ -47,6 +47,7 @@ from functional_fit.tolerances import (
 from torch.optim import lr_scheduler as tls
 
 from _paths import EveryKSteps, flat, growth, jax_train, torch_train
+from test_optim_muon_sparse import MUON_CASES, SPARSE_CASES
 from comparison.problems import make
 
 N = 100  # the lecture's data
@@ -126,6 +127,33 @@ CASES = {
     "adadelta_every_keyword": Case("Adadelta", dict(lr=0.1, rho=0.95, eps=1e-5,
                                                     weight_decay=1e-3, maximize=True), "mlp",
                                    batch_size=10),
+    # Rprop: sign-based, so its path is torch's bit for bit until a gradient is at rounding
+    # level; a schedule sets only the first step sizes, as in torch.
+    "rprop_defaults": Case("Rprop", {}, "poly2"),
+    "rprop_every_keyword": Case("Rprop", dict(lr=2e-3, etas=(0.4, 1.5), step_sizes=(1e-5, 1.0),
+                                              maximize=True), "mlp", batch_size=10),
+    "rprop_lambdalr": Case("Rprop", dict(lr=0.02), "linear", schedule=sched(
+        lambda: fls.LambdaLR(0.02, lambda i: 0.5 / (i + 1)),
+        lambda o: tls.LambdaLR(o, lambda i: 0.5 / (i + 1)))),
+    # ASGD: averaging from update 100 on; a schedule's rate sets the next update's step size.
+    "asgd_defaults": Case("ASGD", {}, "poly2"),
+    "asgd_every_keyword": Case("ASGD", dict(lr=5e-3, lambd=1e-2, alpha=0.5, t0=100,
+                                            weight_decay=1e-3, maximize=True), "mlp",
+                               batch_size=10),
+    "asgd_steplr": Case("ASGD", dict(lr=0.02), "mlp", schedule=sched(
+        lambda: fls.StepLR(0.02, step_size=150, gamma=0.5),
+        lambda o: tls.StepLR(o, step_size=150, gamma=0.5))),
+    # Adafactor: the network's weights are (8, 1) and (1, 8), factored; its biases are not.
+    # Full batch on the network, its normalized steps reach a chaotic stretch near step 400
+    # (torch against itself from a start moved by 1e-15 parts by 4e-3 at step 420).
+    "adafactor_defaults": Case("Adafactor", {}, "poly2"),
+    "adafactor_every_keyword": Case("Adafactor", dict(lr=5e-3, beta2_decay=-0.6,
+                                                      eps=(1e-20, 1e-2), d=1.5,
+                                                      weight_decay=1e-2, maximize=True), "mlp",
+                                    batch_size=10),
+    "adafactor_cosine": Case("Adafactor", dict(lr=2e-2), "mlp", batch_size=7, schedule=sched(
+        lambda: fls.CosineAnnealingLR(2e-2, T_max=400, eta_min=1e-3),
+        lambda o: tls.CosineAnnealingLR(o, T_max=400, eta_min=1e-3))),
     # Every scheduler, stepped once per optimizer step unless per_epoch.
     "sgd_steplr": Case("SGD", dict(lr=0.05, momentum=0.9), "poly2", schedule=sched(
         lambda: fls.StepLR(0.05, step_size=150, gamma=0.5),
@@ -235,12 +263,13 @@ def test_paths_agree_float64(name):
 
 
 #: float32: every optimizer once with most of its keywords, a cycled momentum (cast to float32
-#: as torch's kernels cast it) and a clip.
+#: as torch's kernels cast it) and a clip; not Rprop, whose step takes the sign of a gradient
+#: that float32 rounds to either sign near 0 (tests/test_optim_more.py).
 FLOAT32 = ["sgd_momentum_dampening_wd", "sgd_nesterov_wd", "adam_amsgrad_wd",
            "adam_betas_eps_decoupled", "adamw_amsgrad_maximize", "rmsprop_centered_momentum",
            "adagrad_every_keyword", "adamax_every_keyword", "nadam_l2_maximize",
            "radam_decoupled", "adadelta_every_keyword", "adam_onecycle_beta1_three_phase",
-           "adam_clip_inf"]
+           "adam_clip_inf", "asgd_every_keyword", "adafactor_every_keyword"]
 
 
 @pytest.mark.parametrize("name", FLOAT32)
@@ -255,27 +284,41 @@ def test_paths_agree_float32(name):
 
 # --------------------------------------------------------------------------- names and state
 
-LEFT_OUT = {"params", "foreach", "fused", "capturable", "differentiable"}
+#: torch's implementation flags: accepted where they leave torch's numbers as they are, tested
+#: against torch with the same flags in tests/test_optim_count.py.
+FLAGS = {"foreach", "fused", "capturable", "differentiable"}
 
 
 @pytest.mark.parametrize("name", list(fo.OPTIMIZERS))
 def test_signature_is_torchs(name):
-    """torch's keywords and defaults, less params and the kernel switches (see the module)."""
+    """torch's keywords, defaults, order and kinds, less params."""
     ours = inspect.signature(fo.OPTIMIZERS[name]).parameters
     theirs = {k: p for k, p in inspect.signature(getattr(torch.optim, name)).parameters.items()
-              if k not in LEFT_OUT}
+              if k != "params"}
     assert list(ours) == list(theirs)
     for k, p in theirs.items():
         assert ours[k].default == p.default, k
-        if k != "maximize":  # keyword-only here where torch has a switch before it
-            assert ours[k].kind == p.kind, k
+        assert ours[k].kind == p.kind, k
+
+
+#: Muon (2-D parameters only) and SparseAdam (row-sparse gradients) run against torch on models
+#: of their own, in tests/test_optim_muon_sparse.py: their keyword sets, as Cases.
+OWN_MODELS = [Case("Muon", c.kwargs) for c in MUON_CASES.values()] + [
+    Case("SparseAdam", c["kwargs"]) for c in SPARSE_CASES.values()]
+
+#: Optimizers whose table is elsewhere: LBFGS's step is up to max_iter iterations with its own
+#: stopping tests, compared step by step with its state in tests/test_optim_lbfgs.py (whose
+#: test_the_cases_cover_every_keyword_and_stopping_rule checks every keyword there).
+OWN_TABLE = {"LBFGS": "tests/test_optim_lbfgs.py"}
 
 
 def test_every_optimizer_and_keyword_is_covered():
     for name in fo.OPTIMIZERS:
-        cases = [c for c in CASES.values() if c.optimizer == name]
+        if name in OWN_TABLE:
+            continue
+        cases = [c for c in [*CASES.values(), *OWN_MODELS] if c.optimizer == name]
         assert any(not c.kwargs for c in cases), f"{name} at its defaults"
-        keywords = set(inspect.signature(fo.OPTIMIZERS[name]).parameters) - {"lr"}
+        keywords = set(inspect.signature(fo.OPTIMIZERS[name]).parameters) - {"lr"} - FLAGS
         changed = {k for c in cases for k, v in c.kwargs.items()
                    if v != inspect.signature(fo.OPTIMIZERS[name]).parameters[k].default}
         assert keywords <= changed, f"{name}: {keywords - changed} never changed"
@@ -284,13 +327,23 @@ def test_every_optimizer_and_keyword_is_covered():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name", list(fo.OPTIMIZERS))
 def test_state_keeps_the_params_dtype(name, dtype):
-    """Every float in the state is in the params' dtype, but NAdam's float32 mu_product."""
-    params = {"a": np.ones((2, 3), dtype), "b": np.ones(3, dtype)}
-    for kwargs in ({}, {"weight_decay": 0.1, "maximize": True}):
+    """Every float array in the state is in the params' dtype (NAdam's mu_product and ASGD's
+    eta and mu are () float32, as torch's). Each update gets optax's extra arguments, the loss
+    value= and value_fn=, which LBFGS needs and the others pass by."""
+    b_shape = (3, 1) if name == "Muon" else (3,)  # Muon takes 2-D parameters only
+    params = {"a": np.ones((2, 3), dtype), "b": np.ones(b_shape, dtype)}
+    keywords = inspect.signature(fo.OPTIMIZERS[name]).parameters
+
+    def value_fn(p):
+        return sum(jax.numpy.sum(jax.numpy.sin(x)) for x in jax.tree.leaves(p))
+
+    for kwargs in ({}, {k: v for k, v in {"weight_decay": 0.1, "maximize": True}.items()
+                        if k in keywords}):
         tx = fo.OPTIMIZERS[name](lr=fls.OneCycleLR(0.1, 10) if name not in (
-            "Adagrad", "Adadelta") else 0.1, **kwargs)
+            "Adagrad", "Adadelta", "Rprop", "ASGD", "Adafactor", "LBFGS") else 0.1, **kwargs)
         state = tx.init(jax.tree.map(jax.numpy.asarray, params))
-        updates, state = jax.jit(tx.update)(params, state, params)
+        updates, state = jax.jit(lambda p, s: tx.update(p, s, p, value=value_fn(p),
+                                                        value_fn=value_fn))(params, state)
         assert all(u.dtype == dtype for u in jax.tree.leaves(updates))
         for leaf in jax.tree.leaves(state):
             if jax.numpy.issubdtype(leaf.dtype, jax.numpy.floating) and leaf.shape:
@@ -326,6 +379,31 @@ BAD = {
     "radam weight decay": ("RAdam", dict(weight_decay=-1.0), "weight_decay", True),
     "rho above one": ("Adadelta", dict(rho=1.1), "rho", True),
     "adadelta negative lr": ("Adadelta", dict(lr=-1.0), "lr", True),
+    "etas reversed": ("Rprop", dict(lr=1e-2, etas=(1.0, 0.5)), "etas", True),
+    "asgd negative weight_decay": ("ASGD", dict(lr=1e-2, weight_decay=-0.5), "weight_decay",
+                                   True),
+    "rprop negative lr": ("Rprop", dict(lr=-1e-2), "lr", True),
+    "asgd negative lr": ("ASGD", dict(lr=-1e-2), "lr", True),
+    "etaplus one": ("Rprop", dict(etas=(0.5, 1.0)), "etas", True),
+    "etaminus zero": ("Rprop", dict(etas=(0.0, 1.2)), "etas", True),
+    "etas not a pair": ("Rprop", dict(etas=0.5), "etas", True),
+    "etas nan": ("Rprop", dict(etas=(math.nan, 1.2)), "etas[0]", True),
+    "step_sizes reversed": ("Rprop", dict(step_sizes=(1.0, 1e-6)), "step_sizes", False),
+    "step_sizes negative": ("Rprop", dict(step_sizes=(-1.0, 1.0)), "step_sizes", False),
+    "step_sizes one number": ("Rprop", dict(step_sizes=1e-6), "step_sizes", False),
+    "rprop maximize not a bool": ("Rprop", dict(maximize="yes"), "maximize", False),
+    "lambd a string": ("ASGD", dict(lambd="0.1"), "lambd", False),
+    "alpha infinite": ("ASGD", dict(alpha=math.inf), "alpha", False),
+    "t0 nan": ("ASGD", dict(t0=math.nan), "t0", False),
+    # optim_error_inputs_func_adafactor's three, then more
+    "epsilon1 negative": ("Adafactor", dict(eps=(-1e-30, 1e-3)), "eps[0]", True),
+    "d below one": ("Adafactor", dict(d=0.0), "d", True),
+    "beta2_decay positive": ("Adafactor", dict(beta2_decay=0.8), "beta2_decay", True),
+    "epsilon2 negative": ("Adafactor", dict(eps=(None, -1e-3)), "eps[1]", True),
+    "eps not a pair": ("Adafactor", dict(eps=1e-3), "eps", True),
+    "adafactor negative weight_decay": ("Adafactor", dict(weight_decay=-0.1), "weight_decay",
+                                        True),
+    "adafactor negative lr": ("Adafactor", dict(lr=-0.1), "lr", True),
 }
 
 
@@ -337,7 +415,7 @@ def test_bad_keywords_are_refused_in_one_line(name):
     message = str(info.value)
     assert word in message and "\n" not in message
     if torch_refuses:
-        with pytest.raises(ValueError):
+        with pytest.raises((ValueError, TypeError)):
             getattr(torch.optim, optimizer)([torch.zeros(1, requires_grad=True)], **kwargs)
 
 
@@ -347,11 +425,6 @@ def test_bad_keywords_are_refused_in_one_line(name):
 def test_bad_clip_is_refused(kwargs, word):
     with pytest.raises(ff.InputError, match=word):
         fo.clip_grad_norm(**kwargs)
-
-
-def test_torch_keywords_left_out_are_type_errors():
-    with pytest.raises(TypeError):
-        fo.Adam(foreach=False)
 
 
 def test_docstring_examples_run():
