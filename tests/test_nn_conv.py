@@ -63,6 +63,9 @@ CONV = [
          dict(stride=2, padding=1, output_padding=1)),
     Case("conv_transpose2d_groups_dilation", "conv_transpose2d", (2, 4, 5, 6), (4, 3, 3, 2), True,
          dict(stride=(2, 3), padding=(1, 0), output_padding=(1, 2), groups=2, dilation=(1, 2))),
+    # padding beyond dilation * (k - 1): the equivalent convolution pads negatively (crops)
+    Case("conv_transpose2d_padding_beyond_kernel", "conv_transpose2d", (2, 4, 6, 6), (4, 3, 2, 2),
+         True, dict(stride=3, padding=(1, 3), output_padding=2)),
     Case("conv_transpose2d_unbatched", "conv_transpose2d", (4, 5, 5), (4, 2, 2, 2), True,
          dict(stride=2)),
     Case("conv_transpose2d_float32", "conv_transpose2d", (2, 4, 5, 5), (4, 3, 3, 3), True,
