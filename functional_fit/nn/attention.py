@@ -29,6 +29,16 @@ def _additive(mask, dtype, keep_where_true: bool):
     return jnp.where(attend, jnp.zeros((), dtype), jnp.full((), -jnp.inf, dtype))
 
 
+def _softmax(scores, safe: bool):
+    """softmax over the last axis; with `safe`, rows masked out entirely give 0, not NaN, as
+    torch's SDPA gives (its `_safe_softmax`), and pass no NaN back in the gradient."""
+    if not safe:
+        return jax.nn.softmax(scores, axis=-1)
+    empty = jnp.all(scores == -jnp.inf, axis=-1, keepdims=True)  # (..., L, 1)
+    probs = jax.nn.softmax(jnp.where(empty, jnp.zeros((), scores.dtype), scores), axis=-1)
+    return jnp.where(empty, jnp.zeros((), scores.dtype), probs)  # (..., L, S)
+
+
 def _scores_mask(attn_mask, is_causal: bool, shape, dtype):
     """The additive (..., L, S) mask of `scaled_dot_product_attention`, or None."""
     if is_causal:
@@ -64,7 +74,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None,  # torch's F
     softmax(query @ key^T * scale + mask) @ value, with scale = 1 / sqrt(E) by default. A
     boolean `attn_mask` keeps the scores where it is True; a float one is added to them.
     ``is_causal`` masks out keys after each query (top-left aligned, as torch) and cannot be
-    combined with `attn_mask`. ``dropout_p`` other than 0 is refused: torch draws that mask
+    combined with `attn_mask`. A query whose keys are all masked out gets zeros, as torch's. ``dropout_p`` other than 0 is refused: torch draws that mask
     inside the kernel, where it cannot be given to JAX.
 
     Args:
@@ -86,7 +96,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None,  # torch's F
                         scores.dtype)
     if mask is not None:
         scores = scores + jnp.broadcast_to(mask, scores.shape)  # (..., L, S)
-    return jax.nn.softmax(scores, axis=-1) @ value  # (..., L, Ev)
+    return _softmax(scores, safe=True) @ value  # (..., L, Ev)
 
 
 def _in_projection(query, key, value, weights, bias, embed_dim: int):
@@ -117,17 +127,15 @@ def _canonical_masks(attn_mask, key_padding_mask, dtype, shapes):
     return attn_mask, key_padding_mask
 
 
-def _merged_mask(attn_mask, key_padding_mask, bsz: int, heads: int, tgt: int, src: int):
+def _merged_mask(attn_mask, key_padding_mask, shape):
     """The one additive (N, H, L, S) mask torch adds to the scores, or None."""
-    merged = jnp.zeros((bsz, heads, tgt, src), jnp.result_type(
-        *(m for m in (attn_mask, key_padding_mask) if m is not None))) \
-        if attn_mask is not None or key_padding_mask is not None else None
-    if attn_mask is not None:
-        merged = merged + attn_mask.reshape(-1, heads, tgt, src) if attn_mask.ndim == 3 \
-            else merged + jnp.broadcast_to(attn_mask, merged.shape)  # (N, H, L, S)
-    if key_padding_mask is not None:
-        merged = merged + jnp.broadcast_to(key_padding_mask[:, None, None, :], merged.shape)
-    return merged
+    parts = []
+    if attn_mask is not None:  # (L, S), or (N * H, L, S) with sample-major rows
+        parts.append(attn_mask.reshape(shape) if attn_mask.ndim == 3
+                     else jnp.broadcast_to(attn_mask, shape))  # (N, H, L, S)
+    if key_padding_mask is not None:  # (N, S)
+        parts.append(jnp.broadcast_to(key_padding_mask[:, None, None, :], shape))
+    return sum(parts[1:], parts[0]) if parts else None
 
 
 def _refuse_unsupported(bias_k, bias_v, add_zero_attn, dropout_p, training, static_k, static_v):
@@ -165,7 +173,9 @@ def multi_head_attention_forward(  # torch's F.multi_head_attention_forward, key
 
     Heads split E into num_heads blocks of E / num_heads; each attends with scale
     1 / sqrt(E / num_heads); the heads' outputs are concatenated and projected by
-    `out_proj_weight`. Boolean masks are True where masked out; float masks are added.
+    `out_proj_weight`. Boolean masks are True where masked out; float masks are added. A
+    query whose keys are all masked out gets NaN with need_weights (torch's softmax) and zeros
+    without (torch's scaled_dot_product_attention), as in torch.
     Not supported (refused by name): bias_k/bias_v, add_zero_attn, static_k/static_v and
     dropout while training.
 
@@ -185,6 +195,7 @@ def multi_head_attention_forward(  # torch's F.multi_head_attention_forward, key
       averaged, without N unbatched; None without need_weights).
     """
     _refuse_unsupported(bias_k, bias_v, add_zero_attn, dropout_p, training, static_k, static_v)
+    need_weights = checks.flag("need_weights", need_weights)
     query, key, value = (jnp.asarray(a) for a in (query, key, value))
     batched = query.ndim == 3
     if not batched:
@@ -204,12 +215,13 @@ def multi_head_attention_forward(  # torch's F.multi_head_attention_forward, key
     attn_mask = _causal_hint(is_causal, attn_mask, key_padding_mask, need_weights, tgt, src)
     attn_mask, key_padding_mask = _canonical_masks(attn_mask, key_padding_mask, q.dtype,
                                                    (tgt, src, bsz, heads))
-    mask = _merged_mask(attn_mask, key_padding_mask, bsz, heads, tgt, src)  # (N, H, L, S)
+    mask = _merged_mask(attn_mask, key_padding_mask, (bsz, heads, tgt, src))  # (N, H, L, S)
     d = embed_dim // heads
     q, k, v = (a.reshape(a.shape[0], bsz, heads, d).transpose(1, 2, 0, 3)
                for a in (q, k, v))  # (N, H, L or S, d)
     scores = q * jnp.asarray(math.sqrt(1.0 / d), q.dtype) @ jnp.swapaxes(k, -1, -2)  # (N,H,L,S)
-    weights = jax.nn.softmax(scores if mask is None else scores + mask, axis=-1)  # (N, H, L, S)
+    scores = scores if mask is None else scores + mask  # (N, H, L, S)
+    weights = _softmax(scores, safe=not need_weights)  # torch's SDPA path when no weights
     out = (weights @ v).transpose(2, 0, 1, 3).reshape(tgt, bsz, embed_dim)  # (L, N, E)
     out = out @ jnp.asarray(out_proj_weight).T  # (L, N, E)
     out = out if out_proj_bias is None else out + jnp.asarray(out_proj_bias)[None, None]
@@ -217,7 +229,7 @@ def multi_head_attention_forward(  # torch's F.multi_head_attention_forward, key
         weights = jnp.mean(weights, axis=1)  # (N, L, S)
     if not batched:
         out, weights = out[:, 0], weights[0]  # (L, E); (L, S) or (H, L, S)
-    return out, weights if checks.flag("need_weights", need_weights) else None
+    return out, weights if need_weights else None
 
 
 __all__ = ["scaled_dot_product_attention", "multi_head_attention_forward"]
