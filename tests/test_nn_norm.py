@@ -84,6 +84,8 @@ NORMALIZATION = [
          _bn_inputs(1, 3, 1, 1), error="input", torch_refuses=True),
     Case("batch_norm momentum None", _bn_jax(True, None), _bn_torch(True, None),
          _bn_inputs(4, 3), error="momentum", torch_refuses=True),
+    Case("batch_norm eval without running statistics", _bn_jax(False), _bn_torch(False),
+         _bn_inputs(4, 3, running=False), error="running_mean", torch_refuses=True),
     Case("batch_norm weight of the wrong size", _bn_jax(True), _bn_torch(True),
          {**_bn_inputs(4, 3), "weight": normal(4)}, error="weight", torch_refuses=True),
     Case("layer_norm last axis",
@@ -109,7 +111,7 @@ NORMALIZATION = [
            lambda g=g, **a: F.group_norm(num_groups=g, **a),
            {"input": normal(*shape) + 2, "weight": normal(shape[1]), "bias": normal(shape[1])},
            ("input", "weight", "bias"))
-      for g, shape in ((2, (3, 6, 4, 4)), (6, (2, 6, 3, 3)), (1, (2, 6, 5)), (3, (4, 6)))],
+      for g, shape in ((2, (3, 6, 4, 4)), (6, (2, 6, 3, 3)), (1, (2, 6, 5)), (3, (4, 9)))],
     Case("group_norm no affine",
          lambda **a: nn.group_norm(num_groups=2, **a),
          lambda **a: F.group_norm(num_groups=2, **a), {"input": normal(2, 4, 3)}, ("input",)),
@@ -144,6 +146,9 @@ SPARSE_DROPOUT = [
            lambda i=i, **a: nn.embedding(padding_idx=i, **a),
            lambda i=i, **a: F.embedding(padding_idx=i, **a),
            {"input": INDICES, "weight": normal(5, 3)}, ("weight",)) for i in (1, -1)],
+    Case("embedding padding_idx out of range", lambda **a: nn.embedding(padding_idx=5, **a),
+         lambda **a: F.embedding(padding_idx=5, **a),
+         {"input": INDICES, "weight": normal(5, 3)}, error="padding_idx", torch_refuses=True),
     Case("embedding index out of range", nn.embedding, F.embedding,
          {"input": INDICES + 1, "weight": normal(5, 3)}, error="input", torch_refuses=True),
     Case("embedding float indices", nn.embedding, F.embedding,
@@ -210,6 +215,8 @@ SDPA = [
          ("query", "key", "value")),
     Case("sdpa causal and a mask", *_sdpa(is_causal=True),
          {**_qkv((2, 3), 4, 6), "attn_mask": KEEP}, error="attn_mask", torch_refuses=True),
+    Case("sdpa mask that does not broadcast", *_sdpa(),
+         {**_qkv((2, 3), 4, 6), "attn_mask": KEEP.T}, error="attn_mask", torch_refuses=True),
     Case("sdpa dropout", *_sdpa(dropout_p=0.1), _qkv((2,), 4, 6), error="dropout_p"),
 ]
 

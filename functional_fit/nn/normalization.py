@@ -14,7 +14,7 @@ gradient, as torch's buffers carry none.
 
 from __future__ import annotations
 
-from numbers import Real
+from numbers import Integral, Real
 
 import jax
 import jax.numpy as jnp
@@ -135,7 +135,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
       (*, *normalized_shape), the shape of `input`.
     """
     x = jnp.asarray(input)
-    shape = (normalized_shape,) if isinstance(normalized_shape, int) else normalized_shape
+    shape = (normalized_shape,) if isinstance(normalized_shape, Integral) else normalized_shape
     shape = tuple(checks.positive_int("normalized_shape", d) for d in shape)
     if not shape or x.shape[x.ndim - len(shape):] != shape or x.ndim < len(shape):
         raise checks.InputError(f"normalized_shape {shape} must be the trailing shape of input, "
