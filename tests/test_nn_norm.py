@@ -76,6 +76,8 @@ NORMALIZATION = [
          _bn_torch(True), _bn_inputs(5, 4, 6, affine=False, running=False), ("input",)),
     Case("batch_norm momentum 1/num_batches_tracked (cumulative)", _bn_jax(True, 1 / 3),
          _bn_torch(True, 1 / 3), _bn_inputs(6, 2, 4), ("input", "weight", "bias")),
+    Case("batch_norm momentum a JAX scalar", _bn_jax(True, jnp.asarray(0.25)),
+         _bn_torch(True, 0.25), _bn_inputs(6, 2, 4), ("input", "weight", "bias")),
     Case("batch_norm eval NCHW", _bn_jax(False), _bn_torch(False), _bn_inputs(3, 4, 2, 5),
          ("input", "weight", "bias")),
     Case("batch_norm train, one value per channel", _bn_jax(True), _bn_torch(True),
@@ -295,6 +297,9 @@ ATTENTION = [
          _mha_inputs(), error="attn_mask", torch_refuses=True),
     Case("MultiheadAttention attn_mask of the wrong shape", *_mha(),
          _mha_inputs(attn_mask=CAUSAL.T), error="attn_mask", torch_refuses=True),
+    Case("MultiheadAttention kdim that is not the key's", *_mha(kdim=6, vdim=4),
+         {**_mha_inputs(6, 4), "k_proj_weight": normal(E, 5)}, error="k_proj_weight",
+         torch_refuses=True),
     Case("multi_head_attention_forward add_zero_attn",
          lambda **a: nn.multi_head_attention_forward(
              a["query"], a["key"], a["value"], E, H, a["in_proj_weight"], a["in_proj_bias"],

@@ -110,10 +110,28 @@ def _in_projection(query, key, value, weights, bias, embed_dim: int):
     return qkv
 
 
-def _canonical_masks(attn_mask, key_padding_mask, dtype, shapes):
+def _shaped(name: str, value, shape):
+    """`value` as a JAX array of `shape`, or InputError naming `name`."""
+    if value is None or jnp.shape(value) != shape:
+        raise checks.InputError(f"{name} must have shape {shape}, got "
+                                f"{None if value is None else jnp.shape(value)}")
+    return jnp.asarray(value)
+
+
+def _projection_weights(in_proj_weight, separate: bool, separate_weights, dims):
+    """The (E, E), (E, E_k), (E, E_v) projections: the packed (3E, E) weight split, or the
+    separate ones given, for dims = (E, E_k, E_v)."""
+    e = dims[0]
+    if not separate:
+        return jnp.split(_shaped("in_proj_weight", in_proj_weight, (3 * e, e)), 3)  # 3 x (E, E)
+    names = ("q_proj_weight", "k_proj_weight", "v_proj_weight")
+    return [_shaped(n, w, (e, d)) for n, w, d in zip(names, separate_weights, dims, strict=True)]
+
+
+def _canonical_masks(attn_mask, key_padding_mask, dtype, shape):
     """MHA's masks (True: masked out) as additive floats: attn_mask (L, S) or (N * H, L, S),
-    key_padding_mask (N, S); either may be None."""
-    (tgt, src, bsz, heads) = shapes
+    key_padding_mask (N, S); either may be None. `shape` is the scores' (N, H, L, S)."""
+    bsz, heads, tgt, src = shape
     if attn_mask is not None:
         attn_mask = _additive(attn_mask, dtype, keep_where_true=False)
         if attn_mask.shape not in ((tgt, src), (bsz * heads, tgt, src)):
@@ -206,15 +224,15 @@ def multi_head_attention_forward(  # torch's F.multi_head_attention_forward, key
     if embed_dim != embed_dim_to_check or embed_dim % heads:
         raise checks.InputError(f"embed_dim_to_check ({embed_dim_to_check}) must be query's "
                                 f"last dimension ({embed_dim}), divisible by num_heads ({heads})")
-    if checks.flag("use_separate_proj_weight", use_separate_proj_weight):
-        weights = (q_proj_weight, k_proj_weight, v_proj_weight)
-    else:
-        weights = jnp.split(jnp.asarray(in_proj_weight), 3)  # 3 x (E, E)
-    q, k, v = _in_projection(query, key, value, [jnp.asarray(w) for w in weights],
-                             in_proj_bias, embed_dim)  # (L, N, E), (S, N, E), (S, N, E)
+    weights = _projection_weights(
+        in_proj_weight, checks.flag("use_separate_proj_weight", use_separate_proj_weight),
+        (q_proj_weight, k_proj_weight, v_proj_weight),
+        (embed_dim, key.shape[-1], value.shape[-1]))
+    q, k, v = _in_projection(query, key, value, weights, in_proj_bias,
+                             embed_dim)  # (L, N, E), (S, N, E), (S, N, E)
     attn_mask = _causal_hint(is_causal, attn_mask, key_padding_mask, need_weights, tgt, src)
     attn_mask, key_padding_mask = _canonical_masks(attn_mask, key_padding_mask, q.dtype,
-                                                   (tgt, src, bsz, heads))
+                                                   (bsz, heads, tgt, src))
     mask = _merged_mask(attn_mask, key_padding_mask, (bsz, heads, tgt, src))  # (N, H, L, S)
     d = embed_dim // heads
     q, k, v = (a.reshape(a.shape[0], bsz, heads, d).transpose(1, 2, 0, 3)
