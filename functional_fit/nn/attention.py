@@ -74,8 +74,9 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None,  # torch's F
     softmax(query @ key^T * scale + mask) @ value, with scale = 1 / sqrt(E) by default. A
     boolean `attn_mask` keeps the scores where it is True; a float one is added to them.
     ``is_causal`` masks out keys after each query (top-left aligned, as torch) and cannot be
-    combined with `attn_mask`. A query whose keys are all masked out gets zeros, as torch's. ``dropout_p`` other than 0 is refused: torch draws that mask
-    inside the kernel, where it cannot be given to JAX.
+    combined with `attn_mask`. A query whose keys are all masked out gets zeros, as torch's.
+    ``dropout_p`` other than 0 is refused: torch draws that mask inside the kernel, where it
+    cannot be given to JAX.
 
     Args:
       query: (..., L, E); key: (..., S, E); value: (..., S, Ev). With ``enable_gqa``, key
