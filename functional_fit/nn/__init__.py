@@ -1,5 +1,15 @@
 """torch.nn.functional's pieces in JAX, torch's names, arguments and defaults."""
 
+from functional_fit.nn.init import (
+    bias_uniform,
+    calculate_gain,
+    conv2d_params,
+    fan_in_and_fan_out,
+    kaiming_uniform,
+    linear_params,
+    normal,
+    uniform,
+)
 from functional_fit.nn.loss import (
     binary_cross_entropy_with_logits,
     cross_entropy,
@@ -11,6 +21,14 @@ from functional_fit.nn.loss import (
 )
 
 __all__ = [
+    "bias_uniform",
+    "calculate_gain",
+    "conv2d_params",
+    "fan_in_and_fan_out",
+    "kaiming_uniform",
+    "linear_params",
+    "normal",
+    "uniform",
     "binary_cross_entropy_with_logits",
     "cross_entropy",
     "huber_loss",
