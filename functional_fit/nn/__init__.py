@@ -13,7 +13,7 @@ from functional_fit.nn import init
 from functional_fit.nn.activation import gelu, log_softmax, relu, sigmoid, silu, softmax, tanh
 from functional_fit.nn.attention import multi_head_attention_forward, scaled_dot_product_attention
 from functional_fit.nn.conv import conv1d, conv2d, conv_transpose2d, linear
-from functional_fit.nn.dropout import dropout
+from functional_fit.nn.dropout import dropout, dropout_keep
 from functional_fit.nn.loss import (binary_cross_entropy_with_logits, cross_entropy, huber_loss,
                                     l1_loss, mse_loss, nll_loss, smooth_l1_loss)
 from functional_fit.nn.normalization import batch_norm, group_norm, layer_norm
@@ -26,7 +26,7 @@ __all__ = [
     "relu", "gelu", "silu", "tanh", "sigmoid", "softmax", "log_softmax",
     "batch_norm", "layer_norm", "group_norm",
     "embedding",
-    "dropout",
+    "dropout", "dropout_keep",
     "scaled_dot_product_attention", "multi_head_attention_forward",
     "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "nll_loss", "cross_entropy",
     "binary_cross_entropy_with_logits",

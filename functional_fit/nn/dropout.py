@@ -24,11 +24,29 @@ def _keep_mask(shape, p: float, key, mask):
         raise checks.InputError("dropout needs exactly one of key and mask when training with "
                                 f"0 < p < 1, got {'both' if key is not None else 'neither'}")
     if mask is None:
-        return jax.random.bernoulli(key, 1 - p, shape)  # (shape) True where kept
+        return dropout_keep(key, p, shape)
     mask = jnp.asarray(mask)
     if mask.shape != shape:
         raise checks.InputError(f"mask must have the shape of input, {shape}, got {mask.shape}")
     return mask
+
+
+def dropout_keep(key, p: float, shape):
+    """The keep-mask `dropout` draws from `key`: ``jax.random.bernoulli(key, 1 - p, shape)``.
+
+    A model following the toolkit's convention draws its i-th dropout of a forward from
+    ``jax.random.fold_in(step_key, i)``, as a flax NNX ``Rngs`` stream numbers its draws;
+    `parity.dropout` replays the same masks in torch's ``nn.Dropout`` modules.
+
+    Args:
+      key: a PRNG key.
+      p: the probability of zeroing a value.
+      shape: the mask's shape.
+
+    Returns:
+      (shape) booleans, True where a value is kept.
+    """
+    return jax.random.bernoulli(key, 1 - p, shape)
 
 
 def dropout(input, p=0.5, training=True, inplace=False, *, key=None, mask=None):
@@ -61,4 +79,4 @@ def dropout(input, p=0.5, training=True, inplace=False, *, key=None, mask=None):
     return x * (keep.astype(x.dtype) / jnp.asarray(1 - p, x.dtype))  # (*)
 
 
-__all__ = ["dropout"]
+__all__ = ["dropout", "dropout_keep"]
