@@ -368,7 +368,7 @@ def _forwards(port: _Port, probe):
     stateful = ("" if port.s0 is None else f"; torch_module has buffers ({', '.join(port.s0)}"
                 f"), so jax_model must be jax_model(params, state, x) -> (y_hat, new_state)")
     try:
-        out, new = port.jax_forward(jax.tree.map(jnp.asarray, port.p0))
+        out, new = jax.jit(port.jax_forward)(jax.tree.map(jnp.asarray, port.p0))
     except Exception as exc:
         raise InputError(f"jax_model fails on the parameters and the data's shape x "
                          f"{port.x.shape} ({first_line(exc)}){stateful}") from None
@@ -451,7 +451,7 @@ def _gradients(port: _Port, probe, frozen: tuple = ()) -> tuple[dict, tuple]:
     parameter's JAX gradient is compared with zero (inf when it is not zero: the JAX model
     uses what the torch module does not)."""
     y = jnp.asarray(port.y)
-    g = jax.grad(lambda p: port.jax_loss(port.jax_forward(p)[0], y))(
+    g = jax.jit(jax.grad(lambda p: port.jax_loss(port.jax_forward(p)[0], y)))(
         jax.tree.map(jnp.asarray, port.p0))
     probe.zero_grad()
     port.torch_loss(probe(port.tx), port.ty).backward()

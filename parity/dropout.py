@@ -28,6 +28,7 @@ randomness that is left and says so.
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import jax
 import numpy as np
@@ -54,9 +55,15 @@ class Masks:
 
     def keep(self, p: float, shape) -> np.ndarray:
         """The next dropout's (shape) keep-mask, as JAX draws it (`dropout_keep`)."""
-        k = jax.random.fold_in(step_key(self.key, self.step), self.index)
+        mask = _keep(self.key, self.step, self.index, p=float(p), shape=tuple(shape))
         self.index += 1
-        return np.array(dropout_keep(k, p, tuple(shape)))
+        return np.array(mask)
+
+
+@functools.partial(jax.jit, static_argnames=("p", "shape"))
+def _keep(key, step, index, *, p: float, shape):
+    """(shape) keep-mask of dropout `index` in step `step`: compiled once per p and shape."""
+    return dropout_keep(jax.random.fold_in(step_key(key, step), index), p, shape)
 
 
 def dropouts(module: nn.Module) -> list[str]:
