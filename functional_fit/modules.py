@@ -99,8 +99,9 @@ def as_model(module, variables=None, *, training: bool = True, train_kwarg: str 
     Returns:
       (model, params, state): ``model(params, x) -> y`` or ``model(params, state, x,
       key=None) -> (y, new_state)`` (see the module's docstring); the model's attributes
-      ``stateful`` (which of the two) and ``dropout_convention`` (``"batch"``,
-      ``"per_example"`` or None) say which it is.
+      ``stateful`` (which of the two), ``dropout_convention`` (``"batch"``,
+      ``"per_example"`` or None) and ``library`` (``"nnx"``, ``"linen"``, ``"equinox"``)
+      describe it.
 
     Raises:
       InputError: `module` is none of the three, linen without `variables`, `variables`
@@ -207,13 +208,18 @@ def _linen(module, variables, training, kwargs):
                          + (f" with {sorted(variables)}" if isinstance(variables, Mapping)
                             else ""))
     state = {k: v for k, v in variables.items() if k != "params"} or None
+    errors = _import("flax.errors", "flax")
 
     def forward(params, state, x, key):
         rngs = {} if key is None else {"dropout": key}
-        if state is None:
-            return module.apply({"params": params}, x, rngs=rngs, **kwargs), None
-        y, new = module.apply({"params": params, **state}, x, rngs=rngs, mutable=list(state),
-                              **kwargs)
+        try:
+            if state is None:
+                return module.apply({"params": params}, x, rngs=rngs, **kwargs), None
+            y, new = module.apply({"params": params, **state}, x, rngs=rngs,
+                                  mutable=list(state), **kwargs)
+        except errors.InvalidRngError:
+            _need_key(key, "linen")
+            raise
         return y, {k: new[k] for k in state}
 
     return forward, variables["params"], state, training, None

@@ -29,6 +29,7 @@ import optax
 import pytest
 from flax import nnx
 
+from functional_fit import fit
 from functional_fit.checks import InputError
 from functional_fit.modules import as_model
 from functional_fit.tolerances import GRAD_FLOAT64, TRAJECTORY_FLOAT64, rel_err
@@ -428,6 +429,25 @@ def test_linen_masks_are_declared_unshareable_and_nnx_eval_draws_none():
         y, _ = model(params, state, X)  # no key: nothing is dropped in eval mode
         with pytest.raises(InputError, match="^key"):
             as_model(module, training=True)[0](params, state, X)
+        module, variables = _linen_build()
+        model, params, state = as_model(module, variables, train_kwarg="train")
+        with pytest.raises(InputError, match="^key"):
+            model(params, state, X)
+
+
+def test_the_engine_trains_the_plain_models():
+    """fit.train takes each library's params as they come (a dict, a module's arrays)."""
+    for module, variables in [
+            (nnx.Linear(D_IN, D_OUT, rngs=nnx.Rngs(0), param_dtype=F64), None),
+            (eqx.nn.MLP(D_IN, D_OUT, 8, 1, dtype=F64, key=KEY), None),
+            (linen.Dense(D_OUT, param_dtype=F64),
+             linen.Dense(D_OUT, param_dtype=F64).init(KEY, X))]:
+        model, params, _ = as_model(module, variables, training=False)
+        with jax.numpy_dtype_promotion("standard"):  # optax's Adam (test_adam_in_a_scan...)
+            res = fit.train(params, X, Y, model=model, loss=_mse, optimizer=optax.adam(LR),
+                            steps=20)
+        assert jax.tree.structure(res.params) == jax.tree.structure(params)
+        assert res.losses[-1] < res.losses[0]
 
 
 def test_the_module_given_is_not_changed():
