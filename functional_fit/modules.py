@@ -141,6 +141,10 @@ def _kind(module) -> str:
         for prefix, (kind, _) in LIBRARIES.items():
             if cls.__module__ == prefix or cls.__module__.startswith(prefix + "."):
                 return kind
+    _not_a_module(module)
+
+
+def _not_a_module(module):
     raise InputError(f"module must be a flax NNX module, a flax linen module or an equinox "
                      f"module, got {type(module).__name__}")
 
@@ -165,17 +169,18 @@ def _need_key(key, library: str):
 def _nnx(module, variables, training, kwargs):
     """(forward, params, state, random, "batch") for an NNX module."""
     nnx = _import("flax.nnx", "flax")
+    if not isinstance(module, nnx.Module):  # an Rngs, a Variable, ...
+        _not_a_module(module)
     if variables is not None:
         raise InputError("variables: an NNX module holds its own variables; pass None")
     module = nnx.clone(module)
     module.train() if training else module.eval()
-    graphdef, params, rngs, rest = (
-        s if i == 0 else nnx.to_pure_dict(s)
-        for i, s in enumerate(nnx.split(module, nnx.Param, nnx.RngState, ...)))
+    graphdef, *parts = nnx.split(module, nnx.Param, nnx.RngState, ...)
+    params, streams, rest = (nnx.to_pure_dict(part) for part in parts)  # streams: fed as is
     random = bool(_dropouts(nnx, module))
 
     def forward(params, state, x, key):
-        m = nnx.merge(graphdef, params, rngs, {} if state is None else state)
+        m = nnx.merge(graphdef, params, streams, {} if state is None else state)
         if random:
             _need_key(key, "NNX")
             stream = nnx.RngStream(key, tag="dropout")  # draw i is fold_in(key, i)
@@ -200,6 +205,8 @@ def _dropouts(nnx, module) -> list:
 
 def _linen(module, variables, training, kwargs):
     """(forward, params, state, random, None) for a linen module and its variables."""
+    if not isinstance(module, _import("flax.linen", "flax").Module):
+        _not_a_module(module)
     if variables is None:
         raise InputError("variables: a linen module needs its variables (module.init(key, x))")
     if not isinstance(variables, Mapping) or "params" not in variables:
@@ -231,6 +238,8 @@ def _linen(module, variables, training, kwargs):
 def _equinox(module, variables, training, kwargs):
     """(forward, params, state, random, "per_example") for an equinox module (one example)."""
     eqx = _import("equinox", "equinox")
+    if not isinstance(module, eqx.Module):
+        _not_a_module(module)
     if variables is not None and not isinstance(variables, eqx.nn.State):
         raise InputError(f"variables: an equinox module's variables are its eqx.nn.State or "
                          f"None, got {type(variables).__name__}")

@@ -465,6 +465,8 @@ def test_the_module_given_is_not_changed():
 BAD = [
     ("not_a_module", lambda: as_model(lambda x: x), "module"),
     ("a_dict", lambda: as_model({"params": {}}), "module"),
+    ("nnx_rngs", lambda: as_model(nnx.Rngs(0)), "module"),
+    ("nnx_variable", lambda: as_model(nnx.Param(jnp.zeros(2))), "module"),
     ("linen_without_variables", lambda: as_model(linen.Dense(2)), "variables"),
     ("variables_without_params", lambda: as_model(linen.Dense(2), {"batch_stats": {}}),
      "variables"),
