@@ -45,6 +45,9 @@ far a module follows it:
   module, so the masks follow no order a torch module could replay; a comparison must not
   share masks with torch.
 
+`dropout_mask(key, i, p, shape, convention)` draws the i-th mask of a forward under either
+convention, for the torch side.
+
 Modes. `training` sets the module's mode: NNX ``module.train()`` / ``module.eval()`` (BatchNorm
 normalizes with the batch's statistics and updates its running ones; Dropout drops), equinox
 ``eqx.nn.inference_mode(module, not training)``. A linen module takes its mode as a keyword of
@@ -133,6 +136,38 @@ def as_model(module, variables=None, *, training: bool = True, train_kwarg: str 
     model.dropout_convention = convention
     model.library = kind
     return model, params, state
+
+
+def dropout_mask(key, i: int, p: float, shape: tuple, convention: str = "batch"):
+    """The keep-mask that a forward's i-th dropout (from 0) draws under `convention`, so that
+    the torch side can be handed the same mask.
+
+    Args:
+      key: the forward's PRNG key.
+      i: which dropout of the forward, in forward order.
+      p: its drop probability.
+      shape: (N, ...) the shape of its input, the batch first.
+      convention: ``model.dropout_convention``: ``"batch"`` (one draw for the whole batch) or
+        ``"per_example"`` (row n drawn from ``fold_in(key, n)``).
+
+    Returns:
+      (N, ...) bool: True where the element is kept (and scaled by ``1 / (1 - p)``).
+
+    Examples:
+      >>> import jax
+      >>> dropout_mask(jax.random.key(0), 1, 0.5, (4, 3)).shape
+      (4, 3)
+    """
+    def draw(k, shape):
+        return jax.random.bernoulli(jax.random.fold_in(k, i), 1 - p, shape)
+
+    if convention == "batch":
+        return draw(key, tuple(shape))
+    if convention == "per_example":
+        n = jnp.arange(shape[0], dtype=jnp.uint32)  # (N,)
+        return jax.vmap(lambda n: draw(jax.random.fold_in(key, n), tuple(shape[1:])))(n)
+    raise InputError(f"convention must be 'batch' or 'per_example', got {convention!r} (a linen "
+                     "module's masks follow neither)")
 
 
 def _kind(module) -> str:

@@ -31,7 +31,7 @@ from flax import nnx
 
 from functional_fit import fit
 from functional_fit.checks import InputError
-from functional_fit.modules import as_model
+from functional_fit.modules import as_model, dropout_mask
 from functional_fit.tolerances import GRAD_FLOAT64, TRAJECTORY_FLOAT64, rel_err
 
 F64 = jnp.float64
@@ -378,6 +378,7 @@ def test_nnx_masks_follow_the_engines_convention():
         for i, (mask, p) in enumerate([(first, P2), (second, P1)]):
             expected = jax.random.bernoulli(jax.random.fold_in(key, i), 1 - p, mask.shape)
             np.testing.assert_array_equal(mask, expected)
+            np.testing.assert_array_equal(mask, dropout_mask(key, i, p, mask.shape))
         assert not np.array_equal(first, second[:, :3])  # two draws, not one
 
 
@@ -400,6 +401,7 @@ def test_equinox_masks_follow_the_per_example_convention():
         for n in range(N):
             key = jax.random.fold_in(jax.random.fold_in(KEY, n), i)
             np.testing.assert_array_equal(mask[n], jax.random.bernoulli(key, 1 - p, mask[n].shape))
+        np.testing.assert_array_equal(mask, dropout_mask(KEY, i, p, mask.shape, "per_example"))
     assert not np.array_equal(masks[0][0], masks[0][1])  # each example its own mask
 
 
@@ -473,6 +475,7 @@ BAD = [
     ("linen_variables_not_a_dict", lambda: as_model(linen.Dense(2), [1.0]), "variables"),
     ("nnx_with_variables", lambda: as_model(nnx.Linear(2, 2, rngs=nnx.Rngs(0)), {"params": 1}),
      "variables"),
+    ("linen_masks", lambda: dropout_mask(KEY, 0, 0.5, (2, 3), None), "convention"),
     ("equinox_with_a_dict", lambda: as_model(eqx.nn.Linear(2, 2, key=KEY), {"params": 1}),
      "variables"),
 ]
