@@ -168,6 +168,7 @@ def _linen_forward(module, variables, training):
 def _linen_grad(module, variables, training):
     """The gradient's components along a random direction, by central differences: returns
     the directional derivatives in a tree of the params' shape, one per leaf's direction."""
+    @jax.jit
     def f(params):
         y, _ = module.apply({**variables, "params": params}, X, train=training,
                             rngs={"dropout": KEY}, mutable=["batch_stats"])
