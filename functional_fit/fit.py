@@ -43,7 +43,7 @@ import numpy as np
 import optax
 
 from functional_fit import checks as _checks, data as _data, losses as _losses, models as _models
-from functional_fit import registry, runtime as _runtime
+from functional_fit import modules as _modules, registry, runtime as _runtime
 from functional_fit.checks import DivergenceError, InputError, first_nonfinite  # noqa: F401
 from functional_fit.data import Length
 # The engine, under the names this module has always given it.
@@ -306,6 +306,34 @@ def _finite(where: str, run: Trace, lr, total: int) -> FitResult:
 # --------------------------------------------------------------------------- any optimizer
 
 
+def module_model(model, params, state):
+    """(model, params, state) for `train`: a flax NNX, linen or equinox module as the engine's
+    model (`functional_fit.modules.as_model`, training mode), with its own parameters and
+    state where none are given; any other model as it is.
+
+    NNX: `params` None (the module's own) or a pure dict of its ``nnx.Param`` values; linen:
+    `params` its variables (``module.init(key, x)``: params and batch_stats); equinox:
+    `params` None or its array leaves, `state` its ``eqx.nn.State`` or None.
+    """
+    kind = _modules.library(model)
+    if kind is None:
+        return model, params, state
+    if kind == "linen":
+        fn, params, state = _modules.as_model(model, params)
+    elif kind == "equinox":
+        fn, own, state = _modules.as_model(model, state)
+        params = own if params is None else params
+    else:
+        fn, own, own_state = _modules.as_model(model)
+        params = own if params is None else params
+        state = own_state if state is None else state
+    if fn.stateful and state is None:  # dropout without state: the engine's keyed form
+        return (lambda p, x, key=None: fn(p, None, x, key)[0]), params, None
+    return fn, params, state
+
+
+
+
 def train(params, x, y, *, model, loss, optimizer, steps: int | None = None, order=None,
           batch_size: int | None = None, trace: bool = True, progress=None, runtime=None,
           state=None, key=None) -> FitResult:  # 12 keywords: the fit's settings, each named
@@ -317,12 +345,16 @@ def train(params, x, y, *, model, loss, optimizer, steps: int | None = None, ord
 
     Args:
       params: any pytree of float arrays: the lecture's (p+1,) vector, a dict of weight
-        matrices (`functional_fit.models.mlp`), ... Their dtypes are kept throughout.
+        matrices (`functional_fit.models.mlp`), ... Their dtypes are kept throughout. With a
+        flax or equinox module as `model`: None (the module's own), or see `module_model`
+        (a linen module's variables).
       x: (n, ...) inputs: (n,), (n, d), images (n, C, H, W), ...; y: (n, ...) targets
         (integer labels for a classifier).
       model: ``model(params, x) -> y_hat``, pure; or a name of `functional_fit.registry`. With
         `state`: ``model(params, state, x) -> (y_hat, new_state)``; with `key`, it is called
-        with ``key=`` too (`functional_fit.engine.apply`).
+        with ``key=`` too (`functional_fit.engine.apply`). Or a flax NNX module, a flax linen
+        module or an equinox module, trained in training mode (`module_model`; for linen's
+        call keywords, call `functional_fit.modules.as_model` and pass its model).
       loss: ``loss(y_hat, y) -> ()``, pure; or a registry name.
       optimizer: any ``optax.GradientTransformation``, e.g. ``optax.sgd(0.1, momentum=0.9)``.
         One with extra arguments receives each step's batch loss as ``value=``: a chain ending
@@ -364,6 +396,7 @@ def train(params, x, y, *, model, loss, optimizer, steps: int | None = None, ord
       >>> res.path["w"].shape, res.losses.shape
       ((201, 3), (200,))
     """
+    model, params, state = module_model(model, params, state)
     model, loss = registry.resolve(model, loss)
     if not isinstance(optimizer, optax.GradientTransformation):
         raise InputError(f"optimizer must be an optax.GradientTransformation (optax.sgd(0.1), "
@@ -524,6 +557,6 @@ def as_numpy(result: FitResult) -> FitResult:
 
 
 __all__ = ["Carry", "FitResult", "Trace", "adam_sgd", "as_numpy", "batches", "check_fit_data",
-           "check_key", "check_model", "check_params", "check_state", "chunk_steps", "full_loss", "gradient_descent",
+           "check_key", "check_model", "check_params", "check_state", "module_model", "chunk_steps", "full_loss", "gradient_descent",
            "init_carry", "n_steps", "recipe_jit", "run", "step", "stochastic_gradient_descent",
            "train", "train_jit", "train_scan", "train_steps"]

@@ -32,7 +32,8 @@ Randomness. The engine's convention is that the i-th dropout of a forward (forwa
 is true, so the torch side can be given the same masks. ``model.dropout_convention`` says how
 far a module follows it:
 
-- ``"batch"`` (NNX): exactly the convention. The model gives every ``nnx.Dropout`` one shared
+- ``"batch"`` (NNX): exactly the convention; called with ``key=None`` it drops nothing, as
+  the engine's convention has it. The model gives every ``nnx.Dropout`` one shared
   ``RngStream`` with key `key` and count 0, so its i-th draw is ``fold_in(key, i)``: the
   stream's own rule. Randomness drawn any other way (a module's own ``Rngs`` used in its
   ``__call__``) is fed the module's stored keys on every call, unchanged.
@@ -170,13 +171,22 @@ def dropout_mask(key, i: int, p: float, shape: tuple, convention: str = "batch")
                      "module's masks follow neither)")
 
 
-def _kind(module) -> str:
-    """"nnx", "linen" or "equinox", from the module names of `module`'s classes."""
-    for cls in type(module).__mro__:
+def library(obj) -> str | None:
+    """``"nnx"``, ``"linen"`` or ``"equinox"`` when `obj` is an object of that library (from
+    the module names of its classes: nothing is imported), else None."""
+    for cls in type(obj).__mro__:
         for prefix, (kind, _) in LIBRARIES.items():
             if cls.__module__ == prefix or cls.__module__.startswith(prefix + "."):
                 return kind
-    _not_a_module(module)
+    return None
+
+
+def _kind(module) -> str:
+    """"nnx", "linen" or "equinox", from the module names of `module`'s classes."""
+    kind = library(module)
+    if kind is None:
+        _not_a_module(module)
+    return kind
 
 
 def _not_a_module(module):
@@ -216,11 +226,13 @@ def _nnx(module, variables, training, kwargs):
 
     def forward(params, state, x, key):
         m = nnx.merge(graphdef, params, streams, {} if state is None else state)
-        if random:
-            _need_key(key, "NNX")
-            stream = nnx.RngStream(key, tag="dropout")  # draw i is fold_in(key, i)
-            for layer in _dropouts(nnx, m):
-                layer.rngs = stream
+        if random:  # without a key nothing is dropped, the engine's convention
+            stream = None if key is None else nnx.RngStream(key, tag="dropout")
+            for layer in _dropouts(nnx, m):  # draw i of the stream is fold_in(key, i)
+                if stream is None:
+                    layer.deterministic = True
+                else:
+                    layer.rngs = stream
         y = m(x, **kwargs)
         if state is None:
             return y, None
@@ -302,3 +314,6 @@ def _equinox(module, variables, training, kwargs):
         return batched(x, state, keys)  # (y (N, ...), new state)
 
     return forward, params, variables, random, "per_example"
+
+
+__all__ = ["LIBRARIES", "as_model", "dropout_mask", "library"]
