@@ -331,8 +331,8 @@ class _Recorder(torch.fx.Interpreter):
 def cotangents(output):
     """Fixed pseudo-random weights, one array per float output (None for others)."""
     rng = np.random.default_rng(0)
-    return [rng.standard_normal(np.shape(y)).astype(np.asarray(y).dtype)
-            if np.issubdtype(np.asarray(y).dtype, np.floating) else None for y in output]
+    return [rng.standard_normal(y.shape).astype(y.dtype)
+            if np.issubdtype(y.dtype, np.floating) else None for y in output]
 
 
 def run_torch(fn, params, *inputs) -> TorchRun:
@@ -391,11 +391,15 @@ def _jax_run(fn, params, inputs, masks, names):
         output = torch_pytree.tree_leaves(output)
         return [y for y in output if jnp.issubdtype(y.dtype, jnp.floating)], (output, new)
 
-    floats, vjp, (output, new) = jax.vjp(forward, {n: jnp.asarray(params[n]) for n in names},
-                                         has_aux=True)
-    cots = [jnp.asarray(c) for c in cotangents([np.asarray(y) for y in output]) if c is not None]
-    (grads,) = vjp(cots)
-    return output, new, grads
+    @jax.jit
+    def run(p, cots):
+        floats, vjp, (output, new) = jax.vjp(forward, p, has_aux=True)
+        return output, new, vjp(cots)[0]
+
+    p = {n: jnp.asarray(params[n]) for n in names}
+    output, _ = jax.eval_shape(forward, p)[1]
+    cots = [jnp.asarray(c) for c in cotangents(output) if c is not None]
+    return run(p, cots)
 
 
 def check_against_torch(fn, params, *inputs) -> dict:
