@@ -107,8 +107,8 @@ def _steps(graph) -> list:
         if node.op != "call_function":
             continue
         if node.target not in _ops.OPS:
-            raise InputError(f"to_jax: {_where(node)} is not supported (parity.ops.OPS has no "
-                             f"{node.target})")
+            raise InputError(f"to_jax: {_where(node)} is not supported (no JAX function for it "
+                             f"in parity.ops.OPS)")
         number = None
         if _is_dropout(node):
             number, dropouts = dropouts, dropouts + 1

@@ -247,7 +247,8 @@ def addmm(bias, a, b, *, beta=1, alpha=1):
 
 # --------------------------------------------------------------------------- layers
 @_op(aten.convolution.default)
-def convolution(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups):
+def convolution(x, weight, bias, stride, padding, dilation, transposed, output_padding,
+                groups):  # ATen's convolution schema, argument for argument
     nd = len(stride)
     if not transposed and nd in (1, 2):
         conv = _nn.conv1d if nd == 1 else _nn.conv2d
