@@ -207,7 +207,7 @@ def _environment(plan: _Plan, params, inputs) -> dict:
     return env
 
 
-def _function(plan: _Plan, n_inputs: int, training: bool):
+def _function(plan: _Plan, n_inputs: int):
     """The pure function of the plan; see `to_jax`."""
 
     def fn(params, *inputs, key=None, masks=None):
@@ -288,7 +288,7 @@ def to_jax(module, *example_inputs, check: bool = True):
     ep = export(module, *example_inputs)
     plan = _Plan(_inputs(ep, module), _steps(ep.graph), _outputs(ep), ep.call_spec.out_spec)
     n_inputs = sum(kind == InputKind.USER_INPUT for _, kind, _ in plan.inputs)
-    fn = _function(plan, n_inputs, module.training)
+    fn = _function(plan, n_inputs)
     fn.parameter_names = [name for name, _ in module.named_parameters()]
     fn.buffer_names = [n for n in module.state_dict() if n not in set(fn.parameter_names)]
     fn.mutated_buffers = [name for kind, name, _ in plan.outputs

@@ -120,6 +120,8 @@ def test_export_matches_torch(case, mode, dtype):
         assert rel_err(value, buffers_torch[name]) <= forward, name
     assert fn.training == (mode == "train")
     assert fn.dropouts == len(replay.masks)
+    if mode == "train" and case.name.startswith("transformer"):
+        assert fn.dropouts == 4  # attention's own (a native_dropout of the graph), then three
 
 
 def _batch_norm_and_dropout(dtype=torch.float64):
@@ -227,6 +229,33 @@ def test_an_unsupported_operation_is_refused_naming_it_and_its_module(op, aten_n
 def test_bad_arguments_are_refused_naming_them(args, message):
     with pytest.raises(InputError, match=message):
         export.to_jax(*args)
+
+
+def test_float64_without_jaxs_64_bit_mode_is_refused():
+    with jax.enable_x64(False), pytest.raises(InputError, match="float64 tensors need JAX's"):
+        export.to_jax(nn.Linear(2, 1, dtype=torch.float64), torch.ones(3, 2, dtype=torch.float64))
+
+
+class Structured(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(3, 2, dtype=torch.float64)
+
+    def forward(self, x, scale):
+        y = self.linear(x)  # (N, 2)
+        return {"y": y, "more": (y * scale, y.sum(dim=1))}
+
+
+def test_the_output_has_torchs_structure():
+    x, scale = torch.randn(4, 3, dtype=torch.float64), torch.tensor(2.0, dtype=torch.float64)
+    module = Structured()
+    with ff.float64():
+        fn, params = export.to_jax(module, x, scale)
+        out = fn(params, x.numpy(), scale.numpy())
+    theirs = module(x, scale)
+    assert set(out) == {"y", "more"} and isinstance(out["more"], tuple)
+    for ours, ref in zip([out["y"], *out["more"]], [theirs["y"], *theirs["more"]]):
+        assert rel_err(ours, ref.detach().numpy()) <= FORWARD_FLOAT64
 
 
 # --------------------------------------------------------------------------- the engine on exports
