@@ -9,7 +9,8 @@ naming the operation and the module it came from.
 
 The result is a pure ``fn(params, *inputs, key=None)`` over the module's ``state_dict``:
 ``jax.jit``, ``jax.grad`` and ``jax.vmap`` take it. It is specialized to the example inputs'
-shapes, as the exported graph is (``vmap`` adds axes in front). In training mode a module
+shapes, as the exported graph is, except their first axis where the module leaves it free
+(`export`); ``vmap`` adds axes in front. In training mode a module
 whose buffers change returns ``(output, new_buffers)``; its dropouts draw their masks from
 `key` with the project's convention: the i-th dropout of the graph (forward order, from 0,
 counting those with 0 < p < 1) keeps ``jax.random.bernoulli(jax.random.fold_in(key, i),
@@ -246,10 +247,17 @@ def _check_arguments(module, example_inputs) -> None:
 
 
 def export(module, *example_inputs):
-    """``torch.export.export`` of `module` on the inputs, lowered to the core ATen IR."""
+    """``torch.export.export`` of `module` on the inputs, lowered to the core ATen IR.
+
+    The first axis of every input is exported as ``Dim.AUTO``: dynamic (the batch) where the
+    module allows it, static where it does not, so the function takes batches of other sizes
+    (a fit's short last batch, the whole data set) unless the module fixes the size.
+    """
+    dims = tuple(None if x is None or x.ndim == 0 else {0: torch.export.Dim.AUTO}
+                 for x in example_inputs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch's own, about its pytree API
-        ep = torch.export.export(module, tuple(example_inputs))
+        ep = torch.export.export(module, tuple(example_inputs), dynamic_shapes=dims)
         return ep.run_decompositions()
 
 
@@ -260,7 +268,8 @@ def to_jax(module, *example_inputs, check: bool = True):
       module: any ``torch.nn.Module`` that ``torch.export`` captures, in the mode (train or
         eval) to convert.
       example_inputs: tensors (or None) as the module's forward takes them positionally; the
-        function is specialized to their shapes and dtypes.
+        function is specialized to their dtypes and shapes, the first axis excepted where the
+        module allows it (`export`).
       check: compare the function with torch on the example inputs (`check_against_torch`), forward and
         gradient w.r.t. the floating parameters; a mismatch raises, naming the worst output
         or parameter.

@@ -195,6 +195,16 @@ def stack(tensors, dim=0):
     return jnp.stack(tensors, axis=dim)
 
 
+@_op(aten.sym_size.int)
+def sym_size(x, dim):
+    """A dynamic axis's length: a Python int, also under jit and vmap."""
+    return x.shape[dim]
+
+
+for _f in (operator.add, operator.sub, operator.mul, operator.floordiv, operator.mod):
+    OPS[_f] = _f  # arithmetic on the lengths of dynamic axes
+
+
 @_op(operator.getitem)
 def getitem(x, i):
     return x[i]

@@ -190,6 +190,16 @@ def test_vmap_over_inputs_and_over_params(make, shape):
         assert rel_err(by_params[0], looped[0]) <= FORWARD_FLOAT64
 
 
+@pytest.mark.parametrize("make, shape", [VMAP_CASES[0], VMAP_CASES[2]])
+def test_other_batch_sizes_than_the_examples(make, shape):
+    module = make()
+    with ff.float64():
+        fn, params = export.to_jax(module, torch.zeros(shape, dtype=torch.float64), check=False)
+        x = np.random.default_rng(1).standard_normal((shape[0] + 3, *shape[1:]))  # (N + 3, ...)
+        assert rel_err(jax.jit(fn)(params, x), module(torch.tensor(x)).detach().numpy()) \
+            <= FORWARD_FLOAT64
+
+
 class Decompose(nn.Module):
     def __init__(self, op):
         super().__init__()
@@ -274,10 +284,13 @@ def test_fit_train_on_an_export_follows_torchs_fit(lecture_xy, make, shaped, lr)
     fn, params = export.to_jax(module, xt)
     model, params, state = export.as_model(fn, params)
     assert state is None
+    order = ff.batch_order(100, 8, seed=0)  # 8 epochs of 4 batches of 30, 30, 30, 10: 32 steps
     theirs = parity.fit.train(module, lambda a, b: parity.losses.mse(a.reshape(b.shape), b), xt,
-                              yt, optimizer=torch.optim.SGD(module.parameters(), lr=lr), steps=30)
+                              yt, optimizer=torch.optim.SGD(module.parameters(), lr=lr),
+                              order=order, batch_size=30)
     ours = ff.fit.train(params, shaped(x), y, model=lambda p, x: model(p, x).reshape(-1),
-                        loss=losses.mse, optimizer=optax.sgd(lr), steps=30)
+                        loss=losses.mse, optimizer=optax.sgd(lr), order=order, batch_size=30)
+    assert ours.losses.shape == (32,)
     for name in params:
         assert rel_err(ours.path[name], theirs.path[name]) <= TRAJECTORY_FLOAT64, name
 
