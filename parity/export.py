@@ -54,6 +54,7 @@ class _Step(NamedTuple):
     kwargs: dict
     where: str  # "aten.x.y (from module 'path' (Type))", for errors
     dropout: int | None  # the dropout's number (its key's fold_in), None for other nodes
+    dtype: object  # the dtype torch's result has (a JAX dtype), None where not one tensor
 
 
 class _Ref(NamedTuple):
@@ -113,9 +114,11 @@ def _steps(graph) -> list:
         number = None
         if _is_dropout(node):
             number, dropouts = dropouts, dropouts + 1
+        val = node.meta.get("val")
+        dtype = _ops.DTYPES.get(val.dtype) if isinstance(val, torch.Tensor) else None
         steps.append(_Step(node.name, node.target, _convert_value(tuple(node.args)),
                            {k: _convert_value(v) for k, v in node.kwargs.items()},
-                           _where(node), number))
+                           _where(node), number, dtype))
     return steps
 
 
@@ -185,10 +188,13 @@ def _run(plan: _Plan, env: dict, key, masks) -> dict:
         if step.target is torch.ops.aten.native_dropout.default:
             kwargs["keep"] = None if step.dropout is None else _keep(step, args[0], key, masks)
         try:
-            env[step.name] = _ops.OPS[step.target](*args, **kwargs)
+            value = _ops.OPS[step.target](*args, **kwargs)
         except _ops.Unsupported as e:
             raise InputError(f"to_jax: {step.where} is not supported with these arguments: "
                              f"{e}") from None
+        if step.dtype is not None and value.dtype != step.dtype:
+            value = value.astype(step.dtype)  # torch's promotion, where JAX's differs
+        env[step.name] = value
     return env
 
 
@@ -365,7 +371,8 @@ def run_torch(fn, params, *inputs) -> TorchRun:
         elif spec.kind == InputKind.CONSTANT_TENSOR:
             args.append(ep.constants[spec.target])
         else:
-            args.append(tensors.get(spec.target, ep.state_dict.get(spec.target)))
+            args.append(tensors[spec.target] if spec.target in tensors
+                        else ep.constants[spec.target])  # a non-persistent buffer
     recorder = _Recorder(ep.graph_module)
     flat = recorder.run(*args)
     kinds = [spec.kind for spec in ep.graph_signature.output_specs]

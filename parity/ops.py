@@ -22,6 +22,7 @@ import torch
 from jax import lax
 
 from functional_fit import nn as _nn
+from functional_fit.precision import promoted_dtype
 
 aten = torch.ops.aten
 _HI = lax.Precision.HIGHEST  # torch's float32 matmuls on CPU are full precision
@@ -47,12 +48,24 @@ def _op(*targets):
     return register
 
 
+def _kind(x) -> str:
+    return "f" if jnp.issubdtype(x.dtype, jnp.floating) else "b" if x.dtype == jnp.bool_ else "i"
+
+
+def _common_dtype(a, b):
+    """torch's result dtype: a 0-d tensor does not promote a tensor of the same kind (float32
+    times a float64 scalar is float32); otherwise the standard promotion."""
+    if _kind(a) == _kind(b) and (a.ndim == 0) != (b.ndim == 0):
+        return b.dtype if a.ndim == 0 else a.dtype
+    return promoted_dtype(a.dtype, b.dtype)
+
+
 def _pair(a, b):
     """a and b promoted to one dtype and broadcast to one shape, as torch does implicitly (the
     tests' strict JAX would refuse both)."""
     if not (isinstance(a, jax.Array) and isinstance(b, jax.Array)):
         return a, b
-    dtype = jnp.promote_types(a.dtype, b.dtype)
+    dtype = _common_dtype(a, b)
     shape = jnp.broadcast_shapes(a.shape, b.shape)
     return jnp.broadcast_to(a.astype(dtype), shape), jnp.broadcast_to(b.astype(dtype), shape)
 
@@ -186,7 +199,7 @@ def slice_(x, dim=0, start=None, end=None, step=1):
 
 @_op(aten.cat.default)
 def cat(tensors, dim=0):
-    dtype = jnp.result_type(*tensors)
+    dtype = promoted_dtype(*tensors)
     return jnp.concatenate([a.astype(dtype) for a in tensors], axis=dim)
 
 

@@ -247,25 +247,30 @@ def test_float64_without_jaxs_64_bit_mode_is_refused():
 
 
 class Structured(nn.Module):
+    """Several outputs in a dict and a tuple, a float64 scalar meeting float32 (torch keeps
+    float32: a 0-d tensor does not promote), a buffer outside the state_dict."""
+
     def __init__(self):
         super().__init__()
-        self.linear = nn.Linear(3, 2, dtype=torch.float64)
+        self.linear = nn.Linear(3, 2)
+        self.register_buffer("offset", torch.tensor([0.5, -1.0]), persistent=False)
 
     def forward(self, x, scale):
-        y = self.linear(x)  # (N, 2)
+        y = self.linear(x) + self.offset  # (N, 2)
         return {"y": y, "more": (y * scale, y.sum(dim=1))}
 
 
-def test_the_output_has_torchs_structure():
-    x, scale = torch.randn(4, 3, dtype=torch.float64), torch.tensor(2.0, dtype=torch.float64)
+def test_the_output_has_torchs_structure_and_dtypes():
+    x, scale = torch.randn(4, 3), torch.tensor(2.0, dtype=torch.float64)
     module = Structured()
     with ff.float64():
-        fn, params = export.to_jax(module, x, scale)
+        fn, params = export.to_jax(module, x, scale)  # checks itself
         out = fn(params, x.numpy(), scale.numpy())
     theirs = module(x, scale)
-    assert set(out) == {"y", "more"} and isinstance(out["more"], tuple)
+    assert set(out) == {"y", "more"} and isinstance(out["more"], tuple) and "offset" not in params
     for ours, ref in zip([out["y"], *out["more"]], [theirs["y"], *theirs["more"]]):
-        assert rel_err(ours, ref.detach().numpy()) <= FORWARD_FLOAT64
+        assert ours.dtype == jnp.float32 and ref.dtype == torch.float32
+        assert rel_err(ours, ref.detach().numpy()) <= export.FORWARD["float32"]
 
 
 # --------------------------------------------------------------------------- the engine on exports
