@@ -192,8 +192,9 @@ def _run(plan: _Plan, env: dict, key, masks) -> dict:
         except _ops.Unsupported as e:
             raise InputError(f"to_jax: {step.where} is not supported with these arguments: "
                              f"{e}") from None
-        if step.dtype is not None and value.dtype != step.dtype:
-            value = value.astype(step.dtype)  # torch's promotion, where JAX's differs
+        dtype = None if step.dtype is None else jax.dtypes.canonicalize_dtype(step.dtype)
+        if dtype is not None and value.dtype != dtype:
+            value = value.astype(dtype)  # torch's promotion, where JAX's differs
         env[step.name] = value
     return env
 
@@ -222,6 +223,10 @@ def _function(plan: _Plan, n_inputs: int):
         if len(flat) != n_inputs:
             raise InputError(f"inputs: expected {n_inputs} arrays, as the example inputs, got "
                              f"{len(flat)}")
+        dropouts = sum(step.dropout is not None for step in plan.steps)
+        if masks is not None and len(masks) != dropouts:
+            raise InputError(f"masks: expected {dropouts} keep-masks, one per dropout of the "
+                             f"graph, got {len(masks)}")
         env = _run(plan, _environment(plan, params, flat), key, masks)
         user = [_resolve(ref, env) for kind, _, ref in plan.outputs
                 if kind == OutputKind.USER_OUTPUT]
