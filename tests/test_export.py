@@ -160,6 +160,8 @@ def test_dropout_draws_from_the_key_with_the_projects_convention():
         with pytest.raises(InputError, match=r"key is needed for the dropout at "
                                              r"aten.native_dropout.default \(from module '3'"):
             fn(params, x.numpy())
+        with pytest.raises(InputError, match="masks: expected 2 keep-masks"):
+            fn(params, x.numpy(), masks=masks[:1])
     assert fn.dropouts == 2
     assert np.array_equal(y_key, y_masks)
 
