@@ -170,12 +170,12 @@ def _resolve(a, env):
 
 
 def _keep(step, x, key, masks):
-    """The keep-mask of dropout number `step.dropout`: from `masks`, else drawn from `key`."""
+    """The keep-mask of dropout number `step.dropout`: from `masks`, else drawn from `key`
+    (``bernoulli(fold_in(key, i), 1 - p)``); without either None: dropout off."""
     if masks is not None:
         return jnp.asarray(masks[step.dropout])
-    if key is None:
-        raise InputError(f"fn: key is needed for the dropout at {step.where} in training mode "
-                         f"(or pass masks=)")
+    if key is None:  # the engine's convention: a forward without a key draws nothing
+        return None
     p = step.args[1]
     return jax.random.bernoulli(jax.random.fold_in(key, step.dropout), 1 - p, x.shape)
 

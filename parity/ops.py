@@ -312,8 +312,9 @@ def log_softmax(x, dim, half_to_float):
 
 @_op(aten.native_dropout.default)
 def native_dropout(x, p, train, *, keep):
-    """(output, keep-mask); `keep` the (shape of x) booleans, or None where nothing is drawn."""
-    if not train or p == 0:
+    """(output, keep-mask); `keep` the (shape of x) booleans, or None where nothing is drawn
+    (dropout off: the input as it is)."""
+    if not train or p == 0 or keep is None:
         return x, jnp.ones(x.shape, dtype=jnp.bool_)
     if p == 1:
         return x * jnp.zeros((), x.dtype), jnp.zeros(x.shape, dtype=jnp.bool_)

@@ -157,13 +157,23 @@ def test_dropout_draws_from_the_key_with_the_projects_convention():
         run = jax.jit(fn)
         y_key, _ = run(params, x.numpy(), key=key)
         y_masks, _ = run(params, x.numpy(), masks=masks)
-        with pytest.raises(InputError, match=r"key is needed for the dropout at "
-                                             r"aten.native_dropout.default \(from module '3'"):
-            fn(params, x.numpy())
+        y_off, _ = run(params, x.numpy())  # no key: dropout off, the engine's convention
+        y_eval, _ = jax.jit(export.to_jax(_without_dropout(module), x, check=False)[0])(
+            params, x.numpy())
         with pytest.raises(InputError, match="masks: expected 2 keep-masks"):
             fn(params, x.numpy(), masks=masks[:1])
     assert fn.dropouts == 2
     assert np.array_equal(y_key, y_masks)
+    assert rel_err(y_off, y_eval) <= FORWARD_FLOAT64 and not np.allclose(y_key, y_off)
+
+
+def _without_dropout(module):
+    """A copy of `module` whose Dropout layers are in eval mode (the rest in training mode)."""
+    module = copy.deepcopy(module)
+    for sub in module.modules():
+        if isinstance(sub, nn.Dropout):
+            sub.eval()
+    return module
 
 
 VMAP_CASES = [
@@ -328,3 +338,50 @@ def test_as_model_gives_a_stateful_model_for_batch_norm_and_dropout():
     assert rel_err(y, y_fn) <= FORWARD_FLOAT64 and set(new) == set(state)
     assert int(new["1.num_batches_tracked"]) == int(state["1.num_batches_tracked"]) + 1
     assert rel_err(new["1.running_mean"], buffers["1.running_mean"]) <= FORWARD_FLOAT64
+
+
+STATEFUL_FITS = [
+    pytest.param(lambda: pm.ResNet(3, 4, 5, dropout=0.2, dtype=torch.float64, seed=0),
+                 (3, 8, 8), "classes", True, id="resnet-train"),
+    pytest.param(lambda: pm.ResNet(3, 4, 5, dtype=torch.float64, seed=0).eval(), (3, 8, 8),
+                 "classes", False, id="resnet-eval"),
+    # attention's own dropout runs inside F.multi_head_attention_forward, where no hook of
+    # parity.dropout can replay JAX's masks: the training-mode layer is fitted without dropout
+    *[pytest.param(lambda nf=nf: (torch.manual_seed(0), nn.TransformerEncoderLayer(
+        8, 2, 16, dropout=0.0, batch_first=True, norm_first=nf, dtype=torch.float64))[1],
+        (5, 8), "values", False, id=f"transformer-norm_first={nf}-train")
+      for nf in (False, True)],
+    pytest.param(lambda: nn.TransformerEncoderLayer(8, 2, 16, batch_first=True,
+                                                    dtype=torch.float64).eval(), (5, 8),
+                 "values", False, id="transformer-eval"),
+]
+
+
+@pytest.mark.parametrize("make, shape, target, stateful", STATEFUL_FITS)
+def test_a_30_step_fit_of_an_export_follows_torchs_with_its_buffers_and_masks(make, shape,
+                                                                              target, stateful):
+    """fit.train on the export (BatchNorm's buffers as the model's state, dropout from the
+    fit's key) follows parity.fit.train on the module, the same masks replayed in torch
+    (parity.dropout): 30 Adam steps on minibatches, parameters and buffers within 1e-9."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(20, *shape))
+    y = (rng.integers(0, 5, 20) if target == "classes" else rng.normal(size=(20, *shape)))
+    loss, tloss = ((losses.cross_entropy, torch.nn.functional.cross_entropy)
+                   if target == "classes" else (ff.nn.mse_loss, torch.nn.functional.mse_loss))
+    module, key = make(), jax.random.key(2)
+    with ff.float64():
+        fn, params = export.to_jax(module, torch.from_numpy(x[:4]), check=False)
+        model, params, state = export.as_model(fn, params)
+        order = ff.batch_order(20, 10, seed=0)  # 10 epochs of 3 batches (8, 8, 4): 30 steps
+        ours = ff.fit.train(params, x, y, model=model, loss=loss, state=state,
+                            key=key if state is not None else None, order=order, batch_size=8,
+                            optimizer=ff.optim.Adam(lr=0.01))
+        theirs = parity.fit.train(module, tloss, torch.from_numpy(x), torch.from_numpy(y),
+                                  optimizer=torch.optim.Adam(module.parameters(), lr=0.01),
+                                  order=order, batch_size=8, key=key)
+    assert ours.losses.shape == (30,)
+    assert (state is not None) == stateful  # BatchNorm's buffers and a key, or neither
+    for name in params:
+        assert rel_err(ours.path[name], theirs.path[name]) <= TRAJECTORY_FLOAT64, name
+    for name in state or {}:
+        assert rel_err(ours.state_path[name], theirs.path[name]) <= TRAJECTORY_FLOAT64, name
