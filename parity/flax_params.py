@@ -312,10 +312,27 @@ def _widened(array, dtype):
     return array.astype(np.promote_types(array.dtype, dtype))  # numpy's: no JAX promotion mode
 
 
-def _to_native(state_dict, native_side: list, rules: dict, library: str) -> list:
+def _in_order(state_dict, like):
+    """`state_dict` with `like`'s names in `like`'s order (a dict through ``jax.jit`` comes
+    back sorted by name); as it is when `like` is None."""
+    if like is None:
+        return state_dict
+    if isinstance(state_dict, torch.nn.Module):
+        state_dict = state_dict.state_dict()
+    names = list(like.state_dict() if isinstance(like, torch.nn.Module) else like)
+    missing = [k for k in names if k not in state_dict]
+    extra = [k for k in state_dict if k not in names]
+    if missing or extra:
+        raise InputError(f"state_dict's names are not like's: missing {missing}, not in like "
+                         f"{extra}")
+    return {k: state_dict[k] for k in names}
+
+
+def _to_native(state_dict, like, native_side: list, rules: dict, library: str) -> list:  # noqa
     """[(native layer, {native key: array in the native dtype})] for each layer pair."""
     out = []
-    for t, n, chosen in _matched(torch_layers(state_dict), native_side, rules, library):
+    layers = torch_layers(_in_order(state_dict, like))
+    for t, n, chosen in _matched(layers, native_side, rules, library):
         values = {}
         for rule in chosen:
             if rule.torch[0] not in t.arrays:
@@ -455,7 +472,7 @@ def _same_order(nnx, copy, original) -> None:
             _same_order(nnx, mine[k], v)
 
 
-def to_nnx(state_dict, module, order=None):
+def to_nnx(state_dict, module, order=None, *, like=None):
     """A copy of the flax NNX `module` holding `state_dict`'s values; `module` is unchanged.
 
     Args:
@@ -463,6 +480,8 @@ def to_nnx(state_dict, module, order=None):
       module: an ``nnx.Module`` whose layers match torch's in order and kind.
       order: the layers' paths in definition order, from `nnx_order`; by default read from
         `module` (right for a module as built; see `nnx_order`).
+      like: a torch ``state_dict`` or module whose order `state_dict` is read in: needed
+        for one that went through ``jax.jit`` or ``jax.tree`` (which sort dicts by name).
 
     Returns:
       The filled copy, its attributes in `module`'s order.
@@ -470,7 +489,7 @@ def to_nnx(state_dict, module, order=None):
     nnx = _library("flax.nnx", "flax", "to_nnx")
     layers = _ordered(_nnx_walk(nnx, module, (), []), order, "flax")
     new = {(*layer.handle, *k.split(".")): v
-           for layer, values in _to_native(state_dict, layers, FLAX_RULES, "flax")
+           for layer, values in _to_native(state_dict, like, layers, FLAX_RULES, "flax")
            for k, v in values.items()}
     graphdef, state = nnx.split(module)  # the module's own variables: replaced, not mutated
     flat = [(path, var.replace(value=new.get(path, var.get_value())))
@@ -580,7 +599,7 @@ def _thawed(tree):
     return {k: _thawed(v) for k, v in tree.items()} if isinstance(tree, Mapping) else tree
 
 
-def to_linen(state_dict, variables, order=None):
+def to_linen(state_dict, variables, order=None, *, like=None):
     """linen `variables` (``params``, ``batch_stats``) holding `state_dict`'s values.
 
     Args:
@@ -588,13 +607,15 @@ def to_linen(state_dict, variables, order=None):
       variables: the linen module's variables, as its ``init`` returns them.
       order: the layers' paths in definition order, from `linen_order`; by default the
         tree's own order (which flax's ``init`` sorts by name).
+      like: a torch ``state_dict`` or module whose order `state_dict` is read in: needed
+        for one that went through ``jax.jit`` or ``jax.tree`` (which sort dicts by name).
 
     Returns:
       A new variables tree (a dict, or a FrozenDict when given one); `variables` is unchanged.
     """
     flax_core = _library("flax.core", "flax", "to_linen")
     out = _thawed(variables)
-    for layer, values in _to_native(state_dict, _linen_layers(variables, order), FLAX_RULES,
+    for layer, values in _to_native(state_dict, like, _linen_layers(variables, order), FLAX_RULES,
                                     "flax"):
         for k, v in values.items():
             collection = "batch_stats" if layer.kind == "batchnorm" and k in ("mean", "var") \
@@ -661,7 +682,7 @@ def _eqx_walk(eqx, node, state, path: tuple, out: list) -> list:
 
 
 
-def to_equinox(state_dict, module, state=None):
+def to_equinox(state_dict, module, state=None, *, like=None):
     """A copy of the equinox `module` holding `state_dict`'s values.
 
     Args:
@@ -671,13 +692,15 @@ def to_equinox(state_dict, module, state=None):
         needed when it has any. Its "first time" flags are left as they are: a BatchNorm
         whose flag is set replaces its running statistics by the batch's on its first
         training call.
+      like: a torch ``state_dict`` or module whose order `state_dict` is read in: needed
+        for one that went through ``jax.jit`` or ``jax.tree`` (which sort dicts by name).
 
     Returns:
       The filled module, or (module, state) when `state` is given.
     """
     eqx = _library("equinox", "equinox", "to_equinox")
     where, values, stats = [], [], {}
-    for layer, new in _to_native(state_dict, _eqx_walk(eqx, module, state, (), []),
+    for layer, new in _to_native(state_dict, like, _eqx_walk(eqx, module, state, (), []),
                                  EQUINOX_RULES, "equinox"):
         for k, v in new.items():
             if k in ("running_mean", "running_var"):
