@@ -18,7 +18,8 @@ by module prefix, in ``state_dict`` order, a group's kind read from its keys and
 (``nn.MultiheadAttention``'s ``out_proj`` belongs to its attention). The flax and equinox layers
 are read in definition order: an NNX module's attributes in the order they were assigned
 (``vars``), an equinox module's fields in order, lists in order; a linen tree's layers in
-`linen_order` when given (flax's ``init`` returns its dicts sorted by name), else in the
+`linen_order` when given (``init`` returns them in call order, but a tree that went through
+``jax.jit`` or ``jax.tree`` comes back with its dicts sorted by name), else in the
 tree's own order. The first pair that does not match (another kind, another shape, a bias on
 one side only) is refused by an InputError naming both layers and both shapes.
 
@@ -89,7 +90,7 @@ def _torch_kind(arrays: dict) -> str | None:
         return "Conv"
     if ndim == 2:
         return "Linear" if "bias" in keys else "Linear or Embedding"
-    return "LayerNorm" if ndim == 1 else None
+    return "LayerNorm or GroupNorm" if ndim == 1 else None
 
 
 def torch_layers(state_dict) -> list[TorchLayer]:
@@ -234,7 +235,7 @@ EQUINOX_RULES["attention (separate q, k, v)"] = tuple(
 
 #: torch's kind -> the native kinds it may match.
 ACCEPTS = {"Linear": ("linear",), "Linear or Embedding": ("linear", "embedding"),
-           "Conv": ("conv",), "LayerNorm": ("norm",), "BatchNorm": ("batchnorm",),
+           "Conv": ("conv",), "LayerNorm or GroupNorm": ("norm",), "BatchNorm": ("batchnorm",),
            "MultiheadAttention": ("attention",),
            "MultiheadAttention (separate q, k, v)": ("attention",)}
 
@@ -328,7 +329,7 @@ def _in_order(state_dict, like):
     return {k: state_dict[k] for k in names}
 
 
-def _to_native(state_dict, like, native_side: list, rules: dict, library: str) -> list:  # noqa
+def _to_native(state_dict, like, native_side: list, rules: dict, library: str) -> list:
     """[(native layer, {native key: array in the native dtype})] for each layer pair."""
     out = []
     layers = torch_layers(_in_order(state_dict, like))
@@ -524,7 +525,8 @@ _LINEN_KINDS = {"MultiHeadDotProductAttention": "attention", "MultiHeadAttention
 def linen_order(module, *args, **kwargs) -> list:
     """The paths of a linen module's layers in the order its ``init`` calls them.
 
-    flax's ``init`` returns its variables sorted by name; pass this to `to_linen` and
+    ``init`` returns the variables in call order, but a tree that went through ``jax.jit``
+    or ``jax.tree`` (an optimizer step) has its dicts sorted by name; pass this to `to_linen` and
     `from_linen` as `order` so that layers are matched in the order they are used.
     ``module.init(jax.random.key(0), *args, **kwargs)`` runs abstractly (``jax.eval_shape``).
     """
@@ -606,7 +608,7 @@ def to_linen(state_dict, variables, order=None, *, like=None):
       state_dict: torch's ``state_dict`` (or the module), tensors or numpy or JAX arrays.
       variables: the linen module's variables, as its ``init`` returns them.
       order: the layers' paths in definition order, from `linen_order`; by default the
-        tree's own order (which flax's ``init`` sorts by name).
+        tree's own order (right for ``init``'s tree; see `linen_order`).
       like: a torch ``state_dict`` or module whose order `state_dict` is read in: needed
         for one that went through ``jax.jit`` or ``jax.tree`` (which sort dicts by name).
 

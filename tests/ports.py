@@ -54,10 +54,28 @@ class Mixer(nn.Module):
         return self.fc2(torch.tanh(self.fc1(h)))  # (N, T, out)
 
 
+class Signal(nn.Module):
+    """Conv1d -> GroupNorm -> tanh -> mean over length -> Linear: (N, C, L) -> (N, out)."""
+
+    def __init__(self, channels=2, width=4, groups=2, out=3, dtype=torch.float64):
+        super().__init__()
+        self.conv = nn.Conv1d(channels, width, 3, padding=1, dtype=dtype)
+        self.norm = nn.GroupNorm(groups, width, dtype=dtype)
+        self.fc = nn.Linear(width, out, dtype=dtype)
+
+    def forward(self, x):
+        h = torch.tanh(self.norm(self.conv(x)))  # (N, width, L)
+        return self.fc(h.mean(dim=2))  # (N, out)
+
+
 class Port(NamedTuple):
     model: object  # NNX module; linen (module, variables); equinox (module, state)
     forward: object  # (model, x, train) -> (y, model)
     order: list | None = None  # NNX, linen: the layers' paths in definition order
+
+
+def _nlc(x):
+    return jnp.transpose(jnp.asarray(x), (0, 2, 1))  # (N, C, L) -> (N, L, C)
 
 
 def _nhwc(x):
@@ -134,6 +152,17 @@ class NnxMixer(nnx.Module):
         return self.fc2(jnp.tanh(self.fc1(h)))
 
 
+class NnxSignal(nnx.Module):
+    def __init__(self, channels, width, groups, out, seed=0):
+        rngs = nnx.Rngs(seed)
+        self.conv = nnx.Conv(channels, width, (3,), padding=1, rngs=rngs, **F64)
+        self.norm = nnx.GroupNorm(width, num_groups=groups, epsilon=1e-5, rngs=rngs, **F64)
+        self.fc = nnx.Linear(width, out, rngs=rngs, **F64)
+
+    def __call__(self, x, train):  # (N, L, C) -> (N, out)
+        return self.fc(jnp.mean(jnp.tanh(self.norm(self.conv(x))), axis=1))
+
+
 def _nnx_port(model, forward):
     return Port(model, forward, pp.nnx_order(model))
 
@@ -146,6 +175,11 @@ def nnx_resnet(in_channels, width, num_classes, momentum=0.9):
 def nnx_mixer(vocab, dim, heads, hidden, out):
     return _nnx_port(NnxMixer(vocab, dim, heads, hidden, out),
                      lambda m, x, train: _nnx_forward(m, jnp.asarray(x), train))
+
+
+def nnx_signal(channels, width, groups, out):
+    return _nnx_port(NnxSignal(channels, width, groups, out),
+                     lambda m, x, train: _nnx_forward(m, _nlc(x), train))
 
 
 # --- flax linen --------------------------------------------------------------------------
@@ -201,6 +235,18 @@ class LinenMixer(linen.Module):
         return linen.Dense(self.out, name="fc2", **F64)(h)
 
 
+class LinenSignal(linen.Module):
+    width: int
+    groups: int
+    out: int
+
+    @linen.compact
+    def __call__(self, x, train):  # (N, L, C) -> (N, out)
+        h = linen.Conv(self.width, (3,), padding=1, name="conv", **F64)(x)
+        h = linen.GroupNorm(self.groups, epsilon=1e-5, name="norm", **F64)(h)
+        return linen.Dense(self.out, name="fc", **F64)(jnp.mean(jnp.tanh(h), axis=1))
+
+
 @_standard_promotion
 def _linen_port(module, x):
     variables = module.init(jax.random.key(0), x, False)
@@ -225,6 +271,11 @@ def linen_resnet(in_channels, width, num_classes, momentum=0.9):
 def linen_mixer(vocab, dim, heads, hidden, out):
     port = _linen_port(LinenMixer(vocab, dim, heads, hidden, out), jnp.zeros((2, 5), jnp.int64))
     return port._replace(forward=lambda m, x, train: port.forward(m, jnp.asarray(x), train))
+
+
+def linen_signal(channels, width, groups, out):
+    port = _linen_port(LinenSignal(width, groups, out), jnp.zeros((2, 6, channels)))
+    return port._replace(forward=lambda m, x, train: port.forward(m, _nlc(x), train))
 
 
 # --- equinox -----------------------------------------------------------------------------
@@ -318,3 +369,22 @@ def eqx_resnet(in_channels, width, num_classes, momentum=0.9):
 def eqx_mixer(vocab, dim, heads, hidden, out):
     return Port((EqxMixer(vocab, dim, heads, hidden, out, jax.random.key(0)), None),
                 _eqx_forward)
+
+
+class EqxSignal(eqx.Module):
+    conv: eqx.nn.Conv1d
+    norm: eqx.nn.GroupNorm
+    fc: eqx.nn.Linear
+
+    def __init__(self, channels, width, groups, out, key):
+        k1, k2 = jax.random.split(key)
+        self.conv = eqx.nn.Conv1d(channels, width, 3, padding=1, key=k1, dtype=jnp.float64)
+        self.norm = eqx.nn.GroupNorm(groups, width, eps=1e-5, dtype=jnp.float64)
+        self.fc = eqx.nn.Linear(width, out, key=k2, dtype=jnp.float64)
+
+    def __call__(self, x, state, inference):  # (C, L) -> (out,)
+        return self.fc(jnp.mean(jnp.tanh(self.norm(self.conv(x))), axis=1)), state
+
+
+def eqx_signal(channels, width, groups, out):
+    return Port((EqxSignal(channels, width, groups, out, jax.random.key(0)), None), _eqx_forward)

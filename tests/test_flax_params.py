@@ -33,6 +33,7 @@ GRAD_RTOL = 1e-12
 
 RESNET = dict(in_channels=3, width=4, num_classes=5)
 MIXER = dict(vocab=11, dim=8, heads=2, hidden=6, out=3)
+SIGNAL = dict(channels=2, width=4, groups=2, out=3)
 
 
 def _torch_resnet(seed=0, **sizes):
@@ -55,6 +56,20 @@ def _torch_mixer(seed=0):
     return ports.Mixer(**MIXER)
 
 
+def _torch_signal(seed=0):
+    torch.manual_seed(seed)
+    model = ports.Signal(**SIGNAL)
+    with torch.no_grad():  # GroupNorm's affine away from 1 and 0
+        model.norm.weight.normal_()
+        model.norm.bias.normal_()
+    return model
+
+
+def _signals(n=3):
+    return torch.randn(n, SIGNAL["channels"], 6, dtype=torch.float64,
+                       generator=torch.Generator().manual_seed(7))  # (N, C, L)
+
+
 def _images(n=4):
     return torch.randn(n, RESNET["in_channels"], 8, 8, dtype=torch.float64,
                        generator=torch.Generator().manual_seed(7))  # (N, C, H, W)
@@ -75,6 +90,10 @@ MODELS = {
               {"nnx": functools.cache(lambda: ports.nnx_mixer(**MIXER)),
                "linen": functools.cache(lambda: ports.linen_mixer(**MIXER)),
                "equinox": functools.cache(lambda: ports.eqx_mixer(**MIXER))}),
+    "conv1d": (_torch_signal, _signals,
+               {"nnx": functools.cache(lambda: ports.nnx_signal(**SIGNAL)),
+                "linen": functools.cache(lambda: ports.linen_signal(**SIGNAL)),
+                "equinox": functools.cache(lambda: ports.eqx_signal(**SIGNAL))}),
 }
 
 
@@ -180,8 +199,11 @@ def test_library_to_torch_and_back_is_exact(library, name):
 def test_filling_leaves_the_nnx_module_as_it_was():
     port = ports.nnx_resnet(**RESNET)
     before = [np.array(a) for a in _leaves("nnx", port.model)]
-    pp.to_nnx(_torch_resnet().state_dict(), port.model)
+    filled = pp.to_nnx(_torch_resnet().state_dict(), port.model)
     assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(before, _leaves("nnx", port.model)))
+    # the copy keeps the definition order (nnx.merge alone would sort the attributes)
+    assert pp.nnx_order(filled) == pp.nnx_order(port.model) == port.order
+    assert pp.nnx_order(nnx.merge(*nnx.split(port.model))) != port.order
 
 
 def _bn_sizes(model, x) -> dict:
@@ -250,6 +272,10 @@ REFUSALS = [
       "embedding (11, 8)", "kinds differ"]),
     ("kind", lambda: _dense_first().state_dict(), "mixer", "equinox",
      ["torch layer '0'", "equinox layer 'embed' (Embedding: weight (11, 8))", "kinds differ"]),
+    ("conv-as-linear", lambda: {"conv.weight": torch.zeros(4, 2), **{
+        k: v for k, v in _torch_signal().state_dict().items() if k != "conv.weight"}},
+     "conv1d", "linen", ["torch layer 'conv' (Linear: weight (4, 2), bias (4,))",
+                         "flax layer 'conv' (Conv: kernel (3, 2, 4), bias (4,))"]),
     ("no-head", lambda: _without(_torch_resnet().state_dict(), "fc."), "resnet", "nnx",
      ["no torch layer", "flax layer 'fc'", "kernel (8, 5)", "numbers of layers"]),
     ("no-bias", lambda: _without(_torch_mixer().state_dict(), "fc2.bias"), "mixer", "linen",
@@ -279,10 +305,34 @@ def test_from_refuses_a_like_that_does_not_match():
         pp.from_nnx(port.model, _torch_resnet(width=6))
 
 
+def test_linen_variables_without_their_order_are_refused():
+    """A tree through jax.tree (or jax.jit) has its dicts sorted by name: bn1 before conv1,
+    told apart by kind; with `linen_order`'s order it fills."""
+    port, state = ports.linen_resnet(**RESNET), _torch_resnet().state_dict()
+    variables = jax.tree.map(lambda a: a, port.model[1])
+    assert list(variables["params"])[:2] == ["bn1", "conv1"]
+    with pytest.raises(InputError, match=r"torch layer 'conv1' .* flax layer 'bn1' .*kinds"):
+        pp.to_linen(state, variables)
+    filled = pp.to_linen(state, variables, port.order)
+    assert np.array_equal(filled["params"]["conv1"]["kernel"],
+                          state["conv1.weight"].numpy().transpose(2, 3, 1, 0))
+
+
 def test_an_equinox_batchnorm_needs_its_state():
     port = ports.eqx_resnet(**RESNET)
     with pytest.raises(InputError, match="'bn1'.*state="):
         pp.to_equinox(_torch_resnet().state_dict(), port.model[0])
+
+
+def test_an_equinox_batchnorm_in_batch_mode_is_refused():
+    """Its state is debiased hidden statistics, which torch's running ones are not."""
+    import equinox as eqx
+
+    bn, state = eqx.nn.make_with_state(eqx.nn.BatchNorm)(4, "batch", mode="batch",
+                                                          dtype=jnp.float64)
+    torch_bn = torch.nn.BatchNorm1d(4, dtype=torch.float64)
+    with pytest.raises(InputError, match="mode='batch'"):
+        pp.to_equinox(torch_bn.state_dict(), bn, state)
 
 
 #: (function, its arguments, the modules made missing, what to install)
