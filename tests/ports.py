@@ -1,7 +1,8 @@
 """Hand ports of torch models to flax NNX, flax linen and equinox, for tests/test_flax_params.py.
 
-`parity.models.ResNet` and `Mixer` (Embedding, LayerNorm, self-attention, an MLP) in each
-library, float64, layers defined in torch's ``state_dict`` order. Each port is a factory that
+`parity.models.ResNet`, `Mixer` (Embedding, LayerNorm, self-attention, an MLP) and `Signal`
+(Conv1d, GroupNorm, Linear) in each library, float64, layers defined in torch's
+``state_dict`` order. Each port is a factory that
 takes the torch model's sizes and returns a ``Port``: the library's model (an NNX module, linen
 variables, or an equinox module with its state) and ``forward(model, x, train) -> (y, model)``
 on torch's inputs (NCHW images, (N, T) tokens), the model coming back with its new running
