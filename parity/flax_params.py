@@ -17,11 +17,16 @@ Layers are matched in order and by kind. Torch's layers are its ``state_dict``'s
 by module prefix, in ``state_dict`` order, a group's kind read from its keys and shapes
 (``nn.MultiheadAttention``'s ``out_proj`` belongs to its attention). The flax and equinox layers
 are read in definition order: an NNX module's attributes in the order they were assigned
-(``vars``), an equinox module's fields in order, lists in order; a linen tree's layers in
-`linen_order` when given (``init`` returns them in call order, but a tree that went through
-``jax.jit`` or ``jax.tree`` comes back with its dicts sorted by name), else in the
-tree's own order. The first pair that does not match (another kind, another shape, a bias on
-one side only) is refused by an InputError naming both layers and both shapes.
+(``vars``), an equinox module's fields in order, lists in order, a linen tree's dicts in
+their order. The first pair that does not match (another kind, another shape, a bias on one
+side only) is refused by an InputError naming both layers and both shapes.
+
+Orders that JAX loses: a dict through ``jax.jit`` or ``jax.tree`` comes back sorted by name,
+and so do the attributes of an NNX module rebuilt by ``nnx.merge``. Pass ``like=`` (the torch
+module) to ``to_*`` for a ``state_dict`` that went through ``jax.jit``; pass ``order=`` from
+`nnx_order(module)` (taken from the module as built) or `linen_order(module, *inputs)` for a
+rebuilt NNX module or a linen tree that went through a transform. `to_nnx`'s copy keeps its
+module's order.
 
 The layout rules (torch -> flax; equinox keeps torch's layouts except where noted):
 
