@@ -589,7 +589,10 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
     Args:
       jax_model: ``jax_model(params, x) -> y_hat``, params a dict of ``state_dict`` names; for
         a module with buffers ``jax_model(params, state, x) -> (y_hat, new_state)``, state the
-        buffers by name; called with ``key=`` as well when the module has active dropout.
+        buffers by name; called with ``key=`` as well when the module has active dropout. Or
+        a flax NNX module, an equinox module (or (module, ``eqx.nn.State``)), or a linen
+        (module, variables) pair: filled from the torch module's names at every step
+        (`parity.modules.as_model`).
       torch_module: the ``nn.Module`` it ports; it is copied, never trained in place.
       x: (n, ...) inputs; y: (n, ...) targets (integer labels for a classifier).
       jax_loss, torch_loss: ``loss(y_hat, y) -> ()`` in each framework.
