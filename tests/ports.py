@@ -97,11 +97,12 @@ class NnxBlock(nnx.Module):
             nnx.Conv(cin, cout, (1, 1), strides=stride, padding="VALID", **conv),
             nnx.BatchNorm(cout, **bn)] if stride != 1 or cin != cout else [])
 
-    def __call__(self, x, train):  # (N, H, W, cin) -> (N, H/stride, W/stride, cout)
-        out = nnx.relu(self.bn1(self.conv1(x), use_running_average=not train))
-        out = self.bn2(self.conv2(out), use_running_average=not train)
+    def __call__(self, x, train=None):  # (N, H, W, cin) -> (N, H/stride, W/stride, cout)
+        average = None if train is None else not train  # None: the module's train()/eval()
+        out = nnx.relu(self.bn1(self.conv1(x), use_running_average=average))
+        out = self.bn2(self.conv2(out), use_running_average=average)
         if len(self.shortcut):
-            x = self.shortcut[1](self.shortcut[0](x), use_running_average=not train)
+            x = self.shortcut[1](self.shortcut[0](x), use_running_average=average)
         return nnx.relu(out + x)
 
 

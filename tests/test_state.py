@@ -240,36 +240,20 @@ def test_compare_blames_the_state_when_a_running_statistic_parts(images):
 
 def _nnx_resnet(momentum):
     """`parity.models.ResNet(3, 4, 5, dropout=0.2)` ported by hand to flax NNX: NCHW in (as
-    torch's), BatchNorm's mode from ``train()`` / ``eval()``, flax's `momentum` convention."""
+    torch's), BatchNorm's mode from ``train()`` / ``eval()``, flax's `momentum` convention;
+    the blocks are tests/ports.py's."""
     from flax import nnx
 
+    from tests import ports
+
     f64 = {"param_dtype": jnp.float64, "dtype": jnp.float64}
-
-    class Block(nnx.Module):
-        def __init__(self, cin, cout, stride, rngs):
-            conv, bn = dict(use_bias=False, rngs=rngs, **f64), dict(momentum=momentum,
-                                                                    epsilon=1e-5, rngs=rngs,
-                                                                    **f64)
-            self.conv1 = nnx.Conv(cin, cout, (3, 3), strides=stride, padding=1, **conv)
-            self.bn1 = nnx.BatchNorm(cout, **bn)
-            self.conv2 = nnx.Conv(cout, cout, (3, 3), padding=1, **conv)
-            self.bn2 = nnx.BatchNorm(cout, **bn)
-            self.shortcut = nnx.List([
-                nnx.Conv(cin, cout, (1, 1), strides=stride, padding="VALID", **conv),
-                nnx.BatchNorm(cout, **bn)] if stride != 1 or cin != cout else [])
-
-        def __call__(self, x):  # (N, H, W, cin) -> (N, H/stride, W/stride, cout)
-            out = self.bn2(self.conv2(nnx.relu(self.bn1(self.conv1(x)))))
-            if len(self.shortcut):
-                x = self.shortcut[1](self.shortcut[0](x))
-            return nnx.relu(out + x)
 
     class ResNet(nnx.Module):
         def __init__(self, rngs):
             self.conv1 = nnx.Conv(3, WIDTH, (3, 3), padding=1, use_bias=False, rngs=rngs, **f64)
             self.bn1 = nnx.BatchNorm(WIDTH, momentum=momentum, epsilon=1e-5, rngs=rngs, **f64)
-            self.layer1 = Block(WIDTH, WIDTH, 1, rngs)
-            self.layer2 = Block(WIDTH, 2 * WIDTH, 2, rngs)
+            self.layer1 = ports.NnxBlock(WIDTH, WIDTH, 1, momentum, rngs)
+            self.layer2 = ports.NnxBlock(WIDTH, 2 * WIDTH, 2, momentum, rngs)
             self.dropout = nnx.Dropout(0.2, rngs=rngs)
             self.fc = nnx.Linear(2 * WIDTH, CLASSES, rngs=rngs, **f64)
 
