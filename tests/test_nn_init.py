@@ -93,3 +93,30 @@ def test_fans_gains_and_params():
     assert c["weight"].shape == (6, 2, 3, 3) and float(jnp.max(jnp.abs(c["bias"]))) <= 1 / math.sqrt(18)
     with pytest.raises(InputError, match="shape"):
         fi.fan_in_and_fan_out((3,))
+
+
+def test_the_initializers_serve_flax_and_equinox_layers_as_torchs_defaults():
+    """An nnx.Linear built with ``kernel_init=kaiming_uniform(sqrt(5), layout="flax")`` and
+    ``bias_init=bias_uniform(fan_in)``, and an eqx.nn.Linear whose weight is replaced with
+    ``kaiming_uniform(sqrt(5))`` (torch's layout, as equinox's), draw as torch's nn.Linear
+    does: two-sample KS against torch's own layer, p > 1e-3."""
+    import equinox as eqx
+    from flax import nnx
+
+    fan_in, fan_out = 512, 400  # 204,800 weights a layer
+    torch.manual_seed(21)
+    ref = torch.nn.Linear(fan_in, fan_out, dtype=torch.float64)
+    ref_w, ref_b = ref.weight.detach().numpy().ravel(), ref.bias.detach().numpy()
+    layer = nnx.Linear(fan_in, fan_out, rngs=nnx.Rngs(21), param_dtype=jnp.float64,
+                       kernel_init=fi.kaiming_uniform(math.sqrt(5), layout="flax"),
+                       bias_init=fi.bias_uniform(fan_in))
+    eqx_layer = eqx.nn.Linear(fan_in, fan_out, key=jax.random.key(0), dtype=jnp.float64)
+    eqx_layer = eqx.tree_at(lambda m: m.weight, eqx_layer, fi.kaiming_uniform(math.sqrt(5))(
+        jax.random.key(22), eqx_layer.weight.shape))
+    assert layer.kernel.shape == (fan_in, fan_out) and eqx_layer.weight.shape == (fan_out, fan_in)
+    for ours, theirs in ((np.asarray(layer.kernel[...]).ravel(), ref_w),
+                         (np.asarray(eqx_layer.weight).ravel(), ref_w),
+                         (np.asarray(layer.bias[...]), ref_b)):
+        assert np.abs(ours).max() <= 1 / math.sqrt(fan_in)
+        assert scipy.stats.ks_2samp(ours, theirs).pvalue > 1e-3
+    assert scipy.stats.ks_2samp(np.asarray(layer.kernel[...]).ravel(), 1.05 * ref_w).pvalue < 1e-6
