@@ -23,6 +23,12 @@ parameters whose leaves have a leading axis of steps + 1: before the first step 
 every step) and the loss of every step's batch, taken before that step's update, as the
 lecture's loops compute it.
 
+Models with state and randomness: ``train(..., state=, key=)`` trains ``model(params, state,
+x) -> (y_hat, new_state)`` (BatchNorm's running statistics, threaded through the scan, never
+differentiated; `FitResult.state` and ``.state_path``) and gives step t the key ``fold_in(key,
+t)`` for its dropout (`functional_fit.engine`). A flax NNX, linen or equinox module is taken
+as the model directly (`module_model`).
+
 Divergence: `train` and the wrappers raise `DivergenceError` (an `InputError`) when a loss or a
 final parameter is non-finite, naming the first step whose loss was (`first_nonfinite`); the
 error carries the whole `FitResult` as ``.result``. The engine's `train_scan` does not check: a
