@@ -6,6 +6,7 @@ Modules (each mirrored in `parity`, the torch side):
   `models`    ``linear(w, x)``, ``polynomial(w, x)``, ``sine(w, x)``, ``mlp``, ``logistic``,
               a small ``resnet`` with state and a dropout key
   `nn`        torch.nn.functional in JAX: torch's names, arguments and layouts
+  `modules`   flax NNX, linen and equinox modules as pure model functions
   `losses`    ``mse(y_hat, y)``, ``l1(y_hat, y)``, ``bce_with_logits``, ``cross_entropy``
   `ols`       the analytic least-squares fit
   `autodiff`  z(θ) = (1 - log(1 + e^θ))^2 and its derivative three ways
@@ -37,8 +38,8 @@ import importlib
 __version__ = "0.1.0"
 
 #: The package's modules, loaded on first use (``functional_fit.fit``).
-_MODULES = ("autodiff", "checks", "data", "engine", "fit", "losses", "models", "nn", "ols",
-            "optim", "plot", "precision", "registry", "runtime", "surface", "sweep", "tables",
+_MODULES = ("autodiff", "checks", "data", "engine", "fit", "losses", "models", "modules", "nn",
+            "ols", "optim", "plot", "precision", "registry", "runtime", "surface", "sweep", "tables",
             "tolerances")
 #: Names re-exported from a module, loaded on first use (``functional_fit.lecture_data``).
 _NAMES = {
