@@ -72,7 +72,7 @@ from functional_fit.checks import DivergenceError, InputError, first_line
 from functional_fit.precision import policy, require, torch_matmul_precision
 from functional_fit.tolerances import (OPTIMIZER_ROUNDINGS, ROUNDINGS_PER_LAYER,  # noqa: F401
                                        UNIT_ROUNDOFF, accumulated, rel_err, step_roundings)
-from parity import dropout as tdropout, fit as tfit, params as tparams
+from parity import dropout as tdropout, fit as tfit, modules as tmodules, params as tparams
 from parity.data import torch_dtype
 
 #: Rounding differences grow at most linearly along a stable path; this margin covers the
@@ -334,6 +334,19 @@ def _dropout(module, dropout: str, seed: int):
     return jax.random.key(seed), "shared"
 
 
+def _jax_model(jax_model, module, s0: dict, shared: str | None):
+    """(the JAX model over torch's names, its dropout convention): a flax or equinox port
+    wrapped by `parity.modules.as_model`, a function as it is. InputError when the masks
+    cannot be shared (linen's)."""
+    if tmodules.kind(jax_model) is None:
+        return jax_model, "batch"
+    model = tmodules.as_model(jax_model, module, tuple(s0))
+    if shared == "shared" and model.dropout_convention is None:
+        raise InputError("jax_model is a linen module, whose dropout masks follow no order "
+                         "torch could replay: pass dropout='off'")
+    return model, model.dropout_convention
+
+
 class _Port(NamedTuple):
     """The two halves of a port, at their common start, and the data in both frameworks."""
 
@@ -348,6 +361,7 @@ class _Port(NamedTuple):
     ty: Any  # y as a tensor
     s0: dict | None = None  # the buffers at the start (the JAX model's state), or None
     key: Any = None  # the dropout masks' key (both sides), or None
+    convention: str = "batch"  # how the JAX model draws its masks (parity.dropout.shared)
 
     def jax_forward(self, p):
         """JAX's output at `p` on the whole data, with step 0's masks (and its new state)."""
@@ -359,7 +373,7 @@ def _probe(port: _Port):
     """A copy of the torch module to diagnose on (a forward in training mode updates
     BatchNorm's buffers), its dropout layers drawing step 0's masks when shared."""
     probe = copy.deepcopy(port.module)
-    return probe, (tdropout.shared(probe, port.key) if port.key is not None
+    return probe, (tdropout.shared(probe, port.key, port.convention) if port.key is not None
                    else contextlib.nullcontext())
 
 
@@ -529,7 +543,8 @@ def _torch_path(port: _Port, torch_opt, length: _Length):
     became non-finite."""
     try:
         return tfit.train(port.module, port.torch_loss, port.tx, port.ty, optimizer=torch_opt,
-                          key=port.key, **length.run).path, False
+                          key=port.key, dropout_convention=port.convention,
+                          **length.run).path, False
     except DivergenceError as exc:
         return exc.result.path, True
 
@@ -608,8 +623,9 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
     length = _length(x.shape[0], steps, epochs, batch_size, order_seed)
     module, p0, s0 = _start(torch_module, params, pol)
     key, shared = _dropout(module, dropout, dropout_seed)
+    jax_model, convention = _jax_model(jax_model, module, s0, shared)
     port = _Port(jax_model, jax_loss, module, torch_loss, p0, x, y, torch.from_numpy(x),
-                 torch.from_numpy(y), s0 or None, key)
+                 torch.from_numpy(y), s0 or None, key, convention)
     # JAX's float32 matrix products as torch's (no TF32 on a GPU): like is compared with like
     with torch_matmul_precision():
         probe, masks = _probe(port)

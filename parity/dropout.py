@@ -37,6 +37,7 @@ from torch import nn
 
 from functional_fit.checks import InputError
 from functional_fit.engine import step_key
+from functional_fit.modules import dropout_mask
 from functional_fit.nn import dropout_keep
 
 #: Random modules whose masks are not the elementwise ones of ``nn.Dropout``: refused.
@@ -48,22 +49,27 @@ class Masks:
     """The state of `shared`'s hooks: the key, the step whose masks are drawn, and how many
     dropouts the current forward has drawn."""
 
-    def __init__(self, key):
+    def __init__(self, key, convention: str = "batch"):
         self.key = key  # a JAX PRNG key, or None: dropout off
+        self.convention = convention  # "batch" or "per_example" (functional_fit.modules)
         self.step = 0  # set by the training loop before each step
         self.index = 0  # the next dropout's number in the current forward
 
     def keep(self, p: float, shape) -> np.ndarray:
         """The next dropout's (shape) keep-mask, as JAX draws it (`dropout_keep`)."""
-        mask = _keep(self.key, self.step, self.index, p=float(p), shape=tuple(shape))
+        mask = _keep(self.key, self.step, self.index, p=float(p), shape=tuple(shape),
+                     convention=self.convention)
         self.index += 1
         return np.array(mask)
 
 
-@functools.partial(jax.jit, static_argnames=("p", "shape"))
-def _keep(key, step, index, *, p: float, shape):
+@functools.partial(jax.jit, static_argnames=("p", "shape", "convention"))
+def _keep(key, step, index, *, p: float, shape, convention: str):
     """(shape) keep-mask of dropout `index` in step `step`: compiled once per p and shape."""
-    return dropout_keep(jax.random.fold_in(step_key(key, step), index), p, shape)
+    k = step_key(key, step)
+    if convention == "per_example":  # example n's mask from fold_in(fold_in(k, n), index)
+        return dropout_mask(k, index, p, shape, convention)
+    return dropout_keep(jax.random.fold_in(k, index), p, shape)
 
 
 def dropouts(module: nn.Module) -> list[str]:
@@ -91,11 +97,13 @@ def _replay(masks: Masks):
 
 
 @contextlib.contextmanager
-def shared(module: nn.Module, key):
+def shared(module: nn.Module, key, convention: str = "batch"):
     """Within the block, `module`'s active ``nn.Dropout`` layers (`dropouts`) draw JAX's masks
     (off when `key` is None); yields the `Masks`, whose ``.step`` the training loop sets
-    before each step."""
-    masks = Masks(key)
+    before each step. `convention` ``"per_example"`` draws row n of each mask from
+    ``fold_in(step_key, n)`` as an equinox module mapped over the batch does
+    (`functional_fit.modules.dropout_mask`)."""
+    masks = Masks(key, convention)
     handles = [module.register_forward_pre_hook(lambda *_: setattr(masks, "index", 0))]
     for name in dropouts(module):
         handles.append(module.get_submodule(name).register_forward_hook(_replay(masks)))

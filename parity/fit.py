@@ -213,7 +213,8 @@ def _check_dataset(dataset):
 
 def train(module, loss_fn, x, y, *, optimizer, scheduler=None, steps: int | None = None,
           order=None, batch_size: int | None = None, max_norm: float | None = None,
-          norm_type: float = 2.0, key=None) -> TrainResult:  # a torch script's settings, named
+          norm_type: float = 2.0, key=None,
+          dropout_convention: str = "batch") -> TrainResult:  # a torch script's settings
     """Fit `module` with a torch optimizer: the loop every torch user writes.
 
     Args:
@@ -233,6 +234,8 @@ def train(module, loss_fn, x, y, *, optimizer, scheduler=None, steps: int | None
       key: a JAX PRNG key: the module's ``nn.Dropout`` layers draw the masks that
         `functional_fit.fit.train` with the same key draws (`parity.dropout.shared`); None:
         torch's own.
+      dropout_convention: ``"batch"`` (a JAX model of the toolkit's convention, a flax NNX
+        module) or ``"per_example"`` (an equinox module mapped over the batch).
 
     Returns:
       `TrainResult(params, path, losses)` of numpy arrays keyed by ``state_dict`` names; path
@@ -251,7 +254,7 @@ def train(module, loss_fn, x, y, *, optimizer, scheduler=None, steps: int | None
     batches = _batches(x, y, steps, order, batch_size)
     if key is None:
         return train_steps(module, loss_fn, batches, optimizer, scheduler=scheduler, clip=clip)
-    with _dropout.shared(module, key) as masks:
+    with _dropout.shared(module, key, dropout_convention) as masks:
         return train_steps(module, loss_fn, batches, optimizer, scheduler=scheduler, clip=clip,
                            masks=masks)
 

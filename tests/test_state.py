@@ -233,3 +233,148 @@ def test_compare_blames_the_state_when_a_running_statistic_parts(images):
     assert c.first_divergence.step == 1
     assert c.first_divergence.parameter.endswith(".running_mean")
     assert c.forward_diff < c.tolerance.value and c.loss_diff < c.tolerance.value
+
+
+# --------------------------------------------------------------------------- flax NNX, by hand
+
+
+def _nnx_resnet(momentum):
+    """`parity.models.ResNet(3, 4, 5, dropout=0.2)` ported by hand to flax NNX: NCHW in (as
+    torch's), BatchNorm's mode from ``train()`` / ``eval()``, flax's `momentum` convention."""
+    from flax import nnx
+
+    f64 = {"param_dtype": jnp.float64, "dtype": jnp.float64}
+
+    class Block(nnx.Module):
+        def __init__(self, cin, cout, stride, rngs):
+            conv, bn = dict(use_bias=False, rngs=rngs, **f64), dict(momentum=momentum,
+                                                                    epsilon=1e-5, rngs=rngs,
+                                                                    **f64)
+            self.conv1 = nnx.Conv(cin, cout, (3, 3), strides=stride, padding=1, **conv)
+            self.bn1 = nnx.BatchNorm(cout, **bn)
+            self.conv2 = nnx.Conv(cout, cout, (3, 3), padding=1, **conv)
+            self.bn2 = nnx.BatchNorm(cout, **bn)
+            self.shortcut = nnx.List([
+                nnx.Conv(cin, cout, (1, 1), strides=stride, padding="VALID", **conv),
+                nnx.BatchNorm(cout, **bn)] if stride != 1 or cin != cout else [])
+
+        def __call__(self, x):  # (N, H, W, cin) -> (N, H/stride, W/stride, cout)
+            out = self.bn2(self.conv2(nnx.relu(self.bn1(self.conv1(x)))))
+            if len(self.shortcut):
+                x = self.shortcut[1](self.shortcut[0](x))
+            return nnx.relu(out + x)
+
+    class ResNet(nnx.Module):
+        def __init__(self, rngs):
+            self.conv1 = nnx.Conv(3, WIDTH, (3, 3), padding=1, use_bias=False, rngs=rngs, **f64)
+            self.bn1 = nnx.BatchNorm(WIDTH, momentum=momentum, epsilon=1e-5, rngs=rngs, **f64)
+            self.layer1 = Block(WIDTH, WIDTH, 1, rngs)
+            self.layer2 = Block(WIDTH, 2 * WIDTH, 2, rngs)
+            self.dropout = nnx.Dropout(0.2, rngs=rngs)
+            self.fc = nnx.Linear(2 * WIDTH, CLASSES, rngs=rngs, **f64)
+
+        def __call__(self, x):  # (N, C, H, W) -> (N, classes)
+            out = nnx.relu(self.bn1(self.conv1(jnp.transpose(x, (0, 2, 3, 1)))))
+            out = self.layer2(self.layer1(out))  # (N, H/2, W/2, 2 width)
+            return self.fc(self.dropout(jnp.mean(out, axis=(1, 2))))
+
+    return ResNet(nnx.Rngs(0))
+
+
+def _compare_nnx(images, momentum):
+    x, y = images
+    with jax.numpy_dtype_promotion("standard"):  # flax's BatchNorm promotes to >= float32
+        return parity.compare(_nnx_resnet(momentum), _torch_module(), x, y,
+                              jax_loss=nn.cross_entropy, torch_loss=F.cross_entropy,
+                              optimizer=("Adam", {"lr": 0.01}), epochs=17, batch_size=8)
+
+
+def test_an_nnx_port_agrees_in_its_parameters_and_parts_at_the_running_variance(images):
+    """The ResNet ported to NNX (flax momentum 0.9 = torch's 0.1), compared as the functional
+    twin is: the same masks (NNX's Rngs numbering), every parameter within the tolerance over
+    51 steps, the running means too; the running variances part at step 1, at a BatchNorm:
+    flax updates them with the biased batch variance, torch with the unbiased one."""
+    c = _compare_nnx(images, momentum=0.9)
+    assert c.dropout == "shared" and not c.random
+    tol = c.tolerance.value
+    assert c.forward_diff <= tol and c.loss_diff <= tol
+    assert all(d <= tol for d in c.grad_diff.values())
+    for name, d in c.path_diff.items():
+        if not name.endswith("running_var"):
+            assert d.max() <= tol, name
+    assert c.culprit == "state" and c.first_divergence.step == 1
+    assert c.first_divergence.parameter.endswith("running_var")
+    first = c.first_divergence.parameter
+    jax_var, torch_var = c.jax_path[first][1], c.torch_path[first][1]
+    # reconstruct the batch terms: 0.1 * biased (flax) against 0.1 * unbiased (torch)
+    start = c.torch_path[first][0]
+    n = 8 * {"bn1": 64, "layer1": 64}.get(first.split(".")[0], 16)  # values per channel
+    np.testing.assert_allclose((torch_var - 0.9 * start) * (n - 1) / n, jax_var - 0.9 * start,
+                               rtol=1e-10)
+
+
+def test_flaxs_default_momentum_is_caught_at_a_batchnorm(images):
+    """flax's default BatchNorm momentum (0.99, where torch's 0.1 is 0.9 in flax's
+    convention): the first divergence is a running statistic after the first step."""
+    c = _compare_nnx(images, momentum=0.99)
+    assert c.culprit == "state" and c.first_divergence.step == 1
+    assert c.first_divergence.parameter.split(".")[-1] in ("running_mean", "running_var")
+    assert c.path_diff["bn1.running_mean"][1] > 1e-3
+
+
+def _library_ports():
+    """An MLP (2 -> 8 -> 1, tanh) in each library, in the layout its users write."""
+    import equinox as eqx
+    import flax.linen as linen
+    from flax import nnx
+
+    f64 = {"param_dtype": jnp.float64}
+    nnx_mlp = nnx.Sequential(nnx.Linear(2, 8, rngs=nnx.Rngs(0), **f64), nnx.tanh,
+                             nnx.Linear(8, 1, rngs=nnx.Rngs(1), **f64))
+    linen_mlp = linen.Sequential([linen.Dense(8, **f64), linen.tanh, linen.Dense(1, **f64)])
+    variables = linen_mlp.init(jax.random.key(0), jnp.ones((1, 2)))
+    eqx_mlp = eqx.nn.MLP(2, 1, 8, 1, activation=jnp.tanh, key=jax.random.key(0),
+                         dtype=jnp.float64)
+    return {"nnx": nnx_mlp, "linen": (linen_mlp, variables), "equinox": eqx_mlp}
+
+
+@pytest.mark.parametrize("library", ["nnx", "linen", "equinox"])
+def test_compare_takes_each_librarys_module_as_the_jax_model(library):
+    """A flax NNX module, a linen (module, variables) pair and an equinox module are each
+    compared with torch's MLP directly (filled from torch's start by parity.params.to_*):
+    they agree; the same module with a transposed layer does not."""
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(30, 2)), rng.normal(size=(30, 1))
+    module = parity.models.MLP((2, 8, 1), "tanh", dtype=torch.float64, seed=0)
+    with jax.numpy_dtype_promotion("standard"):
+        c = parity.compare(_library_ports()[library], module, x, y, jax_loss=nn.mse_loss,
+                           torch_loss=F.mse_loss, optimizer=("Adam", {"lr": 0.01}), steps=20)
+        assert c.ok and c.culprit == "none", c.table()
+        wrong = parity.models.MLP((2, 8, 1), "sigmoid", dtype=torch.float64, seed=0)
+        bad = parity.compare(_library_ports()[library], wrong, x, y, jax_loss=nn.mse_loss,
+                             torch_loss=F.mse_loss, optimizer=("Adam", {"lr": 0.01}), steps=20)
+    assert not bad.ok and bad.culprit == "model"
+
+
+def test_fit_train_takes_an_nnx_module_with_batchnorm_and_dropout_directly():
+    """fit.train(None, x, y, model=nnx_module, key=) trains the module's own parameters and
+    running statistics: the fit of `functional_fit.modules.as_model`'s model, state and key;
+    and, filled from torch's ResNet, its losses are torch's (biased variance aside, the
+    running statistics do not enter a training-mode forward)."""
+    from functional_fit.modules import as_model
+
+    x, y = np.random.default_rng(6).normal(size=(16, 3, 8, 8)), np.arange(16) % CLASSES
+    port = parity.params.to_nnx(parity.params.from_module(_torch_module()), _nnx_resnet(0.9))
+    kw = dict(loss=nn.cross_entropy, optimizer=ff.optim.Adam(lr=0.01), steps=4,
+              key=jax.random.key(3))
+    with jax.numpy_dtype_promotion("standard"):
+        direct = ff.fit.train(None, x, y, model=port, **kw)
+        model, params, state = as_model(port)
+        by_hand = ff.fit.train(params, x, y, model=model, state=state, **kw)
+    module = _torch_module()
+    torch_fit = parity.fit.train(module, F.cross_entropy, torch.from_numpy(x),
+                                 torch.from_numpy(y), steps=4, key=jax.random.key(3),
+                                 optimizer=torch.optim.Adam(module.parameters(), lr=0.01))
+    assert np.array_equal(direct.losses, by_hand.losses)
+    assert jax.tree.structure(direct.state) == jax.tree.structure(state)
+    np.testing.assert_allclose(direct.losses, torch_fit.losses, rtol=1e-12)
