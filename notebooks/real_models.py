@@ -28,8 +28,9 @@
 #
 # This notebook takes one small ResNet down both roads, trains all three (torch, the flax port,
 # the export) from the same start with the same batches and the same dropout masks, and asks
-# `parity.compare` whether they agree. It ends with the lecture's linear model beside the
-# jaxpr of its export.
+# `parity.compare` whether they agree: where they do, where flax and torch really differ
+# (BatchNorm's running variance), and how a classic porting bug (flax's default BatchNorm
+# momentum) is caught. It ends with the lecture's linear model beside the jaxpr of its export.
 #
 # Set `FUNCTIONAL_FIT_SMALL=1` for a smaller data set and shorter fits (the tests do).
 
@@ -57,6 +58,7 @@ import parity
 import parity.export
 from functional_fit import losses
 
+torch.set_num_threads(1)  # a tiny network: OpenMP's hand-offs cost more than its work
 SMALL = os.environ.get("FUNCTIONAL_FIT_SMALL") == "1"
 N = 64 if SMALL else 512  # images
 EPOCHS, BATCH = (3, 16) if SMALL else (10, 32)
@@ -297,6 +299,44 @@ c = parity.compare(twin, module, x, y, jax_loss=losses.cross_entropy,
                    batch_size=BATCH)
 print(c.table())
 assert c.ok and c.dropout == "shared"
+
+# %% [markdown]
+# `compare` takes the NNX port itself as well. At every step it fills the module from torch's
+# names (`to_nnx`) and reads its new batch statistics back under them (`from_nnx`), so the two
+# sides are compared name by name, buffers included, with the same dropout masks.
+#
+# Every parameter agrees to rounding, all along. The running variances part at the first step,
+# and `compare` says where: at the BatchNorm layers, culprit `"state"`. That is section 2's
+# biased estimate, a real difference between the libraries rather than a bug of the port; a
+# port that must reproduce torch's running variance has to rescale flax's update itself.
+
+# %%
+c_port = parity.compare(port, module, x, y, jax_loss=losses.cross_entropy,
+                        torch_loss=F.cross_entropy, optimizer=("Adam", {"lr": LR}),
+                        epochs=EPOCHS, batch_size=BATCH)
+print(c_port.table())
+tol = c_port.tolerance.value
+assert all(c_port.path_diff[k].max() <= tol for k in weights + means)
+assert c_port.culprit == "state" and c_port.first_divergence.step == 1
+assert c_port.first_divergence.parameter.endswith("running_var")
+
+# %% [markdown]
+# A classic porting bug: BatchNorm written with flax's default `momentum=0.99` (torch's 0.01),
+# where torch's default 0.1 is flax's 0.9. Training-mode BatchNorm normalizes with the batch's
+# own statistics, so the loss and the weights do not notice; the running statistics do, and
+# eval mode would give other outputs. `compare` catches it at the first step, at a BatchNorm's
+# buffer, the running means now parting too.
+
+# %%
+slow = parity.params.to_nnx(state_dict, ResNet(C, 4, CLASSES, momentum=0.99))
+c_slow = parity.compare(slow, module, x, y, jax_loss=losses.cross_entropy,
+                        torch_loss=F.cross_entropy, optimizer=("Adam", {"lr": LR}),
+                        epochs=1, batch_size=BATCH)
+print(c_slow.first_divergence, "| first in the", c_slow.culprit)
+print("running means apart by:", f"{max(c_slow.path_diff[k].max() for k in means):.2f}")
+assert c_slow.culprit == "state" and c_slow.first_divergence.step == 1
+assert c_slow.first_divergence.parameter.rsplit(".", 1)[1] in ("running_mean", "running_var")
+assert all(c_slow.path_diff[k].max() > 1e-3 for k in means)
 
 # %% [markdown]
 # ## 6. The lecture's model and its export, side by side
