@@ -199,8 +199,8 @@ assert mean_gap < 1e-14 and np.allclose(var_gap, predicted, rtol=1e-9, atol=0)
 # by torch's `state_dict` names.
 
 # %%
-fn, exported = parity.export.to_jax(module, torch.from_numpy(x[:8]))
-twin, params, state = parity.export.as_model(fn, exported)
+fn, arrays = parity.export.to_jax(module, torch.from_numpy(x[:8]))  # arrays: the state_dict
+twin, params, state = parity.export.as_model(fn, arrays)
 print("ATen operations:", ", ".join(fn.ops))
 print("parameters:", len(params), " buffers:", len(state), " dropouts:", fn.dropouts)
 
