@@ -640,7 +640,8 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
         jpath, jax_diverged = _jax_path(port, _freeze(jax_opt, p0, frozen, unused), length)
     tpath, torch_diverged = _torch_path(port, torch_opt, length)
     buffers = _compared_buffers(port.s0, jpath)
-    fan_in = max([v.shape[1] for v in p0.values() if v.ndim >= 2] + [1])
+    # the widest sum of a weight's product: in (Linear), in x kh x kw (Conv)
+    fan_in = max([math.prod(v.shape[1:]) for v in p0.values() if v.ndim >= 2] + [1])
     layers = sum(1 for v in p0.values() if v.ndim >= 2) or 1
     tol = _tolerance(pol, length.steps, length.batch, fan_in, layers)
     path_diff, first = _paths_apart({**p0, **{k: s0[k] for k in buffers}}, jpath, tpath, tol)
