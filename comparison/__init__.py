@@ -10,7 +10,8 @@ The third of the project's four layers: it sits on both sides, and nothing below
 - `background` one part of the comparison in a second process (the JAX side, and four of
   the figures) while torch's loops run in the first, where more than two cores make it pay;
 - `handout`  the lecture as one self-contained HTML page: each step's torch and JAX code side
-  by side, results and figures (``functional-fit lecture --out DIR`` / ``--html FILE``);
+  by side, results and figures, and the lecture's torch model beside the jaxpr of its export
+  (``functional-fit lecture --out DIR`` / ``--html FILE``);
 - `compare`  `parity.compare`: your own torch module against your own JAX function, step by
   step, with the layer of the port to blame;
 - `problems` the optimizer problems in both frameworks, which the atlas and the optimizer

@@ -13,19 +13,32 @@
   ports differ by roundings that add up step by step, a few per operation; a bug differs by
   far more, usually at once.
 
-It diagnoses before it runs, each with a one-line `InputError`: a module with a buffer in its
-``state_dict`` (BatchNorm's running statistics, which change outside the optimizer) or without
-parameters, parameters whose names or shapes do not match the module, a `jax_model` that fails
-on the data or whose output shape or dtype differs from the module's, losses that are not
-scalars, an unknown optimizer or keyword, labels out of range, non-finite data.
+It diagnoses before it runs, each with a one-line `InputError`: a module without parameters,
+parameters whose names or shapes do not match the module, a `jax_model` that fails on the data
+or whose output shape or dtype differs from the module's, losses that are not scalars, an
+unknown optimizer or keyword, labels out of range, non-finite data.
+
+State and randomness. A module with buffers in its ``state_dict`` (BatchNorm's running
+statistics) is ported by a stateful JAX model, ``jax_model(params, state, x) -> (y_hat,
+new_state)`` with ``state`` the buffers by their ``state_dict`` names
+(`functional_fit.engine.apply`); both sides carry their buffers through the fit, and the
+buffers' paths are compared with the parameters' (`Comparison.buffers`; a first divergence in
+a buffer blames ``"state"``: the running statistics' update, not the optimizer). An integer
+buffer (``num_batches_tracked``) is compared when the JAX model updates it. A module whose
+``nn.Dropout`` layers are active (training mode, p > 0) is run with the same masks on both
+sides, drawn once per step and given to both (``dropout="shared"``): JAX's model is called
+with ``key=`` (`functional_fit.fit.train`'s convention), and torch's ``nn.Dropout`` layers
+replay the same masks through forward hooks (`parity.dropout`). ``dropout="off"`` switches
+dropout off on both sides instead; `Comparison.dropout` says which was done.
 
 A parameter with ``requires_grad=False`` is frozen on both sides, as torch freezes it: torch
 skips it, and JAX's optimizer gives it zero updates (`Comparison.frozen` names it; its gradient
 is not compared). A parameter the forward does not use (torch leaves its ``.grad`` None) is
 skipped on both sides, as torch skips it: JAX's optimizer is wrapped in
 `functional_fit.optim.skip_unused` for it, which skips a gradient that is exactly zero
-(`Comparison.unused` names it, and the table says so). A module whose forward gives two outputs for the same x (Dropout in training
-mode) cannot be followed step for step: the comparison says so (`Comparison.random`, culprit
+(`Comparison.unused` names it, and the table says so). A module whose forward still gives two
+outputs for the same x and masks (``F.dropout`` inside a ``forward``, which no hook sees)
+cannot be followed step for step: the comparison says so (`Comparison.random`, culprit
 ``"random"``) instead of blaming a part of the port.
 
     >>> import parity, functional_fit as ff
@@ -42,6 +55,7 @@ mode) cannot be followed step for step: the comparison says so (`Comparison.rand
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import math
@@ -53,21 +67,26 @@ import numpy as np
 import optax
 import torch
 
-from functional_fit import checks as _checks, data as _data, fit, optim, registry
+from functional_fit import checks as _checks, data as _data, engine, fit, optim, registry
 from functional_fit.checks import DivergenceError, InputError, first_line
 from functional_fit.precision import policy, require, torch_matmul_precision
 from functional_fit.tolerances import (OPTIMIZER_ROUNDINGS, ROUNDINGS_PER_LAYER,  # noqa: F401
                                        UNIT_ROUNDOFF, accumulated, rel_err, step_roundings)
-from parity import fit as tfit, params as tparams
+from parity import dropout as tdropout, fit as tfit, modules as tmodules, params as tparams
 from parity.data import torch_dtype
 
 #: Rounding differences grow at most linearly along a stable path; this margin covers the
 #: constant of that growth, measured below 3 on the tests' problems.
 SAFETY = 10.0
 #: What a comparison of a random module says, in its table and its assertion.
-RANDOM = ("random: torch_module's forward gives different outputs for the same x (Dropout in "
-          "training mode?), so its path cannot match step for step; compare it in eval mode "
-          "(torch_module.eval()) or without its random layers")
+RANDOM = ("random: torch_module's forward gives different outputs for the same x and dropout "
+          "masks (F.dropout inside a forward, or another random layer?), so its path cannot "
+          "match step for step; use nn.Dropout modules, or compare it in eval mode "
+          "(torch_module.eval())")
+#: What the table says of each `Comparison.dropout`.
+DROPOUT = {"shared": "dropout: the same masks on both sides, drawn once per step (JAX's key, "
+                     "replayed in torch's nn.Dropout through forward hooks)",
+           "off": "dropout: switched off on both sides (dropout='off')"}
 
 
 class Divergence(NamedTuple):
@@ -114,9 +133,14 @@ class Comparison(NamedTuple):
     #: JAX's optimizer runs them through `functional_fit.optim.skip_unused`, which skips an
     #: exactly-zero gradient as torch skips a None one
     unused: tuple = ()
-    #: the module's forward gives two outputs for the same x (Dropout in training mode): its
-    #: path cannot match a deterministic port's step for step
+    #: the module's forward gives two outputs for the same x and masks: its path cannot match
+    #: a deterministic port's step for step
     random: bool = False
+    #: the buffers compared along the path (BatchNorm's running statistics), by state_dict name
+    buffers: tuple = ()
+    #: ``"shared"`` (the same dropout masks on both sides), ``"off"`` (dropout switched off on
+    #: both), or None (the module has no active nn.Dropout)
+    dropout: str | None = None
 
     @property
     def culprit(self) -> str:
@@ -124,8 +148,10 @@ class Comparison(NamedTuple):
 
         ``"model"`` (the outputs differ at the start), ``"loss"`` (the outputs agree, the
         losses do not), ``"gradient"`` (the losses agree, their gradients do not: a
-        derivative, a subgradient at a kink), ``"optimizer"`` (everything agrees at the start
-        and the paths still part: the update rule, its hyperparameters, weight decay),
+        derivative, a subgradient at a kink), ``"state"`` (a buffer parts first: the running
+        statistics' update, BatchNorm's momentum or its variance), ``"optimizer"`` (everything
+        agrees at the start and the parameters part: the update rule, its hyperparameters,
+        weight decay),
         ``"divergence"`` (a loss became non-finite), ``"random"`` (the torch module is random
         in its mode, e.g. Dropout in training mode: nothing can be blamed), or ``"none"``
         (rounding only).
@@ -141,7 +167,9 @@ class Comparison(NamedTuple):
             return "gradient"
         if self.diverged:
             return "divergence"
-        return "none" if self.first_divergence is None else "optimizer"
+        if self.first_divergence is None:
+            return "none"
+        return "state" if self.first_divergence.parameter in self.buffers else "optimizer"
 
     @property
     def ok(self) -> bool:
@@ -154,15 +182,18 @@ class Comparison(NamedTuple):
     def table(self) -> str:
         """The comparison as text: the start, each parameter's path, the verdict."""
         tol = self.tolerance.value
+        width = max([20, *map(len, self.path_diff)])
         lines = [f"forward  {self.forward_diff:.2e}", f"loss     {self.loss_diff:.2e}", "",
-                 f"{'parameter':<20} {'grad at start':>14} {'max path diff':>14}  worst step"]
+                 f"{'parameter':<{width}} {'grad at start':>14} {'max path diff':>14}  "
+                 "worst step"]
         for name, d in self.path_diff.items():
             worst = int(np.argmax(d)) if d.size else 0
             grad = self.grad_diff.get(name, 0.0)
             flag = "" if (d <= tol).all() and grad <= tol else "  <-- parts"
             shown = ("frozen" if name in self.frozen else "unused" if name in self.unused
-                     else f"{grad:.2e}")
-            lines.append(f"{name:<20} {shown:>14} {float(np.max(d)):>14.2e}  {worst}{flag}")
+                     else "buffer" if name in self.buffers else f"{grad:.2e}")
+            lines.append(f"{name:<{width}} {shown:>14} {float(np.max(d)):>14.2e}  "
+                         f"{worst}{flag}")
         lines += ["", f"tolerance {tol:.1e}: {self.tolerance.derivation}"]
         if self.frozen:
             lines.append(f"frozen (requires_grad=False, not updated on either side): "
@@ -170,6 +201,8 @@ class Comparison(NamedTuple):
         if self.unused:
             lines.append(f"unused (torch leaves .grad None; JAX skips their zero gradient, "
                          f"functional_fit.optim.skip_unused): {', '.join(self.unused)}")
+        if self.dropout:
+            lines.append(DROPOUT[self.dropout])
         if self.random:
             lines.append(RANDOM)
         if self.diverged:
@@ -258,7 +291,7 @@ def _optimizers(optimizer, module_params):
 
 def _arrays(x, y, pol):
     """x as the policy's data float (numpy), y too unless it holds integer labels."""
-    x, y = _checks.points(x, y)
+    x, y = _checks.points(x, y, ndims=None)
     x = x.astype(pol.data)
     if not np.issubdtype(y.dtype, np.integer):
         y = y.astype(pol.data)
@@ -266,28 +299,52 @@ def _arrays(x, y, pol):
 
 
 def _check_module(module) -> None:
-    """InputError naming ``torch_module`` when it has a buffer in its ``state_dict`` or no
-    parameter: compare fits and differentiates parameters, updated by the optimizer only."""
-    state = module.state_dict()
-    for name, buffer in module.named_buffers():
-        if name in state:
-            why = ("integers have no gradient, and " if not buffer.is_floating_point() else "")
-            raise InputError(f"torch_module has the buffer {name!r} ({buffer.dtype}, shape "
-                             f"{tuple(buffer.shape)}), which compare cannot handle: {why}a "
-                             "buffer (BatchNorm's running statistics) changes outside the "
-                             "optimizer, where compare does not follow it")
+    """InputError naming ``torch_module`` when it has no parameter: nothing to fit."""
     if not any(True for _ in module.parameters()):
         raise InputError(f"torch_module ({type(module).__name__}) has no parameters: nothing "
                          "to fit")
 
 
 def _start(module, params, pol):
-    """A copy of the module in the policy's dtype, loaded with `params` (or its own weights)."""
+    """A copy of the module in the policy's dtype, loaded with `params` (or its own weights):
+    (module, its parameters, its buffers), each a dict of ``state_dict`` names -> numpy. An
+    integer buffer is int64 in float64 and int32 in float32, as JAX holds it there."""
     _check_module(module)
     module = copy.deepcopy(module).to(torch_dtype(pol.params))
     if params is not None:
         tparams.load(module, params)
-    return module, tparams.from_module(module)
+    state = tparams.from_module(module)
+    names = {k for k, _ in module.named_parameters()}
+    ints = np.int64 if pol.params == "float64" else np.int32
+    buffers = {k: (v.astype(ints) if np.issubdtype(v.dtype, np.integer) else v)
+               for k, v in state.items() if k not in names}
+    return module, {k: v for k, v in state.items() if k in names}, buffers
+
+
+def _dropout(module, dropout: str, seed: int):
+    """(the masks' key or None, `Comparison.dropout`) for the module's active ``nn.Dropout``
+    layers; with ``"off"`` they are put in eval mode (the module is compare's own copy)."""
+    names = tdropout.dropouts(module)
+    if not names:
+        return None, None
+    if dropout == "off":
+        for name in names:
+            module.get_submodule(name).eval()
+        return None, "off"
+    return jax.random.key(seed), "shared"
+
+
+def _jax_model(jax_model, module, s0: dict, shared: str | None):
+    """(the JAX model over torch's names, its dropout convention): a flax or equinox port
+    wrapped by `parity.modules.as_model`, a function as it is. InputError when the masks
+    cannot be shared (linen's)."""
+    if tmodules.kind(jax_model) is None:
+        return jax_model, "batch"
+    model = tmodules.as_model(jax_model, module, tuple(s0))
+    if shared == "shared" and model.dropout_convention is None:
+        raise InputError("jax_model is a linen module, whose dropout masks follow no order "
+                         "torch could replay: pass dropout='off'")
+    return model, model.dropout_convention
 
 
 class _Port(NamedTuple):
@@ -298,22 +355,44 @@ class _Port(NamedTuple):
     module: Any  # the torch module, a copy loaded with the start
     torch_loss: Any
     p0: dict  # the start, state_dict names -> numpy arrays
-    x: np.ndarray  # (n,) or (n, d)
+    x: np.ndarray  # (n, ...)
     y: np.ndarray  # (n, ...)
     tx: Any  # x as a tensor
     ty: Any  # y as a tensor
+    s0: dict | None = None  # the buffers at the start (the JAX model's state), or None
+    key: Any = None  # the dropout masks' key (both sides), or None
+    convention: str = "batch"  # how the JAX model draws its masks (parity.dropout.shared)
+
+    def jax_forward(self, p):
+        """JAX's output at `p` on the whole data, with step 0's masks (and its new state)."""
+        k = None if self.key is None else engine.step_key(self.key, 0)
+        return engine.apply(self.jax_model, p, self.s0, jnp.asarray(self.x), k)
 
 
-def _forwards(port: _Port):
+def _probe(port: _Port):
+    """A copy of the torch module to diagnose on (a forward in training mode updates
+    BatchNorm's buffers), its dropout layers drawing step 0's masks when shared."""
+    probe = copy.deepcopy(port.module)
+    return probe, (tdropout.shared(probe, port.key, port.convention) if port.key is not None
+                   else contextlib.nullcontext())
+
+
+def _forwards(port: _Port, probe):
     """Both forwards at the start; InputError when one fails or they differ in shape or dtype."""
+    stateful = ("" if port.s0 is None else f"; torch_module has buffers ({', '.join(port.s0)}"
+                f"), so jax_model must be jax_model(params, state, x) -> (y_hat, new_state)")
     try:
-        out = port.jax_model(jax.tree.map(jnp.asarray, port.p0), jnp.asarray(port.x))
+        out, new = jax.jit(port.jax_forward)(jax.tree.map(jnp.asarray, port.p0))
     except Exception as exc:
         raise InputError(f"jax_model fails on the parameters and the data's shape x "
-                         f"{port.x.shape} ({first_line(exc)})") from None
+                         f"{port.x.shape} ({first_line(exc)}){stateful}") from None
+    if port.s0 is not None and (not isinstance(new, dict) or set(new) != set(port.s0)):
+        got = sorted(new) if isinstance(new, dict) else type(new).__name__
+        raise InputError(f"jax_model's new state must be a dict of the buffers "
+                         f"{sorted(port.s0)}, got {got}{stateful}")
     try:
         with torch.no_grad():
-            tout = port.module(port.tx)
+            tout = probe(port.tx)
     except Exception as exc:
         raise InputError(f"torch_module fails on the data's shape x {tuple(port.tx.shape)} "
                          f"({first_line(exc)})") from None
@@ -337,13 +416,13 @@ def _loss(name: str, output: str, fn, *args):
         raise InputError(f"{name} fails on {output} and y ({first_line(exc)})") from None
 
 
-def _diagnose(port: _Port):
+def _diagnose(port: _Port, probe):
     """Run both forwards and losses once, on the start; InputError on any mismatch.
 
     Returns:
       (JAX's output, torch's output, JAX's loss, torch's loss) as numpy and floats.
     """
-    out, tout = _forwards(port)
+    out, tout = _forwards(port, probe)
     value = _loss("jax_loss", "the model's output", port.jax_loss, out, jnp.asarray(port.y))
     with torch.no_grad():
         tvalue = _loss("torch_loss", "the module's output", port.torch_loss, tout, port.ty)
@@ -353,11 +432,12 @@ def _diagnose(port: _Port):
     return np.asarray(out), tout.numpy(), float(value), float(tvalue)
 
 
-def _random(port: _Port) -> bool:
-    """Whether the module's forward, in its own mode, gives two outputs for the same x (torch's
-    random state is put back: the fit draws what it would have drawn)."""
+def _random(port: _Port, probe) -> bool:
+    """Whether the module's forward, in its own mode and with the shared masks, gives two
+    outputs for the same x (torch's random state is put back: the fit draws what it would
+    have drawn)."""
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        first, second = port.module(port.tx), port.module(port.tx)
+        first, second = probe(port.tx), probe(port.tx)
     return not torch.equal(torch.nan_to_num(first), torch.nan_to_num(second))
 
 
@@ -379,19 +459,18 @@ def _freeze(jax_opt, p0: dict, frozen: tuple, unused: tuple = ()):
                                   "unused": optim.skip_unused(jax_opt)}, labels)
 
 
-def _gradients(port: _Port, frozen: tuple = ()) -> tuple[dict, tuple]:
+def _gradients(port: _Port, probe, frozen: tuple = ()) -> tuple[dict, tuple]:
     """(name -> relative difference of the two gradients at the start, for every parameter but
     the `frozen`; the names of the unused: torch leaves their ``.grad`` None). An unused
     parameter's JAX gradient is compared with zero (inf when it is not zero: the JAX model
     uses what the torch module does not)."""
-    x, y = jnp.asarray(port.x), jnp.asarray(port.y)
-    g = jax.grad(lambda p: port.jax_loss(port.jax_model(p, x), y))(
+    y = jnp.asarray(port.y)
+    g = jax.jit(jax.grad(lambda p: port.jax_loss(port.jax_forward(p)[0], y)))(
         jax.tree.map(jnp.asarray, port.p0))
-    port.module.zero_grad()
-    port.torch_loss(port.module(port.tx), port.ty).backward()
-    tg = {k: v.grad.detach().numpy() for k, v in port.module.named_parameters()
+    probe.zero_grad()
+    port.torch_loss(probe(port.tx), port.ty).backward()
+    tg = {k: v.grad.detach().numpy() for k, v in probe.named_parameters()
           if v.grad is not None}
-    port.module.zero_grad()
     unused = tuple(k for k in port.p0 if k not in frozen and k not in tg)
     diffs = {k: rel_err(np.asarray(g[k]), tg[k]) if k in tg else
              (0.0 if not np.any(np.asarray(g[k])) else math.inf)
@@ -447,28 +526,39 @@ def _length(n, steps, epochs, batch_size, order_seed) -> _Length:
 
 
 def _jax_path(port: _Port, jax_opt, length: _Length):
-    """JAX's path (name -> (steps+1, *shape) numpy) and whether its loss became non-finite."""
+    """JAX's path (name -> (steps+1, *shape) numpy: the parameters', then the buffers') and
+    whether its loss became non-finite."""
     try:
-        path = fit.train(port.p0, port.x, port.y, model=port.jax_model, loss=port.jax_loss,
-                         optimizer=jax_opt, **length.run).path
+        result = fit.train(port.p0, port.x, port.y, model=port.jax_model, loss=port.jax_loss,
+                           optimizer=jax_opt, state=port.s0, key=port.key, **length.run)
         diverged = False
     except DivergenceError as exc:
-        path, diverged = exc.result.path, True
+        result, diverged = exc.result, True
+    path = {**result.path, **(result.state_path or {})}
     return {k: np.asarray(v) for k, v in path.items()}, diverged
 
 
 def _torch_path(port: _Port, torch_opt, length: _Length):
-    """torch's path (name -> (steps+1, *shape)) and whether its loss became non-finite."""
+    """torch's path (name -> (steps+1, *shape), parameters and buffers) and whether its loss
+    became non-finite."""
     try:
         return tfit.train(port.module, port.torch_loss, port.tx, port.ty, optimizer=torch_opt,
+                          key=port.key, dropout_convention=port.convention,
                           **length.run).path, False
     except DivergenceError as exc:
         return exc.result.path, True
 
 
+def _compared_buffers(s0, jpath) -> tuple:
+    """The buffers whose paths are compared: every floating one, and an integer one
+    (``num_batches_tracked``) when the JAX model updates it."""
+    return tuple(k for k, v in (s0 or {}).items()
+                 if np.issubdtype(v.dtype, np.floating) or np.any(jpath[k] != jpath[k][:1]))
+
+
 def _paths_apart(p0, jpath, tpath, tol: Tolerance):
     """(name -> (steps+1,) relative difference over the path's scale, the first `Divergence`
-    beyond `tol` or None), over the steps both paths reached."""
+    beyond `tol` or None), for the names of `p0`, over the steps both paths reached."""
     shared = min(min(v.shape[0] for v in jpath.values()), min(v.shape[0] for v in tpath.values()))
     path_diff = {}
     for k in p0:
@@ -492,13 +582,19 @@ def _paths_apart(p0, jpath, tpath, tol: Tolerance):
 def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
             optimizer=("SGD", {"lr": 0.01}), steps: int | None = None,
             epochs: int | None = None, batch_size: int | None = None, order_seed: int = 0,
-            dtype: str = "float64", params=None) -> Comparison:  # 13: a port's two halves, named
+            dtype: str = "float64", params=None, dropout: str = "shared",
+            dropout_seed: int = 0) -> Comparison:  # 15: a port's two halves, named
     """Run one fit in JAX and in torch from the same start and compare, step by step.
 
     Args:
-      jax_model: ``jax_model(params, x) -> y_hat``, params a dict of ``state_dict`` names.
+      jax_model: ``jax_model(params, x) -> y_hat``, params a dict of ``state_dict`` names; for
+        a module with buffers ``jax_model(params, state, x) -> (y_hat, new_state)``, state the
+        buffers by name; called with ``key=`` as well when the module has active dropout. Or
+        a flax NNX module, an equinox module (or (module, ``eqx.nn.State``)), or a linen
+        (module, variables) pair: filled from the torch module's names at every step
+        (`parity.modules.as_model`).
       torch_module: the ``nn.Module`` it ports; it is copied, never trained in place.
-      x: (n,) or (n, d) inputs; y: (n, ...) targets (integer labels for a classifier).
+      x: (n, ...) inputs; y: (n, ...) targets (integer labels for a classifier).
       jax_loss, torch_loss: ``loss(y_hat, y) -> ()`` in each framework.
       optimizer: a torch name and its keywords, used on both sides (``("SGD", {"lr": 0.01})``:
         `functional_fit.optim.SGD` and ``torch.optim.SGD``); or a pair ``(optax
@@ -507,7 +603,12 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
         ``functional_fit.data.batch_order(n, epochs, order_seed)``, fed to torch's
         ``DataLoader`` through `parity.data.OrderSampler`. Default: 100 full-batch steps.
       dtype: ``"float64"`` or ``"float32"``: the parameters and the data, both sides.
-      params: the start, a dict of ``state_dict`` names -> arrays; default the module's own.
+      params: the start, a dict of ``state_dict`` names -> arrays (parameters and buffers);
+        default the module's own.
+      dropout: ``"shared"``: the module's active ``nn.Dropout`` layers and the JAX model draw
+        the same masks, from ``jax.random.key(dropout_seed)`` (`parity.dropout`); ``"off"``:
+        dropout switched off on both sides (JAX's model is called without a key).
+      dropout_seed: the masks' seed.
 
     Returns:
       `Comparison`; ``.ok``, ``.first_divergence``, ``.table()``, ``.plot()``,
@@ -517,32 +618,40 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
       InputError: one line, before anything runs, naming what does not match.
     """
     pol = require(_checks.choice("dtype", dtype, ("float64", "float32")))  # checked once, here
+    _checks.choice("dropout", dropout, ("shared", "off"))
+    dropout_seed = _checks.nonnegative_int("dropout_seed", dropout_seed)
     if not isinstance(torch_module, torch.nn.Module):
         raise InputError(f"torch_module must be an nn.Module, got {type(torch_module).__name__}")
     x, y = _arrays(x, y, pol)
     length = _length(x.shape[0], steps, epochs, batch_size, order_seed)
-    module, p0 = _start(torch_module, params, pol)
+    module, p0, s0 = _start(torch_module, params, pol)
+    key, shared = _dropout(module, dropout, dropout_seed)
+    jax_model, convention = _jax_model(jax_model, module, s0, shared)
     port = _Port(jax_model, jax_loss, module, torch_loss, p0, x, y, torch.from_numpy(x),
-                 torch.from_numpy(y))
+                 torch.from_numpy(y), s0 or None, key, convention)
     # JAX's float32 matrix products as torch's (no TF32 on a GPU): like is compared with like
     with torch_matmul_precision():
-        out, tout, value, tvalue = _diagnose(port)
-        random, frozen = _random(port), _frozen(module)
+        probe, masks = _probe(port)
+        with masks:
+            out, tout, value, tvalue = _diagnose(port, probe)
+            random, frozen = _random(port, probe), _frozen(module)
+            grads, unused = _gradients(port, probe, frozen)
         jax_opt, torch_opt = _optimizers(optimizer, module.parameters())
-        grads, unused = _gradients(port, frozen)
         jpath, jax_diverged = _jax_path(port, _freeze(jax_opt, p0, frozen, unused), length)
     tpath, torch_diverged = _torch_path(port, torch_opt, length)
-    fan_in = max([v.shape[1] for v in p0.values() if v.ndim >= 2] + [1])
+    buffers = _compared_buffers(port.s0, jpath)
+    # the widest sum of a weight's product: in (Linear), in x kh x kw (Conv)
+    fan_in = max([math.prod(v.shape[1:]) for v in p0.values() if v.ndim >= 2] + [1])
     layers = sum(1 for v in p0.values() if v.ndim >= 2) or 1
     tol = _tolerance(pol, length.steps, length.batch, fan_in, layers)
-    path_diff, first = _paths_apart(p0, jpath, tpath, tol)
+    path_diff, first = _paths_apart({**p0, **{k: s0[k] for k in buffers}}, jpath, tpath, tol)
     diverged = [side for side, bad in (("jax", jax_diverged), ("torch", torch_diverged)) if bad]
     return Comparison(
         forward_diff=rel_err(out, tout), loss_diff=rel_err(value, tvalue), grad_diff=grads,
         path_diff=path_diff, steps=length.steps, tolerance=tol, first_divergence=first,
         jax_path=jpath, torch_path=tpath,
         diverged=None if not diverged else ("both" if len(diverged) == 2 else diverged[0]),
-        frozen=frozen, unused=unused, random=random)
+        frozen=frozen, unused=unused, random=random, buffers=buffers, dropout=shared)
 
 
 __all__ = ["Comparison", "Divergence", "Tolerance", "compare", "tolerance"]

@@ -3,7 +3,9 @@
 `html(result, figures_png)` lays out every step of the lecture in order: what it computes, the
 torch code beside the JAX code that computed it, both frameworks' results with their largest
 difference and (on the lecture's own data) the numbers the lecture printed, and the step's
-figures. ``functional-fit lecture --out DIR`` writes it as ``DIR/index.html``; ``--html FILE``
+figures. After the steps, the lecture's torch model beside the jaxpr of its export
+(`exported`: ``parity.export.to_jax``, torch.export's core ATen graph run operation by operation
+in JAX). ``functional-fit lecture --out DIR`` writes it as ``DIR/index.html``; ``--html FILE``
 writes only the page.
 
 The code is read from the packages' own source with `inspect` when the page is built, so it
@@ -104,6 +106,14 @@ CAPTIONS = {
 
 KEYS = ("value", "grad", "params", "loss")
 
+#: The torch model shown beside the jaxpr of its export, built with its defaults (the
+#: lecture's zeros, float32), and the function its forward calls, shown under it.
+EXPORTED_MODEL = "parity.models.SimpleLinearModel"
+EXPORTED_CALLS = ("parity.models.linear",)
+#: The length of the export's example input: tiny, so the export is quick; the jaxpr shows it
+#: as the input's shape.
+EXAMPLE_POINTS = 4
+
 
 # --------------------------------------------------------------------------- code
 
@@ -155,6 +165,69 @@ def _pygments_css() -> str:
     from pygments.formatters import HtmlFormatter
 
     return HtmlFormatter(style="default").get_style_defs(".hl")
+
+
+# --------------------------------------------------------------------------- the export
+
+
+class Export(NamedTuple):
+    """A torch model and its export, as the page shows them."""
+
+    model: str  # the dotted name of the module's class
+    code: tuple  # the dotted names whose source the page shows: the class, then what it calls
+    example: str  # the example input, in words: "x: float32 (4,)"
+    aten: str  # the core ATen graph that torch.export captured, as Python code
+    jaxpr: str  # ``jax.make_jaxpr(fn)(params, x)`` of the JAX function, as text
+    ops: tuple  # the ATen operations the JAX function runs
+
+
+def exported(model: str = EXPORTED_MODEL, calls: tuple = EXPORTED_CALLS,
+             n: int = EXAMPLE_POINTS) -> Export:
+    """The torch module class `model`, built with its defaults, as a JAX function and its jaxpr.
+
+    ``parity.export.to_jax(module, x)`` on ``x = linspace(-1, 1, n)`` (shape (n,), the
+    parameters' dtype) captures the module with torch.export, runs its core ATen graph in JAX
+    and checks the function against torch on x; ``jax.make_jaxpr`` traces it on
+    ``(params, x)``, params being the module's ``state_dict``. `calls` names the functions
+    the module's forward calls, whose source the page shows under the class's.
+    """
+    import jax
+    import torch
+
+    from parity import export as torch_export
+
+    module = resolve(model)()
+    dtype = next(module.parameters()).dtype
+    x = torch.linspace(-1.0, 1.0, n, dtype=dtype)  # (n,)
+    fn, params = torch_export.to_jax(module, x)
+    jaxpr = jax.make_jaxpr(fn)(params, x.numpy())
+    example = f"x: {str(dtype).removeprefix('torch.')} ({n},)"
+    aten = fn.exported.graph_module.code.strip()  # "def forward(self, p_w, x): ..."
+    return Export(model, (model, *calls), example, aten, str(jaxpr), tuple(fn.ops))
+
+
+def _export_section(shown: Export) -> str:
+    """The torch model's source beside the jaxpr of its export, the ATen graph under them."""
+    esc = _html.escape
+    cls = shown.model.rsplit(".", 1)[-1]
+    jaxpr = (f'<div class="code" data-side="jax" data-name="jaxpr">'
+             f'<div class="where"><code>jax.make_jaxpr(fn)(params, x)</code>'
+             f"<span>{esc(shown.example)}</span></div>"
+             f'<div class="hl"><pre><code>{esc(shown.jaxpr)}</code></pre></div></div>')
+    aten = (f'<div class="code aten" data-name="aten">'
+            f'<div class="where"><code>fn.exported.graph_module.code</code>'
+            f"<span>the core ATen graph: {esc(', '.join(shown.ops))}</span></div>"
+            f"{_highlight(shown.aten)}</div>")
+    return (f'<section class="export" id="export" data-model="{esc(shown.model)}">'
+            "<h2>The lecture's torch model as a JAX function <span class=\"name\">export</span></h2>"
+            f'<p class="settings"><code>fn, params = parity.export.to_jax({esc(cls)}(), x)</code> '
+            "captures the torch module with <code>torch.export</code> as its core ATen graph "
+            "(below), runs that graph operation by operation in JAX, and checks the function "
+            "against torch on x. Its jaxpr is the program JAX traces: a pure function of the "
+            "module's <code>state_dict</code> and the input.</p>"
+            f'<div class="sidebyside">{_code_column("torch", shown.code)}'
+            '<div class="column jax"><h3>JAX — the jaxpr of its export</h3>'
+            f"{jaxpr}</div></div>{aten}</section>")
 
 
 # --------------------------------------------------------------------------- numbers
@@ -296,9 +369,10 @@ dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: .15rem 1re
 dl.meta dt { color: var(--muted); }
 dl.meta dd { margin: 0; }
 nav.toc { margin: 0; }
-section.step { border-top: 2px solid var(--rule); padding-top: 1.2rem; margin-top: 2rem; }
-section.step h2 { font-size: 1.35rem; margin: 0 0 .2rem; }
-section.step h2 .name { font-family: ui-monospace, Menlo, Consolas, "DejaVu Sans Mono",
+section.step, section.export { border-top: 2px solid var(--rule); padding-top: 1.2rem;
+                               margin-top: 2rem; }
+section.step h2, section.export h2 { font-size: 1.35rem; margin: 0 0 .2rem; }
+section.step h2 .name, section.export h2 .name { font-family: ui-monospace, Menlo, Consolas, "DejaVu Sans Mono",
                         monospace; font-size: .85em; color: var(--muted); font-weight: 500; }
 p.settings { margin: .1rem 0 .8rem; color: var(--muted); }
 .sidebyside { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 1rem;
@@ -356,8 +430,8 @@ footer { margin-top: 3rem; padding-top: 1rem; border-top: 1px solid var(--rule);
   html { font-size: 10pt; }
   main { max-width: none; padding: 0; }
   .overview { display: block; }
-  section.step { break-before: page; margin-top: 0; border-top: none; }
-  section.step h2, .column h3, .code .where { break-after: avoid; }
+  section.step, section.export { break-before: page; margin-top: 0; border-top: none; }
+  section.step h2, section.export h2, .column h3, .code .where { break-after: avoid; }
   .sidebyside { grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 4mm; }
   .hl pre { white-space: pre-wrap; overflow-wrap: anywhere; overflow: visible; font-size: 6.5pt; }
   .code, figure, table.results { break-inside: avoid; }
@@ -371,7 +445,7 @@ footer { margin-top: 3rem; padding-top: 1rem; border-top: 1px solid var(--rule);
 
 
 def html(result, figures_png: dict, *, title: str = "The gradient-descent lecture in torch "
-         "and in JAX", env: dict | None = None) -> str:
+         "and in JAX", env: dict | None = None, export: Export | None = None) -> str:
     """The handout page of a lecture run, as one self-contained HTML document.
 
     Args:
@@ -380,13 +454,16 @@ def html(result, figures_png: dict, *, title: str = "The gradient-descent lectur
         `figures.png` of each `lecture_figures` figure); a figure that is missing is left out.
       title: the page's title.
       env: versions and machine (`environment()` by default).
+      export: the torch model and its export shown after the steps (`exported()` by default).
 
     Returns:
       The page: UTF-8 HTML with no external reference, every step of `STEPS` that was run in
       order, each a ``<section class="step" id="step-NAME">`` holding a torch and a JAX code
-      column, the results table and its figures.
+      column, the results table and its figures; then ``<section class="export"
+      id="export">``, the torch model beside the jaxpr of its export.
     """
     env = environment() if env is None else env
+    export = exported() if export is None else export
     esc = _html.escape
     meta = result.data
     parts = []
@@ -396,7 +473,8 @@ def html(result, figures_png: dict, *, title: str = "The gradient-descent lectur
 <p class="lead">Every step of the lecture run twice: in torch (the package <code>parity</code>,
 written the way torch users write it) and in JAX (<code>functional_fit</code>, pure functions).
 Each step shows the code that ran, read from the packages' own source when this page was made,
-and what each framework computed.</p>
+and what each framework computed; <a href="#export">the last section</a> shows the lecture's
+torch model as a JAX function.</p>
 <dl class="meta">
 <dt>data</dt><dd>{esc(describe_data(meta))}</dd>
 <dt>precision</dt><dd>{esc(result.dtype)}</dd>
@@ -419,6 +497,7 @@ and what each framework computed.</p>
             f'<div class="sidebyside">{_code_column("torch", part.torch)}'
             f'{_code_column("jax", part.jax)}</div>'
             f"{_results_table(name, step)}{figs_html}</section>")
+    parts.append(_export_section(export))
     parts.append('<footer>Made by <code>functional-fit lecture</code> '
                  "(<code>comparison.handout</code>). The page is self-contained: it "
                  "loads nothing from the network.</footer>")
@@ -453,5 +532,5 @@ def write(path, result, figures_png: dict, **kwargs) -> None:
         fh.write(page)
 
 
-__all__ = ["CODE", "Part", "Source", "describe_data", "environment", "html", "resolve",
-           "source", "write"]
+__all__ = ["CODE", "Export", "Part", "Source", "describe_data", "environment", "exported",
+           "html", "resolve", "source", "write"]

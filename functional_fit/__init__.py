@@ -3,11 +3,15 @@
 Modules (each mirrored in `parity`, the torch side):
   `data`      the lecture's data, the shared batch order, a fit's length
   `tables`    CSV input: a table's columns read and checked
-  `models`    ``linear(w, x)``, ``polynomial(w, x)``, ``sine(w, x)``, ``mlp``, ``logistic``
+  `models`    ``linear(w, x)``, ``polynomial(w, x)``, ``sine(w, x)``, ``mlp``, ``logistic``,
+              a small ``resnet`` with state and a dropout key
+  `nn`        torch.nn.functional in JAX: torch's names, arguments and layouts
+  `modules`   flax NNX, linen and equinox modules as pure model functions
   `losses`    ``mse(y_hat, y)``, ``l1(y_hat, y)``, ``bce_with_logits``, ``cross_entropy``
   `ols`       the analytic least-squares fit
   `autodiff`  z(θ) = (1 - log(1 + e^θ))^2 and its derivative three ways
-  `engine`    the one training loop: a step, a compiled scan, long fits in chunks
+  `engine`    the one training loop: a step, a compiled scan, long fits in chunks; models
+              with state (BatchNorm's statistics) and randomness (a key per step)
   `fit`       `fit.train`: any model, loss, optax optimizer and parameter pytree, one compiled
               `lax.scan`; the lecture's gradient descent, SGD and Adam as thin wrappers
   `optim`     torch.optim's optimizers and schedulers as optax transformations, verified
@@ -34,8 +38,8 @@ import importlib
 __version__ = "0.1.0"
 
 #: The package's modules, loaded on first use (``functional_fit.fit``).
-_MODULES = ("autodiff", "checks", "data", "engine", "fit", "losses", "models", "ols", "optim",
-            "plot", "precision", "registry", "runtime", "surface", "sweep", "tables",
+_MODULES = ("autodiff", "checks", "data", "engine", "fit", "losses", "models", "modules", "nn",
+            "ols", "optim", "plot", "precision", "registry", "runtime", "surface", "sweep", "tables",
             "tolerances")
 #: Names re-exported from a module, loaded on first use (``functional_fit.lecture_data``).
 _NAMES = {

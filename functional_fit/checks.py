@@ -77,7 +77,8 @@ def vector(name: str, value, dtype=None) -> np.ndarray:
 
 
 def array(name: str, value, ndims=(1,), dtype=None) -> np.ndarray:
-    """`value` as a non-empty, finite numpy array of numbers with ndim in `ndims`.
+    """`value` as a non-empty, finite numpy array of numbers with ndim in `ndims` (None: any
+    ndim from 1).
 
     Accepts numpy arrays, JAX arrays, torch tensors (detached) and sequences; refuses complex
     numbers, objects and strings, naming `name`. `dtype` casts the result.
@@ -92,8 +93,9 @@ def array(name: str, value, ndims=(1,), dtype=None) -> np.ndarray:
         raise InputError(f"{name} must be an array of real numbers, got dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.complexfloating):
         raise InputError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    if arr.ndim not in ndims:
-        want = "1-D of shape (n,)" if ndims == (1,) else " or ".join(f"{d}-D" for d in ndims)
+    if (arr.ndim < 1) if ndims is None else (arr.ndim not in ndims):
+        want = ("at least 1-D, (n, ...)" if ndims is None else "1-D of shape (n,)"
+                if ndims == (1,) else " or ".join(f"{d}-D" for d in ndims))
         raise InputError(f"{name} must be {want}, got shape {arr.shape}")
     if arr.size == 0:
         raise InputError(f"{name} is empty: need at least one data point")
@@ -117,7 +119,8 @@ def points(x, y, ndims=(1, 2), dtype=None, *, names=("x", "y")) -> tuple[np.ndar
 
     Args:
       x: (n,) or (n, d) inputs; y: (n,) or (n, k) targets (integer labels allowed).
-      ndims: the numbers of dimensions allowed, for both.
+      ndims: the numbers of dimensions allowed, for both (None: any from 1: images
+        (n, C, H, W), sequences (n, L, E)).
       dtype: cast both to it (None: keep their dtypes).
       names: the two arguments' names in messages.
     """

@@ -4,7 +4,9 @@ Every fit of the toolkit runs here: `functional_fit.fit.train`, the lecture's fi
 (`functional_fit.fit`), and every run of a sweep (`functional_fit.sweep`, vmapped). From the
 inside out:
 
-- `step`: one update, ``step(params, opt_state, x, y) -> (params, opt_state, loss)``.
+- `step`: one update, ``step(params, opt_state, x, y) -> (params, opt_state, loss)``;
+  `state_step` the same for a model with state (BatchNorm's running statistics) or randomness
+  (dropout): ``-> (params, opt_state, state, loss)``.
 - `train_steps`: continue a fit from a `Carry` (parameters, optimizer state, step count, first
   non-finite step) by some full-batch steps, or the epochs of a batch order, as one
   `lax.scan`; `train_scan` is one call of it from `init_carry`. Pure and traceable, no input
@@ -24,6 +26,16 @@ minibatches: epoch e is cut into ceil(n / B) consecutive batches of ``order[e]``
 short when B does not divide n, exactly as ``DataLoader(drop_last=False)`` cuts it. The short
 batch is its own step in the compiled program (a scan over the epoch's full batches, then one
 step on the rest), so any loss sees exactly its real points.
+
+State and randomness. A model is ``model(params, x) -> y_hat``; one with state is
+``model(params, state, x) -> (y_hat, new_state)`` (`apply`), the state (any pytree, e.g. a
+dict of BatchNorm's buffers) carried from step to step in `Carry.state` and not
+differentiated. A fit given a ``key`` calls the model with ``key=`` as well: step t (counted
+from the fit's first step, across compiled chunks) gets `step_key` ``jax.random.fold_in(key,
+t)``, so a fit resumed from its `Carry` draws what one long fit draws. Within a forward, the
+i-th dropout draws from ``fold_in(step_key, i)`` (`functional_fit.nn.dropout_keep`), as a
+flax NNX ``Rngs`` stream numbers its draws, and as `parity.dropout` replays the masks in torch.
+A model called with ``key=None`` draws nothing: dropout is off.
 """
 
 from __future__ import annotations
@@ -47,6 +59,8 @@ class FitResult(NamedTuple):
     params: Any  # pytree, the parameters after the last step; (p+1,) for the lecture's models
     path: Any  # the same pytree, each leaf (steps+1, *shape): before the first and after every step
     losses: jax.Array  # shape=(steps,) each step's batch loss, before its update
+    state: Any = None  # pytree, a stateful model's state after the last step, else None
+    state_path: Any = None  # the same pytree, each leaf (steps+1, *shape), when traced
 
 
 class Trace(NamedTuple):
@@ -63,9 +77,77 @@ class Carry(NamedTuple):
     opt_state: Any  # the optimizer's state (its step count drives the lecture's schedules)
     count: jax.Array  # shape=() int32, the steps done so far
     first_bad: jax.Array  # shape=() int32, the first step with a non-finite loss, or -1
+    state: Any = None  # pytree, a stateful model's state (BatchNorm's buffers), or None
 
 
 # --------------------------------------------------------------------------- one step
+
+
+def apply(model, params, state, x, key=None):
+    """The model's output and new state, whatever its kind.
+
+    Args:
+      model: ``model(params, x) -> y_hat`` when `state` is None, else ``model(params, state, x)
+        -> (y_hat, new_state)``; called with ``key=key`` as well when `key` is not None.
+      params, state: its parameters and state (None: a model without state).
+      x: (B, ...) inputs.
+      key: a PRNG key for the model's randomness, or None.
+
+    Returns:
+      (y_hat, new_state): new_state None for a model without state.
+    """
+    extra = {} if key is None else {"key": key}
+    if state is None:
+        return model(params, x, **extra), None
+    return model(params, state, x, **extra)
+
+
+def step_key(key, count):
+    """Step `count`'s key of a fit drawing from `key`: ``jax.random.fold_in(key, count)``."""
+    return jax.random.fold_in(key, count)
+
+
+def _update(optimizer, g, opt_state, params, value, value_fn):
+    """(params, opt_state) after the optimizer's update for the gradient `g` at `params`."""
+    # optax's own arithmetic relies on JAX's standard promotion (Adam's bias correction raises
+    # a Python float to the int32 count): its update runs under it whatever the program chose
+    with jax.numpy_dtype_promotion("standard"):
+        if isinstance(optimizer, optax.GradientTransformationExtraArgs):
+            # optax's convention (optax.lbfgs, reduce_on_plateau): the batch loss, its gradient
+            # and the loss as a function, for a line search or a metric-driven schedule
+            updates, opt_state = optimizer.update(g, opt_state, params, value=value, grad=g,
+                                                  value_fn=value_fn)
+        else:
+            updates, opt_state = optimizer.update(g, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+
+def state_step(params, opt_state, state, x, y, key, *, model, loss,
+               optimizer):  # step's, with the model's state and this step's key
+    """One optimizer step of a model with state or randomness (`apply`).
+
+    The gradient is the parameters' only; the state comes out of the forward that computed
+    the loss, as torch's BatchNorm updates its buffers in the forward of ``loss.backward()``.
+    A line search (``value_fn``) evaluates at the step's state and key.
+
+    Args:
+      params, opt_state: as in `step`; state: the model's state, or None.
+      x, y: the batch, as in `step`.
+      key: this step's key (`step_key`), or None.
+      model, loss, optimizer: as in `step`; `model` as `apply` calls it.
+
+    Returns:
+      (params, opt_state, state, loss): the updated parameters, optimizer state and model
+      state, and the () loss before the update.
+    """
+    def forward(p):
+        y_hat, new = apply(model, p, state, x, key)
+        return loss(y_hat, y), new
+
+    (value, new), g = jax.value_and_grad(forward, has_aux=True)(params)
+    params, opt_state = _update(optimizer, g, opt_state, params, value,
+                                lambda p: forward(p)[0])
+    return params, opt_state, new, value
 
 
 def step(params, opt_state, x, y, *, model, loss, optimizer):
@@ -88,17 +170,7 @@ def step(params, opt_state, x, y, *, model, loss, optimizer):
         return loss(model(p, x), y)
 
     value, g = jax.value_and_grad(value_fn)(params)
-    # optax's own arithmetic relies on JAX's standard promotion (Adam's bias correction raises
-    # a Python float to the int32 count): its update runs under it whatever the program chose
-    with jax.numpy_dtype_promotion("standard"):
-        if isinstance(optimizer, optax.GradientTransformationExtraArgs):
-            # optax's convention (optax.lbfgs, reduce_on_plateau): the batch loss, its gradient
-            # and the loss as a function, for a line search or a metric-driven schedule
-            updates, opt_state = optimizer.update(g, opt_state, params, value=value, grad=g,
-                                                  value_fn=value_fn)
-        else:
-            updates, opt_state = optimizer.update(g, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, value
+    return (*_update(optimizer, g, opt_state, params, value, value_fn), value)
 
 
 def batches(order, batch_size: int):
@@ -121,9 +193,10 @@ def batches(order, batch_size: int):
 # --------------------------------------------------------------------------- a scan of steps
 
 
-def init_carry(params, optimizer) -> Carry:
-    """The `Carry` before the first step: `params`, ``optimizer.init(params)``, no steps done."""
-    return Carry(params, optimizer.init(params), jnp.int32(0), jnp.int32(-1))
+def init_carry(params, optimizer, state=None) -> Carry:
+    """The `Carry` before the first step: `params`, ``optimizer.init(params)``, no steps done,
+    the model's `state` (None for a model without state)."""
+    return Carry(params, optimizer.init(params), jnp.int32(0), jnp.int32(-1), state)
 
 
 def _scan_batches(update, carry, x, y, order, batch_size, trace):
@@ -152,8 +225,8 @@ def _scan_batches(update, carry, x, y, order, batch_size, trace):
 
 
 def train_steps(carry: Carry, x, y, optimizer, *, model, loss, steps: int | None = None,
-                order=None, batch_size: int | None = None,
-                trace: bool = True):  # static settings, as jit keywords
+                order=None, batch_size: int | None = None, trace: bool = True,
+                key=None):  # static settings, as jit keywords
     """Continue a fit from `carry`: `steps` full-batch steps, or the epochs of `order`.
 
     Pure, traceable, no input checks. `train_scan` is one call of it from `init_carry`; a long
@@ -165,19 +238,28 @@ def train_steps(carry: Carry, x, y, optimizer, *, model, loss, steps: int | None
       x, y, optimizer, model, loss, batch_size, trace: as in `train_scan`.
       steps: full-batch steps (static), or None with `order`.
       order: (E, n) int batch order of the epochs to run now (may be traced).
+      key: a PRNG key (may be traced): step t calls the model with ``key=step_key(key, t)``.
 
     Returns:
-      (carry, out): the `Carry` after these steps, and ``(path, losses)`` when traced (path
-      leaves (T, *shape) after each of the T steps, losses (T,)) or None.
+      (carry, out): the `Carry` after these steps, and ``(path, losses, states)`` when traced
+      (path leaves (T, *shape) after each of the T steps, losses (T,), states the model's
+      state after each step, leaves (T, *shape), or None) or None.
     """
+    stateful = carry.state is not None or key is not None
     one = functools.partial(step, model=model, loss=loss, optimizer=optimizer)
+    one_state = functools.partial(state_step, model=model, loss=loss, optimizer=optimizer)
 
     def update(c, xb, yb):  # one step on one batch
-        p, s, value = one(c.params, c.opt_state, xb, yb)
+        if stateful:  # the count numbers the steps' keys
+            k = None if key is None else step_key(key, c.count)
+            p, s, ms, value = one_state(c.params, c.opt_state, c.state, xb, yb, k)
+            count = c.count + 1
+        else:
+            (p, s, value), ms, count = one(c.params, c.opt_state, xb, yb), None, c.count
         if trace:  # the losses are kept: the count and the first bad step come from them after
-            return Carry(p, s, c.count, c.first_bad), (p, value)
+            return Carry(p, s, count, c.first_bad, ms), (p, value, ms)
         bad = jnp.where((c.first_bad < 0) & ~jnp.isfinite(value), c.count, c.first_bad)
-        return Carry(p, s, c.count + 1, bad), None
+        return Carry(p, s, c.count + 1, bad, ms), None
 
     start = carry
     if order is None:
@@ -194,8 +276,8 @@ def train_steps(carry: Carry, x, y, optimizer, *, model, loss, steps: int | None
 
 
 def train_scan(params, x, y, optimizer, *, model, loss, steps: int | None = None, order=None,
-               batch_size: int | None = None,
-               trace: bool = True) -> Trace:  # static settings, as jit keywords
+               batch_size: int | None = None, trace: bool = True, state=None,
+               key=None) -> Trace:  # static settings, as jit keywords
     """A whole fit as one `lax.scan`: pure, traceable, no input checks.
 
     Args:
@@ -207,18 +289,26 @@ def train_scan(params, x, y, optimizer, *, model, loss, steps: int | None = None
       order: (E, n) int batch order (may be traced), with `batch_size` (static).
       trace: keep the path and the step losses; False keeps only the final parameters and the
         first step whose loss was non-finite (memory independent of the number of steps).
+      state: a stateful model's initial state (`apply`), or None.
+      key: a PRNG key for the model's randomness (`step_key`), or None.
 
     Returns:
-      `Trace(FitResult(params, path or None, losses or None), first_bad)`.
+      `Trace(FitResult(params, path or None, losses or None, state, state_path or None),
+      first_bad)`.
     """
-    carry, out = train_steps(init_carry(params, optimizer), x, y, optimizer, model=model,
+    carry, out = train_steps(init_carry(params, optimizer, state), x, y, optimizer, model=model,
                              loss=loss, steps=steps, order=order, batch_size=batch_size,
-                             trace=trace)
+                             trace=trace, key=key)
     if not trace:
-        return Trace(FitResult(carry.params, None, None), carry.first_bad)
-    path, values = out
-    path = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), params, path)  # (T+1, ...)
-    return Trace(FitResult(carry.params, path, values), carry.first_bad)
+        return Trace(FitResult(carry.params, None, None, carry.state), carry.first_bad)
+    path, values, states = out
+
+    def whole(start, rows):  # (T+1, ...): the start, then after every step
+        return jax.tree.map(lambda a, b: jnp.concatenate([jnp.asarray(a)[None], b]), start, rows)
+
+    states = None if state is None else whole(state, states)
+    return Trace(FitResult(carry.params, whole(params, path), values, carry.state, states),
+                 carry.first_bad)
 
 
 # --------------------------------------------------------------------------- recipes
@@ -271,23 +361,25 @@ def as_recipe(optimizer) -> Recipe:
 
 
 def recipe_scan(params, x, y, lr, order=None, *, recipe, model, loss, steps=None,
-                batch_size=None, trace=True) -> Trace:  # static settings, as jit keywords
+                batch_size=None, trace=True, state=None,
+                key=None) -> Trace:  # static settings, as jit keywords
     """`train_scan` with the optimizer ``recipe(lr, steps_per_epoch)``: lr may be traced."""
     per_epoch = 1 if order is None else _data.n_batches(order.shape[1], batch_size)
     return train_scan(params, x, y, recipe(lr, per_epoch), model=model, loss=loss, steps=steps,
-                      order=order, batch_size=batch_size, trace=trace)
+                      order=order, batch_size=batch_size, trace=trace, state=state, key=key)
 
 
-def recipe_init(params, lr, *, recipe, per_epoch: int) -> Carry:
+def recipe_init(params, lr, *, recipe, per_epoch: int, state=None) -> Carry:
     """`init_carry` with the optimizer ``recipe(lr, per_epoch)``."""
-    return init_carry(params, recipe(lr, per_epoch))
+    return init_carry(params, recipe(lr, per_epoch), state)
 
 
 def recipe_steps(carry, x, y, lr, order=None, *, recipe, per_epoch: int, model, loss,
-                 steps=None, batch_size=None, trace=True):  # static settings, as jit keywords
+                 steps=None, batch_size=None, trace=True,
+                 key=None):  # static settings, as jit keywords
     """`train_steps` with the optimizer ``recipe(lr, per_epoch)``: lr may be traced."""
     return train_steps(carry, x, y, recipe(lr, per_epoch), model=model, loss=loss, steps=steps,
-                       order=order, batch_size=batch_size, trace=trace)
+                       order=order, batch_size=batch_size, trace=trace, key=key)
 
 
 _STATIC = ("recipe", "model", "loss", "steps", "batch_size", "trace")
@@ -298,10 +390,11 @@ steps_jit = jax.jit(recipe_steps, static_argnames=("per_epoch", *_STATIC))
 
 
 def train_jit(params, x, y, optimizer, *, model, loss, steps=None, order=None, batch_size=None,
-              trace=True) -> Trace:  # train_scan's
+              trace=True, state=None, key=None) -> Trace:  # train_scan's
     """`train_scan` compiled: `recipe_jit` with the optax transformation as a `Fixed` recipe."""
     return recipe_jit(params, x, y, None, order, recipe=Fixed(optimizer), model=model,
-                      loss=loss, steps=steps, batch_size=batch_size, trace=trace)
+                      loss=loss, steps=steps, batch_size=batch_size, trace=trace, state=state,
+                      key=key)
 
 
 # --------------------------------------------------------------------------- chunks of steps
@@ -359,7 +452,7 @@ def run_chunks(carry: Carry, advance: Callable, calls, on_call: Callable | None 
     return carry
 
 
-__all__ = ["Carry", "FitResult", "Fixed", "LrRecipe", "MAX_STEPS", "Recipe", "Trace",
+__all__ = ["Carry", "FitResult", "Fixed", "LrRecipe", "MAX_STEPS", "Recipe", "Trace", "apply",
            "as_recipe", "batches", "chunk_steps", "init_carry", "init_jit", "recipe_init",
-           "recipe_jit", "recipe_scan", "recipe_steps", "run_chunks", "spans", "step",
-           "steps_jit", "train_jit", "train_scan", "train_steps"]
+           "recipe_jit", "recipe_scan", "recipe_steps", "run_chunks", "spans", "state_step",
+           "step", "step_key", "steps_jit", "train_jit", "train_scan", "train_steps"]

@@ -23,6 +23,12 @@ parameters whose leaves have a leading axis of steps + 1: before the first step 
 every step) and the loss of every step's batch, taken before that step's update, as the
 lecture's loops compute it.
 
+Models with state and randomness: ``train(..., state=, key=)`` trains ``model(params, state,
+x) -> (y_hat, new_state)`` (BatchNorm's running statistics, threaded through the scan, never
+differentiated; `FitResult.state` and ``.state_path``) and gives step t the key ``fold_in(key,
+t)`` for its dropout (`functional_fit.engine`). A flax NNX, linen or equinox module is taken
+as the model directly (`module_model`).
+
 Divergence: `train` and the wrappers raise `DivergenceError` (an `InputError`) when a loss or a
 final parameter is non-finite, naming the first step whose loss was (`first_nonfinite`); the
 error carries the whole `FitResult` as ``.result``. The engine's `train_scan` does not check: a
@@ -43,12 +49,13 @@ import numpy as np
 import optax
 
 from functional_fit import checks as _checks, data as _data, losses as _losses, models as _models
-from functional_fit import registry, runtime as _runtime
+from functional_fit import modules as _modules, registry, runtime as _runtime
 from functional_fit.checks import DivergenceError, InputError, first_nonfinite  # noqa: F401
 from functional_fit.data import Length
 # The engine, under the names this module has always given it.
 from functional_fit.engine import (CHUNK_WORK, MAX_STEPS, STEP_OVERHEAD, Carry,  # noqa: F401
-                                   FitResult, Trace, as_recipe, batches, chunk_steps, init_carry,
+                                   FitResult, Trace, apply, as_recipe, batches, chunk_steps,
+                                   init_carry,
                                    init_jit, recipe_jit, run_chunks, spans, step, steps_jit,
                                    train_jit, train_scan, train_steps)
 from functional_fit.precision import check_array_dtype, default_float
@@ -85,29 +92,69 @@ def check_params(name: str, params):
 
 
 def check_fit_data(x, y):
-    """Data for `train`: x (n,) or (n, d), y (n, ...), numeric and finite. Returns JAX arrays."""
-    x, y = _checks.points(x, y)
+    """Data for `train`: x (n, ...) (a vector, rows, images (n, C, H, W), sequences), y (n, ...),
+    numeric and finite. Returns JAX arrays."""
+    x, y = _checks.points(x, y, ndims=None)
     for name, arr in (("x", x), ("y", y)):
         check_array_dtype(name, arr)
     return jnp.asarray(x), jnp.asarray(y)
 
 
-def check_model(model, loss, params, x, y, batch_size: int | None = None) -> None:
+def check_state(state):
+    """A stateful model's state as a pytree of JAX arrays (floats or integers, such as
+    BatchNorm's ``num_batches_tracked``), every leaf finite; None stays None."""
+    if state is None:
+        return None
+    out = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+        where = "state" + jax.tree_util.keystr(path)
+        arr = np.asarray(leaf)
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+            raise InputError(f"{where} must hold numbers, got dtype {arr.dtype}")
+        if not np.all(np.isfinite(arr)):
+            raise InputError(f"{where} contains a non-finite value")
+        out.append(jnp.asarray(leaf))
+    return jax.tree.unflatten(jax.tree.structure(state), out)
+
+
+def check_key(key):
+    """A PRNG key (``jax.random.key(seed)``, or a legacy ``PRNGKey``), or None; InputError
+    naming ``key`` otherwise."""
+    if key is None:
+        return None
+    arr = jnp.asarray(key) if not isinstance(key, jax.Array) else key
+    if jnp.issubdtype(arr.dtype, jax.dtypes.prng_key) or (arr.shape == (2,)
+                                                          and arr.dtype == jnp.uint32):
+        return arr
+    raise InputError(f"key must be a JAX PRNG key (jax.random.key(0)), got "
+                     f"{type(key).__name__} of shape {np.shape(key)}")
+
+
+def check_model(model, loss, params, x, y, batch_size: int | None = None, *, state=None,
+                key=None) -> None:
     """Run the model and the loss abstractly; InputError when they fail or the loss is not ().
 
     Traced at the data's own shapes (`jax.eval_shape`, which computes nothing), so a model is
     judged on the n it is given; once per model, loss and shapes: a check that passed is
     remembered, so a sweep of many small fits does not trace the model again for each. With
     `batch_size` B (minibatches), also at the sizes the batches have: B, and n mod B for an
-    epoch's short last batch.
+    epoch's short last batch. A stateful model (`state` given) must return its output and a
+    state of the same structure, shapes and dtypes (`functional_fit.engine.apply`).
     """
     n = x.shape[0]
     sizes = [n] if batch_size is None else sorted({n, min(batch_size, n), n % batch_size} - {0})
-    leaves, treedef = jax.tree.flatten(params)
-    shapes = tuple(jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)) for a in leaves)
+
+    def abstract(tree):
+        leaves, treedef = jax.tree.flatten(tree)
+        return treedef, tuple(jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a))
+                              for a in leaves)
+
+    extra = (abstract(state), None if key is None else jax.ShapeDtypeStruct(key.shape,
+                                                                              key.dtype))
     for m in sizes:
-        spec = (treedef, shapes, jax.ShapeDtypeStruct((m,) + x.shape[1:], x.dtype),
-                jax.ShapeDtypeStruct((m,) + y.shape[1:], y.dtype))
+        spec = (*abstract(params), jax.ShapeDtypeStruct((m,) + x.shape[1:], x.dtype),
+                jax.ShapeDtypeStruct((m,) + y.shape[1:], y.dtype),
+                None if state is None else extra[0], extra[1])
         try:
             _check_model_once(model, loss, spec)
         except TypeError as exc:  # an unhashable model or loss: check without remembering
@@ -123,10 +170,16 @@ def check_model(model, loss, params, x, y, batch_size: int | None = None) -> Non
 
 @functools.lru_cache(maxsize=256)
 def _check_model_once(model, loss, spec) -> None:
-    treedef, leaves, xs, ys = spec
+    treedef, leaves, xs, ys, state_spec, key = spec
     params = jax.tree.unflatten(treedef, list(leaves))
+    state = None if state_spec is None else jax.tree.unflatten(state_spec[0], list(state_spec[1]))
+
+    def forward(p, s, x, y, k):
+        y_hat, new = apply(model, p, s, x, k)
+        return loss(y_hat, y), new
+
     try:
-        out = jax.eval_shape(lambda p, x, y: loss(model(p, x), y), params, xs, ys)
+        out, new = jax.eval_shape(forward, params, state, xs, ys, key)
     except InputError:
         raise
     except Exception as exc:  # the user's function, on the user's parameters
@@ -136,6 +189,14 @@ def _check_model_once(model, loss, spec) -> None:
                          "shapes against the model") from None
     if out.shape != ():
         raise InputError(f"loss must return a scalar, got shape {out.shape}")
+    if state is not None and jax.tree.structure(new) != jax.tree.structure(state):
+        raise InputError("model must return (output, new state) with the state's structure; "
+                         f"got {jax.tree.structure(new)} for {jax.tree.structure(state)}")
+    if state is not None:
+        for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(state)):
+            if (a.shape, a.dtype) != (b.shape, b.dtype):
+                raise InputError(f"model's new state has a leaf {a.dtype}{list(a.shape)} where "
+                                 f"the state has {b.dtype}{list(b.shape)}")
 
 
 # --------------------------------------------------------------------------- running a checked fit
@@ -154,6 +215,8 @@ class _Fit(NamedTuple):
     length: Length
     model: Callable
     loss: Callable
+    state: Any = None  # a stateful model's checked initial state, or None
+    key: Any = None  # the fit's PRNG key, or None
 
 
 def _run(fit: _Fit, *, trace: bool, progress, runtime) -> FitResult:
@@ -166,9 +229,10 @@ def _run(fit: _Fit, *, trace: bool, progress, runtime) -> FitResult:
     chunk = chunk_steps(n if fit.length.full else fit.length.batch_size, n_params, runtime=rt)
     lr = None if fit.lr is None else default_float(fit.lr)
     kw = dict(recipe=fit.recipe, model=fit.model, loss=fit.loss,
-              batch_size=fit.length.batch_size, trace=bool(trace))
+              batch_size=fit.length.batch_size, trace=bool(trace), key=fit.key)
     if total <= chunk:
-        run = recipe_jit(fit.params, fit.x, fit.y, lr, fit.order, steps=fit.length.steps, **kw)
+        run = recipe_jit(fit.params, fit.x, fit.y, lr, fit.order, steps=fit.length.steps,
+                         state=fit.state, **kw)
         if progress is not None:
             progress(total)
     else:
@@ -176,10 +240,11 @@ def _run(fit: _Fit, *, trace: bool, progress, runtime) -> FitResult:
     return _finite(fit.where, run, fit.lr, total)
 
 
-def _path_buffers(fit: _Fit, total: int, rt) -> tuple[list, jax.tree_util.PyTreeDef]:
-    """Host buffers for a long fit's path, (total + 1, *shape) per leaf, the first row filled;
-    refused before allocating when they would not fit in memory."""
-    leaves, treedef = jax.tree.flatten(fit.params)
+def _path_buffers(fit: _Fit, total: int, rt, tree=None) -> tuple[list, jax.tree_util.PyTreeDef]:
+    """Host buffers for a long fit's path (of `tree`, default the parameters), (total + 1,
+    *shape) per leaf, the first row filled; refused before allocating when they would not fit
+    in memory."""
+    leaves, treedef = jax.tree.flatten(fit.params if tree is None else tree)
     row = sum(np.size(a) * np.dtype(a.dtype).itemsize for a in leaves)
     _runtime.require_memory((total + 1) * row + total * 8, runtime=rt,
                             change="steps" if fit.order is None else "order",
@@ -197,6 +262,8 @@ def _chunked(fit: _Fit, lr, kw: dict, chunk: int, progress, rt) -> Trace:
     per_epoch, total, trace = fit.length.per_epoch(n), fit.length.total(n), kw["trace"]
     unit = 1 if fit.length.full else per_epoch  # steps in one step or epoch of `spans`
     path, treedef = _path_buffers(fit, total, rt) if trace else (None, None)
+    states, state_def = (_path_buffers(fit, total, rt, fit.state)
+                         if trace and fit.state is not None else (None, None))
     losses = None  # (total,) once the first call tells the losses' dtype
 
     def advance(carry, start, count):
@@ -208,8 +275,10 @@ def _chunked(fit: _Fit, lr, kw: dict, chunk: int, progress, rt) -> Trace:
         nonlocal losses
         first, k = start * unit, count * unit  # the steps this call ran
         if trace:
-            rows, values = out
+            rows, values, state_rows = out
             for buf, a in zip(path, jax.tree.leaves(rows)):
+                buf[first + 1 : first + 1 + k] = np.asarray(a)
+            for buf, a in zip(states or (), jax.tree.leaves(state_rows)):
                 buf[first + 1 : first + 1 + k] = np.asarray(a)
             if losses is None:
                 losses = np.empty(total, np.asarray(values).dtype)
@@ -217,11 +286,12 @@ def _chunked(fit: _Fit, lr, kw: dict, chunk: int, progress, rt) -> Trace:
         if progress is not None:
             progress(k)
 
-    start = init_jit(fit.params, lr, recipe=fit.recipe, per_epoch=per_epoch)
+    start = init_jit(fit.params, lr, recipe=fit.recipe, per_epoch=per_epoch, state=fit.state)
     carry = run_chunks(start, advance, spans(fit.length, per_epoch, chunk), on_call)
     if not trace:
-        return Trace(FitResult(carry.params, None, None), carry.first_bad)
-    return Trace(FitResult(carry.params, jax.tree.unflatten(treedef, path), losses),
+        return Trace(FitResult(carry.params, None, None, carry.state), carry.first_bad)
+    return Trace(FitResult(carry.params, jax.tree.unflatten(treedef, path), losses, carry.state,
+                           None if states is None else jax.tree.unflatten(state_def, states)),
                  carry.first_bad)
 
 
@@ -242,9 +312,37 @@ def _finite(where: str, run: Trace, lr, total: int) -> FitResult:
 # --------------------------------------------------------------------------- any optimizer
 
 
+def module_model(model, params, state):
+    """(model, params, state) for `train`: a flax NNX, linen or equinox module as the engine's
+    model (`functional_fit.modules.as_model`, training mode), with its own parameters and
+    state where none are given; any other model as it is.
+
+    NNX: `params` None (the module's own) or a pure dict of its ``nnx.Param`` values; linen:
+    `params` its variables (``module.init(key, x)``: params and batch_stats); equinox:
+    `params` None or its array leaves, `state` its ``eqx.nn.State`` or None.
+    """
+    kind = _modules.library(model)
+    if kind is None:
+        return model, params, state
+    if kind == "linen":
+        fn, params, state = _modules.as_model(model, params)
+    elif kind == "equinox":
+        fn, own, state = _modules.as_model(model, state)
+        params = own if params is None else params
+    else:
+        fn, own, own_state = _modules.as_model(model)
+        params = own if params is None else params
+        state = own_state if state is None else state
+    if fn.stateful and state is None:  # dropout without state: the engine's keyed form
+        return (lambda p, x, key=None: fn(p, None, x, key)[0]), params, None
+    return fn, params, state
+
+
+
+
 def train(params, x, y, *, model, loss, optimizer, steps: int | None = None, order=None,
-          batch_size: int | None = None, trace: bool = True, progress=None,
-          runtime=None) -> FitResult:  # 10 keywords: the fit's settings, each named where used
+          batch_size: int | None = None, trace: bool = True, progress=None, runtime=None,
+          state=None, key=None) -> FitResult:  # 12 keywords: the fit's settings, each named
     """Fit `params` with any optax optimizer; the whole fit one compiled `lax.scan`.
 
     A long fit runs as several compiled calls of about a second each, the state carried from
@@ -253,9 +351,16 @@ def train(params, x, y, *, model, loss, optimizer, steps: int | None = None, ord
 
     Args:
       params: any pytree of float arrays: the lecture's (p+1,) vector, a dict of weight
-        matrices (`functional_fit.models.mlp`), ... Their dtypes are kept throughout.
-      x: (n,) or (n, d) inputs; y: (n,) or (n, k) targets (integer labels for a classifier).
-      model: ``model(params, x) -> y_hat``, pure; or a name of `functional_fit.registry`.
+        matrices (`functional_fit.models.mlp`), ... Their dtypes are kept throughout. With a
+        flax or equinox module as `model`: None (the module's own), or see `module_model`
+        (a linen module's variables).
+      x: (n, ...) inputs: (n,), (n, d), images (n, C, H, W), ...; y: (n, ...) targets
+        (integer labels for a classifier).
+      model: ``model(params, x) -> y_hat``, pure; or a name of `functional_fit.registry`. With
+        `state`: ``model(params, state, x) -> (y_hat, new_state)``; with `key`, it is called
+        with ``key=`` too (`functional_fit.engine.apply`). Or a flax NNX module, a flax linen
+        module or an equinox module, trained in training mode (`module_model`; for linen's
+        call keywords, call `functional_fit.modules.as_model` and pass its model).
       loss: ``loss(y_hat, y) -> ()``, pure; or a registry name.
       optimizer: any ``optax.GradientTransformation``, e.g. ``optax.sgd(0.1, momentum=0.9)``.
         One with extra arguments receives each step's batch loss as ``value=``: a chain ending
@@ -268,10 +373,17 @@ def train(params, x, y, *, model, loss, optimizer, steps: int | None = None, ord
       trace: keep the path and the step losses (default); False keeps only the final
         parameters, in memory independent of the number of steps.
       progress: optional callable, called with the number of steps done after each call.
+      runtime: sizes and the memory limit (`functional_fit.runtime`); None: the platform's.
+      state: a stateful model's initial state (BatchNorm's running statistics: any pytree of
+        arrays), threaded through the steps and never differentiated; None for a plain model.
+      key: a PRNG key (``jax.random.key(0)``) for the model's randomness (dropout): step t
+        draws from ``jax.random.fold_in(key, t)`` (`functional_fit.engine.step_key`); None: the
+        model is called without one.
 
     Returns:
-      `FitResult(params, path, losses)`: path leaves (steps+1, *shape), losses (steps,); both
-      None with ``trace=False``.
+      `FitResult(params, path, losses, state, state_path)`: path leaves (steps+1, *shape),
+      losses (steps,), both None with ``trace=False``; state the model's final state and
+      state_path its path, as the parameters' (None without `state`).
 
     Raises:
       InputError: a bad argument, named in the message (a pytree the model does not take, an
@@ -290,6 +402,7 @@ def train(params, x, y, *, model, loss, optimizer, steps: int | None = None, ord
       >>> res.path["w"].shape, res.losses.shape
       ((201, 3), (200,))
     """
+    model, params, state = module_model(model, params, state)
     model, loss = registry.resolve(model, loss)
     if not isinstance(optimizer, optax.GradientTransformation):
         raise InputError(f"optimizer must be an optax.GradientTransformation (optax.sgd(0.1), "
@@ -298,10 +411,12 @@ def train(params, x, y, *, model, loss, optimizer, steps: int | None = None, ord
     x, y = check_fit_data(x, y)
     params = check_params("params", params)
     registry.check_size(model, "params", params)
+    state, key = check_state(state), check_key(key)
     steps, order, batch_size = _data.check_length(x.shape[0], steps, order, batch_size)
-    check_model(model, loss, params, x, y, batch_size=None if order is None else batch_size)
+    check_model(model, loss, params, x, y, batch_size=None if order is None else batch_size,
+                state=state, key=key)
     fit = _Fit("train", as_recipe(optimizer), None, params, x, y, _order(order),
-               _length(steps, order, batch_size), model, loss)
+               _length(steps, order, batch_size), model, loss, state, key)
     return _run(fit, trace=trace, progress=progress, runtime=runtime)
 
 
@@ -448,6 +563,6 @@ def as_numpy(result: FitResult) -> FitResult:
 
 
 __all__ = ["Carry", "FitResult", "Trace", "adam_sgd", "as_numpy", "batches", "check_fit_data",
-           "check_model", "check_params", "chunk_steps", "full_loss", "gradient_descent",
+           "check_key", "check_model", "check_params", "check_state", "module_model", "chunk_steps", "full_loss", "gradient_descent",
            "init_carry", "n_steps", "recipe_jit", "run", "step", "stochastic_gradient_descent",
            "train", "train_jit", "train_scan", "train_steps"]

@@ -156,14 +156,15 @@ def _write(args, doc: dict, result, pngs) -> list:
     from comparison import figures as lecture_figures, handout
 
     figures = []
+    export = handout.exported()  # the lecture's model and its jaxpr: once, for both pages
     with together() as outputs:  # each to its temporary; renamed into place when all are written
         if args.out:
             out = outputs.folder(args.out)
             write_text(Path(out) / "results.json", json_text(doc, indent=2) + "\n")
             figures = lecture_figures.write_pngs(pngs, out)
-            handout.write(Path(out) / "index.html", result, pngs)
+            handout.write(Path(out) / "index.html", result, pngs, export=export)
         if args.html:
-            handout.write(outputs.file(args.html), result, pngs)
+            handout.write(outputs.file(args.html), result, pngs, export=export)
     return figures
 
 

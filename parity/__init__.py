@@ -16,7 +16,7 @@ Importing this package changes no global configuration (neither torch's nor JAX'
 
 import importlib
 
-from parity import autodiff, data, fit, losses, models, ols, optim, params, registry
+from parity import autodiff, data, dropout, fit, losses, models, ols, optim, params, registry
 from parity.data import OrderSampler, tensors
 from parity.models import PolynomialModel, SimpleLinearModel, SineModel
 

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from functional_fit import checks as _checks, data as _data
 from functional_fit.checks import DivergenceError, InputError, divergence_error, first_line
-from parity import registry
+from parity import dropout as _dropout, registry
 from parity.data import OrderSampler
 from parity.optim import LectureSGD
 
@@ -128,7 +128,8 @@ def _closure(module, loss_fn, xb, yb, optimizer, clip):
 
 
 def train_steps(module, loss_fn, batches, optimizer, *, scheduler=None, clip=None,
-                where: str = "parity.fit.train", lr=None) -> TrainResult:
+                where: str = "parity.fit.train", lr=None,
+                masks=None) -> TrainResult:  # a torch step's parts, named
     """The loop every torch user writes, over `batches`: ``zero_grad``, the loss,
     ``backward``, [``clip_grad_norm_``], ``step``, [``scheduler.step``]. The twin of
     `functional_fit.engine.train_steps`. ``LBFGS`` steps with a closure on the batch (it
@@ -143,9 +144,12 @@ def train_steps(module, loss_fn, batches, optimizer, *, scheduler=None, clip=Non
         is a ``ReduceLROnPlateau``).
       clip: (max_norm, norm_type) of ``torch.nn.utils.clip_grad_norm_``, when given.
       where, lr: the fit's name and learning rate, for a `DivergenceError`'s message.
+      masks: the `parity.dropout.Masks` of a `parity.dropout.shared` block around the loop:
+        its ``.step`` is set before each step, so that step t replays JAX's masks of step t.
 
     Returns:
-      `TrainResult` of every ``state_dict`` entry's path, (steps+1, *shape), and the losses.
+      `TrainResult` of every ``state_dict`` entry's path (parameters and buffers: BatchNorm's
+      running statistics), (steps+1, *shape), and the losses.
 
     Raises:
       InputError: before any step: an optimizer that is not over the module's parameters
@@ -156,6 +160,8 @@ def train_steps(module, loss_fn, batches, optimizer, *, scheduler=None, clip=Non
     check_optimizer(module, optimizer)
     snaps, losses = [_snapshot(module)], []
     for xb, yb in batches:
+        if masks is not None:
+            masks.step = len(losses)
         optimizer.zero_grad()
         loss = loss_fn(module(xb), yb) if losses else _first_loss(module, loss_fn, xb, yb)
         if not torch.isfinite(loss):
@@ -193,7 +199,7 @@ def _check_data(x, y):
         if not isinstance(t, torch.Tensor):
             raise InputError(f"{name} must be a torch tensor, got {type(t).__name__} "
                              "(parity.data.tensors converts numpy data)")
-    _checks.points(x, y)
+    _checks.points(x, y, ndims=None)
     return x, y
 
 
@@ -207,7 +213,8 @@ def _check_dataset(dataset):
 
 def train(module, loss_fn, x, y, *, optimizer, scheduler=None, steps: int | None = None,
           order=None, batch_size: int | None = None, max_norm: float | None = None,
-          norm_type: float = 2.0) -> TrainResult:  # a torch script's settings, named
+          norm_type: float = 2.0, key=None,
+          dropout_convention: str = "batch") -> TrainResult:  # a torch script's settings
     """Fit `module` with a torch optimizer: the loop every torch user writes.
 
     Args:
@@ -224,6 +231,11 @@ def train(module, loss_fn, x, y, *, optimizer, scheduler=None, steps: int | None
       max_norm, norm_type: when `max_norm` is given, ``torch.nn.utils.clip_grad_norm_`` of
         the gradients between ``backward`` and ``step`` (`functional_fit.optim.clip_grad_norm`
         is its twin).
+      key: a JAX PRNG key: the module's ``nn.Dropout`` layers draw the masks that
+        `functional_fit.fit.train` with the same key draws (`parity.dropout.shared`); None:
+        torch's own.
+      dropout_convention: ``"batch"`` (a JAX model of the toolkit's convention, a flax NNX
+        module) or ``"per_example"`` (an equinox module mapped over the batch).
 
     Returns:
       `TrainResult(params, path, losses)` of numpy arrays keyed by ``state_dict`` names; path
@@ -239,8 +251,12 @@ def train(module, loss_fn, x, y, *, optimizer, scheduler=None, steps: int | None
     clip = None
     if max_norm is not None:
         clip = (_checks.positive_float("max_norm", max_norm), float(norm_type))
-    return train_steps(module, loss_fn, _batches(x, y, steps, order, batch_size), optimizer,
-                       scheduler=scheduler, clip=clip)
+    batches = _batches(x, y, steps, order, batch_size)
+    if key is None:
+        return train_steps(module, loss_fn, batches, optimizer, scheduler=scheduler, clip=clip)
+    with _dropout.shared(module, key, dropout_convention) as masks:
+        return train_steps(module, loss_fn, batches, optimizer, scheduler=scheduler, clip=clip,
+                           masks=masks)
 
 
 # --------------------------------------------------------------------------- the lecture's fits

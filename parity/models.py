@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from functional_fit import checks as _checks
 
@@ -149,3 +150,63 @@ class Logistic(nn.Linear):
     def forward(self, x):
         z = super().forward(x[:, None] if x.ndim == 1 else x)  # (n, k)
         return z[:, 0] if z.shape[1] == 1 else z
+
+
+class BasicBlock(nn.Module):
+    """ResNet's basic block: conv3x3-BN-ReLU-conv3x3-BN, plus the input (through a strided 1x1
+    conv and BN when the shape changes), then ReLU. (N, in, H, W) -> (N, out, H/stride, W/stride).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, dtype=None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False, dtype=dtype)
+        self.bn1 = nn.BatchNorm2d(out_channels, dtype=dtype)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False, dtype=dtype)
+        self.bn2 = nn.BatchNorm2d(out_channels, dtype=dtype)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False, dtype=dtype),
+                nn.BatchNorm2d(out_channels, dtype=dtype))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))  # (N, out, H', W')
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """A small ResNet: the twin of `functional_fit.models.resnet`.
+
+    conv3x3-BN-ReLU, a basic block at `width` channels, a strided one at 2 * `width`, adaptive
+    average pooling to 1 x 1, Dropout, and a linear head. (N, in_channels, H, W) images ->
+    (N, num_classes) logits. Its ``state_dict`` holds the parameters and BatchNorm's buffers
+    (``running_mean``, ``running_var``, ``num_batches_tracked``).
+
+    Args:
+      in_channels: the images' channels.
+      width: the first block's channels.
+      num_classes: the head's outputs.
+      dropout: Dropout's probability before the head.
+      dtype: the parameters' dtype (torch's default float32 when None).
+      seed: seeds torch's initialization (``torch.manual_seed``) when given.
+    """
+
+    def __init__(self, in_channels: int = 3, width: int = 8, num_classes: int = 10,
+                 dropout: float = 0.1, dtype=None, seed: int | None = None):
+        super().__init__()
+        if seed is not None:
+            torch.manual_seed(seed)
+        self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False, dtype=dtype)
+        self.bn1 = nn.BatchNorm2d(width, dtype=dtype)
+        self.layer1 = BasicBlock(width, width, dtype=dtype)
+        self.layer2 = BasicBlock(width, 2 * width, stride=2, dtype=dtype)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(2 * width, num_classes, dtype=dtype)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))  # (N, width, H, W)
+        out = self.layer2(self.layer1(out))  # (N, 2 width, H/2, W/2)
+        out = torch.flatten(self.pool(out), 1)  # (N, 2 width)
+        return self.fc(self.dropout(out))  # (N, num_classes)

@@ -5,6 +5,10 @@ shapes and dtypes: the parameter pytree that `functional_fit.models.mlp`,
 `functional_fit.models.logistic` and `functional_fit.fit.train` take. `load` writes such a dict
 back. Both copy exactly, and both refuse a name or a shape that does not match, naming it.
 
+`to_nnx`, `to_linen`, `to_equinox` and their inverses `from_nnx`, `from_linen`, `from_equinox`
+(from `parity.flax_params`, re-exported here) do the same between a torch ``state_dict`` and
+flax or equinox layers, in their layouts.
+
 Examples:
   >>> import torch, parity
   >>> m = parity.models.MLP((1, 4, 1), seed=0)
@@ -21,6 +25,8 @@ import numpy as np
 import torch
 
 from functional_fit.checks import InputError
+from parity.flax_params import (from_equinox, from_linen, from_nnx, linen_order, nnx_order,
+                                to_equinox, to_linen, to_nnx)
 
 
 def from_module(module: torch.nn.Module) -> dict:
@@ -62,4 +68,5 @@ def load(module: torch.nn.Module, params: dict) -> torch.nn.Module:
     return module
 
 
-__all__ = ["check", "from_module", "load"]
+__all__ = ["check", "from_equinox", "from_linen", "from_module", "from_nnx", "linen_order",
+           "load", "nnx_order", "to_equinox", "to_linen", "to_nnx"]

@@ -30,6 +30,7 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import torch
 
@@ -531,17 +532,46 @@ ROWS = {
                              order=ff.batch_order(20, 2), batch_size=7),
         argv=None, api_says="loss_fn must return a scalar tensor, got shape (7, 1)", cli_says=None,
         outputs=[]),
-    "compare a module with BatchNorm": Row(files={},
+    "compare a module with BatchNorm, a port without state": Row(files={},
         api=lambda t: parity.compare(_jax_batchnorm, torch.nn.Sequential(
             torch.nn.Linear(1, 1), torch.nn.BatchNorm1d(1)).double(), X[:, None], Y[:, None],
             jax_loss=losses.mse, torch_loss=parity.losses.mse, steps=3),
-        argv=None, api_says="torch_module has the buffer '1.running_mean' (torch.float64, shape (1,))",
+        argv=None, api_says="torch_module has buffers (1.running_mean, 1.running_var, "
+        "1.num_batches_tracked), so jax_model must be jax_model(params, state, x) -> (y_hat, "
+        "new_state)", cli_says=None, outputs=[]),
+    "compare a stateful port that returns the wrong state": Row(files={},
+        api=lambda t: parity.compare(lambda p, s, x: (x @ p["weight"].T, {}), _with_buffer(),
+            X[:, None], Y[:, None], jax_loss=losses.mse, torch_loss=parity.losses.mse, steps=3),
+        argv=None, api_says="jax_model's new state must be a dict of the buffers ['count'], "
+        "got []", cli_says=None, outputs=[]),
+    "compare dropout unknown": Row(files={},
+        api=lambda t: parity.compare(models.mlp, parity.models.MLP((1, 2, 1), dtype=torch.float64),
+            X[:, None], Y[:, None], jax_loss=losses.mse, torch_loss=parity.losses.mse, steps=3,
+            dropout="sometimes"),
+        argv=None, api_says="dropout must be one of", cli_says=None, outputs=[]),
+    "compare a Dropout2d in training mode": Row(files={},
+        api=lambda t: parity.compare(models.mlp, torch.nn.Sequential(torch.nn.Linear(1, 1),
+            torch.nn.Dropout2d(0.5)).double(), X[:, None], Y[:, None], jax_loss=losses.mse,
+            torch_loss=parity.losses.mse, steps=3),
+        argv=None, api_says="torch_module has '1' (Dropout2d), whose masks cannot be shared "
+        "with JAX", cli_says=None, outputs=[]),
+    "train a stateful model given a bad key": Row(files={},
+        api=lambda t: ff.fit.train({"w": np.zeros(2)}, X, Y, model=lambda p, x, key=None: x,
+            loss=losses.mse, optimizer=optax.sgd(0.1), steps=3, key=3),
+        argv=None, api_says="key must be a JAX PRNG key (jax.random.key(0)), got int",
         cli_says=None, outputs=[]),
-    "compare an integer buffer": Row(files={},
-        api=lambda t: parity.compare(lambda p, x: x @ p["weight"].T, _with_buffer(), X[:, None],
-            Y[:, None], jax_loss=losses.mse, torch_loss=parity.losses.mse, steps=3),
-        argv=None, api_says="buffer 'count' (torch.int64, shape ()), which compare cannot handle: "
-        "integers have no gradient", cli_says=None, outputs=[]),
+    "train a stateful model whose state changes shape": Row(files={},
+        api=lambda t: ff.fit.train({"w": np.zeros(2)}, X, Y,
+            model=lambda p, s, x: (p["w"][0] + p["w"][1] * x, {"n": jnp.zeros(3)}),
+            loss=losses.mse, optimizer=optax.sgd(0.1), steps=3, state={"n": np.zeros(2)}),
+        argv=None, api_says="model's new state has a leaf float64[3] where the state has "
+        "float64[2]", cli_says=None, outputs=[]),
+    "train a state holding strings": Row(files={},
+        api=lambda t: ff.fit.train({"w": np.zeros(2)}, X, Y,
+            model=lambda p, s, x: (p["w"][0] + p["w"][1] * x, s),
+            loss=losses.mse, optimizer=optax.sgd(0.1), steps=3, state={"n": np.array(["a"])}),
+        argv=None, api_says="state['n'] must hold numbers, got dtype <U1", cli_says=None,
+        outputs=[]),
     "compare a module without parameters": Row(files={},
         api=lambda t: parity.compare(lambda p, x: x, torch.nn.Identity(), X[:, None], Y[:, None],
             jax_loss=losses.mse, torch_loss=parity.losses.mse, steps=3),

@@ -221,17 +221,64 @@ def _dropout_port(p, x):
     return h @ p["3.weight"].T + p["3.bias"][None, :]
 
 
-def test_a_module_random_in_training_mode_is_said_to_be_so(module, data):
-    """Dropout in training mode: the comparison says the module is random instead of blaming
-    the model; in eval mode the same pair agrees; the check draws nothing from torch's random
-    state (a deterministic module's comparison leaves it as it was)."""
-    random = run(_dropout_module(0.5), data, jax_model=_dropout_port, steps=5)
+def _dropout_port_keyed(p, x, key=None):
+    """`_dropout_module` in training mode, its Dropout(0.5) drawing the forward's first mask
+    from ``fold_in(key, 0)`` (the toolkit's convention); without a key, no dropout."""
+    h = jnp.tanh(x @ p["0.weight"].T + p["0.bias"][None, :])
+    if key is not None:
+        h = ff.nn.dropout(h, 0.5, key=jax.random.fold_in(key, 0))
+    return h @ p["3.weight"].T + p["3.bias"][None, :]
+
+
+class _FunctionalDropout(torch.nn.Module):
+    """Linear(1, 16), tanh, ``F.dropout`` inside the forward (no module a hook could see)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.inner = torch.nn.Linear(1, 16).double()
+        self.outer = torch.nn.Linear(16, 1).double()
+
+    def forward(self, x):
+        h = torch.nn.functional.dropout(torch.tanh(self.inner(x)), 0.5, self.training)
+        return self.outer(h)
+
+
+def test_dropout_masks_are_shared_or_switched_off_and_the_table_says_which(data):
+    """nn.Dropout in training mode: both sides draw the same masks (JAX's key, replayed in
+    torch by hooks) and agree; with dropout='off' both drop nothing and agree; a port that
+    drops nothing where torch drops fails at the model."""
+    shared = run(_dropout_module(0.5), data, jax_model=_dropout_port_keyed, steps=5)
+    assert shared.ok and shared.dropout == "shared", shared.table()
+    assert "dropout: the same masks on both sides" in shared.table()
+    off = run(_dropout_module(0.5), data, jax_model=_dropout_port, steps=5, dropout="off")
+    assert off.ok and off.dropout == "off", off.table()
+    assert "switched off on both sides" in off.table()
+    other_seed = run(_dropout_module(0.5), data, jax_model=_dropout_port_keyed, steps=5,
+                     dropout_seed=3)
+    assert other_seed.ok
+    assert not np.array_equal(other_seed.torch_path["3.weight"], shared.torch_path["3.weight"])
+    evaluated = run(_dropout_module(0.5).eval(), data, jax_model=_dropout_port, steps=5)
+    assert evaluated.ok and evaluated.dropout is None, evaluated.table()
+    without = run(_dropout_module(0.5), data,
+                  jax_model=lambda p, x, key=None: _dropout_port(p, x), steps=5)
+    assert not without.ok and without.culprit == "model"
+
+
+def test_randomness_no_hook_sees_is_said_to_be_so(module, data):
+    """F.dropout inside a forward: the comparison says the module is random instead of
+    blaming the model; in eval mode the same pair agrees; the check draws nothing from torch's
+    random state (a deterministic module's comparison leaves it as it was)."""
+    random = run(_FunctionalDropout(), data,
+                 jax_model=lambda p, x: _dropout_port({"0.weight": p["inner.weight"],
+                                                       "0.bias": p["inner.bias"],
+                                                       "3.weight": p["outer.weight"],
+                                                       "3.bias": p["outer.bias"]}, x),
+                 steps=5)
     assert random.random and random.culprit == "random" and not random.ok
     assert "random: torch_module's forward gives different outputs" in random.table()
     with pytest.raises(AssertionError, match="random"):
         random.assert_ok()
-    deterministic = run(_dropout_module(0.5).eval(), data, jax_model=_dropout_port, steps=5)
-    assert deterministic.ok and not deterministic.random, deterministic.table()
     state = torch.random.get_rng_state()
     assert not run(module, data, steps=1).random
     assert torch.equal(torch.random.get_rng_state(), state)

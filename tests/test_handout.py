@@ -3,7 +3,8 @@
 The page is built once, by ``functional-fit lecture --out DIR`` on a small data set (so the
 torch loops are short), and then:
 - read as text: self-contained (no http, no external script, style or font), every step's code
-  is its function's source as `inspect` reads it, highlighted;
+  is its function's source as `inspect` reads it, highlighted; the lecture's torch model is
+  shown beside the jaxpr of its export, and that jaxpr computes the model;
 - loaded headless in a real Chromium (Debian's ``chromium``, driven by playwright): no network
   request, no console error, every step with a torch and a JAX code block and its figures
   drawn; a screenshot is kept in ``tests/artifacts/`` for a person to look at.
@@ -14,6 +15,7 @@ one; on CI (``CI=true``) they fail instead.
 
 from __future__ import annotations
 
+import html as html_text
 import inspect
 import json
 import os
@@ -26,6 +28,7 @@ import pytest
 import functional_fit as ff
 from functional_fit_cli import main
 from comparison import figures, handout, lecture
+from parity import export
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 #: Flags for a headless Chromium on a machine like CI's: no sandbox (root), no GPU, and no
@@ -99,6 +102,47 @@ def test_the_code_table_covers_every_step_and_figure():
             assert dotted.startswith("parity.")
         for dotted in part.jax:
             assert dotted.startswith("functional_fit.")
+
+
+def _export_section(text: str) -> str:
+    start = text.index('<section class="export" id="export"')
+    return text[start:text.index("</section>", start)]
+
+
+def test_the_torch_model_is_shown_beside_the_jaxpr_of_its_export(built):
+    text = (built[0] / "index.html").read_text(encoding="utf-8")
+    section = _export_section(text)
+    assert text.index('id="step-adam_abs_poly12"') < text.index('id="export"')  # after the steps
+    assert f'data-model="{handout.EXPORTED_MODEL}"' in section
+    shown = handout.exported()  # the export of the class the page names, made again
+    plain = html_text.unescape(re.sub(r"<[^>]+>", "", section))  # highlighted: tags between tokens
+    assert shown.code[0] == handout.EXPORTED_MODEL
+    for dotted in shown.code:
+        assert f'data-side="torch" data-name="{dotted}"' in section
+        assert inspect.getsource(handout.resolve(dotted)) in plain
+    assert '<div class="code" data-side="jax" data-name="jaxpr">' in section
+    assert html_text.escape(shown.jaxpr) in section and shown.aten in plain
+    assert shown.jaxpr.startswith("{ lambda ")
+    assert re.search(r"= mul ", shown.jaxpr) and re.search(r"= add ", shown.jaxpr)
+    assert "torch.ops.aten.mul.Tensor" in shown.aten and "aten.mul.Tensor" in shown.ops
+
+
+def test_the_jaxpr_shown_computes_the_torch_model_shown():
+    """The page's jaxpr, traced from the module class it names, run on that module's own
+    parameters, gives the module's output: it is the export of the model shown."""
+    import jax
+    import torch
+    from jax.extend.core import jaxpr_as_fun
+
+    model = handout.resolve(handout.EXPORTED_MODEL)(w=[0.5, -2.0], dtype=torch.float32)
+    x = torch.linspace(-3.0, 3.0, handout.EXAMPLE_POINTS)  # (n,)
+    fn, params = export.to_jax(model, x)
+    closed = jax.make_jaxpr(fn)(params, x.numpy())
+    assert str(closed) == handout.exported().jaxpr  # the jaxpr does not depend on w's values
+    (out,) = jaxpr_as_fun(closed)(*jax.tree.leaves((params, x.numpy())))
+    want = model(x).detach().numpy()
+    assert out.shape == want.shape == (handout.EXAMPLE_POINTS,)
+    assert float(abs(out - want).max()) <= export.FORWARD["float32"] * float(abs(want).max())
 
 
 def test_results_match_the_json(built):
@@ -210,6 +254,17 @@ def test_browser_console_has_no_errors_and_a_screenshot_is_kept(browser_page):
     torch_box = page.locator("section#step-ols .column.torch").bounding_box()
     jax_box = page.locator("section#step-ols .column.jax").bounding_box()
     assert torch_box["x"] + torch_box["width"] <= jax_box["x"] and torch_box["y"] == jax_box["y"]
+
+
+def test_browser_shows_the_model_beside_its_jaxpr(browser_page):
+    page = browser_page[0]
+    torch_box = page.locator("section#export .column.torch").bounding_box()
+    jax_box = page.locator("section#export .column.jax").bounding_box()
+    assert torch_box["x"] + torch_box["width"] <= jax_box["x"] and torch_box["y"] == jax_box["y"]
+    jaxpr = page.locator('section#export .code[data-name="jaxpr"] pre')
+    assert jaxpr.is_visible() and jaxpr.inner_text().startswith("{ lambda ")
+    assert page.locator('section#export .code[data-name="aten"] pre').inner_text().startswith(
+        "def forward(")
 
 
 def test_browser_prints(browser_page):
