@@ -141,6 +141,11 @@ class Comparison(NamedTuple):
     #: ``"shared"`` (the same dropout masks on both sides), ``"off"`` (dropout switched off on
     #: both), or None (the module has no active nn.Dropout)
     dropout: str | None = None
+    #: parameters whose gradient is zero up to rounding at the start (a bias just before a
+    #: training-mode BatchNorm): the optimizer moves them by rounding noise, which Adam's
+    #: normalization amplifies up to 1 / eps, so their paths (and the running means they feed)
+    #: may part although both ports are right
+    null: tuple = ()
 
     @property
     def culprit(self) -> str:
@@ -151,7 +156,10 @@ class Comparison(NamedTuple):
         derivative, a subgradient at a kink), ``"state"`` (a buffer parts first: the running
         statistics' update, BatchNorm's momentum or its variance), ``"optimizer"`` (everything
         agrees at the start and the parameters part: the update rule, its hyperparameters,
-        weight decay),
+        weight decay), ``"null_gradient"`` (a parameter whose gradient is zero up to rounding
+        parts at the first divergent step: rounding noise the optimizer amplified, not a bug
+        of the port; remove the parameter, e.g. ``bias=False`` before BatchNorm, or check with
+        SGD),
         ``"divergence"`` (a loss became non-finite), ``"random"`` (the torch module is random
         in its mode, e.g. Dropout in training mode: nothing can be blamed), or ``"none"``
         (rounding only).
@@ -169,6 +177,9 @@ class Comparison(NamedTuple):
             return "divergence"
         if self.first_divergence is None:
             return "none"
+        t = self.first_divergence.step
+        if any(self.path_diff[k][t] > tol for k in self.null if k in self.path_diff):
+            return "null_gradient"
         return "state" if self.first_divergence.parameter in self.buffers else "optimizer"
 
     @property
@@ -191,7 +202,8 @@ class Comparison(NamedTuple):
             grad = self.grad_diff.get(name, 0.0)
             flag = "" if (d <= tol).all() and grad <= tol else "  <-- parts"
             shown = ("frozen" if name in self.frozen else "unused" if name in self.unused
-                     else "buffer" if name in self.buffers else f"{grad:.2e}")
+                     else "buffer" if name in self.buffers else
+                     f"~0 ({grad:.1e})" if name in self.null else f"{grad:.2e}")
             lines.append(f"{name:<{width}} {shown:>14} {float(np.max(d)):>14.2e}  "
                          f"{worst}{flag}")
         lines += ["", f"tolerance {tol:.1e}: {self.tolerance.derivation}"]
@@ -201,6 +213,10 @@ class Comparison(NamedTuple):
         if self.unused:
             lines.append(f"unused (torch leaves .grad None; JAX skips their zero gradient, "
                          f"functional_fit.optim.skip_unused): {', '.join(self.unused)}")
+        if self.null:
+            lines.append(f"gradient zero up to rounding at the start (~0: a bias before "
+                         f"BatchNorm?): {', '.join(self.null)}; the optimizer moves them by "
+                         "rounding noise (Adam amplifies it up to 1 / eps)")
         if self.dropout:
             lines.append(DROPOUT[self.dropout])
         if self.random:
@@ -211,6 +227,8 @@ class Comparison(NamedTuple):
             lines.append(f"first divergence: {self.first_divergence}")
         lines.append("agree: rounding only" if self.ok else
                      "DIFFER: torch_module is random (see above)" if self.random else
+                     "DIFFER: rounding noise on a parameter with a null gradient (see above), "
+                     "not a bug of the port" if self.culprit == "null_gradient" else
                      f"DIFFER beyond rounding; first in the {self.culprit}")
         return "\n".join(lines)
 
@@ -459,11 +477,14 @@ def _freeze(jax_opt, p0: dict, frozen: tuple, unused: tuple = ()):
                                   "unused": optim.skip_unused(jax_opt)}, labels)
 
 
-def _gradients(port: _Port, probe, frozen: tuple = ()) -> tuple[dict, tuple]:
+def _gradients(port: _Port, probe, frozen: tuple = (), tol: float = 0.0) -> tuple:
     """(name -> relative difference of the two gradients at the start, for every parameter but
-    the `frozen`; the names of the unused: torch leaves their ``.grad`` None). An unused
-    parameter's JAX gradient is compared with zero (inf when it is not zero: the JAX model
-    uses what the torch module does not)."""
+    the `frozen`; the names of the unused: torch leaves their ``.grad`` None; the names of the
+    null: gradients zero up to rounding). An unused parameter's JAX gradient is compared with
+    zero (inf when it is not zero: the JAX model uses what the torch module does not). A
+    parameter whose gradients on both sides are within `tol` of the whole gradient's scale G
+    (a bias just before a training-mode BatchNorm, which cancels it) is null: its difference
+    is measured against G, as its own scale is rounding."""
     y = jnp.asarray(port.y)
     g = jax.jit(jax.grad(lambda p: port.jax_loss(port.jax_forward(p)[0], y)))(
         jax.tree.map(jnp.asarray, port.p0))
@@ -472,10 +493,14 @@ def _gradients(port: _Port, probe, frozen: tuple = ()) -> tuple[dict, tuple]:
     tg = {k: v.grad.detach().numpy() for k, v in probe.named_parameters()
           if v.grad is not None}
     unused = tuple(k for k in port.p0 if k not in frozen and k not in tg)
-    diffs = {k: rel_err(np.asarray(g[k]), tg[k]) if k in tg else
+    scale = max([float(np.max(np.abs(v))) for v in tg.values() if v.size] + [0.0])
+    null = tuple(k for k in tg if k not in frozen and scale > 0
+                 and max(np.max(np.abs(tg[k])), np.max(np.abs(np.asarray(g[k])))) <= tol * scale)
+    diffs = {k: (float(np.max(np.abs(np.asarray(g[k]) - tg[k]))) / scale if k in null
+                 else rel_err(np.asarray(g[k]), tg[k])) if k in tg else
              (0.0 if not np.any(np.asarray(g[k])) else math.inf)
              for k in port.p0 if k not in frozen}
-    return diffs, unused
+    return diffs, unused, null
 
 
 # --------------------------------------------------------------------------- the tolerance
@@ -629,21 +654,21 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
     jax_model, convention = _jax_model(jax_model, module, s0, shared)
     port = _Port(jax_model, jax_loss, module, torch_loss, p0, x, y, torch.from_numpy(x),
                  torch.from_numpy(y), s0 or None, key, convention)
+    # the widest sum of a weight's product: in (Linear), in x kh x kw (Conv)
+    fan_in = max([math.prod(v.shape[1:]) for v in p0.values() if v.ndim >= 2] + [1])
+    layers = sum(1 for v in p0.values() if v.ndim >= 2) or 1
+    tol = _tolerance(pol, length.steps, length.batch, fan_in, layers)
     # JAX's float32 matrix products as torch's (no TF32 on a GPU): like is compared with like
     with torch_matmul_precision():
         probe, masks = _probe(port)
         with masks:
             out, tout, value, tvalue = _diagnose(port, probe)
             random, frozen = _random(port, probe), _frozen(module)
-            grads, unused = _gradients(port, probe, frozen)
+            grads, unused, null = _gradients(port, probe, frozen, tol.value)
         jax_opt, torch_opt = _optimizers(optimizer, module.parameters())
         jpath, jax_diverged = _jax_path(port, _freeze(jax_opt, p0, frozen, unused), length)
     tpath, torch_diverged = _torch_path(port, torch_opt, length)
     buffers = _compared_buffers(port.s0, jpath)
-    # the widest sum of a weight's product: in (Linear), in x kh x kw (Conv)
-    fan_in = max([math.prod(v.shape[1:]) for v in p0.values() if v.ndim >= 2] + [1])
-    layers = sum(1 for v in p0.values() if v.ndim >= 2) or 1
-    tol = _tolerance(pol, length.steps, length.batch, fan_in, layers)
     path_diff, first = _paths_apart({**p0, **{k: s0[k] for k in buffers}}, jpath, tpath, tol)
     diverged = [side for side, bad in (("jax", jax_diverged), ("torch", torch_diverged)) if bad]
     return Comparison(
@@ -651,7 +676,8 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
         path_diff=path_diff, steps=length.steps, tolerance=tol, first_divergence=first,
         jax_path=jpath, torch_path=tpath,
         diverged=None if not diverged else ("both" if len(diverged) == 2 else diverged[0]),
-        frozen=frozen, unused=unused, random=random, buffers=buffers, dropout=shared)
+        frozen=frozen, unused=unused, random=random, buffers=buffers, dropout=shared,
+        null=null)
 
 
 __all__ = ["Comparison", "Divergence", "Tolerance", "compare", "tolerance"]

@@ -122,10 +122,11 @@ def check_key(key):
     naming ``key`` otherwise."""
     if key is None:
         return None
-    arr = jnp.asarray(key) if not isinstance(key, jax.Array) else key
-    if jnp.issubdtype(arr.dtype, jax.dtypes.prng_key) or (arr.shape == (2,)
-                                                          and arr.dtype == jnp.uint32):
-        return arr
+    arr = key if isinstance(key, jax.Array) else np.asarray(key) if isinstance(
+        key, (np.ndarray, list, tuple)) else None
+    if arr is not None and (jnp.issubdtype(arr.dtype, jax.dtypes.prng_key)
+                            or (arr.shape == (2,) and arr.dtype == np.uint32)):
+        return jnp.asarray(arr)
     raise InputError(f"key must be a JAX PRNG key (jax.random.key(0)), got "
                      f"{type(key).__name__} of shape {np.shape(key)}")
 

@@ -7,7 +7,8 @@ place under ``torch.no_grad()`` or through ``torch.optim``, and minibatches come
 
 The torch mirror, the second of the project's four layers: it mirrors `functional_fit` module
 for module (`data`, `models`, `losses`, `ols`, `autodiff`, `optim`, `fit`, `registry`,
-`params`, `surface`, `sweep`) and imports only torch and the public names of `functional_fit`.
+`params`, `surface`, `sweep`, `modules`; `dropout`, `export` and `ops`, `flax_params` are its
+own) and imports only torch and the public names of `functional_fit`.
 The layer that runs the two side by side is `comparison`; ``parity.compare`` is its entry
 point under the name users know, loaded when first asked for.
 
@@ -21,11 +22,16 @@ from parity.data import OrderSampler, tensors
 from parity.models import PolynomialModel, SimpleLinearModel, SineModel
 
 
+#: Submodules loaded on first use: torch.export's machinery, flax and equinox are heavy.
+LAZY = ("surface", "sweep", "export", "ops", "modules", "flax_params")
+
+
 def __getattr__(name):
-    """``parity.surface`` and ``parity.sweep``, loaded when first asked for; and
+    """``parity.surface``, ``parity.sweep``, ``parity.export`` (with ``parity.ops``),
+    ``parity.modules`` and ``parity.flax_params``, loaded when first asked for; and
     ``parity.compare``, which is `comparison.compare.compare`: a re-export, not a use, so
     importing `parity` loads nothing of `comparison`."""
-    if name in ("surface", "sweep"):
+    if name in LAZY:
         return importlib.import_module(f"parity.{name}")
     if name == "compare":
         from comparison.compare import compare
@@ -42,10 +48,15 @@ __all__ = [
     "SineModel",
     "autodiff",
     "data",
+    "dropout",
+    "export",
     "fit",
+    "flax_params",
     "losses",
     "models",
+    "modules",
     "ols",
+    "ops",
     "optim",
     "params",
     "registry",

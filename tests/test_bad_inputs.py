@@ -1213,6 +1213,21 @@ def test_the_surface_summary_uses_the_finite_points_and_counts_the_rest(capsys):
     assert line.endswith("; 90 of 100 points are not finite")
 
 
+def test_every_public_submodule_of_parity_is_an_attribute_of_the_package():
+    """``parity.<module>`` works for each of its modules after ``import parity``, in a fresh
+    interpreter (``parity.export.to_jax``, ``parity.params.to_nnx``, ...); ``comparison``
+    aliases aside."""
+    import pkgutil
+
+    names = sorted(m.name for m in pkgutil.iter_modules(parity.__path__)
+                   if not m.name.startswith("_") and m.name != "comparison")
+    assert {"export", "dropout", "modules", "flax_params"} <= set(names)
+    code = (f"import parity; missing = [n for n in {names!r} if not hasattr(parity, n)]; "
+            f"print(missing, set(parity.__all__) >= set({names!r}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[] True"
+
+
 def test_every_public_submodule_is_an_attribute_of_the_package():
     """After ``import functional_fit as ff``, ``ff.<module>`` works for each of its modules, in
     a fresh interpreter (a module imported by another one would hide a missing name here). The

@@ -362,3 +362,38 @@ def test_fit_train_takes_an_nnx_module_with_batchnorm_and_dropout_directly():
     assert np.array_equal(direct.losses, by_hand.losses)
     assert jax.tree.structure(direct.state) == jax.tree.structure(state)
     np.testing.assert_allclose(direct.losses, torch_fit.losses, rtol=1e-12)
+
+
+def test_a_bias_before_batchnorm_is_named_as_rounding_noise_not_a_bug():
+    """A conv bias feeding a training-mode BatchNorm has a gradient that is zero but for
+    rounding; Adam turns that noise into steps (up to 1 / eps), so two right ports part there.
+    compare measures its gradient against the whole gradient's scale (no false "gradient"
+    culprit), names it null, and blames the null gradient, not the port; the same module with
+    bias=False agrees."""
+    def module(bias):
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, bias=bias), torch.nn.BatchNorm2d(2),
+                                   torch.nn.Flatten(), torch.nn.Linear(32, 3)).double()
+
+    def port(bias):
+        def model(p, s, x):
+            h = nn.conv2d(x, p["0.weight"], p.get("0.bias"))
+            h, mean, var = nn.batch_norm(h, s["1.running_mean"], s["1.running_var"],
+                                         p["1.weight"], p["1.bias"], training=True)
+            new = {"1.running_mean": mean, "1.running_var": var,
+                   "1.num_batches_tracked": s["1.num_batches_tracked"] + 1}
+            return nn.linear(h.reshape(h.shape[0], -1), p["3.weight"], p["3.bias"]), new
+        return model
+
+    x = np.random.default_rng(0).normal(size=(8, 1, 6, 6))
+    y = np.arange(8) % 3
+    kw = dict(jax_loss=nn.cross_entropy, torch_loss=F.cross_entropy,
+              optimizer=("Adam", {"lr": 0.01}), steps=5)
+    with_bias = parity.compare(port(True), module(True), x, y, **kw)
+    assert with_bias.null == ("0.bias",)
+    assert with_bias.grad_diff["0.bias"] <= with_bias.tolerance.value
+    assert not with_bias.ok and with_bias.culprit == "null_gradient", with_bias.table()
+    assert "not a bug of the port" in with_bias.table()
+    assert with_bias.first_divergence.parameter in ("0.bias", "1.running_mean")
+    without = parity.compare(port(False), module(False), x, y, **kw)
+    assert without.ok and without.null == (), without.table()
