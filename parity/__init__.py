@@ -9,7 +9,8 @@ The torch mirror, the second of the project's four layers: it mirrors `functiona
 for module (`data`, `models`, `losses`, `ols`, `autodiff`, `optim`, `fit`, `registry`,
 `params`, `surface`, `sweep`) and imports only torch and the public names of `functional_fit`.
 The layer that runs the two side by side is `comparison`; ``parity.compare`` is its entry
-point under the name users know, loaded when first asked for.
+point under the name users know, and ``parity.testing`` its assertion for a project's tests,
+both loaded when first asked for.
 
 Importing this package changes no global configuration (neither torch's nor JAX's).
 """
@@ -22,10 +23,10 @@ from parity.models import PolynomialModel, SimpleLinearModel, SineModel
 
 
 def __getattr__(name):
-    """``parity.surface`` and ``parity.sweep``, loaded when first asked for; and
-    ``parity.compare``, which is `comparison.compare.compare`: a re-export, not a use, so
+    """``parity.surface``, ``parity.sweep`` and ``parity.testing``, loaded when first asked
+    for; and ``parity.compare``, which is `comparison.compare.compare`: a re-export, not a use, so
     importing `parity` loads nothing of `comparison`."""
-    if name in ("surface", "sweep"):
+    if name in ("surface", "sweep", "testing"):
         return importlib.import_module(f"parity.{name}")
     if name == "compare":
         from comparison.compare import compare
@@ -52,4 +53,5 @@ __all__ = [
     "surface",
     "sweep",
     "tensors",
+    "testing",
 ]
