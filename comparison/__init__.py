@@ -16,6 +16,10 @@ The third of the project's four layers: it sits on both sides, and nothing below
   step, with the layer of the port to blame;
 - `problems` the optimizer problems in both frameworks, which the atlas and the optimizer
   tests run.
+- `testing`  ``parity.testing.assert_same_training``: `compare` as an assertion whose message
+  is the report, for a project's own tests;
+- `pytest_plugin` pytest's ``--parity-report DIR`` (the ``pytest11`` entry point): each failing
+  comparison's table and plot, written to DIR.
 
 The command line (`functional_fit_cli`) is a thin layer over these and the two libraries.
 """

@@ -10,7 +10,8 @@ for module (`data`, `models`, `losses`, `ols`, `autodiff`, `optim`, `fit`, `regi
 `params`, `surface`, `sweep`, `modules`; `dropout`, `export` and `ops`, `flax_params` are its
 own) and imports only torch and the public names of `functional_fit`.
 The layer that runs the two side by side is `comparison`; ``parity.compare`` is its entry
-point under the name users know, loaded when first asked for.
+point under the name users know, and ``parity.testing`` its assertion for a project's tests,
+both loaded when first asked for.
 
 Importing this package changes no global configuration (neither torch's nor JAX's).
 """
@@ -23,14 +24,14 @@ from parity.models import PolynomialModel, SimpleLinearModel, SineModel
 
 
 #: Submodules loaded on first use: torch.export's machinery, flax and equinox are heavy.
-LAZY = ("surface", "sweep", "export", "ops", "modules", "flax_params")
+LAZY = ("surface", "sweep", "export", "ops", "modules", "flax_params", "testing")
 
 
 def __getattr__(name):
     """``parity.surface``, ``parity.sweep``, ``parity.export`` (with ``parity.ops``),
-    ``parity.modules`` and ``parity.flax_params``, loaded when first asked for; and
-    ``parity.compare``, which is `comparison.compare.compare`: a re-export, not a use, so
-    importing `parity` loads nothing of `comparison`."""
+    ``parity.modules``, ``parity.flax_params`` and ``parity.testing``, loaded when first
+    asked for; and ``parity.compare``, which is `comparison.compare.compare`: a re-export, not
+    a use, so importing `parity` loads nothing of `comparison`."""
     if name in LAZY:
         return importlib.import_module(f"parity.{name}")
     if name == "compare":
@@ -63,4 +64,5 @@ __all__ = [
     "surface",
     "sweep",
     "tensors",
+    "testing",
 ]

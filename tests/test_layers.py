@@ -45,8 +45,9 @@ ALIASES = {
 
 #: Names that a package re-exports from a layer above, loaded on first use (a module
 #: ``__getattr__``), so that importing the package loads nothing of that layer:
-#: ``parity.compare`` is `comparison.compare.compare`, under the name users know.
-UPWARD_NAMES = {("parity", "comparison.compare")}
+#: ``parity.compare`` is `comparison.compare.compare`, and ``parity.testing``'s names are
+#: `comparison.testing`'s, under the names users know.
+UPWARD_NAMES = {("parity", "comparison.compare"), ("parity.testing", "comparison.testing")}
 
 #: Standard-library modules that only the command line's plumbing may use.
 PLUMBING = ("signal", "ctypes")
