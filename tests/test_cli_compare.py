@@ -2,6 +2,8 @@
 status (0 agree, 1 part, 2 bad input), the table or JSON the library's own."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -191,6 +193,13 @@ BAD_INPUTS = {
     "not callable": (lambda f: ["--torch", f"{f['torch_model.py']}:NUMBER", "--jax",
                                 f"{f['good.py']}:model", "--data", f["data.npz"]],
                      "is a int, not a function returning an nn.Module"),
+    "jax not a model": (lambda f: ["--torch", f"{f['torch_model.py']}:make", "--jax",
+                                   f"{f['torch_model.py']}:NUMBER", "--data", f["data.npz"]],
+                        "is a int, not a JAX model"),
+    "jax model fails on the data": (lambda f: ["--torch", f"{f['torch_model.py']}:make",
+                                               "--jax", f"{f['torch_model.py']}:not_a_module",
+                                               "--data", f["data.npz"]],
+                                    "jax_model fails on the parameters"),
     "npz without y": (lambda f: [*pair(f), "--data", f["only_x.npz"]],
                       "holds no array 'y' (it holds x; --x and --y name them)"),
     "not an npz": (lambda f: [*pair(f), "--data", f["not.npz"]],
@@ -224,3 +233,16 @@ def test_bad_input_is_one_line_and_exit_2(files, capsys, case):
     assert len(lines) == 1 and lines[0].startswith("functional-fit compare: error: "), err
     assert says in lines[0], lines[0]
     assert out == "" and "Traceback" not in err
+
+
+def test_the_console_script_gates_ci_by_its_exit_status(files):
+    """In a process of its own, as CI runs it: 1 for the transposed weight, the culprit on
+    stdout, no error on stderr."""
+    proc = subprocess.run([sys.executable, "-m", "functional_fit", "compare",
+                           *pair(files, "bad.py"), "--data", files["data.npz"], "--opt",
+                           "lr=0.05", "--steps", "5"], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "DIFFER beyond rounding; first in the model"
+    assert "first divergence: step 1, " in proc.stdout
+    assert "error" not in proc.stderr and "Traceback" not in proc.stderr
