@@ -17,6 +17,9 @@ Parsing and printing only; the comparison is `comparison.compare.compare` (``par
 - ``--optimizer NAME`` (a torch.optim name) with ``--opt KEY=VALUE`` keywords, ``lr``
   among them; ``--steps`` full-batch steps or ``--epochs`` with ``--batch-size``.
 
+``--plot FILE`` writes `Comparison.plot` (each parameter's difference per step against the
+tolerance), whatever the verdict, so that a failing CI run keeps it.
+
 Exit status: 0 when the two agree within the tolerance, 1 when they part (the table, or the
 JSON, names the step, the parameter and the part of the port to blame), 2 for bad input (one
 line naming the option), so that it can gate CI.
@@ -33,7 +36,8 @@ import numpy as np
 
 from functional_fit import checks as _checks, data as _data, optim, registry
 from functional_fit.checks import InputError, choice, first_line
-from functional_fit_cli.options import LENGTH_OPTIONS, json_text, parse_opts
+from functional_fit_cli.files import together
+from functional_fit_cli.options import LENGTH_OPTIONS, json_text, output_file, parse_opts
 
 #: The losses whose targets are integer class labels (n,), not values shaped as the output.
 LABEL_LOSSES = ("cross_entropy",)
@@ -81,6 +85,9 @@ def add_parser(sub):
                    help="active nn.Dropout layers: the same masks on both sides, or switched "
                    "off on both (default shared)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("--plot", metavar="PNG", type=output_file("--plot", plot=True),
+                   help="write each parameter's difference per step, against the tolerance, to "
+                   "this file (.png, .pdf, .svg, ...), whatever the verdict")
     return p
 
 
@@ -108,6 +115,11 @@ def run(args) -> int:
                 torch_loss=torch_registry.LOSSES[loss], optimizer=optimizer, steps=args.steps,
                 epochs=args.epochs, batch_size=args.batch_size, order_seed=args.order_seed,
                 dtype=args.dtype, dropout=args.dropout)
+    if args.plot:
+        from functional_fit import plot
+
+        with together() as outputs:  # renamed into place once written
+            plot.save(c.plot(), outputs.file(args.plot))
     print(json_text(c.to_json()) if args.json else c.table())
     return 0 if c.ok else 1
 

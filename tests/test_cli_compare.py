@@ -4,6 +4,7 @@ status (0 agree, 1 part, 2 bad input), the table or JSON the library's own."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -162,6 +163,19 @@ def test_csv_class_labels_for_cross_entropy(tmp_path, capsys):
     (tmp_path / "classes.csv").write_text("x,label\n0.0,0\n1.0,0.5\n")
     status, out, err = run(capsys, *argv)
     assert status == 2 and "column 'label' must hold whole-number class labels" in err
+
+
+def test_plot_is_written_whatever_the_verdict_and_never_over_the_data(files, tmp_path, capsys):
+    png = tmp_path / "apart.png"
+    status, _, err = run(capsys, *pair(files, "bad.py"), "--data", files["data.npz"],
+                         "--steps", "3", "--plot", str(png))
+    assert status == 1, err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = tmp_path / "table.svg"  # a CSV under a name --plot takes: refused all the same
+    table.write_text(Path(files["data.csv"]).read_text())
+    status, _, err = run(capsys, *pair(files), "--data", str(table), "--x", "t", "--y", "d",
+                         "--plot", str(table))
+    assert status == 2 and "would overwrite the input --data" in err
 
 
 def test_torch_and_jax_names_may_share_one_file(files, tmp_path, capsys):
