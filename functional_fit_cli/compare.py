@@ -109,7 +109,7 @@ def run(args) -> int:
     module = torch_module(args.torch, files)
     jax_model = load_name("--jax", args.jax, files)
     if not callable(jax_model) and not isinstance(jax_model, tuple):
-        raise InputError(f"--jax {args.jax} is a {type(jax_model).__name__}, not a JAX model "
+        raise InputError(f"--jax {args.jax} is of type {type(jax_model).__name__}, not a JAX model "
                          "(a function, or a flax or equinox module)")
     c = compare(jax_model, module, x, y, jax_loss=registry.LOSSES[loss],
                 torch_loss=torch_registry.LOSSES[loss], optimizer=optimizer, steps=args.steps,
@@ -199,15 +199,16 @@ def torch_module(spec: str, files: dict):
     if isinstance(found, torch.nn.Module):
         return found
     if not callable(found):
-        raise InputError(f"--torch {spec} is a {type(found).__name__}, not a function returning "
-                         "an nn.Module")
+        raise InputError(f"--torch {spec} is of type {type(found).__name__}, not a function "
+                         "returning an nn.Module")
     try:
         module = found()
     except Exception as exc:
         raise InputError(f"--torch {spec}: calling it with no arguments failed "
                          f"({first_line(exc)})") from None
     if not isinstance(module, torch.nn.Module):
-        raise InputError(f"--torch {spec} returned a {type(module).__name__}, not an nn.Module")
+        raise InputError(f"--torch {spec} returned an object of type {type(module).__name__}, "
+                         "not an nn.Module")
     return module
 
 
