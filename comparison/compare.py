@@ -232,6 +232,35 @@ class Comparison(NamedTuple):
                      f"DIFFER beyond rounding; first in the {self.culprit}")
         return "\n".join(lines)
 
+    def to_json(self) -> dict:
+        """The verdict as plain Python values (what ``functional-fit compare --json`` prints).
+
+        ``{"ok", "culprit", "first_divergence" (None, or the `Divergence`'s fields, the index
+        a list), "forward_diff", "loss_diff", "parameters": {name: {"kind" (trained, frozen,
+        unused or buffer), "grad_diff" (None where no gradient is compared), "max_path_diff",
+        "worst_step"}}, "tolerance": {"value", "derivation"}, "steps", "diverged", "random",
+        "dropout"}``. A non-finite difference stays a float (inf); `json.dumps` with
+        ``allow_nan=False`` needs it cleaned first.
+        """
+        first = self.first_divergence
+        parameters = {}
+        for name, d in self.path_diff.items():
+            kind = ("frozen" if name in self.frozen else "unused" if name in self.unused
+                    else "buffer" if name in self.buffers else "trained")
+            grad = self.grad_diff.get(name) if kind in ("trained", "unused") else None
+            parameters[name] = {"kind": kind, "grad_diff": None if grad is None else float(grad),
+                                "max_path_diff": float(np.max(d)) if d.size else 0.0,
+                                "worst_step": int(np.argmax(d)) if d.size else 0}
+        return {"ok": bool(self.ok), "culprit": self.culprit,
+                "first_divergence": None if first is None else
+                {**first._asdict(), "index": list(first.index)},
+                "forward_diff": float(self.forward_diff), "loss_diff": float(self.loss_diff),
+                "parameters": parameters,
+                "tolerance": {"value": float(self.tolerance.value),
+                              "derivation": self.tolerance.derivation},
+                "steps": int(self.steps), "diverged": self.diverged, "random": bool(self.random),
+                "dropout": self.dropout}
+
     def plot(self, *, title: str = "JAX against torch, per parameter"):
         """Per step, each parameter's relative difference against the tolerance (log scale)."""
         from matplotlib.figure import Figure

@@ -1,7 +1,8 @@
 """``functional-fit``: `main`, the console script, a thin layer of parsing and printing.
 
 Each sub-command lives in its own module of this package (``lecture.py``, ``surface.py``,
-``sweep.py``, ``parity.py``) and provides ``add_parser(subparsers)`` and ``run(args) -> int``.
+``sweep.py``, ``parity.py``, ``compare.py``) and provides ``add_parser(subparsers)`` and
+``run(args) -> int``.
 
 How it fails (README, "Failure behaviour"; `tests/test_bad_inputs.py` runs every case):
 
@@ -30,7 +31,7 @@ import sys
 
 from functional_fit_cli import signals
 
-COMMANDS = ("lecture", "surface", "sweep", "parity")
+COMMANDS = ("lecture", "surface", "sweep", "parity", "compare")
 
 #: ASCII stand-ins for the few non-ASCII characters the tables print, for a terminal (or
 #: ``PYTHONIOENCODING=ascii``) that cannot encode them.

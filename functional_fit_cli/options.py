@@ -44,13 +44,13 @@ def add_optimizer_options(parser: argparse.ArgumentParser, default: str = "gd") 
                         "--opt nesterov=True; repeatable, checked against its signature")
 
 
-def resolve_optimizer(args):
-    """The registry optimizer of ``--optimizer`` with the keywords of ``--opt``."""
+def parse_opts(items) -> dict:
+    """The keywords of repeated ``--opt KEY=VALUE``, each value a Python literal
+    (`ast.literal_eval`: ``0.9``, ``True``, ``(0.9, 0.999)``); InputError naming ``--opt``."""
     import ast
 
-    name = choice("--optimizer", args.optimizer, tuple(registry.OPTIMIZERS))
     kwargs = {}
-    for item in args.opt:
+    for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise InputError(f"--opt must look like KEY=VALUE, got {item!r}")
@@ -60,6 +60,13 @@ def resolve_optimizer(args):
             raise InputError(f"--opt {item}: {text!r} is not a number, True/False or a tuple"
                              ) from None
         kwargs[key.strip()] = value
+    return kwargs
+
+
+def resolve_optimizer(args):
+    """The registry optimizer of ``--optimizer`` with the keywords of ``--opt``."""
+    name = choice("--optimizer", args.optimizer, tuple(registry.OPTIMIZERS))
+    kwargs = parse_opts(args.opt)
     try:
         return registry.optimizer(name, **kwargs)
     except InputError as exc:

@@ -1,0 +1,257 @@
+"""``functional-fit compare``: your torch module against your JAX port, from files, for CI.
+
+Parsing and printing only; the comparison is `comparison.compare.compare` (``parity.compare``).
+
+- ``--torch FILE.py:NAME``: NAME is a function (or class) of no arguments returning the
+  ``nn.Module``, or the module itself.
+- ``--jax FILE.py:NAME``: NAME is the JAX model as `parity.compare` takes it: a function
+  ``model(params, x)`` (``model(params, state, x)`` for a module with buffers), a flax NNX or
+  equinox module, or a linen (module, variables) pair. The two may be in one file; it is
+  imported once, with its own folder on ``sys.path`` while it is imported.
+- ``--data FILE``: an ``.npz`` holding arrays ``x`` and ``y`` (named by ``--x``/``--y``), used
+  as stored; any other file is a CSV with a header row (`functional_fit.tables.read_table`),
+  its two columns as x of shape (n, 1) and y of shape (n, 1), or (n,) integer labels for
+  ``--loss cross_entropy``.
+- ``--loss``: a name of `functional_fit.registry.LOSSES` (JAX) and `parity.registry.LOSSES`
+  (torch), both the mean over the batch, as torch.nn.functional's defaults.
+- ``--optimizer NAME`` (a torch.optim name) with ``--opt KEY=VALUE`` keywords, ``lr``
+  among them; ``--steps`` full-batch steps or ``--epochs`` with ``--batch-size``.
+
+``--plot FILE`` writes `Comparison.plot` (each parameter's difference per step against the
+tolerance), whatever the verdict, so that a failing CI run keeps it.
+
+Exit status: 0 when the two agree within the tolerance, 1 when they part (the table, or the
+JSON, names the step, the parameter and the part of the port to blame), 2 for bad input (one
+line naming the option), so that it can gate CI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from functional_fit import checks as _checks, data as _data, optim, registry
+from functional_fit.checks import InputError, choice, first_line
+from functional_fit_cli.files import together
+from functional_fit_cli.options import LENGTH_OPTIONS, json_text, output_file, parse_opts
+
+#: The losses whose targets are integer class labels (n,), not values shaped as the output.
+LABEL_LOSSES = ("cross_entropy",)
+#: The options every run needs (checked by `run`, so that the parser alone takes any subset).
+REQUIRED = {"--torch": "FILE.py:NAME", "--jax": "FILE.py:NAME", "--data": "FILE"}
+#: The default optimizer, as `parity.compare`'s.
+OPTIMIZER = "SGD"
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "compare",
+        help="compare your torch module and your JAX port step by step (exit 1 if they part)",
+        description="Fit a torch module and its JAX port from the same start, on the same "
+        "batches, with the same optimizer, and print where they part (parity.compare). Exits "
+        "0 when they agree within the tolerance, 1 when they part, 2 for bad input.",
+    )
+    p.add_argument("--torch", metavar="FILE.py:NAME",
+                   help="a function (or class) of no arguments returning the nn.Module, or "
+                   "the module itself")
+    p.add_argument("--jax", metavar="FILE.py:NAME",
+                   help="the JAX model: model(params, x) over the module's state_dict names, "
+                   "or a flax NNX or equinox module, or a linen (module, variables) pair")
+    p.add_argument("--data", metavar="FILE",
+                   help="an .npz holding arrays x and y, or a CSV with a header row (x and y "
+                   "as (n, 1); y as (n,) integer labels for --loss cross_entropy)")
+    p.add_argument("--x", default="x", metavar="NAME", help="the x column or array (x)")
+    p.add_argument("--y", default="y", metavar="NAME", help="the y column or array (y)")
+    p.add_argument("--loss", default="mse",
+                   help=f"{', '.join(registry.LOSSES)}, the mean over the batch (default mse)")
+    p.add_argument("--optimizer", default=OPTIMIZER,
+                   help=f"a torch.optim name, used on both sides (default {OPTIMIZER})")
+    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="a keyword of the optimizer, e.g. --opt lr=0.01 --opt "
+                   "betas=(0.9,0.99); repeatable, a Python literal each")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int,
+                        help=f"full-batch steps (default {_data.DEFAULT_STEPS})")
+    length.add_argument("--epochs", type=int, help="passes over the data in minibatches")
+    p.add_argument("--batch-size", type=int, default=None, help="the minibatch size, with --epochs")
+    p.add_argument("--order-seed", type=int, default=0, help="seed of the batch order (0)")
+    p.add_argument("--dtype", default="float64", choices=("float64", "float32"),
+                   help="the parameters and data on both sides (default float64)")
+    p.add_argument("--dropout", default="shared", choices=("shared", "off"),
+                   help="active nn.Dropout layers: the same masks on both sides, or switched "
+                   "off on both (default shared)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("--plot", metavar="PNG", type=output_file("--plot", plot=True),
+                   help="write each parameter's difference per step, against the tolerance, to "
+                   "this file (.png, .pdf, .svg, ...), whatever the verdict")
+    return p
+
+
+def run(args) -> int:
+    from comparison.compare import compare
+    from parity import registry as torch_registry
+
+    for option, metavar in REQUIRED.items():
+        if getattr(args, option.lstrip("-")) is None:
+            raise InputError(f"{option} {metavar} is required")
+    loss = choice("--loss", args.loss, tuple(registry.LOSSES))
+    optimizer = resolve_optimizer(args.optimizer, args.opt)
+    x, y = load_data(args.data, args.x, args.y, labels=loss in LABEL_LOSSES)
+    _data.fit_length(x.shape[0], steps=args.steps, epochs=args.epochs,
+                     batch_size=args.batch_size, names=LENGTH_OPTIONS,
+                     defaults=args.steps is None and args.epochs is None)  # as compare's
+    _checks.nonnegative_int("--order-seed", args.order_seed)
+    files = {}  # one import per file: --torch and --jax may name the same one
+    module = torch_module(args.torch, files)
+    jax_model = load_name("--jax", args.jax, files)
+    if not callable(jax_model) and not isinstance(jax_model, tuple):
+        raise InputError(f"--jax {args.jax} is of type {type(jax_model).__name__}, not a JAX model "
+                         "(a function, or a flax or equinox module)")
+    c = compare(jax_model, module, x, y, jax_loss=registry.LOSSES[loss],
+                torch_loss=torch_registry.LOSSES[loss], optimizer=optimizer, steps=args.steps,
+                epochs=args.epochs, batch_size=args.batch_size, order_seed=args.order_seed,
+                dtype=args.dtype, dropout=args.dropout)
+    if args.plot:
+        from functional_fit import plot
+
+        with together() as outputs:  # renamed into place once written
+            plot.save(c.plot(), outputs.file(args.plot))
+    print(json_text(c.to_json()) if args.json else c.table())
+    return 0 if c.ok else 1
+
+
+def resolve_optimizer(name: str, items) -> tuple[str, dict]:
+    """(torch.optim name, keywords) from ``--optimizer`` and ``--opt``, checked as torch checks
+    them; InputError naming the option."""
+    name = choice("--optimizer", name, tuple(optim.OPTIMIZERS))
+    kwargs = parse_opts(items)
+    rest = {k: v for k, v in kwargs.items() if k != "lr"}
+    try:
+        registry.check_keywords(name, rest)
+        optim.OPTIMIZERS[name](**kwargs)  # lr's value too
+    except InputError as exc:
+        raise InputError(f"--opt: {exc}") from None
+    return name, kwargs
+
+
+# --------------------------------------------------------------------------- the two models
+
+
+def _split(option: str, spec: str) -> tuple[Path, str]:
+    """``FILE.py:NAME`` -> (the file, NAME); InputError naming `option`."""
+    path, sep, name = spec.rpartition(":")
+    if not sep or not path or not name.isidentifier():
+        raise InputError(f"{option} must look like FILE.py:NAME, got {spec!r}")
+    file = Path(path)
+    if not file.is_file():
+        what = "is not a file" if file.exists() else "does not exist"
+        raise InputError(f"{option} {spec}: {path!r} {what}")
+    return file, name
+
+
+def _import(option: str, file: Path, spec: str):
+    """The module of `file`, imported under a private name with its folder on ``sys.path``;
+    InputError naming `option` when it fails to import."""
+    name = "_functional_fit_compare_" + hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:12]
+    loader = importlib.util.spec_from_file_location(name, file)
+    if loader is None:
+        raise InputError(f"{option} {spec}: {str(file)!r} is not a Python file")
+    module = importlib.util.module_from_spec(loader)
+    folder = str(file.resolve().parent)
+    sys.path.insert(0, folder)
+    sys.modules[name] = module  # dataclasses and pickling look a class's module up here
+    try:
+        loader.loader.exec_module(module)
+    except (Exception, SystemExit) as exc:
+        del sys.modules[name]
+        raise InputError(f"{option} {spec}: importing {str(file)!r} failed "
+                         f"({first_line(exc)})") from None
+    finally:
+        sys.path.remove(folder)
+    return module
+
+
+def load_name(option: str, spec: str, files: dict):
+    """The object NAME of ``FILE.py:NAME``, its file imported once per run (`files`, keyed by
+    the resolved path); InputError naming `option`."""
+    file, name = _split(option, spec)
+    key = file.resolve()
+    if key not in files:
+        files[key] = _import(option, file, spec)
+    module = files[key]
+    if not hasattr(module, name):
+        defined = sorted(k for k in vars(module) if not k.startswith("_"))
+        raise InputError(f"{option} {spec}: {str(file)!r} defines no {name!r} (it defines "
+                         f"{', '.join(defined) or 'nothing public'})")
+    return getattr(module, name)
+
+
+def torch_module(spec: str, files: dict):
+    """The ``nn.Module`` of ``--torch``: NAME called with no arguments, or NAME itself when it
+    is a module; InputError naming ``--torch``."""
+    import torch
+
+    found = load_name("--torch", spec, files)
+    if isinstance(found, torch.nn.Module):
+        return found
+    if not callable(found):
+        raise InputError(f"--torch {spec} is of type {type(found).__name__}, not a function "
+                         "returning an nn.Module")
+    try:
+        module = found()
+    except Exception as exc:
+        raise InputError(f"--torch {spec}: calling it with no arguments failed "
+                         f"({first_line(exc)})") from None
+    if not isinstance(module, torch.nn.Module):
+        raise InputError(f"--torch {spec} returned an object of type {type(module).__name__}, "
+                         "not an nn.Module")
+    return module
+
+
+# --------------------------------------------------------------------------- the data
+
+
+def _npz(path: str, x: str, y: str) -> tuple[np.ndarray, np.ndarray]:
+    """Arrays `x` and `y` of an ``.npz`` file, as stored; InputError naming ``--data``."""
+    try:
+        with np.load(path, allow_pickle=False) as held:
+            missing = [k for k in (x, y) if k not in held.files]
+            if missing:
+                raise InputError(f"--data {path}: holds no array {missing[0]!r} (it holds "
+                                 f"{', '.join(held.files) or 'none'}; --x and --y name them)")
+            return held[x], held[y]
+    except InputError:
+        raise
+    except FileNotFoundError:
+        raise InputError(f"--data {path}: no such file") from None
+    except Exception as exc:
+        raise InputError(f"--data {path}: not an .npz file numpy can read "
+                         f"({first_line(exc)})") from None
+
+
+def _csv(path: str, x: str, y: str, labels: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Columns `x` and `y` of a CSV file: x (n, 1); y (n, 1), or (n,) integer labels."""
+    table = _data.read_table(path, x, y)
+    if not labels:
+        return table.x[:, None], table.y[:, None]  # (n, 1), as nn.Linear takes and gives
+    if not np.all(table.y == np.round(table.y)):
+        raise InputError(f"--data {path}: column {y!r} must hold whole-number class labels "
+                         "for --loss cross_entropy")
+    return table.x[:, None], table.y.astype(np.int64)  # (n, 1), (n,)
+
+
+def load_data(path: str, x: str, y: str, *, labels: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) from ``--data``: an ``.npz`` as stored, or a CSV (`_csv`); checked as
+    `parity.compare` checks them, with InputError naming ``--data``."""
+    if path.lower().endswith(".npz"):
+        xs, ys = _npz(path, x, y)
+    else:
+        xs, ys = _csv(path, x, y, labels)
+    try:
+        return _checks.points(xs, ys, ndims=None, names=(f"--x {x}", f"--y {y}"))
+    except InputError as exc:
+        raise InputError(f"--data {path}: {exc}") from None
