@@ -72,7 +72,8 @@ from functional_fit.checks import DivergenceError, InputError, first_line
 from functional_fit.precision import policy, require, torch_matmul_precision
 from functional_fit.tolerances import (OPTIMIZER_ROUNDINGS, ROUNDINGS_PER_LAYER,  # noqa: F401
                                        UNIT_ROUNDOFF, accumulated, rel_err, step_roundings)
-from parity import dropout as tdropout, fit as tfit, modules as tmodules, params as tparams
+from parity import dropout as tdropout, fit as tfit, modules as tmodules, optim as toptim
+from parity import params as tparams
 from parity.data import torch_dtype
 
 #: Rounding differences grow at most linearly along a stable path; this margin covers the
@@ -336,6 +337,50 @@ def _optimizers(optimizer, module_params):
                      "(optax transformation, params -> torch.optim.Optimizer)")
 
 
+class _TrainStep(NamedTuple):
+    """The rest of a training step, both sides: optimizer, scheduler, gradient clipping."""
+
+    jax: Any  # the optax transformation (the schedule inside it)
+    torch: Any  # the torch optimizer
+    scheduler: Any = None  # the torch scheduler of `torch`, stepped after each step, or None
+    clip: tuple | None = None  # (max_norm, norm_type) of clip_grad_norm_, or None
+    named: bool = True  # a named optimizer: JAX's twin gets the schedule and the clipping
+
+
+def _training_step(optimizer, module, scheduler, max_norm, norm_type) -> _TrainStep:
+    """`_TrainStep` of compare's arguments. A named optimizer with a scheduler gets its JAX
+    twin from the live pair (`parity.optim.transformation`: the schedule of the same name); a
+    pair ``(optax transformation, factory)`` is used as given, its schedule the user's."""
+    jax_opt, torch_opt = _optimizers(optimizer, module.parameters())
+    sched = None
+    if scheduler is not None:
+        if not callable(scheduler):
+            raise InputError("scheduler must be a function of the torch optimizer, e.g. "
+                             "lambda opt: torch.optim.lr_scheduler.StepLR(opt, 10)")
+        sched = scheduler(torch_opt)
+        kinds = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        if not isinstance(sched, kinds):
+            raise InputError(f"scheduler must return a torch.optim.lr_scheduler scheduler of "
+                             f"the optimizer, got {type(sched).__name__}")
+        if isinstance(optimizer[0], str):
+            jax_opt = toptim.transformation(torch_opt, module, sched)
+    clip = None
+    if max_norm is not None:
+        clip = (_checks.positive_float("max_norm", max_norm), float(norm_type))
+    return _TrainStep(jax_opt, torch_opt, sched, clip, isinstance(optimizer[0], str))
+
+
+def _with_clip(jax_opt, clip, p0: dict, frozen: tuple):
+    """`jax_opt` after torch's ``clip_grad_norm_`` over the trained parameters: the frozen
+    ones' gradients (torch has none) are zeroed first, so that they are not in the norm."""
+    if clip is None:
+        return jax_opt
+    parts = [optim.clip_grad_norm(*clip), jax_opt]
+    if frozen:
+        parts.insert(0, optax.masked(optax.set_to_zero(), {k: k in frozen for k in p0}))
+    return optax.chain(*parts)
+
+
 def _arrays(x, y, pol):
     """x as the policy's data float (numpy), y too unless it holds integer labels."""
     x, y = _checks.points(x, y, ndims=None)
@@ -592,13 +637,14 @@ def _jax_path(port: _Port, jax_opt, length: _Length):
     return {k: np.asarray(v) for k, v in path.items()}, diverged
 
 
-def _torch_path(port: _Port, torch_opt, length: _Length):
+def _torch_path(port: _Port, step: _TrainStep, length: _Length):
     """torch's path (name -> (steps+1, *shape), parameters and buffers) and whether its loss
     became non-finite."""
+    clip = {} if step.clip is None else dict(max_norm=step.clip[0], norm_type=step.clip[1])
     try:
-        return tfit.train(port.module, port.torch_loss, port.tx, port.ty, optimizer=torch_opt,
-                          key=port.key, dropout_convention=port.convention,
-                          **length.run).path, False
+        return tfit.train(port.module, port.torch_loss, port.tx, port.ty, optimizer=step.torch,
+                          scheduler=step.scheduler, key=port.key,
+                          dropout_convention=port.convention, **clip, **length.run).path, False
     except DivergenceError as exc:
         return exc.result.path, True
 
@@ -637,7 +683,8 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
             optimizer=("SGD", {"lr": 0.01}), steps: int | None = None,
             epochs: int | None = None, batch_size: int | None = None, order_seed: int = 0,
             dtype: str = "float64", params=None, dropout: str = "shared",
-            dropout_seed: int = 0) -> Comparison:  # 15: a port's two halves, named
+            dropout_seed: int = 0, scheduler=None, max_norm: float | None = None,
+            norm_type: float = 2.0) -> Comparison:  # 18: a port's two halves, named
     """Run one fit in JAX and in torch from the same start and compare, step by step.
 
     Args:
@@ -663,6 +710,14 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
         the same masks, from ``jax.random.key(dropout_seed)`` (`parity.dropout`); ``"off"``:
         dropout switched off on both sides (JAX's model is called without a key).
       dropout_seed: the masks' seed.
+      scheduler: the rest of a torch training step, as torch code has it: a function of the
+        torch optimizer returning its ``torch.optim.lr_scheduler`` scheduler, stepped after
+        every optimizer step as `parity.fit.train` steps it (on the step's loss for
+        ``ReduceLROnPlateau``). A named optimizer's JAX twin then carries the schedule of the
+        same name (`parity.optim.transformation`); a pair's is the user's own.
+      max_norm, norm_type: torch's ``clip_grad_norm_`` between ``backward`` and ``step``;
+        a named optimizer's JAX twin chains `functional_fit.optim.clip_grad_norm` before it,
+        a pair's transformation is compared as given (it clips itself, or not).
 
     Returns:
       `Comparison`; ``.ok``, ``.first_divergence``, ``.table()``, ``.plot()``,
@@ -694,9 +749,12 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
             out, tout, value, tvalue = _diagnose(port, probe)
             random, frozen = _random(port, probe), _frozen(module)
             grads, unused, null = _gradients(port, probe, frozen, tol.value)
-        jax_opt, torch_opt = _optimizers(optimizer, module.parameters())
-        jpath, jax_diverged = _jax_path(port, _freeze(jax_opt, p0, frozen, unused), length)
-    tpath, torch_diverged = _torch_path(port, torch_opt, length)
+        step = _training_step(optimizer, module, scheduler, max_norm, norm_type)
+        jax_opt = _freeze(step.jax, p0, frozen, unused)
+        if step.named:  # a pair's own transformation is compared as given
+            jax_opt = _with_clip(jax_opt, step.clip, p0, frozen)
+        jpath, jax_diverged = _jax_path(port, jax_opt, length)
+    tpath, torch_diverged = _torch_path(port, step, length)
     buffers = _compared_buffers(port.s0, jpath)
     path_diff, first = _paths_apart({**p0, **{k: s0[k] for k in buffers}}, jpath, tpath, tol)
     diverged = [side for side, bad in (("jax", jax_diverged), ("torch", torch_diverged)) if bad]
