@@ -147,6 +147,8 @@ class Comparison(NamedTuple):
     #: normalization amplifies up to 1 / eps, so their paths (and the running means they feed)
     #: may part although both ports are right
     null: tuple = ()
+    #: what each side's float32 matrix products used: {"jax": ..., "torch": ...}
+    matmul_precision: dict | None = None
 
     @property
     def culprit(self) -> str:
@@ -220,6 +222,9 @@ class Comparison(NamedTuple):
                          "rounding noise (Adam amplifies it up to 1 / eps)")
         if self.dropout:
             lines.append(DROPOUT[self.dropout])
+        if self.matmul_precision:
+            lines.append(f"float32 matrix products: JAX {self.matmul_precision['jax']}, "
+                         f"torch {self.matmul_precision['torch']}")
         if self.random:
             lines.append(RANDOM)
         if self.diverged:
@@ -335,6 +340,38 @@ def _optimizers(optimizer, module_params):
         return jax_opt, torch_opt
     raise InputError("optimizer must be (torch name, keywords), e.g. ('SGD', {'lr': 0.01}), or "
                      "(optax transformation, params -> torch.optim.Optimizer)")
+
+
+#: ``matmul_precision`` -> (JAX's ``default_matmul_precision``, torch's float32 matmul
+#: precision): float32 products in full float32, in TF32 (or XLA's 3-pass bfloat16), or in
+#: bfloat16. torch's convolutions follow (``cudnn.allow_tf32``). On a CPU nothing changes.
+PRECISIONS = {"highest": ("highest", "highest"), "high": ("high", "high"),
+              "medium": ("default", "medium")}
+
+
+@contextlib.contextmanager
+def matmul_precisions(choice: str | None = None):
+    """Both frameworks' float32 matrix products as `choice` (`PRECISIONS`) says, within the
+    block, and put back after; yields ``{"jax": ..., "torch": ...}``, what each side used.
+    None: JAX's products as torch's default (`functional_fit.precision.torch_matmul_precision`)
+    and torch's settings as they are."""
+    if choice is None:
+        with torch_matmul_precision():
+            jax_used = getattr(jax.config, "jax_default_matmul_precision", None) or "highest"
+            conv = ", convolutions TF32" if torch.backends.cudnn.allow_tf32 else ""
+            yield {"jax": jax_used, "torch": torch.get_float32_matmul_precision() + conv}
+        return
+    jax_choice, torch_choice = PRECISIONS[_checks.choice("matmul_precision", choice,
+                                                         tuple(PRECISIONS))]
+    saved = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    torch.set_float32_matmul_precision(torch_choice)
+    torch.backends.cudnn.allow_tf32 = torch_choice != "highest"
+    try:
+        with jax.default_matmul_precision(jax_choice):
+            yield {"jax": jax_choice, "torch": torch_choice}
+    finally:
+        torch.set_float32_matmul_precision(saved[0])
+        torch.backends.cudnn.allow_tf32 = saved[1]
 
 
 class _TrainStep(NamedTuple):
@@ -684,7 +721,8 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
             epochs: int | None = None, batch_size: int | None = None, order_seed: int = 0,
             dtype: str = "float64", params=None, dropout: str = "shared",
             dropout_seed: int = 0, scheduler=None, max_norm: float | None = None,
-            norm_type: float = 2.0) -> Comparison:  # 18: a port's two halves, named
+            norm_type: float = 2.0, matmul_precision: str | None = None,
+            ) -> Comparison:  # 19: a port's two halves, named
     """Run one fit in JAX and in torch from the same start and compare, step by step.
 
     Args:
@@ -718,6 +756,10 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
       max_norm, norm_type: torch's ``clip_grad_norm_`` between ``backward`` and ``step``;
         a named optimizer's JAX twin chains `functional_fit.optim.clip_grad_norm` before it,
         a pair's transformation is compared as given (it clips itself, or not).
+      matmul_precision: ``"highest"``, ``"high"`` or ``"medium"``: both sides' float32
+        matrix products (`PRECISIONS`: torch's ``set_float32_matmul_precision`` and
+        ``cudnn.allow_tf32``, JAX's ``default_matmul_precision``); None: JAX's as torch's
+        default, torch's as they are. `Comparison.matmul_precision` says what each used.
 
     Returns:
       `Comparison`; ``.ok``, ``.first_divergence``, ``.table()``, ``.plot()``,
@@ -742,8 +784,8 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
     fan_in = max([math.prod(v.shape[1:]) for v in p0.values() if v.ndim >= 2] + [1])
     layers = sum(1 for v in p0.values() if v.ndim >= 2) or 1
     tol = _tolerance(pol, length.steps, length.batch, fan_in, layers)
-    # JAX's float32 matrix products as torch's (no TF32 on a GPU): like is compared with like
-    with torch_matmul_precision():
+    # both sides' float32 matrix products set alike: like is compared with like
+    with matmul_precisions(matmul_precision) as used:
         probe, masks = _probe(port)
         with masks:
             out, tout, value, tvalue = _diagnose(port, probe)
@@ -754,7 +796,7 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
         if step.named:  # a pair's own transformation is compared as given
             jax_opt = _with_clip(jax_opt, step.clip, p0, frozen)
         jpath, jax_diverged = _jax_path(port, jax_opt, length)
-    tpath, torch_diverged = _torch_path(port, step, length)
+        tpath, torch_diverged = _torch_path(port, step, length)
     buffers = _compared_buffers(port.s0, jpath)
     path_diff, first = _paths_apart({**p0, **{k: s0[k] for k in buffers}}, jpath, tpath, tol)
     diverged = [side for side, bad in (("jax", jax_diverged), ("torch", torch_diverged)) if bad]
@@ -764,7 +806,8 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
         jax_path=jpath, torch_path=tpath,
         diverged=None if not diverged else ("both" if len(diverged) == 2 else diverged[0]),
         frozen=frozen, unused=unused, random=random, buffers=buffers, dropout=shared,
-        null=null)
+        null=null, matmul_precision=used)
 
 
-__all__ = ["Comparison", "Divergence", "Tolerance", "compare", "tolerance"]
+__all__ = ["Comparison", "Divergence", "PRECISIONS", "Tolerance", "compare", "matmul_precisions",
+           "tolerance"]

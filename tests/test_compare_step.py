@@ -83,3 +83,20 @@ def test_a_frozen_parameter_is_not_in_the_clipped_norm(data):
 def test_bad_steps_are_refused_in_one_line(data, kw, message):
     with pytest.raises(InputError, match=message):
         _run(data, optimizer=("SGD", {"lr": 0.1}), **kw)
+
+
+@pytest.mark.parametrize("choice, torch_setting", [(None, "highest"), ("highest", "highest"),
+                                                   ("high", "high"), ("medium", "medium")])
+def test_matmul_precision_is_set_on_both_sides_reported_and_put_back(data, choice,
+                                                                      torch_setting):
+    """The report states what each side's float32 products used; torch's setting is put back
+    after (on this CPU the products are the same, so the pair agrees whatever the choice)."""
+    before = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    c = _run(data, optimizer=("SGD", {"lr": 0.1}), matmul_precision=choice)
+    assert c.ok and c.matmul_precision["torch"].startswith(torch_setting)
+    assert c.matmul_precision["jax"] == {None: "highest", "highest": "highest", "high": "high",
+                                         "medium": "default"}[choice]
+    assert f"float32 matrix products: JAX {c.matmul_precision['jax']}" in c.table()
+    assert (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32) == before
+    with pytest.raises(InputError, match="matmul_precision"):
+        _run(data, optimizer=("SGD", {"lr": 0.1}), matmul_precision="tf32")
