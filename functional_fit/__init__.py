@@ -7,6 +7,7 @@ Modules (each mirrored in `parity`, the torch side):
               a small ``resnet`` with state and a dropout key
   `nn`        torch.nn.functional in JAX: torch's names, arguments and layouts
   `modules`   flax NNX, linen and equinox modules as pure model functions
+  `taps`      ``tap(name, value)``: a layer's output, recorded when `parity.compare` asks
   `losses`    ``mse(y_hat, y)``, ``l1(y_hat, y)``, ``bce_with_logits``, ``cross_entropy``
   `ols`       the analytic least-squares fit
   `autodiff`  z(θ) = (1 - log(1 + e^θ))^2 and its derivative three ways
@@ -39,8 +40,8 @@ __version__ = "0.1.0"
 
 #: The package's modules, loaded on first use (``functional_fit.fit``).
 _MODULES = ("autodiff", "checks", "data", "engine", "fit", "losses", "models", "modules", "nn",
-            "ols", "optim", "plot", "precision", "registry", "runtime", "surface", "sweep", "tables",
-            "tolerances")
+            "ols", "optim", "plot", "precision", "registry", "runtime", "surface", "sweep",
+            "tables", "taps", "tolerances")
 #: Names re-exported from a module, loaded on first use (``functional_fit.lecture_data``).
 _NAMES = {
     "DivergenceError": "checks",
@@ -51,6 +52,7 @@ _NAMES = {
     "float64": "precision",
     "lecture_data": "data",
     "read_csv": "data",
+    "tap": "taps",
     "zeros": "precision",
 }
 
