@@ -166,11 +166,9 @@ def step(params, opt_state, x, y, *, model, loss, optimizer):
       (params, opt_state, loss): the updated parameters and state, and the () loss before the
       update.
     """
-    def value_fn(p):
-        return loss(model(p, x), y)
-
-    value, g = jax.value_and_grad(value_fn)(params)
-    return (*_update(optimizer, g, opt_state, params, value, value_fn), value)
+    params, opt_state, _, value = state_step(params, opt_state, None, x, y, None, model=model,
+                                             loss=loss, optimizer=optimizer)
+    return params, opt_state, value
 
 
 def batches(order, batch_size: int):
@@ -245,19 +243,13 @@ def train_steps(carry: Carry, x, y, optimizer, *, model, loss, steps: int | None
       (path leaves (T, *shape) after each of the T steps, losses (T,), states the model's
       state after each step, leaves (T, *shape), or None) or None.
     """
-    stateful = carry.state is not None or key is not None
-    one = functools.partial(step, model=model, loss=loss, optimizer=optimizer)
-    one_state = functools.partial(state_step, model=model, loss=loss, optimizer=optimizer)
+    one = functools.partial(state_step, model=model, loss=loss, optimizer=optimizer)
 
-    def update(c, xb, yb):  # one step on one batch
-        if stateful:  # the count numbers the steps' keys
-            k = None if key is None else step_key(key, c.count)
-            p, s, ms, value = one_state(c.params, c.opt_state, c.state, xb, yb, k)
-            count = c.count + 1
-        else:
-            (p, s, value), ms, count = one(c.params, c.opt_state, xb, yb), None, c.count
-        if trace:  # the losses are kept: the count and the first bad step come from them after
-            return Carry(p, s, count, c.first_bad, ms), (p, value, ms)
+    def update(c, xb, yb):  # one step on one batch; the count numbers the steps' keys
+        k = None if key is None else step_key(key, c.count)
+        p, s, ms, value = one(c.params, c.opt_state, c.state, xb, yb, k)
+        if trace:  # the losses are kept: the first bad step comes from them after
+            return Carry(p, s, c.count + 1, c.first_bad, ms), (p, value, ms)
         bad = jnp.where((c.first_bad < 0) & ~jnp.isfinite(value), c.count, c.first_bad)
         return Carry(p, s, c.count + 1, bad, ms), None
 

@@ -56,16 +56,15 @@ def _nnx(module, like):
 def _linen(pair, like):
     """(model over torch names, convention) of a (linen module, variables[, keywords])."""
     module, variables, *kwargs = pair
-    order = None  # the variables' own order, as module.init gives it
     options = dict(kwargs[0]) if kwargs else {}
 
     def forward(params, state, x, key):
-        filled = _fp.to_linen({**params, **state}, variables, order, like=like)
+        filled = _fp.to_linen({**params, **state}, variables, like=like)  # init's order
         fn, p, s = _modules.as_model(module, filled, training=True, **options)
         if not fn.stateful:
             return fn(p, x), state
         y, new = fn(p, s, x, key)
-        return y, _fp.from_linen({**filled, **(new or {})}, like, order)
+        return y, _fp.from_linen({**filled, **(new or {})}, like)
 
     return forward, None
 
