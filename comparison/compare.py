@@ -67,6 +67,7 @@ import numpy as np
 import optax
 import torch
 
+from comparison import findings as known
 from functional_fit import checks as _checks, data as _data, engine, fit, optim, registry, taps
 from functional_fit.checks import DivergenceError, InputError, first_line
 from functional_fit.precision import policy, require, torch_matmul_precision
@@ -164,6 +165,10 @@ class Comparison(NamedTuple):
     #: each layer's output at the start, in torch's forward order: the torch submodules whose
     #: names the JAX model tapped (`functional_fit.taps.tap`)
     layers: tuple = ()
+    #: the known framework differences that explain where the two part, each confirmed by
+    #: re-running the prefix with it switched (`comparison.findings.Finding`: ``.id``,
+    #: ``.explanation``, ``.before``, ``.after``); a different start (``torch_init``) first
+    findings: tuple = ()
 
     @property
     def first_layer(self) -> str | None:
@@ -254,6 +259,7 @@ class Comparison(NamedTuple):
             lines.append(f"diverged: the loss became non-finite in {self.diverged}")
         if self.first_divergence is not None:
             lines.append(f"first divergence: {self.first_divergence}")
+        lines += [f"finding {f}" for f in self.findings]
         lines.append("agree: rounding only" if self.ok else
                      "DIFFER: torch_module is random (see above)" if self.random else
                      "DIFFER: rounding noise on a parameter with a null gradient (see above), "
@@ -268,8 +274,9 @@ class Comparison(NamedTuple):
         a list), "forward_diff", "loss_diff", "parameters": {name: {"kind" (trained, frozen,
         unused or buffer), "grad_diff" (None where no gradient is compared), "max_path_diff",
         "worst_step"}}, "tolerance": {"value", "derivation"}, "steps", "diverged", "random",
-        "dropout"}``. A non-finite difference stays a float (inf); `json.dumps` with
-        ``allow_nan=False`` needs it cleaned first.
+        "dropout", "findings": [{"id", "explanation", "before", "after"}]}``. A non-finite
+        difference stays a float (inf); `json.dumps` with ``allow_nan=False`` needs it cleaned
+        first.
         """
         first = self.first_divergence
         parameters = {}
@@ -288,7 +295,10 @@ class Comparison(NamedTuple):
                 "tolerance": {"value": float(self.tolerance.value),
                               "derivation": self.tolerance.derivation},
                 "steps": int(self.steps), "diverged": self.diverged, "random": bool(self.random),
-                "dropout": self.dropout}
+                "dropout": self.dropout,
+                "findings": [{"id": f.id, "explanation": f.explanation,
+                              "before": float(f.before), "after": float(f.after)}
+                             for f in self.findings]}
 
     def plot(self, *, title: str = "JAX against torch, per parameter"):
         """Per step, each parameter's relative difference against the tolerance (log scale)."""
@@ -407,11 +417,16 @@ class _TrainStep(NamedTuple):
     named: bool = True  # a named optimizer: JAX's twin gets the schedule and the clipping
 
 
-def _training_step(optimizer, module, scheduler, max_norm, norm_type) -> _TrainStep:
+def _training_step(optimizer, module, scheduler, max_norm, norm_type,
+                   switch=None) -> _TrainStep:
     """`_TrainStep` of compare's arguments. A named optimizer with a scheduler gets its JAX
     twin from the live pair (`parity.optim.transformation`: the schedule of the same name); a
-    pair ``(optax transformation, factory)`` is used as given, its schedule the user's."""
+    pair ``(optax transformation, factory)`` is used as given, its schedule the user's.
+    `switch` (torch optimizer -> torch optimizer) changes torch's before its scheduler is
+    made (a finding's switch)."""
     jax_opt, torch_opt = _optimizers(optimizer, module.parameters())
+    if switch is not None:
+        torch_opt = switch(torch_opt)
     sched = None
     if scheduler is not None:
         if not callable(scheduler):
@@ -471,6 +486,18 @@ def _start(module, params, pol):
     buffers = {k: (v.astype(ints) if np.issubdtype(v.dtype, np.integer) else v)
                for k, v in state.items() if k not in names}
     return module, {k: v for k, v in state.items() if k in names}, buffers
+
+
+def _own_start(jax_model, jax_params, module, p0: dict):
+    """The JAX side's own start, its parameters by state_dict name: `jax_params` (checked
+    against `p0`'s names), or a flax or equinox port's own arrays, or None."""
+    if jax_params is None:
+        own = tmodules.own_start(jax_model, module)
+        return None if own is None else {k: own[k] for k in p0 if k in own}
+    if not isinstance(jax_params, dict) or set(jax_params) != set(p0):
+        raise InputError(f"jax_params must be a dict of the module's parameters by state_dict "
+                         f"name ({', '.join(p0)})")
+    return {k: np.asarray(v) for k, v in jax_params.items()}
 
 
 def _dropout(module, dropout: str, seed: int):
@@ -781,13 +808,266 @@ def _paths_apart(p0, jpath, tpath, tol: Tolerance):
     return path_diff, None
 
 
+# --------------------------------------------------------------------------- findings
+
+
+class _Rerun(NamedTuple):
+    """What re-running a comparison's prefix needs: its arguments and its first runs."""
+
+    port: _Port  # its module at the start
+    optimizer: Any  # compare's `optimizer`, `scheduler`, `max_norm`, `norm_type`
+    scheduler: Any
+    clip: tuple  # (max_norm, norm_type)
+    frozen: tuple
+    unused: tuple
+    length: _Length
+    prefix: int  # the steps re-run: the first divergence and a few after it
+    precision: str | None
+    jpath: dict  # the first runs' paths
+    tpath: dict
+    names: tuple  # the parameters and buffers compared
+
+
+#: Steps re-run after the first divergent one, to see a switch hold beyond it.
+AFTER = 4
+_JAX_CHANGES = ("jax_params", "jax_loss_scale", "jax_opt")
+_TORCH_CHANGES = ("torch_loss", "torch_optimizer", "torch_clip", "torch_bn", "torch_twin")
+
+
+def _prefix(length: _Length, steps: int) -> _Length:
+    """The first `steps` steps of `length` (whole epochs for minibatches)."""
+    if "steps" in length.run:
+        return _Length(dict(steps=steps), steps, length.batch)
+    order = length.run["order"]
+    per_epoch = math.ceil(order.shape[1] / length.run["batch_size"])
+    epochs = min(order.shape[0], math.ceil(steps / per_epoch))
+    return _Length({**length.run, "order": order[:epochs]}, epochs * per_epoch, length.batch)
+
+
+def _switched_port(port: _Port, changes: dict) -> _Port:
+    """`port` with the JAX model's parameters mapped, its loss scaled and torch's loss as
+    `changes` say."""
+    model, loss = port.jax_model, port.jax_loss
+    if "jax_params" in changes:
+        fix = changes["jax_params"]
+        model = (lambda m: lambda p, *args, **kw: m(fix(p), *args, **kw))(model)
+    if "jax_loss_scale" in changes:
+        factor = changes["jax_loss_scale"]
+        loss = (lambda f: lambda y_hat, y: factor * f(y_hat, y))(loss)
+    return port._replace(jax_model=model, jax_loss=loss,
+                         torch_loss=changes.get("torch_loss", port.torch_loss))
+
+
+def _rebuild(rr: _Rerun, module, switch=None) -> _TrainStep:
+    """The training step of `rr`'s arguments on `module` (a fresh copy of the start)."""
+    return _training_step(rr.optimizer, module, rr.scheduler, *rr.clip, switch=switch)
+
+
+def _jax_opt(rr: _Rerun, step: _TrainStep, core):
+    """compare's JAX optimizer around `core`: the frozen and unused wrappers, a named
+    optimizer's clipping."""
+    jax_opt = _freeze(core, rr.port.p0, rr.frozen, rr.unused)
+    return _with_clip(jax_opt, step.clip, rr.port.p0, rr.frozen) if step.named else jax_opt
+
+
+def _rerun_jax(rr: _Rerun, changes: dict, length: _Length) -> dict:
+    step = _rebuild(rr, copy.deepcopy(rr.port.module))
+    core = changes.get("jax_opt", lambda tx: tx)(step.jax)
+    return _jax_path(_switched_port(rr.port, changes), _jax_opt(rr, step, core), length)[0]
+
+
+def _rerun_torch(rr: _Rerun, changes: dict, length: _Length) -> dict:
+    module = copy.deepcopy(rr.port.module)
+    step = _rebuild(rr, module, changes.get("torch_optimizer"))
+    if "torch_twin" in changes:  # torch's step, switched, run in JAX (the twin is torch's)
+        return _jax_path(rr.port, _jax_opt(rr, step._replace(named=True),
+                                           changes["torch_twin"]), length)[0]
+    if "torch_bn" in changes:
+        known.patch_batchnorm(module, **changes["torch_bn"])
+    if changes.get("torch_clip") is False:
+        step = step._replace(clip=None)
+    port = _switched_port(rr.port, changes)._replace(module=module)
+    return _torch_path(port, step, length)[0]
+
+
+def _largest(names, jpath: dict, tpath: dict, steps: int) -> float:
+    """The largest relative difference of the two paths over their first `steps` + 1 rows."""
+    diffs, _ = _paths_apart(names, {k: jpath[k][:steps + 1] for k in names},
+                            {k: tpath[k][:steps + 1] for k in names}, Tolerance(math.inf, ""))
+    return max((float(np.max(d)) for d in diffs.values()), default=0.0)
+
+
+def _path_measure(rr: _Rerun):
+    """changes -> the two runs' largest difference over the prefix, each side re-run only
+    when a change touches it."""
+    length = _prefix(rr.length, rr.prefix)
+
+    def measure(changes: dict) -> float:
+        both = "precision" in changes
+        with matmul_precisions(changes.get("precision", rr.precision)):
+            jpath = (_rerun_jax(rr, changes, length)
+                     if both or any(k in changes for k in _JAX_CHANGES) else rr.jpath)
+            tpath = (_rerun_torch(rr, changes, length)
+                     if both or any(k in changes for k in _TORCH_CHANGES) else rr.tpath)
+        return _largest(rr.names, jpath, tpath, min(rr.prefix, length.steps))
+
+    return measure
+
+
+def _start_measure(rr: _Rerun, culprit: str, tol: float):
+    """changes -> the two sides' largest difference at the start, up to the culprit's part:
+    the outputs, then the losses, then the gradients."""
+    def measure(changes: dict) -> float:
+        port = _switched_port(rr.port, changes)
+        with matmul_precisions(changes.get("precision", rr.precision)):
+            probe, masks = _probe(port)
+            with masks:
+                out, tout, value, tvalue = _diagnose(port, probe)
+                found = [rel_err(out, tout)]
+                if culprit != "model":
+                    found.append(rel_err(value, tvalue))
+                if culprit == "gradient":
+                    found += list(_gradients(port, probe, rr.frozen, tol)[0].values())
+        return max(found)
+
+    return measure
+
+
+def _optimizer_suspects(rr: _Rerun, torch_opt, pol) -> list:
+    """The optimizer's known differences that apply to the pair: torch's re-runs first, then
+    JAX's (each compiles a program), skipping zero gradients last (it compiles the slowest)."""
+    out, groups = [], torch_opt.param_groups
+    if isinstance(torch_opt, torch.optim.Adam) and any(g["weight_decay"] for g in groups):
+        decoupled = groups[0].get("decoupled_weight_decay",
+                                  isinstance(torch_opt, torch.optim.AdamW))
+        out.append(known.Switch("coupled_weight_decay", f"torch's {type(torch_opt).__name__} "
+                                f"{'coupled' if decoupled else 'decoupled'} agrees",
+                                {"torch_optimizer": known.flip_weight_decay}))
+    if rr.clip[0] is not None:
+        out.append(known.Switch("clip_eps", "torch's clipping without the 1e-6 agrees",
+                                {"torch_optimizer": known.clip_without_eps(*rr.clip),
+                                 "torch_clip": False}))
+    if isinstance(torch_opt, torch.optim.RMSprop) and len(groups) == 1 and rr.scheduler is None:
+        out.append(known.Switch("rmsprop_eps", "torch's RMSprop with eps inside the root "
+                                "agrees", {"torch_twin": known.rmsprop_eps_inside(groups[0])}))
+    step = _rebuild(rr, copy.deepcopy(rr.port.module))
+    if pol.params == "float64" and known.int32_counts(step.jax, rr.port.p0):
+        out.append(known.Switch("schedule_dtype", "JAX's optimizer counting in int64 agrees",
+                                {"jax_opt": known.widen_counts}))
+    out.append(known.Switch("none_grad", "JAX's optimizer skipping zero gradients agrees",
+                            {"jax_opt": optim.skip_unused}))
+    return out
+
+
+def _state_suspects(rr: _Rerun, step: int) -> list:
+    """BatchNorm's conventions, the momentum inferred from the running means' first steps:
+    m_jax = m_torch * (JAX's change) / (torch's change), the median over the elements."""
+    layers = known.batchnorms(rr.port.module)
+    if not layers or step < 1:
+        return []
+    ratios = []
+    for name, layer in layers:
+        k = f"{name}.running_mean" if name else "running_mean"
+        dj = rr.jpath[k][step] - rr.jpath[k][step - 1]
+        dt = rr.tpath[k][step] - rr.tpath[k][step - 1]
+        keep = np.abs(dt) > 1e-8 * max(float(np.max(np.abs(dt))), np.finfo(float).tiny)
+        ratios += list(layer.momentum * dj[keep] / dt[keep])
+    out = []
+    torch_m = layers[0][1].momentum
+    if ratios and torch_m is not None:
+        m = known.snap(float(np.median(ratios)))
+        if abs(m - torch_m) > 1e-6 * abs(torch_m) and m > 0:
+            out.append(known.Switch("batchnorm_momentum", f"JAX's running statistics take "
+                                    f"{m:g} of each batch, torch's momentum {torch_m:g}",
+                                    {"torch_bn": {"momentum": m}}))
+    out.append(known.Switch("batchnorm_variance", "torch's running variance from the biased "
+                            "batch variance agrees", {"torch_bn": {"biased": True}}))
+    return out
+
+
+def _loss_suspects(port: _Port, out_shape, value: float, tvalue: float) -> list:
+    out = []
+    factor = known.reduction_factor(value, tvalue, np.shape(port.y), out_shape)
+    if factor is not None:
+        word = "summed" if factor > 1 else "averaged"
+        out.append(known.Switch("loss_reduction", f"torch's loss is {word} where JAX's is not: "
+                                f"JAX's times {factor:.6g} agrees",
+                                {"jax_loss_scale": factor}))
+    out += [known.Switch("loss_reduction", detail, {"torch_loss": switched})
+            for detail, switched in known.loss_switches(port.torch_loss)]
+    return out
+
+
+def _suspects(rr: _Rerun, c: Comparison, torch_opt, pol, start: tuple) -> list:
+    """The known differences that could explain where `c` parts first (`start`: the output's
+    shape, JAX's loss and torch's at the start)."""
+    precision = ([known.Switch("matmul_precision", "both sides in full float32 agree",
+                               {"precision": "highest"})]
+                 if pol.params == "float32" and set(c.matmul_precision.values()) != {"highest"}
+                 else [])
+    culprit = c.culprit
+    if culprit == "model":
+        return [*(known.Switch("kernel_layout", f"{name} given to the JAX model {what} agrees",
+                               {"jax_params": known.swapped(name, axes)})
+                  for name, axes, what in known.layout_swaps(rr.port.p0, c.first_layer)),
+                *precision]
+    if culprit == "loss":
+        return _loss_suspects(rr.port, *start)
+    if culprit == "gradient":
+        return precision
+    if culprit == "state":
+        return _state_suspects(rr, c.first_divergence.step)
+    if culprit == "optimizer":
+        return [*_optimizer_suspects(rr, torch_opt, pol), *precision]
+    return []
+
+
+def _findings(rr: _Rerun, c: Comparison, torch_opt, pol, start: tuple) -> tuple:
+    """`c`'s confirmed `comparison.findings.Finding`s (`comparison.findings.confirm`): at
+    the start for a culprit there (the model, the loss, the gradient), else over the prefix
+    up to the first divergence and `AFTER` steps more."""
+    suspects = _suspects(rr, c, torch_opt, pol, start)
+    if not suspects:
+        return ()
+    tol = c.tolerance.value
+    culprit = c.culprit
+    if culprit in ("model", "loss", "gradient"):
+        found = [c.forward_diff, *([c.loss_diff] if culprit != "model" else []),
+                 *(c.grad_diff.values() if culprit == "gradient" else [])]
+        return known.confirm(suspects, _start_measure(rr, culprit, tol), max(found), tol)
+    measure = _path_measure(rr)
+    return known.confirm(suspects, measure, measure({}), tol)
+
+
+def _torch_init(port: _Port, own, tout, forward_diff: float, tol: float):
+    """The ``torch_init`` `comparison.findings.Finding` when the JAX model's own start `own`
+    (state_dict names -> arrays, its parameters) makes the outputs part where torch's start
+    does not; None otherwise."""
+    if own is None:
+        return None
+    own = {k: np.asarray(own[k], dtype=v.dtype) if k in own else v for k, v in port.p0.items()}
+    differ = [k for k in port.p0 if np.shape(own[k]) != np.shape(port.p0[k])
+              or not np.array_equal(own[k], port.p0[k])]
+    if not differ or any(np.shape(own[k]) != np.shape(port.p0[k]) for k in differ):
+        return None
+    out, _ = jax.jit(port.jax_forward)(jax.tree.map(jnp.asarray, own))
+    before = rel_err(np.asarray(out), tout)
+    if not before > tol >= forward_diff:
+        return None
+    where = (f"the JAX model's own start differs from torch's in {len(differ)} of "
+             f"{len(port.p0)} parameters ({', '.join(differ[:3])}"
+             f"{', ...' if len(differ) > 3 else ''}); compare starts both from torch's")
+    return known.Finding("torch_init", f"{known.EXPLANATIONS['torch_init']}; {where}", before,
+                         forward_diff)
+
+
 def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
             optimizer=("SGD", {"lr": 0.01}), steps: int | None = None,
             epochs: int | None = None, batch_size: int | None = None, order_seed: int = 0,
             dtype: str = "float64", params=None, dropout: str = "shared",
             dropout_seed: int = 0, scheduler=None, max_norm: float | None = None,
             norm_type: float = 2.0, matmul_precision: str | None = None,
-            ) -> Comparison:  # 19: a port's two halves, named
+            jax_params=None) -> Comparison:  # 20: a port's two halves, named
     """Run one fit in JAX and in torch from the same start and compare, step by step.
 
     Args:
@@ -809,6 +1089,10 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
       dtype: ``"float64"`` or ``"float32"``: the parameters and the data, both sides.
       params: the start, a dict of ``state_dict`` names -> arrays (parameters and buffers);
         default the module's own.
+      jax_params: the JAX side's own start (its initializers' values), a dict of
+        ``state_dict`` names -> arrays; a flax or equinox module's own by default. Both sides
+        still start from torch's (or `params`); when the JAX side's own start alone makes the
+        outputs part, `Comparison.findings` says so first (``torch_init``).
       dropout: ``"shared"``: the module's active ``nn.Dropout`` layers and the JAX model draw
         the same masks, from ``jax.random.key(dropout_seed)`` (`parity.dropout`); ``"off"``:
         dropout switched off on both sides (JAX's model is called without a key).
@@ -842,6 +1126,7 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
     length = _length(x.shape[0], steps, epochs, batch_size, order_seed)
     module, p0, s0 = _start(torch_module, params, pol)
     key, shared = _dropout(module, dropout, dropout_seed)
+    own = _own_start(jax_model, jax_params, module, p0)
     jax_model, convention = _jax_model(jax_model, module, s0, shared)
     port = _Port(jax_model, jax_loss, module, torch_loss, p0, x, y, torch.from_numpy(x),
                  torch.from_numpy(y), s0 or None, key, convention)
@@ -857,23 +1142,31 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
             random, frozen = _random(port, probe), _frozen(module)
             grads, unused, null = _gradients(port, probe, frozen, tol.value)
             layers = _layers(port, probe, pol, length.batch, fan_in)
-        step = _training_step(optimizer, module, scheduler, max_norm, norm_type)
+        trained = copy.deepcopy(module)  # port.module stays at the start, for re-runs
+        step = _training_step(optimizer, trained, scheduler, max_norm, norm_type)
         jax_opt = _freeze(step.jax, p0, frozen, unused)
         if step.named:  # a pair's own transformation is compared as given
             jax_opt = _with_clip(jax_opt, step.clip, p0, frozen)
         jpath, jax_diverged = _jax_path(port, jax_opt, length)
-        tpath, torch_diverged = _torch_path(port, step, length)
+        tpath, torch_diverged = _torch_path(port._replace(module=trained), step, length)
     buffers = _compared_buffers(port.s0, jpath)
-    path_diff, first = _paths_apart({**p0, **{k: s0[k] for k in buffers}}, jpath, tpath, tol)
+    names = {**p0, **{k: s0[k] for k in buffers}}
+    path_diff, first = _paths_apart(names, jpath, tpath, tol)
     diverged = [side for side, bad in (("jax", jax_diverged), ("torch", torch_diverged)) if bad]
-    return Comparison(
+    c = Comparison(
         forward_diff=rel_err(out, tout), loss_diff=rel_err(value, tvalue), grad_diff=grads,
         path_diff=path_diff, steps=length.steps, tolerance=tol, first_divergence=first,
         jax_path=jpath, torch_path=tpath,
         diverged=None if not diverged else ("both" if len(diverged) == 2 else diverged[0]),
         frozen=frozen, unused=unused, random=random, buffers=buffers, dropout=shared,
         null=null, matmul_precision=used, layers=layers)
-
+    rr = _Rerun(port, optimizer, scheduler, (max_norm, norm_type), frozen, unused, length,
+                0 if first is None else min(length.steps, first.step + AFTER), matmul_precision,
+                jpath, tpath, tuple(names))
+    found = (() if c.ok or c.culprit in ("none", "random", "divergence", "null_gradient")
+             else _findings(rr, c, step.torch, pol, (np.shape(out), value, tvalue)))
+    init = _torch_init(port, own, tout, c.forward_diff, tol.value)
+    return c._replace(findings=known.with_first(found, init))
 
 __all__ = ["Comparison", "Divergence", "Layer", "PRECISIONS", "Tolerance", "compare", "matmul_precisions",
            "tolerance"]

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from functional_fit import checks as _checks, nn as _nn
+from functional_fit.taps import tap
 from functional_fit.precision import promoted_dtype
 
 
@@ -164,7 +165,8 @@ def logistic(params, x):
 
 
 def _batch_norm(params, state, new, name, h, training, momentum):
-    """``name``'s BatchNorm on h (N, C, H, W), its new buffers written into `new`."""
+    """``name``'s BatchNorm on h (N, C, H, W), its new buffers written into `new`; its
+    output tapped under `name`."""
     out, mean, var = _nn.batch_norm(h, state[f"{name}.running_mean"],
                                     state[f"{name}.running_var"], params[f"{name}.weight"],
                                     params[f"{name}.bias"], training=training, momentum=momentum)
@@ -172,20 +174,23 @@ def _batch_norm(params, state, new, name, h, training, momentum):
     if training:
         count = f"{name}.num_batches_tracked"
         new[count] = state[count] + jnp.ones((), state[count].dtype)
-    return out
+    return tap(name, out)
 
 
 def _basic_block(params, state, new, name, h, training, momentum):
-    """`parity.models.BasicBlock` ``name`` on h (N, C, H, W) -> (N, C', H', W')."""
+    """`parity.models.BasicBlock` ``name`` on h (N, C, H, W) -> (N, C', H', W'), each
+    submodule's output tapped under torch's name."""
     stride = params[f"{name}.conv1.weight"].shape[0] // h.shape[1]  # 2 where the width doubles
-    out = _nn.conv2d(h, params[f"{name}.conv1.weight"], stride=stride, padding=1)
+    out = tap(f"{name}.conv1", _nn.conv2d(h, params[f"{name}.conv1.weight"], stride=stride,
+                                          padding=1))
     out = _nn.relu(_batch_norm(params, state, new, f"{name}.bn1", out, training, momentum))
-    out = _nn.conv2d(out, params[f"{name}.conv2.weight"], padding=1)
+    out = tap(f"{name}.conv2", _nn.conv2d(out, params[f"{name}.conv2.weight"], padding=1))
     out = _batch_norm(params, state, new, f"{name}.bn2", out, training, momentum)
     if f"{name}.shortcut.0.weight" in params:
-        h = _nn.conv2d(h, params[f"{name}.shortcut.0.weight"], stride=stride)
+        h = tap(f"{name}.shortcut.0", _nn.conv2d(h, params[f"{name}.shortcut.0.weight"],
+                                                 stride=stride))
         h = _batch_norm(params, state, new, f"{name}.shortcut.1", h, training, momentum)
-    return _nn.relu(out + h)
+    return tap(name, _nn.relu(out + tap(f"{name}.shortcut", h)))
 
 
 def resnet(params, state, x, *, key=None, training: bool = True, dropout: float = 0.1,
@@ -193,7 +198,8 @@ def resnet(params, state, x, *, key=None, training: bool = True, dropout: float 
     """The small ResNet of `parity.models.ResNet`, on its ``state_dict`` names.
 
     A model with state and randomness, as `functional_fit.fit.train` takes one: BatchNorm's
-    running statistics are `state`, and the new ones are returned. In training mode BatchNorm
+    running statistics are `state`, and the new ones are returned. Each submodule's output is
+    tapped under torch's name (`functional_fit.taps`), for `parity.compare`'s layers. In training mode BatchNorm
     normalizes with the batch's statistics and Dropout draws its mask from `key` (the
     forward's first dropout: ``jax.random.fold_in(key, 0)``, as flax NNX's ``Rngs`` numbers
     its draws); in eval mode it uses the running statistics and drops nothing.
@@ -212,16 +218,17 @@ def resnet(params, state, x, *, key=None, training: bool = True, dropout: float 
       (logits (N, k), new state).
     """
     new = dict(state)
-    out = _nn.conv2d(x, params["conv1.weight"], padding=1)  # (N, w, H, W)
+    out = tap("conv1", _nn.conv2d(x, params["conv1.weight"], padding=1))  # (N, w, H, W)
     out = _nn.relu(_batch_norm(params, state, new, "bn1", out, training, momentum))
     for name in ("layer1", "layer2"):
         out = _basic_block(params, state, new, name, out, training, momentum)
-    out = _nn.adaptive_avg_pool2d(out, 1).reshape(out.shape[0], -1)  # (N, 2w)
+    out = tap("pool", _nn.adaptive_avg_pool2d(out, 1)).reshape(out.shape[0], -1)  # (N, 2w)
     if training and dropout > 0:
         if key is None:
             raise _checks.InputError("resnet: key is needed for dropout in training mode")
         out = _nn.dropout(out, dropout, key=jax.random.fold_in(key, 0))
-    return _nn.linear(out, params["fc.weight"], params["fc.bias"]), new
+    out = tap("dropout", out)
+    return tap("fc", _nn.linear(out, params["fc.weight"], params["fc.bias"])), new
 
 
 def curve(model, w, x, *, points: int = 1000):

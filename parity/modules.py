@@ -122,4 +122,23 @@ def as_model(jax_model, like, buffers=()):
     return model
 
 
-__all__ = ["as_model", "kind"]
+def own_start(jax_model, like) -> dict | None:
+    """A flax or equinox port's own arrays (its initializers' values) in torch's names and
+    layouts (`parity.flax_params.from_nnx` and friends), or None for a plain function.
+
+    Args:
+      jax_model: as `as_model` takes it.
+      like: the torch module (or its ``state_dict``): the names, their order and shapes.
+    """
+    which = kind(jax_model)
+    if which == "nnx":
+        return _fp.from_nnx(jax_model, like)
+    if which == "linen":
+        return _fp.from_linen(jax_model[1], like)
+    if which == "equinox":
+        module, state = jax_model if isinstance(jax_model, tuple) else (jax_model, None)
+        return _fp.from_equinox(module, like, state)
+    return None
+
+
+__all__ = ["as_model", "kind", "own_start"]
