@@ -53,31 +53,25 @@ def _reason(c: Comparison) -> str:
 
 def _finding(f) -> str:
     """One line for a confirmed finding: its id, its explanation, and the difference before and
-    after its switch where the finding carries them."""
-    explanation = getattr(f, "explanation", "")
-    line = f"  {getattr(f, 'id', f)}" + (f": {explanation}" if explanation else "")
-    before, after = getattr(f, "before", None), getattr(f, "after", None)
-    if before is not None and after is not None:
-        line += f" (difference {before:.2e} before the switch, {after:.2e} after)"
-    return line
+    after its switch."""
+    return (f"  {f.id}: {f.explanation} (difference {f.before:.2e} before the switch, "
+            f"{f.after:.2e} after)")
 
 
 def report(c: Comparison) -> str:
     """The failure report of a comparison: the verdict and where the two part, then the table.
 
-    ``first_layer`` and ``findings`` are shown when the comparison carries them (the layer whose
-    output parts first, and the framework differences confirmed by a re-run with the one
-    convention switched); a comparison without them shows the rest.
+    Then the first layer whose output parts (`Comparison.first_layer`) and the framework
+    differences confirmed by a re-run with the one convention switched
+    (`Comparison.findings`), when there are any.
     """
     lines = [f"JAX and torch train apart, first in the {c.culprit}: {_reason(c)}",
              f"first divergence: {c.first_divergence or 'none along the path'}"]
-    first_layer = getattr(c, "first_layer", None)
-    if first_layer is not None:
-        lines.append(f"first layer: {first_layer}")
-    findings = tuple(getattr(c, "findings", ()) or ())
-    if findings:
+    if c.first_layer is not None:
+        lines.append(f"first layer: {c.first_layer}")
+    if c.findings:
         lines += ["findings (each confirmed by a re-run with that one convention switched):",
-                  *map(_finding, findings)]
+                  *map(_finding, c.findings)]
     return "\n".join([*lines, "", c.table()])
 
 

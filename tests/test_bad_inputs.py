@@ -576,6 +576,12 @@ ROWS = {
         api=lambda t: parity.compare(lambda p, x: x, torch.nn.Identity(), X[:, None], Y[:, None],
             jax_loss=losses.mse, torch_loss=parity.losses.mse, steps=3),
         argv=None, api_says="torch_module (Identity) has no parameters", cli_says=None, outputs=[]),
+    "compare given a JAX start missing a parameter": Row(files={},
+        api=lambda t: parity.compare(models.mlp, parity.models.MLP((1, 2, 1), dtype=torch.float64),
+            X[:, None], Y[:, None], jax_loss=losses.mse, torch_loss=parity.losses.mse, steps=3,
+            jax_params={"0.weight": np.zeros((2, 1))}),
+        argv=None, api_says="jax_params must be a dict of the module's parameters by state_dict "
+        "name (0.weight, 0.bias, 2.weight, 2.bias)", cli_says=None, outputs=[]),
     "parity cases beyond any working day": Row(files={}, api=lambda t: parity_report.cases(10**6),
         argv=["parity", "--cases", "100000"], api_says="cases must be at most 72000",
         cli_says="--cases must be at most 72000", outputs=[], subprocess=dict(within=QUICK)),

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from typing import NamedTuple
 
 import jax.numpy as jnp
 import matplotlib.image
@@ -24,6 +23,7 @@ import parity
 from comparison import pytest_plugin
 from comparison.compare import Comparison
 from functional_fit import InputError, losses, models
+from functional_fit.taps import tap
 from parity.testing import assert_same_training, report
 
 pytest_plugins = ["pytester"]
@@ -78,34 +78,27 @@ def test_bad_input_is_refused_not_asserted():
         assert_same_training(*args, **{**kwargs, "dtype": "float16"})
 
 
-class Finding(NamedTuple):
-    """A finding as compare will give it (issue 22): an id, an explanation, the differences."""
-
-    id: str
-    explanation: str
-    before: float
-    after: float
+def tapped(p, x):
+    """`untransposed` with a tap per torch submodule: compare finds its first layer."""
+    h = tap("1", jnp.tanh(tap("0", x @ p["0.weight"].T + p["0.bias"][None, :])))
+    h = tap("3", jnp.tanh(tap("2", h @ p["2.weight"] + p["2.bias"][None, :])))
+    return tap("4", h @ p["4.weight"].T + p["4.bias"][None, :])
 
 
-class WithLayers:
-    """A comparison that carries ``first_layer`` and ``findings`` besides compare's fields."""
-
-    def __init__(self, comparison, first_layer, findings):
-        self.comparison, self.first_layer, self.findings = comparison, first_layer, findings
-
-    def __getattr__(self, name):
-        return getattr(self.comparison, name)
-
-
-def test_the_report_shows_the_first_layer_and_the_findings_when_compare_gives_them():
-    args, kwargs = arguments(untransposed)
+def test_the_report_shows_the_first_layer_and_the_findings():
+    """The planted bug's report names the layer that parts first and the confirmed finding,
+    with its differences before and after the switch; a correct pair's shows neither."""
+    args, kwargs = arguments(tapped)
     c = parity.compare(*args, **kwargs)
-    finding = Finding("kernel_layout", "a weight used transposed", 0.5, 1e-15)
-    lines = report(WithLayers(c, "2 (Linear)", (finding,))).splitlines()
-    assert "first layer: 2 (Linear)" in lines
-    assert ("  kernel_layout: a weight used transposed (difference 5.00e-01 before the switch, "
-            "1.00e-15 after)") in lines
-    assert not any(line.startswith(("first layer", "findings")) for line in report(c).split("\n"))
+    assert c.first_layer == "2" and [f.id for f in c.findings] == ["kernel_layout"]
+    f = c.findings[0]
+    lines = report(c).splitlines()
+    assert "first layer: 2" in lines
+    assert (f"  kernel_layout: {f.explanation} (difference {f.before:.2e} before the switch, "
+            f"{f.after:.2e} after)") in lines
+    good = parity.compare(*arguments(models.mlp)[0], **kwargs)
+    assert not any(line.startswith(("first layer", "findings"))
+                   for line in report(good).splitlines())
 
 
 # --------------------------------------------------------------------------- the plugin

@@ -214,7 +214,7 @@ def test_compare_follows_a_resnet_over_fifty_adam_steps(images):
     c = parity.compare(_resnet(), _torch_module(), x, y, jax_loss=nn.cross_entropy,
                        torch_loss=F.cross_entropy, optimizer=("Adam", {"lr": 0.01}), epochs=17,
                        batch_size=8)
-    assert c.steps == 51 and c.ok and c.culprit == "none", c.table()
+    assert c.steps == 51 and c.ok and c.culprit == "none" and c.findings == (), c.table()
     assert c.dropout == "shared"
     assert {"bn1.running_mean", "layer2.shortcut.1.running_var",
             "layer1.bn2.num_batches_tracked"} <= set(c.buffers)
