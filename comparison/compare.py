@@ -1168,5 +1168,5 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
     init = _torch_init(port, own, tout, c.forward_diff, tol.value)
     return c._replace(findings=known.with_first(found, init))
 
-__all__ = ["Comparison", "Divergence", "Layer", "PRECISIONS", "Tolerance", "compare", "matmul_precisions",
-           "tolerance"]
+__all__ = ["Comparison", "Divergence", "Layer", "PRECISIONS", "Tolerance", "compare",
+           "matmul_precisions", "tolerance"]

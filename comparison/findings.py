@@ -143,8 +143,9 @@ def confirm(suspects, measure: Callable[[dict], float], before: float,
 
     One at a time first, in the order given (the cheapest re-runs first), until one makes
     them agree; when none does alone, greedily: the switch that brings the two closest (at
-    least ten times closer), then the others on top of it, until they agree. Each switch kept is checked once more without it: a switch the rest do not need
-    is dropped. Nothing is kept when no combination makes the two agree.
+    least ten times closer), then the others on top of it, until they agree. Each switch kept
+    is checked once more without it: a switch the rest do not need is dropped. Nothing is
+    kept when no combination makes the two agree.
     """
     suspects, applied, measured = list(suspects), [], []
     current = before

@@ -199,8 +199,8 @@ def resnet(params, state, x, *, key=None, training: bool = True, dropout: float 
 
     A model with state and randomness, as `functional_fit.fit.train` takes one: BatchNorm's
     running statistics are `state`, and the new ones are returned. Each submodule's output is
-    tapped under torch's name (`functional_fit.taps`), for `parity.compare`'s layers. In training mode BatchNorm
-    normalizes with the batch's statistics and Dropout draws its mask from `key` (the
+    tapped under torch's name (`functional_fit.taps`), for `parity.compare`'s layers. In
+    training mode BatchNorm normalizes with the batch's statistics and Dropout draws its mask from `key` (the
     forward's first dropout: ``jax.random.fold_in(key, 0)``, as flax NNX's ``Rngs`` numbers
     its draws); in eval mode it uses the running statistics and drops nothing.
 
