@@ -262,3 +262,42 @@ def test_adamw_for_adam_is_found_on_the_resnet(images):
         lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=0.1)))
     assert c.culprit == "optimizer" and c.first_divergence.step == 1, c.table()
     assert [f.id for f in c.findings] == ["coupled_weight_decay"]
+
+
+def test_label_smoothing_on_torchs_side_only_is_found():
+    """torch's CrossEntropyLoss(label_smoothing=0.1) against a plain cross-entropy in JAX: the
+    losses part at the start; torch's loss without the smoothing agrees."""
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(12, 2)), rng.integers(0, 3, 12)
+    module = parity.models.MLP((2, 4, 3), "tanh", dtype=torch.float64, seed=0)
+    c = _compare((x, y), models.mlp, module, jax_loss=nn.cross_entropy,
+                 torch_loss=torch.nn.CrossEntropyLoss(label_smoothing=0.1), steps=2)
+    assert c.culprit == "loss" and [f.id for f in c.findings] == ["loss_reduction"], c.table()
+    assert "label_smoothing=0.0 agrees" in c.findings[0].explanation
+
+
+def _bfloat16_products(p, x):
+    """The MLP with its matrix products rounded to bfloat16 whenever JAX's default matmul
+    precision is not "highest": what an accelerator's one-pass products do, on a CPU."""
+    rough = str(jax.config.jax_default_matmul_precision or "highest") != "highest"
+
+    def dot(a, w):
+        if rough:
+            a, w = a.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+        return (a @ w.T).astype(jnp.float32)
+
+    h = jnp.tanh(dot(x, p["0.weight"]) + p["0.bias"][None, :])
+    h = jnp.tanh(dot(h, p["2.weight"]) + p["2.bias"][None, :])
+    return dot(h, p["4.weight"]) + p["4.bias"][None, :]
+
+
+def test_reduced_precision_products_are_found(data):
+    """float32 with matmul_precision="medium" on a model whose products then drop to bfloat16
+    (simulated: a CPU has no such pass): the outputs part at the start, and both sides in
+    full float32 agree. With "highest" the same pair agrees outright."""
+    kw = dict(jax_loss=losses.mse, torch_loss=parity.losses.mse, steps=3, dtype="float32")
+    rough = parity.compare(_bfloat16_products, _mlp(), *data, matmul_precision="medium", **kw)
+    assert rough.culprit == "model" and rough.matmul_precision["jax"] == "default"
+    assert [f.id for f in rough.findings] == ["matmul_precision"], rough.table()
+    exact = parity.compare(_bfloat16_products, _mlp(), *data, matmul_precision="highest", **kw)
+    assert exact.ok and exact.findings == ()
