@@ -109,11 +109,12 @@ class Divergence(NamedTuple):
 
 
 class Layer(NamedTuple):
-    """One layer's output at the start, JAX's against torch's."""
+    """One layer's output at a step, JAX's against torch's (each side's own parameters)."""
 
     name: str  # the torch submodule's name, which the JAX model's `tap` gave too
     difference: float  # relative difference of the two outputs (inf: shapes differ)
-    tolerance: float  # the rounding its depth allows (`tolerance`'s model, one step)
+    tolerance: float  # the rounding its depth allows (`tolerance`'s model, `step` steps)
+    step: int = 0  # 0 (the start) or the first divergent step
 
     @property
     def parts(self) -> bool:
@@ -162,8 +163,9 @@ class Comparison(NamedTuple):
     null: tuple = ()
     #: what each side's float32 matrix products used: {"jax": ..., "torch": ...}
     matmul_precision: dict | None = None
-    #: each layer's output at the start, in torch's forward order: the torch submodules whose
-    #: names the JAX model tapped (`functional_fit.taps.tap`)
+    #: each layer's output at the start, in torch's forward order, then at the first
+    #: divergent step (`Layer.step`), each side at its own parameters there: the torch
+    #: submodules whose names the JAX model tapped (`functional_fit.taps.tap`)
     layers: tuple = ()
     #: the known framework differences that explain where the two part, each confirmed by
     #: re-running the prefix with it switched (`comparison.findings.Finding`: ``.id``,
@@ -172,7 +174,14 @@ class Comparison(NamedTuple):
 
     @property
     def first_layer(self) -> str | None:
-        """The first layer, in forward order, whose output parts beyond its tolerance."""
+        """The first layer, in forward order, whose output parts beyond its tolerance: at the
+        start; when every layer agrees there and the two part along the path (the culprit is
+        the state or the optimizer), at the first divergent step. None for a loss or a
+        gradient that parts at the start while the layers agree: no layer is to blame."""
+        first = next((layer.name for layer in self.layers if layer.step == 0 and layer.parts),
+                     None)
+        if first is not None or self.culprit in ("model", "loss", "gradient"):
+            return first
         return next((layer.name for layer in self.layers if layer.parts), None)
 
     @property
@@ -243,7 +252,7 @@ class Comparison(NamedTuple):
                          f"functional_fit.optim.skip_unused): {', '.join(self.unused)}")
         for layer in self.layers:
             lines.append(f"layer {layer.name:<{width - 6}} {'':>14} {layer.difference:>14.2e}  "
-                         f"start{'  <-- parts' if layer.parts else ''}")
+                         f"{layer.step or 'start'}{'  <-- parts' if layer.parts else ''}")
         if self.null:
             lines.append(f"gradient zero up to rounding at the start (~0: a bias before "
                          f"BatchNorm?): {', '.join(self.null)}; the optimizer moves them by "
@@ -541,19 +550,37 @@ class _Port(NamedTuple):
     s0: dict | None = None  # the buffers at the start (the JAX model's state), or None
     key: Any = None  # the dropout masks' key (both sides), or None
     convention: str = "batch"  # how the JAX model draws its masks (parity.dropout.shared)
+    step: int = 0  # the step whose dropout masks the forwards draw
 
     def jax_forward(self, p):
-        """JAX's output at `p` on the whole data, with step 0's masks (and its new state)."""
-        k = None if self.key is None else engine.step_key(self.key, 0)
+        """JAX's output at `p` on the whole data, with `step`'s masks (and its new state)."""
+        k = None if self.key is None else engine.step_key(self.key, self.step)
         return engine.apply(self.jax_model, p, self.s0, jnp.asarray(self.x), k)
 
 
 def _probe(port: _Port):
     """A copy of the torch module to diagnose on (a forward in training mode updates
-    BatchNorm's buffers), its dropout layers drawing step 0's masks when shared."""
+    BatchNorm's buffers), its dropout layers drawing the port's step's masks when shared."""
     probe = copy.deepcopy(port.module)
-    return probe, (tdropout.shared(probe, port.key, port.convention) if port.key is not None
-                   else contextlib.nullcontext())
+    return probe, (_masks(probe, port) if port.key is not None else contextlib.nullcontext())
+
+
+@contextlib.contextmanager
+def _masks(probe, port: _Port):
+    """Within the block, `probe`'s dropout layers draw the masks of `port.step`."""
+    with tdropout.shared(probe, port.key, port.convention) as masks:
+        masks.step = port.step
+        yield masks
+
+
+def _at_step(port: _Port, jpath: dict, tpath: dict, step: int):
+    """(JAX's side at `step`: its parameters and state there; torch's: a probe loaded with its
+    parameters and buffers there, and the context drawing that step's masks)."""
+    at = port._replace(p0={k: jpath[k][step] for k in port.p0}, step=step,
+                       s0=None if port.s0 is None else {k: jpath[k][step] for k in port.s0})
+    probe, masks = _probe(at)
+    tparams.load(probe, {k: tpath[k][step] for k in (*port.p0, *(port.s0 or {}))})
+    return at, probe, masks
 
 
 def _forwards(port: _Port, probe):
@@ -758,8 +785,9 @@ def _torch_layers(probe, tx) -> list:
 
 
 def _layers(port: _Port, probe, pol, batch: int, widest: int) -> tuple:
-    """`Layer`s at the start: the JAX model's taps (run eagerly) against the outputs of the
-    torch submodules of the same names, in torch's forward order; () without taps."""
+    """`Layer`s at the port's step (its parameters, state and masks): the JAX model's taps
+    (run eagerly) against the outputs of the torch submodules of the same names, in torch's
+    forward order; () without taps. The tolerance is that of ``max(step, 1)`` steps."""
     with taps.recording() as tapped, jax.disable_jit():
         port.jax_forward(jax.tree.map(jnp.asarray, port.p0))
     if not tapped:
@@ -774,8 +802,21 @@ def _layers(port: _Port, probe, pol, batch: int, widest: int) -> tuple:
         j = pending[name].pop(0)
         per_step = step_roundings(batch, layers=len(out) + 1, widest=widest)
         out.append(Layer(name, rel_err(j, t) if j.shape == t.shape else math.inf,
-                         accumulated(pol.params, 1, per_step, safety=SAFETY)))
+                         accumulated(pol.params, max(port.step, 1), per_step, safety=SAFETY),
+                         port.step))
     return tuple(out)
+
+
+def _divergent_layers(port: _Port, c: Comparison, pol, batch: int, widest: int,
+                      precision) -> Comparison:
+    """`c` with its layers at the first divergent step added (when it has a first divergence
+    after the start and the JAX model taps its layers)."""
+    first = c.first_divergence
+    if first is None or first.step == 0 or not c.layers:
+        return c
+    at, probe, masks = _at_step(port, c.jax_path, c.torch_path, first.step)
+    with matmul_precisions(precision), masks:
+        return c._replace(layers=c.layers + _layers(at, probe, pol, batch, widest))
 
 
 def _compared_buffers(s0, jpath) -> tuple:
@@ -1166,6 +1207,7 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
     found = (() if c.ok or c.culprit in ("none", "random", "divergence", "null_gradient")
              else _findings(rr, c, step.torch, pol, (np.shape(out), value, tvalue)))
     init = _torch_init(port, own, tout, c.forward_diff, tol.value)
+    c = _divergent_layers(port, c, pol, length.batch, fan_in, matmul_precision)
     return c._replace(findings=known.with_first(found, init))
 
 __all__ = ["Comparison", "Divergence", "Layer", "PRECISIONS", "Tolerance", "compare",

@@ -169,7 +169,7 @@ class _EveryThird(torch.nn.Module):
 
 def _every_third(p, state, x):
     """`_EveryThird` in JAX: the auxiliary head's gradient is exactly zero on the others."""
-    h = tap("body", jnp.tanh(x @ p["body.weight"].T + p["body.bias"][None, :]))
+    h = jnp.tanh(tap("body", x @ p["body.weight"].T + p["body.bias"][None, :]))
     out = tap("head", h @ p["head.weight"].T + p["head.bias"][None, :])
     aux = tap("aux", h @ p["aux.weight"].T + p["aux.bias"][None, :])
     used = state["calls"] % 3 == 0
@@ -301,3 +301,19 @@ def test_reduced_precision_products_are_found(data):
     assert [f.id for f in rough.findings] == ["matmul_precision"], rough.table()
     exact = parity.compare(_bfloat16_products, _mlp(), *data, matmul_precision="highest", **kw)
     assert exact.ok and exact.findings == ()
+
+
+def test_the_layers_are_recorded_again_at_the_first_divergent_step(data):
+    """An optimizer bug: every layer agrees at the start; at the first divergent step (1),
+    each side at its own parameters, the first layer whose output parts is the first one
+    (all weights moved apart); with the auxiliary head skipped by torch, it is that head."""
+    c = _compare(data, **OPTIMIZER_BUGS["adamw"][1])
+    start = [layer for layer in c.layers if layer.step == 0]
+    later = [layer for layer in c.layers if layer.step == 1]
+    assert [layer.name for layer in start] == [layer.name for layer in later] == list("01234")
+    assert not any(layer.parts for layer in start)
+    assert c.first_layer == "0" and later[0].parts, c.table()
+    head = _compare(data, _every_third, _EveryThird(), optimizer=("Adam", {"lr": 0.01}))
+    assert head.first_layer == "aux", head.table()
+    assert {layer.name: layer.parts for layer in head.layers if layer.step == 2} == {
+        "body": False, "head": False, "aux": True}
