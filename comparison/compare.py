@@ -175,13 +175,18 @@ class Comparison(NamedTuple):
     @property
     def first_layer(self) -> str | None:
         """The first layer, in forward order, whose output parts beyond its tolerance: at the
-        start; when every layer agrees there and the two part along the path (the culprit is
-        the state or the optimizer), at the first divergent step. None for a loss or a
-        gradient that parts at the start while the layers agree: no layer is to blame."""
+        start; when every layer agrees there and the two part along the path, at the first
+        divergent step (the optimizer), or the layer holding the buffer that parts first (the
+        state: a BatchNorm's running statistics, which its training-mode output does not
+        read). None for a loss or a gradient that parts at the start while the layers agree:
+        no layer is to blame."""
         first = next((layer.name for layer in self.layers if layer.step == 0 and layer.parts),
                      None)
-        if first is not None or self.culprit in ("model", "loss", "gradient"):
+        culprit = self.culprit
+        if first is not None or culprit in ("model", "loss", "gradient"):
             return first
+        if culprit == "state":
+            return self.first_divergence.parameter.rpartition(".")[0] or None
         return next((layer.name for layer in self.layers if layer.parts), None)
 
     @property

@@ -249,6 +249,9 @@ def test_flaxs_default_momentum_is_named_with_flaxs_variance(images):
 
     c = _compare_resnet(images, _nnx_resnet(0.99))
     assert c.culprit == "state" and c.first_divergence.step == 1, c.table()
+    assert c.first_layer == c.first_divergence.parameter.rpartition(".")[0]
+    assert c.first_layer in {"bn1", "layer1.bn1", "layer1.bn2", "layer2.bn1", "layer2.bn2",
+                             "layer2.shortcut.1"}
     ids = [f.id for f in c.findings]
     assert ids == ["torch_init", "batchnorm_momentum", "batchnorm_variance"], c.table()
     assert "take 0.01 of each batch, torch's momentum 0.1" in c.findings[1].explanation
