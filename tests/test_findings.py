@@ -267,16 +267,19 @@ def test_adamw_for_adam_is_found_on_the_resnet(images):
     assert [f.id for f in c.findings] == ["coupled_weight_decay"]
 
 
-def test_label_smoothing_on_torchs_side_only_is_found():
-    """torch's CrossEntropyLoss(label_smoothing=0.1) against a plain cross-entropy in JAX: the
-    losses part at the start; torch's loss without the smoothing agrees."""
+@pytest.mark.parametrize("setting, switched", [({"label_smoothing": 0.1}, "label_smoothing=0.0"),
+                                               ({"ignore_index": 0}, "ignore_index=-100")])
+def test_torchs_label_smoothing_or_ignore_index_alone_is_found(setting, switched):
+    """torch's CrossEntropyLoss with label smoothing, or ignoring class 0, against a plain
+    cross-entropy in JAX: the losses part at the start; torch's loss without the setting
+    agrees."""
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(12, 2)), rng.integers(0, 3, 12)
     module = parity.models.MLP((2, 4, 3), "tanh", dtype=torch.float64, seed=0)
     c = _compare((x, y), models.mlp, module, jax_loss=nn.cross_entropy,
-                 torch_loss=torch.nn.CrossEntropyLoss(label_smoothing=0.1), steps=2)
+                 torch_loss=torch.nn.CrossEntropyLoss(**setting), steps=2)
     assert c.culprit == "loss" and [f.id for f in c.findings] == ["loss_reduction"], c.table()
-    assert "label_smoothing=0.0 agrees" in c.findings[0].explanation
+    assert f"{switched} agrees" in c.findings[0].explanation
 
 
 def _bfloat16_products(p, x):
