@@ -249,6 +249,8 @@ def test_flaxs_default_momentum_is_named_with_flaxs_variance(images):
 
     c = _compare_resnet(images, _nnx_resnet(0.99))
     assert c.culprit == "state" and c.first_divergence.step == 1, c.table()
+    assert c.first_divergence.parameter.split(".")[-1] in ("running_mean", "running_var")
+    assert c.path_diff["bn1.running_mean"][1] > 1e-3
     assert c.first_layer == c.first_divergence.parameter.rpartition(".")[0]
     assert c.first_layer in {"bn1", "layer1.bn1", "layer1.bn2", "layer2.bn1", "layer2.bn2",
                              "layer2.shortcut.1"}
