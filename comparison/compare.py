@@ -67,7 +67,9 @@ import numpy as np
 import optax
 import torch
 
-from functional_fit import checks as _checks, data as _data, engine, fit, optim, registry, taps
+from comparison import layers as _by_layer
+from comparison.layers import Layer
+from functional_fit import checks as _checks, data as _data, engine, fit, optim, registry
 from functional_fit.checks import DivergenceError, InputError, first_line
 from functional_fit.precision import policy, require, torch_matmul_precision
 from functional_fit.tolerances import (OPTIMIZER_ROUNDINGS, ROUNDINGS_PER_LAYER,  # noqa: F401
@@ -105,18 +107,6 @@ class Divergence(NamedTuple):
         where = f"{self.parameter}{list(self.index) if self.index else ''}"
         return (f"step {self.step}, {where}: JAX {self.jax:.10g}, torch {self.torch:.10g} "
                 f"(relative difference {self.difference:.2e} > tolerance {self.tolerance:.1e})")
-
-
-class Layer(NamedTuple):
-    """One layer's output at the start, JAX's against torch's."""
-
-    name: str  # the torch submodule's name, which the JAX model's `tap` gave too
-    difference: float  # relative difference of the two outputs (inf: shapes differ)
-    tolerance: float  # the rounding its depth allows (`tolerance`'s model, one step)
-
-    @property
-    def parts(self) -> bool:
-        return not self.difference <= self.tolerance
 
 
 class Tolerance(NamedTuple):
@@ -161,14 +151,24 @@ class Comparison(NamedTuple):
     null: tuple = ()
     #: what each side's float32 matrix products used: {"jax": ..., "torch": ...}
     matmul_precision: dict | None = None
-    #: each layer's output at the start, in torch's forward order: the torch submodules whose
-    #: names the JAX model tapped (`functional_fit.taps.tap`)
+    #: each layer's output and its gradient at the start, in torch's forward order: the torch
+    #: submodules whose names the JAX model tapped (`functional_fit.taps.tap`;
+    #: `comparison.layers.record`)
     layers: tuple = ()
 
     @property
     def first_layer(self) -> str | None:
         """The first layer, in forward order, whose output parts beyond its tolerance."""
         return next((layer.name for layer in self.layers if layer.parts), None)
+
+    @property
+    def first_gradient_layer(self) -> str | None:
+        """The first layer, in backward order (from the output towards the input), whose
+        output's gradient (d loss / d output) parts beyond its tolerance. With every output
+        alike (`first_layer` None) it marks a wrong backward: the rule of the layer its output
+        feeds (a ``jax.custom_vjp``, a misplaced ``jax.lax.stop_gradient``)."""
+        return next((layer.name for layer in reversed(self.layers) if layer.gradient_parts),
+                    None)
 
     @property
     def culprit(self) -> str:
@@ -236,9 +236,12 @@ class Comparison(NamedTuple):
         if self.unused:
             lines.append(f"unused (torch leaves .grad None; JAX skips their zero gradient, "
                          f"functional_fit.optim.skip_unused): {', '.join(self.unused)}")
-        for layer in self.layers:
-            lines.append(f"layer {layer.name:<{width - 6}} {'':>14} {layer.difference:>14.2e}  "
-                         f"start{'  <-- parts' if layer.parts else ''}")
+        for layer in self.layers:  # the output's gradient, then the output
+            grad = "" if math.isnan(layer.gradient) else f"{layer.gradient:.2e}"
+            flag = ("  <-- parts" if layer.parts else
+                    "  <-- gradient parts" if layer.gradient_parts else "")
+            lines.append(f"layer {layer.name:<{width - 6}} {grad:>14} {layer.difference:>14.2e}  "
+                         f"start{flag}")
         if self.null:
             lines.append(f"gradient zero up to rounding at the start (~0: a bias before "
                          f"BatchNorm?): {', '.join(self.null)}; the optimizer moves them by "
@@ -709,48 +712,6 @@ def _torch_path(port: _Port, step: _TrainStep, length: _Length):
         return exc.result.path, True
 
 
-def _torch_layers(probe, tx) -> list:
-    """(name, output) of each named submodule of `probe`, in forward order (forward hooks)."""
-    outs = []
-
-    def record(name):
-        def hook(sub, inputs, output):
-            out = output[0] if isinstance(output, (tuple, list)) else output
-            if isinstance(out, torch.Tensor):
-                outs.append((name, out.detach().numpy().copy()))
-        return hook
-
-    handles = [sub.register_forward_hook(record(n)) for n, sub in probe.named_modules() if n]
-    try:
-        with torch.no_grad():
-            probe(tx)
-    finally:
-        for h in handles:
-            h.remove()
-    return outs
-
-
-def _layers(port: _Port, probe, pol, batch: int, widest: int) -> tuple:
-    """`Layer`s at the start: the JAX model's taps (run eagerly) against the outputs of the
-    torch submodules of the same names, in torch's forward order; () without taps."""
-    with taps.recording() as tapped, jax.disable_jit():
-        port.jax_forward(jax.tree.map(jnp.asarray, port.p0))
-    if not tapped:
-        return ()
-    pending = {}
-    for name, value in tapped:  # a module called twice is tapped twice: matched in order
-        pending.setdefault(name, []).append(np.asarray(value))
-    out = []
-    for name, t in _torch_layers(probe, port.tx):
-        if not pending.get(name):
-            continue
-        j = pending[name].pop(0)
-        per_step = step_roundings(batch, layers=len(out) + 1, widest=widest)
-        out.append(Layer(name, rel_err(j, t) if j.shape == t.shape else math.inf,
-                         accumulated(pol.params, 1, per_step, safety=SAFETY)))
-    return tuple(out)
-
-
 def _compared_buffers(s0, jpath) -> tuple:
     """The buffers whose paths are compared: every floating one, and an integer one
     (``num_batches_tracked``) when the JAX model updates it."""
@@ -856,7 +817,10 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
             out, tout, value, tvalue = _diagnose(port, probe)
             random, frozen = _random(port, probe), _frozen(module)
             grads, unused, null = _gradients(port, probe, frozen, tol.value)
-            layers = _layers(port, probe, pol, length.batch, fan_in)
+            layers = _by_layer.record(
+                lambda: port.jax_forward(jax.tree.map(jnp.asarray, port.p0))[0], port.jax_loss,
+                jnp.asarray(port.y), probe, port.tx, port.ty, port.torch_loss, pol,
+                length.batch, fan_in, safety=SAFETY)
         step = _training_step(optimizer, module, scheduler, max_norm, norm_type)
         jax_opt = _freeze(step.jax, p0, frozen, unused)
         if step.named:  # a pair's own transformation is compared as given
