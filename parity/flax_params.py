@@ -687,6 +687,11 @@ def _eqx_walk(eqx, node, state, path: tuple, out: list) -> list:
     return out
 
 
+def equinox_order(module, state=None) -> list:
+    """The paths of an equinox module's layers in the order `to_equinox` matches them: its
+    fields in order, lists in order. `state`: its ``eqx.nn.State``, needed with a BatchNorm."""
+    eqx = _library("equinox", "equinox", "equinox_order")
+    return [layer.path for layer in _eqx_walk(eqx, module, state, (), []) if layer.arrays]
 
 
 def to_equinox(state_dict, module, state=None, *, like=None):
@@ -738,5 +743,5 @@ def from_equinox(module, like, state=None) -> dict:
     return _to_torch(_eqx_walk(eqx, module, state, (), []), like, EQUINOX_RULES, "equinox")
 
 
-__all__ = ["from_equinox", "from_linen", "from_nnx", "linen_order", "nnx_order",
+__all__ = ["equinox_order", "from_equinox", "from_linen", "from_nnx", "linen_order", "nnx_order",
            "to_equinox", "to_linen", "to_nnx", "torch_layers"]
