@@ -602,6 +602,12 @@ def _linen_layers(variables, order) -> list:
     return [_linen_layer(variables, p) for p in paths]
 
 
+def linen_tree_order(variables) -> list:
+    """The paths of a linen variables tree's layers in the tree's own order: the order
+    `to_linen` and `from_linen` match them in without ``order``."""
+    return [layer.path for layer in _linen_layers(variables, None) if layer.arrays]
+
+
 def _thawed(tree):
     return {k: _thawed(v) for k, v in tree.items()} if isinstance(tree, Mapping) else tree
 
@@ -743,5 +749,5 @@ def from_equinox(module, like, state=None) -> dict:
     return _to_torch(_eqx_walk(eqx, module, state, (), []), like, EQUINOX_RULES, "equinox")
 
 
-__all__ = ["equinox_order", "from_equinox", "from_linen", "from_nnx", "linen_order", "nnx_order",
-           "to_equinox", "to_linen", "to_nnx", "torch_layers"]
+__all__ = ["equinox_order", "from_equinox", "from_linen", "from_nnx", "linen_order",
+           "linen_tree_order", "nnx_order", "to_equinox", "to_linen", "to_nnx", "torch_layers"]

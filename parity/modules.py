@@ -20,8 +20,9 @@ order: ``layers.0`` of an ``nnx.Sequential`` or ``eqx.nn.MLP`` is torch's ``0``)
 without arrays by its attribute path, joined with dots, below the longest prefix whose torch
 name its layers agree on (``layer1`` holding ``layer1.conv1``); an output that is a tuple has
 its first item tapped (equinox's BatchNorm gives (output, state)). For the recording's
-length, the classes of the module's submodules have their ``__call__`` wrapped (at the type:
-flax and equinox rebuild their instances when filled); outside a recording nothing is.
+length, the classes of an NNX or equinox module's submodules have their ``__call__`` wrapped
+(at the type: flax and equinox rebuild their instances when filled), and a linen module's
+calls are intercepted (``flax.linen.intercept_methods``); outside a recording nothing is.
 """
 
 from __future__ import annotations
@@ -106,6 +107,34 @@ def names(order: list, like) -> callable:
     return name
 
 
+def _tap_output(name: str, out):
+    """`out` tapped under `name`: an array, or a tuple's first item (equinox's BatchNorm
+    gives (output, state))."""
+    if isinstance(out, tuple) and out:
+        return (taps.tap(name, out[0]), *out[1:])
+    return taps.tap(name, out)
+
+
+@contextlib.contextmanager
+def _linen_tapped(name):
+    """Within the block, inside a recording, every call of a linen submodule (not the root)
+    taps its output under ``name(dotted path)``: flax's ``intercept_methods``."""
+    if not taps.active():
+        yield
+        return
+    import flax.linen as linen
+
+    def interceptor(next_fun, args, kwargs, context):
+        out = next_fun(*args, **kwargs)
+        path = tuple(context.module.path)
+        if context.method_name != "__call__" or not path:
+            return out
+        return _tap_output(name(".".join(map(str, path))), out)
+
+    with linen.intercept_methods(interceptor):
+        yield
+
+
 @contextlib.contextmanager
 def _tapped(module, is_module, name):
     """Within the block, inside a recording, every call of a submodule of the module called
@@ -135,9 +164,7 @@ def _tapped(module, is_module, name):
                 out = call(*args, **kwargs)
             finally:
                 calls["busy"].discard(id(self))
-            if isinstance(out, tuple) and out:
-                return (taps.tap(name(path), out[0]), *out[1:])
-            return taps.tap(name(path), out)
+            return _tap_output(name(path), out)
         return __call__
 
     try:
@@ -180,13 +207,15 @@ def _linen(pair, like):
     """(model over torch names, convention) of a (linen module, variables[, keywords])."""
     module, variables, *kwargs = pair
     options = dict(kwargs[0]) if kwargs else {}
+    name = names(_fp.linen_tree_order(variables), like)
 
     def forward(params, state, x, key):
         filled = _fp.to_linen({**params, **state}, variables, like=like)  # init's order
         fn, p, s = _modules.as_model(module, filled, training=True, **options)
-        if not fn.stateful:
-            return fn(p, x), state
-        y, new = fn(p, s, x, key)
+        with _linen_tapped(name):
+            if not fn.stateful:
+                return fn(p, x), state
+            y, new = fn(p, s, x, key)
         return y, _fp.from_linen({**filled, **(new or {})}, like)
 
     return forward, None
