@@ -107,8 +107,8 @@ def vmap(fn, in_axes=0, out_axes=0, **kwargs):
         tape = _RECORDING.get()
         if tape is None:
             return mapped(*args)
-        with recording() as inner:  # the names, without running: shapes only
-            jax.eval_shape(mapped, *args)
+        with recording() as inner:  # the names, without running: shapes only; a new
+            jax.eval_shape(lambda *a: mapped(*a), *args)  # function, so none is cached
         start = len(tape.taps)
         shifts = None if tape.shifts is None else tape.shifts[start:start + len(inner)]
         axes = in_axes if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
