@@ -75,8 +75,8 @@ def _aligned(a: np.ndarray, shape: tuple):
 
 def _difference(a, b) -> float:
     """rel_err of JAX's `a` against torch's `b` in torch's layout; inf where the shapes do
-    not match (NaNs count as inf); nan where `b` is None (not measured)."""
-    if b is None:
+    not match (NaNs count as inf); nan where either is None (not measured)."""
+    if a is None or b is None:
         return math.nan
     a = _aligned(np.asarray(a), np.shape(b))
     if a is None:
@@ -127,11 +127,13 @@ def _torch_gradients(y_hat, ty, torch_loss, outs: list) -> list:
 
 
 def jax_layers(jax_forward, jax_loss, y) -> list:
-    """(name, tapped value, d loss / d value) of each tap of ``jax_forward()``, in call
-    order, numpy; run eagerly (``jax.disable_jit``)."""
+    """(name, tapped value, d loss / d value or None: an integer value) of each tap of
+    ``jax_forward()`` (`functional_fit.taps.gradients`: the live ones), in call order, numpy;
+    run eagerly (``jax.disable_jit``)."""
     with jax.disable_jit():
         tapped, grads = taps.gradients(lambda: jax_loss(jax_forward(), y))
-    return [(name, np.asarray(value), np.asarray(g)) for (name, value), g in zip(tapped, grads)]
+    return [(name, np.asarray(value), None if g is None else np.asarray(g))
+            for (name, value), g in zip(tapped, grads)]
 
 
 def record(jax_forward, jax_loss, y, probe, tx, ty, torch_loss, pol, batch: int, widest: int,

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 
 class _Tape(NamedTuple):
     taps: list  # (name, value) in call order
-    shifts: list | None  # one array per tap call, added to its value; None: nothing added
+    shifts: list | None  # per tap call, an array added to its value or None; None: none added
 
 
 _RECORDING = contextvars.ContextVar("functional_fit.taps", default=None)
@@ -49,8 +49,9 @@ def tap(name: str, value):
     tape = _RECORDING.get()
     if tape is None:
         return value
-    if tape.shifts is not None:
-        value = value + tape.shifts[len(tape.taps)]
+    shift = None if tape.shifts is None else tape.shifts[len(tape.taps)]
+    if shift is not None:
+        value = value + shift
     tape.taps.append((str(name), value))
     return value
 
@@ -66,8 +67,9 @@ def recording(shifts=None):
     order. Run the model eagerly (``jax.disable_jit()``) to record values, not tracers.
 
     Args:
-      shifts: None, or one array per tap call of the block, in call order, each of its tap's
-        shape and dtype: the i-th tap returns (and records) ``value + shifts[i]``.
+      shifts: None, or one entry per tap call of the block, in call order: an array of its
+        tap's shape and dtype, and the i-th tap returns (and records) ``value + shifts[i]``,
+        or None, and it returns its value.
     """
     taps: list = []
     token = _RECORDING.set(_Tape(taps, None if shifts is None else list(shifts)))
@@ -77,47 +79,77 @@ def recording(shifts=None):
         _RECORDING.reset(token)
 
 
+def live(value) -> bool:
+    """Whether a recorded value can be used after the forward: not a tracer of a
+    transformation that has ended (a tap inside the model's own ``jax.vmap`` or
+    ``lax.scan``, whose value cannot leave it)."""
+    try:
+        jnp.shape(jax.lax.stop_gradient(value) + jnp.zeros((), jnp.result_type(value)))
+    except jax.errors.UnexpectedTracerError:
+        return False
+    return True
+
+
+def _shifts(values: list, alive: list) -> list:
+    """A zero shift for each live floating value, None for the others."""
+    return [jnp.zeros(jnp.shape(v), v.dtype)
+            if ok and jnp.issubdtype(jnp.result_type(v), jnp.inexact) else None
+            for v, ok in zip(values, alive)]
+
+
 def gradients(fn) -> tuple[list, list]:
-    """(the taps of ``fn()`` as `recording` gives them, the gradient of ``fn()`` with respect
-    to each tapped value), for a scalar ``fn()`` whose taps are the same on every call (same
-    order, shapes and dtypes). Run it eagerly (``jax.disable_jit()``) to get values."""
+    """(the live taps of ``fn()`` as `recording` gives them, the gradient of ``fn()`` with
+    respect to each tapped value: None for an integer one), for a scalar ``fn()`` whose taps
+    are the same on every call (same order, shapes and dtypes). Run it eagerly
+    (``jax.disable_jit()``) to get values; taps that are not `live` are left out."""
     with recording() as first:
         fn()
+    alive = [live(value) for _, value in first]
+    shifts = _shifts([value for _, value in first], alive)
 
     def shifted(shifts):
         with recording(shifts):
             return fn()
 
-    zeros = [jnp.zeros_like(value) for _, value in first]
-    return first, (list(jax.grad(shifted)(zeros)) if zeros else [])
+    grads = jax.grad(shifted)(shifts) if any(z is not None for z in shifts) else shifts
+    return ([tapped for tapped, ok in zip(first, alive) if ok],
+            [g for g, ok in zip(grads, alive) if ok])
 
 
 def vmap(fn, in_axes=0, out_axes=0, **kwargs):
     """``jax.vmap(fn, in_axes, out_axes, **kwargs)`` whose taps inside a `recording` are
     recorded outside the map, each (B, ...) along the mapped axis first (shifts included):
-    inside, a tap sees one example. Outside a recording it is `jax.vmap`."""
+    inside, a tap sees one example. Taps that are not `live` at the end of an example (inside
+    a map of `fn`'s own) are left out. Outside a recording it is `jax.vmap`."""
     mapped = jax.vmap(fn, in_axes=in_axes, out_axes=out_axes, **kwargs)
 
-    def inside(shifts, *args):  # one example: (fn's output, its taps' values)
+    def inside(seen, shifts, *args):  # one example: (fn's output, its live taps' values)
         with recording(shifts) as taps:
             out = fn(*args)
-        return out, [value for _, value in taps]
+        seen[:] = [(name, live(value)) for name, value in taps]  # read once traced
+        return out, [value for (_, value), (_, ok) in zip(taps, seen) if ok]
 
     def run(*args):
         tape = _RECORDING.get()
         if tape is None:
             return mapped(*args)
-        with recording() as inner:  # the names, without running: shapes only; a new
-            jax.eval_shape(lambda *a: mapped(*a), *args)  # function, so none is cached
-        start = len(tape.taps)
-        shifts = None if tape.shifts is None else tape.shifts[start:start + len(inner)]
         axes = in_axes if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
-        out, values = jax.vmap(inside, in_axes=(None if shifts is None else 0, *axes),
-                               out_axes=(out_axes, 0), **kwargs)(shifts, *args)
-        tape.taps.extend((name, value) for (name, _), value in zip(inner, values))
+
+        def once(seen, shifts):
+            return jax.vmap(lambda s, *a: inside(seen, s, *a), in_axes=(0, *axes),
+                            out_axes=(out_axes, 0), **kwargs)(shifts, *args)
+
+        seen = []  # the taps' names and liveness, from a trace of shapes; a new function,
+        jax.eval_shape(lambda: once(seen, None))  # so that none is cached
+        start, shifts = len(tape.taps), None
+        if tape.shifts is not None:
+            given = iter(tape.shifts[start:start + sum(ok for _, ok in seen)])
+            shifts = [next(given) if ok else None for _, ok in seen]
+        out, values = once([], shifts)
+        tape.taps.extend(zip((name for name, ok in seen if ok), values))
         return out
 
     return run
 
 
-__all__ = ["active", "gradients", "recording", "tap", "vmap"]
+__all__ = ["active", "gradients", "live", "recording", "tap", "vmap"]
