@@ -17,6 +17,10 @@ counting those with 0 < p < 1) keeps ``jax.random.bernoulli(jax.random.fold_in(k
 1 - p, shape)``, as a flax NNX ``Rngs(key)`` stream would. ``masks=`` gives the masks
 instead: how `check_against_torch` replays torch's own draws.
 
+Inside a `functional_fit.taps.recording` (``parity.compare`` records each layer's output), the
+function taps each torch submodule's output under the submodule's name (`module_outputs`), so
+that a twin is compared layer by layer with its module without a tap written.
+
 `as_model` puts the function in the engine's form: ``model(params, x)``, or
 ``model(params, state, x, key=None) -> (y, new_state)`` for a module with state or dropout.
 """

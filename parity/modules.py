@@ -28,7 +28,7 @@ calls are intercepted (``flax.linen.intercept_methods``); outside a recording no
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import jax
 
@@ -69,7 +69,7 @@ def _submodules(node, is_module, path=(), seen=None):
         yield from _submodules(child, is_module, (*path, str(key)), seen)
 
 
-def names(order: list, like) -> callable:
+def names(order: list, like) -> Callable[[str], str]:
     """``name(path) -> torch name`` for a flax or equinox module's dotted paths.
 
     Args:
