@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 import functional_fit as ff
 import parity
+from comparison import layers
 from functional_fit import losses, models, nn, taps
 from functional_fit.taps import recording, tap
 
@@ -73,9 +74,9 @@ def test_a_model_without_taps_has_no_layers_and_taps_do_nothing_outside(data):
         parity.models.MLP((2, 4, 4, 1), "tanh", dtype=torch.float64, seed=0)).items()}
     with ff.float64():
         assert np.array_equal(_port()(p, x), models.mlp(p, x))  # tap returns its value
-        with recording() as taps:
+        with recording() as tapped:
             _port()(p, x)
-    assert [name for name, _ in taps] == ["0", "1", "2", "3", "4"]
+    assert [name for name, _ in tapped] == ["0", "1", "2", "3", "4"]
 
 
 # --------------------------------------------------------------------------- gradients by layer
@@ -103,6 +104,21 @@ def _backward_bug(kind: str):
         h = tap("3", _tanh_wrong_backward(h) if kind == "custom_vjp" else jnp.tanh(h))
         return tap("4", h @ p["4.weight"].T + p["4.bias"][None, :])
     return model
+
+
+def test_torchs_layer_gradients_follow_the_chain_rule_and_leave_grad_alone(data):
+    """d mean((out - y)**2) / d out = 2 (out - y) / n at the last layer, times its weight at
+    the layer before; no parameter's ``.grad`` is set."""
+    module = parity.models.MLP((2, 4, 4, 1), "tanh", dtype=torch.float64, seed=0)
+    x, y = data
+    found = layers.torch_layers(module, torch.from_numpy(x), torch.from_numpy(y),
+                                parity.losses.mse)
+    assert [name for name, _, _ in found] == ["0", "1", "2", "3", "4"]
+    out, last = found[4][1], found[4][2]
+    np.testing.assert_allclose(last, 2 * (out - y) / len(y), rtol=1e-12)
+    np.testing.assert_allclose(found[3][2], last @ module[4].weight.detach().numpy(),
+                               rtol=1e-12)
+    assert all(p.grad is None for p in module.parameters())
 
 
 def test_a_correct_port_agrees_in_every_layers_gradient(data):
