@@ -14,6 +14,8 @@ The third of the project's four layers: it sits on both sides, and nothing below
   (``functional-fit lecture --out DIR`` / ``--html FILE``);
 - `compare`  `parity.compare`: your own torch module against your own JAX function, step by
   step, with the layer of the port to blame;
+- `layers`   each layer's output, and the loss's gradient with respect to it, JAX's against
+  torch's (what `compare` records layer by layer);
 - `problems` the optimizer problems in both frameworks, which the atlas and the optimizer
   tests run.
 - `testing`  ``parity.testing.assert_same_training``: `compare` as an assertion whose message

@@ -67,8 +67,9 @@ import numpy as np
 import optax
 import torch
 
-from comparison import findings as known
-from functional_fit import checks as _checks, data as _data, engine, fit, optim, registry, taps
+from comparison import findings as known, layers as _by_layer
+from comparison.layers import Layer
+from functional_fit import checks as _checks, data as _data, engine, fit, optim, registry
 from functional_fit.checks import DivergenceError, InputError, first_line
 from functional_fit.precision import policy, require, torch_matmul_precision
 from functional_fit.tolerances import (OPTIMIZER_ROUNDINGS, ROUNDINGS_PER_LAYER,  # noqa: F401
@@ -106,19 +107,6 @@ class Divergence(NamedTuple):
         where = f"{self.parameter}{list(self.index) if self.index else ''}"
         return (f"step {self.step}, {where}: JAX {self.jax:.10g}, torch {self.torch:.10g} "
                 f"(relative difference {self.difference:.2e} > tolerance {self.tolerance:.1e})")
-
-
-class Layer(NamedTuple):
-    """One layer's output at a step, JAX's against torch's (each side's own parameters)."""
-
-    name: str  # the torch submodule's name, which the JAX model's `tap` gave too
-    difference: float  # relative difference of the two outputs (inf: shapes differ)
-    tolerance: float  # the rounding its depth allows (`tolerance`'s model, `step` steps)
-    step: int = 0  # 0 (the start) or the first divergent step
-
-    @property
-    def parts(self) -> bool:
-        return not self.difference <= self.tolerance
 
 
 class Tolerance(NamedTuple):
@@ -163,9 +151,10 @@ class Comparison(NamedTuple):
     null: tuple = ()
     #: what each side's float32 matrix products used: {"jax": ..., "torch": ...}
     matmul_precision: dict | None = None
-    #: each layer's output at the start, in torch's forward order, then at the first
-    #: divergent step (`Layer.step`), each side at its own parameters there: the torch
-    #: submodules whose names the JAX model tapped (`functional_fit.taps.tap`)
+    #: each layer's output and its gradient at the start, in torch's forward order, then at
+    #: the first divergent step (`Layer.step`), each side at its own parameters there: the
+    #: torch submodules whose names the JAX model tapped (`functional_fit.taps.tap`;
+    #: `comparison.layers.record`)
     layers: tuple = ()
     #: the known framework differences that explain where the two part, each confirmed by
     #: re-running the prefix with it switched (`comparison.findings.Finding`: ``.id``,
@@ -188,6 +177,15 @@ class Comparison(NamedTuple):
         if culprit == "state":
             return self.first_divergence.parameter.rpartition(".")[0] or None
         return next((layer.name for layer in self.layers if layer.parts), None)
+
+    @property
+    def first_gradient_layer(self) -> str | None:
+        """The first layer, in backward order (from the output towards the input), whose
+        output's gradient (d loss / d output) parts beyond its tolerance at the start. With every output
+        alike (`first_layer` None) it marks a wrong backward: the rule of the layer its output
+        feeds (a ``jax.custom_vjp``, a misplaced ``jax.lax.stop_gradient``)."""
+        return next((layer.name for layer in reversed(self.layers)
+                     if layer.step == 0 and layer.gradient_parts), None)
 
     @property
     def culprit(self) -> str:
@@ -255,9 +253,12 @@ class Comparison(NamedTuple):
         if self.unused:
             lines.append(f"unused (torch leaves .grad None; JAX skips their zero gradient, "
                          f"functional_fit.optim.skip_unused): {', '.join(self.unused)}")
-        for layer in self.layers:
-            lines.append(f"layer {layer.name:<{width - 6}} {'':>14} {layer.difference:>14.2e}  "
-                         f"{layer.step or 'start'}{'  <-- parts' if layer.parts else ''}")
+        for layer in self.layers:  # the output's gradient, then the output
+            grad = "" if math.isnan(layer.gradient) else f"{layer.gradient:.2e}"
+            flag = ("  <-- parts" if layer.parts else
+                    "  <-- gradient parts" if layer.gradient_parts else "")
+            lines.append(f"layer {layer.name:<{width - 6}} {grad:>14} {layer.difference:>14.2e}  "
+                         f"{layer.step or 'start'}{flag}")
         if self.null:
             lines.append(f"gradient zero up to rounding at the start (~0: a bias before "
                          f"BatchNorm?): {', '.join(self.null)}; the optimizer moves them by "
@@ -768,60 +769,26 @@ def _torch_path(port: _Port, step: _TrainStep, length: _Length):
         return exc.result.path, True
 
 
-def _torch_layers(probe, tx) -> list:
-    """(name, output) of each named submodule of `probe`, in forward order (forward hooks)."""
-    outs = []
-
-    def record(name):
-        def hook(sub, inputs, output):
-            out = output[0] if isinstance(output, (tuple, list)) else output
-            if isinstance(out, torch.Tensor):
-                outs.append((name, out.detach().numpy().copy()))
-        return hook
-
-    handles = [sub.register_forward_hook(record(n)) for n, sub in probe.named_modules() if n]
-    try:
-        with torch.no_grad():
-            probe(tx)
-    finally:
-        for h in handles:
-            h.remove()
-    return outs
-
-
-def _layers(port: _Port, probe, pol, batch: int, widest: int) -> tuple:
-    """`Layer`s at the port's step (its parameters, state and masks): the JAX model's taps
-    (run eagerly) against the outputs of the torch submodules of the same names, in torch's
-    forward order; () without taps. The tolerance is that of ``max(step, 1)`` steps."""
-    with taps.recording() as tapped, jax.disable_jit():
-        port.jax_forward(jax.tree.map(jnp.asarray, port.p0))
-    if not tapped:
-        return ()
-    pending = {}
-    for name, value in tapped:  # a module called twice is tapped twice: matched in order
-        pending.setdefault(name, []).append(np.asarray(value))
-    out = []
-    for name, t in _torch_layers(probe, port.tx):
-        if not pending.get(name):
-            continue
-        j = pending[name].pop(0)
-        per_step = step_roundings(batch, layers=len(out) + 1, widest=widest)
-        out.append(Layer(name, rel_err(j, t) if j.shape == t.shape else math.inf,
-                         accumulated(pol.params, max(port.step, 1), per_step, safety=SAFETY),
-                         port.step))
-    return tuple(out)
-
-
 def _divergent_layers(port: _Port, c: Comparison, pol, batch: int, widest: int,
                       precision) -> Comparison:
-    """`c` with its layers at the first divergent step added (when it has a first divergence
-    after the start and the JAX model taps its layers)."""
+    """`c` with its layers at the first divergent step added, when the two part along the path
+    (everything agreed at the start) and the JAX model taps its layers: each side at its own
+    parameters, state and dropout masks there, on the whole data."""
     first = c.first_divergence
-    if first is None or first.step == 0 or not c.layers:
+    if first is None or first.step == 0 or not c.layers or c.culprit not in (
+            "state", "optimizer", "null_gradient"):
         return c
     at, probe, masks = _at_step(port, c.jax_path, c.torch_path, first.step)
     with matmul_precisions(precision), masks:
-        return c._replace(layers=c.layers + _layers(at, probe, pol, batch, widest))
+        return c._replace(layers=c.layers + _record(at, probe, pol, batch, widest))
+
+
+def _record(port: _Port, probe, pol, batch: int, widest: int) -> tuple:
+    """`comparison.layers.record` of the port at its step (its parameters, state and masks)."""
+    return _by_layer.record(
+        lambda: port.jax_forward(jax.tree.map(jnp.asarray, port.p0))[0], port.jax_loss,
+        jnp.asarray(port.y), probe, port.tx, port.ty, port.torch_loss, pol, batch, widest,
+        safety=SAFETY, step=port.step)
 
 
 def _compared_buffers(s0, jpath) -> tuple:
@@ -1187,7 +1154,7 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
             out, tout, value, tvalue = _diagnose(port, probe)
             random, frozen = _random(port, probe), _frozen(module)
             grads, unused, null = _gradients(port, probe, frozen, tol.value)
-            layers = _layers(port, probe, pol, length.batch, fan_in)
+            layers = _record(port, probe, pol, length.batch, fan_in)
         trained = copy.deepcopy(module)  # port.module stays at the start, for re-runs
         step = _training_step(optimizer, trained, scheduler, max_norm, norm_type)
         jax_opt = _freeze(step.jax, p0, frozen, unused)

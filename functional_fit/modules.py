@@ -78,6 +78,7 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 
+from functional_fit import taps
 from functional_fit.checks import InputError
 
 #: The libraries, by the top of their classes' module names: (kind, package to pip install).
@@ -309,8 +310,8 @@ def _equinox(module, variables, training, kwargs):
             _need_key(key, "equinox")
             n = jnp.arange(x.shape[0], dtype=jnp.uint32)  # (N,)
             keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(n)  # (N, *key)
-        batched = jax.vmap(lambda x, s, k: one(m, x, s, k), axis_name="batch",
-                           in_axes=(0, None, None if keys is None else 0), out_axes=(0, None))
+        batched = taps.vmap(lambda x, s, k: one(m, x, s, k), axis_name="batch",  # taps too
+                            in_axes=(0, None, None if keys is None else 0), out_axes=(0, None))
         return batched(x, state, keys)  # (y (N, ...), new state)
 
     return forward, params, variables, random, "per_example"

@@ -17,6 +17,10 @@ counting those with 0 < p < 1) keeps ``jax.random.bernoulli(jax.random.fold_in(k
 1 - p, shape)``, as a flax NNX ``Rngs(key)`` stream would. ``masks=`` gives the masks
 instead: how `check_against_torch` replays torch's own draws.
 
+Inside a `functional_fit.taps.recording` (``parity.compare`` records each layer's output), the
+function taps each torch submodule's output under the submodule's name (`module_outputs`), so
+that a twin is compared layer by layer with its module without a tap written.
+
 `as_model` puts the function in the engine's form: ``model(params, x)``, or
 ``model(params, state, x, key=None) -> (y, new_state)`` for a module with state or dropout.
 """
@@ -33,7 +37,7 @@ import torch
 from torch.export.graph_signature import InputKind, OutputKind
 from torch.utils import _pytree as torch_pytree
 
-from functional_fit import tolerances as _tol
+from functional_fit import taps as _taps, tolerances as _tol
 from functional_fit.checks import InputError
 from parity import ops as _ops
 
@@ -55,6 +59,7 @@ class _Step(NamedTuple):
     where: str  # "aten.x.y (from module 'path' (Type))", for errors
     dropout: int | None  # the dropout's number (its key's fold_in), None for other nodes
     dtype: object  # the dtype torch's result has (a JAX dtype), None where not one tensor
+    taps: tuple = ()  # the modules whose output it is, innermost first (`module_outputs`)
 
 
 class _Ref(NamedTuple):
@@ -102,9 +107,37 @@ def _is_dropout(node) -> bool:
     return bool(train) and 0 < p < 1
 
 
-def _steps(graph) -> list:
-    """The graph's operations as `_Step`s; InputError naming the first unsupported one."""
-    steps, dropouts = [], 0
+def _scopes(node) -> list:
+    """The paths of the modules `node` runs in, outermost first, the top level ("") left out."""
+    return [path for path, _ in (node.meta.get("nn_module_stack") or {}).values() if path]
+
+
+def module_outputs(ep) -> dict:
+    """node name -> the paths of the torch submodules whose output the node is, innermost
+    first: for each submodule, the last node in its scope whose value is used outside it, by
+    a node outside the scope or as a user output. (A training-mode BatchNorm's new running
+    statistics leave its scope only as buffer mutations: its output is the normalized
+    tensor.)"""
+    end = list(ep.graph.nodes)[-1]
+    user = {node for spec, node in zip(ep.graph_signature.output_specs, end.args[0])
+            if spec.kind == OutputKind.USER_OUTPUT and isinstance(node, torch.fx.Node)}
+    last = {}
+    for node in ep.graph.nodes:
+        if node.op != "call_function" or not isinstance(node.meta.get("val"), torch.Tensor):
+            continue
+        for path in _scopes(node):
+            if any(node in user if u is end else path not in _scopes(u) for u in node.users):
+                last[path] = node.name
+    out = {}
+    for path, name in sorted(last.items(), key=lambda item: -item[0].count(".")):
+        out.setdefault(name, []).append(path)
+    return {name: tuple(paths) for name, paths in out.items()}
+
+
+def _steps(graph, taps: dict | None = None) -> list:
+    """The graph's operations as `_Step`s, each with the modules whose output it is
+    (`taps`: node name -> paths); InputError naming the first unsupported one."""
+    steps, dropouts, taps = [], 0, taps or {}
     for node in graph.nodes:
         if node.op != "call_function":
             continue
@@ -118,7 +151,7 @@ def _steps(graph) -> list:
         dtype = _ops.DTYPES.get(val.dtype) if isinstance(val, torch.Tensor) else None
         steps.append(_Step(node.name, node.target, _convert_value(tuple(node.args)),
                            {k: _convert_value(v) for k, v in node.kwargs.items()},
-                           _where(node), number, dtype))
+                           _where(node), number, dtype, taps.get(node.name, ())))
     return steps
 
 
@@ -195,6 +228,8 @@ def _run(plan: _Plan, env: dict, key, masks) -> dict:
         dtype = None if step.dtype is None else jax.dtypes.canonicalize_dtype(step.dtype)
         if dtype is not None and value.dtype != dtype:
             value = value.astype(dtype)  # torch's promotion, where JAX's differs
+        for path in step.taps:  # a submodule's output: recorded when compare asks
+            value = _taps.tap(path, value)
         env[step.name] = value
     return env
 
@@ -306,7 +341,8 @@ def to_jax(module, *example_inputs, check: bool = True):
     """
     _check_arguments(module, example_inputs)
     ep = export(module, *example_inputs)
-    plan = _Plan(_inputs(ep, module), _steps(ep.graph), _outputs(ep), ep.call_spec.out_spec)
+    plan = _Plan(_inputs(ep, module), _steps(ep.graph, module_outputs(ep)), _outputs(ep),
+                 ep.call_spec.out_spec)
     n_inputs = sum(kind == InputKind.USER_INPUT for _, kind, _ in plan.inputs)
     fn = _function(plan, n_inputs)
     fn.parameter_names = [name for name, _ in module.named_parameters()]

@@ -602,6 +602,12 @@ def _linen_layers(variables, order) -> list:
     return [_linen_layer(variables, p) for p in paths]
 
 
+def linen_tree_order(variables) -> list:
+    """The paths of a linen variables tree's layers in the tree's own order: the order
+    `to_linen` and `from_linen` match them in without ``order``."""
+    return [layer.path for layer in _linen_layers(variables, None) if layer.arrays]
+
+
 def _thawed(tree):
     return {k: _thawed(v) for k, v in tree.items()} if isinstance(tree, Mapping) else tree
 
@@ -687,6 +693,11 @@ def _eqx_walk(eqx, node, state, path: tuple, out: list) -> list:
     return out
 
 
+def equinox_order(module, state=None) -> list:
+    """The paths of an equinox module's layers in the order `to_equinox` matches them: its
+    fields in order, lists in order. `state`: its ``eqx.nn.State``, needed with a BatchNorm."""
+    eqx = _library("equinox", "equinox", "equinox_order")
+    return [layer.path for layer in _eqx_walk(eqx, module, state, (), []) if layer.arrays]
 
 
 def to_equinox(state_dict, module, state=None, *, like=None):
@@ -738,5 +749,5 @@ def from_equinox(module, like, state=None) -> dict:
     return _to_torch(_eqx_walk(eqx, module, state, (), []), like, EQUINOX_RULES, "equinox")
 
 
-__all__ = ["from_equinox", "from_linen", "from_nnx", "linen_order", "nnx_order",
-           "to_equinox", "to_linen", "to_nnx", "torch_layers"]
+__all__ = ["equinox_order", "from_equinox", "from_linen", "from_nnx", "linen_order",
+           "linen_tree_order", "nnx_order", "to_equinox", "to_linen", "to_nnx", "torch_layers"]

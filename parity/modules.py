@@ -12,13 +12,27 @@ uses it when its ``jax_model`` is such a module.
 
 ``num_batches_tracked``, which flax and equinox do not keep, stays what it was: a comparison
 does not compare an integer buffer its JAX side does not update.
+
+Layer names. Inside a `functional_fit.taps.recording` (``parity.compare`` records each
+layer's output), the model taps the output of every submodule it calls under the torch name
+of its layer (`names`): a layer with arrays is named as `parity.flax_params` matches it (in
+order: ``layers.0`` of an ``nnx.Sequential`` or ``eqx.nn.MLP`` is torch's ``0``), a module
+without arrays by its attribute path, joined with dots, below the longest prefix whose torch
+name its layers agree on (``layer1`` holding ``layer1.conv1``); an output that is a tuple has
+its first item tapped (equinox's BatchNorm gives (output, state)). For the recording's
+length, the classes of an NNX or equinox module's submodules have their ``__call__`` wrapped
+(at the type: flax and equinox rebuild their instances when filled), and a linen module's
+calls are intercepted (``flax.linen.intercept_methods``); outside a recording nothing is.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Mapping
+
 import jax
 
-from functional_fit import modules as _modules
+from functional_fit import modules as _modules, taps
 from functional_fit.checks import InputError
 from parity import flax_params as _fp
 
@@ -32,18 +46,154 @@ def kind(jax_model) -> str | None:
     return _modules.library(jax_model)
 
 
+# --------------------------------------------------------------------------- layer names
+
+
+def _submodules(node, is_module, path=(), seen=None):
+    """(path, module) of `node` and every module inside it (attributes, lists, tuples, dicts;
+    private attributes left out), depth first, each once."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        return
+    if is_module(node):
+        seen.add(id(node))
+        yield path, node
+        children = [(k, v) for k, v in vars(node).items() if not k.startswith("_")]
+    elif isinstance(node, (list, tuple)):
+        children = list(enumerate(node))
+    elif isinstance(node, Mapping):
+        children = list(node.items())
+    else:
+        return
+    for key, child in children:
+        yield from _submodules(child, is_module, (*path, str(key)), seen)
+
+
+def names(order: list, like) -> Callable[[str], str]:
+    """``name(path) -> torch name`` for a flax or equinox module's dotted paths.
+
+    Args:
+      order: the paths of its layers with arrays, in the order `parity.flax_params` matches
+        them with torch's (`parity.flax_params.nnx_order`, `equinox_order`).
+      like: the torch module (or its ``state_dict``).
+
+    A layer of `order` gets the name of its torch layer; another path the torch name of its
+    longest prefix that every layer below it agrees on (``layers`` -> ``""`` when
+    ``layers.0`` is ``0``), followed by the rest of the path; else the path as it is.
+    """
+    leaves = dict(zip(order, (t.name for t in _fp.torch_layers(like))))
+    prefixes, conflicts = {}, set()
+    for native, name in leaves.items():
+        n, t = native.split("."), name.split(".") if name else []
+        for i in range(len(n) + 1):
+            rest = n[i:]
+            if len(rest) <= len(t) and t[len(t) - len(rest):] == rest:
+                prefix, torch_prefix = ".".join(n[:i]), ".".join(t[:len(t) - len(rest)])
+                if prefixes.setdefault(prefix, torch_prefix) != torch_prefix:
+                    conflicts.add(prefix)
+    for prefix in conflicts:
+        del prefixes[prefix]
+
+    def name(path: str) -> str:
+        if path in leaves:
+            return leaves[path]
+        parts = path.split(".")
+        for i in range(len(parts), -1, -1):
+            head = ".".join(parts[:i])
+            if head in prefixes:
+                return ".".join([*([prefixes[head]] if prefixes[head] else []), *parts[i:]])
+        return path
+
+    return name
+
+
+def _tap_output(name: str, out):
+    """`out` tapped under `name`: an array, or a tuple's first item (equinox's BatchNorm
+    gives (output, state))."""
+    if isinstance(out, tuple) and out:
+        return (taps.tap(name, out[0]), *out[1:])
+    return taps.tap(name, out)
+
+
+@contextlib.contextmanager
+def _linen_tapped(name):
+    """Within the block, inside a recording, every call of a linen submodule (not the root)
+    taps its output under ``name(dotted path)``: flax's ``intercept_methods``."""
+    if not taps.active():
+        yield
+        return
+    import flax.linen as linen
+
+    def interceptor(next_fun, args, kwargs, context):
+        out = next_fun(*args, **kwargs)
+        path = tuple(context.module.path)
+        if context.method_name != "__call__" or not path:
+            return out
+        return _tap_output(name(".".join(map(str, path))), out)
+
+    with linen.intercept_methods(interceptor):
+        yield
+
+
+@contextlib.contextmanager
+def _tapped(module, is_module, name):
+    """Within the block, inside a recording, every call of a submodule of the module called
+    first (the root, rebuilt or not) taps its output under ``name(dotted path)``."""
+    if not taps.active():
+        yield
+        return
+    owners = {next(c for c in type(m).__mro__ if "__call__" in vars(c))
+              for _, m in _submodules(module, is_module) if callable(m)}
+    saved = {c: vars(c)["__call__"] for c in owners}
+    calls = {"paths": None, "busy": set()}
+
+    def wrap(raw):
+        def __call__(self, *args, **kwargs):
+            call = raw.__get__(self, type(self))
+            if calls["paths"] is None:  # the root: map the instances it holds now
+                calls["paths"] = {id(m): ".".join(p) for p, m in _submodules(self, is_module)}
+                try:
+                    return call(*args, **kwargs)
+                finally:
+                    calls["paths"] = None
+            path = calls["paths"].get(id(self))
+            if not path or id(self) in calls["busy"]:  # a subclass's call of its parent's
+                return call(*args, **kwargs)
+            calls["busy"].add(id(self))
+            try:
+                out = call(*args, **kwargs)
+            finally:
+                calls["busy"].discard(id(self))
+            return _tap_output(name(path), out)
+        return __call__
+
+    try:
+        for c, raw in saved.items():
+            setattr(c, "__call__", wrap(raw))
+        yield
+    finally:
+        for c, raw in saved.items():
+            setattr(c, "__call__", raw)
+
+
+# --------------------------------------------------------------------------- the ports
+
+
 def _nnx(module, like):
     """(model over torch names, convention) of an NNX module."""
     from flax import nnx  # there: the module given is one of its
 
     order = _fp.nnx_order(module)
+    name = names(order, like)
+    is_module = lambda m: isinstance(m, nnx.Module)  # noqa: E731
 
     def forward(params, state, x, key):
         filled = _fp.to_nnx({**params, **state}, module, order, like=like)
         fn, p, s = _modules.as_model(filled, training=True)
-        if not fn.stateful:
-            return fn(p, x), state
-        y, new = fn(p, s, x, key)
+        with _tapped(filled, is_module, name):
+            if not fn.stateful:
+                return fn(p, x), state
+            y, new = fn(p, s, x, key)
         if new is not None and state:
             rest = nnx.split(filled, nnx.Param, nnx.RngState, ...)[3]
             nnx.replace_by_pure_dict(rest, new)
@@ -57,13 +207,15 @@ def _linen(pair, like):
     """(model over torch names, convention) of a (linen module, variables[, keywords])."""
     module, variables, *kwargs = pair
     options = dict(kwargs[0]) if kwargs else {}
+    name = names(_fp.linen_tree_order(variables), like)
 
     def forward(params, state, x, key):
         filled = _fp.to_linen({**params, **state}, variables, like=like)  # init's order
         fn, p, s = _modules.as_model(module, filled, training=True, **options)
-        if not fn.stateful:
-            return fn(p, x), state
-        y, new = fn(p, s, x, key)
+        with _linen_tapped(name):
+            if not fn.stateful:
+                return fn(p, x), state
+            y, new = fn(p, s, x, key)
         return y, _fp.from_linen({**filled, **(new or {})}, like)
 
     return forward, None
@@ -71,15 +223,20 @@ def _linen(pair, like):
 
 def _equinox(model, like):
     """(model over torch names, convention) of an equinox module, or (module, state)."""
+    import equinox as eqx  # there: the module given is one of its
+
     module, eqx_state = model if isinstance(model, tuple) else (model, None)
+    name = names(_fp.equinox_order(module, eqx_state), like)
+    is_module = lambda m: isinstance(m, eqx.Module)  # noqa: E731
 
     def forward(params, state, x, key):
         filled = _fp.to_equinox({**params, **state}, module, eqx_state, like=like)
         m, s = filled if eqx_state is not None else (filled, None)
         fn, p, s = _modules.as_model(m, s, training=True)
-        if not fn.stateful:
-            return fn(p, x), state
-        y, new = fn(p, s, x, key)
+        with _tapped(m, is_module, name):
+            if not fn.stateful:
+                return fn(p, x), state
+            y, new = fn(p, s, x, key)
         return y, _fp.from_equinox(m, like, new)
 
     return forward, "per_example"
@@ -141,4 +298,4 @@ def own_start(jax_model, like) -> dict | None:
     return None
 
 
-__all__ = ["as_model", "kind", "own_start"]
+__all__ = ["as_model", "kind", "names", "own_start"]
