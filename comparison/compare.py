@@ -530,11 +530,12 @@ def _probe(port: _Port):
 
 
 def _forwards(port: _Port, probe):
-    """Both forwards at the start; InputError when one fails or they differ in shape or dtype."""
+    """JAX's forward traced (its output's shape and dtype: `_at_start` computes it) and
+    torch's run, at the start; InputError when one fails or they differ in shape or dtype."""
     stateful = ("" if port.s0 is None else f"; torch_module has buffers ({', '.join(port.s0)}"
                 f"), so jax_model must be jax_model(params, state, x) -> (y_hat, new_state)")
     try:
-        out, new = jax.jit(port.jax_forward)(jax.tree.map(jnp.asarray, port.p0))
+        out, new = jax.eval_shape(port.jax_forward, jax.tree.map(jnp.asarray, port.p0))
     except Exception as exc:
         raise InputError(f"jax_model fails on the parameters and the data's shape x "
                          f"{port.x.shape} ({first_line(exc)}){stateful}") from None
@@ -568,20 +569,38 @@ def _loss(name: str, output: str, fn, *args):
         raise InputError(f"{name} fails on {output} and y ({first_line(exc)})") from None
 
 
+def _at_start(port: _Port):
+    """((JAX's loss, its output), the loss's gradient) at the start, in one compiled program:
+    the forward, the loss and the backward that the diagnostics need."""
+    y = jnp.asarray(port.y)
+
+    def loss(p):
+        out = port.jax_forward(p)[0]
+        return port.jax_loss(out, y), out
+
+    return jax.jit(jax.value_and_grad(loss, has_aux=True))(jax.tree.map(jnp.asarray, port.p0))
+
+
 def _diagnose(port: _Port, probe):
-    """Run both forwards and losses once, on the start; InputError on any mismatch.
+    """Run both forwards and losses once, on the start; InputError on any mismatch. JAX's
+    are traced first (`jax.eval_shape`, the targets concrete, so that a loss checks its labels'
+    range), then run with the gradient in one program (`_at_start`).
 
     Returns:
-      (JAX's output, torch's output, JAX's loss, torch's loss) as numpy and floats.
+      (JAX's output, torch's output, JAX's loss, torch's loss) as numpy and floats, and JAX's
+      gradient at the start (a dict of the parameters' names).
     """
-    out, tout = _forwards(port, probe)
-    value = _loss("jax_loss", "the model's output", port.jax_loss, out, jnp.asarray(port.y))
+    spec, tout = _forwards(port, probe)
+    y = jnp.asarray(port.y)
+    value = _loss("jax_loss", "the model's output", jax.eval_shape,
+                  lambda out: port.jax_loss(out, y), spec)
     with torch.no_grad():
         tvalue = _loss("torch_loss", "the module's output", port.torch_loss, tout, port.ty)
     for name, v in (("jax_loss", np.shape(value)), ("torch_loss", tuple(tvalue.shape))):
         if tuple(v) != ():
             raise InputError(f"{name} must return a scalar, got shape {tuple(v)}")
-    return np.asarray(out), tout.numpy(), float(value), float(tvalue)
+    (value, out), grads = _at_start(port)
+    return np.asarray(out), tout.numpy(), float(value), float(tvalue), grads
 
 
 def _random(port: _Port, probe) -> bool:
@@ -611,17 +630,14 @@ def _freeze(jax_opt, p0: dict, frozen: tuple, unused: tuple = ()):
                                   "unused": optim.skip_unused(jax_opt)}, labels)
 
 
-def _gradients(port: _Port, probe, frozen: tuple = (), tol: float = 0.0) -> tuple:
-    """(name -> relative difference of the two gradients at the start, for every parameter but
-    the `frozen`; the names of the unused: torch leaves their ``.grad`` None; the names of the
-    null: gradients zero up to rounding). An unused parameter's JAX gradient is compared with
+def _gradients(port: _Port, probe, g: dict, frozen: tuple = (), tol: float = 0.0) -> tuple:
+    """(name -> relative difference of the two gradients at the start, JAX's `g` against
+    torch's, for every parameter but the `frozen`; the names of the unused: torch leaves their
+    ``.grad`` None; the names of the null: gradients zero up to rounding). An unused parameter's JAX gradient is compared with
     zero (inf when it is not zero: the JAX model uses what the torch module does not). A
     parameter whose gradients on both sides are within `tol` of the whole gradient's scale G
     (a bias just before a training-mode BatchNorm, which cancels it) is null: its difference
     is measured against G, as its own scale is rounding."""
-    y = jnp.asarray(port.y)
-    g = jax.jit(jax.grad(lambda p: port.jax_loss(port.jax_forward(p)[0], y)))(
-        jax.tree.map(jnp.asarray, port.p0))
     probe.zero_grad()
     port.torch_loss(probe(port.tx), port.ty).backward()
     tg = {k: v.grad.detach().numpy() for k, v in probe.named_parameters()
@@ -733,10 +749,13 @@ def _torch_layers(probe, tx) -> list:
 def _layers(port: _Port, probe, pol, batch: int, widest: int) -> tuple:
     """`Layer`s at the start: the JAX model's taps (run eagerly) against the outputs of the
     torch submodules of the same names, in torch's forward order; () without taps."""
-    with taps.recording() as tapped, jax.disable_jit():
-        port.jax_forward(jax.tree.map(jnp.asarray, port.p0))
-    if not tapped:
+    p = jax.tree.map(jnp.asarray, port.p0)
+    with taps.recording() as tapped:  # traced, not run: does the model tap at all?
+        jax.eval_shape(port.jax_forward, p)
+    if not tapped:  # spare the eager forward, whose every operation compiles on its own
         return ()
+    with taps.recording() as tapped, jax.disable_jit():
+        port.jax_forward(p)
     pending = {}
     for name, value in tapped:  # a module called twice is tapped twice: matched in order
         pending.setdefault(name, []).append(np.asarray(value))
@@ -853,9 +872,9 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
     with matmul_precisions(matmul_precision) as used:
         probe, masks = _probe(port)
         with masks:
-            out, tout, value, tvalue = _diagnose(port, probe)
+            out, tout, value, tvalue, g = _diagnose(port, probe)
             random, frozen = _random(port, probe), _frozen(module)
-            grads, unused, null = _gradients(port, probe, frozen, tol.value)
+            grads, unused, null = _gradients(port, probe, g, frozen, tol.value)
             layers = _layers(port, probe, pol, length.batch, fan_in)
         step = _training_step(optimizer, module, scheduler, max_norm, norm_type)
         jax_opt = _freeze(step.jax, p0, frozen, unused)
