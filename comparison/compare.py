@@ -569,16 +569,34 @@ def _loss(name: str, output: str, fn, *args):
         raise InputError(f"{name} fails on {output} and y ({first_line(exc)})") from None
 
 
+def _start_values(p, state, x, y, key, *, model, loss):
+    """((loss, output (n, ...)), the loss's gradient, a dict like `p`) of `model` at `p` on
+    the whole data x (n, ...), y (n, ...), with step 0's `key`."""
+
+    def value(q):
+        out = engine.apply(model, q, state, x, key)[0]
+        return loss(out, y), out
+
+    return jax.value_and_grad(value, has_aux=True)(p)
+
+
+#: `_start_values` compiled once per model, loss and shapes: a second compare of the same
+#: pair in a process finds it again.
+_start_values_jit = jax.jit(_start_values, static_argnames=("model", "loss"))
+
+
 def _at_start(port: _Port):
     """((JAX's loss, its output), the loss's gradient) at the start, in one compiled program:
     the forward, the loss and the backward that the diagnostics need."""
-    y = jnp.asarray(port.y)
-
-    def loss(p):
-        out = port.jax_forward(p)[0]
-        return port.jax_loss(out, y), out
-
-    return jax.jit(jax.value_and_grad(loss, has_aux=True))(jax.tree.map(jnp.asarray, port.p0))
+    key = None if port.key is None else engine.step_key(port.key, 0)
+    args = (jax.tree.map(jnp.asarray, port.p0), port.s0, jnp.asarray(port.x),
+            jnp.asarray(port.y), key)
+    try:
+        return _start_values_jit(*args, model=port.jax_model, loss=port.jax_loss)
+    except TypeError as exc:  # an unhashable model or loss: compiled for this call alone
+        if "unhashable" not in str(exc) and "hash" not in str(exc):
+            raise
+    return jax.jit(lambda *a: _start_values(*a, model=port.jax_model, loss=port.jax_loss))(*args)
 
 
 def _diagnose(port: _Port, probe):
