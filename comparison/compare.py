@@ -593,8 +593,8 @@ def _at_start(port: _Port):
             jnp.asarray(port.y), key)
     try:
         return _start_values_jit(*args, model=port.jax_model, loss=port.jax_loss)
-    except TypeError as exc:  # an unhashable model or loss: compiled for this call alone
-        if "unhashable" not in str(exc) and "hash" not in str(exc):
+    except ValueError as exc:  # an unhashable model or loss: compiled for this call alone
+        if "Non-hashable static arguments" not in str(exc):
             raise
     return jax.jit(lambda *a: _start_values(*a, model=port.jax_model, loss=port.jax_loss))(*args)
 
