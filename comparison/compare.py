@@ -651,8 +651,9 @@ def _freeze(jax_opt, p0: dict, frozen: tuple, unused: tuple = ()):
 def _gradients(port: _Port, probe, g: dict, frozen: tuple = (), tol: float = 0.0) -> tuple:
     """(name -> relative difference of the two gradients at the start, JAX's `g` against
     torch's, for every parameter but the `frozen`; the names of the unused: torch leaves their
-    ``.grad`` None; the names of the null: gradients zero up to rounding). An unused parameter's JAX gradient is compared with
-    zero (inf when it is not zero: the JAX model uses what the torch module does not). A
+    ``.grad`` None; the names of the null: gradients zero up to rounding). An unused
+    parameter's JAX gradient is compared with zero (inf when it is not zero: the JAX model
+    uses what the torch module does not). A
     parameter whose gradients on both sides are within `tol` of the whole gradient's scale G
     (a bias just before a training-mode BatchNorm, which cancels it) is null: its difference
     is measured against G, as its own scale is rounding."""
