@@ -590,11 +590,12 @@ def _at_step(port: _Port, jpath: dict, tpath: dict, step: int):
 
 
 def _forwards(port: _Port, probe):
-    """Both forwards at the start; InputError when one fails or they differ in shape or dtype."""
+    """JAX's forward traced (its output's shape and dtype: `_at_start` computes it) and
+    torch's run, at the start; InputError when one fails or they differ in shape or dtype."""
     stateful = ("" if port.s0 is None else f"; torch_module has buffers ({', '.join(port.s0)}"
                 f"), so jax_model must be jax_model(params, state, x) -> (y_hat, new_state)")
     try:
-        out, new = jax.jit(port.jax_forward)(jax.tree.map(jnp.asarray, port.p0))
+        out, new = jax.eval_shape(port.jax_forward, jax.tree.map(jnp.asarray, port.p0))
     except Exception as exc:
         raise InputError(f"jax_model fails on the parameters and the data's shape x "
                          f"{port.x.shape} ({first_line(exc)}){stateful}") from None
@@ -628,20 +629,56 @@ def _loss(name: str, output: str, fn, *args):
         raise InputError(f"{name} fails on {output} and y ({first_line(exc)})") from None
 
 
+def _start_values(p, state, x, y, key, *, model, loss):
+    """((loss, output (n, ...)), the loss's gradient, a dict like `p`) of `model` at `p` on
+    the whole data x (n, ...), y (n, ...), with step 0's `key`."""
+
+    def value(q):
+        out = engine.apply(model, q, state, x, key)[0]
+        return loss(out, y), out
+
+    return jax.value_and_grad(value, has_aux=True)(p)
+
+
+#: `_start_values` compiled once per model, loss and shapes: a second compare of the same
+#: pair in a process finds it again.
+_start_values_jit = jax.jit(_start_values, static_argnames=("model", "loss"))
+
+
+def _at_start(port: _Port):
+    """((JAX's loss, its output), the loss's gradient) at the start, in one compiled program:
+    the forward, the loss and the backward that the diagnostics need."""
+    key = None if port.key is None else engine.step_key(port.key, 0)
+    args = (jax.tree.map(jnp.asarray, port.p0), port.s0, jnp.asarray(port.x),
+            jnp.asarray(port.y), key)
+    try:
+        return _start_values_jit(*args, model=port.jax_model, loss=port.jax_loss)
+    except ValueError as exc:  # an unhashable model or loss: compiled for this call alone
+        if "Non-hashable static arguments" not in str(exc):
+            raise
+    return jax.jit(lambda *a: _start_values(*a, model=port.jax_model, loss=port.jax_loss))(*args)
+
+
 def _diagnose(port: _Port, probe):
-    """Run both forwards and losses once, on the start; InputError on any mismatch.
+    """Run both forwards and losses once, on the start; InputError on any mismatch. JAX's
+    are traced first (`jax.eval_shape`, the targets concrete, so that a loss checks its labels'
+    range), then run with the gradient in one program (`_at_start`).
 
     Returns:
-      (JAX's output, torch's output, JAX's loss, torch's loss) as numpy and floats.
+      (JAX's output, torch's output, JAX's loss, torch's loss) as numpy and floats, and JAX's
+      gradient at the start (a dict of the parameters' names).
     """
-    out, tout = _forwards(port, probe)
-    value = _loss("jax_loss", "the model's output", port.jax_loss, out, jnp.asarray(port.y))
+    spec, tout = _forwards(port, probe)
+    y = jnp.asarray(port.y)
+    value = _loss("jax_loss", "the model's output", jax.eval_shape,
+                  lambda out: port.jax_loss(out, y), spec)
     with torch.no_grad():
         tvalue = _loss("torch_loss", "the module's output", port.torch_loss, tout, port.ty)
     for name, v in (("jax_loss", np.shape(value)), ("torch_loss", tuple(tvalue.shape))):
         if tuple(v) != ():
             raise InputError(f"{name} must return a scalar, got shape {tuple(v)}")
-    return np.asarray(out), tout.numpy(), float(value), float(tvalue)
+    (value, out), grads = _at_start(port)
+    return np.asarray(out), tout.numpy(), float(value), float(tvalue), grads
 
 
 def _random(port: _Port, probe) -> bool:
@@ -671,17 +708,15 @@ def _freeze(jax_opt, p0: dict, frozen: tuple, unused: tuple = ()):
                                   "unused": optim.skip_unused(jax_opt)}, labels)
 
 
-def _gradients(port: _Port, probe, frozen: tuple = (), tol: float = 0.0) -> tuple:
-    """(name -> relative difference of the two gradients at the start, for every parameter but
-    the `frozen`; the names of the unused: torch leaves their ``.grad`` None; the names of the
-    null: gradients zero up to rounding). An unused parameter's JAX gradient is compared with
-    zero (inf when it is not zero: the JAX model uses what the torch module does not). A
+def _gradients(port: _Port, probe, g: dict, frozen: tuple = (), tol: float = 0.0) -> tuple:
+    """(name -> relative difference of the two gradients at the start, JAX's `g` against
+    torch's, for every parameter but the `frozen`; the names of the unused: torch leaves their
+    ``.grad`` None; the names of the null: gradients zero up to rounding). An unused
+    parameter's JAX gradient is compared with zero (inf when it is not zero: the JAX model
+    uses what the torch module does not). A
     parameter whose gradients on both sides are within `tol` of the whole gradient's scale G
     (a bias just before a training-mode BatchNorm, which cancels it) is null: its difference
     is measured against G, as its own scale is rounding."""
-    y = jnp.asarray(port.y)
-    g = jax.jit(jax.grad(lambda p: port.jax_loss(port.jax_forward(p)[0], y)))(
-        jax.tree.map(jnp.asarray, port.p0))
     probe.zero_grad()
     port.torch_loss(probe(port.tx), port.ty).backward()
     tg = {k: v.grad.detach().numpy() for k, v in probe.named_parameters()
@@ -935,12 +970,12 @@ def _start_measure(rr: _Rerun, culprit: str, tol: float):
         with matmul_precisions(changes.get("precision", rr.precision)):
             probe, masks = _probe(port)
             with masks:
-                out, tout, value, tvalue = _diagnose(port, probe)
+                out, tout, value, tvalue, g = _diagnose(port, probe)
                 found = [rel_err(out, tout)]
                 if culprit != "model":
                     found.append(rel_err(value, tvalue))
                 if culprit == "gradient":
-                    found += list(_gradients(port, probe, rr.frozen, tol)[0].values())
+                    found += list(_gradients(port, probe, g, rr.frozen, tol)[0].values())
         return max(found)
 
     return measure
@@ -1151,9 +1186,9 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
     with matmul_precisions(matmul_precision) as used:
         probe, masks = _probe(port)
         with masks:
-            out, tout, value, tvalue = _diagnose(port, probe)
+            out, tout, value, tvalue, g = _diagnose(port, probe)
             random, frozen = _random(port, probe), _frozen(module)
-            grads, unused, null = _gradients(port, probe, frozen, tol.value)
+            grads, unused, null = _gradients(port, probe, g, frozen, tol.value)
             layers = _record(port, probe, pol, length.batch, fan_in)
         trained = copy.deepcopy(module)  # port.module stays at the start, for re-runs
         step = _training_step(optimizer, trained, scheduler, max_norm, norm_type)

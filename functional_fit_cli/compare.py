@@ -16,6 +16,10 @@ Parsing and printing only; the comparison is `comparison.compare.compare` (``par
   (torch), both the mean over the batch, as torch.nn.functional's defaults.
 - ``--optimizer NAME`` (a torch.optim name) with ``--opt KEY=VALUE`` keywords, ``lr``
   among them; ``--steps`` full-batch steps or ``--epochs`` with ``--batch-size``.
+- The rest of torch's training step, as `parity.compare` takes it: ``--scheduler NAME`` (a
+  ``torch.optim.lr_scheduler`` class) with ``--sched KEY=VALUE`` keywords, stepped after every
+  optimizer step; ``--max-norm X`` and ``--norm-type P`` (``clip_grad_norm_`` between
+  ``backward`` and ``step``); ``--matmul-precision`` (both sides' float32 matrix products).
 
 ``--plot FILE`` writes `Comparison.plot` (each parameter's difference per step against the
 tolerance), whatever the verdict, so that a failing CI run keeps it.
@@ -45,6 +49,14 @@ LABEL_LOSSES = ("cross_entropy",)
 REQUIRED = {"--torch": "FILE.py:NAME", "--jax": "FILE.py:NAME", "--data": "FILE"}
 #: The default optimizer, as `parity.compare`'s.
 OPTIMIZER = "SGD"
+#: torch.optim.lr_scheduler's schedulers that take a function or other schedulers (LambdaLR's
+#: lr_lambda, SequentialLR's schedulers), which a command line cannot spell: Python only.
+NOT_FROM_THE_COMMAND_LINE = ("LambdaLR", "MultiplicativeLR", "SequentialLR", "ChainedScheduler")
+#: The schedulers ``--scheduler`` names: those with a JAX twin, and keywords a literal can give.
+SCHEDULERS = tuple(k for k in (*optim.lr_scheduler.SCHEDULERS, "ReduceLROnPlateau")
+                   if k not in NOT_FROM_THE_COMMAND_LINE)
+#: ``--matmul-precision``'s choices, `parity.compare`'s ``matmul_precision``.
+MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 
 def add_parser(sub):
@@ -73,6 +85,22 @@ def add_parser(sub):
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                    help="a keyword of the optimizer, e.g. --opt lr=0.01 --opt "
                    "betas=(0.9,0.99); repeatable, a Python literal each")
+    p.add_argument("--scheduler", metavar="NAME",
+                   help=f"a torch.optim.lr_scheduler scheduler, stepped after every optimizer "
+                   f"step as torch code steps it, its JAX twin on the JAX side: "
+                   f"{', '.join(SCHEDULERS)}")
+    p.add_argument("--sched", action="append", default=[], metavar="KEY=VALUE",
+                   help="a keyword of the scheduler, e.g. --sched step_size=10 --sched "
+                   "gamma=0.5 (--sched \"mode='max'\" for a string); repeatable, a Python "
+                   "literal each")
+    p.add_argument("--max-norm", type=float, metavar="X",
+                   help="clip the gradients' total norm to X between backward and step "
+                   "(torch's clip_grad_norm_; its twin on the JAX side)")
+    p.add_argument("--norm-type", type=float, metavar="P",
+                   help="the p of --max-norm's p-norm, or inf (default 2)")
+    p.add_argument("--matmul-precision", choices=MATMUL_PRECISIONS,
+                   help="both sides' float32 matrix products: full float32 (highest), TF32 "
+                   "(high) or bfloat16 (medium); default: JAX's as torch's, torch's as they are")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int,
                         help=f"full-batch steps (default {_data.DEFAULT_STEPS})")
@@ -100,6 +128,7 @@ def run(args) -> int:
             raise InputError(f"{option} {metavar} is required")
     loss = choice("--loss", args.loss, tuple(registry.LOSSES))
     optimizer = resolve_optimizer(args.optimizer, args.opt)
+    step = training_step(args, optimizer)
     x, y = load_data(args.data, args.x, args.y, labels=loss in LABEL_LOSSES)
     _data.fit_length(x.shape[0], steps=args.steps, epochs=args.epochs,
                      batch_size=args.batch_size, names=LENGTH_OPTIONS,
@@ -114,7 +143,7 @@ def run(args) -> int:
     c = compare(jax_model, module, x, y, jax_loss=registry.LOSSES[loss],
                 torch_loss=torch_registry.LOSSES[loss], optimizer=optimizer, steps=args.steps,
                 epochs=args.epochs, batch_size=args.batch_size, order_seed=args.order_seed,
-                dtype=args.dtype, dropout=args.dropout)
+                dtype=args.dtype, dropout=args.dropout, **step)
     if args.plot:
         from functional_fit import plot
 
@@ -136,6 +165,62 @@ def resolve_optimizer(name: str, items) -> tuple[str, dict]:
     except InputError as exc:
         raise InputError(f"--opt: {exc}") from None
     return name, kwargs
+
+
+def resolve_scheduler(name: str, items, optimizer: tuple) -> dict:
+    """The keywords of ``--scheduler NAME`` from ``--sched``, checked as torch checks them and
+    as the JAX twin takes them (on a throwaway ``nn.Linear(1, 1)`` with `optimizer`, the
+    (name, keywords) of `resolve_optimizer`); InputError naming the option."""
+    import inspect
+
+    import torch
+
+    from parity import optim as toptim
+
+    name = choice("--scheduler", name, SCHEDULERS)
+    kwargs = parse_opts(items, "--sched")
+    cls = getattr(torch.optim.lr_scheduler, name)
+    known = [k for k in inspect.signature(cls).parameters if k != "optimizer"]
+    for key in kwargs:
+        if key not in known:
+            raise InputError(f"--sched: {name} has no keyword {key!r}; it takes {', '.join(known)}")
+    needed = [k for k in known if k not in kwargs
+              and inspect.signature(cls).parameters[k].default is inspect.Parameter.empty]
+    if needed:
+        raise InputError(f"--sched: {name} needs {', '.join(needed)} (--sched {needed[0]}=...)")
+    module = torch.nn.Linear(1, 1)
+    opt_name, opt_kwargs = optimizer
+    torch_opt = getattr(torch.optim, opt_name)(module.parameters(), **opt_kwargs)
+    try:
+        toptim.transformation(torch_opt, module, cls(torch_opt, **kwargs))
+    except InputError as exc:  # the twin's checks
+        raise InputError(f"--sched: {name}: {exc}") from None
+    except Exception as exc:  # torch's own (a ValueError, a TypeError)
+        raise InputError(f"--sched: {name}: {first_line(exc)}") from None
+    return kwargs
+
+
+def training_step(args, optimizer: tuple) -> dict:
+    """`parity.compare`'s keywords for the rest of torch's step: ``scheduler`` (a function of
+    the torch optimizer), ``max_norm``, ``norm_type``, ``matmul_precision``; InputError naming
+    the option."""
+    import torch
+
+    if args.scheduler is None and args.sched:
+        raise InputError("--sched needs --scheduler NAME")
+    if args.max_norm is None and args.norm_type is not None:
+        raise InputError("--norm-type needs --max-norm X")
+    step = {"matmul_precision": args.matmul_precision}
+    if args.scheduler is not None:
+        name, kwargs = args.scheduler, resolve_scheduler(args.scheduler, args.sched, optimizer)
+        step["scheduler"] = lambda opt: getattr(torch.optim.lr_scheduler, name)(opt, **kwargs)
+    if args.max_norm is not None:
+        step["max_norm"] = _checks.positive_float("--max-norm", args.max_norm)
+        norm = 2.0 if args.norm_type is None else args.norm_type
+        if not norm > 0:  # NaN too
+            raise InputError(f"--norm-type must be positive (p of the p-norm) or inf, got {norm}")
+        step["norm_type"] = norm
+    return step
 
 
 # --------------------------------------------------------------------------- the two models

@@ -44,21 +44,22 @@ def add_optimizer_options(parser: argparse.ArgumentParser, default: str = "gd") 
                         "--opt nesterov=True; repeatable, checked against its signature")
 
 
-def parse_opts(items) -> dict:
-    """The keywords of repeated ``--opt KEY=VALUE``, each value a Python literal
-    (`ast.literal_eval`: ``0.9``, ``True``, ``(0.9, 0.999)``); InputError naming ``--opt``."""
+def parse_opts(items, option: str = "--opt") -> dict:
+    """The keywords of repeated ``--opt KEY=VALUE`` (or another `option`'s), each value a
+    Python literal (`ast.literal_eval`: ``0.9``, ``True``, ``(0.9, 0.999)``, ``'min'``);
+    InputError naming `option`."""
     import ast
 
     kwargs = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise InputError(f"--opt must look like KEY=VALUE, got {item!r}")
+            raise InputError(f"{option} must look like KEY=VALUE, got {item!r}")
         try:
             value = ast.literal_eval(text.strip())
         except (ValueError, SyntaxError):
-            raise InputError(f"--opt {item}: {text!r} is not a number, True/False or a tuple"
-                             ) from None
+            raise InputError(f"{option} {item}: {text!r} is not a number, True/False, a quoted "
+                             "string or a tuple") from None
         kwargs[key.strip()] = value
     return kwargs
 

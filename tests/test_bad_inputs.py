@@ -108,6 +108,24 @@ def _jax_batchnorm(p, x):
     return h * p["1.weight"][None, :] + p["1.bias"][None, :]  # (n, 1)
 
 
+# issue 22: functional-fit compare's options, each beside parity.compare's argument
+#: compare's model files: torch's MLP and its JAX twin (CSV data: GOOD's x and y as (n, 1)).
+COMPARE_FILES = {"torch_model.py": "import parity\nmake = lambda: parity.models.MLP((1, 4, 1), "
+                 "seed=0)\n", "jax_model.py": "from functional_fit.models import mlp as model\n",
+                 "good.csv": GOOD}
+COMPARE = ["compare", "--torch", "{tmp}/torch_model.py:make", "--jax", "{tmp}/jax_model.py:model",
+           "--data", "{tmp}/good.csv", "--steps", "3"]
+
+
+def _compare(**kwargs):
+    """`parity.compare` of a float64 MLP (1, 4, 1) and its twin on (20, 1) data, 3 steps
+    unless told, with `kwargs`."""
+    module = parity.models.MLP((1, 4, 1), dtype=torch.float64, seed=0)
+    length = {} if "epochs" in kwargs else {"steps": 3}
+    return parity.compare(models.mlp, module, X[:, None], Y[:, None], jax_loss=losses.mse,
+                          torch_loss=parity.losses.mse, **length, **kwargs)
+
+
 def _with_buffer():
     """A float64 Linear(1, 1) without bias that keeps an integer counter as a buffer."""
     module = torch.nn.Linear(1, 1, bias=False).double()
@@ -612,6 +630,58 @@ ROWS = {
         api=lambda t: fit.train({"w": np.zeros(1)}, X, Y, model=_squeezed, loss="mse", optimizer=registry.optimizer("adam")(0.1), order=ORDER, batch_size=19),
         argv=None, api_says="batch_size 19: on a batch of 1 of the 20 points, y_hat and y must have the same shape",
         cli_says=None, outputs=[]),
+    # issue 22: functional-fit compare
+    "compare without --torch": Row(files=COMPARE_FILES, api=None,
+        argv=[a for a in COMPARE if "torch_model" not in a and a != "--torch"], api_says=None,
+        cli_says="--torch FILE.py:NAME is required", outputs=[]),
+    "compare --torch file missing": Row(files=COMPARE_FILES, api=None,
+        argv=[a.replace("torch_model.py", "nowhere.py") for a in COMPARE], api_says=None,
+        cli_says="/nowhere.py' does not exist", outputs=[]),
+    "compare unknown loss": Row(files=COMPARE_FILES, api=None, argv=[*COMPARE, "--loss", "huber"],
+        api_says=None, cli_says="--loss must be one of", outputs=[]),
+    "compare unknown optimizer": Row(files=COMPARE_FILES,
+        api=lambda t: _compare(optimizer=("Adamm", {})), argv=[*COMPARE, "--optimizer", "Adamm"],
+        api_says="optimizer must be one of", cli_says="--optimizer must be one of", outputs=[]),
+    "compare optimizer keyword unknown": Row(files=COMPARE_FILES,
+        api=lambda t: _compare(optimizer=("SGD", {"lr": 0.1, "beta": 1})),
+        argv=[*COMPARE, "--opt", "beta=1"], api_says="SGD has no keyword 'beta'",
+        cli_says="--opt: SGD has no keyword 'beta'", outputs=[]),
+    "compare unknown scheduler": Row(files=COMPARE_FILES, api=None,
+        argv=[*COMPARE, "--scheduler", "StepLRR"], api_says=None,
+        cli_says="--scheduler must be one of StepLR", outputs=[]),
+    "compare scheduler keyword unknown": Row(files=COMPARE_FILES, api=None,
+        argv=[*COMPARE, "--scheduler", "StepLR", "--sched", "step=2"], api_says=None,
+        cli_says="--sched: StepLR has no keyword 'step'", outputs=[],
+        subprocess=dict(within=QUICK)),
+    "compare scheduler keyword missing": Row(files=COMPARE_FILES, api=None,
+        argv=[*COMPARE, "--scheduler", "ExponentialLR"], api_says=None,
+        cli_says="--sched: ExponentialLR needs gamma", outputs=[]),
+    "compare scheduler keyword out of range": Row(files=COMPARE_FILES,
+        api=lambda t: _compare(scheduler=lambda o: torch.optim.lr_scheduler.StepLR(o, 0)),
+        argv=[*COMPARE, "--scheduler", "StepLR", "--sched", "step_size=0"],
+        api_says="step_size must be a positive integer",
+        cli_says="--sched: StepLR: step_size must be a positive integer", outputs=[]),
+    "compare --sched without --scheduler": Row(files=COMPARE_FILES, api=None,
+        argv=[*COMPARE, "--sched", "step_size=2"], api_says=None,
+        cli_says="--sched needs --scheduler NAME", outputs=[]),
+    "compare max norm negative": Row(files=COMPARE_FILES, api=lambda t: _compare(max_norm=-1.0),
+        argv=[*COMPARE, "--max-norm", "-1"], api_says="max_norm must be positive",
+        cli_says="--max-norm must be positive", outputs=[]),
+    "compare norm type zero": Row(files=COMPARE_FILES,
+        api=lambda t: _compare(max_norm=1.0, norm_type=0.0),
+        argv=[*COMPARE, "--max-norm", "1", "--norm-type", "0"], api_says="norm_type must be positive",
+        cli_says="--norm-type must be positive", outputs=[]),
+    "compare --norm-type without --max-norm": Row(files=COMPARE_FILES, api=None,
+        argv=[*COMPARE, "--norm-type", "1"], api_says=None,
+        cli_says="--norm-type needs --max-norm X", outputs=[]),
+    "compare matmul precision unknown": Row(files=COMPARE_FILES,
+        api=lambda t: _compare(matmul_precision="low"), argv=[*COMPARE, "--matmul-precision", "low"],
+        api_says="matmul_precision must be one of",
+        cli_says="argument --matmul-precision: invalid choice: 'low'", outputs=[]),
+    "compare epochs without a batch size": Row(files=COMPARE_FILES,
+        api=lambda t: _compare(epochs=2),
+        argv=[a for a in COMPARE if a not in ("--steps", "3")] + ["--epochs", "2"],
+        api_says="batch_size must be a positive integer", cli_says="--batch-size", outputs=[]),
 }
 
 

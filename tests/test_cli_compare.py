@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import functional_fit as ff
 import parity
@@ -60,7 +61,10 @@ def files(tmp_path):
 
 def run(capsys, *argv):
     """(exit status, stdout, stderr) of ``functional-fit compare ARGV``, in this process."""
-    status = main(["compare", *argv])
+    try:
+        status = main(["compare", *argv])
+    except SystemExit as exc:  # argparse's own usage errors (a choice, a number)
+        status = exc.code
     out = capsys.readouterr()
     return status, out.out, out.err
 
@@ -186,6 +190,68 @@ def test_torch_and_jax_names_may_share_one_file(files, tmp_path, capsys):
     assert status == 0, err
 
 
+def _torch_loop(steps, *, scheduler=None, max_norm=None, norm_type=2.0):
+    """(steps+1, ...) path of the MLP's middle weight under torch's own loop: full-batch SGD
+    at lr 0.05, ``clip_grad_norm_`` between backward and step, the scheduler stepped after."""
+    x, y = (torch.from_numpy(a[:, None]) for a in ff.lecture_data(n=N))
+    module = parity.models.MLP((1, 4, 4, 1), "tanh", seed=0).double()
+    opt = torch.optim.SGD(module.parameters(), lr=0.05)
+    sched = None if scheduler is None else scheduler(opt)
+    path = [module[2].weight.detach().clone()]
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(module(x), y).backward()
+        if max_norm is not None:
+            torch.nn.utils.clip_grad_norm_(module.parameters(), max_norm, norm_type)
+        opt.step()
+        if sched is not None:
+            sched.step()
+        path.append(module[2].weight.detach().clone())
+    return torch.stack(path).numpy()
+
+
+def test_a_scheduler_by_name_is_torchs_and_the_port_follows_it(files, capsys):
+    """``--scheduler StepLR --sched step_size=2 --sched gamma=0.5``: the port agrees (exit 0),
+    the table is the library's with that scheduler, whose torch path is torch's own loop with
+    StepLR, and not the path without it."""
+    status, out, err = run(capsys, *pair(files), "--data", files["data.npz"], "--opt", "lr=0.05",
+                           "--steps", "6", "--scheduler", "StepLR", "--sched", "step_size=2",
+                           "--sched", "gamma=0.5")
+    assert status == 0, err
+    step_lr = lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.5)  # noqa: E731
+    expected = reference(models.mlp, steps=6, scheduler=step_lr)
+    assert out.strip() == expected.table()
+    np.testing.assert_allclose(expected.torch_path["2.weight"], _torch_loop(6, scheduler=step_lr),
+                               rtol=1e-13, atol=1e-15)
+    assert not np.allclose(expected.torch_path["2.weight"], _torch_loop(6), rtol=1e-6)
+
+
+@pytest.mark.parametrize("norm_type", [None, "1", "inf"])
+def test_max_norm_clips_as_torchs_clip_grad_norm(files, capsys, norm_type):
+    """``--max-norm 0.05`` (clipping at every step: the gradients' norm is larger), in the
+    2-norm, the 1-norm and the max: the port agrees, the table is the library's, whose torch
+    path is torch's loop with ``clip_grad_norm_``."""
+    extra = [] if norm_type is None else ["--norm-type", norm_type]
+    status, out, err = run(capsys, *pair(files), "--data", files["data.npz"], "--opt", "lr=0.05",
+                           "--steps", "5", "--max-norm", "0.05", *extra)
+    assert status == 0, err
+    p = 2.0 if norm_type is None else float(norm_type)
+    expected = reference(models.mlp, steps=5, max_norm=0.05, norm_type=p)
+    assert out.strip() == expected.table()
+    np.testing.assert_allclose(expected.torch_path["2.weight"],
+                               _torch_loop(5, max_norm=0.05, norm_type=p), rtol=1e-13, atol=1e-15)
+    assert not np.allclose(expected.torch_path["2.weight"], _torch_loop(5), rtol=1e-6)
+
+
+def test_matmul_precision_is_set_on_both_sides_and_said(files, capsys):
+    status, out, err = run(capsys, *pair(files), "--data", files["data.npz"], "--opt", "lr=0.05",
+                           "--steps", "3", "--matmul-precision", "high")
+    assert status == 0, err
+    assert "float32 matrix products: JAX high, torch high" in out
+    assert out.strip() == reference(models.mlp, steps=3, matmul_precision="high").table()
+    assert torch.get_float32_matmul_precision() == "highest"  # put back after the run
+
+
 BAD_INPUTS = {
     # name: (argv builder over files, text the one line must hold)
     "no --torch": (lambda f: ["--jax", f"{f['good.py']}:model", "--data", f["data.npz"]],
@@ -236,6 +302,39 @@ BAD_INPUTS = {
                                                  "--epochs", "2"], "--batch-size"),
     "unknown loss": (lambda f: [*pair(f), "--data", f["data.npz"], "--loss", "huber"],
                      "--loss must be one of"),
+    "unknown scheduler": (lambda f: [*pair(f), "--data", f["data.npz"], "--scheduler", "Step"],
+                          "--scheduler must be one of StepLR, MultiStepLR"),
+    "a scheduler that takes a function": (lambda f: [*pair(f), "--data", f["data.npz"],
+                                                     "--scheduler", "LambdaLR"],
+                                          "--scheduler must be one of"),
+    "--sched unknown keyword": (lambda f: [*pair(f), "--data", f["data.npz"], "--scheduler",
+                                           "StepLR", "--sched", "step=2"],
+                                "--sched: StepLR has no keyword 'step'; it takes step_size"),
+    "--sched keyword missing": (lambda f: [*pair(f), "--data", f["data.npz"], "--scheduler",
+                                           "StepLR"], "--sched: StepLR needs step_size"),
+    "--sched bad value": (lambda f: [*pair(f), "--data", f["data.npz"], "--scheduler",
+                                     "StepLR", "--sched", "step_size=0"],
+                          "--sched: StepLR: step_size must be a positive integer"),
+    "--sched torch refuses": (lambda f: [*pair(f), "--data", f["data.npz"], "--scheduler",
+                                         "OneCycleLR", "--sched", "max_lr=0.1"],
+                              "--sched: OneCycleLR: ValueError: You must define either"),
+    "--sched not a literal": (lambda f: [*pair(f), "--data", f["data.npz"], "--scheduler",
+                                         "ReduceLROnPlateau", "--sched", "mode=max"],
+                              "--sched mode=max: 'max' is not a number"),
+    "--sched without --scheduler": (lambda f: [*pair(f), "--data", f["data.npz"], "--sched",
+                                               "step_size=2"], "--sched needs --scheduler"),
+    "--max-norm negative": (lambda f: [*pair(f), "--data", f["data.npz"], "--max-norm", "-1"],
+                            "--max-norm must be positive"),
+    "--max-norm not a number": (lambda f: [*pair(f), "--data", f["data.npz"], "--max-norm",
+                                           "big"], "argument --max-norm: invalid float value"),
+    "--norm-type without --max-norm": (lambda f: [*pair(f), "--data", f["data.npz"],
+                                                  "--norm-type", "1"],
+                                       "--norm-type needs --max-norm"),
+    "--norm-type zero": (lambda f: [*pair(f), "--data", f["data.npz"], "--max-norm", "1",
+                                    "--norm-type", "0"], "--norm-type must be positive"),
+    "--matmul-precision unknown": (lambda f: [*pair(f), "--data", f["data.npz"],
+                                              "--matmul-precision", "low"],
+                                   "argument --matmul-precision: invalid choice: 'low'"),
 }
 
 
