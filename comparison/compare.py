@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import inspect
 import math
 from typing import Any, NamedTuple
@@ -362,6 +363,23 @@ class Comparison(NamedTuple):
 # --------------------------------------------------------------------------- diagnose
 
 
+@functools.lru_cache(maxsize=64)
+def _cached_twin(name: str, lr, items: tuple):
+    return optim.OPTIMIZERS[name](lr=lr, **dict(items))
+
+
+def _twin(name: str, lr, kwargs: dict):
+    """The `functional_fit.optim` twin of a named torch optimizer; the same object for the
+    same name and keywords (when they hash), so that a later compare of the same model and
+    loss in the process finds its fit's program compiled."""
+    items = tuple(sorted(kwargs.items()))
+    try:
+        hash((lr, items))
+    except TypeError:
+        return optim.OPTIMIZERS[name](lr=lr, **kwargs)
+    return _cached_twin(name, lr, items)
+
+
 def _optimizers(optimizer, module_params):
     """(optax transformation, torch optimizer) from a torch name or a pair."""
     if isinstance(optimizer, tuple) and len(optimizer) == 2 and isinstance(optimizer[0], str):
@@ -371,8 +389,8 @@ def _optimizers(optimizer, module_params):
         default = inspect.signature(optim.OPTIMIZERS[name]).parameters["lr"].default
         lr = kwargs.pop("lr", default)
         registry.optimizer(name, **kwargs)  # keywords named and checked as torch checks them
-        return (optim.OPTIMIZERS[name](lr=lr, **kwargs),
-                getattr(torch.optim, name)(module_params, lr=lr, **kwargs))
+        return (_twin(name, lr, kwargs), getattr(torch.optim, name)(module_params, lr=lr,
+                                                                     **kwargs))
     if isinstance(optimizer, tuple) and len(optimizer) == 2:
         jax_opt, factory = optimizer
         if not isinstance(jax_opt, optax.GradientTransformation):
