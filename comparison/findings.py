@@ -145,14 +145,14 @@ def confirm(suspects, measure: Callable[[dict], float], before: float,
     them agree; when none does alone, greedily: the switch that brings the two closest (at
     least ten times closer), then the others on top of it, until they agree. Each switch kept
     is checked once more without it: a switch the rest do not need is dropped. Nothing is
-    kept when no combination makes the two agree.
+    kept when no combination makes the two agree; a switched run that fails confirms nothing.
     """
     suspects, applied, measured = list(suspects), [], []
     current = before
     while suspects and current > tol:
         trials = []
         for i, s in enumerate(suspects):  # in order, the cheapest first: stop at agreement
-            trials.append((measure(combine([*applied, s])), i))
+            trials.append((_measured(measure, combine([*applied, s])), i))
             if trials[-1][0] <= tol:
                 break
         best, i = min(trials, key=lambda t: (_finite(t[0]), t[1]))
@@ -165,12 +165,21 @@ def confirm(suspects, measure: Callable[[dict], float], before: float,
         return ()
     if len(applied) > 1:
         needed = [s for s in applied
-                  if measure(combine([a for a in applied if a is not s])) > tol]
+                  if _measured(measure, combine([a for a in applied if a is not s])) > tol]
         if len(needed) != len(applied):
             return confirm(needed, measure, before, tol) if needed else ()
     return tuple(Finding(s.id, f"{EXPLANATIONS[s.id]}; {s.detail}" if s.detail
                          else EXPLANATIONS[s.id], b, a)
                  for s, (b, a) in zip(applied, measured))
+
+
+def _measured(measure, changes: dict) -> float:
+    """``measure(changes)``; inf when the switched run fails (a transformation the switch
+    cannot wrap, a run that diverges): such a switch is not confirmed."""
+    try:
+        return float(measure(changes))
+    except Exception:  # noqa: BLE001 - any failure of a re-run only withholds the finding
+        return math.inf
 
 
 def _finite(value: float) -> float:

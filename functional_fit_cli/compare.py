@@ -149,7 +149,9 @@ def run(args) -> int:
 
         with together() as outputs:  # renamed into place once written
             plot.save(c.plot(), outputs.file(args.plot))
-    print(json_text(c.to_json()) if args.json else c.table())
+    from comparison.testing import report
+
+    print(json_text(c.to_json()) if args.json else c.table() if c.ok else report(c))
     return 0 if c.ok else 1
 
 

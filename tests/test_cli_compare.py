@@ -101,7 +101,8 @@ def test_a_transposed_weight_exits_1_naming_the_first_divergence(files, capsys):
     assert not bad.ok and bad.culprit == "model" and bad.first_divergence is not None
     assert f"first divergence: {bad.first_divergence}" in out
     assert out.strip().splitlines()[-1] == "DIFFER beyond rounding; first in the model"
-    assert out.strip() == bad.table()
+    assert out.strip() == parity.testing.report(bad)  # the verdict, findings, then the table
+    assert bad.table() in out and "kernel_layout" in out
 
 
 def test_json_is_one_object_and_agrees_with_the_table(files, capsys):
