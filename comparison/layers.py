@@ -130,14 +130,13 @@ def _torch_gradients(y_hat, ty, torch_loss, outs: list) -> list:
 
 def jax_layers(jax_forward, jax_loss, y) -> list:
     """(name, tapped value, d loss / d value or None: an integer value) of each tap of
-    ``jax_forward()`` (`functional_fit.taps.gradients`: the live ones), in call order, numpy;
-    run eagerly (``jax.disable_jit``)."""
+    ``jax_forward()`` (`functional_fit.taps.compiled_gradients`: the live ones, in one
+    compiled program), in call order, numpy."""
     with taps.recording() as found:  # traced, not run: does the model tap at all?
         jax.eval_shape(jax_forward)
-    if not found:  # spare the eager run, whose every operation compiles on its own
+    if not found:  # spare the tracing and compiling
         return []
-    with jax.disable_jit():
-        tapped, grads = taps.gradients(lambda: jax_loss(jax_forward(), y))
+    tapped, grads = taps.compiled_gradients(lambda: jax_loss(jax_forward(), y))
     return [(name, np.asarray(value), None if g is None else np.asarray(g))
             for (name, value), g in zip(tapped, grads)]
 

@@ -116,6 +116,34 @@ def gradients(fn) -> tuple[list, list]:
             [g for g, ok in zip(grads, alive) if ok])
 
 
+def compiled_gradients(fn) -> tuple[list, list]:
+    """`gradients`, computed in one compiled program: the taps' values and the gradient of
+    ``fn()`` with respect to each, traced once for their shapes and then run under
+    ``jax.jit`` (where an eager run would compile each operation on its own). The taps must
+    be the same on every trace; taps that are not `live` are left out."""
+    names, alive = [], []
+
+    def traced(shifts):
+        with recording(shifts) as tape:
+            out = fn()
+        names[:] = [name for name, _ in tape]
+        alive[:] = [live(value) for _, value in tape]
+        return out, [value if ok else None for (_, value), ok in zip(tape, alive)]
+
+    shapes = jax.eval_shape(lambda: traced(None))[1]
+    shifts = [None if s is None or not jnp.issubdtype(s.dtype, jnp.inexact)
+              else jnp.zeros(s.shape, s.dtype) for s in shapes]
+
+    @jax.jit
+    def program(shifts):
+        (_, values), grads = jax.value_and_grad(traced, has_aux=True)(shifts)
+        return values, grads
+
+    values, grads = program(shifts)
+    return ([(n, v) for n, v, ok in zip(names, values, alive) if ok],
+            [g for g, ok in zip(grads, alive) if ok])
+
+
 def vmap(fn, in_axes=0, out_axes=0, **kwargs):
     """``jax.vmap(fn, in_axes, out_axes, **kwargs)`` whose taps inside a `recording` are
     recorded outside the map, each (B, ...) along the mapped axis first (shifts included):
@@ -152,4 +180,4 @@ def vmap(fn, in_axes=0, out_axes=0, **kwargs):
     return run
 
 
-__all__ = ["active", "gradients", "live", "recording", "tap", "vmap"]
+__all__ = ["active", "compiled_gradients", "gradients", "live", "recording", "tap", "vmap"]
