@@ -937,12 +937,17 @@ def _jax_opt(rr: _Rerun, step: _TrainStep, core):
 
 
 def _rerun_jax(rr: _Rerun, changes: dict, length: _Length) -> dict:
+    """JAX's path over `length` with the JAX side's `changes` (parameters mapped, loss
+    scaled, optimizer wrapped)."""
     step = _rebuild(rr, copy.deepcopy(rr.port.module))
     core = changes.get("jax_opt", lambda tx: tx)(step.jax)
     return _jax_path(_switched_port(rr.port, changes), _jax_opt(rr, step, core), length)[0]
 
 
 def _rerun_torch(rr: _Rerun, changes: dict, length: _Length) -> dict:
+    """torch's path over `length`, from a fresh copy of the start, with torch's `changes`
+    (its optimizer, clipping, BatchNorm or loss switched; or its step run through a switched
+    JAX twin)."""
     module = copy.deepcopy(rr.port.module)
     step = _rebuild(rr, module, changes.get("torch_optimizer"))
     if "torch_twin" in changes:  # torch's step, switched, run in JAX (the twin is torch's)
@@ -1052,6 +1057,8 @@ def _state_suspects(rr: _Rerun, step: int) -> list:
 
 
 def _loss_suspects(port: _Port, out_shape, value: float, tvalue: float) -> list:
+    """The loss's known differences: a count between the two losses (mean against sum), and
+    torch's loss with its reduction, label smoothing or ignore_index flipped."""
     out = []
     factor = known.reduction_factor(value, tvalue, np.shape(port.y), out_shape)
     if factor is not None:
