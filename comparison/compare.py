@@ -429,15 +429,21 @@ def matmul_precisions(choice: str | None = None):
         return
     jax_choice, torch_choice = PRECISIONS[_checks.choice("matmul_precision", choice,
                                                          tuple(PRECISIONS))]
-    saved = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
-    torch.set_float32_matmul_precision(torch_choice)
-    torch.backends.cudnn.allow_tf32 = torch_choice != "highest"
+    saved = torch.get_float32_matmul_precision()
+    cudnn = torch.backends.cudnn
     try:
-        with jax.default_matmul_precision(jax_choice):
+        torch.set_float32_matmul_precision(torch_choice)
+        # cudnn's own context manager: setting the flag directly is refused once torch's
+        # testing utilities have called torch.backends.disable_global_flags()
+        # (None: a flag left as it is)
+        with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
+                         benchmark_limit=None, deterministic=cudnn.deterministic,
+                         allow_tf32=torch_choice != "highest", fp32_precision=None,
+                         depthwise_kernel=None), \
+                jax.default_matmul_precision(jax_choice):
             yield {"jax": jax_choice, "torch": torch_choice}
     finally:
-        torch.set_float32_matmul_precision(saved[0])
-        torch.backends.cudnn.allow_tf32 = saved[1]
+        torch.set_float32_matmul_precision(saved)
 
 
 class _TrainStep(NamedTuple):

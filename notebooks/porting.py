@@ -196,7 +196,9 @@ c3 = parity.compare(mlp, module, X, Y, **LOSSES,
                                lambda ps: torch.optim.RMSprop(ps, lr=1e-3)),
                     steps=STEPS)
 verdict(c3)
-assert c3.culprit == "optimizer" and c3.first_divergence.step == 1 and c3.first_layer is None
+# every layer agrees at the start; at step 1 each side's own weights give the first layer
+assert c3.culprit == "optimizer" and c3.first_divergence.step == 1 and c3.first_layer == "0"
+assert not any(layer.parts for layer in c3.layers if layer.step == 0)
 assert [f.id for f in c3.findings] == ["rmsprop_eps"]
 
 # %% [markdown]
@@ -218,8 +220,10 @@ c4.plot(title="L2 in the loss against AdamW: they part at the first step")
 # The culprit says which part of the port to read first: the **model** (the outputs differ at
 # the start), the **loss** (the outputs agree, the losses do not), the **gradient** (the losses
 # agree, their derivatives do not), or the **optimizer** (everything agrees at the start, and
-# the paths still part). The first layer narrows a model culprit down to one layer; a finding
-# names the convention, when it is a known one.
+# the paths still part). The first layer narrows a model culprit down to one layer; for an
+# optimizer, whose layers all agree at the start, it is read again at the first divergent step,
+# each side at its own weights there (here the first layer, `0`: every weight moved apart). A
+# finding names the convention, when it is a known one.
 #
 # ## From the first red report to the fix
 #

@@ -7,6 +7,10 @@ given, so a pair that leaves the schedule out, or clips as optax does, is caught
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import optax
 import pytest
 import torch
@@ -100,3 +104,28 @@ def test_matmul_precision_is_set_on_both_sides_reported_and_put_back(data, choic
     assert (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32) == before
     with pytest.raises(InputError, match="matmul_precision"):
         _run(data, optimizer=("SGD", {"lr": 0.1}), matmul_precision="tf32")
+
+
+#: Run in a process of its own: torch's testing utilities freeze cudnn's flags for the rest of
+#: a process (torch.backends.disable_global_flags(), as torch's optim_db tests do on import).
+FROZEN_FLAGS = """
+import torch
+torch.backends.disable_global_flags()
+from comparison.compare import matmul_precisions
+before = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+for choice in ("high", "highest", "medium"):
+    with matmul_precisions(choice) as used:
+        inside = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    assert inside == (choice, choice != "highest"), (choice, inside)
+    assert (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32) == before
+print("ok")
+"""
+
+
+def test_matmul_precision_is_set_when_torchs_global_flags_are_frozen():
+    """After torch.backends.disable_global_flags() a direct cudnn flag is refused; compare
+    sets it through cudnn's own context manager, and puts everything back."""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", FROZEN_FLAGS], cwd=root, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
