@@ -424,7 +424,8 @@ def matmul_precisions(choice: str | None = None):
     if choice is None:
         with torch_matmul_precision():
             jax_used = getattr(jax.config, "jax_default_matmul_precision", None) or "highest"
-            conv = ", convolutions TF32" if torch.backends.cudnn.allow_tf32 else ""
+            conv = (", convolutions TF32" if torch.backends.cudnn.is_available()
+                    and torch.backends.cudnn.allow_tf32 else "")  # cudnn's, on a GPU
             yield {"jax": jax_used, "torch": torch.get_float32_matmul_precision() + conv}
         return
     jax_choice, torch_choice = PRECISIONS[_checks.choice("matmul_precision", choice,
