@@ -121,14 +121,14 @@ class Switch(NamedTuple):
 
 
 def combine(switches) -> dict:
-    """The changes of several switches at once: transformations of the JAX optimizer
-    composed in order, BatchNorm's settings merged, the rest the last one's."""
+    """The changes of several switches at once: the changes of JAX's optimizer and of
+    torch's each composed in order (the first applied first), BatchNorm's settings merged,
+    the rest the last one's."""
     out: dict = {}
     for s in switches:
         for k, v in s.changes.items():
             if k in ("jax_opt", "torch_optimizer") and k in out:
-                first = out["jax_opt"]
-                out[k] = (lambda f, g: lambda tx: g(f(tx)))(first, v)
+                out[k] = (lambda f, g: lambda tx: g(f(tx)))(out[k], v)
             elif k == "torch_bn":
                 out[k] = {**out.get(k, {}), **v}
             else:

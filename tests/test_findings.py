@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 import functional_fit as ff
 import parity
-from comparison.findings import EXPLANATIONS
+from comparison.findings import EXPLANATIONS, Switch, combine
 from functional_fit import losses, models, nn
 from functional_fit.taps import tap
 
@@ -325,3 +325,17 @@ def test_the_layers_are_recorded_again_at_the_first_divergent_step(data):
     assert head.first_layer == "aux", head.table()
     assert {layer.name: layer.parts for layer in head.layers if layer.step == 2} == {
         "body": False, "head": False, "aux": True}
+
+
+def test_switches_combine_in_order():
+    """Two changes of the same optimizer compose, the first applied first; BatchNorm's
+    settings merge; any other change is the last one's."""
+    a = Switch("a", "", {"torch_optimizer": lambda o: o + ["a"], "torch_bn": {"momentum": 0.01},
+                         "jax_opt": lambda t: t + ["x"]})
+    b = Switch("b", "", {"torch_optimizer": lambda o: o + ["b"], "torch_bn": {"biased": True},
+                         "jax_loss_scale": 2.0})
+    c = Switch("c", "", {"jax_opt": lambda t: t + ["y"], "jax_loss_scale": 0.5})
+    both = combine([a, b, c])
+    assert both["torch_optimizer"]([]) == ["a", "b"] and both["jax_opt"]([]) == ["x", "y"]
+    assert both["torch_bn"] == {"momentum": 0.01, "biased": True}
+    assert both["jax_loss_scale"] == 0.5
