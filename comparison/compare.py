@@ -182,9 +182,9 @@ class Comparison(NamedTuple):
     @property
     def first_gradient_layer(self) -> str | None:
         """The first layer, in backward order (from the output towards the input), whose
-        output's gradient (d loss / d output) parts beyond its tolerance at the start. With every output
-        alike (`first_layer` None) it marks a wrong backward: the rule of the layer its output
-        feeds (a ``jax.custom_vjp``, a misplaced ``jax.lax.stop_gradient``)."""
+        output's gradient (d loss / d output) parts beyond its tolerance at the start. With
+        every output alike (`first_layer` None) it marks a wrong backward: the rule of the
+        layer its output feeds (a ``jax.custom_vjp``, a misplaced ``jax.lax.stop_gradient``)."""
         return next((layer.name for layer in reversed(self.layers)
                      if layer.step == 0 and layer.gradient_parts), None)
 
@@ -673,7 +673,7 @@ _start_values_jit = jax.jit(_start_values, static_argnames=("model", "loss"))
 def _at_start(port: _Port):
     """((JAX's loss, its output), the loss's gradient) at the start, in one compiled program:
     the forward, the loss and the backward that the diagnostics need."""
-    key = None if port.key is None else engine.step_key(port.key, 0)
+    key = None if port.key is None else engine.step_key(port.key, port.step)
     args = (jax.tree.map(jnp.asarray, port.p0), port.s0, jnp.asarray(port.x),
             jnp.asarray(port.y), key)
     try:
@@ -888,7 +888,9 @@ class _Rerun(NamedTuple):
     """What re-running a comparison's prefix needs: its arguments and its first runs."""
 
     port: _Port  # its module at the start
-    optimizer: Any  # compare's `optimizer`, `scheduler`, `max_norm`, `norm_type`
+    step: _TrainStep  # the first run's step: JAX's transformation, the clipping, its kind
+    optimizer: Any  # compare's `optimizer`, `scheduler`, `max_norm`, `norm_type`: torch's
+    #: optimizer is made again on each fresh copy of the module
     scheduler: Any
     clip: tuple  # (max_norm, norm_type)
     frozen: tuple
@@ -946,9 +948,8 @@ def _jax_opt(rr: _Rerun, step: _TrainStep, core):
 def _rerun_jax(rr: _Rerun, changes: dict, length: _Length) -> dict:
     """JAX's path over `length` with the JAX side's `changes` (parameters mapped, loss
     scaled, optimizer wrapped)."""
-    step = _rebuild(rr, copy.deepcopy(rr.port.module))
-    core = changes.get("jax_opt", lambda tx: tx)(step.jax)
-    return _jax_path(_switched_port(rr.port, changes), _jax_opt(rr, step, core), length)[0]
+    core = changes.get("jax_opt", lambda tx: tx)(rr.step.jax)
+    return _jax_path(_switched_port(rr.port, changes), _jax_opt(rr, rr.step, core), length)[0]
 
 
 def _rerun_torch(rr: _Rerun, changes: dict, length: _Length) -> dict:
@@ -1028,8 +1029,7 @@ def _optimizer_suspects(rr: _Rerun, torch_opt, pol) -> list:
     if isinstance(torch_opt, torch.optim.RMSprop) and len(groups) == 1 and rr.scheduler is None:
         out.append(known.Switch("rmsprop_eps", "torch's RMSprop with eps inside the root "
                                 "agrees", {"torch_twin": known.rmsprop_eps_inside(groups[0])}))
-    step = _rebuild(rr, copy.deepcopy(rr.port.module))
-    if pol.params == "float64" and known.int32_counts(step.jax, rr.port.p0):
+    if pol.params == "float64" and known.int32_counts(rr.step.jax, rr.port.p0):
         out.append(known.Switch("schedule_dtype", "JAX's optimizer counting in int64 agrees",
                                 {"jax_opt": known.widen_counts}))
     out.append(known.Switch("none_grad", "JAX's optimizer skipping zero gradients agrees",
@@ -1240,7 +1240,7 @@ def compare(jax_model, torch_module, x, y, *, jax_loss, torch_loss,
         diverged=None if not diverged else ("both" if len(diverged) == 2 else diverged[0]),
         frozen=frozen, unused=unused, random=random, buffers=buffers, dropout=shared,
         null=null, matmul_precision=used, layers=layers)
-    rr = _Rerun(port, optimizer, scheduler, (max_norm, norm_type), frozen, unused, length,
+    rr = _Rerun(port, step, optimizer, scheduler, (max_norm, norm_type), frozen, unused, length,
                 0 if first is None else min(length.steps, first.step + AFTER), matmul_precision,
                 jpath, tpath, tuple(names))
     found = (() if c.ok or c.culprit in ("none", "random", "divergence", "null_gradient")

@@ -43,6 +43,9 @@ The ids, and what each switch changes:
 
 from __future__ import annotations
 
+import copy
+import functools
+import inspect
 import math
 import types
 from typing import Any, Callable, NamedTuple
@@ -220,7 +223,7 @@ def rmsprop_eps_inside(group: dict) -> optax.GradientTransformation:
 def flip_weight_decay(optimizer):
     """A torch Adam or AdamW over the same param groups with its weight decay the other way:
     ``torch.optim.Adam(decoupled_weight_decay=not ...)`` (decoupled is AdamW's)."""
-    known = set(torch.optim.Adam([torch.zeros(1, requires_grad=True)]).defaults)
+    known = set(inspect.signature(torch.optim.Adam).parameters) - {"params"}
     groups = [{**{k: v for k, v in g.items() if k in known or k == "params"},
                "decoupled_weight_decay": not g.get("decoupled_weight_decay",
                                                    isinstance(optimizer, torch.optim.AdamW))}
@@ -298,9 +301,6 @@ def loss_switches(torch_loss) -> list:
     """(detail, torch loss) pairs: `torch_loss` with its reduction the other way (mean and
     sum), its ``label_smoothing`` off, its ``ignore_index`` torch's default: for an
     ``nn.Module`` loss (its attributes) or a ``functools.partial`` (its keywords)."""
-    import copy
-    import functools
-
     settings = (torch_loss.keywords if isinstance(torch_loss, functools.partial)
                 else vars(torch_loss) if isinstance(torch_loss, torch.nn.Module) else {})
     out = []
