@@ -41,7 +41,7 @@ __version__ = "0.1.0"
 #: The package's modules, loaded on first use (``functional_fit.fit``).
 _MODULES = ("autodiff", "checks", "data", "engine", "fit", "losses", "models", "modules", "nn",
             "ols", "optim", "plot", "precision", "registry", "runtime", "surface", "sweep",
-            "tables", "taps", "tolerances")
+            "streams", "tables", "taps", "tolerances")
 #: Names re-exported from a module, loaded on first use (``functional_fit.lecture_data``).
 _NAMES = {
     "DivergenceError": "checks",

@@ -20,6 +20,7 @@ import numpy as np
 
 from functional_fit import checks as _checks
 from functional_fit.checks import InputError
+from functional_fit.streams import Stream, stream_of  # noqa: F401  (data read in batches)
 from functional_fit.tables import (DELIMITERS, EXCERPT, MISSING, Table,  # noqa: F401  (old home)
                                    read_csv, read_table)
 
