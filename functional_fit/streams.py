@@ -209,4 +209,21 @@ def batch_weights(sizes) -> np.ndarray:
     return sizes / np.sum(sizes)
 
 
-__all__ = ["Stream", "batch_weights", "stream_of"]
+def process_sum(values) -> np.ndarray:
+    """`values` added over the processes of `jax.distributed`, the same on every process.
+
+    Each process passes its own partial sums (the same shape everywhere); they are gathered
+    with a JAX collective (``multihost_utils.process_allgather``) and added in process order,
+    so every process gets the same numbers. With one process: `values`.
+    """
+    import jax
+
+    values = np.asarray(values)
+    if jax.process_count() == 1:
+        return values
+    from jax.experimental import multihost_utils
+
+    return np.sum(np.asarray(multihost_utils.process_allgather(values)), axis=0)
+
+
+__all__ = ["Stream", "batch_weights", "process_sum", "stream_of"]
