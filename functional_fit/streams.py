@@ -24,6 +24,7 @@ Everything here is numpy: a batch is moved to a device by whoever reads it.
 from __future__ import annotations
 
 import math
+import mmap
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -125,7 +126,7 @@ class Stream:
                     f"{yb.dtype}, unlike batch 0's x (B, *{first[0]}) {first[2]} and y "
                     f"(B, *{first[1]}) {first[3]}")
             yield xb, yb
-        if first is None:
+        if first is None and not self.distributed:  # a process's part may be empty
             raise InputError("stream: the data has no batch (the iterator was empty)")
 
     def _raw(self):
@@ -135,6 +136,7 @@ class Stream:
         x, y = self._arrays
         for start in range(0, self.n, self.batch_size):
             yield x[start : start + self.batch_size], y[start : start + self.batch_size]
+            _release(x, y)
 
     @staticmethod
     def _pair(i: int, batch) -> tuple[np.ndarray, np.ndarray]:
@@ -181,6 +183,16 @@ class Stream:
         what = "a function" if self._arrays is None else f"{self.n} points"
         return (f"Stream({what}, batch_size={self.batch_size}"
                 f"{', distributed' if self.distributed else ''})")
+
+
+def _release(*arrays) -> None:
+    """Unmap the pages of memory-mapped `arrays` read so far from this process (the file stays
+    in the page cache), so that a pass over a memmap larger than memory does not count its
+    whole file in the process's resident size."""
+    for arr in arrays:
+        mm = getattr(arr, "_mmap", None) if isinstance(arr, np.memmap) else None
+        if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            mm.madvise(mmap.MADV_DONTNEED)
 
 
 class _Empty(Stream):

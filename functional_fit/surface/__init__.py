@@ -55,6 +55,7 @@ and range around an optimizer's path).
 from functional_fit import runtime as _runtime
 from functional_fit.surface.kernels import Quadratic, Streamed, Vmapped
 from functional_fit.surface.layouts import LAYOUTS
+from functional_fit.surface.lines import Line, interpolate, line
 from functional_fit.surface.planes import (PCAPlane, Plane, Unraveled, check_coords, coords_plane,
                                            flatten, pca_plane, random_plane)
 from functional_fit.surface.surfaces import MAX_POINTS, loss_surface, mse_surface_exact
@@ -75,6 +76,7 @@ __all__ = [
     "CHUNK_POINTS",
     "DIRECTIONS",
     "LAYOUTS",
+    "Line",
     "MAX_POINTS",
     "PCAPlane",
     "Plane",
@@ -87,6 +89,8 @@ __all__ = [
     "around_path",
     "centred_values",
     "check_coords",
+    "interpolate",
+    "line",
     "coords_plane",
     "flatten",
     "loss_surface",

@@ -35,8 +35,10 @@ def tree_sum(terms):
 
 
 def points(plane: Plane, a, b):
-    """The block's parameter vectors as columns, (p+1, G), from a (G,) and b (G,)."""
+    """The block's parameter vectors as columns, (p+1, G), from a (G,) and b (G,), in the
+    plane's dtype (a float32 network stays float32 on a float64 grid)."""
     origin, u, v = plane
+    a, b = a.astype(origin.dtype), b.astype(origin.dtype)
     return origin[:, None] + u[:, None] * a[None, :] + v[:, None] * b[None, :]  # (p+1, G)
 
 

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -66,8 +67,15 @@ def _equations(jaxpr):
 
 @functools.partial(jax.jit, static_argnums=0)
 def at_points(kernel, args, a, b):
-    """`kernel` at m points (a (m,), b (m,)), one compiled call; -> (m,)."""
-    return kernel(args, a, b)
+    """`kernel` at m points (a (m,), b (m,)), one compiled call; -> (m,). The points are
+    computed one after another (`jax.lax.map`), so the workspace is one point's, however
+    large the data."""
+    return _each(kernel, args, a, b)
+
+
+def _each(kernel, args, a, b):
+    """`kernel` at each of m points in turn; -> (m,)."""
+    return jax.lax.map(lambda ab: kernel(args, ab[0][None], ab[1][None])[0], (a, b))
 
 
 def per_point_check(model, loss, args, grid: _grid.Grid, same_nonfinite: bool = False):
@@ -103,7 +111,7 @@ def per_point_check(model, loss, args, grid: _grid.Grid, same_nonfinite: bool = 
 def _agrees(kernel, same_nonfinite, args, a, b, values, q):
     """`per_point_check`'s comparison on the device: the full loss at points q, (m,), against
     the chunk's `values` there; -> () bool."""
-    return jnp.all(tolerances.same_loss(values.reshape(-1)[q], kernel(args, a, b), jnp,
+    return jnp.all(tolerances.same_loss(values.reshape(-1)[q], _each(kernel, args, a, b), jnp,
                                         same_nonfinite=same_nonfinite))
 
 
@@ -122,6 +130,11 @@ def vmapped(model, loss, args, grid: _grid.Grid):
     Matrix products in float32 are computed as torch computes them (no TF32 on a GPU, unless
     the program asked for it): `functional_fit.precision.torch_matmul_precision`.
     """
+    return _vmapped_planned(model, loss, args, grid)[0]
+
+
+def _vmapped_planned(model, loss, args, grid: _grid.Grid):
+    """`vmapped`'s values, and how to compute the same kernel again without its checks."""
     width, dots = traced(model, loss, spec(args))
     kernel, kw = Vmapped(model, loss), dict(width=width, items=grid.runtime.vmap_items)
     options = grid.runtime.dot_options
@@ -129,8 +142,22 @@ def vmapped(model, loss, args, grid: _grid.Grid):
         if dots and options and all(d.platform == "cpu" for d in grid.devices):
             result = _with_options(kernel, model, loss, args, grid, options, kw)
             if result is not None:
-                return result
-        return _grid.run(kernel, args, grid, **kw)
+                return result, _Again(kernel, tuple(options), kw["width"], kw["items"])
+        return _grid.run(kernel, args, grid, **kw), _Again(kernel, (), kw["width"], kw["items"])
+
+
+class _Again(NamedTuple):
+    """A kernel already chosen and checked, run again on new arguments: ``again(args, grid)``."""
+
+    kernel: object
+    options: tuple  # XLA compiler options, ((name, value), ...)
+    width: int
+    items: int | None
+
+    def __call__(self, args, grid: _grid.Grid):
+        with torch_matmul_precision():
+            return _grid.run(self.kernel, args, grid, width=self.width, items=self.items,
+                             options=self.options)
 
 
 def _with_options(kernel, model, loss, args, grid, options, kw):
@@ -149,20 +176,28 @@ def compute(model, loss, args, grid: _grid.Grid, layout: str, matrices: bool):
     """The surface in `layout`: "vmap", "streamed", or "auto" (vmapped for a network's weight
     `matrices`, else streamed where the loss is a mean of per-point terms, known or proven:
     `functional_fit.surface.perpoint`). "streamed" with any other loss is refused."""
+    return planned(model, loss, args, grid, layout, matrices)[0]
+
+
+def planned(model, loss, args, grid: _grid.Grid, layout: str, matrices: bool):
+    """`compute`'s values, and ``again(args, grid)``: the same kernel, as checked on these
+    arguments, run on others of the same kind (the next batches of a `Stream`) unchecked."""
     if layout == "vmap" or (layout == "auto" and matrices):
-        return vmapped(model, loss, args, grid)
+        return _vmapped_planned(model, loss, args, grid)
     if not perpoint.streamable(model, loss, spec(args)):
         if layout == "streamed":
             raise InputError(
                 "layout: 'streamed' needs a loss that is a mean of per-point terms of a model "
                 "whose prediction at x[k] depends on x[k] alone, and this one is not proven "
                 "to be (functional_fit.surface.perpoint); use layout='auto' or 'vmap'")
-        return vmapped(model, loss, args, grid)
+        return _vmapped_planned(model, loss, args, grid)
     result = streamed(model, loss, args, grid, checked=layout == "auto")
     if result is None:  # the loss is not a mean of per-point terms: the general layout
-        result = vmapped(model, loss, args, grid)
-    return result
+        return _vmapped_planned(model, loss, args, grid)
+    rt = grid.runtime
+    kernel = Streamed(model, loss, rt.data_chunk, rt.max_terms, rt.term_budget)
+    return result, _Again(kernel, (), args[1].origin.shape[0], None)
 
 
-__all__ = ["LAYOUTS", "at_points", "compute", "per_point_check", "spec", "streamed", "traced",
-           "vmapped"]
+__all__ = ["LAYOUTS", "at_points", "compute", "per_point_check", "planned", "spec", "streamed",
+           "traced", "vmapped"]

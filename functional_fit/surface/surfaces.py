@@ -16,7 +16,8 @@ import numpy as np
 from functional_fit import checks as _checks, registry, runtime as _runtime, tolerances
 from functional_fit.checks import InputError
 from functional_fit.precision import check_array_dtype
-from functional_fit.surface import grid as _grid, layouts
+from functional_fit.streams import stream_of
+from functional_fit.surface import datasets, grid as _grid, layouts, states
 from functional_fit.surface.kernels import Quadratic, Vmapped
 from functional_fit.surface.planes import (Plane, check_coords, coords_plane, flat, is_vector,
                                            unraveled)
@@ -92,7 +93,9 @@ def checked(x, y, a_values, b_values, *, base, coords, plane, out,
             model=None) -> Inputs:  # 9 arguments: the surface's data, grid and plane, named
     """Every input of a surface checked, on concrete values, as JAX arrays; with `model`, a
     registry model's parameter vectors checked against its length."""
-    x, y = _checks.points(x, y)  # (n,) or (n, d), and (n,) or (n, k)
+    tree = plane[0] if plane is not None else base
+    network = tree is not None and not is_vector(tree)  # images, sequences: (n, ...) data
+    x, y = _checks.points(x, y, ndims=None if network else (1, 2))  # (n,) or (n, d) or ...
     a_values, b_values = _grid_values(a_values, b_values)
     vectors, coords = _flat_plane(base, coords, plane, a_values, b_values, model)
     for name, arr in dict(x=x, y=y, a_values=a_values, b_values=b_values, **vectors).items():
@@ -132,7 +135,8 @@ def loss_surface(
     progress=None,
     keep_on_device: bool | None = None,
     runtime=None,
-):  # 16 arguments: the data, the grid and its plane, and how to run it, each named
+    state=None,
+):  # 17 arguments: the data, the grid and its plane, and how to run it, each named
     """The loss at every point of a grid, as the lecture's loop computes it, streamed.
 
     Row j, column i is the loss at ``w[coords[0]] = a_values[i]``, ``w[coords[1]] =
@@ -145,7 +149,10 @@ def loss_surface(
         or a model of any parameter pytree, with `plane` (or `base`) pytrees of its structure
         (flattened inside with `jax.flatten_util.ravel_pytree`).
       loss: pure ``loss(y_hat, y) -> ()``, e.g. `losses.l1`.
-      x, y: (n,) data; or (n, d) inputs and (n, k) targets for a network.
+      x, y: (n,) data; or (n, ...) inputs and (n, ...) targets for a network; or a
+        `functional_fit.streams.Stream` as x, with y None: the loss over all its points (the
+        batches' mean losses weighted by their sizes), each batch read once, in memory
+        bounded by one batch and a chunk's workspace.
       a_values: (na,) values along the first axis (the columns of the result).
       b_values: (nb,) values along the second axis (the rows).
       base: (p+1,) parameters held fixed; default zeros of length max(coords) + 1 (of the
@@ -166,6 +173,10 @@ def loss_surface(
         (a numpy array or memmap) each chunk is copied to the host while the next computes.
       runtime: chunk sizes and compiler options (`functional_fit.runtime`); None: those of the
         devices' platform.
+      state: the state of a stateful ``model(params, state, x) -> (y_hat, new_state)`` (a
+        network with BatchNorm), held fixed at every grid point; `plane` is then over the
+        parameters alone (`functional_fit.surface.states`). BatchNorm uses the running
+        statistics in eval mode, each batch's own in training mode: the model's mode.
 
     Returns:
       (nb, na) losses, in the dtype JAX computes the loss in: a numpy array (on the CPU), a
@@ -182,20 +193,43 @@ def loss_surface(
     """
     layout = _checks.choice("layout", layout, layouts.LAYOUTS)
     model, loss = registry.resolve(model, loss)
+    stream = stream_of(x, y)
+    if stream is not None:
+        devices = datasets.local_devices(devices, stream)
     devices = tuple(_checks.devices("devices", devices))
+    if state is not None:
+        if plane is None:
+            raise InputError("state: a stateful model's surface needs a plane over its "
+                             "parameters (random_plane(params), say)")
+        model, plane = states.with_state(model, plane, state)
     tree = plane[0] if plane is not None else base
     if tree is not None and not is_vector(tree):  # pytree parameters: the model unravels
         model = unraveled(model, tree)
-    inputs = checked(x, y, a_values, b_values, base=base, coords=coords, plane=plane, out=out,
-                     model=model)
     if keep_on_device and out is not None:
         raise InputError("keep_on_device: the surface is written into out, on the host; pass "
                          "one of out and keep_on_device=True")
-    grid = _grid_of(inputs, devices=devices, block=block, out=out, progress=progress,
-                    keep_on_device=keep_on_device, runtime=runtime)
     # A network's weight matrices: the vmapped layout turns a block's grid points into batched
     # matrix products; streaming over the data would make them matrix-vector products.
     matrices = tree is not None and any(np.ndim(leaf) >= 2 for leaf in jax.tree.leaves(tree))
+    where = dict(devices=devices, block=block, progress=progress, runtime=runtime)
+
+    def check(x, y, out=out):
+        return checked(x, y, a_values, b_values, base=base, coords=coords, plane=plane,
+                       out=out, model=model)
+
+    if stream is not None:
+        if keep_on_device:
+            raise InputError("keep_on_device: a Stream's surface is summed on the host")
+        a_values, b_values = _grid_values(a_values, b_values)
+        _check_out(out, a_values, b_values)
+        target = datasets.Target((b_values.shape[0], a_values.shape[0]),
+                                 np.result_type(a_values, b_values), out)
+        return datasets.surface(
+            model, loss, stream, lambda xb, yb: check(xb, yb, None),
+            lambda inputs, scratch: _grid_of(inputs, out=scratch, keep_on_device=False, **where),
+            layout, matrices, target)
+    inputs = check(x, y)
+    grid = _grid_of(inputs, out=out, keep_on_device=keep_on_device, **where)
     return layouts.compute(model, loss, inputs.args, grid, layout, matrices)
 
 
