@@ -56,7 +56,8 @@ from functional_fit import runtime as _runtime
 from functional_fit.surface.kernels import Quadratic, Streamed, Vmapped
 from functional_fit.surface.layouts import LAYOUTS
 from functional_fit.surface.planes import (PCAPlane, Plane, Unraveled, check_coords, coords_plane,
-                                           flatten, pca_plane, random_plane)
+                                           filter_normalized, flatten, pca_plane, random_draw,
+                                           random_plane)
 from functional_fit.surface.surfaces import MAX_POINTS, loss_surface, mse_surface_exact
 from functional_fit.surface.views import DIRECTIONS, View, around_fit, around_path, centred_values
 
@@ -88,9 +89,11 @@ __all__ = [
     "centred_values",
     "check_coords",
     "coords_plane",
+    "filter_normalized",
     "flatten",
     "loss_surface",
     "mse_surface_exact",
     "pca_plane",
+    "random_draw",
     "random_plane",
 ]
