@@ -203,3 +203,18 @@ def test_pca_plane_refuses_paths_of_different_sizes():
         surface.pca_plane([np.zeros((3, 4)), np.zeros((5, 3))])
     with pytest.raises(InputError, match=r"path\[1\] must have shape"):
         surface.pca_plane([np.zeros((3, 4)), np.zeros((0, 4))])
+
+
+def test_around_path_of_several_paths_holds_each_and_covers_them_all():
+    paths = _walks((10, 30), p=3)
+    view = surface.around_path(paths, directions="coords", coords=(0, 2))
+    assert isinstance(view.path, tuple) and isinstance(view.on_plane, tuple)
+    np.testing.assert_array_equal(view.on_plane[1], paths[1][:, [0, 2]])
+    np.testing.assert_array_equal(view.plane.origin[1], paths[0][-1][1])  # the first path's end
+    union = np.vstack(paths)  # (40, 3)
+    assert view.a_range[0] < union[:, 0].min() and view.a_range[1] > union[:, 0].max()
+    assert view.b_range[0] < union[:, 2].min() and view.b_range[1] > union[:, 2].max()
+    pca = surface.around_path(paths, directions="pca")
+    assert pca.labels[0].endswith("of the paths)") and len(pca.on_plane) == 2
+    with pytest.raises(InputError, match=r"path\[1\] has 2 parameters"):
+        surface.around_path([paths[0], paths[1][:, :2]])
