@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 
+import equinox as eqx
 import jax
 import numpy as np
 import pytest
@@ -28,14 +29,19 @@ def li_normalized(d, w, axis):
     return np.moveaxis(d, 0, axis)
 
 
-def li_direction(params, seed, which, axis, include_biases=False):
+def _torch_bias(path, w):
+    """Li et al.'s biases and normalization parameters: torch's leaves of <= 1 dimension."""
+    return w.ndim <= 1
+
+
+def li_direction(params, seed, which, axis, include_biases=False, is_bias=_torch_bias):
     """Li et al.'s ``normalize_directions_for_weights`` of the documented draws: leaf i (in
     ``jax.tree.leaves`` order) drawn by ``default_rng((seed, i, which))`` in float64, cast to
-    the leaf's dtype; leaves of <= 1 dimension zero (``ignore='biasbn'``) or the leaf itself."""
+    the leaf's dtype; biases zero (``ignore='biasbn'``) or the leaf itself."""
     out = []
-    for i, w in enumerate(jax.tree.leaves(params)):
+    for i, (path, w) in enumerate(jax.tree_util.tree_flatten_with_path(params)[0]):
         w = np.asarray(w)
-        if w.ndim <= 1:
+        if is_bias(path, w):
             out.append(w if include_biases else np.zeros_like(w))
             continue
         d = np.random.default_rng((seed, i, which)).standard_normal(w.shape).astype(w.dtype)
@@ -85,6 +91,21 @@ def test_filter_normalization_is_li_et_als_in_each_layout(library):
     with_biases = surface.random_plane(p, seed=3, include_biases=True)
     _assert_leaves_close(with_biases.u, li_direction(p, 3, 0, axis, include_biases=True),
                          rtol=1e-13)
+
+
+def test_an_equinox_convolutions_bias_is_a_bias():
+    """equinox keeps a Conv2d's bias as (out, 1, 1): named ``bias``, it moves as torch's does."""
+    keys = jax.random.split(jax.random.key(0))
+    model = {"conv": eqx.nn.Conv2d(3, 4, 3, key=keys[0]), "fc": eqx.nn.Linear(4, 2, key=keys[1])}
+    p = eqx.filter(model, eqx.is_array)
+
+    def is_bias(path, w):
+        return w.ndim <= 1 or path[-1].name == "bias"
+
+    plane = surface.random_plane(p, seed=2)
+    assert np.shape(plane.u["conv"].bias) == (4, 1, 1)
+    for which, d in enumerate((plane.u, plane.v)):
+        _assert_leaves_close(d, li_direction(p, 2, which, 0, is_bias=is_bias), rtol=1e-13)
 
 
 @pytest.mark.parametrize("library, forced", [("torch", -1), ("nnx", 0)])

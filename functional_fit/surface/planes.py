@@ -2,8 +2,10 @@
 
 Grid point (a, b) of a surface is ``origin + a * u + b * v`` on a `Plane`. The usual case, two
 chosen coordinates with the rest held at a base point, is `coords_plane`. Two more show models
-with more than two parameters: `random_plane` (Li et al. 2018) and `pca_plane` (the top two
-principal directions of an optimizer path, with the path projected onto the plane).
+with more than two parameters: `random_plane` (Li et al. 2018: Gaussian directions drawn by
+numpy from a seed, `random_draw`, normalized per filter, `filter_normalized`) and `pca_plane`
+(the top two principal directions of an optimizer path, or of several paths together, with
+each path projected onto the plane).
 
 A model may take any pytree of parameters (a dict of weight matrices, say): its planes are
 pytrees of the same structure. The grid works on flat vectors: `flatten`
@@ -157,9 +159,10 @@ def random_plane(w, seed: int = 0, *, include_biases: bool = False,
       matrices) along axis 0.
     - ``0`` or ``-1``: that axis for every leaf.
 
-    Biases and normalization parameters (leaves of one dimension or none) get a zero direction,
-    as Li et al.'s ``ignore='biasbn'``; ``include_biases=True`` moves them along themselves
-    instead (their ``d.copy_(w)``). The Gaussian draws are `random_draw`'s (numpy's generator, seeded
+    Biases and normalization parameters (leaves of one dimension or none, and any leaf named
+    ``bias``: equinox's Conv bias is (out, 1, 1)) get a zero direction, as Li et al.'s
+    ``ignore='biasbn'``; ``include_biases=True`` moves them along themselves instead (their
+    ``d.copy_(w)``). The Gaussian draws are `random_draw`'s (numpy's generator, seeded
     by `seed`, the leaf's index and the direction), and the normalization is computed in
     numpy in float64 and cast to the leaf's dtype, so that the same seed gives the same plane
     on any machine and with any JAX version.
@@ -252,15 +255,17 @@ def _leaf_names(w) -> list[str]:
 def _filter_plane(w, seed: int, include_biases: bool, filter_axis) -> Plane:
     """`random_plane` of a parameter pytree: per-filter normalized Gaussian directions."""
     leaves, treedef = jax.tree.flatten(jax.tree.map(jnp.asarray, w))
-    if not any(leaf.ndim >= 2 for leaf in leaves) and not include_biases:
-        raise InputError("w has no weight matrix (no leaf of two dimensions or more), so every "
-                         "direction would be zero; pass include_biases=True, or a flat vector")
     names = _leaf_names(w)
+    biases = [leaf.ndim <= 1 or name == "bias" for leaf, name in zip(leaves, names)]
+    if all(biases) and not include_biases:
+        raise InputError("w has no weight matrix (no leaf of two dimensions or more but a "
+                         "bias), so every direction would be zero; pass include_biases=True, or "
+                         "a flat vector")
 
     def direction(which):
         out = []
         for i, (leaf, name) in enumerate(zip(leaves, names)):
-            if leaf.ndim <= 1:  # a bias or a normalization parameter: zero, or along itself
+            if biases[i]:  # a bias or a normalization parameter: zero, or along itself
                 out.append(leaf if include_biases else jnp.zeros_like(leaf))
                 continue
             axis = (leaf.ndim - 1 if name == "kernel" else 0) if filter_axis == "auto" else (

@@ -2,7 +2,8 @@
 
 `around_path` chooses the plane through a path's end (two coordinates, two random directions
 or the path's top two principal directions), labels its axes and picks a range that covers
-the path. `around_fit` runs the lecture's gradient descent first and then does the same: the
+the path; given a list of paths (several optimizers from one start), the plane goes through
+the first one's end and the range covers them all. `around_fit` runs the lecture's gradient descent first and then does the same: the
 ``functional-fit surface`` command's view.
 """
 
