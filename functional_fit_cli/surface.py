@@ -27,6 +27,8 @@ from functional_fit_cli.options import (LENGTH_OPTIONS, add_data_options, add_dt
                                         add_model_options, load_data_within, output_file,
                                         progress, refuse, resolve_model)
 
+#: The fit's steps when --steps is not given (cell 49).
+STEPS = 50
 #: Output bytes `--grid` may ask for (float64: 2**30 points); see `surface.MAX_POINTS`.
 MAX_OUTPUT_BYTES = 8 * 2**30
 
@@ -64,8 +66,8 @@ def add_parser(sub):
     p.add_argument("--lr", default="6.0", metavar="LR[,LR...]",
                    help="learning rate of the fit (6.0, cell 49): one for every optimizer, or "
                    "one per optimizer, comma-separated")
-    p.add_argument("--steps", type=int, default=50,
-                   help="steps of a full-batch fit: gd and torch.optim's names (50)")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"steps of a full-batch fit: gd and torch.optim's names ({STEPS})")
     p.add_argument("--epochs", type=int, default=None,
                    help=f"epochs of the minibatch optimizers sgd and adam, batches of "
                    f"{_data.DEFAULT_BATCH_SIZE} in the order of seed 0 ({_data.DEFAULT_EPOCHS})")
@@ -171,16 +173,21 @@ def parse_lrs(text: str, count: int) -> tuple[float, ...]:
 def fit_lengths(args, optimizers) -> tuple:
     """Each optimizer's `functional_fit.data.Length`: --steps for the full-batch ones (gd,
     torch.optim's names), --epochs of batches of the default size for sgd and adam."""
+    steps = STEPS if args.steps is None else args.steps
     lengths = []
     for name in optimizers:
         full = registry.OPTIMIZERS[name].batching != "minibatch"
         lengths.append(_data.fit_length(
-            None, "full" if full else "minibatch", steps=args.steps if full else None,
+            None, "full" if full else "minibatch", steps=steps if full else None,
             epochs=None if full else args.epochs, defaults=True, names=LENGTH_OPTIONS,
             what=f"--optimizer {name}"))
+    which = f"--optimizer {','.join(optimizers)}"
     if args.epochs is not None and all(length.full for length in lengths):
         raise InputError(f"--epochs applies to the minibatch optimizers sgd and adam, not "
-                         f"--optimizer {','.join(optimizers)} (give --steps)")
+                         f"{which} (give --steps)")
+    if args.steps is not None and not any(length.full for length in lengths):
+        raise InputError(f"--steps applies to full-batch optimizers (gd, torch.optim's names), "
+                         f"not {which}, which counts passes over the data (give --epochs)")
     return tuple(lengths)
 
 
@@ -281,10 +288,11 @@ def _view(args, s: _Settings, x, y, rt):
         return surface.around_path(paths if s.several else paths[0], directions=s.directions,
                                    coords=s.coords, seed=s.seed, names=s.entry.param_names)
     try:
-        with progress(args.steps, "fit", "step") as update:
+        with progress(s.lengths[0].steps, "fit", "step") as update:
             return surface.around_fit(
                 s.entry.fn, s.loss, x, y, s.entry.start_vector(s.size, s.pol.params),
-                lr=s.lrs[0], steps=args.steps, directions=s.directions, coords=s.coords, seed=s.seed,
+                lr=s.lrs[0], steps=s.lengths[0].steps, directions=s.directions, coords=s.coords,
+                seed=s.seed,
                 names=s.entry.param_names, path=s.need_path, progress=update, runtime=rt)
     except _checks.DivergenceError:
         raise InputError(

@@ -94,6 +94,7 @@ def test_cli_puts_several_optimizers_on_the_plane_of_their_paths(tmp_path, lectu
     (["--optimizer", "gd,adam", "--lr", "1,x"], "--lr must be numbers"),
     (["--optimizer", "gd,adam", "--lr", "1,0"], "--lr must be positive"),
     (["--epochs", "3"], "--epochs applies to the minibatch optimizers"),
+    (["--optimizer", "adam", "--steps", "3"], "--steps applies to full-batch optimizers"),
     (["--optimizer", "gd,sgd", "--epochs", "0"], "--epochs"),
 ])
 def test_cli_refuses_bad_optimizer_lists_in_one_line(argv, match, capsys):
