@@ -305,8 +305,9 @@ def _paths(s: _Settings, x, y, rt) -> list:
     w0 = s.entry.start_vector(s.size, s.pol.params)  # (p+1,)
     paths = []
     for name, lr, length in zip(s.optimizers, s.lrs, s.lengths):
-        kw = (dict(steps=length.steps) if length.full else
-              dict(order=_data.batch_order(x.shape[0], length.epochs), batch_size=length.batch_size))
+        kw = (dict(steps=length.steps) if length.full else  # minibatches: seed 0's order
+              dict(order=_data.batch_order(x.shape[0], length.epochs),
+                   batch_size=length.batch_size))
         try:
             with progress(length.total(x.shape[0]), f"fit {name}", "step") as update:
                 res = fit.run(name, w0, x, y, model=s.entry.fn, loss=s.loss, lr=lr,

@@ -3,8 +3,8 @@
 `around_path` chooses the plane through a path's end (two coordinates, two random directions
 or the path's top two principal directions), labels its axes and picks a range that covers
 the path; given a list of paths (several optimizers from one start), the plane goes through
-the first one's end and the range covers them all. `around_fit` runs the lecture's gradient descent first and then does the same: the
-``functional-fit surface`` command's view.
+the first one's end and the range covers them all. `around_fit` runs the lecture's gradient
+descent first and then does the same: the ``functional-fit surface`` command's view.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ class View(NamedTuple):
     """Where to draw a surface around a fit: what `around_path` and `around_fit` choose."""
 
     plane: Plane  # through the path's end
-    path: np.ndarray  # shape=(steps+1, p+1) the fit's path
-    on_plane: np.ndarray | None  # shape=(steps+1, 2) the path in the plane's (a, b), or None
+    path: np.ndarray  # shape=(steps+1, p+1) the fit's path; several: a tuple of (T_i, p+1)
+    on_plane: np.ndarray | None  # shape=(steps+1, 2) the path in the plane's (a, b), or None;
+    # several: a tuple of (T_i, 2)
     centre: tuple  # (a, b) of the path's end on the plane
     labels: tuple  # the a and b axes' labels
     a_range: tuple  # (a0, a1) covering the path with a margin
