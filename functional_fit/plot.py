@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -222,11 +223,14 @@ def surface(values, a_values, b_values, *, loss_name: str = "MSE",
 
 
 def _draw_paths(ax, paths: Mapping):
-    """Each path (k, 2) as one line of k points; a first and second path (JAX and torch) in
-    styles that stay visible when they coincide."""
+    """Each path (k, 2) as one line of k points and one legend entry, each in its own colour:
+    a first and second path (JAX and torch) in styles that stay visible when they coincide,
+    more in matplotlib's ten colours, more than ten in colours spread around the hue circle."""
+    n = len(paths)
     for i, (label, path) in enumerate(paths.items()):
         path = np.asarray(path)
-        style = dict((JAX_STYLE, TORCH_STYLE)[i % 2] if len(paths) <= 2 else {"color": f"C{i}"})
+        color = f"C{i}" if n <= 10 else colormaps["hsv"](i / n)
+        style = dict((JAX_STYLE, TORCH_STYLE)[i] if n <= 2 else {"color": color})
         if path.shape[0] > MARKED_STEPS:  # thousands of markers would hide the contour
             style.pop("marker", None)
         ax.plot(path[:, 0], path[:, 1], label=label, **style)
@@ -240,7 +244,8 @@ def contour_paths(values, a_values, b_values, paths: Mapping, *, points: Mapping
 
     Two paths of the same fit (JAX and torch) lie on top of each other when they agree:
     the first is drawn as a white line with dots, the second as a black dashed line with
-    crosses, so both stay visible.
+    crosses, so both stay visible. More paths (several optimizers on the plane of
+    `functional_fit.surface.pca_plane` of their list) each get a colour of their own.
 
     Args:
       values, a_values, b_values: the surface, as in `surface`.
@@ -252,7 +257,7 @@ def contour_paths(values, a_values, b_values, paths: Mapping, *, points: Mapping
 
     Returns:
       A Figure with one axes: the filled contour, one line per path with k points each (in
-      the order of `paths`), and the marked points.
+      the order of `paths`, each its own colour and legend entry), and the marked points.
     """
     values = np.asarray(values)
     a_values, b_values = np.asarray(a_values), np.asarray(b_values)

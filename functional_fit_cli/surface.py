@@ -2,7 +2,10 @@
 
 Parsing and printing only; the work is `functional_fit.surface`: `surface.around_fit` fits the
 centre (the lecture's gradient descent), chooses the plane, labels the axes and picks the range,
-and `surface.loss_surface` computes the grid. The fit's path is drawn on the contour.
+and `surface.loss_surface` computes the grid. The fit's path is drawn on the contour. With
+several optimizers (``--optimizer sgd,adam``) each is fitted from the same start
+(`functional_fit.fit.run`), and `surface.around_path` of their list puts them on one plane
+(``--directions pca``: the PCA of all their paths), drawn together with a legend.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from functional_fit import checks as _checks, data as _data, fit, surface
+from functional_fit import checks as _checks, data as _data, fit, registry, surface
 from functional_fit.checks import InputError
 from functional_fit.precision import policy
 from functional_fit.surface import DIRECTIONS, check_coords
@@ -24,6 +27,8 @@ from functional_fit_cli.options import (LENGTH_OPTIONS, add_data_options, add_dt
                                         add_model_options, load_data_within, output_file,
                                         progress, refuse, resolve_model)
 
+#: The fit's steps when --steps is not given (cell 49).
+STEPS = 50
 #: Output bytes `--grid` may ask for (float64: 2**30 points); see `surface.MAX_POINTS`.
 MAX_OUTPUT_BYTES = 8 * 2**30
 
@@ -36,7 +41,9 @@ def add_parser(sub):
         "coordinates of w (the lecture's cells 12, 15, 50), two random directions normalized "
         "per parameter (Li et al. 2018), or the top two PCA directions of a gradient-descent "
         "path. The centre is where that fit ends (from zeros; the sine model from amplitude and "
-        "frequency 1, where its gradient is not 0), and a grid point unless --range is given.",
+        "frequency 1, where its gradient is not 0), and a grid point unless --range is given. "
+        "Several optimizers (--optimizer sgd,adam) are fitted from the same start and drawn "
+        "together; --directions pca then takes the plane of all their paths.",
     )
     add_model_options(p)
     add_data_options(p)
@@ -53,8 +60,17 @@ def add_parser(sub):
                    help="the two parameters of --directions coords (0,1); the rest stay at the fit")
     p.add_argument("--direction-seed", type=int, default=None,
                    help="seed of --directions random (0)")
-    p.add_argument("--lr", type=float, default=6.0, help="learning rate of the fit (6.0, cell 49)")
-    p.add_argument("--steps", type=int, default=50, help="steps of the fit (50)")
+    p.add_argument("--optimizer", default="gd", metavar="NAME[,NAME...]",
+                   help="the fit's optimizer, or several, comma-separated (sgd,adam), each fitted "
+                   f"from the same start: {', '.join(registry.OPTIMIZERS)} (gd)")
+    p.add_argument("--lr", default="6.0", metavar="LR[,LR...]",
+                   help="learning rate of the fit (6.0, cell 49): one for every optimizer, or "
+                   "one per optimizer, comma-separated")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"steps of a full-batch fit: gd and torch.optim's names ({STEPS})")
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"epochs of the minibatch optimizers sgd and adam, batches of "
+                   f"{_data.DEFAULT_BATCH_SIZE} in the order of seed 0 ({_data.DEFAULT_EPOCHS})")
     p.add_argument("--exact", action="store_true",
                    help="with --loss mse: the exact surface from moments of the data (cost "
                    "independent of n)")
@@ -127,17 +143,66 @@ def parse_coords(text: str, size: int) -> tuple[int, int]:
     return check_coords((int(m.group(1)), int(m.group(2))), size, name="--coords")
 
 
-def _plot(path, z, a_values, b_values, path2d, centre, labels, loss_name):
-    """Draw the contour and 3-D figure into `path`; InputError naming --range when matplotlib
-    cannot draw the grid's extent (values near the float limit), without its warnings."""
+def parse_optimizers(text: str) -> tuple[str, ...]:
+    """``"sgd,adam"`` -> ("sgd", "adam"): registry names, each once (InputError names
+    --optimizer)."""
+    names = tuple(t.strip() for t in (text or "").split(","))
+    for name in names:
+        _checks.choice("--optimizer", name, tuple(registry.OPTIMIZERS))
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InputError(f"--optimizer names {', '.join(twice)} more than once")
+    return names
+
+
+def parse_lrs(text: str, count: int) -> tuple[float, ...]:
+    """``"6"`` or ``"6,0.1"`` -> `count` learning rates > 0: one for every optimizer, or one
+    per optimizer (InputError names --lr)."""
+    parts = (text or "").split(",")
+    if len(parts) not in (1, count):
+        raise InputError(f"--lr: give one learning rate, or one per --optimizer ({count}); got "
+                         f"{len(parts)} in {text!r}")
+    try:
+        lrs = [float(t) for t in parts]
+    except ValueError:
+        raise InputError(f"--lr must be numbers, comma-separated, got {text!r}") from None
+    lrs = [_checks.positive_float("--lr", lr) for lr in lrs]
+    return tuple(lrs * count if len(lrs) == 1 else lrs)
+
+
+def fit_lengths(args, optimizers) -> tuple:
+    """Each optimizer's `functional_fit.data.Length`: --steps for the full-batch ones (gd,
+    torch.optim's names), --epochs of batches of the default size for sgd and adam."""
+    steps = STEPS if args.steps is None else args.steps
+    lengths = []
+    for name in optimizers:
+        full = registry.OPTIMIZERS[name].batching != "minibatch"
+        lengths.append(_data.fit_length(
+            None, "full" if full else "minibatch", steps=steps if full else None,
+            epochs=None if full else args.epochs, defaults=True, names=LENGTH_OPTIONS,
+            what=f"--optimizer {name}"))
+    which = f"--optimizer {','.join(optimizers)}"
+    if args.epochs is not None and all(length.full for length in lengths):
+        raise InputError(f"--epochs applies to the minibatch optimizers sgd and adam, not "
+                         f"{which} (give --steps)")
+    if args.steps is not None and not any(length.full for length in lengths):
+        raise InputError(f"--steps applies to full-batch optimizers (gd, torch.optim's names), "
+                         f"not {which}, which counts passes over the data (give --epochs)")
+    return tuple(lengths)
+
+
+def _plot(path, z, a_values, b_values, paths, points, labels, loss_name):
+    """Draw the contour and 3-D figure into `path`, with `paths` (label -> (T, 2)) and `points`
+    (label -> (a, b, loss)); InputError naming --range when matplotlib cannot draw the grid's
+    extent (values near the float limit), without its warnings."""
     from functional_fit import plot  # matplotlib only when a figure is asked for
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             fig = plot.surface(z, a_values, b_values, loss_name=loss_name, axis_labels=labels,
-                               points={"fit": centre}, title=f"{loss_name} loss surface",
-                               paths=None if path2d is None else {"GD path": _drawn(path2d)})
+                               points=points, title=f"{loss_name} loss surface",
+                               paths={k: _drawn(v) for k, v in paths.items()} or None)
             plot.save(fig, path)
         except (ValueError, OverflowError, FloatingPointError) as exc:
             raise InputError(
@@ -164,6 +229,14 @@ class _Settings(NamedTuple):
     loss: object
     pol: object  # the precision policy
     need_path: bool  # keep the fit's path: saved, drawn, the PCA plane, the range
+    optimizers: tuple  # registry names, fitted from the same start
+    lrs: tuple  # a learning rate per optimizer
+    lengths: tuple  # a `data.Length` per optimizer
+
+    @property
+    def several(self) -> bool:
+        """Whether several optimizers' paths share the plane."""
+        return len(self.optimizers) > 1
 
 
 def _settings(args) -> _Settings:
@@ -180,38 +253,70 @@ def _settings(args) -> _Settings:
     if directions != "random":
         refuse(args, ("--direction-seed",), f"applies to --directions random, not {directions}")
     seed = _checks.nonnegative_int("--direction-seed", args.direction_seed or 0)
-    _data.fit_length(None, "full", steps=args.steps, names=LENGTH_OPTIONS)
-    _checks.positive_float("--lr", args.lr)
+    optimizers = parse_optimizers(args.optimizer)
+    lengths = fit_lengths(args, optimizers)
+    lrs = parse_lrs(args.lr, len(optimizers))
     if directions != "coords" and size < 2:
         raise InputError("--directions random and pca need a model with at least 2 parameters")
     coords = parse_coords(args.coords or "0,1", size) if directions == "coords" else (0, 1)
-    need_path = bool(args.out or args.plot or directions == "pca"
+    need_path = bool(args.out or args.plot or directions == "pca" or len(optimizers) > 1
                      or (grid_range is None and directions == "coords"))
     return _Settings(na, nb, grid_range, directions, coords, seed, model_name, entry, size,
-                     loss_name, loss, policy(args.dtype), need_path)
+                     loss_name, loss, policy(args.dtype), need_path, optimizers, lrs, lengths)
 
 
 def _needs(args, s: _Settings):
     """The run's memory estimate for n data points (`options.require_memory`)."""
     row = s.size * np.dtype(s.pol.params).itemsize
-    path = (5 if s.directions == "pca" else 3) * (args.steps + 1) * row if s.need_path else 0
-    return lambda n: [
-        (np.dtype(s.pol.params).itemsize * s.na * s.nb, f"the {s.na}x{s.nb} grid", "--grid"),
-        (path, f"the fit's path of {args.steps + 1} x {s.size} parameters", "--steps")]
+    copies = (5 if s.directions == "pca" else 3) if s.need_path else 0
+
+    def needs(n):
+        rows = sum(length.total(n) + 1 for length in s.lengths)  # every path's points
+        option = "--steps" if all(length.full for length in s.lengths) else "--epochs"
+        what = (f"the fit's path of {rows} x {s.size} parameters" if not s.several else
+                f"the {len(s.lengths)} fits' paths of {rows} x {s.size} parameters in all")
+        return [(np.dtype(s.pol.params).itemsize * s.na * s.nb, f"the {s.na}x{s.nb} grid",
+                 "--grid"), (copies * rows * row, what, option)]
+
+    return needs
 
 
 def _view(args, s: _Settings, x, y, rt):
-    """The lecture's gradient descent, and the plane and range around its path."""
+    """The fits, and the plane and range around their paths."""
+    if s.optimizers != ("gd",):
+        paths = _paths(s, x, y, rt)
+        return surface.around_path(paths if s.several else paths[0], directions=s.directions,
+                                   coords=s.coords, seed=s.seed, names=s.entry.param_names)
     try:
-        with progress(args.steps, "fit", "step") as update:
+        with progress(s.lengths[0].steps, "fit", "step") as update:
             return surface.around_fit(
                 s.entry.fn, s.loss, x, y, s.entry.start_vector(s.size, s.pol.params),
-                lr=args.lr, steps=args.steps, directions=s.directions, coords=s.coords, seed=s.seed,
+                lr=s.lrs[0], steps=s.lengths[0].steps, directions=s.directions, coords=s.coords,
+                seed=s.seed,
                 names=s.entry.param_names, path=s.need_path, progress=update, runtime=rt)
     except _checks.DivergenceError:
         raise InputError(
             f"--lr {args.lr}: the fit diverged (non-finite parameters); try a smaller --lr"
         ) from None
+
+
+def _paths(s: _Settings, x, y, rt) -> list:
+    """Each optimizer's path (T_i, p+1), fitted from the model's start with its learning rate."""
+    w0 = s.entry.start_vector(s.size, s.pol.params)  # (p+1,)
+    paths = []
+    for name, lr, length in zip(s.optimizers, s.lrs, s.lengths):
+        kw = (dict(steps=length.steps) if length.full else  # minibatches: seed 0's order
+              dict(order=_data.batch_order(x.shape[0], length.epochs),
+                   batch_size=length.batch_size))
+        try:
+            with progress(length.total(x.shape[0]), f"fit {name}", "step") as update:
+                res = fit.run(name, w0, x, y, model=s.entry.fn, loss=s.loss, lr=lr,
+                              progress=update, runtime=rt, **kw)
+        except _checks.DivergenceError:
+            raise InputError(f"--lr {lr:g}: the fit of --optimizer {name} diverged (non-finite "
+                             "parameters); try a smaller --lr") from None
+        paths.append(np.asarray(res.path))  # (T_i, p+1)
+    return paths
 
 
 def _grid(args, s: _Settings, x, y, view, rt):
@@ -238,12 +343,31 @@ def _grid(args, s: _Settings, x, y, view, rt):
 
 
 def _save(path, s: _Settings, z, a_values, b_values, view) -> None:
-    """The surface, its grid, plane and path as an .npz archive."""
+    """The surface, its grid, plane and path as an .npz archive: ``path`` and
+    ``path_on_plane`` for one optimizer, ``path_NAME`` and ``path_on_plane_NAME`` for each of
+    several; ``optimizers`` and ``lrs`` name them in order."""
+    paths = view.path if s.several else (view.path,)
+    on_plane = view.on_plane if s.several else (view.on_plane,)
+    keys = [f"_{name}" for name in s.optimizers] if s.several else [""]
+    each = {}
+    for key, q, q2 in zip(keys, paths, on_plane):
+        each[f"path{key}"] = q  # (T_i, p+1)
+        each[f"path_on_plane{key}"] = np.zeros((0, 2)) if q2 is None else q2  # (T_i, 2)
     with open(path, "wb") as fh:  # a file object: savez adds no suffix
-        on_plane = np.zeros((0, 2)) if view.on_plane is None else view.on_plane  # (steps+1, 2)
         np.savez(fh, losses=z, a_values=a_values, b_values=b_values, origin=view.plane.origin,
-                 u=view.plane.u, v=view.plane.v, path=view.path, path_on_plane=on_plane,
-                 directions=s.directions, model=s.model_name, loss=s.loss_name)
+                 u=view.plane.u, v=view.plane.v, **each, optimizers=np.array(s.optimizers),
+                 lrs=np.array(s.lrs), directions=s.directions, model=s.model_name,
+                 loss=s.loss_name)
+
+
+def _drawn_paths(s: _Settings, view) -> dict:
+    """label -> (T, 2) each path on the plane, to draw; none on a random plane."""
+    if view.on_plane is None:
+        return {}
+    if not s.several:
+        name = s.optimizers[0]
+        return {"GD path" if name == "gd" else f"{name} path": view.on_plane}
+    return {f"{name} (lr {lr:g})": q for name, lr, q in zip(s.optimizers, s.lrs, view.on_plane)}
 
 
 def _extremes(z, a_values, b_values, at_centre: float) -> str:
@@ -270,13 +394,16 @@ def run(args) -> int:
     view = _view(args, s, x, y, rt)
     z, a_values, b_values = _grid(args, s, x, y, view, rt)
     computed = time.perf_counter() - start
-    at_centre = float(fit.full_loss(view.path[-1], x, y, model=s.entry.fn, loss=s.loss))
+    ends = [q[-1] for q in (view.path if s.several else (view.path,))]  # (p+1,) each
+    final = [float(fit.full_loss(w, x, y, model=s.entry.fn, loss=s.loss)) for w in ends]
+    at_centre = final[0]
     with together() as outputs:  # both files, or neither: renamed into place when both are written
         if args.out:
             _save(outputs.file(args.out), s, z, a_values, b_values, view)
         if args.plot:
-            _plot(outputs.file(args.plot), z, a_values, b_values, view.on_plane,
-                  (*view.centre, at_centre), view.labels, s.loss_name.upper())
+            _plot(outputs.file(args.plot), z, a_values, b_values, _drawn_paths(s, view),
+                  {"fit" if not s.several else f"{s.optimizers[0]}'s end":
+                   (*view.centre, at_centre)}, view.labels, s.loss_name.upper())
     src = "the lecture's data" if meta.get("lecture") else f"{meta['source']} data"
     print(f"functional-fit surface: {s.loss_name} loss of the {s.model_name} model "
           f"(p+1={s.size}) on {src} (n={meta['n']}), directions {s.directions}, "
@@ -284,6 +411,9 @@ def run(args) -> int:
     print(f"grid {s.na} x {s.nb} = {s.na * s.nb} points, a in [{a_values[0]:.6g}, "
           f"{a_values[-1]:.6g}], b in [{b_values[0]:.6g}, {b_values[-1]:.6g}]")
     print(_extremes(z, a_values, b_values, at_centre))
+    if s.several:
+        print("final losses: " + ", ".join(f"{name} (lr {lr:g}) {loss:.10g}" for name, lr, loss
+                                           in zip(s.optimizers, s.lrs, final)))
     wrote = [f for f in (args.out, args.plot) if f]
     print(f"done in {time.perf_counter() - start:.2f} s (fit and surface {computed:.2f} s)"
           + (f"; wrote {', '.join(wrote)}" if wrote else ""))

@@ -2,8 +2,9 @@
 
 `around_path` chooses the plane through a path's end (two coordinates, two random directions
 or the path's top two principal directions), labels its axes and picks a range that covers
-the path. `around_fit` runs the lecture's gradient descent first and then does the same: the
-``functional-fit surface`` command's view.
+the path; given a list of paths (several optimizers from one start), the plane goes through
+the first one's end and the range covers them all. `around_fit` runs the lecture's gradient
+descent first and then does the same: the ``functional-fit surface`` command's view.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ class View(NamedTuple):
     """Where to draw a surface around a fit: what `around_path` and `around_fit` choose."""
 
     plane: Plane  # through the path's end
-    path: np.ndarray  # shape=(steps+1, p+1) the fit's path
-    on_plane: np.ndarray | None  # shape=(steps+1, 2) the path in the plane's (a, b), or None
+    path: np.ndarray  # shape=(steps+1, p+1) the fit's path; several: a tuple of (T_i, p+1)
+    on_plane: np.ndarray | None  # shape=(steps+1, 2) the path in the plane's (a, b), or None;
+    # several: a tuple of (T_i, 2)
     centre: tuple  # (a, b) of the path's end on the plane
     labels: tuple  # the a and b axes' labels
     a_range: tuple  # (a0, a1) covering the path with a margin
@@ -64,7 +66,9 @@ def around_path(path, *, directions: str = "coords", coords=(0, 1), seed: int = 
 
     Args:
       path: (steps+1, p+1) an optimizer's path, e.g. `FitResult.path`; the plane goes
-        through its end.
+        through its end. Or a list of such paths (several optimizers from one start, T_i
+        points each): the plane goes through the first one's end (``"pca"``: `pca_plane` of
+        the list, the PCA of their union) and the range covers them all.
       directions: ``"coords"`` (two parameters, the rest held at the end), ``"random"`` (two
         directions of `random_plane`) or ``"pca"`` (`pca_plane` of the path).
       coords: the two parameters of ``"coords"``.
@@ -72,39 +76,56 @@ def around_path(path, *, directions: str = "coords", coords=(0, 1), seed: int = 
       names: optional parameter names by index (``("intercept", "slope")``) for the labels.
 
     Returns:
-      `View`; the range covers the path's projection with a margin (``"random"``: -1..1).
+      `View`; the range covers the path's projection with a margin (``"random"``: -1..1). For
+      a list of paths, its `path` and `on_plane` are tuples, one entry per path.
     """
     directions = _checks.choice("directions", directions, DIRECTIONS)
-    path = np.asarray(path)
-    if path.ndim != 2 or path.shape[0] < 1:
-        raise InputError(f"path must have shape (steps+1, p+1), got {path.shape}")
-    size = path.shape[1]
-    if directions != "coords" and size < 2:
+    several = isinstance(path, list)
+    paths = [np.asarray(q) for q in (path if several else [path])]
+    if not paths:
+        raise InputError("path: an empty list of paths")
+    for k, q in enumerate(paths):
+        if q.ndim != 2 or q.shape[0] < 1:
+            name = f"path[{k}]" if several else "path"
+            raise InputError(f"{name} must have shape (steps+1, p+1), got {q.shape}")
+        if q.shape[1] != paths[0].shape[1]:
+            raise InputError(f"path[{k}] has {q.shape[1]} parameters, path[0] "
+                             f"{paths[0].shape[1]}: the paths must be of one model")
+    if directions != "coords" and paths[0].shape[1] < 2:
         raise InputError("directions random and pca need a model with at least 2 parameters")
-    end = path[-1]
-    if directions == "coords":
-        i, j = check_coords(coords, size)
-        plane = coords_plane(jnp.asarray(end), (i, j))
-        on_plane = path[:, [i, j]]  # (steps+1, 2)
-        names = dict(enumerate(names or ()))
-        labels = tuple(f"{names[c]} w[{c}]" if c in names else f"w[{c}]" for c in (i, j))
-        centre = (float(end[i]), float(end[j]))
-    elif directions == "random":
-        plane = random_plane(jnp.asarray(end), seed=seed)
-        on_plane, labels = None, ("a (random direction u)", "b (random direction v)")
-        centre = (0.0, 0.0)
-    else:
-        pca = pca_plane(jnp.asarray(path))
-        plane, on_plane = pca.plane, np.asarray(pca.path)
-        labels = tuple(f"PC{k + 1} ({100 * float(e):.1f}% of the path)"
-                       for k, e in enumerate(pca.explained))
-        centre = (0.0, 0.0)
-    plane = Plane(*(np.asarray(v, dtype=path.dtype) for v in plane))
+    plane, on_plane, labels, centre = _on_plane(paths, several, directions, coords, seed,
+                                                names)
+    plane = Plane(*(np.asarray(v, dtype=paths[0].dtype) for v in plane))
     if on_plane is None:
         a_range = b_range = (-1.0, 1.0)
     else:
-        a_range, b_range = _span(on_plane[:, 0]), _span(on_plane[:, 1])
-    return View(plane, path, on_plane, centre, labels, a_range, b_range)
+        union = np.concatenate(on_plane)  # (sum T_i, 2)
+        a_range, b_range = _span(union[:, 0]), _span(union[:, 1])
+    if not several:
+        return View(plane, paths[0], None if on_plane is None else on_plane[0], centre, labels,
+                    a_range, b_range)
+    return View(plane, tuple(paths), None if on_plane is None else tuple(on_plane), centre,
+                labels, a_range, b_range)
+
+
+def _on_plane(paths, several: bool, directions: str, coords, seed: int, names):
+    """(plane, each path's (T_i, 2) coordinates or None, axis labels, centre) of `around_path`."""
+    end = paths[0][-1]
+    if directions == "coords":
+        i, j = check_coords(coords, paths[0].shape[1])
+        plane = coords_plane(jnp.asarray(end), (i, j))
+        names = dict(enumerate(names or ()))
+        labels = tuple(f"{names[c]} w[{c}]" if c in names else f"w[{c}]" for c in (i, j))
+        return plane, [q[:, [i, j]] for q in paths], labels, (float(end[i]), float(end[j]))
+    if directions == "random":
+        plane = random_plane(jnp.asarray(end), seed=seed)
+        return plane, None, ("a (random direction u)", "b (random direction v)"), (0.0, 0.0)
+    pca = pca_plane([jnp.asarray(q) for q in paths] if several else jnp.asarray(paths[0]))
+    on_plane = [np.asarray(q) for q in (pca.path if several else [pca.path])]
+    what = "the paths" if several else "the path"
+    labels = tuple(f"PC{k + 1} ({100 * float(e):.1f}% of {what})"
+                   for k, e in enumerate(pca.explained))
+    return pca.plane, on_plane, labels, (0.0, 0.0)
 
 
 def around_fit(model, loss, x, y, w0, *, lr: float, steps: int, directions: str = "coords",
