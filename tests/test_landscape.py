@@ -392,3 +392,19 @@ def test_an_equinox_mlp_against_the_module_itself():
     for j, i in ((0, 0), (1, 2)):
         moved = eqx.combine(_at(plane, a[i], b[j]), static)
         assert rel_err(z[j, i], losses.mse(jax.vmap(moved)(x), y)) < 1e-12
+
+
+def test_a_torch_modules_to_jax_twin_in_eval_mode_gives_the_hand_written_twins_surface(resnet):
+    module, params, state, x, y = resnet
+    module.eval()
+    module.load_state_dict({k: torch.tensor(v) for k, v in {**params, **state}.items()})
+    fn, sd = parity.export.to_jax(module, torch.tensor(x[:2]))
+    model, trainable, buffers = parity.export.as_model(fn, sd)
+    assert buffers is None  # eval mode: the buffers are constants of the model
+    plane = surface.random_plane(trainable, seed=3)
+    a, b = np.linspace(-0.5, 0.5, 3), np.array([0.1])
+    z = surface.loss_surface(model, losses.cross_entropy, Stream(x, y, batch_size=6), None, a, b,
+                             plane=plane)
+    want = surface.loss_surface(_resnet(False), losses.cross_entropy, x, y, a, b, plane=plane,
+                                state=state)
+    assert np.max(rel_err(z, want)) < 1e-12
