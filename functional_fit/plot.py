@@ -571,6 +571,9 @@ def atlas(rows, *, tolerance: float = 1e-9, floor: float = 1e-17,
 
 # --------------------------------------------------------------------------- an interactive page
 
+#: Grid points per side that `interactive` draws at most; a bigger surface is thinned (`thin`),
+#: which keeps the page a few MB and quick to rotate.
+PAGE_SIDE = 500
 #: The colours of `interactive`'s paths, in order (D3's, red first: it stands out on viridis).
 PATH_COLORS = ("#d62728", "#ff7f0e", "#e377c2", "#17becf", "#8c564b", "#bcbd22", "#1f77b4",
                "#2ca02c", "#9467bd", "#7f7f7f")
@@ -586,7 +589,9 @@ def interactive(path, a, b, z, paths: Mapping | None = None, *, title: str = "Lo
     plotly's JavaScript is inlined and MathJax left out: the page loads nothing from the
     network and opens offline. Needs the ``plotly`` package (imported here).
 
-    Non-finite losses (diverged points) are left out of the drawing: gaps in the surface.
+    Non-finite losses (diverged points) are left out of the drawing: gaps in the surface. A
+    grid larger than `PAGE_SIDE` points on a side is drawn thinned to that (`thin`), and the
+    paths' heights are read from the surface drawn, so that they lie on it.
 
     Args:
       path: the .html file to write (replaced if it exists); its folder must exist.
@@ -605,7 +610,9 @@ def interactive(path, a, b, z, paths: Mapping | None = None, *, title: str = "Lo
     """
     path = _files.output_path("path", path)
     a, b, z = _files.grid(a, b, z, least=2)
-    z = np.where(np.isfinite(z), z, np.nan)  # (nb, na); plotly leaves nan out
+    if not np.isfinite(z).any():
+        raise InputError("z has no finite value: nothing to draw")
+    z, a, b = thin(np.where(np.isfinite(z), z, np.nan), a, b, PAGE_SIDE)  # plotly leaves nan out
     lines = _path_points(paths, a, b, z)
     names = [_text(n, v) for n, v in (("title", title), ("loss_name", loss_name))]
     labels = _axis_names(axes)

@@ -371,6 +371,11 @@ BAD = {
                                "title must be a string"),
     "html axes one name": Bad(lambda t: plot.interactive(t / "p.html", A, B, Z, axes="ab"),
                               "axes must be two names"),
+    "html all diverged": Bad(lambda t: plot.interactive(t / "p.html", A, B, Z * np.inf),
+                             "z has no finite value"),
+    "h5 more named ycoordinates": Bad(lambda t: surface.save_h5(t / "s.h5", A, None, A,
+                                                                ycoordinates=A),
+                                      "ycoordinates: that key holds b"),
     "html missing folder": Bad(lambda t: plot.interactive(t / "no" / "p.html", A, B, Z),
                                "path: its folder"),
 }

@@ -192,9 +192,9 @@ def _h5_data(a, b, z, more: dict) -> dict:
         a, b, z = grid(a, b, z)
         data = {X_KEY: a, Y_KEY: b, LOSS_KEY: z}
     for key, values in more.items():
-        if key in data:
-            raise InputError(f"{key}: that key holds {'z' if key == LOSS_KEY else key[0]}; "
-                             "name another surface")
+        if key in data or key == Y_KEY:
+            held = {X_KEY: "a", Y_KEY: "b", LOSS_KEY: "z"}[key]
+            raise InputError(f"{key}: that key holds {held}; name another surface")
         if not key.isidentifier():
             raise InputError(f"{key!r} is not a key for an h5 surface: use a name like test_loss")
         data[key] = surface_values(key, values, data[LOSS_KEY].shape)
