@@ -61,8 +61,8 @@ from functional_fit.surface.kernels import Quadratic, Streamed, Vmapped
 from functional_fit.surface.layouts import LAYOUTS
 from functional_fit.surface.lines import Line, interpolate, line
 from functional_fit.surface.planes import (PCAPlane, Plane, Unraveled, check_coords, coords_plane,
-                                           filter_normalized, flatten, pca_plane, random_draw,
-                                           random_plane)
+                                           filter_normalized, flatten, hessian_plane, pca_plane,
+                                           random_draw, random_plane)
 from functional_fit.surface.surfaces import MAX_POINTS, loss_surface, mse_surface_exact
 from functional_fit.surface.views import DIRECTIONS, View, around_fit, around_path, centred_values
 
@@ -99,6 +99,7 @@ __all__ = [
     "coords_plane",
     "filter_normalized",
     "flatten",
+    "hessian_plane",
     "loss_surface",
     "mse_surface_exact",
     "pca_plane",
