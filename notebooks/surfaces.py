@@ -26,7 +26,10 @@
 #    two coordinates, two random directions, and the top two PCA directions of its Adam path;
 # 3. draws optimizer paths, JAX's and torch's, on the surfaces;
 # 4. times the lecture's loop, numpy broadcasting, torch broadcasting, `torch.func.vmap` and
-#    `functional_fit` side by side.
+#    `functional_fit` side by side;
+# 5. draws a small ResNet's landscape over data read in batches: its surface, the loss between
+#    two checkpoints, its top Hessian eigenvalues and its surface along the top two
+#    eigenvectors.
 #
 # Set `FUNCTIONAL_FIT_SMALL=1` for small grids and short fits (the tests do).
 
@@ -277,7 +280,7 @@ for name, t in times.items():
 import matplotlib.pyplot as plt
 import optax
 
-from functional_fit import surface
+from functional_fit import hessian, surface
 from functional_fit.streams import Stream
 
 module = parity.models.ResNet(3, 4, 3, dropout=0.0, dtype=torch.float64, seed=0)
@@ -335,3 +338,15 @@ ax.legend()
 display(fig)
 plt.close(fig)
 
+# %%
+top = hessian.eigenvalues(eval_mode, ce, data, None, checkpoint_b, k=3, state=state_b)
+print("top Hessian eigenvalues:", np.round(np.asarray(top.values), 4))
+# surface.hessian_plane(eval_mode, ce, data, None, checkpoint_b, state=state_b) makes this
+# plane in one call; here the eigenvectors are already at hand
+h_plane = surface.Plane(checkpoint_b, top.vectors[0], top.vectors[1])
+scale = 2 / np.sqrt(max(float(top.values[0]), 1e-12))  # where the curvature makes the loss rise
+a_h = b_h = np.linspace(-scale, scale, side)
+z_h = surface.loss_surface(eval_mode, ce, data, None, a_h, b_h, plane=h_plane, state=state_b)
+plot.surface(z_h, a_h, b_h, loss_name="cross-entropy",
+             axis_labels=("top eigenvector", "second eigenvector"),
+             title="The ResNet's loss along its top two Hessian eigenvectors")
