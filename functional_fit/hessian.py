@@ -57,7 +57,7 @@ class Trace(NamedTuple):
     """What `trace` returns."""
 
     estimate: float  # the mean of v^T H v over the samples
-    stderr: float  # its standard error: the samples' standard deviation / sqrt(samples)
+    stderr: float  # the samples' standard deviation / sqrt(samples) (inf for one sample)
     samples: np.ndarray  # (samples,) each v^T H v
 
 
@@ -86,39 +86,57 @@ def _batches(x, y):
     stream = stream_of(x, y)
     if stream is not None:
         return stream
+    if y is None:
+        raise InputError("y is missing: pass targets y with array x, or a Stream as x with y "
+                         "None")
     x, y = _checks.points(x, y, ndims=None)
     return Stream(x, y)
 
 
+def _check_functions(model, loss) -> None:
+    for name, fn in (("model", model), ("loss", loss)):
+        if not callable(fn):
+            raise InputError(f"{name} must be a function, got {type(fn).__name__}")
+
+
 def operator(model, loss, x, y, params, *, state=None, leaf: str | None = None) -> _Operator:
     """The Hessian of the loss over the data as a product ``matvec(v) -> H v``, on the flat
-    parameters (`jax.flatten_util.ravel_pytree` order), or on the block of one `leaf`."""
+    parameters (`jax.flatten_util.ravel_pytree` order), or on the block of one `leaf` (a
+    leaf's or a group's name, as `eigenvalues`' `layers` takes them).
+
+    The product is compiled once per batch shape; floating batches are cast to the parameters'
+    dtype, and the batches' products summed in float64, each weighted by its size.
+    """
     from jax.flatten_util import ravel_pytree
 
+    _check_functions(model, loss)
     _check_params(params)
     w0, unravel = ravel_pytree(params)
     lo, hi = _block(params, leaf)
     data = _batches(x, y)
 
-    def f(w, xb, yb):  # the mean loss on a batch, of the flat parameters
+    def f(w, state, xb, yb):  # the mean loss on a batch, of the flat parameters
         p = unravel(w)
-        out = model(p, xb) if state is None else model(p, state, xb)
-        if state is not None:
-            if not isinstance(out, tuple) or len(out) != 2:
-                raise InputError("model: with state, the model must return (y_hat, new_state)")
-            out = out[0]
-        return loss(out, yb)
+        if state is None:
+            return loss(model(p, xb), yb)
+        out = model(p, state, xb)
+        if not isinstance(out, tuple) or len(out) != 2:
+            raise InputError("model: with state, the model must return (y_hat, new_state)")
+        return loss(out[0], yb)
 
     @jax.jit
-    def hvp(w, v, xb, yb):
+    def hvp(w, v, state, xb, yb):
         full = jnp.zeros_like(w).at[lo:hi].set(v)
-        return jax.jvp(lambda w: jax.grad(f)(w, xb, yb), (w,), (full,))[1][lo:hi]
+        return jax.jvp(lambda w: jax.grad(f)(w, state, xb, yb), (w,), (full,))[1][lo:hi]
+
+    def cast(arr):
+        return jnp.asarray(arr, w0.dtype if np.issubdtype(arr.dtype, np.floating) else None)
 
     def matvec(v):
         v = jnp.asarray(v, w0.dtype)
         total, count = np.zeros(hi - lo, np.float64), 0
         for xb, yb in data.batches():
-            total += np.asarray(hvp(w0, v, jnp.asarray(xb), jnp.asarray(yb)), np.float64) * len(xb)
+            total += np.asarray(hvp(w0, v, state, cast(xb), cast(yb)), np.float64) * len(xb)
             count += len(xb)
         if data.distributed:
             summed = process_sum(np.concatenate([total, [float(count)]]))
@@ -172,8 +190,10 @@ def _layer_names(params, layers) -> list[str] | None:
         return None
     if layers is True:
         return leaf_names(params)
-    if isinstance(layers, str) or not all(isinstance(n, str) for n in layers):
-        raise InputError(f"layers must be True, False or a list of leaf names, got {layers!r}")
+    if (isinstance(layers, str) or not isinstance(layers, (list, tuple)) or not layers
+            or not all(isinstance(n, str) for n in layers)):
+        raise InputError(f"layers must be True, False or a non-empty list of leaf or group "
+                         f"names, got {layers!r}")
     return list(layers)
 
 
@@ -228,7 +248,7 @@ def _ritz(alpha, beta):
 
 
 def eigenvalues(model, loss, x, y, params, k: int = 1, *, state=None, layers=False,
-                iterations: int | None = None, tol: float = 1e-10,
+                iterations: int | None = None, tol: float | None = None,
                 seed: int = 0):  # 11 arguments: the data, the model and Lanczos' settings
     """The top `k` eigenvalues of the loss's Hessian and their eigenvectors, by Lanczos.
 
@@ -247,29 +267,44 @@ def eigenvalues(model, loss, x, y, params, k: int = 1, *, state=None, layers=Fal
       layers: True (every leaf), or a list of names of leaves (``"conv.weight"``) or groups
         (``"conv"``): each one's block of the Hessian; a dict by name is returned.
       iterations: Hessian-vector products at most (default min(p, max(4k + 40, 60))).
-      tol: the Ritz residuals' tolerance, relative to max(1, |eigenvalue|).
+      tol: the Ritz residuals' tolerance, relative to max(1, |eigenvalue|); default
+        max(1e-10, 100 * eps) of the parameters' dtype (1e-10 in float64, 1.2e-5 in float32).
       seed: the start vector's seed (numpy ``default_rng(seed).standard_normal(p)``).
 
     Returns:
       `Eigen(values (k,), vectors [k pytrees], residuals (k,), iterations)`, or a dict of them
       by leaf name with `layers`.
     """
+    k = _checks.positive_int("k", k)
+    seed = _checks.nonnegative_int("seed", seed)
+    if iterations is not None:
+        iterations = _checks.positive_int("iterations", iterations)
+    if tol is not None:
+        tol = _checks.positive_float("tol", tol)
+    ops = _operators(model, loss, x, y, params, state, layers)
+    for name, op in ops.items():
+        if k > op.size:
+            what = "parameters" if name is None else f"parameters in {name!r}"
+            raise InputError(f"k must be at most the number of {what} ({op.size}), got {k}")
+    out = {name: _eigen(op, k, iterations, tol, seed) for name, op in ops.items()}
+    return out[None] if None in out else out
+
+
+def _operators(model, loss, x, y, params, state, layers) -> dict:
+    """{None: the whole Hessian's operator}, or {name: its block's} for each of `layers`."""
     names = _layer_names(params, layers)
-    if names is not None:
-        return {n: _eigen(operator(model, loss, x, y, params, state=state, leaf=n), k,
-                          iterations, tol, seed) for n in names}
-    return _eigen(operator(model, loss, x, y, params, state=state), k, iterations, tol, seed)
+    if names is None:
+        return {None: operator(model, loss, x, y, params, state=state)}
+    return {n: operator(model, loss, x, y, params, state=state, leaf=n) for n in names}
 
 
 def _eigen(op: _Operator, k, iterations, tol, seed) -> Eigen:
     """`eigenvalues` of one operator."""
-    k = _checks.positive_int("k", k)
-    if k > op.size:
-        raise InputError(f"k must be at most the number of parameters ({op.size}), got {k}")
-    seed = _checks.nonnegative_int("seed", seed)
+    if tol is None:
+        tol = max(1e-10, 100 * float(jnp.finfo(op.dtype).eps))
     if iterations is None:
         iterations = max(4 * k + 40, 60)
-    iterations = min(_checks.positive_int("iterations", iterations), op.size)
+    iterations = min(iterations, op.size)
     start = np.random.default_rng(seed).standard_normal(op.size)
     alpha, beta, basis, last = lanczos(op.matvec, start, iterations, k=k, tol=tol)
     theta, s = _ritz(alpha, beta)
@@ -298,16 +333,14 @@ def trace(model, loss, x, y, params, samples: int = 100, seed: int = 0, *, state
     """
     samples = _checks.positive_int("samples", samples)
     seed = _checks.nonnegative_int("seed", seed)
-    names = _layer_names(params, layers)
-    ops = ({None: operator(model, loss, x, y, params, state=state)} if names is None else
-           {n: operator(model, loss, x, y, params, state=state, leaf=n) for n in names})
+    ops = _operators(model, loss, x, y, params, state, layers)
     out = {}
     for name, op in ops.items():
         vs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(samples, op.size))
         each = np.array([v @ op.matvec(v) for v in vs])
-        err = float(np.std(each, ddof=1) / np.sqrt(samples)) if samples > 1 else float("inf")
+        err = float(np.std(each, ddof=1) / np.sqrt(samples)) if samples > 1 else np.inf
         out[name] = Trace(float(np.mean(each)), err, each)
-    return out[None] if names is None else out
+    return out[None] if None in out else out
 
 
 def density(model, loss, x, y, params, *, iterations: int = 100, runs: int = 1,
@@ -339,11 +372,16 @@ def density(model, loss, x, y, params, *, iterations: int = 100, runs: int = 1,
     iterations = _checks.positive_int("iterations", iterations)
     runs = _checks.positive_int("runs", runs)
     seed = _checks.nonnegative_int("seed", seed)
-    names = _layer_names(params, layers)
-    ops = ({None: operator(model, loss, x, y, params, state=state)} if names is None else
-           {n: operator(model, loss, x, y, params, state=state, leaf=n) for n in names})
+    if sigma is not None:
+        sigma = _checks.positive_float("sigma", sigma)
+    if grid is not None:
+        grid = _checks.vector("grid", grid, np.float64)
+        if len(grid) < 2 or np.any(np.diff(grid) <= 0):
+            raise InputError(f"grid must be increasing, of 2 points or more, got {len(grid)} "
+                             f"points")
+    ops = _operators(model, loss, x, y, params, state, layers)
     out = {name: _density(op, iterations, runs, seed, grid, sigma) for name, op in ops.items()}
-    return out[None] if names is None else out
+    return out[None] if None in out else out
 
 
 def _density(op: _Operator, iterations, runs, seed, grid, sigma) -> Density:
@@ -358,15 +396,8 @@ def _density(op: _Operator, iterations, runs, seed, grid, sigma) -> Density:
         weights.append(np.concatenate([s[0] ** 2, np.zeros(pad)]))
     nodes, weights = np.array(nodes), np.array(weights)  # (runs, m)
     lo, hi = np.mean(nodes.min(axis=1)) - 0.01, np.mean(nodes.max(axis=1)) + 0.01
-    if sigma is None:
-        sigma = np.sqrt(1e-5 * max(1.0, hi - lo))
-    sigma = float(sigma)
-    if not sigma > 0:
-        raise InputError(f"sigma must be positive, got {sigma}")
-    grid = np.linspace(lo, hi, 10000) if grid is None else _checks.vector("grid", grid,
-                                                                            np.float64)
-    if len(grid) < 2 or np.any(np.diff(grid) <= 0):
-        raise InputError(f"grid must be increasing, of 2 points or more, got {len(grid)} points")
+    sigma = np.sqrt(1e-5 * max(1.0, hi - lo)) if sigma is None else sigma
+    grid = np.linspace(lo, hi, 10000) if grid is None else grid
     z = (grid[None, None, :] - nodes[:, :, None]) / sigma  # (runs, m, points)
     dens = np.sum(weights[:, :, None] * np.exp(-0.5 * z**2), axis=(0, 1))
     dens = dens / (runs * sigma * np.sqrt(2 * np.pi))

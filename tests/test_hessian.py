@@ -203,10 +203,22 @@ def test_the_hessian_plane_bends_as_its_eigenvalues(mlp):
      "leaf 'n' is not floating"),
     (lambda p, x, y: hessian.eigenvalues(models.mlp, losses.mse, x, y, p, layers="0.bias"),
      "layers must be"),
+    (lambda p, x, y: hessian.eigenvalues(models.mlp, losses.mse, x, y, p, layers=[]),
+     "layers must be"),
+    (lambda p, x, y: hessian.eigenvalues(models.mlp, losses.mse, x, y, p, k=2,
+                                         layers=["2.bias"]), "parameters in '2.bias' \\(1\\)"),
+    (lambda p, x, y: hessian.eigenvalues(models.mlp, losses.mse, x, None, p), "y is missing"),
+    (lambda p, x, y: hessian.trace(None, losses.mse, x, y, p), "model must be a function"),
+    (lambda p, x, y: hessian.eigenvalues(models.mlp, losses.mse, x, y, p, tol=0.0), "tol"),
+    (lambda p, x, y: hessian.density(models.mlp, losses.mse, x, y, p, grid=[1.0, 0.0]),
+     "grid must be increasing"),
+    (lambda p, x, y: hessian.eigenvalues(models.mlp, losses.mse, x, y, {}), "params has no"),
+    (lambda p, x, y: hessian.eigenvalues(models.mlp, losses.mse, x[:5], y, p), "same number"),
 ])
 def test_bad_input_is_one_line_naming_the_argument(mlp, call, match):
-    with pytest.raises(InputError, match=match):
+    with pytest.raises(InputError, match=match) as err:
         call(*mlp)
+    assert "\n" not in str(err.value)
 
 
 @pytest.mark.slow
