@@ -252,9 +252,11 @@ def eigenvalues(model, loss, x, y, params, k: int = 1, *, state=None, layers=Fal
                 seed: int = 0):  # 11 arguments: the data, the model and Lanczos' settings
     """The top `k` eigenvalues of the loss's Hessian and their eigenvectors, by Lanczos.
 
-    "Top" is the largest algebraic values (a network near a minimum has its largest
-    eigenvalues positive, and the largest in magnitude among them, PyHessian's power
-    iteration's answer there).
+    "Top" is the largest algebraic values: PyHessian's power iteration finds the largest in
+    magnitude, the same at a network near a minimum, whose largest eigenvalues are positive and
+    dominate; at a saddle, the most negative ones are those of the negated loss. One start
+    vector sees one copy of a repeated eigenvalue: an eigenvalue of multiplicity two appears
+    once among the top k (generic networks' nonzero eigenvalues are distinct).
 
     Args:
       model: ``model(params, x) -> y_hat``; with `state`, ``model(params, state, x) ->

@@ -72,6 +72,18 @@ def test_top_eigenvalues_of_an_mlp_over_a_stream_against_eigh(mlp):
     np.testing.assert_allclose(arrays.values, got.values, rtol=1e-12)
 
 
+def test_float32_parameters_work_in_float32(mlp):
+    """float64 data is cast to the parameters' float32; the answer is float64's to float32's
+    precision, its vectors float32 pytrees."""
+    p, x, y = mlp
+    p32 = {k: np.asarray(v, np.float32) for k, v in p.items()}
+    got = hessian.eigenvalues(models.mlp, losses.mse, Stream(x, y, batch_size=8), None, p32,
+                              k=2)
+    want = np.linalg.eigvalsh(dense(models.mlp, losses.mse, x, y, p))[::-1][:2]
+    np.testing.assert_allclose(got.values, want, rtol=1e-4)
+    assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(got.vectors))
+
+
 def test_top_eigenvalues_of_a_cnn_against_eigh(conv):
     p, x, y = conv
     got = hessian.eigenvalues(cnn, losses.cross_entropy, Stream(x, y, batch_size=5), None, p,
