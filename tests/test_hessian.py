@@ -123,8 +123,22 @@ def test_hutchinson_is_the_mean_of_v_h_v_over_its_rademacher_vectors(mlp):
     assert t.estimate == pytest.approx(want.mean(), rel=1e-10)
     assert t.stderr == pytest.approx(want.std(ddof=1) / np.sqrt(40), rel=1e-10)
     assert abs(t.estimate - np.trace(h)) < 4 * t.stderr  # unbiased: within its error
-    per = hessian.trace(models.mlp, losses.mse, x, y, p, samples=5, layers=["0.bias"])
-    assert set(per) == {"0.bias"}
+    per = hessian.trace(models.mlp, losses.mse, x, y, p, samples=5, seed=1, layers=["0"])
+    assert set(per) == {"0"}  # the group 0.bias, 0.weight: the first 15 in sorted order
+    vs = np.random.default_rng(1).choice([-1.0, 1.0], size=(5, 15))
+    np.testing.assert_allclose(per["0"].samples, np.einsum("si,ij,sj->s", vs, h[:15, :15], vs),
+                               rtol=1e-10)
+
+
+def test_a_distributed_stream_adds_the_processes_sums(mlp, monkeypatch):
+    """Each process's products and point count are added: two processes holding the same
+    data (process_sum doubling every sum) give the one-process Hessian."""
+    p, x, y = mlp
+    want = hessian.eigenvalues(models.mlp, losses.mse, x, y, p, k=2).values
+    monkeypatch.setattr(hessian, "process_sum", lambda v: 2 * np.asarray(v))
+    got = hessian.eigenvalues(models.mlp, losses.mse, Stream(x, y, batch_size=8,
+                                                             distributed=True), None, p, k=2)
+    np.testing.assert_allclose(got.values, want, rtol=1e-12)
 
 
 def test_slq_reproduces_the_moments_of_the_spectrum_seen_from_its_start(mlp):
