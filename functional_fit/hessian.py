@@ -200,15 +200,20 @@ def _layer_names(params, layers) -> list[str] | None:
 # --------------------------------------------------------------------------- Lanczos
 
 
-def lanczos(matvec, start, iterations: int, *, k: int | None = None, tol: float = 0.0):
+def lanczos(matvec, start, iterations: int, *, k: int | None = None, tol: float = 0.0,
+            rng: np.random.Generator | None = None):
     """Lanczos with full reorthogonalization from `start` (p,).
 
     Args:
       matvec: ``matvec(v (p,)) -> H v (p,)``, H symmetric.
       start: (p,) nonzero start vector.
-      iterations: products at most (at most p).
+      iterations: products at most (at most p); the basis, (iterations, p) float64, is
+        allocated once.
       k, tol: stop early once the largest k Ritz values' residuals are below
-        ``tol * max(1, |theta|)`` (checked every few products).
+        ``tol * max(1, |theta|)`` (checked every few products, and when the space closes).
+      rng: when the Krylov space closes (an invariant subspace found: H's rank, a repeated
+        eigenvalue), go on from a ``rng.standard_normal(p)`` vector orthogonal to the basis,
+        with a zero off-diagonal in T; None: stop there.
 
     Returns:
       (alpha (m,), beta (m-1,), basis (m, p), rest): T = tridiag(beta, alpha, beta) =
@@ -217,27 +222,40 @@ def lanczos(matvec, start, iterations: int, *, k: int | None = None, tol: float 
       s_i) has residual ||H x - theta x|| = rest * |s_i[-1]|.
     """
     q = np.asarray(start, np.float64)
-    q = q / np.linalg.norm(q)
-    basis, alpha, beta, b = [q], [], [], 0.0
+    basis = np.empty((iterations, q.size))  # (iterations, p): the only copy of the basis
+    basis[0] = q / np.linalg.norm(q)
+    alpha, beta, b = [], [], 0.0
     for j in range(iterations):
-        w = np.asarray(matvec(basis[-1]), np.float64)
-        alpha.append(float(basis[-1] @ w))
-        Q = np.array(basis)  # (j+1, p)
+        w = np.asarray(matvec(basis[j]), np.float64)
+        alpha.append(float(basis[j] @ w))
+        Q = basis[: j + 1]  # (j+1, p), a view
         for _ in range(2):  # twice is enough (Giraud et al. 2005)
             w = w - Q.T @ (Q @ w)
         b = float(np.linalg.norm(w))
-        closed = b <= 1e-12 * max(1.0, abs(alpha[-1]))
-        b = 0.0 if closed else b
-        done = j + 1 == iterations or closed
-        if not done and k is not None and tol > 0 and (j + 1) >= k and (j + 1) % 4 == 0:
+        scale = max(float(np.max(np.abs(alpha))), max(beta, default=0.0))  # about ||T||
+        closed = b <= 1e-12 * scale
+        if closed:
+            b, w = 0.0, None if rng is None or j + 1 == iterations else _fresh(rng, Q)
+        done = j + 1 == iterations or (closed and w is None)
+        if (not done and k is not None and tol > 0 and (j + 1) >= k
+                and (closed or (j + 1) % 4 == 0)):
             theta, s = _ritz(alpha, beta)
             res = b * np.abs(s[-1, -k:])
             done = bool(np.all(res <= tol * np.maximum(1.0, np.abs(theta[-k:]))))
         if done:
             break
         beta.append(b)
-        basis.append(w / b)
-    return np.array(alpha), np.array(beta), np.array(basis[: len(alpha)]), b
+        basis[j + 1] = w if closed else w / b
+    return np.array(alpha), np.array(beta), basis[: len(alpha)], b
+
+
+def _fresh(rng: np.random.Generator, Q: np.ndarray) -> np.ndarray | None:
+    """A unit vector orthogonal to the rows of `Q` (m, p), or None when they span R^p."""
+    w = rng.standard_normal(Q.shape[1])
+    for _ in range(2):
+        w = w - Q.T @ (Q @ w)
+    norm = float(np.linalg.norm(w))
+    return w / norm if norm > 1e-8 * np.sqrt(Q.shape[1]) else None
 
 
 def _ritz(alpha, beta):
@@ -268,7 +286,9 @@ def eigenvalues(model, loss, x, y, params, k: int = 1, *, state=None, layers=Fal
       state: the model's state, held fixed (BatchNorm's running statistics).
       layers: True (every leaf), or a list of names of leaves (``"conv.weight"``) or groups
         (``"conv"``): each one's block of the Hessian; a dict by name is returned.
-      iterations: Hessian-vector products at most (default min(p, max(4k + 40, 60))).
+      iterations: Hessian-vector products at most, at least k (default min(p, max(4k + 40,
+        60))). When the Krylov space closes (a Hessian of low rank), Lanczos goes on from a
+        fresh random vector orthogonal to it, so the top k are found whatever the rank.
       tol: the Ritz residuals' tolerance, relative to max(1, |eigenvalue|); default
         max(1e-10, 100 * eps) of the parameters' dtype (1e-10 in float64, 1.2e-5 in float32).
       seed: the start vector's seed (numpy ``default_rng(seed).standard_normal(p)``).
@@ -279,8 +299,8 @@ def eigenvalues(model, loss, x, y, params, k: int = 1, *, state=None, layers=Fal
     """
     k = _checks.positive_int("k", k)
     seed = _checks.nonnegative_int("seed", seed)
-    if iterations is not None:
-        iterations = _checks.positive_int("iterations", iterations)
+    if iterations is not None and _checks.positive_int("iterations", iterations) < k:
+        raise InputError(f"iterations must be at least k ({k}), got {iterations}")
     if tol is not None:
         tol = _checks.positive_float("tol", tol)
     ops = _operators(model, loss, x, y, params, state, layers)
@@ -307,17 +327,15 @@ def _eigen(op: _Operator, k, iterations, tol, seed) -> Eigen:
     if iterations is None:
         iterations = max(4 * k + 40, 60)
     iterations = min(iterations, op.size)
-    start = np.random.default_rng(seed).standard_normal(op.size)
-    alpha, beta, basis, last = lanczos(op.matvec, start, iterations, k=k, tol=tol)
+    rng = np.random.default_rng(seed)
+    start = rng.standard_normal(op.size)
+    alpha, beta, basis, last = lanczos(op.matvec, start, iterations, k=k, tol=tol, rng=rng)
     theta, s = _ritz(alpha, beta)
     m = len(alpha)
     top = np.arange(m - 1, m - 1 - min(k, m), -1)  # largest first
     vectors = [s[:, i] @ basis for i in top]  # (p,) each, unit norm
     residuals = np.array([abs(last * s[-1, i]) for i in top])
     values = theta[top]
-    if len(top) < k:
-        raise InputError(f"k: the Krylov space closed after {m} products with only {m} "
-                         f"eigenvalues; ask for k <= {m}")
     return Eigen(values, [op.unravel(v) for v in vectors], residuals, m)
 
 

@@ -72,6 +72,26 @@ def test_top_eigenvalues_of_an_mlp_over_a_stream_against_eigh(mlp):
     np.testing.assert_allclose(arrays.values, got.values, rtol=1e-12)
 
 
+def test_a_hessian_of_rank_two_gives_its_zero_eigenvalues_too():
+    """A linear model on inputs of rank 2: the Krylov space closes after 3 products and
+    Lanczos goes on from fresh vectors; the top 4 are the two nonzero eigenvalues and 0, 0."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(20, 2)) @ rng.normal(size=(2, 10))  # (20, 10), rank 2
+    y = rng.normal(size=20)
+    w = {"w": rng.normal(size=10)}
+
+    def model(p, x):
+        return x @ p["w"]
+
+    got = hessian.eigenvalues(model, losses.mse, x, y, w, k=4)
+    want = np.linalg.eigvalsh(2 * x.T @ x / 20)[::-1][:4]  # MSE's Hessian, closed form
+    np.testing.assert_allclose(got.values, want, rtol=1e-10, atol=1e-10)
+    flat = np.array([v["w"] for v in got.vectors])  # (4, 10)
+    np.testing.assert_allclose(flat @ flat.T, np.eye(4), atol=1e-10)
+    np.testing.assert_allclose(np.linalg.norm((2 * x.T @ x / 20) @ flat.T - flat.T * got.values,
+                                              axis=0), 0, atol=1e-9)
+
+
 def test_float32_parameters_work_in_float32(mlp):
     """float64 data is cast to the parameters' float32; the answer is float64's to float32's
     precision, its vectors float32 pytrees."""
@@ -236,6 +256,8 @@ def test_the_hessian_plane_bends_as_its_eigenvalues(mlp):
     (lambda p, x, y: hessian.eigenvalues(models.mlp, losses.mse, x, None, p), "y is missing"),
     (lambda p, x, y: hessian.trace(None, losses.mse, x, y, p), "model must be a function"),
     (lambda p, x, y: hessian.eigenvalues(models.mlp, losses.mse, x, y, p, tol=0.0), "tol"),
+    (lambda p, x, y: hessian.eigenvalues(models.mlp, losses.mse, x, y, p, k=3, iterations=2),
+     "iterations must be at least k"),
     (lambda p, x, y: hessian.density(models.mlp, losses.mse, x, y, p, grid=[1.0, 0.0]),
      "grid must be increasing"),
     (lambda p, x, y: hessian.eigenvalues(models.mlp, losses.mse, x, y, {}), "params has no"),
