@@ -5,7 +5,8 @@ chosen coordinates with the rest held at a base point, is `coords_plane`. Two mo
 with more than two parameters: `random_plane` (Li et al. 2018: Gaussian directions drawn by
 numpy from a seed, `random_draw`, normalized per filter, `filter_normalized`) and `pca_plane`
 (the top two principal directions of an optimizer path, or of several paths together, with
-each path projected onto the plane).
+each path projected onto the plane); `hessian_plane` spans the loss's Hessian's top two
+eigenvectors (`functional_fit.hessian.eigenvalues`).
 
 A model may take any pytree of parameters (a dict of weight matrices, say): its planes are
 pytrees of the same structure. The grid works on flat vectors: `flatten`
@@ -413,5 +414,5 @@ def hessian_plane(model, loss, x, y, params, *, state=None, seed: int = 0,
 
 
 __all__ = ["PCAPlane", "Plane", "Unraveled", "check_coords", "coords_plane", "filter_normalized",
-           "flat", "flatten", "hessian_plane", "is_vector", "pca_plane", "random_draw", "random_plane",
-           "unraveled"]
+           "flat", "flatten", "hessian_plane", "is_vector", "pca_plane", "random_draw",
+           "random_plane", "unraveled"]
