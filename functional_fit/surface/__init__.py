@@ -49,11 +49,14 @@ Every function takes JAX's dtypes as it finds them: float64 needs JAX's 64-bit m
 The package, by concern: `planes` (where the grid points lie), `kernels` (the losses of one
 block of points), `grid` (the driver: chunks, blocks, devices), `perpoint` (which losses may
 stream), `layouts` (which kernel, and its checks), `surfaces` (the public functions, their inputs checked once), `views` (the plane
-and range around an optimizer's path).
+and range around an optimizer's path), `files` (a surface in the files other tools read:
+`save_h5`, Li et al.'s h5 layout for their plot_2D.py; `save_vtp`, VTK PolyData for
+ParaView; the interactive HTML page is `functional_fit.plot.interactive`).
 """
 
 
 from functional_fit import runtime as _runtime
+from functional_fit.surface.files import save_h5, save_vtp
 from functional_fit.surface.kernels import Quadratic, Streamed, Vmapped
 from functional_fit.surface.layouts import LAYOUTS
 from functional_fit.surface.lines import Line, interpolate, line
@@ -101,4 +104,6 @@ __all__ = [
     "pca_plane",
     "random_draw",
     "random_plane",
+    "save_h5",
+    "save_vtp",
 ]
