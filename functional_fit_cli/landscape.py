@@ -53,6 +53,9 @@ BATCH_NORM = ("eval", "recompute")
 TORCH_SUFFIXES = (".pt", ".pth")
 #: Points of the example batch `parity.export.to_jax` traces and checks the module on.
 EXAMPLE_POINTS = 8
+#: Forward passes one Hessian-vector product costs, about (a forward and a backward pass,
+#: differentiated forward again).
+HVP_PASSES = 4
 #: The options of the lecture's models that a network refuses, and why.
 LECTURE_ONLY = ("--degree", "--coords", "--optimizer", "--lr", "--steps", "--epochs", "--exact",
                 "--seed", "--n", "--noise", "--dropna")
@@ -466,11 +469,13 @@ def pilot_seconds(net: Network, loss, xb, yb) -> float:
     return time.perf_counter() - start
 
 
-def announce(passes: int, hvps: int, n: int, batches: int, seconds: float) -> str:
+def announce(passes: int, hvps: int | None, n: int, batches: int, seconds: float) -> str:
     """The line said before the work: the forward passes over the data, and about how long
-    they take at the measured `seconds` per batch."""
-    hvp = f" and {hvps} Hessian-vector products (about 4 passes each)" if hvps else ""
-    total = seconds * batches * (passes + 4 * hvps)
+    they take at the measured `seconds` per batch; `hvps` Hessian-vector products count as
+    `HVP_PASSES` passes each (None: the Hessian's, not counted)."""
+    hvp = (f" and {hvps} Hessian-vector products (about {HVP_PASSES} passes each)" if hvps
+           else ", and the Hessian's Lanczos iterations," if hvps is None else "")
+    total = seconds * batches * (passes + HVP_PASSES * (hvps or 0))
     return (f"{passes} forward passes over the {n} data points ({batches} batch"
             f"{'es' if batches > 1 else ''}){hvp}: about {_duration(total)} (one pass over the "
             f"first batch took {_duration(seconds)})")
