@@ -15,7 +15,6 @@ that fails leaves the old file as it was and no temporary beside it.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -26,6 +25,7 @@ import pytest
 from scipy.interpolate import RegularGridInterpolator
 
 from functional_fit import InputError, plot, surface
+from tests import browser
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
@@ -191,12 +191,6 @@ def test_vtp_draws_diverged_points_at_zmax_or_the_largest_finite(tmp_path):
 
 #: The handout test's flags (tests/test_handout.py): a headless Chromium as on CI, with no
 #: traffic of its own; plotly's 3-D scene draws with Chromium's software WebGL.
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"]
-HOW_TO_GET_CHROMIUM = ("no Chromium found: install Debian's package (sudo apt-get install "
-                       "chromium), or set FUNCTIONAL_FIT_CHROMIUM to a Chrome or Chromium "
-                       "binary; and pip install playwright (the test extras)")
 T = np.linspace(0.0, 1.0, 40)  # (40,)
 #: Two paths: (a, b) drawn at the surface's height, and (a, b, loss) as given.
 PATHS = {"gd": np.stack([1.0 - T, 2.0 * (1.0 - T) ** 2], axis=1),
@@ -217,40 +211,14 @@ def test_the_page_is_one_file_with_plotly_inlined(page_file):
     assert "<title>A test surface</title>" in text
 
 
-def _chromium() -> str | None:
-    return (os.environ.get("FUNCTIONAL_FIT_CHROMIUM") or shutil.which("chromium")
-            or shutil.which("chromium-browser") or shutil.which("google-chrome"))
-
-
 @pytest.fixture(scope="module")
 def browser_page(page_file, tmp_path_factory):
     """The page loaded in headless Chromium: (page, url, requests made, console errors)."""
-    exe = _chromium()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        exe = None
-    if exe is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the browser tests: {HOW_TO_GET_CHROMIUM}")
-        pytest.skip(HOW_TO_GET_CHROMIUM)
     url = page_file.resolve().as_uri()
-    requests, errors = [], []
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),  # a fresh --user-data-dir
-            executable_path=exe, headless=True, args=CHROMIUM_FLAGS,
-            viewport={"width": 1440, "height": 900})
-        try:
-            context.on("request", lambda r: requests.append(r.url))
-            page = context.new_page()
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(url, wait_until="load")
-            page.wait_for_selector("#landscape #scene canvas")
-            yield page, url, requests, errors
-        finally:
-            context.close()
+    profile = tmp_path_factory.mktemp("chromium-profile")  # a fresh --user-data-dir
+    with browser.loaded(url, profile, wait_for="#landscape #scene canvas") as (page, requests,
+                                                                            errors):
+        yield page, url, requests, errors
 
 
 def test_browser_draws_the_surface_offline_without_errors(browser_page):
