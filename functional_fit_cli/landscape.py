@@ -469,13 +469,13 @@ def pilot_seconds(net: Network, loss, xb, yb) -> float:
     return time.perf_counter() - start
 
 
-def announce(passes: int, hvps: int | None, n: int, batches: int, seconds: float) -> str:
+def announce(passes: int, hvps: int, n: int, batches: int, seconds: float) -> str:
     """The line said before the work: the forward passes over the data, and about how long
-    they take at the measured `seconds` per batch; `hvps` Hessian-vector products count as
-    `HVP_PASSES` passes each (None: the Hessian's, not counted)."""
-    hvp = (f" and {hvps} Hessian-vector products (about {HVP_PASSES} passes each)" if hvps
-           else ", and the Hessian's Lanczos iterations," if hvps is None else "")
-    total = seconds * batches * (passes + HVP_PASSES * (hvps or 0))
+    they take at the measured `seconds` per batch; each of at most `hvps` Hessian-vector
+    products counts as `HVP_PASSES` passes."""
+    hvp = f" and at most {hvps} Hessian-vector products (about {HVP_PASSES} passes each)" \
+        if hvps else ""
+    total = seconds * batches * (passes + HVP_PASSES * hvps)
     return (f"{passes} forward passes over the {n} data points ({batches} batch"
             f"{'es' if batches > 1 else ''}){hvp}: about {_duration(total)} (one pass over the "
             f"first batch took {_duration(seconds)})")
@@ -500,31 +500,21 @@ def first_batch(data):
 # --------------------------------------------------------------------------- the run
 
 
-def lanczos_products(p: Plan) -> int | None:
-    """Hessian-vector products --hessian and --directions hessian make, where the library says
-    (`functional_fit.hessian`'s default Lanczos iterations); None when it does not."""
-    if p.hessian is None and p.directions != "hessian":
-        return 0
+def lanczos_products(p: Plan, size: int) -> int:
+    """Hessian-vector products --hessian K and --directions hessian make at most: Lanczos'
+    default bound in `functional_fit.hessian.eigenvalues`, min(p, max(4k + 40, 60)) for k
+    eigenvalues of p parameters (fewer when the top ones converge first)."""
+    calls = ([p.hessian] if p.hessian is not None else []) + ([2] if p.directions == "hessian"
+                                                            and not p.interpolate else [])
+    return sum(min(size, max(4 * k + 40, 60)) for k in calls)
+
+
+def _eigenvalues(p: Plan, net: Network, data):
+    """`functional_fit.hessian.Eigen` of the top K at the (first) checkpoint."""
     from functional_fit import hessian
 
-    steps = getattr(hessian, "LANCZOS_STEPS", None)
-    if steps is None:
-        default = inspect.signature(hessian.eigenvalues).parameters.get("iterations")
-        steps = None if default is None or not isinstance(default.default, int) else default.default
-    calls = (p.hessian is not None) + (p.directions == "hessian")
-    return None if steps is None else steps * calls
-
-
-def _eigenvalues(p: Plan, net: Network, data) -> np.ndarray:
-    """The top K Hessian eigenvalues at the (first) checkpoint, largest first."""
-    from functional_fit import hessian
-
-    found = hessian.eigenvalues(net.model, p.loss, *data, net.params[0], k=p.hessian,
-                                state=net.state)
-    values = getattr(found, "values", None)
-    if values is None or callable(values):  # a (values, vectors) pair
-        values = found[0]
-    return np.asarray(values, dtype=np.float64)  # (K,)
+    return hessian.eigenvalues(net.model, p.loss, *data, net.params[0], k=p.hessian,
+                               state=net.state)
 
 
 def _plane(p: Plan, net: Network, data):
@@ -583,7 +573,7 @@ def _write_line(args, p: Plan, line, eig) -> None:
             with open(outputs.file(args.out), "wb") as fh:
                 np.savez(fh, alphas=line.alphas, losses=line.losses, barrier=line.barrier,
                          ends=np.asarray(line.ends), model=p.spec, loss=p.loss_name,
-                         **({} if eig is None else {"eigenvalues": eig}))
+                         **({} if eig is None else {"eigenvalues": eig.values}))
         if args.h5:
             surface.save_h5(outputs.file(args.h5), line.alphas, None, line.losses)
         if args.plot:
@@ -603,7 +593,7 @@ def _write_surface(args, p: Plan, z, a, b, plane, eig) -> None:
             with open(outputs.file(args.out), "wb") as fh:
                 np.savez(fh, losses=z, a_values=a, b_values=b, **flat, directions=p.directions,
                          model=p.spec, loss=p.loss_name,
-                         **({} if eig is None else {"eigenvalues": eig}))
+                         **({} if eig is None else {"eigenvalues": eig.values}))
         if args.h5:
             surface.save_h5(outputs.file(args.h5), a, b, z)
         if args.vtp:
@@ -645,7 +635,7 @@ def run(args) -> int:
     print(f"functional-fit surface: {p.loss_name} loss of {p.spec} ({net.kind}, {size} "
           f"parameters, {np.dtype(dtype).name}) on {args.data} (n={n})", flush=True)
     passes = p.alphas.shape[0] + 2 if p.interpolate else p.na * p.nb
-    print(announce(passes, lanczos_products(p), n, batches,
+    print(announce(passes, lanczos_products(p, size), n, batches,
                    pilot_seconds(net, p.loss, *first_batch(data))), flush=True)
     eig = None if p.hessian is None else _eigenvalues(p, net, data)
     if p.interpolate:
@@ -666,8 +656,9 @@ def run(args) -> int:
               f"[{a[0]:.6g}, {a[-1]:.6g}], b in [{b[0]:.6g}, {b[-1]:.6g}]")
         print(_extremes(z, a, b))
     if eig is not None:
-        print(f"top {eig.shape[0]} Hessian eigenvalues: "
-              + ", ".join(f"{v:.10g}" for v in eig))
+        print(f"top {eig.values.shape[0]} Hessian eigenvalues: "
+              + ", ".join(f"{v:.10g}" for v in eig.values)
+              + f" ({eig.iterations} Hessian-vector products)")
     wrote = [f for f in (args.out, args.plot, args.h5, args.vtp, args.html) if f]
     print(f"done in {time.perf_counter() - start:.2f} s"
           + (f"; wrote {', '.join(wrote)}" if wrote else ""))
