@@ -217,7 +217,8 @@ def read_checkpoint(path: str, option: str = "--checkpoint") -> dict:
     ``torch.load(weights_only=True)``) or an ``.npz``; InputError naming `option`."""
     file = Path(path)
     if not file.is_file():
-        raise InputError(f"{option} {path}: {'is not a file' if file.exists() else 'no such file'}")
+        what = "is not a file" if file.exists() else "no such file"
+        raise InputError(f"{option} {path}: {what}")
     suffix = file.suffix.lower()
     if suffix == ".npz":
         try:
@@ -477,8 +478,8 @@ def announce(passes: int, hvps: int, n: int, batches: int, seconds: float) -> st
         if hvps else ""
     total = seconds * batches * (passes + HVP_PASSES * hvps)
     return (f"{passes} forward passes over the {n} data points ({batches} batch"
-            f"{'es' if batches > 1 else ''}){hvp}: about {_duration(total)} (one pass over the "
-            f"first batch took {_duration(seconds)})")
+            f"{'es' if batches > 1 else ''}){hvp}: about {_duration(total)} besides compiling "
+            f"(one pass over the first batch took {_duration(seconds)})")
 
 
 def _duration(seconds: float) -> str:
@@ -656,7 +657,8 @@ def run(args) -> int:
               f"[{a[0]:.6g}, {a[-1]:.6g}], b in [{b[0]:.6g}, {b[-1]:.6g}]")
         print(_extremes(z, a, b))
     if eig is not None:
-        print(f"top {eig.values.shape[0]} Hessian eigenvalues: "
+        k = eig.values.shape[0]
+        print(f"top {k} Hessian eigenvalue{'s' if k > 1 else ''}: "
               + ", ".join(f"{v:.10g}" for v in eig.values)
               + f" ({eig.iterations} Hessian-vector products)")
     wrote = [f for f in (args.out, args.plot, args.h5, args.vtp, args.html) if f]

@@ -447,6 +447,7 @@ def check_outputs(args) -> None:
     outputs = [v for v in vars(args).values() if isinstance(v, OutputPath)]
     data = getattr(args, "data", None)
     inputs = [("--data", data)] if data not in (None, "-") else []
+    inputs += [("--checkpoint", path) for path in getattr(args, "checkpoint", None) or []]
     for i, out in enumerate(outputs):
         for option, path in inputs:
             if _identity(out) == _identity(path) or (out.kind == "folder" and _within(path, out)):

@@ -304,6 +304,8 @@ A_PT = ["--checkpoint", "{d}/a.pt"]
     (["--model", "{d}/net.py:mlp"], "--checkpoint FILE"),
     (["--checkpoint", "{d}/mlp.npz"], "--checkpoint {d}/mlp.npz does not fit the module"),
     (["--h5", "{d}/no/s.h5"], "does not exist"),
+    (["--checkpoint", "{d}/a.pt", "--vtp", "{d}/a.pt"], "--vtp '{d}/a.pt' would overwrite the "
+     "input --checkpoint '{d}/a.pt'"),
 ])
 def test_bad_network_options_are_one_line_and_write_nothing(files, tmp_path, capsys, argv,
                                                             says):
