@@ -64,6 +64,13 @@ NETWORK_ONLY = ("--checkpoint", "--interpolate", "--alphas", "--batch-size", "--
                 "--hessian")
 
 
+def check_files(args, na: int, nb: int) -> None:
+    """--vtp and --html draw a mesh: refused before any work on a grid under 2 points a side."""
+    if min(na, nb) < 2:
+        refuse(args, ("--vtp", "--html"), f"draws a mesh: give --grid at least 2x2, not "
+               f"{na}x{nb}")
+
+
 def is_network(spec) -> bool:
     """Whether ``--model`` names a file (``FILE.py:NAME``) rather than a registry model."""
     return isinstance(spec, str) and ".py:" in spec
@@ -332,6 +339,9 @@ def torch_network(spec: str, found, checkpoints, example, dtype, batch_norm: str
         fn, params = export.to_jax(module, torch.from_numpy(np.array(example)))
     except InputError as exc:
         raise InputError(f"--model {spec}: {exc}") from None
+    except Exception as exc:  # torch.export's or JAX's own: one line, naming the option
+        raise InputError(f"--model {spec}: parity.export.to_jax failed "
+                         f"({first_line(exc)})") from None
     if first is not None:
         params = first
     model, trainable, state = export.as_model(fn, params)
@@ -416,6 +426,7 @@ def plan(args) -> Plan:
     loss_name = _checks.choice("--loss", args.loss or "mse", tuple(registry.LOSSES))
     hessian = None if args.hessian is None else _checks.positive_int("--hessian", args.hessian)
     na, nb = parse_grid(args.grid or GRID)
+    check_files(args, na, nb)
     grid_range = RANGE if args.range is None else parse_range(args.range)
     alphas = parse_alphas(args.alphas or ALPHAS) if args.interpolate else None
     seed = _checks.nonnegative_int("--direction-seed", args.direction_seed or 0)
@@ -668,6 +679,6 @@ def run(args) -> int:
 
 
 __all__ = ["ALPHAS", "BATCH_NORM", "DIRECTIONS", "GRID", "Network", "Plan", "RANGE",
-           "add_options", "announce", "data_source", "first_batch", "is_network",
+           "add_options", "announce", "check_files", "data_source", "first_batch", "is_network",
            "jax_network", "network", "npz_arrays", "parse_alphas", "pilot_seconds", "plan",
            "read_checkpoint", "read_data", "run", "run_dtype", "torch_network"]

@@ -267,6 +267,7 @@ class _Settings(NamedTuple):
 def _settings(args) -> _Settings:
     """Every option checked, before the data is read."""
     na, nb = parse_grid(args.grid)
+    landscape.check_files(args, na, nb)
     grid_range = None if args.range is None else parse_range(args.range)
     directions = _checks.choice("--directions", args.directions, DIRECTIONS)
     model_name, entry, degree, loss_name, loss = resolve_model(args)

@@ -49,6 +49,13 @@ NET = textwrap.dedent('''
         return CNN()
 
 
+    class Wrong(torch.nn.Module):
+        """A module whose forward fails on the data: torch.export's error."""
+
+        def forward(self, x):
+            return torch.nn.functional.linear(x.flatten(1), torch.ones(3, 5))
+
+
     def mlp(params, x):
         return jnp.tanh(x @ params["w1"].T + params["b1"][None, :]) @ params["w2"].T
 ''')
@@ -303,6 +310,7 @@ A_PT = ["--checkpoint", "{d}/a.pt"]
     (["--alphas", "0:1:3"], "--alphas applies to --interpolate"),
     (["--model", "{d}/net.py:mlp"], "--checkpoint FILE"),
     (["--checkpoint", "{d}/mlp.npz"], "--checkpoint {d}/mlp.npz does not fit the module"),
+    (["--model", "{d}/net.py:Wrong"], "--model {d}/net.py:Wrong: parity.export.to_jax failed"),
     (["--h5", "{d}/no/s.h5"], "does not exist"),
     (["--checkpoint", "{d}/a.pt", "--vtp", "{d}/a.pt"], "--vtp '{d}/a.pt' would overwrite the "
      "input --checkpoint '{d}/a.pt'"),
@@ -347,6 +355,13 @@ def test_network_options_are_refused_for_the_lecture_models(capsys):
     err = capsys.readouterr().err.strip()
     assert err == ("functional-fit surface: error: --batch-size applies to a network "
                    "(--model FILE.py:NAME), not to --model linear")
+
+
+def test_a_mesh_needs_two_points_a_side_before_any_work(tmp_path, capsys):
+    assert _cli("--grid", "5x1", "--out", tmp_path / "s.npz", "--vtp", tmp_path / "s.vtp") == 2
+    assert capsys.readouterr().err.strip() == ("functional-fit surface: error: --vtp draws a "
+                                               "mesh: give --grid at least 2x2, not 5x1")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_stream_from_the_command_line_reads_the_memmap(files, monkeypatch):
