@@ -31,17 +31,13 @@ line naming the option), so that it can gate CI.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 
 from functional_fit import checks as _checks, data as _data, optim, registry
 from functional_fit.checks import InputError, choice, first_line
 from functional_fit_cli.files import together
-from functional_fit_cli.options import LENGTH_OPTIONS, json_text, output_file, parse_opts
+from functional_fit_cli.options import (LENGTH_OPTIONS, json_text, load_name, output_file,
+                                        parse_opts)
 
 #: The losses whose targets are integer class labels (n,), not values shaped as the output.
 LABEL_LOSSES = ("cross_entropy",)
@@ -226,55 +222,6 @@ def training_step(args, optimizer: tuple) -> dict:
 
 
 # --------------------------------------------------------------------------- the two models
-
-
-def _split(option: str, spec: str) -> tuple[Path, str]:
-    """``FILE.py:NAME`` -> (the file, NAME); InputError naming `option`."""
-    path, sep, name = spec.rpartition(":")
-    if not sep or not path or not name.isidentifier():
-        raise InputError(f"{option} must look like FILE.py:NAME, got {spec!r}")
-    file = Path(path)
-    if not file.is_file():
-        what = "is not a file" if file.exists() else "does not exist"
-        raise InputError(f"{option} {spec}: {path!r} {what}")
-    return file, name
-
-
-def _import(option: str, file: Path, spec: str):
-    """The module of `file`, imported under a private name with its folder on ``sys.path``;
-    InputError naming `option` when it fails to import."""
-    name = "_functional_fit_compare_" + hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:12]
-    loader = importlib.util.spec_from_file_location(name, file)
-    if loader is None:
-        raise InputError(f"{option} {spec}: {str(file)!r} is not a Python file")
-    module = importlib.util.module_from_spec(loader)
-    folder = str(file.resolve().parent)
-    sys.path.insert(0, folder)
-    sys.modules[name] = module  # dataclasses and pickling look a class's module up here
-    try:
-        loader.loader.exec_module(module)
-    except (Exception, SystemExit) as exc:
-        del sys.modules[name]
-        raise InputError(f"{option} {spec}: importing {str(file)!r} failed "
-                         f"({first_line(exc)})") from None
-    finally:
-        sys.path.remove(folder)
-    return module
-
-
-def load_name(option: str, spec: str, files: dict):
-    """The object NAME of ``FILE.py:NAME``, its file imported once per run (`files`, keyed by
-    the resolved path); InputError naming `option`."""
-    file, name = _split(option, spec)
-    key = file.resolve()
-    if key not in files:
-        files[key] = _import(option, file, spec)
-    module = files[key]
-    if not hasattr(module, name):
-        defined = sorted(k for k in vars(module) if not k.startswith("_"))
-        raise InputError(f"{option} {spec}: {str(file)!r} defines no {name!r} (it defines "
-                         f"{', '.join(defined) or 'nothing public'})")
-    return getattr(module, name)
 
 
 def torch_module(spec: str, files: dict):

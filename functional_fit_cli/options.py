@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import importlib.util
 import os
 import stat
 import sys
@@ -13,7 +15,7 @@ from pathlib import Path
 from functional_fit import data as _data, registry
 from functional_fit_cli import signals
 from functional_fit_cli.cache import cache_dir
-from functional_fit.checks import InputError, choice, nonnegative_int
+from functional_fit.checks import InputError, choice, first_line, nonnegative_int
 from functional_fit.precision import DTYPES
 
 
@@ -22,13 +24,18 @@ LENGTH_OPTIONS = {"steps": "--steps", "epochs": "--epochs", "batch_size": "--bat
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, model: str = "linear",
-                      loss: str = "l1") -> None:
-    """``--model``, ``--degree`` and ``--loss``, named in `functional_fit.registry`."""
+                      loss: str = "l1", files: bool = False) -> None:
+    """``--model``, ``--degree`` and ``--loss``, named in `functional_fit.registry`; with
+    `files`, ``--model`` also takes a network's ``FILE.py:NAME``."""
+    network = (", or FILE.py:NAME: a torch module factory (exported with "
+               "parity.export.to_jax) or a JAX function model(params, x)") if files else ""
     parser.add_argument("--model", default=model,
-                        help=f"{', '.join(registry.MODELS)} (default {model})")
+                        help=f"{', '.join(registry.MODELS)} (default {model}){network}")
     parser.add_argument("--degree", type=int, default=None,
                         help="degree of the poly model (2); refused for other models")
-    parser.add_argument("--loss", default=loss, help=f"{', '.join(registry.REGRESSION_LOSSES)} (default {loss})")
+    losses = ", ".join(registry.REGRESSION_LOSSES)
+    more = (f"; a network's: {', '.join(registry.LOSSES)} (default mse)") if files else ""
+    parser.add_argument("--loss", default=loss, help=f"{losses} (default {loss}){more}")
 
 
 def add_optimizer_options(parser: argparse.ArgumentParser, default: str = "gd") -> None:
@@ -202,6 +209,58 @@ def load_data(args) -> tuple:
         "lecture": (n, seed, noise) == tuple(lecture),
     }
     return x, y, meta
+
+
+# --------------------------------------------------------------------------- FILE.py:NAME
+
+
+def _split(option: str, spec: str) -> tuple[Path, str]:
+    """``FILE.py:NAME`` -> (the file, NAME); InputError naming `option`."""
+    path, sep, name = spec.rpartition(":")
+    if not sep or not path or not name.isidentifier():
+        raise InputError(f"{option} must look like FILE.py:NAME, got {spec!r}")
+    file = Path(path)
+    if not file.is_file():
+        what = "is not a file" if file.exists() else "does not exist"
+        raise InputError(f"{option} {spec}: {path!r} {what}")
+    return file, name
+
+
+def _import(option: str, file: Path, spec: str):
+    """The module of `file`, imported under a private name with its folder on ``sys.path``;
+    InputError naming `option` when it fails to import."""
+    name = "_functional_fit_file_" + hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:12]
+    loader = importlib.util.spec_from_file_location(name, file)
+    if loader is None:
+        raise InputError(f"{option} {spec}: {str(file)!r} is not a Python file")
+    module = importlib.util.module_from_spec(loader)
+    folder = str(file.resolve().parent)
+    sys.path.insert(0, folder)
+    sys.modules[name] = module  # dataclasses and pickling look a class's module up here
+    try:
+        loader.loader.exec_module(module)
+    except (Exception, SystemExit) as exc:
+        del sys.modules[name]
+        raise InputError(f"{option} {spec}: importing {str(file)!r} failed "
+                         f"({first_line(exc)})") from None
+    finally:
+        sys.path.remove(folder)
+    return module
+
+
+def load_name(option: str, spec: str, files: dict):
+    """The object NAME of ``FILE.py:NAME``, its file imported once per run (`files`, keyed by
+    the resolved path); InputError naming `option`."""
+    file, name = _split(option, spec)
+    key = file.resolve()
+    if key not in files:
+        files[key] = _import(option, file, spec)
+    module = files[key]
+    if not hasattr(module, name):
+        defined = sorted(k for k in vars(module) if not k.startswith("_"))
+        raise InputError(f"{option} {spec}: {str(file)!r} defines no {name!r} (it defines "
+                         f"{', '.join(defined) or 'nothing public'})")
+    return getattr(module, name)
 
 
 # --------------------------------------------------------------------------- outputs
@@ -388,6 +447,7 @@ def check_outputs(args) -> None:
     outputs = [v for v in vars(args).values() if isinstance(v, OutputPath)]
     data = getattr(args, "data", None)
     inputs = [("--data", data)] if data not in (None, "-") else []
+    inputs += [("--checkpoint", path) for path in getattr(args, "checkpoint", None) or []]
     for i, out in enumerate(outputs):
         for option, path in inputs:
             if _identity(out) == _identity(path) or (out.kind == "folder" and _within(path, out)):

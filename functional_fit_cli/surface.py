@@ -10,6 +10,7 @@ several optimizers (``--optimizer sgd,adam``) each is fitted from the same start
 
 from __future__ import annotations
 
+import argparse
 import re
 import time
 import warnings
@@ -21,7 +22,7 @@ from functional_fit import checks as _checks, data as _data, fit, registry, surf
 from functional_fit.checks import InputError
 from functional_fit.precision import policy
 from functional_fit.surface import DIRECTIONS, check_coords
-from functional_fit_cli import resources
+from functional_fit_cli import landscape, resources
 from functional_fit_cli.files import together
 from functional_fit_cli.options import (LENGTH_OPTIONS, add_data_options, add_dtype_option,
                                         add_model_options, load_data_within, output_file,
@@ -45,25 +46,28 @@ def add_parser(sub):
         "Several optimizers (--optimizer sgd,adam) are fitted from the same start and drawn "
         "together; --directions pca then takes the plane of all their paths.",
     )
-    add_model_options(p)
+    add_model_options(p, files=True)
     add_data_options(p)
     add_dtype_option(p, default="float64")
-    p.add_argument("--grid", default="1000x1000", metavar="NAxNB",
+    p.add_argument("--grid", default=None, metavar="NAxNB",
                    help="grid points along a (columns) and b (rows), e.g. 1000x1000; at most "
-                   f"{MAX_OUTPUT_BYTES // 2**30} GiB of output")
+                   f"{MAX_OUTPUT_BYTES // 2**30} GiB of output (1000x1000; a network's "
+                   f"{landscape.GRID})")
     p.add_argument("--range", metavar="A0:A1,B0:B1",
                    help="the grid's extent, written with '=' when it starts with a minus "
                    "(--range=-1:1,-0.5:5); default: the fit's path with a margin (coords, pca), "
                    "or -1:1,-1:1 (random)")
-    p.add_argument("--directions", default="coords", help="coords, random or pca (coords)")
+    p.add_argument("--directions", default=None,
+                   help="coords, random or pca (coords); a network's: random or hessian, the "
+                   "top two eigenvectors of the loss's Hessian (random)")
     p.add_argument("--coords", default=None, metavar="I,J",
                    help="the two parameters of --directions coords (0,1); the rest stay at the fit")
     p.add_argument("--direction-seed", type=int, default=None,
                    help="seed of --directions random (0)")
-    p.add_argument("--optimizer", default="gd", metavar="NAME[,NAME...]",
+    p.add_argument("--optimizer", default=None, metavar="NAME[,NAME...]",
                    help="the fit's optimizer, or several, comma-separated (sgd,adam), each fitted "
                    f"from the same start: {', '.join(registry.OPTIMIZERS)} (gd)")
-    p.add_argument("--lr", default="6.0", metavar="LR[,LR...]",
+    p.add_argument("--lr", default=None, metavar="LR[,LR...]",
                    help="learning rate of the fit (6.0, cell 49): one for every optimizer, or "
                    "one per optimizer, comma-separated")
     p.add_argument("--steps", type=int, default=None,
@@ -71,14 +75,35 @@ def add_parser(sub):
     p.add_argument("--epochs", type=int, default=None,
                    help=f"epochs of the minibatch optimizers sgd and adam, batches of "
                    f"{_data.DEFAULT_BATCH_SIZE} in the order of seed 0 ({_data.DEFAULT_EPOCHS})")
-    p.add_argument("--exact", action="store_true",
+    p.add_argument("--exact", action="store_true", default=None,
                    help="with --loss mse: the exact surface from moments of the data (cost "
                    "independent of n)")
     p.add_argument("--out", metavar="NPZ", type=output_file("--out"),
                    help="write the surface, grid, plane and path (.npz)")
     p.add_argument("--plot", metavar="PNG", type=output_file("--plot", plot=True),
-                   help="write a contour + 3-D figure (.png, .pdf, .svg, ...)")
+                   help="write a contour + 3-D figure (.png, .pdf, .svg, ...); with "
+                   "--interpolate, the loss against alpha")
+    landscape.add_options(p)
+    # None: each kind of model has its own (the lecture's: `LECTURE_DEFAULTS`; a network's:
+    # `functional_fit_cli.landscape`)
+    p.set_defaults(loss=None, dtype=None)
     return p
+
+
+#: The options' values for the lecture's models when not given.
+LECTURE_DEFAULTS = {"grid": "1000x1000", "directions": "coords", "optimizer": "gd", "lr": "6.0",
+                    "exact": False, "loss": "l1", "dtype": "float64"}
+
+
+def lecture_options(args):
+    """`args` with the lecture's defaults filled in; the options of a network refused."""
+    refuse(args, landscape.NETWORK_ONLY, "applies to a network (--model FILE.py:NAME), not to "
+           f"--model {args.model}")
+    filled = argparse.Namespace(**vars(args))
+    for name, value in LECTURE_DEFAULTS.items():
+        if getattr(filled, name) is None:
+            setattr(filled, name, value)
+    return filled
 
 
 def parse_grid(text: str) -> tuple[int, int]:
@@ -242,6 +267,7 @@ class _Settings(NamedTuple):
 def _settings(args) -> _Settings:
     """Every option checked, before the data is read."""
     na, nb = parse_grid(args.grid)
+    landscape.check_files(args, na, nb)
     grid_range = None if args.range is None else parse_range(args.range)
     directions = _checks.choice("--directions", args.directions, DIRECTIONS)
     model_name, entry, degree, loss_name, loss = resolve_model(args)
@@ -360,6 +386,22 @@ def _save(path, s: _Settings, z, a_values, b_values, view) -> None:
                  loss=s.loss_name)
 
 
+def _files(outputs, args, s: _Settings, z, a_values, b_values, view) -> None:
+    """--h5 (`surface.save_h5`), --vtp (`surface.save_vtp`) and --html
+    (`plot.interactive`, with the paths), each to its temporary of `outputs`."""
+    if args.h5:
+        surface.save_h5(outputs.file(args.h5), a_values, b_values, z)
+    if args.vtp:
+        surface.save_vtp(outputs.file(args.vtp), a_values, b_values, z)
+    if args.html:
+        from functional_fit import plot
+
+        plot.interactive(outputs.file(args.html), a_values, b_values, z,
+                         paths={k: _drawn(v) for k, v in _drawn_paths(s, view).items()} or None,
+                         title=f"{s.loss_name} loss of the {s.model_name} model",
+                         loss_name=s.loss_name, axes=view.labels)
+
+
 def _drawn_paths(s: _Settings, view) -> dict:
     """label -> (T, 2) each path on the plane, to draw; none on a random plane."""
     if view.on_plane is None:
@@ -386,6 +428,9 @@ def _extremes(z, a_values, b_values, at_centre: float) -> str:
 
 
 def run(args) -> int:
+    if landscape.is_network(args.model):
+        return landscape.run(args)
+    args = lecture_options(args)
     start = time.perf_counter()
     s = _settings(args)
     x, y, meta = load_data_within(args, _needs(args, s))
@@ -397,7 +442,8 @@ def run(args) -> int:
     ends = [q[-1] for q in (view.path if s.several else (view.path,))]  # (p+1,) each
     final = [float(fit.full_loss(w, x, y, model=s.entry.fn, loss=s.loss)) for w in ends]
     at_centre = final[0]
-    with together() as outputs:  # both files, or neither: renamed into place when both are written
+    with together() as outputs:  # all files, or none: renamed into place when all are written
+        _files(outputs, args, s, z, a_values, b_values, view)
         if args.out:
             _save(outputs.file(args.out), s, z, a_values, b_values, view)
         if args.plot:
@@ -414,7 +460,7 @@ def run(args) -> int:
     if s.several:
         print("final losses: " + ", ".join(f"{name} (lr {lr:g}) {loss:.10g}" for name, lr, loss
                                            in zip(s.optimizers, s.lrs, final)))
-    wrote = [f for f in (args.out, args.plot) if f]
+    wrote = [f for f in (args.out, args.plot, args.h5, args.vtp, args.html) if f]
     print(f"done in {time.perf_counter() - start:.2f} s (fit and surface {computed:.2f} s)"
           + (f"; wrote {', '.join(wrote)}" if wrote else ""))
     return 0
