@@ -385,3 +385,17 @@ def test_a_30_step_fit_of_an_export_follows_torchs_with_its_buffers_and_masks(ma
         assert rel_err(ours.path[name], theirs.path[name]) <= TRAJECTORY_FLOAT64, name
     for name in state or {}:
         assert rel_err(ours.state_path[name], theirs.path[name]) <= TRAJECTORY_FLOAT64, name
+
+
+def test_a_cnn_with_max_and_average_pooling_converts_and_its_gradient_runs_under_jit():
+    """Pooling's windows are JAX's differentiable max and sum (a concrete identity), so the
+    conversion's own gradient check against torch passes and jit(grad) runs."""
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.MaxPool2d(2),
+                                 torch.nn.ReLU(), torch.nn.AvgPool2d(2), torch.nn.Flatten(),
+                                 torch.nn.Linear(16, 2)).double()
+    x = torch.randn(3, 3, 8, 8, dtype=torch.float64)
+    fn, params = export.to_jax(module, x)  # checks forward and gradient against torch itself
+    g = jax.jit(jax.grad(lambda p: fn(p, x.numpy()).sum()))(params)
+    module(x).sum().backward()
+    np.testing.assert_allclose(g["0.weight"], module[0].weight.grad.numpy(), rtol=1e-12)

@@ -44,7 +44,12 @@ def _windows(name, input, kernel_size, stride, padding, dilation, ceil_mode):  #
 
 
 def _reduce(x, init, op, k, s, p, d, out):
-    """lax.reduce_window over H, W with torch's padding and output size: (N, C, *out)."""
+    """lax.reduce_window over H, W with torch's padding and output size: (N, C, *out).
+
+    `init` is a numpy scalar: a concrete identity (-inf for max, 0 for add) is what lets JAX
+    take its differentiable max and sum windows, under jit too (a traced init makes the
+    generic reduce_window, which has no reverse-mode rule).
+    """
     highs = [max((o - 1) * si + di * (ki - 1) + 1 - n - pi, 0)
              for o, si, di, ki, n, pi in zip(out, s, d, k, x.shape[2:], p)]
     y = lax.reduce_window(x, init, op, (1, 1) + k, (1, 1) + s,
@@ -64,7 +69,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     x, batched, k, s, p, d, out = _windows("input", input, kernel_size, stride, padding,
                                            dilation, ceil_mode)
     if d == (1, 1):
-        y = _reduce(x, jnp.array(-jnp.inf, x.dtype), lax.max, k, s, p, d, out)
+        y = _reduce(x, np.array(-np.inf, x.dtype), lax.max, k, s, p, d, out)
     else:
         y = _dilated_max(x, k, s, p, d, out)
     return y if batched else y[0]
@@ -104,7 +109,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     """
     x, batched, k, s, p, _, out = _windows("input", input, kernel_size, stride, padding, 1,
                                            ceil_mode)
-    sums = _reduce(x, jnp.array(0, x.dtype), lax.add, k, s, p, (1, 1), out)  # (N, C, *out)
+    sums = _reduce(x, np.array(0, x.dtype), lax.add, k, s, p, (1, 1), out)  # (N, C, *out)
     if divisor_override is not None:
         if isinstance(divisor_override, bool) or not isinstance(divisor_override, int) \
                 or divisor_override <= 0:
