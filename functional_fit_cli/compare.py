@@ -36,8 +36,8 @@ import numpy as np
 from functional_fit import checks as _checks, data as _data, optim, registry
 from functional_fit.checks import InputError, choice, first_line
 from functional_fit_cli.files import together
-from functional_fit_cli.options import (LENGTH_OPTIONS, json_text, load_name, output_file,
-                                        parse_opts)
+from functional_fit_cli.options import (LENGTH_OPTIONS, built_module, json_text, load_name,
+                                        output_file, parse_opts)
 
 #: The losses whose targets are integer class labels (n,), not values shaped as the output.
 LABEL_LOSSES = ("cross_entropy",)
@@ -227,23 +227,7 @@ def training_step(args, optimizer: tuple) -> dict:
 def torch_module(spec: str, files: dict):
     """The ``nn.Module`` of ``--torch``: NAME called with no arguments, or NAME itself when it
     is a module; InputError naming ``--torch``."""
-    import torch
-
-    found = load_name("--torch", spec, files)
-    if isinstance(found, torch.nn.Module):
-        return found
-    if not callable(found):
-        raise InputError(f"--torch {spec} is of type {type(found).__name__}, not a function "
-                         "returning an nn.Module")
-    try:
-        module = found()
-    except Exception as exc:
-        raise InputError(f"--torch {spec}: calling it with no arguments failed "
-                         f"({first_line(exc)})") from None
-    if not isinstance(module, torch.nn.Module):
-        raise InputError(f"--torch {spec} returned an object of type {type(module).__name__}, "
-                         "not an nn.Module")
-    return module
+    return built_module("--torch", spec, load_name("--torch", spec, files))
 
 
 # --------------------------------------------------------------------------- the data

@@ -37,7 +37,7 @@ import numpy as np
 
 from functional_fit import checks as _checks, registry
 from functional_fit.checks import InputError, first_line
-from functional_fit_cli.options import load_name, output_file, progress, refuse
+from functional_fit_cli.options import built_module, load_name, output_file, progress, refuse
 
 #: The grid of a network's surface when --grid is not given: Li et al.'s figures use 21 to 51.
 GRID = "21x21"
@@ -276,23 +276,6 @@ def _is_factory(found) -> bool:
                for p in parameters)
 
 
-def _built(spec: str, found):
-    """The ``nn.Module`` of a factory: NAME itself, or NAME called with no arguments."""
-    import torch
-
-    if isinstance(found, torch.nn.Module):
-        return found
-    try:
-        module = found()
-    except Exception as exc:
-        raise InputError(f"--model {spec}: calling it with no arguments failed "
-                         f"({first_line(exc)})") from None
-    if not isinstance(module, torch.nn.Module):
-        raise InputError(f"--model {spec} returned an object of type {type(module).__name__}, "
-                         "not an nn.Module")
-    return module
-
-
 def _loaded(module, path: str, state: dict) -> dict:
     """`state` (a checkpoint) loaded into `module`, strictly; its state_dict as numpy arrays."""
     import torch
@@ -328,7 +311,7 @@ def torch_network(spec: str, found, checkpoints, example, dtype, batch_norm: str
 
     from parity import export
 
-    module = _built(spec, found).to(dtype=getattr(torch, np.dtype(dtype).name))
+    module = built_module("--model", spec, found).to(dtype=getattr(torch, np.dtype(dtype).name))
     states = [read_checkpoint(path) for path in checkpoints] or [None]
     first = _loaded(module, checkpoints[0], states[0]) if checkpoints else None
     if batch_norm == "recompute":

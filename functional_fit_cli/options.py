@@ -248,6 +248,27 @@ def _import(option: str, file: Path, spec: str):
     return module
 
 
+def built_module(option: str, spec: str, found):
+    """The ``nn.Module`` of ``FILE.py:NAME``: NAME itself when it is a module, else NAME called
+    with no arguments (a factory, or a module class); InputError naming `option`."""
+    import torch
+
+    if isinstance(found, torch.nn.Module):
+        return found
+    if not callable(found):
+        raise InputError(f"{option} {spec} is of type {type(found).__name__}, not a function "
+                         "returning an nn.Module")
+    try:
+        module = found()
+    except Exception as exc:
+        raise InputError(f"{option} {spec}: calling it with no arguments failed "
+                         f"({first_line(exc)})") from None
+    if not isinstance(module, torch.nn.Module):
+        raise InputError(f"{option} {spec} returned an object of type {type(module).__name__}, "
+                         "not an nn.Module")
+    return module
+
+
 def load_name(option: str, spec: str, files: dict):
     """The object NAME of ``FILE.py:NAME``, its file imported once per run (`files`, keyed by
     the resolved path); InputError naming `option`."""
