@@ -21,7 +21,9 @@ Modules (each mirrored in `parity`, the torch side):
   `precision` dtype modes and the explicit float64 switch
   `tolerances` how close JAX and torch must be, and how closeness is measured
   `runtime`   chunk sizes, compiler options and the memory limit, per platform
-  `surface`   loss surfaces over 2-D grids, streamed and sharded
+  `surface`   loss surfaces over 2-D grids, streamed and sharded; 1-D lines
+  `streams`   `Stream`: a data set read in batches (memmaps, a DataLoader, a function)
+  `hessian`   the loss's Hessian through its products: top eigenvalues, trace, density
   `sweep`     many fits in one compiled call, vmapped over lr, starts and seeds
   `plot`      figures drawn from arrays, as matplotlib Figures
 
@@ -39,9 +41,9 @@ import importlib
 __version__ = "0.1.0"
 
 #: The package's modules, loaded on first use (``functional_fit.fit``).
-_MODULES = ("autodiff", "checks", "data", "engine", "fit", "losses", "models", "modules", "nn",
-            "ols", "optim", "plot", "precision", "registry", "runtime", "surface", "sweep",
-            "streams", "tables", "taps", "tolerances")
+_MODULES = ("autodiff", "checks", "data", "engine", "fit", "hessian", "losses", "models",
+            "modules", "nn", "ols", "optim", "plot", "precision", "registry", "runtime",
+            "streams", "surface", "sweep", "tables", "taps", "tolerances")
 #: Names re-exported from a module, loaded on first use (``functional_fit.lecture_data``).
 _NAMES = {
     "DivergenceError": "checks",

@@ -15,6 +15,7 @@ Functions take plain arrays, so they draw results from JAX, from torch, or from 
   `path_difference`  JAX against torch: the largest parameter difference at every step
   `sweep`            final loss against learning rate
   `benchmark`        time against grid size, log-log
+  `interactive`      a loss surface with paths as one self-contained, rotatable HTML page
 
 The lecture's figure set, which runs fits and surfaces before it draws, is
 `comparison.figures.lecture_figures`; ``functional-fit lecture --out DIR`` writes it.
@@ -26,7 +27,9 @@ lecture's cell 12 and `functional_fit.surface.loss_surface` make it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import html
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
@@ -34,7 +37,10 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from functional_fit import checks as _checks
+from functional_fit.checks import InputError
 from functional_fit.models import curve  # noqa: F401  (a model's curve, under its old name)
+from functional_fit.surface import files as _files
 
 #: Size of a figure with one panel, and of one with two side by side, in inches (at the
 #: 120 dpi `save` uses: 960 x 600 and 1560 x 660 pixels).
@@ -566,3 +572,138 @@ def atlas(rows, *, tolerance: float = 1e-9, floor: float = 1e-17,
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)
     return fig
+
+
+# --------------------------------------------------------------------------- an interactive page
+
+#: Grid points per side that `interactive` draws at most; a bigger surface is thinned (`thin`),
+#: which keeps the page a few MB and quick to rotate.
+PAGE_SIDE = 500
+#: The colours of `interactive`'s paths, in order (D3's, red first: it stands out on viridis).
+PATH_COLORS = ("#d62728", "#ff7f0e", "#e377c2", "#17becf", "#8c564b", "#bcbd22", "#1f77b4",
+               "#2ca02c", "#9467bd", "#7f7f7f")
+
+
+def interactive(path, a, b, z, paths: Mapping | None = None, *, title: str = "Loss surface",
+                loss_name: str = "loss", axes=("a", "b")) -> None:
+    """Write a loss surface, and paths on it, as one self-contained HTML page.
+
+    The page holds a plotly 3-D surface with its contours drawn on it and projected below,
+    which the mouse rotates and zooms, beside a 2-D contour map of the same surface; each path
+    is one colour and one legend entry, a 3-D line on the surface and a line on the map.
+    plotly's JavaScript is inlined and MathJax left out: the page loads nothing from the
+    network and opens offline. Needs the ``plotly`` package (imported here).
+
+    Non-finite losses (diverged points) are left out of the drawing: gaps in the surface. A
+    grid larger than `PAGE_SIDE` points on a side is drawn thinned to that (`thin`), and the
+    paths' heights are read from the surface drawn, so that they lie on it.
+
+    Args:
+      path: the .html file to write (replaced if it exists); its folder must exist.
+      a: (na,) the grid's x values, strictly increasing, na >= 2.
+      b: (nb,) its y values, strictly increasing, nb >= 2.
+      z: (nb, na) the losses, row j at b[j] and column i at a[i] (as `surface.loss_surface`
+        returns them).
+      paths: name -> (T, 2) points (a, b), drawn at the surface's height there (interpolated
+        bilinearly; a gap where a point lies outside the grid), or (T, 3) points (a, b, loss).
+      title: the page's title.
+      loss_name: the loss's name, on the z axis and the colour bar.
+      axes: the names of a and b, on the axes.
+
+    Returns:
+      None.
+    """
+    path = _files.output_path("path", path)
+    a, b, z = _files.grid(a, b, z, least=2)
+    if not np.isfinite(z).any():
+        raise InputError("z has no finite value: nothing to draw")
+    z, a, b = thin(np.where(np.isfinite(z), z, np.nan), a, b, PAGE_SIDE)  # plotly leaves nan out
+    lines = _path_points(paths, a, b, z)
+    names = [_text(n, v) for n, v in (("title", title), ("loss_name", loss_name))]
+    labels = _axis_names(axes)
+    page = _page(a, b, z, lines, names[0], names[1], labels)
+    with _files.atomic_output(path) as tmp:
+        Path(tmp).write_text(page, encoding="utf-8")
+
+
+def _text(name: str, value) -> str:
+    if not isinstance(value, str):
+        raise InputError(f"{name} must be a string, got {value!r}")
+    return value
+
+
+def _axis_names(axes) -> tuple[str, str]:
+    if isinstance(axes, str) or not isinstance(axes, Sequence) or len(axes) != 2:
+        raise InputError(f"axes must be two names (of a and of b), got {axes!r}")
+    return _text("axes[0]", axes[0]), _text("axes[1]", axes[1])
+
+
+def _path_points(paths, a, b, z) -> dict:
+    """The paths checked, as name -> (T, 3) points (a, b, height)."""
+    if paths is None:
+        return {}
+    if not isinstance(paths, Mapping):
+        raise InputError(f"paths must map names to (T, 2) arrays, got {type(paths).__name__}")
+    lines = {}
+    for name, points in paths.items():
+        label = f"paths[{name!r}]"
+        if not isinstance(name, str):
+            raise InputError(f"{label}: a path's name must be a string")
+        points = _checks.array(label, points, ndims=(2,), dtype=np.float64)
+        if points.shape[1] not in (2, 3):
+            raise InputError(f"{label} must have shape (T, 2) or (T, 3), got {points.shape}")
+        if points.shape[1] == 2:
+            points = np.concatenate([points, surface_at(a, b, z, points)[:, None]], axis=1)
+        lines[name] = points  # (T, 3)
+    return lines
+
+
+def surface_at(a, b, z, points) -> np.ndarray:
+    """The surface z (nb, na) over a (na,) x b (nb,), interpolated bilinearly at the (T, 2)
+    points (a, b): (T,), nan at points outside the grid.
+
+    Examples:
+      >>> a, b = np.array([0.0, 1.0]), np.array([0.0, 2.0])
+      >>> surface_at(a, b, a[None, :] + b[:, None], np.array([[0.5, 1.0], [2.0, 0.0]]))
+      array([1.5, nan])
+    """
+    pa, pb = points[:, 0], points[:, 1]  # (T,) each
+    i = np.clip(np.searchsorted(a, pa, side="right") - 1, 0, a.shape[0] - 2)  # (T,)
+    j = np.clip(np.searchsorted(b, pb, side="right") - 1, 0, b.shape[0] - 2)  # (T,)
+    ta = (pa - a[i]) / (a[i + 1] - a[i])  # (T,)
+    tb = (pb - b[j]) / (b[j + 1] - b[j])  # (T,)
+    low = (1 - ta) * z[j, i] + ta * z[j, i + 1]  # (T,) along a, at b[j]
+    high = (1 - ta) * z[j + 1, i] + ta * z[j + 1, i + 1]  # (T,) along a, at b[j + 1]
+    inside = (pa >= a[0]) & (pa <= a[-1]) & (pb >= b[0]) & (pb <= b[-1])
+    return np.where(inside, (1 - tb) * low + tb * high, np.nan)
+
+
+def _page(a, b, z, lines: dict, title: str, loss_name: str, labels) -> str:
+    """The HTML page of `interactive`: a 3-D surface beside a contour map, paths on both."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4],
+                        specs=[[{"type": "scene"}, {"type": "xy"}]])
+    contours = dict(show=True, usecolormap=True, project_z=True)
+    scale = dict(colorscale="Viridis", cmin=np.nanmin(z), cmax=np.nanmax(z))
+    fig.add_trace(go.Surface(x=a, y=b, z=z, contours_z=contours, name=loss_name,
+                             colorbar=dict(title=loss_name, x=-0.08), **scale), row=1, col=1)
+    fig.add_trace(go.Contour(x=a, y=b, z=z, colorscale="Viridis", zmin=scale["cmin"],
+                             zmax=scale["cmax"], showscale=False, name=loss_name), row=1, col=2)
+    for k, (name, points) in enumerate(lines.items()):
+        color = PATH_COLORS[k % len(PATH_COLORS)]
+        fig.add_trace(go.Scatter3d(x=points[:, 0], y=points[:, 1], z=points[:, 2],
+                                   mode="lines", line=dict(color=color, width=6), name=name,
+                                   legendgroup=name), row=1, col=1)
+        fig.add_trace(go.Scatter(x=points[:, 0], y=points[:, 1], mode="lines",
+                                 line=dict(color=color, width=2), name=name, legendgroup=name,
+                                 showlegend=False), row=1, col=2)
+    fig.update_layout(
+        title=title, height=650,
+        scene=dict(xaxis_title=labels[0], yaxis_title=labels[1], zaxis_title=loss_name),
+        xaxis=dict(title=labels[0]), yaxis=dict(title=labels[1]),
+        legend=dict(orientation="h", y=-0.05))
+    page = fig.to_html(include_plotlyjs=True, include_mathjax=False, full_html=True,
+                       div_id="landscape", config={"displaylogo": False})
+    return page.replace("<head>", f"<head><title>{html.escape(title)}</title>", 1)

@@ -68,6 +68,9 @@ class Runtime:
     term_budget: int
     #: XLA options of the vmapped layout's calls when the loss has matrix products (CPU only)
     dot_options: tuple
+    #: XLA options of the streamed layout's calls (CPU only): XLA's loops vectorize at 256 bits
+    #: unless told to prefer 512 (AVX-512), which gcc's do; the values are the same bit for bit
+    stream_options: tuple = ()
     #: bytes a run may hold; None: the machine's available memory when the run starts
     memory_limit: int | None = None
 
@@ -76,8 +79,10 @@ class Runtime:
 _DEFAULTS = {
     "cpu": dict(chunk_work=2**28, chunk_points=2**20, vmap_items=2**21,
                 dot_options=(("xla_cpu_experimental_ynn_fusion_type", "LIBRARY_FUSION_TYPE_DOT"),
-                             ("xla_cpu_prefer_vector_width", 512))),
-    "gpu": dict(chunk_work=2**23, chunk_points=2**24, vmap_items=2**26, dot_options=()),
+                             ("xla_cpu_prefer_vector_width", 512)),
+                stream_options=(("xla_cpu_prefer_vector_width", 512),)),
+    "gpu": dict(chunk_work=2**23, chunk_points=2**24, vmap_items=2**26, dot_options=(),
+                stream_options=()),
 }
 _SHARED = dict(step_overhead=512, workspace_items=2**23, data_chunk=10, max_terms=100,
                term_budget=40_000)
@@ -115,7 +120,7 @@ def defaults(platform: str | None = None, **changes) -> Runtime:
     for name, value in values.items():
         if name == "memory_limit":
             values[name] = None if value is None else parse_size("memory_limit", value)
-        elif name != "dot_options":
+        elif name not in ("dot_options", "stream_options"):
             values[name] = positive_int(name, value)
     return Runtime(platform=platform, **values)
 

@@ -256,3 +256,82 @@ plot.benchmark(np.square(SIDES), times, title="L1 surface of the linear model: t
 for name, t in times.items():
     k = np.flatnonzero(np.isfinite(t))[-1]
     print(f"{name:24s} at {SIDES[k]:4d}²: {t[k] / times['functional_fit'][k]:8.1f}x the time")
+
+# %% [markdown]
+# ## A real network: a small ResNet on images
+#
+# The same functions take a network's parameter pytree, a model with state (BatchNorm's
+# running statistics) and data read in batches (`functional_fit.streams.Stream`: arrays,
+# memmaps, a torch `DataLoader`). Here `functional_fit.models.resnet` (the twin of
+# `parity.models.ResNet`) is trained on synthetic 3 × 8 × 8 images of three classes, and its
+# landscape drawn in eval mode (BatchNorm on its running statistics, held fixed):
+#
+# 1. the surface on Li et al.'s filter-normalized random plane, each data batch read once;
+# 2. the loss along the segment between two checkpoints (Goodfellow et al. 2015), and beyond,
+#    with its barrier;
+# 3. the top eigenvalues of the Hessian, by Lanczos on Hessian-vector products, never forming
+#    the Hessian;
+# 4. the surface along the top two eigenvectors.
+
+# %%
+import matplotlib.pyplot as plt
+import optax
+
+from functional_fit import surface
+from functional_fit.streams import Stream
+
+module = parity.models.ResNet(3, 4, 3, dropout=0.0, dtype=torch.float64, seed=0)
+names = {k for k, _ in module.named_parameters()}
+sd = parity.params.from_module(module)
+params0 = {k: v for k, v in sd.items() if k in names}
+state0 = {k: v for k, v in sd.items() if k not in names}
+
+rng = np.random.default_rng(0)
+N_IMAGES = 96 if SMALL else 2000
+labels = rng.integers(0, 3, N_IMAGES)
+images = rng.normal(size=(N_IMAGES, 3, 8, 8)) * 0.5
+images[np.arange(N_IMAGES), labels] += 1.0  # class k: channel k brighter
+data = Stream(images, labels, batch_size=32 if SMALL else 250)
+
+
+def train_mode(p, s, x):
+    return ff.models.resnet(p, s, x, dropout=0.0)
+
+
+def eval_mode(p, s, x):
+    return ff.models.resnet(p, s, x, dropout=0.0, training=False)
+
+
+ce = ff.losses.cross_entropy
+order = ff.data.batch_order(N_IMAGES, 4 if SMALL else 10, seed=0)
+fitted = ff.fit.train(params0, images, labels, model=train_mode, loss=ce,
+                      optimizer=optax.adam(0.01), order=order, batch_size=32, state=state0)
+mid = order.shape[0] * -(-N_IMAGES // 32) // 4  # a checkpoint a quarter of the way
+checkpoint_a = jax.tree.map(lambda p: p[mid], fitted.path)
+checkpoint_b, state_b = fitted.params, fitted.state
+print(f"loss in eval mode: start {float(ce(eval_mode(params0, state_b, images)[0], labels)):.3f}, "
+      f"end {float(ce(eval_mode(checkpoint_b, state_b, images)[0], labels)):.3f}")
+
+# %%
+plane = surface.random_plane(checkpoint_b, seed=0)  # Li et al.: per filter, biases and BN at 0
+side = 11 if SMALL else 31
+a_net = b_net = np.linspace(-1, 1, side)
+z_net = surface.loss_surface(eval_mode, ce, data, None, a_net, b_net, plane=plane, state=state_b)
+plot.surface(z_net, a_net, b_net, loss_name="cross-entropy",
+             axis_labels=("random direction 1", "random direction 2"),
+             title="The ResNet's loss on a filter-normalized random plane")
+
+# %%
+alphas = np.linspace(-0.5, 1.5, 21 if SMALL else 81)
+segment = surface.interpolate(eval_mode, ce, data, None, checkpoint_a, checkpoint_b, alphas,
+                              state=state_b)
+print(f"barrier between the two checkpoints: {segment.barrier:.4f}")
+fig, ax = plt.subplots(figsize=(6, 3.5))
+ax.plot(segment.alphas, segment.losses, label="loss")
+ax.plot([0, 1], [segment.ends[0][1], segment.ends[1][1]], "o--", label="the end points' line")
+ax.set(xlabel="alpha (0: a quarter of the way, 1: the end)", ylabel="cross-entropy",
+       title="Between two checkpoints, and beyond")
+ax.legend()
+display(fig)
+plt.close(fig)
+

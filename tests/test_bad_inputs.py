@@ -682,6 +682,17 @@ ROWS = {
         api=lambda t: _compare(epochs=2),
         argv=[a for a in COMPARE if a not in ("--steps", "3")] + ["--epochs", "2"],
         api_says="batch_size must be a positive integer", cli_says="--batch-size", outputs=[]),
+    # issue 23: a surface in the files other tools read (more rows: tests/test_landscape_files.py)
+    "h5 surface transposed": Row(files={},
+        api=lambda t: surface.save_h5(t / "s.h5", [0.0, 1.0, 2.0], [0.0, 1.0], np.zeros((3, 2))),
+        argv=None, api_says="z must have shape (len(b), len(a)) = (2, 3), got (3, 2); it is "
+        "transposed", cli_says=None, outputs=["s.h5"]),
+    "vtp surface in a missing folder": Row(files={},
+        api=lambda t: surface.save_vtp(t / "no" / "s.vtp", [0.0, 1.0], [0.0, 1.0], np.zeros((2, 2))),
+        argv=None, api_says="path: its folder", cli_says=None, outputs=["no/s.vtp"]),
+    "interactive page names a folder": Row(files={"d/keep.txt": ""},
+        api=lambda t: ff.plot.interactive(t / "d", [0.0, 1.0], [0.0, 1.0], np.zeros((2, 2))),
+        argv=None, api_says="path names a folder", cli_says=None, outputs=[]),
 }
 
 

@@ -18,9 +18,7 @@ from __future__ import annotations
 import html as html_text
 import inspect
 import json
-import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -29,16 +27,11 @@ import functional_fit as ff
 from functional_fit_cli import main
 from comparison import figures, handout, lecture
 from parity import export
+from tests import browser
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 #: Flags for a headless Chromium on a machine like CI's: no sandbox (root), no GPU, and no
 #: background traffic of the browser's own that a network check would count.
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"]
-HOW_TO_GET_CHROMIUM = ("no Chromium found: install Debian's package (sudo apt-get install "
-                       "chromium), or set FUNCTIONAL_FIT_CHROMIUM to a Chrome or Chromium "
-                       "binary; and pip install playwright (the test extras)")
 
 
 @pytest.fixture(scope="module")
@@ -180,39 +173,13 @@ def test_two_processes_give_the_numbers_and_figures_of_one():
 # --------------------------------------------------------------------------- in a browser
 
 
-def _chromium() -> str | None:
-    return (os.environ.get("FUNCTIONAL_FIT_CHROMIUM") or shutil.which("chromium")
-            or shutil.which("chromium-browser") or shutil.which("google-chrome"))
-
-
 @pytest.fixture(scope="module")
 def browser_page(built, tmp_path_factory):
     """The page loaded in headless Chromium: (page, requests made, console errors)."""
-    exe = _chromium()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        exe = None
-    if exe is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the browser tests: {HOW_TO_GET_CHROMIUM}")
-        pytest.skip(HOW_TO_GET_CHROMIUM)
     url = (built[0] / "index.html").resolve().as_uri()
-    requests, errors = [], []
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),  # a fresh --user-data-dir
-            executable_path=exe, headless=True, args=CHROMIUM_FLAGS,
-            viewport={"width": 1440, "height": 900})  # a laptop screen
-        try:
-            context.on("request", lambda r: requests.append(r.url))
-            page = context.new_page()
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(url, wait_until="load")
-            yield page, url, requests, errors
-        finally:
-            context.close()
+    profile = tmp_path_factory.mktemp("chromium-profile")  # a fresh --user-data-dir
+    with browser.loaded(url, profile) as (page, requests, errors):
+        yield page, url, requests, errors
 
 
 def test_browser_makes_no_network_request(browser_page):

@@ -340,3 +340,71 @@ def test_a_cnn_surface_over_a_memmap_larger_than_the_memory_limit(tmp_path):
     big, small = _big_run(tmp_path, limit, "memmap"), _big_run(tmp_path, limit, "subset")
     np.testing.assert_allclose(big["z"], small["z"], rtol=1e-5)
     assert big["rss"] < limit  # the file's pages were not held either
+
+
+# --------------------------------------------------------------------------- flax and equinox
+
+
+def test_a_flax_nnx_cnn_with_batchnorm_in_eval_mode_against_the_module_itself():
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            kw = dict(param_dtype=jnp.float64, dtype=jnp.float64)
+            self.conv = nnx.Conv(3, 4, (3, 3), rngs=rngs, **kw)
+            self.bn = nnx.BatchNorm(4, rngs=rngs, **kw)
+            self.fc = nnx.Linear(4, 2, rngs=rngs, **kw)
+
+        def __call__(self, x):  # (N, H, W, C) -> (N, 2)
+            return self.fc(jnp.mean(nnx.relu(self.bn(self.conv(x))), axis=(1, 2)))
+
+    net = Net(nnx.Rngs(0))
+    net.bn.mean.set_value(jnp.linspace(-0.2, 0.3, 4))  # running statistics away from 0, 1
+    net.bn.var.set_value(jnp.linspace(0.5, 2.0, 4))  # (float64: nnx makes them float32)
+    model, params, state = ff.modules.as_model(net, training=False)
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(10, 6, 6, 3)), rng.integers(0, 2, 10)
+    plane = surface.random_plane(params, seed=4)  # flax kernels: filters on the last axis
+    a, b = np.array([-0.5, 0.5]), np.array([0.25])
+    args = (losses.cross_entropy, Stream(x, y, batch_size=4), None, a, b)
+    with jax.numpy_dtype_promotion("standard"):
+        z = (surface.loss_surface(model, *args, plane=plane) if state is None else
+             surface.loss_surface(model, *args, plane=plane, state=state))
+        for i in range(2):  # the module itself, its parameters moved, in eval mode
+            moved = nnx.clone(net)
+            nnx.update(moved, nnx.State(jax.tree.map(jnp.asarray, _at(plane, a[i], b[0]))))
+            moved.eval()
+            assert rel_err(z[0, i], losses.cross_entropy(moved(jnp.asarray(x)), y)) < 1e-12
+
+
+def test_an_equinox_mlp_against_the_module_itself():
+    import equinox as eqx
+
+    net = eqx.nn.MLP(3, 2, 5, 2, key=jax.random.key(0), dtype=jnp.float64)
+    model, params, _ = ff.modules.as_model(net)
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(12, 3)), rng.normal(size=(12, 2))
+    plane = surface.random_plane(params, seed=1)
+    a, b = np.linspace(-1, 1, 3), np.array([0.0, 0.5])
+    z = surface.loss_surface(model, losses.mse, Stream(x, y, batch_size=5), None, a, b,
+                             plane=plane)
+    static = eqx.partition(net, eqx.is_inexact_array)[1]
+    for j, i in ((0, 0), (1, 2)):
+        moved = eqx.combine(_at(plane, a[i], b[j]), static)
+        assert rel_err(z[j, i], losses.mse(jax.vmap(moved)(x), y)) < 1e-12
+
+
+def test_a_torch_modules_to_jax_twin_in_eval_mode_gives_the_hand_written_twins_surface(resnet):
+    module, params, state, x, y = resnet
+    module.eval()
+    module.load_state_dict({k: torch.tensor(v) for k, v in {**params, **state}.items()})
+    fn, sd = parity.export.to_jax(module, torch.tensor(x[:2]))
+    model, trainable, buffers = parity.export.as_model(fn, sd)
+    assert buffers is None  # eval mode: the buffers are constants of the model
+    plane = surface.random_plane(trainable, seed=3)
+    a, b = np.linspace(-0.5, 0.5, 3), np.array([0.1])
+    z = surface.loss_surface(model, losses.cross_entropy, Stream(x, y, batch_size=6), None, a, b,
+                             plane=plane)
+    want = surface.loss_surface(_resnet(False), losses.cross_entropy, x, y, a, b, plane=plane,
+                                state=state)
+    assert np.max(rel_err(z, want)) < 1e-12

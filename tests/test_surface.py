@@ -452,3 +452,20 @@ def test_cli_interrupted_write_leaves_no_file(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(np, "savez", interrupted)
     assert main(["surface", "--grid", "13x7", "--out", str(tmp_path / "s.npz")]) == 130
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("loss", ["l1", "mse"])
+def test_the_streamed_layout_prefers_512_bit_vectors_on_the_cpu_bit_for_bit(dtype, loss):
+    """``stream_options`` (XLA's loops at 512 bits) change the speed, not one bit."""
+
+    x, y = (v.astype(dtype) for v in ff.lecture_data())
+    a, b = np.linspace(-1, 1, 70, dtype=dtype), np.linspace(-0.5, 5, 50, dtype=dtype)
+    cpu = jax.devices("cpu")
+    fast = runtime.defaults("cpu")
+    assert ("xla_cpu_prefer_vector_width", 512) in fast.stream_options
+    args = (ff.models.linear, getattr(ff.losses, loss), x, y, a, b)
+    got = surface.loss_surface(*args, layout="streamed", devices=cpu, runtime=fast)
+    want = surface.loss_surface(*args, layout="streamed", devices=cpu,
+                                runtime=runtime.defaults("cpu", stream_options=()))
+    np.testing.assert_array_equal(got, want)

@@ -2,10 +2,11 @@
 
 The lecture draws a surface by calling the loss once per grid point in a Python loop (cells 12,
 15 and 50). Here a grid point is ``w(a, b) = origin + a * u + b * v`` on a `Plane`; the usual
-case, two chosen coordinates with the rest held at ``base``, is `coords_plane`. Two more planes
-show models with more than two parameters: `random_plane` (Li et al. 2018) and `pca_plane` (the
+case, two chosen coordinates with the rest held at ``base``, is `coords_plane`. Three more planes
+show models with more than two parameters: `random_plane` (Li et al. 2018), `pca_plane` (the
 top two principal directions of an optimizer path, or of several paths together, with each path
-projected onto the plane).
+projected onto the plane) and `hessian_plane` (the loss's Hessian's top two eigenvectors,
+`functional_fit.hessian`).
 
 Layout. ``jit(vmap(loss_at_point))`` over the grid makes every grid point reduce over the n
 data points, a short dependent chain per point that the CPU cannot vectorize well. The streamed
@@ -49,17 +50,20 @@ Every function takes JAX's dtypes as it finds them: float64 needs JAX's 64-bit m
 The package, by concern: `planes` (where the grid points lie), `kernels` (the losses of one
 block of points), `grid` (the driver: chunks, blocks, devices), `perpoint` (which losses may
 stream), `layouts` (which kernel, and its checks), `surfaces` (the public functions, their inputs checked once), `views` (the plane
-and range around an optimizer's path).
+and range around an optimizer's path), `files` (a surface in the files other tools read:
+`save_h5`, Li et al.'s h5 layout for their plot_2D.py; `save_vtp`, VTK PolyData for
+ParaView; the interactive HTML page is `functional_fit.plot.interactive`).
 """
 
 
 from functional_fit import runtime as _runtime
+from functional_fit.surface.files import save_h5, save_vtp
 from functional_fit.surface.kernels import Quadratic, Streamed, Vmapped
 from functional_fit.surface.layouts import LAYOUTS
 from functional_fit.surface.lines import Line, interpolate, line
 from functional_fit.surface.planes import (PCAPlane, Plane, Unraveled, check_coords, coords_plane,
-                                           filter_normalized, flatten, pca_plane, random_draw,
-                                           random_plane)
+                                           filter_normalized, flatten, hessian_plane, pca_plane,
+                                           random_draw, random_plane)
 from functional_fit.surface.surfaces import MAX_POINTS, loss_surface, mse_surface_exact
 from functional_fit.surface.views import DIRECTIONS, View, around_fit, around_path, centred_values
 
@@ -96,9 +100,12 @@ __all__ = [
     "coords_plane",
     "filter_normalized",
     "flatten",
+    "hessian_plane",
     "loss_surface",
     "mse_surface_exact",
     "pca_plane",
     "random_draw",
     "random_plane",
+    "save_h5",
+    "save_vtp",
 ]

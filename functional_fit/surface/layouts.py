@@ -117,11 +117,27 @@ def _agrees(kernel, same_nonfinite, args, a, b, values, q):
 
 def streamed(model, loss, args, grid: _grid.Grid, *, checked: bool):
     """The streamed layout; with `checked`, None when its first chunk disagrees with the full
-    loss (the loss is not a mean of per-point terms)."""
+    loss (the loss is not a mean of per-point terms). On the CPU it is compiled with the
+    runtime's ``stream_options`` (dropped when XLA refuses one)."""
+    return _streamed_planned(model, loss, args, grid, checked)[0]
+
+
+def _streamed_planned(model, loss, args, grid: _grid.Grid, checked: bool):
+    """`streamed`'s values and how to run its kernel again (None, None when refused)."""
     rt = grid.runtime
     check = per_point_check(model, loss, args, grid) if checked else None
     kernel = Streamed(model, loss, rt.data_chunk, rt.max_terms, rt.term_budget)
-    return _grid.run(kernel, args, grid, width=args[1].origin.shape[0], check=check)
+    width = args[1].origin.shape[0]
+    options = tuple(rt.stream_options) if all(d.platform == "cpu" for d in grid.devices) else ()
+    if options:
+        try:
+            result = _grid.run(kernel, args, grid, width=width, check=check, options=options)
+            return result, _Again(kernel, options, width, None)
+        except jax.errors.JaxRuntimeError as error:  # an XLA without the option refuses it
+            if not any(name in str(error) for name, _ in options):
+                raise
+    result = _grid.run(kernel, args, grid, width=width, check=check)
+    return result, _Again(kernel, (), width, None)
 
 
 def vmapped(model, loss, args, grid: _grid.Grid):
@@ -191,12 +207,10 @@ def planned(model, loss, args, grid: _grid.Grid, layout: str, matrices: bool):
                 "whose prediction at x[k] depends on x[k] alone, and this one is not proven "
                 "to be (functional_fit.surface.perpoint); use layout='auto' or 'vmap'")
         return _vmapped_planned(model, loss, args, grid)
-    result = streamed(model, loss, args, grid, checked=layout == "auto")
+    result, again = _streamed_planned(model, loss, args, grid, layout == "auto")
     if result is None:  # the loss is not a mean of per-point terms: the general layout
         return _vmapped_planned(model, loss, args, grid)
-    rt = grid.runtime
-    kernel = Streamed(model, loss, rt.data_chunk, rt.max_terms, rt.term_budget)
-    return result, _Again(kernel, (), args[1].origin.shape[0], None)
+    return result, again
 
 
 __all__ = ["LAYOUTS", "at_points", "compute", "per_point_check", "planned", "spec", "streamed",

@@ -5,7 +5,8 @@ chosen coordinates with the rest held at a base point, is `coords_plane`. Two mo
 with more than two parameters: `random_plane` (Li et al. 2018: Gaussian directions drawn by
 numpy from a seed, `random_draw`, normalized per filter, `filter_normalized`) and `pca_plane`
 (the top two principal directions of an optimizer path, or of several paths together, with
-each path projected onto the plane).
+each path projected onto the plane); `hessian_plane` spans the loss's Hessian's top two
+eigenvectors (`functional_fit.hessian.eigenvalues`).
 
 A model may take any pytree of parameters (a dict of weight matrices, say): its planes are
 pytrees of the same structure. The grid works on flat vectors: `flatten`
@@ -389,6 +390,29 @@ def _pca(rows) -> tuple[Plane, list, jax.Array]:
     return Plane(origin, uv[0], uv[1]), jnp.split(coords, split), explained
 
 
+def hessian_plane(model, loss, x, y, params, *, state=None, seed: int = 0,
+                  **options) -> Plane:
+    """The plane of the Hessian's top two eigenvectors through `params`.
+
+    Grid coordinate a moves along the top eigenvector (unit norm over the whole pytree), b
+    along the second; near a minimum the loss rises as lambda_1 a^2 / 2 and lambda_2 b^2 / 2.
+
+    Args:
+      model, loss, x, y, params, state: as `functional_fit.hessian.eigenvalues` takes them
+        (a `Stream` as x, with y None).
+      seed: Lanczos' start vector's seed.
+      options: more keywords of `functional_fit.hessian.eigenvalues` (``iterations``,
+        ``tol``).
+
+    Returns:
+      `Plane(params, u, v)`, pytrees shaped like `params`.
+    """
+    from functional_fit import hessian
+
+    top = hessian.eigenvalues(model, loss, x, y, params, 2, state=state, seed=seed, **options)
+    return Plane(params, top.vectors[0], top.vectors[1])
+
+
 __all__ = ["PCAPlane", "Plane", "Unraveled", "check_coords", "coords_plane", "filter_normalized",
-           "flat", "flatten", "is_vector", "pca_plane", "random_draw", "random_plane",
-           "unraveled"]
+           "flat", "flatten", "hessian_plane", "is_vector", "pca_plane", "random_draw",
+           "random_plane", "unraveled"]
