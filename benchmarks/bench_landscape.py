@@ -337,15 +337,19 @@ def report(cfg, rows, t, convs, hess, loads) -> str:
                + verdict("ff", "with the default settings") + "; "
                + verdict("ff1", "with one point per call") + ".")
     hess_text = (["", f"Top Hessian eigenvalue of the same network (float32, eval mode) on the "
-                  f"first {cfg['hessian_n']} images, one run each:", "",
+                  f"first {cfg['hessian_n']} images, one run each (functional_fit's time "
+                  "includes compiling its Hessian-vector product; PyHessian's power iteration "
+                  "stops when the estimate changes by less than 1e-3, relative, and so from "
+                  "below: Lanczos's residual tolerance is the tighter):", "",
                   "| method | time | top eigenvalue |", "|---|---|---|", *hess] if hess else
                  ["", "The Hessian rows are left out: `functional_fit.hessian` is not on this "
                   "branch."])
     return "\n".join([
         "## Loss landscapes of real networks (`benchmarks/bench_landscape.py`)", "",
         f"{time.strftime('%Y-%m-%d')}. Machine: {machine()}. Load average {loads[0]:.1f} at the "
-        f"start and {loads[1]:.1f} at the end (the 2 cores were shared with other jobs: the "
-        "ratios, measured side by side, are what to read).", "",
+        f"start and {loads[1]:.1f} at the end (this benchmark keeps both cores busy, about 2 "
+        "of it; more means other jobs shared the machine: the ratios, measured side by side, "
+        "are what to read).", "",
         f"`parity.models.ResNet(3, width 16, 10 classes, dropout 0)` in eval mode, float32; "
         f"{n} random images of 3 x 32 x 32 with random labels, read in batches of {batch}; "
         f"a {side} x {side} grid on Li et al.'s filter-normalized plane (the same directions "
@@ -364,8 +368,9 @@ def report(cfg, rows, t, convs, hess, loads) -> str:
 
 
 NARRATIVE = (
-    "XLA's convolution alone is about as fast as torch's, and so is the whole forward pass "
-    "compiled once per grid point ({jit:.2f} s a point against the torch loop's {loop:.2f} s). "
+    "XLA's convolution alone is close to torch's (between about equal and 2x slower on these "
+    "shapes), and the whole forward pass compiled once per grid point, its BatchNorm and ReLU "
+    "fused, is faster than torch's ({jit:.2f} s a point against the torch loop's {loop:.2f} s). "
     "With its default settings functional_fit's `loss_surface` ({ff:.2f} s) loses that speed "
     "in three ways, each measured while writing this benchmark on 500 images and 4 points: "
     "its blocks of grid points go through `jax.lax.map` (a while loop), and XLA's CPU "
@@ -374,9 +379,11 @@ NARRATIVE = (
     "per call, without a loop); and the runtime's CPU `dot_options` (YNNPACK dot fusion, "
     "chosen for MLPs' batched matrix products) made it about 2.5x slower again. With one "
     "point per call (`block=1`, `chunk_points=1`; `surface.grid` now calls a device's only "
-    "block directly, outside any loop) and no dot options it takes {ff1:.2f} s. Torch's "
-    "convolutions are not faster than XLA's, so the speed is to be had in the driver's "
-    "choices for a convolutional network, not from a torch-backed evaluator.")
+    "block directly, outside any loop) and no dot options it takes {ff1:.2f} s; the rest of "
+    "the gap to the bare compiled forward is the surface's per-call work (one call per "
+    "batch and point). Torch's convolutions do not make up for XLA's fused forward, so "
+    "the speed is to be had in the driver's choices for a convolutional network, not from a "
+    "torch-backed evaluator.")
 
 
 if __name__ == "__main__":
