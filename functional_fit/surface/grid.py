@@ -3,7 +3,8 @@
 A grid of na x nb points is numbered row by row (point q is ``a_values[q % na]``,
 ``b_values[q // na]``: the meshgrid 'xy' layout of the lecture's cell 12). `run` computes it in
 chunks of the runtime's ``chunk_points`` points per device, one compiled call each, each chunk
-cut into blocks of G points that `jax.lax.map` hands to the kernel one after another; the
+cut into blocks of G points that `jax.lax.map` hands to the kernel one after another (a
+device's only block is called directly, outside any loop); the
 blocks of a call are split across the devices with `jax.shard_map` over a one-axis `Mesh`.
 Every point is computed by the same block code wherever it runs, so the result equals the
 one-device result exactly. Only the output grows with the grid: a 10^4 x 10^4 grid needs its
@@ -55,6 +56,8 @@ def _chunk_fn(kernel, block: int, n_blocks: int, mesh: Mesh):
             q = jnp.minimum(q, total - 1)
             return kernel(args, a_values[q % na], b_values[q // na])  # (G,)
 
+        if ids.shape[0] == 1:  # no loop: XLA's CPU convolutions are several times slower
+            return one_block(ids[0])[None]  # in a loop's body (BENCHMARKS.md, landscapes)
         return jax.lax.map(one_block, ids)  # (local blocks, G)
 
     spec, rep = PartitionSpec("grid"), PartitionSpec()
