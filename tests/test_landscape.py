@@ -408,3 +408,39 @@ def test_a_torch_modules_to_jax_twin_in_eval_mode_gives_the_hand_written_twins_s
     want = surface.loss_surface(_resnet(False), losses.cross_entropy, x, y, a, b, plane=plane,
                                 state=state)
     assert np.max(rel_err(z, want)) < 1e-12
+
+
+def test_a_convolutional_network_takes_one_point_per_call_with_the_same_numbers(resnet):
+    """A loss with a convolution is computed one grid point per compiled call (no loop, no
+    grouped convolution, no dot options): the numbers are those of the points in blocks."""
+    from functional_fit.surface import grid as _grid
+
+    _, params, state, x, y = resnet
+    plane = surface.random_plane(params, seed=3)
+    a, b = np.linspace(-0.5, 0.5, 3), np.array([-0.1, 0.2])
+    sizes = []
+    run = _grid.run
+
+    def spy(kernel, args, grid, **kw):
+        sizes.append((grid.block, grid.runtime.chunk_points, kw.get("options", ())))
+        return run(kernel, args, grid, **kw)
+
+    z = surface.loss_surface(_resnet(False), losses.cross_entropy, x, y, a, b, plane=plane,
+                             state=state)
+    blocks = surface.loss_surface(_resnet(False), losses.cross_entropy, x, y, a, b,
+                                  plane=plane, state=state, block=6)  # the caller's block: kept
+    np.testing.assert_allclose(z, blocks, rtol=1e-13)
+    mlp_p = {"0.weight": np.ones((3, 2)), "0.bias": np.zeros(3), "2.weight": np.ones((1, 3)),
+             "2.bias": np.zeros(1)}
+    try:
+        _grid.run = spy
+        surface.loss_surface(_resnet(False), losses.cross_entropy, Stream(x, y, batch_size=5),
+                             None, a, b, plane=plane, state=state)
+        conv_sizes = list(sizes)
+        sizes.clear()
+        surface.loss_surface(models.mlp, losses.mse, np.ones((7, 2)), np.ones((7, 1)), a, b,
+                             plane=surface.random_plane(mlp_p))
+    finally:
+        _grid.run = run
+    assert conv_sizes and all(s == (1, 1, ()) for s in conv_sizes)  # each batch, the first too
+    assert sizes and sizes[0][:2] != (1, 1)  # an MLP's points share a block

@@ -16,9 +16,12 @@ data points are the stream, summed as a tree so that no chain of adds is long
 model whose prediction at x[k] depends on x[k] alone. That is decided by what they are, never
 by sampling: the toolkit's own models and losses are known to be, any other pair is proven so
 from its jaxpr or takes the vmapped layout (`functional_fit.surface.perpoint`), so any pure
-``model(w, x)`` and ``loss(y_hat, y)`` get the right surface; the common ones get it fast. A network (a pytree with weight matrices) takes the
-vmapped layout: a block's grid points become batched matrix products, compiled on the CPU with
-XLA's YNNPACK dots (`functional_fit.surface.layouts`).
+``model(w, x)`` and ``loss(y_hat, y)`` get the right surface; the common ones get it fast.
+A network (a pytree with weight matrices) takes the vmapped layout: a block's grid points
+become batched matrix products, compiled on the CPU with XLA's YNNPACK dots
+(`functional_fit.surface.layouts`). A loss with a convolution is computed one grid point per
+compiled call instead, without those options: XLA's CPU convolutions are several times slower
+in a loop's body or over a batch of kernels (`layouts.one_point_per_call`).
 
 Memory. The grid is computed in chunks of the runtime's ``chunk_points`` points per device,
 each one compiled call (`functional_fit.surface.grid`); only the output array grows with the

@@ -100,7 +100,10 @@ class Vmapped:
     def __call__(self, args, a, b):
         (x, y), plane = args
         at = lambda w: self.loss(self.model(w, x), y)  # noqa: E731  (p+1,) -> ()
-        return jax.vmap(at, in_axes=1)(points(plane, a, b))  # (G,)
+        w = points(plane, a, b)  # (p+1, G)
+        if w.shape[1] == 1:  # one point: the model as written (a vmap of one makes a
+            return at(w[:, 0])[None]  # convolution over a batch of kernels, a grouped one)
+        return jax.vmap(at, in_axes=1)(w)  # (G,)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import NamedTuple
 
@@ -52,6 +53,25 @@ def traced(model, loss, spec) -> tuple[int, bool]:
              if hasattr(v.aval, "shape")]
     dots = any(e.primitive.name == "dot_general" for e in _equations(jaxpr))
     return max([ws.shape[0], *sizes]), dots
+
+
+@functools.lru_cache(maxsize=64)
+def convolves(model, loss, spec) -> bool:
+    """Whether the loss at one point has a convolution (traced once per model, loss and
+    shapes)."""
+    xs, ys, ws = spec
+    jaxpr = jax.make_jaxpr(lambda w, x, y: loss(model(w, x), y))(ws, xs, ys).jaxpr
+    return any(e.primitive.name == "conv_general_dilated" for e in _equations(jaxpr))
+
+
+def one_point_per_call(grid: _grid.Grid) -> _grid.Grid:
+    """`grid` computed one grid point per compiled call and device, when its block size is not
+    the caller's: XLA's CPU convolutions are several times slower in a loop's body, and a
+    convolution vmapped over several points' kernels becomes a slower grouped convolution
+    (BENCHMARKS.md, "Loss landscapes of real networks")."""
+    if grid.block is not None:
+        return grid
+    return grid._replace(block=1, runtime=dataclasses.replace(grid.runtime, chunk_points=1))
 
 
 def _equations(jaxpr):
@@ -153,13 +173,16 @@ def _vmapped_planned(model, loss, args, grid: _grid.Grid):
     """`vmapped`'s values, and how to compute the same kernel again without its checks."""
     width, dots = traced(model, loss, spec(args))
     kernel, kw = Vmapped(model, loss), dict(width=width, items=grid.runtime.vmap_items)
-    options = grid.runtime.dot_options
+    options, one = grid.runtime.dot_options, convolves(model, loss, spec(args))
+    if one:  # a convolutional network: one point per call, and no dot options
+        grid, options = one_point_per_call(grid), ()
     with torch_matmul_precision():
         if dots and options and all(d.platform == "cpu" for d in grid.devices):
             result = _with_options(kernel, model, loss, args, grid, options, kw)
             if result is not None:
                 return result, _Again(kernel, tuple(options), kw["width"], kw["items"])
-        return _grid.run(kernel, args, grid, **kw), _Again(kernel, (), kw["width"], kw["items"])
+        return (_grid.run(kernel, args, grid, **kw),
+                _Again(kernel, (), kw["width"], kw["items"], one))
 
 
 class _Again(NamedTuple):
@@ -169,8 +192,11 @@ class _Again(NamedTuple):
     options: tuple  # XLA compiler options, ((name, value), ...)
     width: int
     items: int | None
+    one_point: bool = False  # one grid point per call (`one_point_per_call`)
 
     def __call__(self, args, grid: _grid.Grid):
+        if self.one_point:
+            grid = one_point_per_call(grid)
         with torch_matmul_precision():
             return _grid.run(self.kernel, args, grid, width=self.width, items=self.items,
                              options=self.options)
