@@ -166,7 +166,8 @@ def loss_surface(
       block: grid points per block (default: from the layout's workspace, at most a whole
         call of the runtime's ``chunk_points``).
       out: optional C-contiguous (nb, na) numpy array (or ``np.memmap``) to write into.
-      progress: optional callable, called with the number of points done after each chunk.
+      progress: optional callable, called with the number of points done after each chunk
+        (with a `Stream`, for each batch: a whole surface is points times batches).
       keep_on_device: return a `jax.Array` left where it was computed, with no copy to the
         host (``np.asarray`` of it is then the one transfer). None (default): on accelerators
         when `out` is None; on the CPU a numpy array, which costs nothing there. With `out`
