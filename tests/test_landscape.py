@@ -317,8 +317,9 @@ def _big_run(folder, limit_mb, what):
 
 @pytest.mark.slow
 def test_a_cnn_surface_over_a_memmap_larger_than_the_memory_limit(tmp_path):
-    """2.1 GB of images in a memmap, under a 600 MB limit on the process's private memory:
-    the file is 64 images repeated, so its surface is the 64 images' surface in memory."""
+    """2.1 GB of images in a memmap, under a 1 GB limit on the process's private memory (JAX
+    and XLA alone take about 0.25 GB, and their thread arenas vary from run to run): the file
+    is 64 images repeated, so its surface is the 64 images' surface in memory."""
     reps = 2**17  # 64 * 2**17 images of 1 x 8 x 8 float32: 2.1 GB
     rng = np.random.default_rng(0)
     sub_x = rng.normal(size=(64, 1, 8, 8)).astype(np.float32)
@@ -335,8 +336,8 @@ def test_a_cnn_surface_over_a_memmap_larger_than_the_memory_limit(tmp_path):
         xs._mmap.madvise(__import__("mmap").MADV_DONTNEED)  # keep this process's RSS small too
     size = xs.nbytes
     del xs, ys
-    limit = 600
-    assert size > 3 * limit * 2**20
+    limit = 1024
+    assert size > 2 * limit * 2**20
     big, small = _big_run(tmp_path, limit, "memmap"), _big_run(tmp_path, limit, "subset")
     np.testing.assert_allclose(big["z"], small["z"], rtol=1e-5)
     assert big["rss"] < limit  # the file's pages were not held either
