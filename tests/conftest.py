@@ -45,3 +45,13 @@ settings.register_profile("ci", max_examples=12, derandomize=True, deadline=None
 settings.register_profile("thorough", max_examples=2000, deadline=None, print_blob=True,
                           phases=_PHASES)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compiled_programs_dropped_after_each_module():
+    """Drop JAX's compiled programs after each test file. Each executable holds several memory
+    maps; kept for the whole run, the suite's thousands of them approach the kernel's limit on a
+    process's maps (vm.max_map_count, 65530), and XLA's compiler then segfaults (three full
+    runs died so in tests/test_property_parity.py once the landscape tests were added)."""
+    yield
+    jax.clear_caches()
