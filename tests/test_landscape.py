@@ -337,7 +337,7 @@ def test_a_cnn_surface_over_a_memmap_larger_than_the_memory_limit(tmp_path):
     size = xs.nbytes
     del xs, ys
     limit = 1024
-    assert size > 2 * limit * 2**20
+    assert size >= 2 * limit * 2**20  # the file is at least twice the limit
     big, small = _big_run(tmp_path, limit, "memmap"), _big_run(tmp_path, limit, "subset")
     np.testing.assert_allclose(big["z"], small["z"], rtol=1e-5)
     assert big["rss"] < limit  # the file's pages were not held either
