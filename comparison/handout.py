@@ -12,7 +12,14 @@ The code is read from the packages' own source with `inspect` when the page is b
 is the code that ran and cannot drift from it; `CODE` is the one table that says which
 functions each step shows, and which figures. It is highlighted by pygments. Everything the
 page needs is inside it: the figures as base64 PNG ``data:`` URLs, the CSS (with a print
-style sheet) inline, system fonts, no script: it makes no network request.
+style sheet) inline, system fonts, its scripts inline: it makes no network request.
+
+Its script (``handout.js``, beside this file) adds what a printed page cannot have: a switch
+that shows every step's code as torch, JAX or both side by side (the choice kept in the
+browser's local storage, so it survives a reload; print shows both), and the two 3-D loss
+surfaces drawn on canvases that turn with the mouse or the arrow keys (`turning_surfaces`; print
+keeps the static figures). `comparison.explorer` adds the optimizer explorer. Without
+JavaScript the page is today's: both code columns and the figures.
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ import html as _html
 import importlib
 import inspect
 import os
+import json
 import time
+from importlib import resources
 from typing import NamedTuple
 
 from functional_fit import registry
@@ -420,6 +429,30 @@ table.results th:first-child { width: 6rem; }
 table.results .diff { width: 8rem; white-space: nowrap; }
 footer { margin-top: 3rem; padding-top: 1rem; border-top: 1px solid var(--rule);
          color: var(--muted); font-size: .85rem; }
+.codeview { position: sticky; top: 0; z-index: 5; display: flex; gap: .8rem; align-items: center;
+            justify-content: flex-end; padding: .35rem .8rem; margin: 0 -2rem; background: rgba(255,255,255,.95);
+            border-bottom: 1px solid var(--rule); font-size: .9rem; }
+.codeview fieldset { border: none; margin: 0; padding: 0; display: flex; gap: .6rem; }
+.codeview legend { float: left; margin-right: .5rem; color: var(--muted); }
+html[data-code="torch"] .sidebyside .column.jax, html[data-code="jax"] .sidebyside .column.torch
+  { display: none; }
+html[data-code="torch"] .sidebyside, html[data-code="jax"] .sidebyside
+  { grid-template-columns: minmax(0, 1fr); }
+canvas.turn { display: block; margin: .5rem auto 0; max-width: 100%; cursor: grab;
+              border: 1px solid var(--rule); border-radius: 6px; background: #fbfbfc; }
+canvas.turn:focus, #ex-canvas:focus { outline: 3px solid var(--jax); }
+p.turn-hint { text-align: center; margin: .2rem 0 0; font-size: .8rem; color: var(--muted); }
+section.explorer { border-top: 2px solid var(--rule); padding-top: 1.2rem; margin-top: 2rem; }
+section.explorer h2 { font-size: 1.35rem; margin: 0 0 .2rem; }
+section.explorer h2 .name { font-family: ui-monospace, Menlo, Consolas, "DejaVu Sans Mono", monospace;
+                            font-size: .85em; color: var(--muted); font-weight: 500; }
+.ex-controls { display: flex; flex-wrap: wrap; gap: .6rem 1.2rem; align-items: center;
+               margin: .6rem 0; font-size: .9rem; }
+.ex-controls output { font-family: ui-monospace, Menlo, Consolas, monospace; min-width: 5rem;
+                      display: inline-block; }
+#ex-canvas { display: block; max-width: 100%; border: 1px solid var(--rule); border-radius: 6px; }
+p.ex-status { margin: .3rem 0; font-size: .9rem; }
+section.explorer.live p.ex-static { display: none; }
 @media (max-width: 900px) {
   main { padding: 1rem; }
   .sidebyside, .overview { grid-template-columns: minmax(0, 1fr); }
@@ -440,35 +473,16 @@ footer { margin-top: 3rem; padding-top: 1rem; border-top: 1px solid var(--rule);
   figure img { max-height: 120mm; width: auto; max-width: 100%; margin: 0 auto; }
   * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
   a { color: inherit; text-decoration: none; }
+  .codeview, canvas.turn, p.turn-hint, section.explorer { display: none !important; }
+  .sidebyside .column.torch, .sidebyside .column.jax { display: block !important; }
+  .sidebyside { grid-template-columns: minmax(0, 1fr) minmax(0, 1fr) !important; }
 }
 """
 
 
-def html(result, figures_png: dict, *, title: str = "The gradient-descent lecture in torch "
-         "and in JAX", env: dict | None = None, export: Export | None = None) -> str:
-    """The handout page of a lecture run, as one self-contained HTML document.
-
-    Args:
-      result: a `comparison.lecture.LectureResult` (both sides run).
-      figures_png: figure name -> PNG bytes (`comparison.figures.run_with_figures`, or
-        `figures.png` of each `lecture_figures` figure); a figure that is missing is left out.
-      title: the page's title.
-      env: versions and machine (`environment()` by default).
-      export: the torch model and its export shown after the steps (`exported()` by default).
-
-    Returns:
-      The page: UTF-8 HTML with no external reference, every step of `STEPS` that was run in
-      order, each a ``<section class="step" id="step-NAME">`` holding a torch and a JAX code
-      column, the results table and its figures; then ``<section class="export"
-      id="export">``, the torch model beside the jaxpr of its export.
-    """
-    env = environment() if env is None else env
-    export = exported() if export is None else export
+def _header(title: str, result, env: dict) -> str:
     esc = _html.escape
-    meta = result.data
-    parts = []
-    steps = [name for name in STEPS if name in result.steps]
-    parts.append(f"""<header>
+    return f"""<header>
 <h1>{esc(title)}</h1>
 <p class="lead">Every step of the lecture run twice: in torch (the package <code>parity</code>,
 written the way torch users write it) and in JAX (<code>functional_fit</code>, pure functions).
@@ -476,16 +490,79 @@ Each step shows the code that ran, read from the packages' own source when this 
 and what each framework computed; <a href="#export">the last section</a> shows the lecture's
 torch model as a JAX function.</p>
 <dl class="meta">
-<dt>data</dt><dd>{esc(describe_data(meta))}</dd>
+<dt>data</dt><dd>{esc(describe_data(result.data))}</dd>
 <dt>precision</dt><dd>{esc(result.dtype)}</dd>
 <dt>versions</dt><dd>Python {esc(env['python'])}, jax {esc(env['jax'])}, optax {esc(env['optax'])}, torch {esc(env['torch'])}, numpy {esc(env['numpy'])}</dd>
 <dt>machine</dt><dd>{esc(env['machine'])}; JAX devices: {esc(env['jax devices'])}</dd>
 <dt>made</dt><dd>{esc(time.strftime('%Y-%m-%d %H:%M'))} by <code>functional-fit lecture</code></dd>
 </dl>
-</header>""")
+</header>"""
+
+
+#: The code view switch: every step's code as torch, JAX, or both side by side.
+CODE_VIEWS = ("torch", "both", "jax")
+_VIEW_LABELS = {"torch": "torch", "both": "both side by side", "jax": "JAX"}
+
+
+def _code_switch() -> str:
+    radios = "".join(
+        f'<label><input type="radio" name="codeview" value="{v}"'
+        f'{" checked" if v == "both" else ""}> {_VIEW_LABELS[v]}</label>' for v in CODE_VIEWS)
+    return (f'<div class="codeview"><fieldset><legend>code</legend>{radios}</fieldset></div>')
+
+
+#: The 3-D surfaces that turn: figure name -> the loss of `functional_fit.explorer.LOSSES`.
+TURNING = {"mse_surface": "mse", "l1_surface": "l1"}
+#: Grid points per side of a turning surface.
+TURNING_GRID = 41
+
+
+def turning_surfaces(x, y, grid: int = TURNING_GRID) -> dict:
+    """The data of the page's turning 3-D surfaces: the linear model's MSE and L1 over the
+    analytic MSE line's parameters plus or minus 1, the grid of the static figures
+    ``mse_surface`` and ``l1_surface``. Figure name -> ``{"grid": G, "z": base64 float32
+    (G, G)}``, ``z[j, i]`` at slope j, intercept i."""
+    import numpy as np
+
+    from functional_fit import explorer, ols
+    from functional_fit.precision import float64
+
+    with float64():
+        centre = np.asarray(ols.ols(np.asarray(x, np.float64), np.asarray(y, np.float64)))
+    _, _, z = explorer.surfaces(x, y, centre, np.ones(2), points=grid)  # (2, G, G)
+    names = list(explorer.LOSSES)
+    return {fig: {"grid": grid, "z": base64.b64encode(
+        np.ascontiguousarray(z[names.index(loss)], np.float32).tobytes()).decode("ascii")}
+        for fig, loss in TURNING.items()}
+
+
+def _turning(body: str, surfaces: dict) -> str:
+    """`body` with a turning canvas after the static image of each figure in `surfaces`."""
+    for name in surfaces:
+        marker = f'<figure class="wide" data-figure="{name}">'
+        at = body.find(marker)
+        if at < 0:
+            continue
+        end = body.index("<figcaption>", at)
+        canvas = (f'<canvas class="turn" data-surface="{name}" width="560" height="400" '
+                  f'tabindex="0" role="img" aria-label="{name}: drag or use the arrow keys '
+                  'to turn it"></canvas><p class="turn-hint">Drag the surface, or focus it '
+                  "and use the arrow keys, to turn it.</p>")
+        body = body[:end] + canvas + body[end:]
+    return body
+
+
+def script() -> str:
+    """The page's own script (``handout.js``), as the page inlines it."""
+    return resources.files("comparison").joinpath("handout.js").read_text(encoding="utf-8")
+
+
+def _steps(result, figures_png: dict) -> list:
+    esc = _html.escape
+    steps = [name for name in STEPS if name in result.steps]
     intro = [_figure(n, figures_png[n]) for n in INTRO_FIGURES if n in figures_png]
-    parts.append(f'<div class="overview">{_summary(result, steps)}'
-                 f'<div class="figures intro">{"".join(intro)}</div></div>')
+    parts = [f'<div class="overview">{_summary(result, steps)}'
+             f'<div class="figures intro">{"".join(intro)}</div></div>']
     for i, name in enumerate(steps, 1):
         part, step = CODE[name], result.steps[name]
         figs = [_figure(n, figures_png[n]) for n in part.figures if n in figures_png]
@@ -497,6 +574,41 @@ torch model as a JAX function.</p>
             f'<div class="sidebyside">{_code_column("torch", part.torch)}'
             f'{_code_column("jax", part.jax)}</div>'
             f"{_results_table(name, step)}{figs_html}</section>")
+    return parts
+
+
+def html(result, figures_png: dict, *, title: str = "The gradient-descent lecture in torch "
+         "and in JAX", env: dict | None = None, export: Export | None = None,
+         explorer: dict | None = None, surfaces: dict | None = None) -> str:
+    """The handout page of a lecture run, as one self-contained HTML document.
+
+    Args:
+      result: a `comparison.lecture.LectureResult` (both sides run).
+      figures_png: figure name -> PNG bytes (`comparison.figures.run_with_figures`, or
+        `figures.png` of each `lecture_figures` figure); a figure that is missing is left out.
+      title: the page's title.
+      env: versions and machine (`environment()` by default).
+      export: the torch model and its export shown after the steps (`exported()` by default).
+      explorer: `comparison.explorer.data` of the run's data: the optimizer explorer, after
+        the steps; None leaves it out.
+      surfaces: `turning_surfaces` of the run's data: the 3-D surfaces that turn; None leaves
+        them out (the static figures stay).
+
+    Returns:
+      The page: UTF-8 HTML with no external reference, every step of `STEPS` that was run in
+      order, each a ``<section class="step" id="step-NAME">`` holding a torch and a JAX code
+      column, the results table and its figures; then the explorer ``<section
+      class="explorer" id="explorer">`` when given; then ``<section class="export"
+      id="export">``, the torch model beside the jaxpr of its export.
+    """
+    from comparison import explorer as page_explorer
+
+    env = environment() if env is None else env
+    export = exported() if export is None else export
+    esc = _html.escape
+    parts = [_code_switch(), _header(title, result, env), *_steps(result, figures_png)]
+    if explorer is not None:
+        parts.append(page_explorer.section(explorer))
     parts.append(_export_section(export))
     parts.append('<footer>Made by <code>functional-fit lecture</code> '
                  "(<code>comparison.handout</code>). The page is self-contained: it "
@@ -505,6 +617,8 @@ torch model as a JAX function.</p>
     wide = ("mse_surface", "l1_surface")  # two panels side by side: give them the full width
     for n in wide:
         body = body.replace(f'<figure data-figure="{n}">', f'<figure class="wide" data-figure="{n}">')
+    body = _turning(body, surfaces or {})
+    data = json.dumps(surfaces or {}, separators=(",", ":"))
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -519,6 +633,8 @@ torch model as a JAX function.</p>
 <main>
 {body}
 </main>
+<script type="application/json" id="surfaces-data">{data}</script>
+<script>{script()}</script>
 </body>
 </html>
 """
@@ -532,5 +648,6 @@ def write(path, result, figures_png: dict, **kwargs) -> None:
         fh.write(page)
 
 
-__all__ = ["CODE", "Export", "Part", "Source", "describe_data", "environment", "exported",
-           "html", "resolve", "source", "write"]
+__all__ = ["CODE", "CODE_VIEWS", "Export", "Part", "Source", "TURNING", "describe_data",
+           "environment", "exported", "html", "resolve", "script", "source",
+           "turning_surfaces", "write"]

@@ -41,8 +41,8 @@ import importlib
 __version__ = "0.1.0"
 
 #: The package's modules, loaded on first use (``functional_fit.fit``).
-_MODULES = ("autodiff", "checks", "data", "engine", "fit", "hessian", "losses", "models",
-            "modules", "nn", "ols", "optim", "plot", "precision", "registry", "runtime",
+_MODULES = ("autodiff", "checks", "data", "engine", "explorer", "fit", "hessian", "losses",
+            "models", "modules", "nn", "ols", "optim", "plot", "precision", "registry", "runtime",
             "streams", "surface", "sweep", "tables", "taps", "tolerances")
 #: Names re-exported from a module, loaded on first use (``functional_fit.lecture_data``).
 _NAMES = {

@@ -40,6 +40,9 @@ def add_parser(sub):
     p.add_argument("--html", metavar="FILE", type=output_file("--html"),
                    help="write only the handout page: one self-contained HTML file, the code "
                    "of both frameworks side by side, results and figures")
+    p.add_argument("--no-explorer", action="store_true",
+                   help="leave the optimizer explorer (six optimizers' precomputed paths in "
+                   "JAX and torch, about 1.4 MB) out of the handout page")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     return p
 
@@ -146,7 +149,17 @@ def _compute(args, x, y, meta):
         raise InputError(f"{option}: {exc}") from None
 
 
-def _write(args, doc: dict, result, pngs) -> list:
+def _page_parts(args, x, y) -> dict:
+    """What the handout page shows beyond the run: the export, the turning surfaces and (unless
+    ``--no-explorer``) the optimizer explorer; made once for both pages."""
+    from comparison import explorer, handout
+
+    return {"export": handout.exported(), "surfaces": handout.turning_surfaces(x, y),
+            "explorer": None if args.no_explorer else explorer.data(
+                x, y, order_seed=args.order_seed)}
+
+
+def _write(args, doc: dict, result, pngs, x, y) -> list:
     """Write ``--out DIR`` and ``--html FILE`` together (`files.together`): both, or neither.
 
     Returns the figures' paths in DIR (empty without ``--out``).
@@ -156,15 +169,15 @@ def _write(args, doc: dict, result, pngs) -> list:
     from comparison import figures as lecture_figures, handout
 
     figures = []
-    export = handout.exported()  # the lecture's model and its jaxpr: once, for both pages
+    parts = _page_parts(args, x, y)
     with together() as outputs:  # each to its temporary; renamed into place when all are written
         if args.out:
             out = outputs.folder(args.out)
             write_text(Path(out) / "results.json", json_text(doc, indent=2) + "\n")
             figures = lecture_figures.write_pngs(pngs, out)
-            handout.write(Path(out) / "index.html", result, pngs, export=export)
+            handout.write(Path(out) / "index.html", result, pngs, **parts)
         if args.html:
-            handout.write(outputs.file(args.html), result, pngs, export=export)
+            handout.write(outputs.file(args.html), result, pngs, **parts)
     return figures
 
 
@@ -185,7 +198,7 @@ def run(args) -> int:
 
     result, pngs = _compute(args, x, y, meta)
     doc = result.to_json()
-    figures = _write(args, doc, result, pngs)
+    figures = _write(args, doc, result, pngs, x, y)
     if args.json:
         print(json_text(doc))
         return 0

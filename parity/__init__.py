@@ -24,7 +24,7 @@ from parity.models import PolynomialModel, SimpleLinearModel, SineModel
 
 
 #: Submodules loaded on first use: torch.export's machinery, flax and equinox are heavy.
-LAZY = ("surface", "sweep", "export", "ops", "modules", "flax_params", "testing")
+LAZY = ("surface", "sweep", "export", "ops", "modules", "flax_params", "testing", "explorer")
 
 
 def __getattr__(name):
@@ -50,6 +50,7 @@ __all__ = [
     "autodiff",
     "data",
     "dropout",
+    "explorer",
     "export",
     "fit",
     "flax_params",

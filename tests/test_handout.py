@@ -26,6 +26,7 @@ import pytest
 import functional_fit as ff
 from functional_fit_cli import main
 from comparison import figures, handout, lecture
+from functional_fit import explorer
 from parity import export
 from tests import browser
 
@@ -62,7 +63,8 @@ def test_out_writes_the_page_and_html_writes_only_the_page(built):
 
 def test_the_page_is_self_contained(built):
     text = (built[0] / "index.html").read_text(encoding="utf-8")
-    assert "<script" not in text
+    assert not re.search(r"<script[^>]*\bsrc\s*=", text)  # scripts inline only
+    assert text.count("<script") == 4  # the explorer's data and script, the page's data and script
     assert not re.search(r"""(src|href)=["'](?!data:|#)""", text)  # only data: URLs and anchors
     assert not re.search(r"https?://|@import|url\(", text.split("<body>")[0])  # the <head>, CSS
     assert "@media print" in text
@@ -170,6 +172,24 @@ def test_two_processes_give_the_numbers_and_figures_of_one():
         assert figures.png(fig) == pngs[name], name
 
 
+def test_no_explorer_leaves_the_explorer_out_and_keeps_the_rest(tmp_path, capsys):
+    page = tmp_path / "page.html"
+    assert main(["lecture", "--n", "12", "--html", str(page), "--no-explorer", "--json"]) == 0
+    capsys.readouterr()
+    text = page.read_text(encoding="utf-8")
+    assert 'id="explorer"' not in text and "explorer-data" not in text
+    assert 'name="codeview"' in text and 'data-surface="mse_surface"' in text
+
+
+def test_the_explorer_is_in_the_page(built):
+    text = (built[0] / "index.html").read_text(encoding="utf-8")
+    assert text.index('id="step-adam_abs_poly12"') < text.index('id="explorer"') < text.index(
+        'id="export"')
+    data = json.loads(text.split('id="explorer-data">')[1].split("</script>")[0])
+    assert [o["name"] for o in data["optimizers"]] == list(explorer.OPTIMIZERS)
+    assert data["lrCount"] >= 24 and 100 <= data["steps"] <= 500 and len(data["starts"]) >= 3
+
+
 # --------------------------------------------------------------------------- in a browser
 
 
@@ -258,3 +278,113 @@ def test_html_refuses_an_empty_name_or_a_directory(html, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out == "" and len(err.strip().splitlines()) == 1 and "--html" in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- what a student does
+
+
+def _pixels(page, selector: str) -> str:
+    """What the canvas shows, as a PNG data URL."""
+    return page.eval_on_selector(selector, "c => c.toDataURL()")
+
+
+def _marker(page):
+    return page.eval_on_selector("#ex-canvas", "c => [c.dataset.step, c.dataset.markerX, "
+                                 "c.dataset.markerY]")
+
+
+def test_browser_the_learning_rate_slider_changes_the_path(browser_page):
+    page = browser_page[0]
+    page.wait_for_selector("#explorer.live")
+    page.select_option("#ex-optimizer", str(list(explorer.OPTIMIZERS).index("adam")))
+    page.select_option("#ex-start", "1")
+    before, drawn = page.eval_on_selector("#ex-canvas", "c => c.dataset.path"), _pixels(
+        page, "#ex-canvas")
+    page.focus("#ex-lr")
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")  # the keyboard moves the slider
+    after = page.eval_on_selector("#ex-canvas", "c => c.dataset.path")
+    assert int(after) == int(before) + 3  # three learning rates on
+    assert _pixels(page, "#ex-canvas") != drawn
+    assert page.inner_text("#ex-lr-value") != ""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#explorer").screenshot(path=str(ARTIFACTS / "explorer.png"))
+
+
+def test_browser_stepping_moves_the_marker_forward_and_back(browser_page):
+    page = browser_page[0]
+    page.wait_for_selector("#explorer.live")
+    page.select_option("#ex-optimizer", str(list(explorer.OPTIMIZERS).index("momentum")))
+    page.select_option("#ex-start", "2")
+    page.click("#ex-first")
+    start = _marker(page)
+    assert start[0] == "0"
+    for _ in range(5):
+        page.click("#ex-forward")
+    five = _marker(page)
+    assert five[0] == "5" and five[1:] != start[1:]
+    page.focus("#ex-canvas")
+    page.keyboard.press("ArrowLeft")  # the canvas steps with the arrow keys
+    assert _marker(page)[0] == "4"
+    page.click("#ex-back")
+    page.click("#ex-forward")
+    assert _marker(page)[0] == "4"
+    page.click("#ex-forward")
+    assert _marker(page) == five  # the same step draws the same marker
+    assert "torch.optim.SGD" in page.inner_text("#ex-agree")
+
+
+def test_browser_code_tabs_hold_across_a_reload(browser_page):
+    page = browser_page[0]
+    jax_col, torch_col = (page.locator(f"section#step-ols .column.{side}")
+                          for side in ("jax", "torch"))
+    assert jax_col.is_visible() and torch_col.is_visible()
+    page.check('input[name="codeview"][value="torch"]')
+    assert torch_col.is_visible() and not jax_col.is_visible()
+    assert not page.locator("section#step-gd_abs_quad .column.jax").is_visible()  # every block
+    page.reload(wait_until="load")
+    assert page.is_checked('input[name="codeview"][value="torch"]')
+    assert torch_col.is_visible() and not jax_col.is_visible()
+    page.emulate_media(media="print")
+    try:
+        assert jax_col.is_visible() and torch_col.is_visible()  # printing shows both
+        assert not page.locator("#explorer").is_visible()
+    finally:
+        page.emulate_media(media="screen")
+    page.check('input[name="codeview"][value="jax"]')
+    assert jax_col.is_visible() and not torch_col.is_visible()
+    page.check('input[name="codeview"][value="both"]')
+    page.reload(wait_until="load")
+    assert jax_col.is_visible() and torch_col.is_visible()
+
+
+def test_browser_a_3d_surface_turns(browser_page):
+    page = browser_page[0]
+    canvas = page.locator('canvas[data-surface="mse_surface"]')
+    canvas.scroll_into_view_if_needed()
+    view = canvas.evaluate("c => [c.dataset.azimuth, c.dataset.elevation]")
+    drawn = _pixels(page, 'canvas[data-surface="mse_surface"]')
+    box = canvas.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 80, y + 20, steps=5)
+    page.mouse.up()
+    turned = canvas.evaluate("c => [c.dataset.azimuth, c.dataset.elevation]")
+    assert float(turned[0]) == pytest.approx(float(view[0]) + 0.8)
+    assert float(turned[1]) == pytest.approx(float(view[1]) + 0.2)
+    assert _pixels(page, 'canvas[data-surface="mse_surface"]') != drawn
+    canvas.focus()
+    page.keyboard.press("ArrowLeft")
+    assert float(canvas.evaluate("c => c.dataset.azimuth")) == pytest.approx(float(turned[0]) - 0.1)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator('figure[data-figure="mse_surface"]').screenshot(
+        path=str(ARTIFACTS / "surface-turned.png"))
+
+
+def test_browser_no_error_and_no_request_after_all_that(browser_page):
+    """After the slider, the steps, the tabs, two reloads and the turning (the tests above):
+    still no console error, and nothing asked of the network."""
+    page, url, requests, errors = browser_page
+    assert errors == []
+    assert [r for r in requests if r != url and not r.startswith("data:")] == []
