@@ -106,13 +106,21 @@ def _jax_fit(step: Step, x, y, order, params_dtype):
     return {"params": _floats(res.params), "loss": loss}, res.path
 
 
+@jax.jit
+def _mse_linear(w, x, y):
+    return losses.mse(models.linear(w, x), y)
+
+
+_l1_linear_value_and_grad = jax.jit(jax.value_and_grad(
+    lambda w, x, y: losses.l1(models.linear(w, x), y)))
+
+
 def _jax_step(name, x, y, pol):
     if name == "ols":
         w = ols.ols(x, y)
-        return {"params": _floats(w), "loss": float(losses.mse(models.linear(w, x), y))}
+        return {"params": _floats(w), "loss": float(_mse_linear(w, x, y))}
     if name == "l1_at_zero":
-        w0 = jnp.zeros(2, dtype=pol.params)
-        value, g = jax.value_and_grad(lambda w: losses.l1(models.linear(w, x), y))(w0)
+        value, g = _l1_linear_value_and_grad(jnp.zeros(2, dtype=pol.params), x, y)
         return {"value": float(value), "grad": _floats(g)}
     if name == "autodiff":
         value, grad = autodiff.value_and_grad(1.0)

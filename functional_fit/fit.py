@@ -555,7 +555,13 @@ def n_steps(n: int, epochs: int, batch_size: int) -> int:
 def full_loss(w, x, y, *, model=_models.linear, loss=_losses.l1):
     """The loss of parameters `w` on the whole data, as a Python float."""
     model, loss = registry.resolve(model, loss)
-    return float(loss(model(jax.tree.map(jnp.asarray, w), jnp.asarray(x)), jnp.asarray(y)))
+    return float(_full_loss(jax.tree.map(jnp.asarray, w), jnp.asarray(x), jnp.asarray(y),
+                            model=model, loss=loss))
+
+
+@functools.partial(jax.jit, static_argnames=("model", "loss"))
+def _full_loss(w, x, y, *, model, loss):
+    return loss(model(w, x), y)
 
 
 def as_numpy(result: FitResult) -> FitResult:

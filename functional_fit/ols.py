@@ -5,6 +5,7 @@ Pure JAX functions of the data; the torch twins are in `parity.ols`.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from functional_fit import checks as _checks
@@ -45,7 +46,12 @@ def ols(x, y):
     x, y = _checks.data(x, y)
     check_array_dtype("x", x)
     _checks.least_squares_data(x, y)
-    x, y = jnp.asarray(x), jnp.asarray(y)
+    return _ols(jnp.asarray(x), jnp.asarray(y))
+
+
+@jax.jit
+def _ols(x, y):
+    """`ols` of checked data, one compiled program: (n,), (n,) -> (2,)."""
     return jnp.stack([intercept(x, y), slope(x, y)])
 
 

@@ -16,6 +16,8 @@ output:
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -34,6 +36,10 @@ _WARNING = re.compile(r"Error (reading|writing) persistent compilation cache ent
 #: program's name, "-", and a 64-digit hex hash.
 _SUFFIXES = ("-cache", "-atime")
 _HASH = re.compile(r"-[0-9a-f]{64}")
+
+
+#: The packages whose source decides a kept result (`source_hash`).
+SOURCES = ("functional_fit", "parity", "comparison")
 
 
 def cache_dir() -> Path:
@@ -147,4 +153,53 @@ def used(no_cache: bool, say: Callable[[str], None]):
                     f"their {removed} file(s) were removed, to be compiled afresh next time")
 
 
-__all__ = ["MIN_FREE", "cache_dir", "entries_of", "problem", "repair", "used"]
+def source_hash(packages=SOURCES) -> str:
+    """SHA-256 of every ``.py`` file of `packages` and the versions of jax, optax, torch and
+    numpy: a result kept under it is one these sources and libraries computed."""
+    import importlib
+    from importlib import metadata
+
+    digest = hashlib.sha256()
+    for name in ("jax", "jaxlib", "optax", "torch", "numpy"):
+        digest.update(f"{name}={metadata.version(name)};".encode())
+    for package in packages:
+        root = Path(importlib.import_module(package).__file__).parent
+        for path in sorted(root.rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def kept(name: str, key: bytes, make: Callable[[], dict], folder: Path | None) -> dict:
+    """`make()`, a JSON-ready dict, kept in `folder` under `name` and the hash of `key` and of
+    the sources (`source_hash`), so that a later run with the same key reads it instead of
+    computing it again; `folder` None (``--no-cache``, or no usable cache) always computes.
+
+    The file is written to a temporary name and renamed, so a run stopped half-way leaves
+    nothing half-written; a kept file that cannot be read is computed and written again.
+    """
+    if folder is None:
+        return make()
+    digest = hashlib.sha256(key + source_hash().encode()).hexdigest()
+    path = Path(folder) / f"{name}-{digest}.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    doc = make()
+    tmp = None
+    try:
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=folder, delete=False,
+                                         prefix=f".{name}-", suffix=".tmp") as fh:
+            tmp = fh.name
+            json.dump(doc, fh, separators=(",", ":"), allow_nan=False)
+        os.replace(tmp, path)
+    except (OSError, ValueError):  # unwritten, the next run computes it again: nothing more
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    return doc
+
+
+__all__ = ["MIN_FREE", "SOURCES", "cache_dir", "entries_of", "kept", "problem", "repair",
+           "source_hash", "used"]

@@ -211,7 +211,9 @@ def _run(args) -> int:
         import jax
 
         jax.config.update("jax_enable_x64", True)
-        with cache.used(args.no_cache, lambda line: print(f"{prog}: {line}", file=sys.stderr)):
+        with cache.used(args.no_cache,
+                        lambda line: print(f"{prog}: {line}", file=sys.stderr)) as folder:
+            args.cache_folder = folder  # None when off: a command's kept results (cache.kept)
             status = int(args._run(args) or 0)
         signals.check()  # a signal that Python dropped on its way
         sys.stdout.flush()  # a full or broken stdout fails here, not in the interpreter's exit

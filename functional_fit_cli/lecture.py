@@ -149,14 +149,28 @@ def _compute(args, x, y, meta):
         raise InputError(f"{option}: {exc}") from None
 
 
+def _explorer(args, x, y) -> dict:
+    """The optimizer explorer's page data (`comparison.explorer.data`), kept in the command
+    line's cache (`cache.kept`): it depends only on the data, the batch order's seed, the
+    sources and the libraries' versions, and a second run with the same reads it back."""
+    import numpy as np
+
+    from comparison import explorer
+    from functional_fit_cli import cache
+
+    x64, y64 = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    key = x64.tobytes() + b"|" + y64.tobytes() + f"|{args.order_seed}".encode()
+    return cache.kept("explorer", key, lambda: explorer.data(x64, y64, order_seed=args.order_seed),
+                      getattr(args, "cache_folder", None))
+
+
 def _page_parts(args, x, y) -> dict:
     """What the handout page shows beyond the run: the export, the turning surfaces and (unless
     ``--no-explorer``) the optimizer explorer; made once for both pages."""
-    from comparison import explorer, handout
+    from comparison import handout
 
     return {"export": handout.exported(), "surfaces": handout.turning_surfaces(x, y),
-            "explorer": None if args.no_explorer else explorer.data(
-                x, y, order_seed=args.order_seed)}
+            "explorer": None if args.no_explorer else _explorer(args, x, y)}
 
 
 def _write(args, doc: dict, result, pngs, x, y) -> list:
