@@ -378,16 +378,24 @@ def _pca(rows) -> tuple[Plane, list, jax.Array]:
     origin = rows[0][-1]  # (p,)
     d = jnp.concatenate([r - origin[None, :] for r in rows]) if len(rows) > 1 else (
         rows[0] - rows[0][-1:])  # (sum T_i, p)
-    _, s, vt = jnp.linalg.svd(d, full_matrices=True)  # vt (p, p)
+    uv, explained, coords = _principal(d)
+    split = np.cumsum([r.shape[0] for r in rows])[:-1]
+    return Plane(origin, uv[0], uv[1]), jnp.split(coords, split), explained
+
+
+@jax.jit
+def _principal(d):
+    """(uv (2, p), explained (2,), coordinates (T, 2)) of displacements d (T, p), one program."""
+    # vt (p, p): every right singular vector, even for fewer rows than p; the left ones only
+    # as many as there are columns (a full U of a 5001-step path is 5001 x 5001: 0.6 s)
+    _, s, vt = jnp.linalg.svd(d, full_matrices=d.shape[0] < d.shape[1])
     uv = vt[:2]  # (2, p)
     sign = jnp.where(d[0] @ uv.T < 0, -1, 1).astype(uv.dtype)  # (2,), from the first start
     uv = uv * sign[:, None]  # (2, p)
     total = jnp.sum(s**2)
     s2 = jnp.zeros(2, s.dtype).at[: min(2, s.shape[0])].set(s[:2] ** 2)  # (2,)
     explained = jnp.where(total > 0, s2 / jnp.where(total > 0, total, 1), 0)
-    coords = d @ uv.T  # (sum T_i, 2)
-    split = np.cumsum([r.shape[0] for r in rows])[:-1]
-    return Plane(origin, uv[0], uv[1]), jnp.split(coords, split), explained
+    return uv, explained, d @ uv.T
 
 
 def hessian_plane(model, loss, x, y, params, *, state=None, seed: int = 0,
