@@ -25,6 +25,7 @@ from importlib import resources
 import numpy as np
 
 from functional_fit import explorer as _jax
+from functional_fit.tolerances import TRAJECTORY_FLOAT64
 
 #: Stored steps per half-width of the window; int16 keeps four half-widths each way.
 RESOLUTION = 8192
@@ -109,7 +110,8 @@ def data(x, y, *, order_seed: int = 0) -> dict:
         "divergedAt": run.diverged_at.ravel().tolist(),
         "agreement": {"paths": int(diff.size), "finite_at_the_same_steps": int(finite.sum()),
                       "largest_relative": float(relative[finite].max()) if finite.any()
-                      else None},
+                      else None,
+                      "beyond_rounding": int((relative > TRAJECTORY_FLOAT64).sum())},
     }
 
 
@@ -117,6 +119,18 @@ def _select(id_: str, label: str, options) -> str:
     opts = "".join(f'<option value="{i}">{_html.escape(text)}</option>'
                    for i, text in enumerate(options))
     return f'<label>{label} <select id="{id_}">{opts}</select></label>'
+
+
+def _beyond(agree: dict) -> str:
+    """What the page says of the paths that part by more than float64 rounding."""
+    n = agree["beyond_rounding"]
+    if not n:
+        return "Every path agrees to float64 rounding."
+    return (f"{n} of them part by more than float64 rounding ({TRAJECTORY_FLOAT64:g} of the "
+            "path): RMSprop, Adagrad and Adam divide a gradient by its own size, so a gradient "
+            "that is 0 in exact arithmetic (the L1 loss on a batch with as many points above "
+            "the line as below) but not in the last bit of a sum (JAX's sums and torch's round "
+            "such a gradient differently) becomes a step.")
 
 
 def script() -> str:
@@ -141,7 +155,8 @@ in one compiled sweep per optimizer (<code>functional_fit.explorer</code>) and a
 (GD on all the data; the others on batches of {doc['batchSize']} in the seeded order both
 frameworks share). Over all {agree['paths']} paths, the largest difference between the two
 frameworks, relative to the path's size (or the window's, when larger), is {esc(largest)};
-{agree['finite_at_the_same_steps']} of them stay finite at the same steps in both.</p>
+{agree['finite_at_the_same_steps']} of them stay finite at the same steps in both.
+{_beyond(agree)}</p>
 <div class="ex-controls">
 {_select("ex-loss", "loss", [x["label"] for x in doc["losses"]])}
 {_select("ex-optimizer", "optimizer", opts)}

@@ -105,7 +105,9 @@ def settings(x, y, *, order_seed: int = 0) -> Settings:
     order_seed = _checks.nonnegative_int("order_seed", order_seed)
     with jax.enable_x64(True):
         centre = np.asarray(_ols.ols(x, y), np.float64)  # (2,)
-    half = WINDOW * np.array([np.std(y), np.std(y) / np.std(x)])
+    spread_y = float(np.std(y)) or 1.0  # a constant y still gets a window of width 3
+    spread_x = float(np.std(x)) or 1.0
+    half = WINDOW * np.array([spread_y, spread_y / spread_x])
     starts = np.array([[0.0, 0.0], *(centre + np.array(c) * half for c in CORNERS)])
     design = np.stack([np.ones_like(x), x], axis=1)  # (n, 2)
     lam = float(np.linalg.eigvalsh(2.0 * design.T @ design / n).max())
