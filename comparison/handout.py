@@ -430,7 +430,8 @@ table.results .diff { width: 8rem; white-space: nowrap; }
 footer { margin-top: 3rem; padding-top: 1rem; border-top: 1px solid var(--rule);
          color: var(--muted); font-size: .85rem; }
 .codeview { position: sticky; top: 0; z-index: 5; display: flex; gap: .8rem; align-items: center;
-            justify-content: flex-end; padding: .35rem .8rem; margin: 0 -2rem; background: rgba(255,255,255,.95);
+            justify-content: flex-end; padding: .35rem .8rem; margin: 0 -2rem;
+            background: rgba(255,255,255,.95);
             border-bottom: 1px solid var(--rule); font-size: .9rem; }
 .codeview fieldset { border: none; margin: 0; padding: 0; display: flex; gap: .6rem; }
 .codeview legend { float: left; margin-right: .5rem; color: var(--muted); }
@@ -444,7 +445,8 @@ canvas.turn:focus, #ex-canvas:focus { outline: 3px solid var(--jax); }
 p.turn-hint { text-align: center; margin: .2rem 0 0; font-size: .8rem; color: var(--muted); }
 section.explorer { border-top: 2px solid var(--rule); padding-top: 1.2rem; margin-top: 2rem; }
 section.explorer h2 { font-size: 1.35rem; margin: 0 0 .2rem; }
-section.explorer h2 .name { font-family: ui-monospace, Menlo, Consolas, "DejaVu Sans Mono", monospace;
+section.explorer h2 .name { font-family: ui-monospace, Menlo, Consolas, "DejaVu Sans Mono",
+                            monospace;
                             font-size: .85em; color: var(--muted); font-weight: 500; }
 .ex-controls { display: flex; flex-wrap: wrap; gap: .6rem 1.2rem; align-items: center;
                margin: .6rem 0; font-size: .9rem; }

@@ -149,7 +149,7 @@ def _compute(args, x, y, meta):
         raise InputError(f"{option}: {exc}") from None
 
 
-def _explorer(args, x, y) -> dict:
+def explorer_data(args, x, y) -> dict:
     """The optimizer explorer's page data (`comparison.explorer.data`), kept in the command
     line's cache (`cache.kept`): it depends only on the data, the batch order's seed, the
     sources and the libraries' versions, and a second run with the same reads it back."""
@@ -170,7 +170,7 @@ def _page_parts(args, x, y) -> dict:
     from comparison import handout
 
     return {"export": handout.exported(), "surfaces": handout.turning_surfaces(x, y),
-            "explorer": None if args.no_explorer else _explorer(args, x, y)}
+            "explorer": None if args.no_explorer else explorer_data(args, x, y)}
 
 
 def _write(args, doc: dict, result, pngs, x, y) -> list:

@@ -122,3 +122,83 @@ def test_only_the_named_entries_are_removed(tmp_path):
     assert cache.repair(tmp_path, ["jit_f"]) == 3  # every key of program jit_f
     assert cache.repair(tmp_path, [f"jit_g-{h1}"]) == 1  # one key
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"jit_fg-{h1}-cache", "notes.txt"]
+
+
+# --------------------------------------------------------------------------- kept results
+
+
+def test_kept_computes_once_and_reads_back(tmp_path):
+    calls = []
+
+    def make():
+        calls.append(1)
+        return {"paths": [1.5, 2.5], "name": "x"}
+
+    first = cache.kept("thing", b"key", make, tmp_path)
+    second = cache.kept("thing", b"key", make, tmp_path)
+    assert first == second == {"paths": [1.5, 2.5], "name": "x"} and len(calls) == 1
+    assert cache.kept("thing", b"other key", make, tmp_path) == first and len(calls) == 2
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 2 and all(f.startswith("thing-") and f.endswith(".json") for f in files)
+
+
+def test_kept_without_a_folder_always_computes(tmp_path):
+    calls = []
+    for _ in range(2):
+        cache.kept("thing", b"key", lambda: calls.append(1) or {"a": 1}, None)
+    assert len(calls) == 2
+
+
+def test_a_damaged_kept_file_is_computed_again(tmp_path):
+    cache.kept("thing", b"key", lambda: {"a": 1}, tmp_path)
+    (path,) = tmp_path.iterdir()
+    path.write_text('{"a": ', encoding="utf-8")  # cut short
+    assert cache.kept("thing", b"key", lambda: {"a": 2}, tmp_path) == {"a": 2}
+    assert cache.kept("thing", b"key", lambda: {"a": 3}, tmp_path) == {"a": 2}  # rewritten
+
+
+def test_a_folder_that_cannot_be_written_costs_only_the_keeping(tmp_path):
+    folder = tmp_path / "gone"  # never made: the write fails, the result is still returned
+    assert cache.kept("thing", b"key", lambda: {"a": 1}, folder) == {"a": 1}
+    assert not folder.exists()
+    # a result that is not strict JSON is returned, not kept, and nothing half-written is left
+    inf = {"a": float("inf")}
+    assert cache.kept("thing", b"key", lambda: inf, tmp_path) == inf
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_source_hash_follows_the_sources(tmp_path):
+    pkg = tmp_path / "pkg_for_hash"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("X = 1\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        before = cache.source_hash(("pkg_for_hash",))
+        assert cache.source_hash(("pkg_for_hash",)) == before
+        (pkg / "more.py").write_text("Y = 2\n")
+        assert cache.source_hash(("pkg_for_hash",)) != before
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("pkg_for_hash", None)
+
+
+def test_lecture_keeps_its_explorer_and_reads_it_back(tmp_path, monkeypatch):
+    """The lecture's explorer data is kept under its data and seed: the same data is read
+    back, other data or another seed is computed; without a cache folder it always is."""
+    import numpy as np
+
+    from comparison import explorer
+    from functional_fit_cli import lecture
+
+    calls = []
+    monkeypatch.setattr(explorer, "data", lambda x, y, order_seed: calls.append(
+        (len(x), order_seed)) or {"n": len(x), "seed": order_seed})
+    x, y = np.linspace(-1, 1, 7), np.arange(7.0)
+    args = types.SimpleNamespace(order_seed=0, cache_folder=tmp_path)
+    first, again = lecture.explorer_data(args, x, y), lecture.explorer_data(args, x, y)
+    assert first == again == {"n": 7, "seed": 0}
+    assert calls == [(7, 0)]
+    lecture.explorer_data(types.SimpleNamespace(order_seed=1, cache_folder=tmp_path), x, y)
+    lecture.explorer_data(args, x, y + 1)
+    lecture.explorer_data(types.SimpleNamespace(order_seed=0, cache_folder=None), x, y)
+    assert calls == [(7, 0), (7, 1), (7, 0), (7, 0)]

@@ -349,6 +349,8 @@ def test_browser_code_tabs_hold_across_a_reload(browser_page):
     try:
         assert jax_col.is_visible() and torch_col.is_visible()  # printing shows both
         assert not page.locator("#explorer").is_visible()
+        assert not page.locator("canvas.turn").first.is_visible()  # the static figures stay
+        assert page.locator('figure[data-figure="mse_surface"] img').is_visible()
     finally:
         page.emulate_media(media="screen")
     page.check('input[name="codeview"][value="jax"]')
@@ -376,7 +378,8 @@ def test_browser_a_3d_surface_turns(browser_page):
     assert _pixels(page, 'canvas[data-surface="mse_surface"]') != drawn
     canvas.focus()
     page.keyboard.press("ArrowLeft")
-    assert float(canvas.evaluate("c => c.dataset.azimuth")) == pytest.approx(float(turned[0]) - 0.1)
+    azimuth = float(canvas.evaluate("c => c.dataset.azimuth"))
+    assert azimuth == pytest.approx(float(turned[0]) - 0.1)
     ARTIFACTS.mkdir(exist_ok=True)
     page.locator('figure[data-figure="mse_surface"]').screenshot(
         path=str(ARTIFACTS / "surface-turned.png"))
