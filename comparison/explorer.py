@@ -27,6 +27,9 @@ import numpy as np
 from functional_fit import explorer as _jax
 from functional_fit.tolerances import TRAJECTORY_FLOAT64
 
+#: The most data points the command line computes an explorer for: its 864 paths cost about
+#: 2 s at the lecture's 100 points, and grow with the points (a full-batch step reads them all).
+MAX_POINTS = 10_000
 #: Stored steps per half-width of the window; int16 keeps four half-widths each way.
 RESOLUTION = 8192
 #: The stored value of a coordinate that is not finite.
@@ -181,5 +184,5 @@ aria-label="the loss's contour plot with the chosen optimizer's path; arrow keys
 </section>"""
 
 
-__all__ = ["LOSS_LABELS", "NOT_FINITE", "RESOLUTION", "START_LABELS", "data", "differences",
+__all__ = ["LOSS_LABELS", "MAX_POINTS", "NOT_FINITE", "RESOLUTION", "START_LABELS", "data", "differences",
            "pack", "script", "section", "unpack"]

@@ -166,11 +166,19 @@ def explorer_data(args, x, y) -> dict:
 
 def _page_parts(args, x, y) -> dict:
     """What the handout page shows beyond the run: the export, the turning surfaces and (unless
-    ``--no-explorer``) the optimizer explorer; made once for both pages."""
-    from comparison import handout
+    ``--no-explorer``, or more data than `comparison.explorer.MAX_POINTS`, which says so on
+    stderr) the optimizer explorer; made once for both pages."""
+    import sys
 
+    from comparison import explorer, handout
+
+    with_explorer = not args.no_explorer and len(x) <= explorer.MAX_POINTS
+    if not args.no_explorer and not with_explorer:
+        print(f"functional-fit lecture: note: the page leaves the optimizer explorer out: "
+              f"{len(x)} data points, more than {explorer.MAX_POINTS} (--no-explorer says so "
+              "quietly)", file=sys.stderr)
     return {"export": handout.exported(), "surfaces": handout.turning_surfaces(x, y),
-            "explorer": None if args.no_explorer else explorer_data(args, x, y)}
+            "explorer": explorer_data(args, x, y) if with_explorer else None}
 
 
 def _write(args, doc: dict, result, pngs, x, y) -> list:

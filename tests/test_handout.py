@@ -181,6 +181,19 @@ def test_no_explorer_leaves_the_explorer_out_and_keeps_the_rest(tmp_path, capsys
     assert 'name="codeview"' in text and 'data-surface="mse_surface"' in text
 
 
+def test_more_data_than_the_explorer_takes_leaves_it_out_and_says_so(tmp_path, capsys,
+                                                                    monkeypatch):
+    from comparison import explorer as page_explorer
+
+    monkeypatch.setattr(page_explorer, "MAX_POINTS", 11)
+    page = tmp_path / "page.html"
+    assert main(["lecture", "--n", "12", "--html", str(page), "--json"]) == 0
+    err = capsys.readouterr().err
+    assert "leaves the optimizer explorer out: 12 data points, more than 11" in err
+    assert len(err.strip().splitlines()) == 1
+    assert 'id="explorer"' not in page.read_text(encoding="utf-8")
+
+
 def test_the_explorer_is_in_the_page(built):
     text = (built[0] / "index.html").read_text(encoding="utf-8")
     assert text.index('id="step-adam_abs_poly12"') < text.index('id="explorer"') < text.index(
