@@ -482,15 +482,17 @@ section.explorer.live p.ex-static { display: none; }
 """
 
 
-def _header(title: str, result, env: dict) -> str:
+def _header(title: str, result, env: dict, explorer: bool) -> str:
     esc = _html.escape
+    play = (' <a href="#explorer">The explorer</a> lets you run six optimizers on the linear '
+            "model's surfaces, step by step, in both frameworks." if explorer else "")
     return f"""<header>
 <h1>{esc(title)}</h1>
 <p class="lead">Every step of the lecture run twice: in torch (the package <code>parity</code>,
 written the way torch users write it) and in JAX (<code>functional_fit</code>, pure functions).
 Each step shows the code that ran, read from the packages' own source when this page was made,
 and what each framework computed; <a href="#export">the last section</a> shows the lecture's
-torch model as a JAX function.</p>
+torch model as a JAX function.{play}</p>
 <dl class="meta">
 <dt>data</dt><dd>{esc(describe_data(result.data))}</dd>
 <dt>precision</dt><dd>{esc(result.dtype)}</dd>
@@ -608,7 +610,8 @@ def html(result, figures_png: dict, *, title: str = "The gradient-descent lectur
     env = environment() if env is None else env
     export = exported() if export is None else export
     esc = _html.escape
-    parts = [_code_switch(), _header(title, result, env), *_steps(result, figures_png)]
+    parts = [_code_switch(), _header(title, result, env, explorer is not None),
+             *_steps(result, figures_png)]
     if explorer is not None:
         parts.append(page_explorer.section(explorer))
     parts.append(_export_section(export))
