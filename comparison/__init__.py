@@ -11,7 +11,12 @@ The third of the project's four layers: it sits on both sides, and nothing below
   the figures) while torch's loops run in the first, where more than two cores make it pay;
 - `handout`  the lecture as one self-contained HTML page: each step's torch and JAX code side
   by side, results and figures, and the lecture's torch model beside the jaxpr of its export
-  (``functional-fit lecture --out DIR`` / ``--html FILE``);
+  (``functional-fit lecture --out DIR`` / ``--html FILE``), with code tabs and turning surfaces
+  (its script ``handout.js``);
+- `explorer` the page's optimizer explorer: six optimizers' paths in both frameworks, compared
+  and packed as page data, and its section (its script ``explorer.js``);
+- `browser`  headless Chromium, found, and the page printed to PDF
+  (``functional-fit handout --print``);
 - `compare`  `parity.compare`: your own torch module against your own JAX function, step by
   step, with the layer of the port to blame;
 - `layers`   each layer's output, and the loss's gradient with respect to it, JAX's against

@@ -31,7 +31,7 @@ import sys
 
 from functional_fit_cli import signals
 
-COMMANDS = ("lecture", "surface", "sweep", "parity", "compare")
+COMMANDS = ("lecture", "surface", "sweep", "parity", "compare", "handout")
 
 #: ASCII stand-ins for the few non-ASCII characters the tables print, for a terminal (or
 #: ``PYTHONIOENCODING=ascii``) that cannot encode them.

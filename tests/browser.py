@@ -8,22 +8,23 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 
 import pytest
 
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"]
-HOW_TO_GET_CHROMIUM = ("no Chromium found: install Debian's package (sudo apt-get install "
-                       "chromium), or set FUNCTIONAL_FIT_CHROMIUM to a Chrome or Chromium "
-                       "binary; and pip install playwright (the test extras)")
+from comparison.browser import CHROMIUM_FLAGS, HOW_TO_GET_CHROMIUM as _HOW, chromium
+
+HOW_TO_GET_CHROMIUM = _HOW + "; and pip install playwright (the test extras)"
 
 
-def chromium() -> str | None:
-    """The Chromium to drive: $FUNCTIONAL_FIT_CHROMIUM, or one on the PATH."""
-    return (os.environ.get("FUNCTIONAL_FIT_CHROMIUM") or shutil.which("chromium")
-            or shutil.which("chromium-browser") or shutil.which("google-chrome"))
+def require_chromium() -> str:
+    """The Chromium to run (no playwright needed); skips the test without one, except on CI,
+    where it fails saying how to get one."""
+    exe = chromium()
+    if exe is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the browser tests: {_HOW}")
+        pytest.skip(_HOW)
+    return exe
 
 
 @contextlib.contextmanager
