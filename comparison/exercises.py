@@ -130,9 +130,11 @@ class Result:
         lines = [f"{head}: {self.message}"]
         if self.case is not None:
             lines.append(f"  input ({self.case}, {self.dtype}): {self.inputs}")
-        for label, values in (("expected", self.expected), ("received", self.received)):
-            if values is not None:
-                lines.append(f"  {label}: {_show(self.exercise, values)}")
+        if self.expected is not None:
+            lines.append(f"  expected: {_show(self.exercise, self.expected)}   (from "
+                         f"{SOURCES[self.exercise]}, which agree)")
+        if self.received is not None:
+            lines.append(f"  received: {_show(self.exercise, self.received)}")
         if self.hint:
             lines.append(f"  hint: {self.hint}")
         return "\n".join(lines)
@@ -147,7 +149,6 @@ def _show(exercise: str, values: tuple) -> str:
 
 def _cases() -> dict:
     x7, y7 = ff.lecture_data(n=7, seed=1)  # 7 points: batches of 3, 3 and 1
-    x20, y20 = ff.lecture_data(n=20)
     zero_x, zero_y = np.array([0.0, 1.0, 2.0, -1.0]), np.array([1.0, 2.0, 5.0, 0.0])
     adam = dict(w=np.array([0.5, -1.0, 2.0]), lr=0.1, betas=(0.9, 0.999), eps=1e-8)
     return {
@@ -157,7 +158,7 @@ def _cases() -> dict:
                  dict(w=np.array([1.0, 2.0]), x=zero_x, y=zero_y)),
         ),
         "gd_step": (
-            Case("the first step, i = 0", dict(w=np.zeros(2), x=x20, y=y20, lr=6.0, i=0)),
+            Case("the first step, i = 0", dict(w=np.zeros(2), x=x7, y=y7, lr=6.0, i=0)),
             Case("step i = 4, residuals exactly 0",
                  dict(w=np.array([1.0, 2.0]), x=zero_x, y=zero_y, lr=0.5, i=4)),
         ),
@@ -193,7 +194,9 @@ def _describe(exercise: str, inputs: dict) -> str:
 
 
 def _text(value) -> str:
-    return np.array2string(value, precision=6) if isinstance(value, np.ndarray) else repr(value)
+    if isinstance(value, np.ndarray):
+        return np.array2string(value, precision=6, max_line_width=10**4)  # one line
+    return repr(value)
 
 
 # --------------------------------------------------------------------------- numpy: right and wrong
@@ -339,7 +342,7 @@ _TOOLKIT = {"l1_grad": _ff_l1_grad, "gd_step": _ff_gd_step, "sgd_epoch": _ff_sgd
             "adam_step": _ff_adam_step}
 #: What the expected values come from, for the verdict.
 SOURCES = {"l1_grad": "torch.autograd; jax.grad of functional_fit.losses.l1",
-           "gd_step": "torch.optim.SGD; functional_fit.losses.l1",
+           "gd_step": "torch.optim.SGD; jax.grad of functional_fit.losses.l1",
            "sgd_epoch": "torch.optim.SGD over a DataLoader; "
                         "functional_fit.fit.stochastic_gradient_descent",
            "adam_step": "torch.optim.Adam; optax.adam"}
@@ -431,6 +434,12 @@ def _output_problem(out, exercise: str, framework: str, want: tuple, dtype: str)
     return None
 
 
+def in_place_hint(name: str) -> str:
+    """The hint for a function that changed its torch argument `name` in place."""
+    return (f"leave the caller's tensors alone: make new ones ({name} = ..., not "
+            f"{name}.mul_(...) or {name} -= ...), or work on a copy, {name}.detach().clone()")
+
+
 def _changed(args: dict, before: dict) -> list:
     """The torch arguments whose values or requires_grad the function changed in place."""
     return [k for k, v in before.items()
@@ -459,7 +468,7 @@ def _case_verdict(exercise: str, fn: Callable, framework: str, index: int, dtype
     changed = _changed(args, before)
     if changed:
         return fail(f"changed its input {', '.join(changed)} in place",
-                    hint="leave the caller's tensors alone: work on w.detach().clone()")
+                    hint=in_place_hint(changed[0]))
     parts = tuple(out) if len(OUTPUTS[exercise]) > 1 else (out,)
     received = tuple(np.asarray(p.detach() if framework == "torch" else p) for p in parts)
     gap = _distance(received, want)
@@ -703,7 +712,6 @@ class Wrong(NamedTuple):
 
 
 _GRAPH = "return w.detach(), or compute the update under torch.no_grad()"
-_IN_PLACE = "leave the caller's tensors alone: work on w.detach().clone()"
 #: Typical wrong answers: (exercise, framework) -> `Wrong`s; the first is the notebook's.
 WRONG = {
     ("l1_grad", "torch"): (Wrong(_l1_grad_sum_torch, HINTS["sum"]),
@@ -711,14 +719,14 @@ WRONG = {
     ("l1_grad", "jax"): (Wrong(_l1_grad_abs_jax, HINTS["abs_at_zero"]),
                          Wrong(_l1_grad_sum_jax, HINTS["sum"])),
     ("gd_step", "torch"): (Wrong(_gd_step_graph_torch, _GRAPH),
-                           Wrong(_gd_step_in_place_torch, _IN_PLACE)),
+                           Wrong(_gd_step_in_place_torch, in_place_hint("w"))),
     ("gd_step", "jax"): (Wrong(_gd_step_no_decay_jax, HINTS["no_decay"]),
                          Wrong(_gd_step_uphill_jax, HINTS["uphill"])),
     ("sgd_epoch", "torch"): (Wrong(_sgd_epoch_no_order_torch, HINTS["order"]),
                              Wrong(_sgd_epoch_accumulate_torch, HINTS["accumulate"])),
     ("sgd_epoch", "jax"): (Wrong(_sgd_epoch_batch_size_jax, HINTS["batch_size"]),
                            Wrong(_sgd_epoch_drop_last_jax, HINTS["drop_last"])),
-    ("adam_step", "torch"): (Wrong(_adam_in_place_torch, _IN_PLACE),
+    ("adam_step", "torch"): (Wrong(_adam_in_place_torch, in_place_hint("m")),
                              Wrong(_adam_not_squared_torch, HINTS["not_squared"])),
     ("adam_step", "jax"): (Wrong(_adam_no_bias_correction, HINTS["no_bias_correction"]),
                            Wrong(_adam_eps_inside, HINTS["eps_inside"])),
