@@ -362,13 +362,15 @@ def expected(exercise: str, case: int, dtype: str) -> tuple:
       one numpy array per output (`OUTPUTS`), in `dtype`.
 
     Raises:
-      AssertionError: torch and the toolkit disagree beyond `TOLERANCE` (a bug of the checker).
+      RuntimeError: torch and the toolkit disagree beyond `TOLERANCE` (a bug of the checker).
     """
     inputs = _in_dtype(CASES[exercise][case].inputs, dtype)
     want = tuple(t.numpy() for t in _TORCH[exercise](_as_framework(inputs, "torch")))
     toolkit = tuple(np.asarray(a) for a in _TOOLKIT[exercise](_as_framework(inputs, "jax")))
     gap = _distance(toolkit, want)
-    assert gap <= TOLERANCE[dtype], f"{exercise}: torch and the toolkit differ by {gap:.2g}"
+    if not gap <= TOLERANCE[dtype]:
+        raise RuntimeError(f"{exercise}: torch and the toolkit differ by {gap:.2g} on case "
+                           f"{case} in {dtype}")
     return want
 
 
@@ -390,8 +392,19 @@ def _distance(received: tuple, want: tuple) -> float:
 
 
 def diagnose(exercise: str, inputs: dict, received: tuple, want: tuple, dtype: str) -> str:
-    """The hint for a wrong value: the first known mistake (`MISTAKES`) whose value on
-    `inputs` (computed in numpy) is `received`, else a hint saying which output differs."""
+    """The hint for a wrong value: the first known mistake whose value is `received`.
+
+    Args:
+      exercise: one of `EXERCISES`.
+      inputs: the case's arguments in `dtype` (numpy arrays and Python numbers).
+      received, want: the student's and torch's outputs, one numpy array per `OUTPUTS` name.
+      dtype: the case's dtype, for the tolerance.
+
+    Returns:
+      ``HINTS[mistake]`` for the first of ``MISTAKES[exercise]`` whose value on `inputs`
+      (computed in numpy, float64) is `received` and not `want`; else a hint naming the outputs
+      that differ.
+    """
     tol = TOLERANCE[dtype]
     for mistake in MISTAKES[exercise]:
         value = _NUMPY[exercise](inputs, mistake)
@@ -735,8 +748,16 @@ ANSWERS = ("yours", "reference", "wrong")
 
 
 def pick(answers: str, exercise: str, framework: str, yours: Callable) -> Callable:
-    """The function a notebook checks: `yours` (``answers="yours"``), the right answer
-    (``"reference"``, `REFERENCE`) or the first typical wrong one (``"wrong"``, `WRONG`)."""
+    """The function a notebook checks, chosen by its ``answers`` parameter.
+
+    Args:
+      answers: ``"yours"``, ``"reference"`` or ``"wrong"`` (`ANSWERS`).
+      exercise, framework: which function.
+      yours: the student's function.
+
+    Returns:
+      `yours`; the right answer (`REFERENCE`); or the first typical wrong one (`WRONG`).
+    """
     if answers not in ANSWERS:
         raise InputError(f"answers must be one of {', '.join(ANSWERS)}; got {answers!r}")
     if answers == "yours":
@@ -748,6 +769,11 @@ def pick(answers: str, exercise: str, framework: str, yours: Callable) -> Callab
 def gd_paths(gd_step: Callable, framework: str, *, steps: int = 50, lr: float = 6.0) -> dict:
     """The lecture's gradient descent (cell 48, float64, from zeros) taken with a student's
     `gd_step`, beside torch's (`parity.fit.gradient_descent`), for a figure.
+
+    Args:
+      gd_step: ``gd_step(w, x, y, lr, i) -> w`` in `framework`'s arrays.
+      framework: ``"torch"`` or ``"jax"``.
+      steps, lr: the fit's length and base learning rate (the lecture's 50 and 6).
 
     Returns:
       label -> (steps+1, 2) path: ``"torch"`` always; ``"yours"`` when `gd_step` runs every

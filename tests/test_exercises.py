@@ -109,7 +109,10 @@ def test_a_value_that_is_not_a_function_is_refused_in_one_line():
     (lambda w, x, y: jnp.zeros((2, 1), w.dtype), "has shape (2, 1), expected (2,)"),
     (lambda w, x, y: jnp.zeros(2, jnp.float32), "has dtype float32 for float64 inputs"),
     (lambda w, x, y: np.zeros(2), "is a ndarray, not a jax.Array"),
-], ids=["shape", "dtype", "numpy"])
+    (lambda w, x, y: REFERENCE["l1_grad", "jax"](w, x, y).astype(jnp.float64),
+     "has dtype float64 for float32 inputs"),  # right in float64, then the float32 cases
+    (lambda w, x, y: (w * 0, w * 0), "g is a tuple, not a jax.Array"),
+], ids=["shape", "dtype", "numpy", "float64-only", "tuple"])
 def test_a_wrong_kind_of_value_is_named(returns, words):
     result = check("l1_grad", returns, framework="jax", show=False)
     assert not result and words in result.message, str(result)
