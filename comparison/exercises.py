@@ -199,7 +199,7 @@ def _text(value) -> str:
     return repr(value)
 
 
-# --------------------------------------------------------------------------- numpy: right and wrong
+# ------------------------------------------------------------------ numpy: right and wrong
 
 def _np_l1_grad(inp: dict, mistake: str = "") -> np.ndarray:
     w, x, y = (np.asarray(inp[k], np.float64) for k in ("w", "x", "y"))
@@ -411,7 +411,8 @@ def diagnose(exercise: str, inputs: dict, received: tuple, want: tuple, dtype: s
         value = value if isinstance(value, tuple) else (value,)
         if _distance(value, want) > tol and _distance(received, value) <= 10 * tol:
             return HINTS[mistake]
-    wrong = [n for n, r, e in zip(OUTPUTS[exercise], received, want) if _distance((r,), (e,)) > tol]
+    wrong = [n for n, r, e in zip(OUTPUTS[exercise], received, want)
+             if _distance((r,), (e,)) > tol]
     verb = "differs" if len(wrong) == 1 else "differ"
     return (f"{' and '.join(wrong)} {verb} from torch's; not a mistake this checker knows: "
             "compare your formula with the lecture's, one term at a time")
@@ -433,7 +434,7 @@ def _output_problem(out, exercise: str, framework: str, want: tuple, dtype: str)
             return (f"{name} is a {type(part).__name__}, not a {kind_name}",
                     f"return a {kind_name}, the kind of the inputs")
         if framework == "torch" and part.requires_grad:
-            return (f"{name} is a tensor that requires grad (it is still part of autograd's graph)",
+            return (f"{name} is a tensor that requires grad (still part of autograd's graph)",
                     "return w.detach(), or compute the update under torch.no_grad()")
         if tuple(part.shape) != e.shape:
             return (f"{name} has shape {tuple(part.shape)}, expected {e.shape}",
@@ -544,7 +545,7 @@ def _run(exercise: str, fn: Callable, framework: str) -> Result:
                   f"{SOURCES[exercise]}{skipped}")
 
 
-# --------------------------------------------------------------------------- right and wrong answers
+# ---------------------------------------------------------------- right and wrong answers
 
 def _linear_l1_torch(w, x, y):
     return parity.losses.l1(parity.models.linear(w, x), y)

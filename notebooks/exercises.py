@@ -86,7 +86,8 @@ results["l1_grad", "jax"] = check("l1_grad", l1_grad_jax, framework="jax")
 # %% [markdown]
 # ## 2. One step of gradient descent
 #
-# The lecture's step i (from 0) is w − lr / (i + 1) · ∇L(w), L the L1 loss of the linear model.
+# The lecture's step i (from 0) is w − lr / (i + 1) · ∇L(w), with L the L1 loss of the linear
+# model.
 # Write `gd_step(w, x, y, lr, i) -> w_new`.
 #
 # torch: the update is not part of the graph (`torch.no_grad()`), and what you return should not
