@@ -26,7 +26,9 @@ The third of the project's four layers: it sits on both sides, and nothing below
 - `testing`  ``parity.testing.assert_same_training``: `compare` as an assertion whose message
   is the report, for a project's own tests;
 - `pytest_plugin` pytest's ``--parity-report DIR`` (the ``pytest11`` entry point): each failing
-  comparison's table and plot, written to DIR.
+  comparison's table and plot, written to DIR;
+- `exercises` the exercises' checker (`notebooks/exercises.py`): a student's function against
+  torch and the toolkit, with the failing input, both values and a hint.
 
 The command line (`functional_fit_cli`) is a thin layer over these and the two libraries.
 """
