@@ -457,6 +457,7 @@ p.ex-status { margin: .3rem 0; font-size: .9rem; }
 section.explorer.live p.ex-static { display: none; }
 @media (max-width: 900px) {
   main { padding: 1rem; }
+  .codeview { margin: 0 -1rem; }
   .sidebyside, .overview { grid-template-columns: minmax(0, 1fr); }
   .figures { grid-template-columns: minmax(0, 1fr); }
 }
