@@ -1,8 +1,8 @@
 """``functional-fit``: `main`, the console script, a thin layer of parsing and printing.
 
 Each sub-command lives in its own module of this package (``lecture.py``, ``surface.py``,
-``sweep.py``, ``parity.py``, ``compare.py``) and provides ``add_parser(subparsers)`` and
-``run(args) -> int``.
+``sweep.py``, ``parity.py``, ``compare.py``, ``handout.py``) and provides
+``add_parser(subparsers)`` and ``run(args) -> int``.
 
 How it fails (README, "Failure behaviour"; `tests/test_bad_inputs.py` runs every case):
 

@@ -1,6 +1,7 @@
 """A page loaded in headless Chromium, for the browser tests (the handout, the landscape page).
 
-Debian's chromium driven by playwright (which downloads no browser of its own). Without a
+Debian's chromium driven by playwright (which downloads no browser of its own), found as the
+command line finds it (`comparison.browser.chromium`). Without a
 Chromium the tests skip, except in CI (``CI=true``), where they fail and say how to get one.
 """
 
@@ -11,19 +12,20 @@ import os
 
 import pytest
 
-from comparison.browser import CHROMIUM_FLAGS, HOW_TO_GET_CHROMIUM as _HOW, chromium
+from comparison import browser
+from comparison.browser import CHROMIUM_FLAGS, chromium  # noqa: F401  (the CLI's browser)
 
-HOW_TO_GET_CHROMIUM = _HOW + "; and pip install playwright (the test extras)"
+HOW_TO_GET_CHROMIUM = (f"{browser.HOW_TO_GET_CHROMIUM}; and pip install playwright (the test "
+                       "extras)")
 
 
-def require_chromium() -> str:
-    """The Chromium to run (no playwright needed); skips the test without one, except on CI,
-    where it fails saying how to get one."""
+def skip_without_chromium() -> str:
+    """The Chromium the CLI finds; without one the test skips, except in CI (``CI=true``)."""
     exe = chromium()
     if exe is None:
         if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the browser tests: {_HOW}")
-        pytest.skip(_HOW)
+            pytest.fail(f"CI must run the browser tests: {browser.HOW_TO_GET_CHROMIUM}")
+        pytest.skip(browser.HOW_TO_GET_CHROMIUM)
     return exe
 
 

@@ -60,6 +60,8 @@ GOOD = "x,y\n" + "".join(f"{a!r},{b!r}\n" for a, b in zip(X.tolist(), Y.tolist()
 ENGEL = "x,y\n" + "".join(f"{400 + 230 * i},{0.6 * (400 + 230 * i) + (-1) ** i * 40}\n"
                           for i in range(20))
 TINY = "x,y\n" + "".join(f"{(i + 1) * 1e-300!r},{float(i)!r}\n" for i in range(10))
+#: A page to print (``handout --print``).
+PAGE = "<!doctype html><title>t</title><p>a page</p>"
 #: Settings whose computation takes minutes: a refusal far below that computed nothing.
 LONG = ["--steps", "100000000"]
 #: A subprocess row refused before any work ends within this (start-up is a few seconds).
@@ -693,6 +695,34 @@ ROWS = {
     "interactive page names a folder": Row(files={"d/keep.txt": ""},
         api=lambda t: ff.plot.interactive(t / "d", [0.0, 1.0], [0.0, 1.0], np.zeros((2, 2))),
         argv=None, api_says="path names a folder", cli_says=None, outputs=[]),
+    # issue 24: handout --print, the page as a PDF through headless Chromium
+    "handout without a page": Row(files={}, api=None, argv=["handout"], api_says=None,
+        cli_says="--print FILE is required", outputs=[]),
+    "handout page missing": Row(files={}, api=None,
+        argv=["handout", "--print", "{tmp}/index.html"], api_says=None,
+        cli_says="index.html' does not exist; give the page", outputs=["index.pdf"]),
+    "handout page not HTML": Row(files={"notes.txt": "mine"}, api=None,
+        argv=["handout", "--print", "{tmp}/notes.txt"], api_says=None,
+        cli_says="is not an HTML file", outputs=["notes.pdf"]),
+    "handout page a folder": Row(files={"res/index.html": PAGE}, api=None,
+        argv=["handout", "--print", "{tmp}/res"], api_says=None,
+        cli_says="is a folder; give its HTML page", outputs=["res.pdf"]),
+    "handout pdf into a missing folder": Row(files={"index.html": PAGE}, api=None,
+        argv=["handout", "--print", "{tmp}/index.html", "--pdf", "{tmp}/nowhere/p.pdf"],
+        api_says=None, cli_says="argument --pdf: ", outputs=["nowhere", "index.pdf"]),
+    "handout pdf is the page": Row(files={"index.html": PAGE}, api=None,
+        argv=["handout", "--print", "{tmp}/index.html", "--pdf", "{tmp}/index.html"],
+        api_says=None, cli_says="would overwrite the input --print", outputs=["index.pdf"]),
+    "handout without Chromium": Row(files={"index.html": PAGE}, api=None,
+        argv=["handout", "--print", "{tmp}/index.html"], api_says=None,
+        cli_says="no Chromium found: install Debian's package (sudo apt-get install chromium)",
+        outputs=["index.pdf"],
+        subprocess=dict(within=QUICK, env={"PATH": os.path.dirname(sys.executable)})),
+    "handout FUNCTIONAL_FIT_CHROMIUM not executable": Row(files={"index.html": PAGE}, api=None,
+        argv=["handout", "--print", "{tmp}/index.html"], api_says=None,
+        cli_says="FUNCTIONAL_FIT_CHROMIUM='/nonexistent/chromium' is not an executable file",
+        outputs=["index.pdf"],
+        subprocess=dict(within=QUICK, env={"FUNCTIONAL_FIT_CHROMIUM": "/nonexistent/chromium"})),
 }
 
 

@@ -270,7 +270,7 @@ def test_browser_shows_the_model_beside_its_jaxpr(browser_page):
 def test_the_command_line_prints_the_page_to_a_pdf(built, tmp_path, capsys):
     """``functional-fit handout --print DIR/index.html``: a PDF of at least a page per step
     (each step breaks to a new page in print), written beside the page by default."""
-    browser.require_chromium()
+    browser.skip_without_chromium()
     page = built[0] / "index.html"
     assert main(["handout", "--print", str(page), "--pdf", str(tmp_path / "h.pdf")]) == 0
     capsys.readouterr()
