@@ -33,11 +33,8 @@ def hand(theta: float = 1.0):
 
 def value_and_grad(theta: float = 1.0):
     """(z(θ), dz/dθ) as Python floats, computed by JAX in its default float dtype."""
-    value, grad = _value_and_grad(jnp.asarray(theta, dtype=jnp.result_type(float)))
+    value, grad = jax.value_and_grad(z)(jnp.asarray(theta, dtype=jnp.result_type(float)))
     return float(value), float(grad)
-
-
-_value_and_grad = jax.jit(jax.value_and_grad(z))  # one compiled program: () -> ((), ())
 
 
 def graph(theta: float = 1.0) -> str:

@@ -5,7 +5,6 @@ Pure JAX functions of the data; the torch twins are in `parity.ols`.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from functional_fit import checks as _checks
@@ -46,12 +45,7 @@ def ols(x, y):
     x, y = _checks.data(x, y)
     check_array_dtype("x", x)
     _checks.least_squares_data(x, y)
-    return _ols(jnp.asarray(x), jnp.asarray(y))
-
-
-@jax.jit
-def _ols(x, y):
-    """`ols` of checked data, one compiled program: (n,), (n,) -> (2,)."""
+    x, y = jnp.asarray(x), jnp.asarray(y)
     return jnp.stack([intercept(x, y), slope(x, y)])
 
 
