@@ -33,6 +33,7 @@ parameters, or the block's, in ``jax.flatten_util.ravel_pytree`` order).
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -99,13 +100,51 @@ def _check_functions(model, loss) -> None:
             raise InputError(f"{name} must be a function, got {type(fn).__name__}")
 
 
+def _batch_hvp(w, v, state, xb, yb, *, model, loss, unravel, lo,
+               hi):  # 10 arguments: the traced inputs, then the static ones jit keys on
+    """H v of one batch's mean loss: w (p,) the flat parameters, v (hi - lo,) a vector on
+    their block [lo, hi); returns (hi - lo,)."""
+
+    def f(w):
+        p = unravel(w)
+        if state is None:
+            return loss(model(p, xb), yb)
+        out = model(p, state, xb)
+        if not isinstance(out, tuple) or len(out) != 2:
+            raise InputError("model: with state, the model must return (y_hat, new_state)")
+        return loss(out[0], yb)
+
+    full = jnp.zeros_like(w).at[lo:hi].set(v)
+    return jax.jvp(jax.grad(f), (w,), (full,))[1][lo:hi]
+
+
+#: `_batch_hvp` compiled once per model, loss, parameter layout, block and batch shape: the
+#: operators of `eigenvalues`, `trace`, `density` and `surface.hessian_plane` on the same model
+#: and loss share it within a process.
+_batch_hvp_jit = jax.jit(_batch_hvp, static_argnames=("model", "loss", "unravel", "lo", "hi"))
+
+
+def _product(model, loss, unravel, lo, hi):
+    """``hvp(w, v, state, xb, yb)``: `_batch_hvp` compiled, shared where `model` and `loss`
+    are hashable (functions are), else compiled for this operator alone (an equinox module
+    holding arrays)."""
+    statics = dict(model=model, loss=loss, unravel=unravel, lo=lo, hi=hi)
+    try:
+        hash(tuple(statics.values()))
+    except TypeError:
+        return jax.jit(functools.partial(_batch_hvp, **statics))
+    return functools.partial(_batch_hvp_jit, **statics)
+
+
 def operator(model, loss, x, y, params, *, state=None, leaf: str | None = None) -> _Operator:
     """The Hessian of the loss over the data as a product ``matvec(v) -> H v``, on the flat
     parameters (`jax.flatten_util.ravel_pytree` order), or on the block of one `leaf` (a
     leaf's or a group's name, as `eigenvalues`' `layers` takes them).
 
-    The product is compiled once per batch shape; floating batches are cast to the parameters'
-    dtype, and the batches' products summed in float64, each weighted by its size.
+    The product is compiled once per batch shape, and found again by the next operator on the
+    same model, loss and parameter layout (functions, not modules holding arrays); floating
+    batches are cast to the parameters' dtype, and the batches' products summed in float64,
+    each weighted by its size.
     """
     from jax.flatten_util import ravel_pytree
 
@@ -115,19 +154,7 @@ def operator(model, loss, x, y, params, *, state=None, leaf: str | None = None) 
     lo, hi = _block(params, leaf)
     data = _batches(x, y)
 
-    def f(w, state, xb, yb):  # the mean loss on a batch, of the flat parameters
-        p = unravel(w)
-        if state is None:
-            return loss(model(p, xb), yb)
-        out = model(p, state, xb)
-        if not isinstance(out, tuple) or len(out) != 2:
-            raise InputError("model: with state, the model must return (y_hat, new_state)")
-        return loss(out[0], yb)
-
-    @jax.jit
-    def hvp(w, v, state, xb, yb):
-        full = jnp.zeros_like(w).at[lo:hi].set(v)
-        return jax.jvp(lambda w: jax.grad(f)(w, state, xb, yb), (w,), (full,))[1][lo:hi]
+    hvp = _product(model, loss, unravel, lo, hi)
 
     def cast(arr):
         return jnp.asarray(arr, w0.dtype if np.issubdtype(arr.dtype, np.floating) else None)

@@ -150,6 +150,35 @@ def test_hutchinson_is_the_mean_of_v_h_v_over_its_rademacher_vectors(mlp):
                                rtol=1e-10)
 
 
+def test_one_compiled_product_serves_every_function_on_the_same_model(mlp):
+    """eigenvalues, trace and density on one model and loss trace its product once; a model
+    that cannot be hashed (a callable holding arrays) is compiled per operator, same values."""
+    p, x, y = mlp
+    traced = []
+
+    def counted(params, x):  # a fresh function: nothing of it compiled before this test
+        traced.append(1)
+        return models.mlp(params, x)
+
+    first = hessian.eigenvalues(counted, losses.mse, x, y, p, k=2)
+    hessian.trace(counted, losses.mse, x, y, p, samples=3)
+    hessian.density(counted, losses.mse, x, y, p, iterations=5)
+    assert len(traced) == 1
+
+    class Unhashable:  # as an equinox module holding arrays
+        __hash__ = None
+
+        def __call__(self, params, x):
+            traced.append(1)
+            return models.mlp(params, x)
+
+    model = Unhashable()
+    again = hessian.eigenvalues(model, losses.mse, x, y, p, k=2)
+    hessian.trace(model, losses.mse, x, y, p, samples=3)
+    assert len(traced) == 3  # once per operator
+    np.testing.assert_allclose(again.values, first.values, rtol=1e-12)
+
+
 def test_a_distributed_stream_adds_the_processes_sums(mlp, monkeypatch):
     """Each process's products and point count are added: two processes holding the same
     data (process_sum doubling every sum) give the one-process Hessian."""
