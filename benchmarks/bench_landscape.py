@@ -18,8 +18,8 @@ run; a grid point is one forward pass over all 10^4 images of 3 x 32 x 32 (rando
 The grid is small (2 x 2 by default) and the times are per grid point. Each row's values are
 checked against another's point by point (loss-landscapes' points, which it places itself,
 against the torch loop at those points). A second table times one convolution of the network
-in torch (oneDNN) and in XLA, alone and inside a one-trip ``jax.lax.map``; a third, where
-`functional_fit.hessian` exists, the Hessian's top eigenvalue against PyHessian's.
+in torch (oneDNN) and in XLA, alone and inside a one-trip ``jax.lax.map``. The Hessian's top
+eigenvalue of the same network is `bench_hessian.py`'s.
 
     .venv/bin/python benchmarks/bench_landscape.py [--repeats R] [--no-write] [--quick]
 """
@@ -48,8 +48,8 @@ from functional_fit import surface  # noqa: E402
 from functional_fit.streams import Stream  # noqa: E402
 from functional_fit.tolerances import rel_err  # noqa: E402
 
-FULL = dict(n=10_000, batch=1000, side=2, ff_n=2000, hessian_n=100)
-QUICK = dict(n=400, batch=100, side=2, ff_n=200, hessian_n=50)
+FULL = dict(n=10_000, batch=1000, side=2, ff_n=2000)
+QUICK = dict(n=400, batch=100, side=2, ff_n=200)
 
 
 def cross_entropy(logits, labels):
@@ -200,37 +200,9 @@ def conv_rows(batch: int, repeats: int) -> list[str]:
     return rows
 
 
-def hessian_rows(module, model, trainable, x, y, batch) -> list[str]:
-    """Table rows: the Hessian's top eigenvalue, PyHessian against `functional_fit.hessian`;
-    [] when functional_fit has no hessian module."""
-    try:
-        from functional_fit import hessian as ff_hessian
-    except ImportError:
-        return []
-    from pyhessian import hessian as PyHessian
-
-    data = batches(x, y, batch)
-    torch.manual_seed(0)
-    t = time.perf_counter()
-    theirs_top = PyHessian(module, torch.nn.CrossEntropyLoss(), dataloader=data,
-                           cuda=False).eigenvalues(top_n=1)[0][0]
-    t_theirs = time.perf_counter() - t
-    module.eval()  # PyHessian's own mode is eval too; kept so for the rest
-    stream = Stream(x, y.astype(np.int32), batch_size=batch)
-    t = time.perf_counter()
-    eig = ff_hessian.eigenvalues(model, cross_entropy, stream, None, trainable, k=1)
-    t_ours = time.perf_counter() - t
-    ours_top = float(np.asarray(eig.values)[0])
-    return [f"| PyHessian `eigenvalues(top_n=1)` (power iteration, tol 1e-3) | {t_theirs:.1f} s "
-            f"| {theirs_top:.6g} |",
-            f"| functional_fit.hessian.eigenvalues(k=1) (Lanczos, {eig.iterations} products) "
-            f"| {t_ours:.1f} s | {ours_top:.6g} (relative difference "
-            f"{abs(ours_top - theirs_top) / abs(ours_top):.1e}) |"]
-
-
 def surface_rows(cfg, repeats):
-    """(table rows, per-point times, the problem) of the surface timings, each method's values
-    checked against the plain torch loop's."""
+    """(table rows, per-point times) of the surface timings, each method's values checked
+    against the plain torch loop's."""
     module, x, y, model, trainable, plane, twin = problem(cfg["n"], cfg["batch"])
     data = batches(x, y, cfg["batch"])
     side, batch, n, sub = cfg["side"], cfg["batch"], cfg["n"], cfg["ff_n"]
@@ -266,7 +238,7 @@ def surface_rows(cfg, repeats):
     rows = [f"| {LABELS[k]} | {t[k]:.2f} s | {t[k] / t['ff']:.2f}x | "
             f"{'-' if k == 'torch loop' else f'{agree[k]:.1e}'} |"
             for k in ("ff", "ffb", "ll", "vmap", "torch loop", "jit")]
-    return rows, t, (module, model, trainable, x, y)
+    return rows, t
 
 
 LABELS = {
@@ -313,18 +285,16 @@ def main():
     cfg = QUICK if args.quick else FULL
     torch.set_num_threads(2)
     load_before = os.getloadavg()[0]
-    rows, t, (module, model, trainable, x, y) = surface_rows(cfg, args.repeats)
+    rows, t = surface_rows(cfg, args.repeats)
     convs = conv_rows(cfg["batch"], max(3, args.repeats))
-    n_h = cfg["hessian_n"]
-    hess = hessian_rows(module, model, trainable, x[:n_h], y[:n_h], min(cfg["batch"], n_h))
     load_after = os.getloadavg()[0]
-    text = report(cfg, rows, t, convs, hess, (load_before, load_after))
+    text = report(cfg, rows, t, convs, (load_before, load_after))
     print(text)
     if not args.no_write and not args.quick:
         write_section("landscape", text)
 
 
-def report(cfg, rows, t, convs, hess, loads) -> str:
+def report(cfg, rows, t, convs, loads) -> str:
     """The section's markdown."""
     n, side, batch = cfg["n"], cfg["side"], cfg["batch"]
     def verdict(key, how):
@@ -335,14 +305,8 @@ def report(cfg, rows, t, convs, hess, loads) -> str:
 
     verdict = ("The goal, faster than both loss-landscapes and torch.func.vmap on the CPU: "
                + verdict("ff", "with the default settings") + ".")
-    hess_text = (["", f"Top Hessian eigenvalue of the same network (float32, eval mode) on the "
-                  f"first {cfg['hessian_n']} images, one run each (functional_fit's time "
-                  "includes compiling its Hessian-vector product; PyHessian's power iteration "
-                  "stops when the estimate changes by less than 1e-3, relative, and so from "
-                  "below: Lanczos's residual tolerance is the tighter):", "",
-                  "| method | time | top eigenvalue |", "|---|---|---|", *hess] if hess else
-                 ["", "The Hessian rows are left out: `functional_fit.hessian` is not on this "
-                  "branch."])
+    hess_text = ["", "The Hessian's top eigenvalue of the same network, against PyHessian: "
+                 "`benchmarks/bench_hessian.py`, the next section."]
     return "\n".join([
         "## Loss landscapes of real networks (`benchmarks/bench_landscape.py`)", "",
         f"{time.strftime('%Y-%m-%d')}. Machine: {machine()}. Load average {loads[0]:.1f} at the "
